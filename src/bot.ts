@@ -1,0 +1,117 @@
+import { mkdirSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import type { Config } from "./config.ts";
+import { databasePath, openDb, pingDb } from "./db/client.ts";
+import { createApp } from "./http/app.ts";
+import { githubRoute } from "./http/github-route.ts";
+import { startEmbeddedCaddy } from "./infra/embedded-caddy.ts";
+import { startEmbeddedRedis } from "./infra/embedded-redis.ts";
+import { connectRedis, pingRedis, type RedisTarget } from "./infra/redis.ts";
+import { ExecaRunner } from "./infra/runner.ts";
+import { Lifecycle } from "./lifecycle.ts";
+import type { Logger } from "./log.ts";
+import { BullJobQueue } from "./pipeline/queues.ts";
+import { WorkerPool } from "./pipeline/worker-pool.ts";
+
+export interface RunningBot {
+  url: string;
+  caddyAdmin: string;
+  lifecycle: Lifecycle;
+  log: Logger;
+}
+
+/**
+ * Composition root: config → logger → db → redis/caddy (embedded or remote) → queues/workers → HTTP (+ Slack).
+ * Every started piece registers its own stop step right away, so a failure half-way still cleans up.
+ */
+export async function startBot(config: Config, log: Logger): Promise<RunningBot> {
+  const lifecycle = new Lifecycle(log);
+  try {
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    const runner = new ExecaRunner(log.child({ component: "runner" }));
+
+    const db = openDb(databasePath(config.dataDir));
+    lifecycle.onStop("database", () => {
+      db.$client.close();
+    });
+    log.info({ dataDir: config.dataDir }, "platform database ready");
+
+    let redisTarget: RedisTarget;
+    if (config.redisUrl) {
+      redisTarget = { url: config.redisUrl };
+    } else {
+      const embedded = await startEmbeddedRedis({
+        runner,
+        dataDir: config.dataDir,
+        log: log.child({ component: "redis" }),
+      });
+      lifecycle.onStop("embedded redis", () => embedded.stop());
+      redisTarget = { socketPath: embedded.socketPath };
+      log.info("embedded redis-server started");
+    }
+    const redis = connectRedis(redisTarget);
+    lifecycle.onStop("redis connection", async () => {
+      await redis.quit().catch(() => redis.disconnect());
+    });
+
+    let caddyAdmin: string;
+    if (config.caddyAdmin) {
+      caddyAdmin = config.caddyAdmin;
+    } else {
+      const caddy = await startEmbeddedCaddy({
+        runner,
+        dataDir: config.dataDir,
+        log: log.child({ component: "caddy" }),
+      });
+      lifecycle.onStop("embedded caddy", () => caddy.stop());
+      caddyAdmin = caddy.adminSocket;
+      log.info("embedded caddy started");
+    }
+
+    const queue = new BullJobQueue(redis);
+    lifecycle.onStop("queues", () => queue.close());
+    const workers = new WorkerPool(redis, log.child({ component: "workers" }));
+    lifecycle.onStop("workers", () => workers.close(config.shutdownGraceMs));
+
+    const app = createApp({
+      logger: log,
+      readiness: [
+        { name: "database", check: () => pingDb(db) },
+        { name: "redis", check: () => pingRedis(redis) },
+      ],
+      githubRoutes: config.github
+        ? githubRoute({ webhookSecret: config.github.webhookSecret, maxBodyBytes: config.maxBodyBytes, db, queue })
+        : undefined,
+    });
+
+    const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
+      const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
+      s.once("error", reject);
+    });
+    // Registered last, so it runs first: stop accepting requests before anything they need goes away.
+    lifecycle.onStop("http server", () => closeServer(server));
+    const address = server.address() as AddressInfo;
+    const url = `http://${address.address.includes(":") ? `[${address.address}]` : address.address}:${address.port}`;
+    log.info(
+      {
+        url,
+        slack: config.slack ? (config.slack.appToken ? "socket-mode" : "http") : "off",
+        github: Boolean(config.github),
+      },
+      "tussilago bot listening",
+    );
+    return { url, caddyAdmin, lifecycle, log };
+  } catch (err) {
+    await lifecycle.stop();
+    throw err;
+  }
+}
+
+function closeServer(server: ReturnType<typeof serve>): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    // Keep-alive connections would hold close() open; idle ones can go now, busy ones finish their request.
+    if ("closeIdleConnections" in server) server.closeIdleConnections();
+  });
+}

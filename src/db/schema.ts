@@ -1,0 +1,254 @@
+import { sql } from "drizzle-orm";
+import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+/**
+ * Platform database. Every table has an internal integer key (`id`, never leaves the process) and a public
+ * UUIDv4 (`uuid`) used in job data, logs, Slack and HTTP. Timestamps are epoch milliseconds.
+ * Indexes are declared for every lookup the code makes; list queries order by `created_at, id`.
+ */
+
+const now = sql`(cast(unixepoch('subsec') * 1000 as integer))`;
+
+// A function, not a shared object: drizzle column builders remember the first table they were attached to.
+const base = () => ({
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  uuid: text("uuid").notNull().unique(),
+  createdAt: integer("created_at", { mode: "timestamp_ms" }).notNull().default(now),
+});
+
+export const tenants = sqliteTable("tenants", {
+  ...base(),
+  slug: text("slug").notNull().unique(),
+  name: text("name").notNull(),
+});
+
+export const users = sqliteTable(
+  "users",
+  {
+    ...base(),
+    slackTeamId: text("slack_team_id"),
+    slackUserId: text("slack_user_id"),
+    displayName: text("display_name").notNull(),
+  },
+  (t) => [uniqueIndex("users_slack_identity_uq").on(t.slackTeamId, t.slackUserId)],
+);
+
+export const ROLES = ["viewer", "deployer", "approver", "admin"] as const;
+export type Role = (typeof ROLES)[number];
+
+/** A user's role within one tenant. */
+export const memberships = sqliteTable(
+  "memberships",
+  {
+    ...base(),
+    tenantId: integer("tenant_id")
+      .notNull()
+      .references(() => tenants.id, { onDelete: "cascade" }),
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    role: text("role", { enum: ROLES }).notNull(),
+  },
+  (t) => [
+    uniqueIndex("memberships_tenant_user_uq").on(t.tenantId, t.userId),
+    index("memberships_user_idx").on(t.userId),
+  ],
+);
+
+export const apps = sqliteTable(
+  "apps",
+  {
+    ...base(),
+    tenantId: integer("tenant_id")
+      .notNull()
+      .references(() => tenants.id, { onDelete: "restrict" }),
+    slug: text("slug").notNull(),
+    gitUrl: text("git_url").notNull(),
+    /** `owner/name` on GitHub, for push mapping; null when the app is not linked to GitHub. */
+    githubRepo: text("github_repo"),
+    branch: text("branch").notNull().default("main"),
+    domain: text("domain").notNull(),
+    environment: text("environment", { enum: ["production", "staging", "development"] })
+      .notNull()
+      .default("production"),
+    memoryMb: integer("memory_mb").notNull().default(256),
+    cpus: text("cpus").notNull().default("0.5"),
+    pidsLimit: integer("pids_limit").notNull().default(128),
+    healthPath: text("health_path").notNull().default("/"),
+    allowEgress: integer("allow_egress", { mode: "boolean" }).notNull().default(false),
+    slackChannelId: text("slack_channel_id"),
+    destroyedAt: integer("destroyed_at", { mode: "timestamp_ms" }),
+  },
+  (t) => [
+    uniqueIndex("apps_slug_uq").on(t.slug),
+    uniqueIndex("apps_domain_uq").on(t.domain),
+    index("apps_tenant_idx").on(t.tenantId, t.createdAt),
+    index("apps_github_branch_idx").on(t.githubRepo, t.branch),
+    index("apps_slack_channel_idx").on(t.slackChannelId),
+  ],
+);
+
+export const DEPLOYMENT_STATUSES = ["queued", "running", "succeeded", "failed", "superseded", "cancelled"] as const;
+export type DeploymentStatus = (typeof DEPLOYMENT_STATUSES)[number];
+
+export const deployments = sqliteTable(
+  "deployments",
+  {
+    ...base(),
+    appId: integer("app_id")
+      .notNull()
+      .references(() => apps.id, { onDelete: "cascade" }),
+    trigger: text("trigger", { enum: ["push", "command", "cli", "rollback", "reconcile"] }).notNull(),
+    ref: text("ref").notNull(),
+    commitSha: text("commit_sha"),
+    commitMessage: text("commit_message"),
+    author: text("author"),
+    requestedBy: integer("requested_by").references(() => users.id, { onDelete: "set null" }),
+    status: text("status", { enum: DEPLOYMENT_STATUSES }).notNull().default("queued"),
+    /** Stage name → { startedAt, finishedAt, status } as JSON; written by the pipeline. */
+    stageTimings: text("stage_timings", { mode: "json" }).$type<Record<string, StageTiming>>().notNull().default({}),
+    failureReason: text("failure_reason"),
+    /** For rollbacks: the release being redeployed. */
+    rollbackOfReleaseId: integer("rollback_of_release_id"),
+    slackChannelId: text("slack_channel_id"),
+    slackThreadTs: text("slack_thread_ts"),
+    startedAt: integer("started_at", { mode: "timestamp_ms" }),
+    finishedAt: integer("finished_at", { mode: "timestamp_ms" }),
+  },
+  (t) => [
+    index("deployments_app_created_idx").on(t.appId, t.createdAt),
+    index("deployments_app_status_idx").on(t.appId, t.status),
+  ],
+);
+
+export interface StageTiming {
+  status: "running" | "succeeded" | "failed" | "skipped";
+  startedAt: number;
+  finishedAt?: number;
+}
+
+export const releases = sqliteTable(
+  "releases",
+  {
+    ...base(),
+    appId: integer("app_id")
+      .notNull()
+      .references(() => apps.id, { onDelete: "cascade" }),
+    deploymentId: integer("deployment_id")
+      .notNull()
+      .references(() => deployments.id, { onDelete: "cascade" }),
+    version: integer("version").notNull(),
+    image: text("image").notNull(),
+    commitSha: text("commit_sha"),
+    startCommand: text("start_command").notNull(),
+    prunedAt: integer("pruned_at", { mode: "timestamp_ms" }),
+  },
+  (t) => [
+    uniqueIndex("releases_app_version_uq").on(t.appId, t.version),
+    uniqueIndex("releases_deployment_uq").on(t.deploymentId),
+  ],
+);
+
+export const APPROVAL_STATUSES = ["pending", "approved", "denied", "expired"] as const;
+
+export const approvals = sqliteTable(
+  "approvals",
+  {
+    ...base(),
+    tenantId: integer("tenant_id")
+      .notNull()
+      .references(() => tenants.id, { onDelete: "cascade" }),
+    appId: integer("app_id").references(() => apps.id, { onDelete: "cascade" }),
+    action: text("action").notNull(),
+    /** JSON of the exact action; `actionHash` (sha256 of its canonical form) binds the approval to it. */
+    actionPayload: text("action_payload", { mode: "json" }).notNull(),
+    actionHash: text("action_hash").notNull(),
+    requestedBy: integer("requested_by")
+      .notNull()
+      .references(() => users.id),
+    decidedBy: integer("decided_by").references(() => users.id),
+    status: text("status", { enum: APPROVAL_STATUSES }).notNull().default("pending"),
+    expiresAt: integer("expires_at", { mode: "timestamp_ms" }).notNull(),
+    decidedAt: integer("decided_at", { mode: "timestamp_ms" }),
+    slackChannelId: text("slack_channel_id"),
+    slackMessageTs: text("slack_message_ts"),
+  },
+  (t) => [
+    index("approvals_tenant_status_idx").on(t.tenantId, t.status, t.createdAt),
+    index("approvals_app_idx").on(t.appId),
+  ],
+);
+
+/** At most one lock per app (unique app_id); unlocking deletes the row, the audit log keeps history. */
+export const locks = sqliteTable(
+  "locks",
+  {
+    ...base(),
+    appId: integer("app_id")
+      .notNull()
+      .references(() => apps.id, { onDelete: "cascade" }),
+    heldBy: integer("held_by")
+      .notNull()
+      .references(() => users.id),
+    reason: text("reason").notNull().default(""),
+  },
+  (t) => [uniqueIndex("locks_app_uq").on(t.appId)],
+);
+
+export const appEnvVars = sqliteTable(
+  "app_env_vars",
+  {
+    ...base(),
+    appId: integer("app_id")
+      .notNull()
+      .references(() => apps.id, { onDelete: "cascade" }),
+    key: text("key").notNull(),
+    /** AES-256-GCM ciphertext (see src/domain/crypto.ts); the plaintext is never stored. */
+    valueEncrypted: text("value_encrypted").notNull(),
+    updatedAt: integer("updated_at", { mode: "timestamp_ms" }).notNull().default(now),
+  },
+  (t) => [uniqueIndex("app_env_vars_app_key_uq").on(t.appId, t.key)],
+);
+
+export const WEBHOOK_DELIVERY_STATUSES = ["received", "enqueued", "ignored", "processed", "failed"] as const;
+
+/** GitHub deliveries, keyed by `X-GitHub-Delivery` (GitHub reuses it on redelivery). */
+export const webhookDeliveries = sqliteTable(
+  "webhook_deliveries",
+  {
+    ...base(),
+    source: text("source", { enum: ["github"] }).notNull(),
+    deliveryId: text("delivery_id").notNull(),
+    event: text("event").notNull(),
+    repository: text("repository"),
+    ref: text("ref"),
+    headCommit: text("head_commit"),
+    payload: text("payload", { mode: "json" }).notNull(),
+    status: text("status", { enum: WEBHOOK_DELIVERY_STATUSES }).notNull().default("received"),
+    jobId: text("job_id"),
+  },
+  (t) => [
+    uniqueIndex("webhook_deliveries_source_delivery_uq").on(t.source, t.deliveryId),
+    index("webhook_deliveries_created_idx").on(t.createdAt),
+  ],
+);
+
+export const auditEvents = sqliteTable(
+  "audit_events",
+  {
+    ...base(),
+    tenantId: integer("tenant_id").references(() => tenants.id, { onDelete: "set null" }),
+    appId: integer("app_id").references(() => apps.id, { onDelete: "set null" }),
+    actorUserId: integer("actor_user_id").references(() => users.id, { onDelete: "set null" }),
+    /** Who or what acted when there is no user: "github", "system", "cli". */
+    actorLabel: text("actor_label").notNull(),
+    action: text("action").notNull(),
+    outcome: text("outcome", { enum: ["allowed", "denied", "succeeded", "failed"] }).notNull(),
+    details: text("details", { mode: "json" }).notNull().default({}),
+    correlationId: text("correlation_id"),
+  },
+  (t) => [
+    index("audit_events_tenant_created_idx").on(t.tenantId, t.createdAt),
+    index("audit_events_app_created_idx").on(t.appId, t.createdAt),
+  ],
+);

@@ -1,0 +1,165 @@
+import { ExecaError, execa } from "execa";
+import type { Logger } from "../log.ts";
+
+/**
+ * The one way this codebase starts a subprocess (CONSTRAINTS §4): argv arrays only, never a shell, always a
+ * timeout and an abort signal, failures as a typed error with the exit code and a bounded stderr tail.
+ * Adapters (podman, git, caddy/redis supervisors) take a `Runner`, so unit tests inject a fake one.
+ */
+
+export const STDERR_TAIL_BYTES = 4_096;
+
+export interface RunOptions {
+  /** Hard limit; the process gets SIGTERM, then SIGKILL 5 s later. */
+  timeoutMs: number;
+  signal?: AbortSignal | undefined;
+  cwd?: string | undefined;
+  /** Extra environment; merged over a minimal base (PATH, HOME, LANG), never over the bot's whole env. */
+  env?: Record<string, string> | undefined;
+  input?: string | undefined;
+  /** Bytes of stdout kept; more is an error (default 16 MiB). */
+  maxOutputBytes?: number | undefined;
+  /** Called with each chunk of combined output, for live build logs. */
+  onOutput?: ((chunk: string) => void) | undefined;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+  durationMs: number;
+}
+
+export type RunFailureKind = "exit" | "timeout" | "aborted" | "spawn";
+
+export class CommandError extends Error {
+  readonly command: string;
+  readonly exitCode: number | undefined;
+  readonly kind: RunFailureKind;
+  /** At most STDERR_TAIL_BYTES of the end of stderr (or stdout when stderr is empty). */
+  readonly stderrTail: string;
+  constructor(command: string, kind: RunFailureKind, exitCode: number | undefined, stderrTail: string) {
+    super(
+      kind === "exit"
+        ? `${command} exited with code ${exitCode}`
+        : kind === "timeout"
+          ? `${command} timed out`
+          : kind === "aborted"
+            ? `${command} was aborted`
+            : `${command} could not be started`,
+    );
+    this.name = "CommandError";
+    this.command = command;
+    this.kind = kind;
+    this.exitCode = exitCode;
+    this.stderrTail = stderrTail;
+  }
+}
+
+export function tail(text: string, bytes = STDERR_TAIL_BYTES): string {
+  if (Buffer.byteLength(text) <= bytes) return text;
+  const buf = Buffer.from(text);
+  return buf
+    .subarray(buf.length - bytes)
+    .toString("utf8")
+    .replace(/^\uFFFD+/, "");
+}
+
+export interface LongRunning {
+  readonly pid: number | undefined;
+  /** Resolves when the process exits (never rejects). */
+  readonly exited: Promise<{ exitCode: number | undefined; signal: string | undefined }>;
+  stop(graceMs?: number): Promise<void>;
+}
+
+export interface Runner {
+  run(file: string, args: readonly string[], options: RunOptions): Promise<RunResult>;
+  /** A supervised long-running process (embedded redis-server, caddy); output goes to the logger. */
+  spawn(file: string, args: readonly string[], options: { cwd?: string; env?: Record<string, string> }): LongRunning;
+}
+
+function baseEnv(): Record<string, string> {
+  const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin", LANG: "C.UTF-8" };
+  if (process.env.HOME) env.HOME = process.env.HOME;
+  return env;
+}
+
+export class ExecaRunner implements Runner {
+  readonly #log: Logger;
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  async run(file: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
+    const started = performance.now();
+    const sub = execa(file, args, {
+      shell: false,
+      reject: false,
+      extendEnv: false,
+      env: { ...baseEnv(), ...(options.env ?? {}) },
+      timeout: options.timeoutMs,
+      forceKillAfterDelay: 5_000,
+      maxBuffer: options.maxOutputBytes ?? 16 * 1024 * 1024,
+      stripFinalNewline: false,
+      ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
+      ...(options.signal !== undefined ? { cancelSignal: options.signal } : {}),
+      ...(options.input !== undefined ? { input: options.input } : { stdin: "ignore" as const }),
+    });
+    if (options.onOutput) {
+      const onOutput = options.onOutput;
+      sub.stdout?.on("data", (d: Buffer) => onOutput(d.toString("utf8")));
+      sub.stderr?.on("data", (d: Buffer) => onOutput(d.toString("utf8")));
+    }
+    const result = await sub;
+    const durationMs = Math.round(performance.now() - started);
+    const stdout = typeof result.stdout === "string" ? result.stdout : "";
+    const stderr = typeof result.stderr === "string" ? result.stderr : "";
+    const failure = result instanceof ExecaError || result.failed;
+    if (!failure) return { stdout, stderr, exitCode: result.exitCode ?? 0, durationMs };
+
+    const kind: RunFailureKind = result.timedOut
+      ? "timeout"
+      : result.isCanceled
+        ? "aborted"
+        : result.exitCode === undefined && result.signal === undefined
+          ? "spawn"
+          : "exit";
+    const err = new CommandError(file, kind, result.exitCode, tail(stderr.trim() !== "" ? stderr : stdout));
+    this.#log.debug({ command: file, kind, exitCode: result.exitCode, durationMs }, "command failed");
+    throw err;
+  }
+
+  spawn(file: string, args: readonly string[], options: { cwd?: string; env?: Record<string, string> }): LongRunning {
+    const log = this.#log.child({ process: file });
+    const sub = execa(file, args, {
+      shell: false,
+      reject: false,
+      extendEnv: false,
+      env: { ...baseEnv(), ...(options.env ?? {}) },
+      stdin: "ignore",
+      buffer: false,
+      ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
+    });
+    const forward = (stream: "stdout" | "stderr") => (d: Buffer) => {
+      for (const line of d.toString("utf8").split("\n")) if (line.trim() !== "") log.debug({ stream }, line);
+    };
+    sub.stdout?.on("data", forward("stdout"));
+    sub.stderr?.on("data", forward("stderr"));
+    let done = false;
+    const exited = sub.then((r) => {
+      done = true;
+      return { exitCode: r.exitCode, signal: r.signal };
+    });
+    return {
+      pid: sub.pid,
+      exited,
+      async stop(graceMs = 5_000) {
+        if (done) return;
+        sub.kill("SIGTERM");
+        const timer = setTimeout(() => sub.kill("SIGKILL"), graceMs);
+        await exited;
+        clearTimeout(timer);
+      },
+    };
+  }
+}

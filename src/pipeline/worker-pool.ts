@@ -1,0 +1,79 @@
+import { type Job, type Processor, Worker, type WorkerOptions } from "bullmq";
+import type { Redis } from "ioredis";
+import type { Logger } from "../log.ts";
+import { bullBackoffStrategy } from "./backoff.ts";
+
+/**
+ * The bot's BullMQ workers, with a shutdown that first lets in-flight jobs finish (bounded), then hands the ones
+ * still running back to the queue instead of waiting out their lock (30 s by default) for the stalled-job check.
+ */
+export class WorkerPool {
+  readonly #workers: Worker[] = [];
+  readonly #active = new Map<string, { job: Job; token: string | undefined; worker: Worker }>();
+  readonly #connection: Redis;
+  readonly #prefix: string;
+  readonly #log: Logger;
+
+  constructor(connection: Redis, log: Logger, prefix = "tussilago") {
+    this.#connection = connection;
+    this.#log = log;
+    this.#prefix = prefix;
+  }
+
+  add<T, R>(queue: string, processor: Processor<T, R>, options: Partial<WorkerOptions> = {}): Worker<T, R> {
+    let worker: Worker<T, R> | undefined;
+    const tracked: Processor<T, R> = async (job, token, signal) => {
+      const key = `${job.queueName}/${job.id}`;
+      this.#active.set(key, { job, token, worker: worker as unknown as Worker });
+      try {
+        return await processor(job, token, signal);
+      } finally {
+        this.#active.delete(key);
+      }
+    };
+    worker = new Worker<T, R>(queue, tracked, {
+      connection: this.#connection,
+      prefix: this.#prefix,
+      concurrency: 1,
+      settings: { backoffStrategy: bullBackoffStrategy },
+      ...options,
+    });
+    worker.on("failed", (job, err) => {
+      this.#log.warn({ queue, jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message }, "job failed");
+    });
+    worker.on("error", (err) => this.#log.error({ queue, err }, "worker error"));
+    this.#workers.push(worker as unknown as Worker);
+    return worker;
+  }
+
+  get activeJobs(): number {
+    return this.#active.size;
+  }
+
+  async close(graceMs: number): Promise<void> {
+    if (this.#workers.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const graceful = Promise.all(this.#workers.map((w) => w.close())).then(() => "done" as const);
+    const timeout = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), graceMs);
+    });
+    const outcome = await Promise.race([graceful, timeout]);
+    clearTimeout(timer);
+    if (outcome === "done") return;
+
+    const handedBack = [...this.#active.values()];
+    this.#log.warn(
+      { jobs: handedBack.map((a) => a.job.id) },
+      "grace period over: handing in-flight jobs back to the queue",
+    );
+    for (const { job, token } of handedBack) {
+      try {
+        await job.moveToWait(token);
+      } catch (err) {
+        this.#log.error({ jobId: job.id, err }, "could not hand job back; the stalled-job check will recover it");
+      }
+    }
+    for (const w of this.#workers) w.cancelAllJobs("shutdown");
+    await Promise.all(this.#workers.map((w) => w.close(true)));
+  }
+}

@@ -1,0 +1,18 @@
+import type { JobPayloads, JobQueue, QueueName } from "../../src/pipeline/queues.ts";
+
+/** Records enqueues; like BullMQ, a second add with the same job id is a no-op. */
+export class FakeJobQueue implements JobQueue {
+  readonly jobs = new Map<string, { queue: QueueName; data: unknown }>();
+  failNext: Error | undefined;
+
+  async enqueue<N extends QueueName>(queue: N, data: JobPayloads[N], jobId: string): Promise<void> {
+    if (this.failNext) {
+      const err = this.failNext;
+      this.failNext = undefined;
+      throw err;
+    }
+    if (!this.jobs.has(jobId)) this.jobs.set(jobId, { queue, data });
+  }
+
+  async close(): Promise<void> {}
+}

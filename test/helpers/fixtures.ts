@@ -1,0 +1,75 @@
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { Redis } from "ioredis";
+import { type Db, openDb } from "../../src/db/client.ts";
+import { createLogger, type Logger } from "../../src/log.ts";
+
+/** Redis for integration tests: CI starts one on 6379; REDIS_URL overrides. */
+export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+
+export function tempDir(prefix = "tussilago-test-"): { path: string; cleanup: () => void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** A fresh SQLite database in its own temp dir, migrated. */
+export function tempDb(): { db: Db; dir: string; cleanup: () => void } {
+  const dir = tempDir("tussilago-db-");
+  const db = openDb(join(dir.path, "tussilago.sqlite3"));
+  return {
+    db,
+    dir: dir.path,
+    cleanup: () => {
+      db.$client.close();
+      dir.cleanup();
+    },
+  };
+}
+
+/** A logger whose JSON lines are kept in memory, so tests can assert on what was (or was not) logged. */
+export function memoryLogger(level: "debug" | "info" | "silent" = "debug"): {
+  logger: Logger;
+  lines: () => Record<string, unknown>[];
+  text: () => string;
+} {
+  const chunks: string[] = [];
+  const destination = new Writable({
+    write(chunk, _enc, cb) {
+      chunks.push(chunk.toString());
+      cb();
+    },
+  });
+  const logger = createLogger({ level, destination });
+  const text = () => chunks.join("");
+  return {
+    logger,
+    text,
+    lines: () =>
+      text()
+        .split("\n")
+        .filter((l) => l.trim() !== "")
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
+}
+
+export function testRedis(): Redis {
+  return new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null, lazyConnect: false });
+}
+
+/** A BullMQ prefix unique to one test, so queues never bleed state between tests. */
+export function uniquePrefix(): string {
+  return `test-${randomUUID()}`;
+}
+
+/** Deletes every key under a BullMQ prefix. */
+export async function dropPrefix(redis: Redis, prefix: string): Promise<void> {
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 500);
+    cursor = next;
+    if (keys.length > 0) await redis.del(...keys);
+  } while (cursor !== "0");
+}

@@ -1,0 +1,44 @@
+import { createHmac, randomUUID } from "node:crypto";
+import { createRequire } from "node:module";
+
+const require = createRequire(import.meta.url);
+
+interface ExampleEntry {
+  name: string;
+  examples: Record<string, unknown>[];
+}
+
+/** The official example payloads (@octokit/webhooks-examples), by event name. */
+export function githubExamples(event: string): Record<string, unknown>[] {
+  const all = require("@octokit/webhooks-examples") as ExampleEntry[];
+  const entry = all.find((e) => e.name === event);
+  if (!entry) throw new Error(`no examples for ${event}`);
+  return entry.examples;
+}
+
+/** A branch push from the official examples (the first one whose ref is a branch and that was not a deletion). */
+export function examplePush(): Record<string, unknown> {
+  const push = githubExamples("push").find((p) => String(p.ref).startsWith("refs/heads/") && p.deleted === false);
+  if (!push) throw new Error("no branch push example");
+  return structuredClone(push);
+}
+
+export function signGithub(secret: string, body: string): string {
+  return `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
+}
+
+export function githubRequest(
+  secret: string,
+  event: string,
+  body: string,
+  options: { deliveryId?: string; signature?: string | null } = {},
+): RequestInit & { headers: Record<string, string> } {
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    "x-github-event": event,
+    "x-github-delivery": options.deliveryId ?? randomUUID(),
+    "user-agent": "GitHub-Hookshot/test",
+  };
+  if (options.signature !== null) headers["x-hub-signature-256"] = options.signature ?? signGithub(secret, body);
+  return { method: "POST", headers, body };
+}
