@@ -5,6 +5,8 @@ import type { Config } from "./config.ts";
 import { databasePath, openDb, pingDb } from "./db/client.ts";
 import { createApp } from "./http/app.ts";
 import { githubRoute } from "./http/github-route.ts";
+import { createSlackApp } from "./http/slack-app.ts";
+import { RedisEventDedupe } from "./http/slack-dedupe.ts";
 import { startEmbeddedCaddy } from "./infra/embedded-caddy.ts";
 import { startEmbeddedRedis } from "./infra/embedded-redis.ts";
 import { connectRedis, pingRedis, type RedisTarget } from "./infra/redis.ts";
@@ -74,6 +76,17 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     const workers = new WorkerPool(redis, log.child({ component: "workers" }));
     lifecycle.onStop("workers", () => workers.close(config.shutdownGraceMs));
 
+    const slack = config.slack
+      ? await createSlackApp({
+          config: config.slack,
+          logger: log,
+          dedupe: new RedisEventDedupe(redis),
+          maxBodyBytes: config.maxBodyBytes,
+        })
+      : undefined;
+    // Stops after the HTTP server (registered before it): waits for listeners still working after their ack.
+    if (slack) lifecycle.onStop("slack", () => slack.stop());
+
     const app = createApp({
       logger: log,
       readiness: [
@@ -83,6 +96,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       githubRoutes: config.github
         ? githubRoute({ webhookSecret: config.github.webhookSecret, maxBodyBytes: config.maxBodyBytes, db, queue })
         : undefined,
+      slackRoutes: slack?.routes,
     });
 
     const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
@@ -91,6 +105,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     });
     // Registered last, so it runs first: stop accepting requests before anything they need goes away.
     lifecycle.onStop("http server", () => closeServer(server));
+    await slack?.start(); // Socket Mode connects here; a no-op in HTTP mode
     const address = server.address() as AddressInfo;
     const url = `http://${address.address.includes(":") ? `[${address.address}]` : address.address}:${address.port}`;
     log.info(

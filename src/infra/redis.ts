@@ -12,6 +12,10 @@ export function connectRedis(target: RedisTarget, connectionName = "tussilago"):
   if ("socketPath" in target) {
     return new Redis({ path: target.socketPath, maxRetriesPerRequest: null, retryStrategy, connectionName });
   }
+  // ioredis reads `unix:///a/b.sock` as host "unix", so unix URLs become a path.
+  if (target.url.startsWith("unix://")) {
+    return new Redis({ path: new URL(target.url).pathname, maxRetriesPerRequest: null, retryStrategy, connectionName });
+  }
   return new Redis(target.url, { maxRetriesPerRequest: null, retryStrategy, connectionName });
 }
 

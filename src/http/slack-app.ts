@@ -1,0 +1,131 @@
+import { App, LogLevel, type Logger as SlackLogger, SocketModeReceiver, type webApi } from "@slack/bolt";
+import type { Hono } from "hono";
+import { registerSlackCommand } from "../../handlers/slack-command.ts";
+import { registerSlackEvents } from "../../handlers/slack-events.ts";
+import { registerSlackInteractions } from "../../handlers/slack-interactions.ts";
+import type { SlackConfig } from "../config.ts";
+import type { Logger } from "../log.ts";
+import type { AppEnv } from "./context.ts";
+import type { EventDedupe } from "./slack-dedupe.ts";
+import { HonoReceiver } from "./slack-receiver.ts";
+
+export interface SlackAppDeps {
+  config: SlackConfig;
+  logger: Logger;
+  /** Used in HTTP mode only; Socket Mode has no HTTP retries to collapse. */
+  dedupe: EventDedupe;
+  maxBodyBytes?: number;
+  ackTimeoutMs?: number;
+}
+
+export interface SlackApp {
+  app: App;
+  mode: "http" | "socket";
+  /** HTTP mode: mount with `createApp({ slackRoutes })`. Socket Mode: `undefined`, nothing to mount. */
+  routes: Hono<AppEnv> | undefined;
+  /** Opens the Socket Mode connection; a no-op in HTTP mode (the Hono server carries the traffic). */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+// Slack tokens (bot, user, app-level, config); Bolt and the Web API client may put one in a message string.
+const SLACK_TOKEN = /\bx(?:ox[a-z]|app)-[A-Za-z0-9-]+/g;
+
+function render(value: unknown): string {
+  if (typeof value === "string") return value;
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+/** Bolt's logger interface over pino. Levels stay pino's (set once at boot), so Bolt's `setLevel` is ignored. */
+export function slackLogger(logger: Logger): SlackLogger {
+  const log = logger.child({ component: "slack" });
+  const write = (level: "debug" | "info" | "warn" | "error", msgs: unknown[]) => {
+    const err = msgs.find((m) => m instanceof Error);
+    const text = msgs
+      .filter((m) => !(m instanceof Error))
+      .map(render)
+      .join(" ")
+      .replace(SLACK_TOKEN, "[redacted]");
+    if (err) log[level]({ err }, text || err.message);
+    else log[level](text);
+  };
+  return {
+    debug: (...msgs: unknown[]) => write("debug", msgs),
+    info: (...msgs: unknown[]) => write("info", msgs),
+    warn: (...msgs: unknown[]) => write("warn", msgs),
+    error: (...msgs: unknown[]) => write("error", msgs),
+    setLevel: () => {},
+    getLevel: () => {
+      if (log.isLevelEnabled("debug")) return LogLevel.DEBUG;
+      if (log.isLevelEnabled("info")) return LogLevel.INFO;
+      if (log.isLevelEnabled("warn")) return LogLevel.WARN;
+      return LogLevel.ERROR;
+    },
+    setName: () => {},
+  };
+}
+
+/** Every listener, registered once per App; both transports call this, so they cannot drift apart. */
+export function registerSlackListeners(app: App, logger: Logger): void {
+  registerSlackCommand(app, { logger });
+  registerSlackInteractions(app, { logger });
+  registerSlackEvents(app, { logger });
+}
+
+/**
+ * Builds the Bolt App: Socket Mode when an app-level token is configured, otherwise the HonoReceiver. Token
+ * verification (`auth.test`) is deferred to an awaited `app.init()` so a wrong token fails boot here, loudly,
+ * instead of as an unhandled rejection later. Tests point `config.apiUrl` at a fake Web API server.
+ */
+export async function createSlackApp(deps: SlackAppDeps): Promise<SlackApp> {
+  const { config } = deps;
+  const logger = slackLogger(deps.logger);
+  // Bounded: the Web API client's default policy retries for ~30 minutes, which would hold boot (auth.test) and
+  // reporters hostage to a Slack outage. Three tries over ~7 s, then the caller decides.
+  const clientOptions: webApi.WebClientOptions = {
+    retryConfig: { retries: 3, factor: 2, minTimeout: 500, maxTimeout: 4_000, randomize: true },
+  };
+  if (config.apiUrl !== undefined) clientOptions.slackApiUrl = `${config.apiUrl}/`;
+
+  let receiver: HonoReceiver | SocketModeReceiver;
+  if (config.appToken !== undefined) {
+    receiver = new SocketModeReceiver({ appToken: config.appToken, logger });
+  } else {
+    const options: ConstructorParameters<typeof HonoReceiver>[0] = {
+      signingSecret: config.signingSecret,
+      dedupe: deps.dedupe,
+    };
+    if (deps.maxBodyBytes !== undefined) options.maxBodyBytes = deps.maxBodyBytes;
+    if (deps.ackTimeoutMs !== undefined) options.ackTimeoutMs = deps.ackTimeoutMs;
+    receiver = new HonoReceiver(options);
+  }
+
+  const app = new App({
+    token: config.botToken,
+    receiver,
+    logger,
+    clientOptions,
+    convoStore: false,
+    deferInitialization: true,
+  });
+  registerSlackListeners(app, deps.logger);
+  await app.init();
+
+  const mode = receiver instanceof HonoReceiver ? "http" : "socket";
+  deps.logger.info({ slackMode: mode }, "Slack app ready");
+  return {
+    app,
+    mode,
+    routes: receiver instanceof HonoReceiver ? receiver.routes() : undefined,
+    start: async () => {
+      await app.start();
+    },
+    stop: async () => {
+      await app.stop();
+    },
+  };
+}

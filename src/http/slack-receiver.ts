@@ -1,0 +1,265 @@
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import type { AckFn, App, Receiver, ReceiverEvent } from "@slack/bolt";
+import { type Context, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { z } from "zod";
+import type { Logger } from "../log.ts";
+import type { AppEnv } from "./context.ts";
+import { badRequest, tooLarge, unauthorized } from "./errors.ts";
+import type { EventDedupe } from "./slack-dedupe.ts";
+
+export interface HonoReceiverOptions {
+  signingSecret: string;
+  dedupe: EventDedupe;
+  maxBodyBytes?: number;
+  /** Answer 200 after this long even if no listener acked; Slack shows the user an error after 3 s. */
+  ackTimeoutMs?: number;
+  /** Accepted distance between `X-Slack-Request-Timestamp` and our clock, both directions. */
+  maxClockSkewSeconds?: number;
+  now?: () => number;
+}
+
+type Kind = "command" | "interaction" | "event";
+
+const commandSchema = z.looseObject({
+  command: z.string().regex(/^\/[\w-]{1,64}$/),
+  text: z.string().max(4000).optional(),
+  team_id: z.string().min(1),
+  user_id: z.string().min(1),
+});
+const interactionSchema = z.looseObject({ type: z.string().min(1) });
+const eventSchema = z.looseObject({
+  type: z.string().min(1),
+  event_id: z.string().min(1).max(128).optional(),
+  challenge: z.string().max(1024).optional(),
+});
+
+/**
+ * Slack's v0 request signing (https://docs.slack.dev/authentication/verifying-requests-from-slack): HMAC-SHA256 of
+ * `v0:{timestamp}:{raw body}`. The timestamp window stops a captured request from being replayed later.
+ */
+export function verifySlackSignature(args: {
+  signingSecret: string;
+  rawBody: Buffer;
+  signature: string | undefined;
+  timestamp: string | undefined;
+  nowMs: number;
+  maxClockSkewSeconds: number;
+}): void {
+  if (!args.signature || !args.timestamp) throw unauthorized("missing X-Slack-Signature or X-Slack-Request-Timestamp");
+  if (!/^\d{1,12}$/.test(args.timestamp)) throw unauthorized("malformed X-Slack-Request-Timestamp");
+  if (Math.abs(Math.floor(args.nowMs / 1000) - Number(args.timestamp)) > args.maxClockSkewSeconds) {
+    throw unauthorized("request timestamp is outside the accepted window; check the server clock");
+  }
+  const hmac = createHmac("sha256", args.signingSecret);
+  hmac.update(`v0:${args.timestamp}:`);
+  hmac.update(args.rawBody);
+  const expected = Buffer.from(`v0=${hmac.digest("hex")}`);
+  const given = Buffer.from(args.signature);
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    throw unauthorized("signature does not match; check that SLACK_SIGNING_SECRET is the app's signing secret");
+  }
+}
+
+function parseForm(text: string): Record<string, string> {
+  return Object.fromEntries(new URLSearchParams(text));
+}
+
+function parseBody(kind: Kind, text: string): Record<string, unknown> {
+  let candidate: unknown;
+  let schema: z.ZodType<Record<string, unknown>>;
+  try {
+    if (kind === "command") {
+      candidate = parseForm(text);
+      schema = commandSchema;
+    } else if (kind === "interaction") {
+      const { payload } = parseForm(text);
+      if (payload === undefined) throw badRequest("interaction body has no payload field");
+      candidate = JSON.parse(payload);
+      schema = interactionSchema;
+    } else {
+      candidate = JSON.parse(text);
+      schema = eventSchema;
+    }
+  } catch (err) {
+    if (err instanceof SyntaxError) throw badRequest(`${kind} body is not valid JSON`);
+    throw err;
+  }
+  const parsed = schema.safeParse(candidate);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw badRequest(`malformed ${kind}: ${issue ? `${issue.path.join(".") || "body"} ${issue.message}` : "invalid"}`);
+  }
+  return parsed.data;
+}
+
+function parseRetryNum(header: string | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  if (!/^\d{1,3}$/.test(header)) throw badRequest("malformed X-Slack-Retry-Num");
+  return Number(header);
+}
+
+function dedupeKey(body: Record<string, unknown>, rawBody: Buffer): string {
+  if (typeof body.event_id === "string") return `event:${body.event_id}`;
+  return `body:${createHash("sha256").update(rawBody).digest("hex")}`;
+}
+
+function ackResponse(c: Context<AppEnv>, response: unknown): Response {
+  if (response === undefined || response === null || response === "") return c.body(null, 200);
+  if (typeof response === "string") return c.text(response, 200);
+  return c.json(response as object, 200);
+}
+
+/**
+ * Bolt's `Receiver` over the Hono app: Hono owns HTTP (routing, size limits, error mapping), Bolt keeps listeners
+ * and middleware. The HTTP answer goes out as soon as a listener acks, never later than `ackTimeoutMs`; the rest
+ * of the listener keeps running after the response.
+ */
+export class HonoReceiver implements Receiver {
+  readonly #signingSecret: string;
+  readonly #dedupe: EventDedupe;
+  readonly #maxBodyBytes: number;
+  readonly #ackTimeoutMs: number;
+  readonly #maxClockSkewSeconds: number;
+  readonly #now: () => number;
+  readonly #inFlight = new Set<Promise<void>>();
+  #app: App | undefined;
+
+  constructor(options: HonoReceiverOptions) {
+    this.#signingSecret = options.signingSecret;
+    this.#dedupe = options.dedupe;
+    this.#maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
+    // Slack's deadline is 3 s; keep a margin for the network between us and Slack.
+    this.#ackTimeoutMs = options.ackTimeoutMs ?? 2_500;
+    this.#maxClockSkewSeconds = options.maxClockSkewSeconds ?? 300;
+    this.#now = options.now ?? Date.now;
+  }
+
+  init(app: App): void {
+    this.#app = app;
+  }
+
+  /** The HTTP server belongs to the Hono app; nothing to open here. */
+  async start(): Promise<void> {}
+
+  /** Lets listeners that already acked finish their work (the server stops taking requests first). */
+  async stop(): Promise<void> {
+    await Promise.allSettled([...this.#inFlight]);
+  }
+
+  routes(): Hono<AppEnv> {
+    const routes = new Hono<AppEnv>();
+    const limit = bodyLimit({
+      maxSize: this.#maxBodyBytes,
+      onError: () => {
+        throw tooLarge(`Slack request body exceeds ${this.#maxBodyBytes} bytes`);
+      },
+    });
+    routes.post("/commands", limit, (c) => this.#handle(c, "command"));
+    routes.post("/interactions", limit, (c) => this.#handle(c, "interaction"));
+    routes.post("/events", limit, (c) => this.#handle(c, "event"));
+    return routes;
+  }
+
+  async #handle(c: Context<AppEnv>, kind: Kind): Promise<Response> {
+    const rawBody = Buffer.from(await c.req.arrayBuffer());
+    const text = rawBody.toString("utf8");
+    // Slack checks a slash command's certificate with `ssl_check=1` and may not sign it (Bolt skips verification
+    // too); it dispatches nothing, so answering it unverified reveals nothing.
+    if (kind === "command" && parseForm(text).ssl_check === "1") return c.body(null, 200);
+
+    verifySlackSignature({
+      signingSecret: this.#signingSecret,
+      rawBody,
+      signature: c.req.header("x-slack-signature"),
+      timestamp: c.req.header("x-slack-request-timestamp"),
+      nowMs: this.#now(),
+      maxClockSkewSeconds: this.#maxClockSkewSeconds,
+    });
+    const body = parseBody(kind, text);
+    if (kind === "event" && body.type === "url_verification") {
+      if (typeof body.challenge !== "string") throw badRequest("url_verification without a challenge");
+      return c.json({ challenge: body.challenge }, 200);
+    }
+    const retryNum = parseRetryNum(c.req.header("x-slack-retry-num"));
+    const retryReason = c.req.header("x-slack-retry-reason");
+    const log = c.get("log").child({ slackKind: kind, ...(retryNum === undefined ? {} : { retryNum }) });
+    return this.#dispatch(c, log, { body, retryNum, retryReason, key: dedupeKey(body, rawBody) });
+  }
+
+  #dispatch(
+    c: Context<AppEnv>,
+    log: Logger,
+    req: { body: Record<string, unknown>; retryNum: number | undefined; retryReason: string | undefined; key: string },
+  ): Promise<Response> {
+    const app = this.#app;
+    if (!app) throw new Error("HonoReceiver received a request before Bolt called init()");
+
+    return new Promise<Response>((resolve, reject) => {
+      let answered = false;
+      let acked = false;
+      const answer = (response: Response) => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(timer);
+        resolve(response);
+      };
+      const timer = setTimeout(() => {
+        log.warn({ ackTimeoutMs: this.#ackTimeoutMs }, "no ack from a Slack listener in time; answered 200 empty");
+        answer(c.body(null, 200));
+      }, this.#ackTimeoutMs);
+
+      const ack: AckFn<unknown> = async (response) => {
+        if (acked) {
+          log.warn("ack() called more than once; the later call is ignored");
+          return;
+        }
+        acked = true;
+        if (answered) log.warn("ack() arrived after the fallback response; its body is lost");
+        answer(ackResponse(c, response));
+      };
+
+      const work = (async () => {
+        const first = await this.#firstSeen(req.key, log);
+        if (!first && req.retryNum !== undefined) {
+          log.info("Slack retry of a delivery already received; not processed again");
+          answer(c.body(null, 200));
+          return;
+        }
+        const event: ReceiverEvent = {
+          body: req.body,
+          ack,
+          customProperties: { correlationId: c.get("correlationId") },
+        };
+        if (req.retryNum !== undefined) event.retryNum = req.retryNum;
+        if (req.retryReason !== undefined) event.retryReason = req.retryReason;
+        await app.processEvent(event);
+        if (!acked) {
+          // Nothing matched (or the listener returned without acking): no ack is coming, so do not keep Slack waiting.
+          log.warn("Slack request finished without ack; answered 200 empty");
+          answer(c.body(null, 200));
+        }
+      })().catch((err: unknown) => {
+        if (answered) {
+          log.error({ err }, "Slack listener failed after its request was answered");
+          return;
+        }
+        clearTimeout(timer);
+        answered = true;
+        reject(err);
+      });
+      this.#inFlight.add(work);
+      void work.finally(() => this.#inFlight.delete(work));
+    });
+  }
+
+  /** A dedupe store that is down must not drop deliveries: process, and let idempotent jobs absorb a repeat. */
+  async #firstSeen(key: string, log: Logger): Promise<boolean> {
+    try {
+      return await this.#dedupe.firstSeen(key);
+    } catch (err) {
+      log.warn({ err }, "Slack dedupe store failed; processing the delivery anyway");
+      return true;
+    }
+  }
+}

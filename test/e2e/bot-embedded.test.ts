@@ -1,0 +1,46 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Agent, request } from "undici";
+import { afterEach, describe, expect, it } from "vitest";
+import { type BotProcess, startBotProcess } from "../helpers/bot-process.ts";
+import { tempDir } from "../helpers/fixtures.ts";
+
+// README command 1 for real: no REDIS_URL, no CADDY_ADMIN → the bot runs its own redis-server and Caddy.
+const running: BotProcess[] = [];
+const dirs: Array<() => void> = [];
+afterEach(() => {
+  for (const bot of running.splice(0)) if (bot.child.exitCode === null) bot.child.kill("SIGKILL");
+  for (const cleanup of dirs.splice(0)) cleanup();
+});
+
+const listening = (path: string) =>
+  readFileSync("/proc/net/unix", "utf8")
+    .split("\n")
+    .some((entry) => entry.endsWith(` ${path}`));
+
+describe("bot on embedded defaults", () => {
+  it("starts its own redis-server and Caddy, serves /readyz, and stops both on SIGTERM", async () => {
+    const dir = tempDir("tsl-");
+    dirs.push(dir.cleanup);
+    const bot = await startBotProcess({
+      TUSSILAGO_SECRET_KEY: "e2e-secret-key-0123456789abcdefghijkl",
+      TUSSILAGO_DATA_DIR: dir.path,
+    });
+    running.push(bot);
+    const adminSocket = join(dir.path, "caddy", "admin.sock");
+    const redisSocket = join(dir.path, "redis", "redis.sock");
+    expect((await fetch(`${bot.url}/readyz`)).status).toBe(200);
+    expect(listening(redisSocket)).toBe(true);
+    expect(listening(adminSocket)).toBe(true);
+    const agent = new Agent({ connect: { socketPath: adminSocket } });
+    const config = await request("http://localhost/config/", { dispatcher: agent, headers: { host: "" } });
+    expect(config.statusCode).toBe(200);
+    await config.body.dump();
+    await agent.close();
+
+    bot.child.kill("SIGTERM");
+    expect((await bot.exit).code).toBe(0);
+    expect(listening(redisSocket)).toBe(false);
+    expect(listening(adminSocket)).toBe(false);
+  });
+});

@@ -1,0 +1,74 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { type BotProcess, isAlive, startBotProcess } from "../helpers/bot-process.ts";
+import { tempDir } from "../helpers/fixtures.ts";
+
+// The real process: embedded redis-server (no REDIS_URL), signals, exit codes. CADDY_ADMIN is set to a path that is
+// never contacted, because the default suite does not run Caddy (the e2e suite covers the embedded Caddy).
+const KEY = "lifecycle-test-secret-key-0123456789abcdef";
+const running: BotProcess[] = [];
+const dirs: Array<() => void> = [];
+afterEach(() => {
+  for (const bot of running.splice(0)) if (bot.child.exitCode === null) bot.child.kill("SIGKILL");
+  for (const cleanup of dirs.splice(0)) cleanup();
+});
+
+async function start(): Promise<{ bot: BotProcess; dataDir: string }> {
+  const dir = tempDir("tsl-");
+  dirs.push(dir.cleanup);
+  const bot = await startBotProcess({
+    TUSSILAGO_SECRET_KEY: KEY,
+    TUSSILAGO_DATA_DIR: dir.path,
+    CADDY_ADMIN: join(dir.path, "unused-admin.sock"),
+  });
+  running.push(bot);
+  return { bot, dataDir: dir.path };
+}
+
+/** Whether some process listens on a unix socket (from /proc/net/unix, so no client has to connect). */
+function socketListening(path: string): boolean {
+  return readFileSync("/proc/net/unix", "utf8")
+    .split("\n")
+    .some((entry) => entry.endsWith(` ${path}`));
+}
+
+describe("bot process lifecycle", () => {
+  it("starts on embedded Redis, is ready, and on SIGTERM stops everything and exits 0", async () => {
+    const { bot, dataDir } = await start();
+    expect((await fetch(`${bot.url}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${bot.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(socketListening(join(dataDir, "redis", "redis.sock"))).toBe(true);
+    const redisLine = bot.lines.find((l) => l.msg === "embedded redis-server started");
+    expect(redisLine).toBeDefined();
+    expect(existsSync(join(dataDir, "tussilago.sqlite3"))).toBe(true);
+
+    bot.child.kill("SIGTERM");
+    const { code } = await bot.exit;
+    expect(code).toBe(0);
+    const stopped = bot.lines.filter((l) => l.msg === "stopped").map((l) => l.step);
+    expect(stopped).toEqual(["http server", "workers", "queues", "redis connection", "embedded redis", "database"]);
+    // The embedded redis-server is gone: nothing listens on its socket any more.
+    expect(socketListening(join(dataDir, "redis", "redis.sock"))).toBe(false);
+    // And the queued state is on disk (AOF), for the next start.
+    expect(existsSync(join(dataDir, "redis"))).toBe(true);
+  });
+
+  it("exits at once with 130 on a second signal", async () => {
+    const { bot } = await start();
+    bot.child.kill("SIGTERM");
+    bot.child.kill("SIGINT");
+    const { code } = await bot.exit;
+    expect(code).toBe(130);
+    expect(bot.lines.some((l) => l.msg === "second signal: exiting now")).toBe(true);
+  });
+
+  it("never logs the secret key", async () => {
+    const { bot } = await start();
+    bot.child.kill("SIGTERM");
+    await bot.exit;
+    expect(JSON.stringify(bot.lines)).not.toContain(KEY);
+    expect(isAlive(bot.child.pid ?? -1)).toBe(false);
+  });
+});
