@@ -124,6 +124,21 @@ ensure_npm_dependencies() {
   echo "$want" >"$stamp"
 }
 
+# --- kernel settings ----------------------------------------------------------------------------------------------
+# Every Caddy config change (a deploy's upstream switch) reloads Caddy, which opens a new listener on the same port
+# (SO_REUSEPORT) and closes the old one; without tcp_migrate_req the connections still queued on the old one are
+# reset. With it they move to the new listener, so a redeploy drops no request (measured in test/e2e/caddy.test.ts).
+readonly SYSCTL_FILE=/etc/sysctl.d/60-tussilago.conf
+if [[ "$(cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null || echo 1)" != "1" ]]; then
+  if is_root; then
+    say "setting net.ipv4.tcp_migrate_req=1 (persisted in $SYSCTL_FILE)"
+    echo "net.ipv4.tcp_migrate_req = 1" >"$SYSCTL_FILE"
+    sysctl -q -w net.ipv4.tcp_migrate_req=1
+  else
+    say "warning: net.ipv4.tcp_migrate_req is 0; run as root: sysctl -w net.ipv4.tcp_migrate_req=1"
+  fi
+fi
+
 # --- services for the test suite ----------------------------------------------------------------------------------
 ensure_test_redis() {
   if redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then

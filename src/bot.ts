@@ -11,6 +11,7 @@ import { startEmbeddedCaddy } from "./infra/embedded-caddy.ts";
 import { startEmbeddedRedis } from "./infra/embedded-redis.ts";
 import { connectRedis, pingRedis, type RedisTarget } from "./infra/redis.ts";
 import { ExecaRunner } from "./infra/runner.ts";
+import { readSysctl } from "./infra/sysctl.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
 import { BullJobQueue } from "./pipeline/queues.ts";
@@ -69,6 +70,14 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       lifecycle.onStop("embedded caddy", () => caddy.stop());
       caddyAdmin = caddy.adminSocket;
       log.info("embedded caddy started");
+    }
+
+    // Each route switch reloads Caddy; without this setting connections queued on the old listener are reset
+    // (measured in test/e2e/caddy.test.ts). scripts/bootstrap.sh sets it; warn where it is off.
+    if ((await readSysctl("net.ipv4.tcp_migrate_req")) === "0") {
+      log.warn(
+        "net.ipv4.tcp_migrate_req is 0: Caddy route switches can reset connections; run sysctl -w net.ipv4.tcp_migrate_req=1",
+      );
     }
 
     const queue = new BullJobQueue(redis);
