@@ -10,7 +10,7 @@
 set -euo pipefail
 
 readonly NODE_MIN="22.12.0"
-readonly APT_PACKAGES=(podman runsc caddy redis-server postgresql postgresql-contrib pgbouncer git uidmap debootstrap curl
+readonly APT_PACKAGES=(podman runsc caddy redis-server postgresql postgresql-contrib pgbouncer git uidmap debootstrap nftables curl
   ca-certificates)
 readonly PG_VERSION=15
 readonly PG_ADMIN_ROLE=tussilago_admin

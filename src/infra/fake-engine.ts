@@ -1,0 +1,126 @@
+import type { BuildOptions, ContainerEngine, ContainerInfo, ExecResult, ImageInfo } from "./podman.ts";
+import { PodmanError } from "./podman.ts";
+import type { BuildRunSpec, CommitSpec, RunContainerSpec } from "./podman-args.ts";
+import { validImage, validName } from "./podman-args.ts";
+
+/**
+ * In-memory ContainerEngine for unit tests of the pipeline: records what was asked, keeps container and image
+ * state, and lets a test script failures. Same validation as the real argv builders, so bad names fail here too.
+ */
+export interface FakeContainer extends ContainerInfo {
+  spec: RunContainerSpec;
+}
+
+export class FakeEngine implements ContainerEngine {
+  readonly containers = new Map<string, FakeContainer>();
+  readonly images = new Map<string, ImageInfo>();
+  /** Every call, in order, as [method, first argument]: for "started exactly once"-style assertions. */
+  readonly calls: Array<[string, unknown]> = [];
+  readonly builds: BuildRunSpec[] = [];
+  /** Set by a test to make the next buildRun fail like a tenant build error (or any PodmanError). */
+  nextBuildError: PodmanError | undefined;
+  buildOutput = "";
+  execResult: ExecResult = { exitCode: 0, stdout: "", stderr: "" };
+  #nextPort = 40_000;
+
+  async ensureNetworks(): Promise<void> {
+    this.calls.push(["ensureNetworks", undefined]);
+  }
+
+  async inspectContainer(name: string): Promise<ContainerInfo | null> {
+    this.calls.push(["inspectContainer", name]);
+    const c = this.containers.get(validName(name));
+    return c ? toInfo(c) : null;
+  }
+
+  async runContainer(spec: RunContainerSpec): Promise<ContainerInfo> {
+    this.calls.push(["runContainer", spec]);
+    validName(spec.name);
+    validImage(spec.image);
+    const existing = this.containers.get(spec.name);
+    if (existing?.running && existing.image === spec.image) return toInfo(existing);
+    if (!this.images.has(spec.image)) throw new PodmanError("run", "engine", 125, `${spec.image}: image not known`);
+    const c: FakeContainer = {
+      name: spec.name,
+      running: true,
+      status: "running",
+      image: spec.image,
+      labels: { ...spec.labels },
+      spec,
+    };
+    if (spec.publish) c.hostPort = spec.publish.hostPort === 0 ? this.#nextPort++ : spec.publish.hostPort;
+    this.containers.set(spec.name, c);
+    return toInfo(c);
+  }
+
+  async stopContainer(name: string, _graceSeconds: number): Promise<void> {
+    this.calls.push(["stopContainer", name]);
+    const c = this.containers.get(validName(name));
+    if (c) Object.assign(c, { running: false, status: "exited" });
+  }
+
+  async removeContainer(name: string): Promise<void> {
+    this.calls.push(["removeContainer", name]);
+    this.containers.delete(validName(name));
+  }
+
+  async containerLogs(name: string, lines: number): Promise<string> {
+    this.calls.push(["containerLogs", name]);
+    return lines > 0 && this.containers.has(name) ? `${name} log line\n` : "";
+  }
+
+  async listContainers(labelFilter: Readonly<Record<string, string>>): Promise<ContainerInfo[]> {
+    this.calls.push(["listContainers", labelFilter]);
+    return [...this.containers.values()]
+      .filter((c) => Object.entries(labelFilter).every(([k, v]) => c.labels[k] === v))
+      .map(toInfo);
+  }
+
+  async exec(name: string, command: readonly string[], _timeoutMs: number): Promise<ExecResult> {
+    this.calls.push(["exec", [name, ...command]]);
+    if (!this.containers.get(name)?.running) throw new PodmanError("exec", "not_found", 125, "no such container");
+    return this.execResult;
+  }
+
+  async imageExists(ref: string): Promise<boolean> {
+    this.calls.push(["imageExists", ref]);
+    return this.images.has(validImage(ref));
+  }
+
+  async removeImage(ref: string): Promise<void> {
+    this.calls.push(["removeImage", ref]);
+    this.images.delete(validImage(ref));
+  }
+
+  async listImages(referenceFilter: string): Promise<ImageInfo[]> {
+    this.calls.push(["listImages", referenceFilter]);
+    const prefix = referenceFilter.replace(/\*.*$/, "");
+    return [...this.images.values()].filter((i) => i.names.some((n) => n.startsWith(prefix)));
+  }
+
+  async buildRun(spec: BuildRunSpec, options: BuildOptions = {}): Promise<ExecResult> {
+    this.calls.push(["buildRun", spec]);
+    this.builds.push(spec);
+    const err = this.nextBuildError;
+    this.nextBuildError = undefined;
+    if (err) throw err;
+    options.onOutput?.(this.buildOutput);
+    return { exitCode: 0, stdout: this.buildOutput, stderr: "" };
+  }
+
+  async commitImage(spec: Omit<CommitSpec, "containerfile">): Promise<void> {
+    this.calls.push(["commitImage", spec]);
+    if (!this.images.has(spec.baseImage)) throw new PodmanError("build", "engine", 125, "base image not known");
+    this.images.set(spec.tag, { id: `sha256:fake-${this.images.size}`, names: [spec.tag], labels: { ...spec.labels } });
+  }
+
+  /** Test helper: make an image exist (e.g. the base image). */
+  addImage(ref: string, labels: Record<string, string> = {}): void {
+    this.images.set(validImage(ref), { id: `sha256:fake-${this.images.size}`, names: [ref], labels });
+  }
+}
+
+function toInfo(c: FakeContainer): ContainerInfo {
+  const { spec: _spec, ...info } = c;
+  return { ...info, labels: { ...info.labels } };
+}

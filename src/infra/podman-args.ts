@@ -1,0 +1,395 @@
+/**
+ * Pure argv builders for podman. This is the security-critical half of the podman adapter (CONSTRAINTS §1, §2):
+ * every flag that confines tenant code is decided here, from plain validated values, and unit-tested.
+ * Nothing here touches the system; `podman.ts` runs what these functions return.
+ */
+
+export type NetworkMode = "none" | "bridge-host";
+/** runsc's network stack: "sandbox" (gVisor netstack) is stronger, but fails on Linux ≥ 6.11 with runsc
+ * releases before ~2024-08 (gVisor issue 10704), so "host" (the container's own netns via podman's bridge) is
+ * the default here. */
+export type RunscNetwork = "host" | "sandbox";
+
+export interface PublishSpec {
+  hostIp: "127.0.0.1";
+  /** 0 lets podman choose; read the real port back with `inspectContainer`. */
+  hostPort: number;
+  containerPort: number;
+}
+
+export interface ReadOnlyMount {
+  source: string;
+  target: string;
+}
+
+export interface RunContainerSpec {
+  name: string;
+  image: string;
+  command: readonly string[];
+  /** `--env-file` path: values never appear in argv, where other local users could read them. */
+  envFile?: string | undefined;
+  labels: Readonly<Record<string, string>>;
+  memoryMb: number;
+  cpus: number;
+  pidsLimit: number;
+  network: NetworkMode;
+  publish?: PublishSpec | undefined;
+  allowEgress: boolean;
+  tmpfsMb: number;
+  user?: string | undefined;
+  readOnlyMounts?: readonly ReadOnlyMount[] | undefined;
+}
+
+export interface EngineSettings {
+  runtimePath: string;
+  runscNetwork: RunscNetwork;
+  /** Podman network for containers that may reach the outside (builds downloading packages). */
+  egressNetwork: string;
+  /** Podman network whose traffic the host firewall confines to replies (see podman.ts); for allowEgress=false. */
+  isolatedNetwork: string;
+  /** Bound per-container log files so a chatty tenant cannot fill the disk. */
+  logMaxBytes: number;
+}
+
+export const DEFAULT_SETTINGS: EngineSettings = {
+  runtimePath: "/usr/bin/runsc",
+  runscNetwork: "host",
+  egressNetwork: "tussilago-egress",
+  isolatedNetwork: "tussilago-isolated",
+  logMaxBytes: 10 * 1024 * 1024,
+};
+
+export const DEFAULT_USER = "65534:65534";
+/** Any explicit value works; without one, runsc's setrlimit fails in rootful podman here (INFRA.md). */
+const ULIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"] as const;
+
+export class InvalidPodmanArgument extends Error {
+  readonly field: string;
+  constructor(field: string, message: string) {
+    super(`${field}: ${message}`);
+    this.name = "InvalidPodmanArgument";
+    this.field = field;
+  }
+}
+
+// Defence in depth: callers validate tenant strings first (CONSTRAINTS §2); these patterns additionally make sure
+// nothing can be read by podman as an option (leading "-") or smuggle a separator into a compound flag value.
+const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+const IMAGE_RE = /^[a-z0-9][a-z0-9._/:@-]{0,254}$/;
+const LABEL_KEY_RE = /^[a-z0-9][a-z0-9._/-]{0,127}$/;
+const LABEL_VALUE_RE = /^[A-Za-z0-9._:/@+-]{0,256}$/;
+const USER_RE = /^[0-9]{1,10}:[0-9]{1,10}$/;
+/** Absolute, no "..", no commas or colons (they separate fields in --mount / -v / --tmpfs). */
+const PATH_RE = /^\/(?!.*(?:^|\/)\.\.(?:\/|$))[A-Za-z0-9._/@+-]*$/;
+
+function check(re: RegExp, value: string, field: string): string {
+  if (!re.test(value)) throw new InvalidPodmanArgument(field, "has characters or a form that is not allowed");
+  return value;
+}
+
+export function validName(name: string, field = "name"): string {
+  return check(NAME_RE, name, field);
+}
+
+export function validImage(ref: string, field = "image"): string {
+  return check(IMAGE_RE, ref, field);
+}
+
+export function validPath(path: string, field: string): string {
+  return check(PATH_RE, path, field);
+}
+
+function positiveInt(value: number, field: string, max: number): number {
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    throw new InvalidPodmanArgument(field, `must be an integer between 1 and ${max}`);
+  }
+  return value;
+}
+
+/**
+ * Under runsc the host pids cgroup counts gVisor's own threads (≈50 idle, ≈60 after a few blocking connects,
+ * measured here), not the tenant's processes: at 64 the sentry's fork is refused and the whole sandbox dies
+ * (exit 2, "fork rejected by pids controller" in dmesg). Tenant fork bombs are bounded by --memory instead.
+ */
+export const MIN_PIDS_LIMIT = 128;
+
+function pidsLimit(value: number): number {
+  if (!Number.isInteger(value) || value < MIN_PIDS_LIMIT || value > 65_536) {
+    throw new InvalidPodmanArgument(
+      "pidsLimit",
+      `must be an integer between ${MIN_PIDS_LIMIT} and 65536 (gVisor's own threads count)`,
+    );
+  }
+  return value;
+}
+
+function port(value: number, field: string, allowZero: boolean): number {
+  if (!Number.isInteger(value) || value < (allowZero ? 0 : 1) || value > 65535) {
+    throw new InvalidPodmanArgument(field, "must be a TCP port");
+  }
+  return value;
+}
+
+function cpus(value: number): string {
+  if (!Number.isFinite(value) || value <= 0 || value > 64)
+    throw new InvalidPodmanArgument("cpus", "must be in (0, 64]");
+  return String(Math.round(value * 100) / 100);
+}
+
+export function labelArgs(labels: Readonly<Record<string, string>>): string[] {
+  const out: string[] = [];
+  for (const key of Object.keys(labels).sort()) {
+    check(LABEL_KEY_RE, key, "label key");
+    out.push("--label", `${key}=${check(LABEL_VALUE_RE, labels[key] ?? "", `label ${key}`)}`);
+  }
+  return out;
+}
+
+/** Global podman flags: they select the OCI runtime (and its flags) for the command that follows. */
+export function globalArgs(settings: EngineSettings, runscNetwork?: RunscNetwork | "none"): string[] {
+  const args = ["--runtime", validPath(settings.runtimePath, "runtimePath")];
+  if (runscNetwork !== undefined) args.push(`--runtime-flag=network=${runscNetwork}`);
+  return args;
+}
+
+interface Confinement {
+  memoryMb: number;
+  cpus: number;
+  pidsLimit: number;
+  tmpfsMb: number;
+  user?: string | undefined;
+}
+
+/** The flags every tenant container gets, build or run (CONSTRAINTS §1). */
+export function confinementArgs(c: Confinement): string[] {
+  const memory = `${positiveInt(c.memoryMb, "memoryMb", 65_536)}m`;
+  return [
+    "--pull=never",
+    "--cap-drop=ALL",
+    "--security-opt=no-new-privileges",
+    "--read-only",
+    // Otherwise podman adds unbounded tmpfs mounts on /run, /tmp and /var/tmp next to --read-only.
+    "--read-only-tmpfs=false",
+    // An image could declare VOLUMEs; they would be writable host-backed storage outside the caps.
+    "--image-volume=ignore",
+    "--tmpfs",
+    `/tmp:rw,size=${positiveInt(c.tmpfsMb, "tmpfsMb", 16_384)}m,mode=1777,nosuid,nodev`,
+    "--pids-limit",
+    String(pidsLimit(c.pidsLimit)),
+    "--memory",
+    memory,
+    // Same value as --memory: no swap on top of the limit.
+    "--memory-swap",
+    memory,
+    "--cpus",
+    cpus(c.cpus),
+    "--user",
+    check(USER_RE, c.user ?? DEFAULT_USER, "user"),
+    ...ULIMITS,
+  ];
+}
+
+function networkArgs(
+  settings: EngineSettings,
+  network: NetworkMode,
+  allowEgress: boolean,
+): { global: string[]; run: string[] } {
+  if (network === "none") return { global: globalArgs(settings, "none"), run: ["--network", "none"] };
+  const podmanNetwork = allowEgress ? settings.egressNetwork : settings.isolatedNetwork;
+  return {
+    global: globalArgs(settings, settings.runscNetwork),
+    run: ["--network", validName(podmanNetwork, "network")],
+  };
+}
+
+function mountArgs(mounts: readonly ReadOnlyMount[] | undefined): string[] {
+  return (mounts ?? []).flatMap((m) => [
+    "--mount",
+    `type=bind,source=${validPath(m.source, "mount source")},target=${validPath(m.target, "mount target")},ro=true`,
+  ]);
+}
+
+/** argv for a detached, hardened, long-running app container. */
+export function runContainerArgs(settings: EngineSettings, spec: RunContainerSpec): string[] {
+  const net = networkArgs(settings, spec.network, spec.allowEgress);
+  const args = [
+    ...net.global,
+    "run",
+    "--detach",
+    "--name",
+    validName(spec.name),
+    ...confinementArgs(spec),
+    ...net.run,
+    "--log-driver=k8s-file",
+    `--log-opt=max-size=${settings.logMaxBytes}`,
+    ...labelArgs(spec.labels),
+    ...mountArgs(spec.readOnlyMounts),
+  ];
+  if (spec.envFile !== undefined) args.push("--env-file", validPath(spec.envFile, "envFile"));
+  if (spec.publish !== undefined) {
+    if (spec.network === "none") throw new InvalidPodmanArgument("publish", "needs a bridge network");
+    if (spec.publish.hostIp !== "127.0.0.1") throw new InvalidPodmanArgument("publish", "must bind 127.0.0.1 only");
+    const hostPort = port(spec.publish.hostPort, "publish.hostPort", true);
+    const containerPort = port(spec.publish.containerPort, "publish.containerPort", false);
+    args.push("--publish", `127.0.0.1:${hostPort === 0 ? "" : hostPort}:${containerPort}/tcp`);
+  }
+  args.push("--", validImage(spec.image), ...spec.command);
+  return args;
+}
+
+/** The directory apps are built in and run from; the same path in both, so venv shebangs stay valid. */
+export const APP_DIR = "/app";
+const CACHE_DIR = "/cache";
+const CA_TARGET = "/etc/ssl/certs/tussilago-build-ca.crt";
+
+export interface BuildRunSpec {
+  name: string;
+  image: string;
+  command: readonly string[];
+  /** Host directory mounted read-write at APP_DIR; podman chowns it to the build user (`:U`). */
+  workDir: string;
+  cacheDir?: string | undefined;
+  /** Extra CA bundle (e.g. an intercepting proxy's), mounted read-only and pointed to for pip/uv. */
+  caBundle?: string | undefined;
+  envFile?: string | undefined;
+  labels?: Readonly<Record<string, string>> | undefined;
+  memoryMb: number;
+  cpus: number;
+  pidsLimit: number;
+  tmpfsMb: number;
+  user?: string | undefined;
+  network: NetworkMode;
+  timeoutSeconds: number;
+}
+
+/** argv for a one-shot build step: same confinement as runtime, plus the work/cache/CA mounts. */
+export function buildRunArgs(settings: EngineSettings, spec: BuildRunSpec): string[] {
+  const net = networkArgs(settings, spec.network, true);
+  const args = [
+    ...net.global,
+    "run",
+    "--rm",
+    "--name",
+    validName(spec.name),
+    // Enforced by conmon even if our podman client is killed; the runner's timeout is the first line.
+    "--timeout",
+    String(positiveInt(spec.timeoutSeconds, "timeoutSeconds", 86_400)),
+    ...confinementArgs(spec),
+    ...net.run,
+    ...labelArgs(spec.labels ?? {}),
+    "--volume",
+    `${validPath(spec.workDir, "workDir")}:${APP_DIR}:rw,U`,
+    "--workdir",
+    APP_DIR,
+    "--env",
+    "HOME=/tmp",
+    "--env",
+    "UV_LINK_MODE=copy",
+    "--env",
+    `UV_CACHE_DIR=${spec.cacheDir !== undefined ? CACHE_DIR : "/tmp/uv-cache"}`,
+  ];
+  if (spec.cacheDir !== undefined) args.push("--volume", `${validPath(spec.cacheDir, "cacheDir")}:${CACHE_DIR}:rw,U`);
+  if (spec.caBundle !== undefined) {
+    args.push(
+      "--mount",
+      `type=bind,source=${validPath(spec.caBundle, "caBundle")},target=${CA_TARGET},ro=true`,
+      "--env",
+      `SSL_CERT_FILE=${CA_TARGET}`,
+      // uv ≥ 0.9 renamed UV_NATIVE_TLS to UV_SYSTEM_CERTS; older ones only know the first.
+      "--env",
+      "UV_NATIVE_TLS=1",
+      "--env",
+      "UV_SYSTEM_CERTS=1",
+      "--env",
+      `PIP_CERT=${CA_TARGET}`,
+    );
+  }
+  if (spec.envFile !== undefined) args.push("--env-file", validPath(spec.envFile, "envFile"));
+  args.push("--", validImage(spec.image), ...spec.command);
+  return args;
+}
+
+/**
+ * A constant Containerfile (written to a private temp file: `--file=-`/`/dev/stdin` fail with ENXIO when stdin is
+ * the runner's socket pair): tenant data only reaches it as the build context and a validated
+ * `--build-arg`, never as Containerfile text. COPY needs no OCI runtime, so this works where RUN steps would not.
+ */
+export const COMMIT_CONTAINERFILE = `ARG BASE\nFROM \${BASE}\nCOPY --chown=0:0 . ${APP_DIR}\n`;
+
+export interface CommitSpec {
+  baseImage: string;
+  /** Where COMMIT_CONTAINERFILE was written; filled in by the engine. */
+  containerfile: string;
+  contextDir: string;
+  tag: string;
+  labels?: Readonly<Record<string, string>> | undefined;
+}
+
+export function commitImageArgs(settings: EngineSettings, spec: CommitSpec): string[] {
+  return [
+    ...globalArgs(settings),
+    "build",
+    "--pull=never",
+    "--network=none",
+    // The tenant's own .dockerignore/.containerignore must not decide what ends up in the image.
+    "--ignorefile=/dev/null",
+    `--file=${validPath(spec.containerfile, "containerfile")}`,
+    "--build-arg",
+    `BASE=${validImage(spec.baseImage, "baseImage")}`,
+    ...labelArgs(spec.labels ?? {}),
+    "--tag",
+    validImage(spec.tag, "tag"),
+    "--",
+    validPath(spec.contextDir, "contextDir"),
+  ];
+}
+
+/** Private or link-local destinations a build container must not reach (metadata service, the LAN). */
+export const DEFAULT_BLOCKED_CIDRS = [
+  "10.0.0.0/8",
+  "172.16.0.0/12",
+  "192.168.0.0/16",
+  "100.64.0.0/10",
+  "169.254.0.0/16",
+];
+const CIDR_RE = /^(?:\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/;
+const IFACE_RE = /^[a-zA-Z0-9_.-]{1,15}$/;
+
+/**
+ * nftables rules (one atomic `nft -f -` transaction: declare, delete, recreate) for the two podman bridges.
+ * Both: nothing from a container reaches the host itself (Redis, PostgreSQL, Caddy admin listen on host
+ * addresses) except replies to connections the host opened, such as the proxy's to a published port.
+ * Isolated bridge: nothing is forwarded either (no internet, no other container; br_netfilter makes bridged
+ * traffic visible to this hook). Egress bridge: forwarded to the internet and DNS only, never to private ranges.
+ */
+export function egressRuleset(
+  table: string,
+  isolatedIface: string,
+  egressIface: string,
+  blockedCidrs: readonly string[] = DEFAULT_BLOCKED_CIDRS,
+): string {
+  check(NAME_RE, table, "table");
+  const iso = `"${check(IFACE_RE, isolatedIface, "isolated interface")}"`;
+  const egr = `"${check(IFACE_RE, egressIface, "egress interface")}"`;
+  const cidrs = blockedCidrs.map((c) => check(CIDR_RE, c, "blocked CIDR")).join(", ");
+  return [
+    `table inet ${table}`,
+    `delete table inet ${table}`,
+    `table inet ${table} {`,
+    "  chain input {",
+    "    type filter hook input priority filter - 10; policy accept;",
+    `    iifname { ${iso}, ${egr} } ct state established,related accept`,
+    `    iifname { ${iso}, ${egr} } drop`,
+    "  }",
+    "  chain forward {",
+    "    type filter hook forward priority filter - 10; policy accept;",
+    `    iifname { ${iso}, ${egr} } ct state established,related accept`,
+    `    iifname ${iso} drop`,
+    `    iifname ${egr} meta l4proto { tcp, udp } th dport 53 accept`,
+    ...(cidrs === "" ? [] : [`    iifname ${egr} ip daddr { ${cidrs} } drop`]),
+    `    iifname ${egr} meta nfproto ipv6 drop`,
+    "  }",
+    "}",
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,379 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Logger } from "../log.ts";
+import {
+  type BuildRunSpec,
+  buildRunArgs,
+  COMMIT_CONTAINERFILE,
+  type CommitSpec,
+  commitImageArgs,
+  DEFAULT_SETTINGS,
+  type EngineSettings,
+  egressRuleset,
+  globalArgs,
+  labelArgs,
+  type RunContainerSpec,
+  runContainerArgs,
+  validImage,
+  validName,
+} from "./podman-args.ts";
+import { CommandError, type Runner } from "./runner.ts";
+
+/**
+ * Podman + gVisor adapter. It knows containers and images, nothing about apps or tenants.
+ *
+ * Egress containment, measured on this host (podman 4.3.1 / netavark, runsc 20221219 with network=host):
+ * - A plain bridge (the default `podman` network) reaches everything: the internet through the proxy, and the
+ *   host's Redis on 0.0.0.0:6379 via the gateway 10.88.0.1 or the host's own address.
+ * - `podman network create --internal` blocks all of that, but netavark then gives the bridge no host address:
+ *   the host cannot reach the container at all and `-p 127.0.0.1::PORT` publishes a port that times out. Unusable.
+ * - What works: an ordinary bridge per purpose plus our own nftables table (`egressRuleset`) keyed on the
+ *   bridge interface. Container-initiated traffic to the host (input hook) and anywhere else (forward hook,
+ *   which also sees container-to-container traffic because br_netfilter is on) is dropped; replies to
+ *   connections the host opened pass, so Caddy on the host still reaches the published 127.0.0.1 port.
+ *   The e2e test checks each of these for real. The rules live in the kernel only: `ensureNetworks` rewrites them
+ *   atomically, and runs before the first bridged container of this process, so a reboot cannot leave a bridge
+ *   without them.
+ *
+ * Builds become images by building into a bind-mounted /app (read-only root stays on) and then a COPY-only
+ * `podman build` from a constant Containerfile: COPY needs no OCI runtime, while `podman commit` would need the
+ * build to write into the container's own root, i.e. no --read-only.
+ */
+
+export interface ContainerInfo {
+  name: string;
+  running: boolean;
+  status: string;
+  image: string;
+  hostPort?: number;
+  labels: Record<string, string>;
+}
+
+export interface ImageInfo {
+  id: string;
+  names: string[];
+  labels: Record<string, string>;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface BuildOptions {
+  signal?: AbortSignal | undefined;
+  onOutput?: ((chunk: string) => void) | undefined;
+}
+
+export interface ContainerEngine {
+  ensureNetworks(): Promise<void>;
+  inspectContainer(name: string): Promise<ContainerInfo | null>;
+  runContainer(spec: RunContainerSpec): Promise<ContainerInfo>;
+  stopContainer(name: string, graceSeconds: number): Promise<void>;
+  removeContainer(name: string): Promise<void>;
+  containerLogs(name: string, lines: number): Promise<string>;
+  listContainers(labelFilter: Readonly<Record<string, string>>): Promise<ContainerInfo[]>;
+  /** Runs a command in a running container as its own user; a non-zero exit is a result, not an error. */
+  exec(name: string, command: readonly string[], timeoutMs: number): Promise<ExecResult>;
+  imageExists(ref: string): Promise<boolean>;
+  removeImage(ref: string): Promise<void>;
+  listImages(referenceFilter: string): Promise<ImageInfo[]>;
+  /** One-shot build step; a non-zero exit throws PodmanError with code "exit" (the tenant's build failed). */
+  buildRun(spec: BuildRunSpec, options?: BuildOptions): Promise<ExecResult>;
+  /** Turns a built work dir into an image: base image + the directory copied to /app. */
+  commitImage(spec: Omit<CommitSpec, "containerfile">): Promise<void>;
+}
+
+/** "engine": podman itself failed (exit 125 etc.); "exit": the container's command failed; "killed": 137. */
+export type PodmanErrorCode = "engine" | "exit" | "killed" | "timeout" | "aborted" | "not_found";
+
+export class PodmanError extends Error {
+  readonly code: PodmanErrorCode;
+  readonly subcommand: string;
+  readonly exitCode: number | undefined;
+  readonly stderrTail: string;
+  constructor(subcommand: string, code: PodmanErrorCode, exitCode: number | undefined, stderrTail: string) {
+    super(`podman ${subcommand} failed (${code}${exitCode !== undefined ? `, exit ${exitCode}` : ""})`);
+    this.name = "PodmanError";
+    this.subcommand = subcommand;
+    this.code = code;
+    this.exitCode = exitCode;
+    this.stderrTail = stderrTail;
+  }
+}
+
+const NOT_FOUND_RE = /no such (container|image|object)|not found|does not exist/i;
+
+function toPodmanError(subcommand: string, err: unknown, containerExit: boolean): PodmanError {
+  if (!(err instanceof CommandError)) throw err;
+  let code: PodmanErrorCode;
+  if (err.kind === "timeout" || err.kind === "aborted") code = err.kind;
+  else if (err.kind === "spawn") code = "engine";
+  else if (NOT_FOUND_RE.test(err.stderrTail) && err.exitCode === 125) code = "not_found";
+  else if (containerExit && err.exitCode === 137) code = "killed";
+  // `podman run/exec` exit 125-127 are podman's own (or "command not found"); anything else is the command's.
+  else if (containerExit && err.exitCode !== undefined && err.exitCode < 125) code = "exit";
+  else code = "engine";
+  return new PodmanError(subcommand, code, err.exitCode, err.stderrTail);
+}
+
+interface InspectJson {
+  Name?: string;
+  ImageName?: string;
+  State?: { Status?: string; Running?: boolean };
+  Config?: { Labels?: Record<string, string> | null };
+  NetworkSettings?: { Ports?: Record<string, Array<{ HostIp?: string; HostPort?: string }> | null> | null };
+}
+
+function fromInspect(raw: InspectJson): ContainerInfo {
+  const info: ContainerInfo = {
+    name: raw.Name ?? "",
+    running: raw.State?.Running === true,
+    status: raw.State?.Status ?? "unknown",
+    image: raw.ImageName ?? "",
+    labels: raw.Config?.Labels ?? {},
+  };
+  for (const bindings of Object.values(raw.NetworkSettings?.Ports ?? {})) {
+    const port = Number(bindings?.[0]?.HostPort);
+    if (Number.isInteger(port) && port > 0) {
+      info.hostPort = port;
+      break;
+    }
+  }
+  return info;
+}
+
+export interface PodmanEngineOptions {
+  settings?: Partial<EngineSettings>;
+  /** Management commands (inspect, stop, rm, …); builds use their own limit. */
+  timeoutMs?: number;
+  podmanPath?: string;
+  nftPath?: string;
+  nftTable?: string;
+}
+
+export class PodmanEngine implements ContainerEngine {
+  readonly #runner: Runner;
+  readonly #log: Logger;
+  readonly #settings: EngineSettings;
+  readonly #timeoutMs: number;
+  readonly #podman: string;
+  readonly #nft: string;
+  readonly #nftTable: string;
+  #networksReady: Promise<void> | undefined;
+
+  constructor(runner: Runner, log: Logger, options: PodmanEngineOptions = {}) {
+    this.#runner = runner;
+    this.#log = log.child({ component: "podman" });
+    this.#settings = { ...DEFAULT_SETTINGS, ...options.settings };
+    this.#timeoutMs = options.timeoutMs ?? 60_000;
+    this.#podman = options.podmanPath ?? "/usr/bin/podman";
+    this.#nft = options.nftPath ?? "/usr/sbin/nft";
+    this.#nftTable = options.nftTable ?? "tussilago_egress";
+  }
+
+  async #podmanRun(args: string[], opts: { containerExit?: boolean; input?: string; maxOutputBytes?: number } = {}) {
+    const subcommand = args[0] ?? "?";
+    try {
+      return await this.#runner.run(this.#podman, [...globalArgs(this.#settings), ...args], {
+        timeoutMs: this.#timeoutMs,
+        input: opts.input,
+        maxOutputBytes: opts.maxOutputBytes,
+      });
+    } catch (err) {
+      throw toPodmanError(subcommand, err, opts.containerExit ?? false);
+    }
+  }
+
+  ensureNetworks(): Promise<void> {
+    this.#networksReady ??= this.#ensureNetworks().catch((err: unknown) => {
+      this.#networksReady = undefined;
+      throw err;
+    });
+    return this.#networksReady;
+  }
+
+  async #ensureNetworks(): Promise<void> {
+    const ifaces: string[] = [];
+    for (const network of [this.#settings.isolatedNetwork, this.#settings.egressNetwork]) {
+      validName(network, "network");
+      try {
+        await this.#podmanRun(["network", "exists", network]);
+      } catch (err) {
+        if (!(err instanceof PodmanError) || err.exitCode !== 1) throw err;
+        await this.#podmanRun(["network", "create", "--disable-dns", network]);
+        this.#log.info({ network }, "podman network created");
+      }
+      const res = await this.#podmanRun(["network", "inspect", "--format", "{{.NetworkInterface}}", network]);
+      ifaces.push(res.stdout.trim());
+    }
+    const [isolated = "", egress = ""] = ifaces;
+    try {
+      await this.#runner.run(this.#nft, ["-f", "/dev/stdin"], {
+        timeoutMs: this.#timeoutMs,
+        input: egressRuleset(this.#nftTable, isolated, egress),
+      });
+    } catch (err) {
+      throw toPodmanError("nft", err, false);
+    }
+    this.#log.info({ isolated, egress, table: this.#nftTable }, "egress firewall applied");
+  }
+
+  async inspectContainer(name: string): Promise<ContainerInfo | null> {
+    try {
+      const res = await this.#podmanRun(["container", "inspect", "--", validName(name)]);
+      const [raw] = JSON.parse(res.stdout) as InspectJson[];
+      return raw ? fromInspect(raw) : null;
+    } catch (err) {
+      if (err instanceof PodmanError && err.code === "not_found") return null;
+      throw err;
+    }
+  }
+
+  async runContainer(spec: RunContainerSpec): Promise<ContainerInfo> {
+    const existing = await this.inspectContainer(spec.name);
+    if (existing?.running && existing.image === spec.image) return existing;
+    if (existing) await this.removeContainer(spec.name);
+    if (spec.network !== "none") await this.ensureNetworks();
+    const args = runContainerArgs(this.#settings, spec);
+    try {
+      await this.#runner.run(this.#podman, args, { timeoutMs: this.#timeoutMs });
+    } catch (err) {
+      throw toPodmanError("run", err, false);
+    }
+    const info = await this.inspectContainer(spec.name);
+    if (!info) throw new PodmanError("run", "engine", undefined, "container vanished right after start");
+    this.#log.info({ container: spec.name, image: spec.image, hostPort: info.hostPort }, "container started");
+    return info;
+  }
+
+  async stopContainer(name: string, graceSeconds: number): Promise<void> {
+    const grace = Math.max(0, Math.min(300, Math.floor(graceSeconds)));
+    await this.#podmanRun(["stop", "--ignore", "--time", String(grace), "--", validName(name)]);
+    this.#log.info({ container: name }, "container stopped");
+  }
+
+  async removeContainer(name: string): Promise<void> {
+    await this.#podmanRun(["rm", "--force", "--ignore", "--time", "0", "--", validName(name)]);
+    this.#log.info({ container: name }, "container removed");
+  }
+
+  async containerLogs(name: string, lines: number): Promise<string> {
+    const n = Math.max(1, Math.min(5_000, Math.floor(lines)));
+    const res = await this.#podmanRun(["logs", "--tail", String(n), "--", validName(name)], {
+      maxOutputBytes: 1024 * 1024,
+    });
+    return res.stdout + res.stderr;
+  }
+
+  async listContainers(labelFilter: Readonly<Record<string, string>>): Promise<ContainerInfo[]> {
+    const filters = labelArgs(labelFilter).flatMap((a) => (a === "--label" ? ["--filter"] : [`label=${a}`]));
+    const res = await this.#podmanRun(["ps", "--all", "--format", "json", ...filters]);
+    const rows = JSON.parse(res.stdout || "[]") as Array<{
+      Names?: string[];
+      State?: string;
+      Image?: string;
+      Labels?: Record<string, string> | null;
+      Ports?: Array<{ host_port?: number }> | null;
+    }>;
+    return rows.map((r) => {
+      const info: ContainerInfo = {
+        name: r.Names?.[0] ?? "",
+        running: r.State === "running",
+        status: r.State ?? "unknown",
+        image: r.Image ?? "",
+        labels: r.Labels ?? {},
+      };
+      const port = r.Ports?.[0]?.host_port;
+      if (port !== undefined && port > 0) info.hostPort = port;
+      return info;
+    });
+  }
+
+  async exec(name: string, command: readonly string[], timeoutMs: number): Promise<ExecResult> {
+    try {
+      const res = await this.#runner.run(
+        this.#podman,
+        [...globalArgs(this.#settings), "exec", "--", validName(name), ...command],
+        { timeoutMs },
+      );
+      return { exitCode: 0, stdout: res.stdout, stderr: res.stderr };
+    } catch (err) {
+      const mapped = toPodmanError("exec", err, true);
+      if ((mapped.code === "exit" || mapped.code === "killed") && mapped.exitCode !== undefined) {
+        return { exitCode: mapped.exitCode, stdout: "", stderr: mapped.stderrTail };
+      }
+      throw mapped;
+    }
+  }
+
+  async imageExists(ref: string): Promise<boolean> {
+    try {
+      await this.#podmanRun(["image", "exists", "--", validImage(ref)]);
+      return true;
+    } catch (err) {
+      if (err instanceof PodmanError && err.exitCode === 1) return false;
+      throw err;
+    }
+  }
+
+  async removeImage(ref: string): Promise<void> {
+    await this.#podmanRun(["rmi", "--ignore", "--", validImage(ref)]);
+    this.#log.info({ image: ref }, "image removed");
+  }
+
+  async listImages(referenceFilter: string): Promise<ImageInfo[]> {
+    const res = await this.#podmanRun([
+      "images",
+      "--format",
+      "json",
+      "--filter",
+      `reference=${validImage(referenceFilter)}`,
+    ]);
+    const rows = JSON.parse(res.stdout || "[]") as Array<{
+      Id?: string;
+      Names?: string[] | null;
+      Labels?: Record<string, string> | null;
+    }>;
+    return rows.map((r) => ({ id: r.Id ?? "", names: r.Names ?? [], labels: r.Labels ?? {} }));
+  }
+
+  async buildRun(spec: BuildRunSpec, options: BuildOptions = {}): Promise<ExecResult> {
+    const args = buildRunArgs(this.#settings, spec);
+    await this.removeContainer(spec.name); // a leftover from a crashed attempt would block the name
+    if (spec.network !== "none") await this.ensureNetworks();
+    try {
+      const res = await this.#runner.run(this.#podman, args, {
+        // A little beyond podman's own --timeout, so conmon's kill (exit 137) normally wins and is reported.
+        timeoutMs: spec.timeoutSeconds * 1_000 + 15_000,
+        signal: options.signal,
+        onOutput: options.onOutput,
+      });
+      return { exitCode: 0, stdout: res.stdout, stderr: res.stderr };
+    } catch (err) {
+      const mapped = toPodmanError("run", err, true);
+      // Killing our podman client does not stop an attached container: remove it explicitly.
+      if (mapped.code === "timeout" || mapped.code === "aborted") await this.removeContainer(spec.name);
+      throw mapped;
+    }
+  }
+
+  async commitImage(spec: Omit<CommitSpec, "containerfile">): Promise<void> {
+    // Outside the build context, so the tenant's files cannot replace it.
+    const dir = await mkdtemp(join(tmpdir(), "tussilago-commit-"));
+    const containerfile = join(dir, "Containerfile");
+    try {
+      await writeFile(containerfile, COMMIT_CONTAINERFILE, { mode: 0o600 });
+      await this.#runner.run(this.#podman, commitImageArgs(this.#settings, { ...spec, containerfile }), {
+        timeoutMs: Math.max(this.#timeoutMs, 600_000),
+      });
+    } catch (err) {
+      throw toPodmanError("build", err, false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    this.#log.info({ image: spec.tag }, "image committed");
+  }
+}
