@@ -3,23 +3,35 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { Config } from "./config.ts";
 import { databasePath, openDb, pingDb } from "./db/client.ts";
+import { SecretBox } from "./domain/crypto.ts";
 import { createApp } from "./http/app.ts";
 import { githubRoute } from "./http/github-route.ts";
 import { createSlackApp } from "./http/slack-app.ts";
 import { RedisEventDedupe } from "./http/slack-dedupe.ts";
+import { CaddyAdmin } from "./infra/caddy.ts";
 import { startEmbeddedCaddy } from "./infra/embedded-caddy.ts";
 import { startEmbeddedRedis } from "./infra/embedded-redis.ts";
+import { GitCli } from "./infra/git.ts";
+import { UndiciProbe } from "./infra/http-probe.ts";
+import { PodmanEngine } from "./infra/podman.ts";
 import { connectRedis, pingRedis, type RedisTarget } from "./infra/redis.ts";
 import { ExecaRunner } from "./infra/runner.ts";
 import { readSysctl } from "./infra/sysctl.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
+import { registerDeployWorker } from "./pipeline/deploy-worker.ts";
+import { abortableSleep, type PipelineDeps } from "./pipeline/deps.ts";
+import { PipelineEvents } from "./pipeline/events.ts";
 import { BullJobQueue } from "./pipeline/queues.ts";
+import { reconcile } from "./pipeline/reconcile.ts";
+import { defaultPipelineSettings } from "./pipeline/settings.ts";
 import { WorkerPool } from "./pipeline/worker-pool.ts";
+import { attachLogReporter } from "./reporters/log-reporter.ts";
 
 export interface RunningBot {
   url: string;
   caddyAdmin: string;
+  pipeline: PipelineDeps;
   lifecycle: Lifecycle;
   log: Logger;
 }
@@ -80,10 +92,48 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       );
     }
 
-    const queue = new BullJobQueue(redis);
+    const prefix = config.pipeline.queuePrefix;
+    const queue = new BullJobQueue(redis, prefix);
     lifecycle.onStop("queues", () => queue.close());
-    const workers = new WorkerPool(redis, log.child({ component: "workers" }));
+
+    const proxy = new CaddyAdmin({ endpoint: caddyAdmin, log: log.child({ component: "caddy" }) });
+    lifecycle.onStop("caddy client", () => proxy.close());
+    const probe = new UndiciProbe();
+    lifecycle.onStop("health probe", () => probe.close());
+    const events = new PipelineEvents((err) => log.error({ err }, "reporter failed"));
+    attachLogReporter(events, log.child({ component: "pipeline" }));
+    const settings = {
+      ...defaultPipelineSettings(config.dataDir),
+      baseImage: config.pipeline.baseImage,
+      buildCaBundle: config.pipeline.buildCaBundle,
+      proxyListen: config.pipeline.proxyListen,
+      drainGraceMs: config.pipeline.drainGraceMs,
+      keepReleases: config.pipeline.keepReleases,
+    };
+    const pipeline: PipelineDeps = {
+      db,
+      engine: new PodmanEngine(runner, log),
+      proxy,
+      git: new GitCli(runner, log.child({ component: "git" }), { allowFileUrls: config.pipeline.gitAllowFileUrls }),
+      probe,
+      secrets: new SecretBox(config.secretKey),
+      events,
+      settings,
+      log: log.child({ component: "pipeline" }),
+      sleep: abortableSleep,
+      now: Date.now,
+    };
+
+    const workers = new WorkerPool(redis, log.child({ component: "workers" }), prefix);
     lifecycle.onStop("workers", () => workers.close(config.shutdownGraceMs));
+    registerDeployWorker(workers, pipeline);
+    // Start-up reconcile in the background: the HTTP edge must come up even while containers are being restored.
+    if (config.pipeline.reconcileOnStart) {
+      void reconcile(pipeline).then(
+        (report) => log.info({ report }, "start-up reconcile finished"),
+        (err: unknown) => log.error({ err }, "start-up reconcile failed"),
+      );
+    }
 
     const slack = config.slack
       ? await createSlackApp({
@@ -125,7 +175,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       },
       "tussilago bot listening",
     );
-    return { url, caddyAdmin, lifecycle, log };
+    return { url, caddyAdmin, pipeline, lifecycle, log };
   } catch (err) {
     await lifecycle.stop();
     throw err;

@@ -36,6 +36,24 @@ export interface Config {
   shutdownGraceMs: number;
   /** Largest webhook body we read; bigger ones get 413 before any parsing. */
   maxBodyBytes: number;
+  pipeline: PipelineConfig;
+}
+
+export interface PipelineConfig {
+  /** Builder + runtime base image (Python 3 + uv). */
+  baseImage: string;
+  /** Extra CA bundle mounted into builds (intercepting proxies). */
+  buildCaBundle: string | undefined;
+  /** Caddy listen addresses for app traffic. */
+  proxyListen: string[];
+  /** Allow file:// git URLs (local repositories). Off by default: such a URL reads any repo this host can read. */
+  gitAllowFileUrls: boolean;
+  /** BullMQ key prefix; tests give each run its own. */
+  queuePrefix: string;
+  drainGraceMs: number;
+  keepReleases: number;
+  /** Run the reconcile pass at start-up (default on). */
+  reconcileOnStart: boolean;
 }
 
 /** A configuration problem the operator must fix; `variable` names the environment variable at fault. */
@@ -153,5 +171,56 @@ export function loadConfig(env: Env): Config {
       25_000,
     ),
     maxBodyBytes: 1024 * 1024,
+    pipeline: {
+      baseImage: parseWith(
+        z.string().regex(/^[a-z0-9][a-z0-9._/:@-]{0,254}$/, "must be an image reference"),
+        env,
+        "TUSSILAGO_BASE_IMAGE",
+        "localhost/tussilago-python:bookworm",
+      ),
+      buildCaBundle: parseWith(absolutePath.optional(), env, "TUSSILAGO_BUILD_CA_BUNDLE", undefined),
+      proxyListen: parseWith(
+        z
+          .string()
+          .regex(
+            /^[0-9a-zA-Z.:[\]]*:\d{1,5}(,[0-9a-zA-Z.:[\]]*:\d{1,5})*$/,
+            "must be comma-separated [host]:port addresses",
+          )
+          .transform((v) => v.split(",")),
+        env,
+        "TUSSILAGO_PROXY_LISTEN",
+        [":8080"],
+      ),
+      gitAllowFileUrls: parseFlag(env, "TUSSILAGO_GIT_ALLOW_FILE_URLS"),
+      queuePrefix: parseWith(
+        z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "must be 1-64 letters, digits, - or _"),
+        env,
+        "TUSSILAGO_QUEUE_PREFIX",
+        "tussilago",
+      ),
+      drainGraceMs: parseWith(
+        z.coerce.number({ message: "must be a number" }).int().min(0).max(600_000),
+        env,
+        "TUSSILAGO_DRAIN_GRACE_MS",
+        10_000,
+      ),
+      reconcileOnStart:
+        opt(env, "TUSSILAGO_RECONCILE_ON_START") === undefined || parseFlag(env, "TUSSILAGO_RECONCILE_ON_START"),
+      keepReleases: parseWith(
+        z.coerce.number({ message: "must be a number" }).int().min(1).max(100),
+        env,
+        "TUSSILAGO_KEEP_RELEASES",
+        5,
+      ),
+    },
   };
+}
+
+/** Flags are "1"/"true"/"yes" or "0"/"false"/"no"; z.coerce.boolean() would read "false" as true. */
+function parseFlag(env: Env, name: string): boolean {
+  const raw = opt(env, name)?.toLowerCase();
+  if (raw === undefined) return false;
+  if (["1", "true", "yes"].includes(raw)) return true;
+  if (["0", "false", "no"].includes(raw)) return false;
+  throw new ConfigError(name, "must be 1/true/yes or 0/false/no");
 }

@@ -4,23 +4,33 @@ import type { Redis } from "ioredis";
 /** Queue names. Tests give each run its own `prefix`, so no state bleeds between them. */
 export const QUEUE_NAMES = {
   githubPush: "github-push",
+  deploy: "deploy",
+  reconcile: "reconcile",
 } as const;
 export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];
 
 /** Job data is public UUIDs and primitives only; the worker refetches rows itself (CONSTRAINTS §8). */
 export interface JobPayloads {
   "github-push": { deliveryUuid: string };
+  deploy: { deploymentUuid: string };
+  reconcile: { reason: string };
 }
 
 /** What request handlers need from the queue: add a job under a deterministic id, at most once. */
 export interface JobQueue {
   enqueue<N extends QueueName>(queue: N, data: JobPayloads[N], jobId: string): Promise<void>;
+  /** Removes a job that has not started (superseded); a job already running or gone is left alone. */
+  removeIfWaiting(queue: QueueName, jobId: string): Promise<boolean>;
   close(): Promise<void>;
 }
 
 /** BullMQ rejects custom ids containing ":" (its key separator); ours are built from UUIDs and dashes. */
 export function pushJobId(githubDeliveryId: string): string {
   return `push-${githubDeliveryId}`;
+}
+
+export function deployJobId(deploymentUuid: string): string {
+  return `deploy-${deploymentUuid}`;
 }
 
 export class BullJobQueue implements JobQueue {
@@ -51,6 +61,19 @@ export class BullJobQueue implements JobQueue {
       removeOnComplete: { age: 7 * 24 * 3600, count: 1000 },
       removeOnFail: { age: 30 * 24 * 3600 },
     });
+  }
+
+  async removeIfWaiting(name: QueueName, jobId: string): Promise<boolean> {
+    const job = await this.queue(name).getJob(jobId);
+    if (!job) return false;
+    const state = await job.getState();
+    if (state !== "waiting" && state !== "delayed" && state !== "prioritized") return false;
+    try {
+      await job.remove();
+      return true;
+    } catch {
+      return false; // picked up between the state check and the removal: the worker sees it superseded
+    }
   }
 
   async close(): Promise<void> {

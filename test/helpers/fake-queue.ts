@@ -14,5 +14,9 @@ export class FakeJobQueue implements JobQueue {
     if (!this.jobs.has(jobId)) this.jobs.set(jobId, { queue, data });
   }
 
+  async removeIfWaiting(_queue: QueueName, jobId: string): Promise<boolean> {
+    return this.jobs.delete(jobId);
+  }
+
   async close(): Promise<void> {}
 }

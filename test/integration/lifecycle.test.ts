@@ -21,6 +21,8 @@ async function start(): Promise<{ bot: BotProcess; dataDir: string }> {
     TUSSILAGO_SECRET_KEY: KEY,
     TUSSILAGO_DATA_DIR: dir.path,
     CADDY_ADMIN: join(dir.path, "unused-admin.sock"),
+    // The default suite never runs podman (CONSTRAINTS §13); the e2e suite covers the start-up reconcile.
+    TUSSILAGO_RECONCILE_ON_START: "0",
   });
   running.push(bot);
   return { bot, dataDir: dir.path };
@@ -48,7 +50,16 @@ describe("bot process lifecycle", () => {
     const { code } = await bot.exit;
     expect(code).toBe(0);
     const stopped = bot.lines.filter((l) => l.msg === "stopped").map((l) => l.step);
-    expect(stopped).toEqual(["http server", "workers", "queues", "redis connection", "embedded redis", "database"]);
+    expect(stopped).toEqual([
+      "http server",
+      "workers",
+      "health probe",
+      "caddy client",
+      "queues",
+      "redis connection",
+      "embedded redis",
+      "database",
+    ]);
     // The embedded redis-server is gone: nothing listens on its socket any more.
     expect(socketListening(join(dataDir, "redis", "redis.sock"))).toBe(false);
     // And the queued state is on disk (AOF), for the next start.

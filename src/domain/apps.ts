@@ -1,0 +1,168 @@
+import { randomUUID } from "node:crypto";
+import { and, asc, eq, isNull, or } from "drizzle-orm";
+import { z } from "zod";
+import type { Db } from "../db/client.ts";
+import { apps, tenants } from "../db/schema.ts";
+import { conflictError, invalidError, notFoundError } from "./errors.ts";
+import { domainSchema, gitUrlSchema, refSchema, slugSchema } from "./validation.ts";
+
+export type AppRow = typeof apps.$inferSelect;
+export type TenantRow = typeof tenants.$inferSelect;
+
+/** An app as the rest of the code sees it: with its tenant's public id and slug, never integer keys. */
+export interface AppView {
+  uuid: string;
+  slug: string;
+  tenantUuid: string;
+  tenantSlug: string;
+  gitUrl: string;
+  githubRepo: string | null;
+  branch: string;
+  domain: string;
+  environment: AppRow["environment"];
+  memoryMb: number;
+  cpus: string;
+  pidsLimit: number;
+  healthPath: string;
+  allowEgress: boolean;
+  createdAt: Date;
+}
+
+export const newAppSchema = z.object({
+  slug: slugSchema,
+  tenant: slugSchema.default("default"),
+  gitUrl: gitUrlSchema,
+  branch: refSchema.default("main"),
+  domain: domainSchema,
+  githubRepo: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/, "must be owner/name")
+    .optional(),
+  environment: z.enum(["production", "staging", "development"]).default("production"),
+  memoryMb: z.number().int().min(64).max(8192).default(256),
+  cpus: z
+    .string()
+    .regex(/^(0\.[1-9]|[1-8](\.\d)?)$/, "must be between 0.1 and 8")
+    .default("0.5"),
+  healthPath: z
+    .string()
+    .regex(/^\/[A-Za-z0-9._~/-]{0,200}$/, "must be an absolute URL path")
+    .default("/"),
+  allowEgress: z.boolean().default(false),
+});
+export type NewApp = z.input<typeof newAppSchema>;
+
+const selection = {
+  uuid: apps.uuid,
+  slug: apps.slug,
+  tenantUuid: tenants.uuid,
+  tenantSlug: tenants.slug,
+  gitUrl: apps.gitUrl,
+  githubRepo: apps.githubRepo,
+  branch: apps.branch,
+  domain: apps.domain,
+  environment: apps.environment,
+  memoryMb: apps.memoryMb,
+  cpus: apps.cpus,
+  pidsLimit: apps.pidsLimit,
+  healthPath: apps.healthPath,
+  allowEgress: apps.allowEgress,
+  createdAt: apps.createdAt,
+};
+
+export function toLabel(app: Pick<AppView, "slug" | "tenantSlug">): string {
+  return `${app.tenantSlug}/${app.slug}`;
+}
+
+export function ensureTenant(db: Db, slug: string): TenantRow {
+  const parsed = slugSchema.parse(slug);
+  db.insert(tenants).values({ uuid: randomUUID(), slug: parsed, name: parsed }).onConflictDoNothing().run();
+  const row = db.select().from(tenants).where(eq(tenants.slug, parsed)).get();
+  if (!row) throw new Error("tenant vanished after insert");
+  return row;
+}
+
+export function createApp(db: Db, input: NewApp): AppView {
+  const parsed = newAppSchema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw invalidError(`${issue?.path.join(".") ?? "app"} ${issue?.message ?? "is invalid"}`);
+  }
+  const data = parsed.data;
+  return db.transaction((tx) => {
+    const tenant = ensureTenant(tx as unknown as Db, data.tenant);
+    // Slugs and domains stay reserved after a destroy (unique indexes), so a new app can never inherit an old
+    // app's containers, images or routes by name.
+    const clash = tx
+      .select({ slug: apps.slug, domain: apps.domain })
+      .from(apps)
+      .where(or(eq(apps.slug, data.slug), eq(apps.domain, data.domain)))
+      .get();
+    if (clash)
+      throw conflictError(
+        clash.slug === data.slug ? `app ${data.slug} already exists` : `domain ${data.domain} is taken`,
+      );
+    tx.insert(apps)
+      .values({
+        uuid: randomUUID(),
+        tenantId: tenant.id,
+        slug: data.slug,
+        gitUrl: data.gitUrl,
+        githubRepo: data.githubRepo ?? null,
+        branch: data.branch,
+        domain: data.domain,
+        environment: data.environment,
+        memoryMb: data.memoryMb,
+        cpus: data.cpus,
+        healthPath: data.healthPath,
+        allowEgress: data.allowEgress,
+      })
+      .run();
+    const created = getAppBySlug(tx as unknown as Db, data.slug);
+    return created;
+  });
+}
+
+export function findAppBySlug(db: Db, slug: string): AppView | undefined {
+  return db
+    .select(selection)
+    .from(apps)
+    .innerJoin(tenants, eq(tenants.id, apps.tenantId))
+    .where(and(eq(apps.slug, slug), isNull(apps.destroyedAt)))
+    .get();
+}
+
+export function getAppBySlug(db: Db, slug: string): AppView {
+  const app = findAppBySlug(db, slug);
+  if (!app) throw notFoundError(`app ${slug}`);
+  return app;
+}
+
+export function getAppByUuid(db: Db, uuid: string): AppView {
+  const app = db
+    .select(selection)
+    .from(apps)
+    .innerJoin(tenants, eq(tenants.id, apps.tenantId))
+    .where(eq(apps.uuid, uuid))
+    .get();
+  if (!app) throw notFoundError("app");
+  return app;
+}
+
+/** All live apps with their tenant, in one query (no N+1), oldest first. */
+export function listApps(db: Db): AppView[] {
+  return db
+    .select(selection)
+    .from(apps)
+    .innerJoin(tenants, eq(tenants.id, apps.tenantId))
+    .where(isNull(apps.destroyedAt))
+    .orderBy(asc(apps.createdAt), asc(apps.id))
+    .all();
+}
+
+/** Internal key for joins inside the domain layer; never leaves it. */
+export function appRowId(db: Db, uuid: string): number {
+  const row = db.select({ id: apps.id }).from(apps).where(eq(apps.uuid, uuid)).get();
+  if (!row) throw notFoundError("app");
+  return row.id;
+}

@@ -1,0 +1,185 @@
+import { randomUUID } from "node:crypto";
+import { and, desc, eq, inArray, ne } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import { apps, type DeploymentStatus, deployments, releases, type StageTiming } from "../db/schema.ts";
+import { appRowId } from "./apps.ts";
+import { notFoundError } from "./errors.ts";
+
+export type DeploymentTrigger = (typeof deployments.$inferSelect)["trigger"];
+
+export interface DeploymentView {
+  uuid: string;
+  appUuid: string;
+  appSlug: string;
+  trigger: DeploymentTrigger;
+  ref: string;
+  commitSha: string | null;
+  commitMessage: string | null;
+  author: string | null;
+  status: DeploymentStatus;
+  stageTimings: Record<string, StageTiming>;
+  failureReason: string | null;
+  rollbackOfReleaseUuid: string | null;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}
+
+export interface NewDeployment {
+  appUuid: string;
+  trigger: DeploymentTrigger;
+  ref: string;
+  commitSha?: string | undefined;
+  commitMessage?: string | undefined;
+  author?: string | undefined;
+  rollbackOfReleaseUuid?: string | undefined;
+}
+
+const ACTIVE: DeploymentStatus[] = ["queued", "running"];
+export const FINISHED: readonly DeploymentStatus[] = ["succeeded", "failed", "superseded", "cancelled"];
+
+const selection = {
+  uuid: deployments.uuid,
+  appUuid: apps.uuid,
+  appSlug: apps.slug,
+  trigger: deployments.trigger,
+  ref: deployments.ref,
+  commitSha: deployments.commitSha,
+  commitMessage: deployments.commitMessage,
+  author: deployments.author,
+  status: deployments.status,
+  stageTimings: deployments.stageTimings,
+  failureReason: deployments.failureReason,
+  rollbackOfReleaseUuid: releases.uuid,
+  createdAt: deployments.createdAt,
+  startedAt: deployments.startedAt,
+  finishedAt: deployments.finishedAt,
+};
+
+function baseQuery(db: Db) {
+  return db
+    .select(selection)
+    .from(deployments)
+    .innerJoin(apps, eq(apps.id, deployments.appId))
+    .leftJoin(releases, eq(releases.id, deployments.rollbackOfReleaseId));
+}
+
+/**
+ * Records a deployment request. Deployments of the same app that are still queued (not started) are superseded
+ * by it in the same transaction: only the newest request matters, and the caller removes their jobs.
+ */
+export function requestDeployment(db: Db, input: NewDeployment): { deployment: DeploymentView; superseded: string[] } {
+  return db.transaction((tx) => {
+    const t = tx as unknown as Db;
+    const appId = appRowId(t, input.appUuid);
+    let rollbackOfReleaseId: number | null = null;
+    if (input.rollbackOfReleaseUuid !== undefined) {
+      const rel = t
+        .select({ id: releases.id })
+        .from(releases)
+        .where(and(eq(releases.uuid, input.rollbackOfReleaseUuid), eq(releases.appId, appId)))
+        .get();
+      if (!rel) throw notFoundError("release");
+      rollbackOfReleaseId = rel.id;
+    }
+    const superseded = t
+      .update(deployments)
+      .set({ status: "superseded", finishedAt: new Date(), failureReason: "superseded by a newer deployment" })
+      .where(and(eq(deployments.appId, appId), eq(deployments.status, "queued")))
+      .returning({ uuid: deployments.uuid })
+      .all()
+      .map((r) => r.uuid);
+    const uuid = randomUUID();
+    t.insert(deployments)
+      .values({
+        uuid,
+        appId,
+        trigger: input.trigger,
+        ref: input.ref,
+        commitSha: input.commitSha ?? null,
+        commitMessage: input.commitMessage ?? null,
+        author: input.author ?? null,
+        rollbackOfReleaseId,
+      })
+      .run();
+    return { deployment: getDeployment(t, uuid), superseded };
+  });
+}
+
+export function getDeployment(db: Db, uuid: string): DeploymentView {
+  const row = baseQuery(db).where(eq(deployments.uuid, uuid)).get();
+  if (!row) throw notFoundError("deployment");
+  return row;
+}
+
+export function listDeployments(db: Db, appUuid: string, limit = 20): DeploymentView[] {
+  return baseQuery(db)
+    .where(eq(apps.uuid, appUuid))
+    .orderBy(desc(deployments.createdAt), desc(deployments.id))
+    .limit(limit)
+    .all();
+}
+
+export type ClaimResult =
+  | { kind: "claimed"; deployment: DeploymentView }
+  | { kind: "finished"; deployment: DeploymentView }
+  | { kind: "busy"; runningUuid: string };
+
+/**
+ * One deployment at a time per app: claims `uuid` unless another deployment of the same app is running. A
+ * deployment already running (a retried or stalled job of itself) is claimed again: the stages are idempotent.
+ */
+export function claimDeployment(db: Db, uuid: string): ClaimResult {
+  return db.transaction((tx) => {
+    const t = tx as unknown as Db;
+    const current = getDeployment(t, uuid);
+    if (FINISHED.includes(current.status)) return { kind: "finished", deployment: current };
+    const appId = appRowId(t, current.appUuid);
+    const other = t
+      .select({ uuid: deployments.uuid })
+      .from(deployments)
+      .where(and(eq(deployments.appId, appId), eq(deployments.status, "running"), ne(deployments.uuid, uuid)))
+      .get();
+    if (other) return { kind: "busy", runningUuid: other.uuid };
+    t.update(deployments)
+      .set({ status: "running", startedAt: current.startedAt ?? new Date() })
+      .where(eq(deployments.uuid, uuid))
+      .run();
+    return { kind: "claimed", deployment: getDeployment(t, uuid) };
+  });
+}
+
+export function recordStage(db: Db, uuid: string, stage: string, timing: StageTiming): void {
+  db.transaction((tx) => {
+    const row = tx
+      .select({ stageTimings: deployments.stageTimings })
+      .from(deployments)
+      .where(eq(deployments.uuid, uuid))
+      .get();
+    if (!row) throw notFoundError("deployment");
+    tx.update(deployments)
+      .set({ stageTimings: { ...row.stageTimings, [stage]: timing } })
+      .where(eq(deployments.uuid, uuid))
+      .run();
+  });
+}
+
+export function setDeploymentSource(
+  db: Db,
+  uuid: string,
+  source: { commitSha: string; commitMessage: string; author: string },
+): void {
+  db.update(deployments).set(source).where(eq(deployments.uuid, uuid)).run();
+}
+
+export function finishDeployment(
+  db: Db,
+  uuid: string,
+  status: "succeeded" | "failed" | "cancelled",
+  failureReason?: string,
+): void {
+  db.update(deployments)
+    .set({ status, finishedAt: new Date(), failureReason: failureReason ?? null })
+    .where(and(eq(deployments.uuid, uuid), inArray(deployments.status, ACTIVE)))
+    .run();
+}

@@ -1,0 +1,121 @@
+import { randomUUID } from "node:crypto";
+import { and, desc, eq, isNull, max } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import { apps, deployments, releases } from "../db/schema.ts";
+import { appRowId } from "./apps.ts";
+import { notFoundError } from "./errors.ts";
+
+export interface ReleaseView {
+  uuid: string;
+  version: number;
+  image: string;
+  commitSha: string | null;
+  startCommand: string;
+  deploymentUuid: string;
+  createdAt: Date;
+  prunedAt: Date | null;
+}
+
+const selection = {
+  uuid: releases.uuid,
+  version: releases.version,
+  image: releases.image,
+  commitSha: releases.commitSha,
+  startCommand: releases.startCommand,
+  deploymentUuid: deployments.uuid,
+  createdAt: releases.createdAt,
+  prunedAt: releases.prunedAt,
+};
+
+/**
+ * Records the release a deployment put live. Idempotent per deployment (unique index): a retried route stage
+ * returns the release it already created. Versions count up per app, rollbacks included (like Heroku's v42).
+ */
+export function recordRelease(
+  db: Db,
+  input: { deploymentUuid: string; image: string; commitSha: string | null; startCommand: string },
+): ReleaseView {
+  return db.transaction((tx) => {
+    const t = tx as unknown as Db;
+    const dep = t
+      .select({ id: deployments.id, appId: deployments.appId })
+      .from(deployments)
+      .where(eq(deployments.uuid, input.deploymentUuid))
+      .get();
+    if (!dep) throw notFoundError("deployment");
+    const existing = t.select({ uuid: releases.uuid }).from(releases).where(eq(releases.deploymentId, dep.id)).get();
+    if (!existing) {
+      const top = t
+        .select({ v: max(releases.version) })
+        .from(releases)
+        .where(eq(releases.appId, dep.appId))
+        .get();
+      t.insert(releases)
+        .values({
+          uuid: randomUUID(),
+          appId: dep.appId,
+          deploymentId: dep.id,
+          version: (top?.v ?? 0) + 1,
+          image: input.image,
+          commitSha: input.commitSha,
+          startCommand: input.startCommand,
+        })
+        .run();
+    }
+    const row = t
+      .select(selection)
+      .from(releases)
+      .innerJoin(deployments, eq(deployments.id, releases.deploymentId))
+      .where(eq(releases.deploymentId, dep.id))
+      .get();
+    if (!row) throw new Error("release vanished after insert");
+    return row;
+  });
+}
+
+/** Newest first. */
+export function listReleases(db: Db, appUuid: string, limit = 50): ReleaseView[] {
+  return db
+    .select(selection)
+    .from(releases)
+    .innerJoin(deployments, eq(deployments.id, releases.deploymentId))
+    .innerJoin(apps, eq(apps.id, releases.appId))
+    .where(eq(apps.uuid, appUuid))
+    .orderBy(desc(releases.version))
+    .limit(limit)
+    .all();
+}
+
+export function currentRelease(db: Db, appUuid: string): ReleaseView | undefined {
+  return listReleases(db, appUuid, 1)[0];
+}
+
+/** Resolves "v3", "3" or a release UUID; without one, the release before the current one. */
+export function findRelease(db: Db, appUuid: string, which?: string): ReleaseView {
+  const all = listReleases(db, appUuid, 1000);
+  let found: ReleaseView | undefined;
+  if (which === undefined) found = all[1];
+  else if (/^v?\d+$/.test(which)) found = all.find((r) => r.version === Number(which.replace(/^v/, "")));
+  else found = all.find((r) => r.uuid === which);
+  if (!found) throw notFoundError(which === undefined ? "previous release" : `release ${which}`);
+  return found;
+}
+
+/** Releases whose images are beyond the newest `keep` live ones, for pruning. */
+export function releasesToPrune(db: Db, appUuid: string, keep: number): ReleaseView[] {
+  const appId = appRowId(db, appUuid);
+  const live = db
+    .select(selection)
+    .from(releases)
+    .innerJoin(deployments, eq(deployments.id, releases.deploymentId))
+    .where(and(eq(releases.appId, appId), isNull(releases.prunedAt)))
+    .orderBy(desc(releases.version))
+    .all();
+  // Several releases can share an image (rollbacks): an image is pruned only if no kept release uses it.
+  const kept = new Set(live.slice(0, keep).map((r) => r.image));
+  return live.slice(keep).filter((r) => !kept.has(r.image));
+}
+
+export function markReleasePruned(db: Db, uuid: string): void {
+  db.update(releases).set({ prunedAt: new Date() }).where(eq(releases.uuid, uuid)).run();
+}

@@ -1,0 +1,185 @@
+import { rm } from "node:fs/promises";
+import type { StageTiming } from "../db/schema.ts";
+import { type AppView, getAppByUuid } from "../domain/apps.ts";
+import { claimDeployment, type DeploymentView, finishDeployment, recordStage } from "../domain/deployments.ts";
+import { findRelease, recordRelease } from "../domain/releases.ts";
+import { tail } from "../infra/runner.ts";
+import { withContext } from "../log.ts";
+import type { PipelineDeps } from "./deps.ts";
+import { AppBusyError, TenantError } from "./errors.ts";
+import type { StageName } from "./events.ts";
+import { names } from "./settings.ts";
+import { drainStage, routeStage } from "./stages/route-drain.ts";
+import { healthStage, runStage } from "./stages/run-health.ts";
+import { buildStage, existingBuild, sourceStage, workDir } from "./stages/source-build.ts";
+
+export const EXCERPT_BYTES = 3_000;
+
+export type DeployOutcome = "succeeded" | "failed" | "skipped";
+
+/**
+ * The deployment stage machine: source → build → run → health → route → drain, one BullMQ job per deployment.
+ * Each stage checks real state first (image exists? container running? route already pointing there?), so a job
+ * that died halfway and is retried continues without duplicates. Tenant failures end the deployment at once;
+ * anything else is rethrown for a capped-backoff retry, and only the final attempt marks the deployment failed.
+ */
+export async function runDeployment(
+  deps: PipelineDeps,
+  deploymentUuid: string,
+  options: { finalAttempt: boolean; signal?: AbortSignal },
+): Promise<DeployOutcome> {
+  const claim = claimDeployment(deps.db, deploymentUuid);
+  if (claim.kind === "finished") return "skipped";
+  if (claim.kind === "busy") throw new AppBusyError();
+  const deployment = claim.deployment;
+  const app = getAppByUuid(deps.db, deployment.appUuid);
+  const log = withContext(deps.log, { tenantId: app.tenantUuid, appId: app.uuid, deploymentId: deployment.uuid });
+  const stageDeps: PipelineDeps = { ...deps, log };
+  const started = deps.now();
+  const base = { deploymentUuid: deployment.uuid, appUuid: app.uuid, appSlug: app.slug };
+  deps.events.emit({ type: "deployment", ...base, status: "started", at: started });
+  log.info({ trigger: deployment.trigger, ref: deployment.ref }, "deployment started");
+
+  let current: StageName = "source";
+  let currentStartedAt = started;
+  const stage = async <T>(name: StageName, fn: () => Promise<T>, excerpt: (r: T) => string = () => ""): Promise<T> => {
+    current = name;
+    const t0 = deps.now();
+    currentStartedAt = t0;
+    recordStage(deps.db, deployment.uuid, name, { status: "running", startedAt: t0 });
+    deps.events.emit({ type: "stage", ...base, stage: name, status: "started", at: t0 });
+    const result = await fn();
+    const t1 = deps.now();
+    recordStage(deps.db, deployment.uuid, name, { status: "succeeded", startedAt: t0, finishedAt: t1 });
+    deps.events.emit({
+      type: "stage",
+      ...base,
+      stage: name,
+      status: "succeeded",
+      at: t1,
+      durationMs: t1 - t0,
+      excerpt: excerpt(result),
+    });
+    return result;
+  };
+  const skip = (name: StageName, why: string) => {
+    const t = deps.now();
+    const timing: StageTiming = { status: "skipped", startedAt: t, finishedAt: t };
+    recordStage(deps.db, deployment.uuid, name, timing);
+    deps.events.emit({ type: "stage", ...base, stage: name, status: "skipped", at: t, excerpt: why });
+  };
+
+  try {
+    const { image, startCommand, commitSha } = await sourceAndBuild(
+      stageDeps,
+      app,
+      deployment,
+      stage,
+      skip,
+      options.signal,
+    );
+    const target = await stage(
+      "run",
+      () => runStage(stageDeps, app, deployment.uuid, image, startCommand),
+      (r) => `listening on 127.0.0.1:${r.hostPort}`,
+    );
+    await stage(
+      "health",
+      () => healthStage(stageDeps, app, target, options.signal),
+      (r) => `HTTP ${r.status} after ${r.attempts} attempt(s)`,
+    );
+    await stage(
+      "route",
+      async () => {
+        const routed = await routeStage(stageDeps, app, target.hostPort);
+        recordRelease(deps.db, { deploymentUuid: deployment.uuid, image, commitSha, startCommand });
+        return routed;
+      },
+      () => `http://${app.domain}`,
+    );
+    await stage(
+      "drain",
+      () => drainStage(stageDeps, app, target.container, options.signal),
+      (r) => `${r.stopped.length} old container(s) stopped, ${r.pruned} image(s) pruned`,
+    );
+    finishDeployment(deps.db, deployment.uuid, "succeeded");
+    const durationMs = deps.now() - started;
+    deps.events.emit({
+      type: "deployment",
+      ...base,
+      status: "succeeded",
+      at: deps.now(),
+      durationMs,
+      url: `http://${app.domain}`,
+    });
+    log.info({ durationMs }, "deployment succeeded");
+    await rm(workDir(deps, deployment.uuid), { recursive: true, force: true });
+    return "succeeded";
+  } catch (err) {
+    const tenant = err instanceof TenantError;
+    const final = tenant || options.finalAttempt;
+    const reason = tenant ? err.message : `infrastructure error in ${current}${final ? "" : " (will retry)"}`;
+    const t = deps.now();
+    recordStage(deps.db, deployment.uuid, current, {
+      status: "failed",
+      startedAt: currentStartedAt,
+      finishedAt: t,
+    });
+    deps.events.emit({
+      type: "stage",
+      ...base,
+      stage: current,
+      status: "failed",
+      at: t,
+      excerpt: tenant ? tail(err.detail, EXCERPT_BYTES) : reason,
+    });
+    log.warn({ err, stage: current, final }, "deployment stage failed");
+    if (!final) throw err;
+    finishDeployment(deps.db, deployment.uuid, "failed", reason);
+    deps.events.emit({ type: "deployment", ...base, status: "failed", at: t, durationMs: t - started, reason });
+    await rm(workDir(deps, deployment.uuid), { recursive: true, force: true });
+    return "failed";
+  }
+}
+
+type StageFn = <T>(name: StageName, fn: () => Promise<T>, excerpt?: (r: T) => string) => Promise<T>;
+
+async function sourceAndBuild(
+  deps: PipelineDeps,
+  app: AppView,
+  deployment: DeploymentView,
+  stage: StageFn,
+  skip: (name: StageName, why: string) => void,
+  signal?: AbortSignal,
+): Promise<{ image: string; startCommand: string; commitSha: string | null }> {
+  if (deployment.rollbackOfReleaseUuid !== null) {
+    const release = findRelease(deps.db, app.uuid, deployment.rollbackOfReleaseUuid);
+    if (!(await deps.engine.imageExists(release.image))) {
+      throw new TenantError(
+        "source",
+        `release v${release.version} can no longer be rolled back to: its image was pruned`,
+      );
+    }
+    skip("source", `rollback to v${release.version}: no fetch`);
+    skip("build", `rollback to v${release.version}: image reused, no rebuild`);
+    return { image: release.image, startCommand: release.startCommand, commitSha: release.commitSha };
+  }
+  const image = names.image(app.uuid, deployment.uuid);
+  const built = await existingBuild(deps, image);
+  if (built !== undefined) {
+    skip("source", "already fetched by an earlier attempt");
+    skip("build", "image already built by an earlier attempt");
+    return { image, startCommand: built, commitSha: deployment.commitSha };
+  }
+  const src = await stage(
+    "source",
+    () => sourceStage(deps, app, deployment, signal),
+    (r) => r.excerpt,
+  );
+  const build = await stage(
+    "build",
+    () => buildStage(deps, app, deployment.uuid, src.srcDir, signal),
+    (r) => `image ${r.image.split(":").pop()}`,
+  );
+  return { image: build.image, startCommand: build.plan.startCommand, commitSha: src.commitSha };
+}

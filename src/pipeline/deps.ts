@@ -1,0 +1,39 @@
+import type { Db } from "../db/client.ts";
+import type { SecretBox } from "../domain/crypto.ts";
+import type { ProxyAdmin } from "../infra/caddy.ts";
+import type { GitSource } from "../infra/git.ts";
+import type { HealthProbe } from "../infra/http-probe.ts";
+import type { ContainerEngine } from "../infra/podman.ts";
+import type { Logger } from "../log.ts";
+import type { PipelineEvents } from "./events.ts";
+import type { PipelineSettings } from "./settings.ts";
+
+/** Everything a stage may touch; adapters are interfaces, so unit tests pass fakes. */
+export interface PipelineDeps {
+  db: Db;
+  engine: ContainerEngine;
+  proxy: ProxyAdmin;
+  git: GitSource;
+  probe: HealthProbe;
+  secrets: SecretBox;
+  events: PipelineEvents;
+  settings: PipelineSettings;
+  log: Logger;
+  sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+  now: () => number;
+}
+
+export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -1,0 +1,61 @@
+import { EventEmitter } from "node:events";
+
+export const STAGES = ["source", "build", "run", "health", "route", "drain"] as const;
+export type StageName = (typeof STAGES)[number];
+
+/** What reporters (log/CLI now, Slack and GitHub later) consume. Public UUIDs only. */
+export interface StageEvent {
+  type: "stage";
+  deploymentUuid: string;
+  appUuid: string;
+  appSlug: string;
+  stage: StageName;
+  status: "started" | "succeeded" | "failed" | "skipped";
+  at: number;
+  durationMs?: number;
+  /** Short human text: the commit, the image, the URL, or a bounded log excerpt on failure. */
+  excerpt?: string;
+}
+
+export interface DeploymentEvent {
+  type: "deployment";
+  deploymentUuid: string;
+  appUuid: string;
+  appSlug: string;
+  status: "started" | "succeeded" | "failed" | "superseded";
+  at: number;
+  durationMs?: number;
+  reason?: string;
+  url?: string;
+}
+
+export type PipelineEvent = StageEvent | DeploymentEvent;
+
+/**
+ * The pipeline emits; reporters subscribe. The pipeline does not know Slack or GitHub exist, and a reporter that
+ * throws never breaks a deployment (its error is contained here).
+ */
+export class PipelineEvents {
+  readonly #emitter = new EventEmitter();
+  readonly #onReporterError: (err: unknown) => void;
+
+  constructor(onReporterError: (err: unknown) => void = () => {}) {
+    this.#onReporterError = onReporterError;
+  }
+
+  emit(event: PipelineEvent): void {
+    for (const listener of this.#emitter.listeners("event")) {
+      try {
+        const result = (listener as (e: PipelineEvent) => unknown)(event);
+        if (result instanceof Promise) result.catch(this.#onReporterError);
+      } catch (err) {
+        this.#onReporterError(err);
+      }
+    }
+  }
+
+  subscribe(listener: (event: PipelineEvent) => void | Promise<void>): () => void {
+    this.#emitter.on("event", listener);
+    return () => this.#emitter.off("event", listener);
+  }
+}

@@ -1,0 +1,116 @@
+import { chmod, mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { and, asc, eq } from "drizzle-orm";
+import { appEnvVars, apps } from "../../db/schema.ts";
+import type { AppView } from "../../domain/apps.ts";
+import { cappedExponentialDelay } from "../backoff.ts";
+import type { PipelineDeps } from "../deps.ts";
+import { TenantError } from "../errors.ts";
+import { LABELS, names } from "../settings.ts";
+import { workDir } from "./source-build.ts";
+
+/**
+ * The app's environment as an `--env-file` (0600, in the deployment's private 0700 dir): values never reach argv
+ * or `podman inspect` output visible to other tenants' processes. Decrypted here, at the last moment.
+ */
+async function writeEnvFile(deps: PipelineDeps, app: AppView, deploymentUuid: string): Promise<string> {
+  const dir = join(workDir(deps, deploymentUuid), "run");
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const rows = deps.db
+    .select({ key: appEnvVars.key, value: appEnvVars.valueEncrypted })
+    .from(appEnvVars)
+    .innerJoin(apps, eq(apps.id, appEnvVars.appId))
+    .where(and(eq(apps.uuid, app.uuid)))
+    .orderBy(asc(appEnvVars.key))
+    .all();
+  const lines = rows.map((r) => `${r.key}=${deps.secrets.open(r.value, `${app.uuid}:${r.key}`)}`);
+  lines.push(
+    `PORT=${deps.settings.appPort}`,
+    "HOST=0.0.0.0",
+    "PYTHONUNBUFFERED=1",
+    "PATH=/app/.venv/bin:/usr/local/bin:/usr/bin:/bin",
+  );
+  const file = join(dir, "env");
+  await writeFile(file, `${lines.join("\n")}\n`, { mode: 0o600 });
+  await chmod(file, 0o600);
+  return file;
+}
+
+/** run: the hardened container for this release; an existing one (retried job) is reused, never duplicated. */
+export async function runStage(
+  deps: PipelineDeps,
+  app: AppView,
+  deploymentUuid: string,
+  image: string,
+  startCommand: string,
+): Promise<{ container: string; hostPort: number }> {
+  const container = names.container(app.uuid, deploymentUuid);
+  await deps.engine.ensureNetworks();
+  const envFile = await writeEnvFile(deps, app, deploymentUuid);
+  const info = await deps.engine.runContainer({
+    name: container,
+    image,
+    // The tenant's own start command, in the tenant's own sandbox; `exec` so signals reach the app.
+    command: ["/bin/sh", "-c", `cd /app && exec ${startCommand}`],
+    envFile,
+    labels: {
+      [LABELS.managed]: "app",
+      [LABELS.app]: app.uuid,
+      [LABELS.tenant]: app.tenantUuid,
+      [LABELS.deployment]: deploymentUuid,
+    },
+    memoryMb: app.memoryMb,
+    cpus: Number(app.cpus),
+    pidsLimit: Math.max(app.pidsLimit, 128),
+    network: "bridge-host",
+    publish: { hostIp: "127.0.0.1", hostPort: 0, containerPort: deps.settings.appPort },
+    allowEgress: app.allowEgress,
+    tmpfsMb: deps.settings.tmpfsMb,
+  });
+  if (info.hostPort === undefined) throw new Error("container has no published port");
+  deps.log.info({ container, hostPort: info.hostPort }, "container started");
+  return { container, hostPort: info.hostPort };
+}
+
+/**
+ * health: GET the app until it answers 2xx/3xx, with capped backoff, within the deadline. On failure the new
+ * container is removed (the old release never stopped serving) and the reason carries the app's last log lines.
+ */
+export async function healthStage(
+  deps: PipelineDeps,
+  app: AppView,
+  target: { container: string; hostPort: number },
+  signal?: AbortSignal,
+): Promise<{ attempts: number; status: number }> {
+  const url = `http://127.0.0.1:${target.hostPort}${app.healthPath}`;
+  const deadline = deps.now() + deps.settings.healthTimeoutMs;
+  let attempts = 0;
+  let last = "no answer";
+  while (deps.now() < deadline) {
+    attempts++;
+    try {
+      const status = await deps.probe.get(url, 2_000);
+      if (status >= 200 && status < 400) return { attempts, status };
+      last = `HTTP ${status}`;
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    const state = await deps.engine.inspectContainer(target.container);
+    if (state && !state.running) {
+      last = `the app exited (${state.status})`;
+      break;
+    }
+    await deps.sleep(
+      Math.min(cappedExponentialDelay(attempts, { baseMs: 200, maxMs: 2_000 }), Math.max(0, deadline - deps.now())),
+      signal,
+    );
+  }
+  const logs = await deps.engine.containerLogs(target.container, 40).catch(() => "");
+  await deps.engine.removeContainer(target.container);
+  deps.log.info({ container: target.container, attempts, last }, "health check failed; new container removed");
+  throw new TenantError(
+    "health",
+    `health check of ${app.healthPath} failed after ${attempts} attempts (${last}); the previous release keeps serving`,
+    logs,
+  );
+}

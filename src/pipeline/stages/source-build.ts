@@ -1,0 +1,125 @@
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { AppView } from "../../domain/apps.ts";
+import { setDeploymentSource } from "../../domain/deployments.ts";
+import { GitError } from "../../infra/git.ts";
+import { PodmanError } from "../../infra/podman.ts";
+import { tail } from "../../infra/runner.ts";
+import type { PipelineDeps } from "../deps.ts";
+import { TenantError } from "../errors.ts";
+import { LABELS, names } from "../settings.ts";
+import { type BuildPlan, buildScript, detectBuildPlan } from "./detect.ts";
+
+export const BUILD_LOG_BYTES = 16 * 1024;
+const START_LABEL = "io.tussilago.start";
+
+export function workDir(deps: PipelineDeps, deploymentUuid: string): string {
+  return join(deps.settings.workRoot, deploymentUuid);
+}
+
+/** The image of a build that already finished (a retried job): its start command travels as a label. */
+export async function existingBuild(deps: PipelineDeps, image: string): Promise<string | undefined> {
+  if (!(await deps.engine.imageExists(image))) return undefined;
+  const [info] = await deps.engine.listImages(image);
+  return info?.labels[START_LABEL];
+}
+
+/** source: exactly the requested commit, into a fresh private dir (a retry starts from scratch, so it is safe). */
+export async function sourceStage(
+  deps: PipelineDeps,
+  app: AppView,
+  deployment: { uuid: string; ref: string; commitSha: string | null },
+  signal?: AbortSignal,
+): Promise<{ srcDir: string; commitSha: string; excerpt: string }> {
+  const dir = workDir(deps, deployment.uuid);
+  const srcDir = join(dir, "src");
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  try {
+    const fetched = await deps.git.fetch({
+      url: app.gitUrl,
+      ref: deployment.ref,
+      commit: deployment.commitSha ?? undefined,
+      dest: srcDir,
+      timeoutMs: deps.settings.sourceTimeoutMs,
+      maxBytes: deps.settings.sourceMaxBytes,
+      signal,
+    });
+    setDeploymentSource(deps.db, deployment.uuid, {
+      commitSha: fetched.commitSha,
+      commitMessage: fetched.message,
+      author: fetched.author,
+    });
+    const subject = fetched.message.split("\n")[0]?.slice(0, 120) ?? "";
+    return { srcDir, commitSha: fetched.commitSha, excerpt: `${fetched.commitSha.slice(0, 12)} ${subject}` };
+  } catch (err) {
+    if (err instanceof GitError && !err.retryable) throw new TenantError("source", err.message, err.stderrTail);
+    throw err;
+  }
+}
+
+/**
+ * build: inside runsc with CPU/memory/pids/time limits, network only for the package index. The venv lands in the
+ * work dir (mounted at /app), then a COPY-only build turns base image + /app into the release image.
+ */
+export async function buildStage(
+  deps: PipelineDeps,
+  app: AppView,
+  deploymentUuid: string,
+  srcDir: string,
+  signal?: AbortSignal,
+): Promise<{ image: string; plan: BuildPlan; log: string }> {
+  const plan = await detectBuildPlan(srcDir);
+  const image = names.image(app.uuid, deploymentUuid);
+  const cacheDir = join(deps.settings.cacheRoot, app.tenantUuid);
+  await mkdir(cacheDir, { recursive: true, mode: 0o700 });
+  let log = "";
+  const keep = (chunk: string) => {
+    log = tail(log + chunk, BUILD_LOG_BYTES);
+  };
+  try {
+    const result = await deps.engine.buildRun(
+      {
+        name: names.buildContainer(deploymentUuid),
+        image: deps.settings.baseImage,
+        command: ["/bin/sh", "-c", buildScript(plan.installer)],
+        workDir: srcDir,
+        cacheDir,
+        caBundle: deps.settings.buildCaBundle,
+        labels: { [LABELS.managed]: "build", [LABELS.app]: app.uuid, [LABELS.deployment]: deploymentUuid },
+        memoryMb: deps.settings.buildMemoryMb,
+        cpus: deps.settings.buildCpus,
+        pidsLimit: deps.settings.buildPidsLimit,
+        tmpfsMb: 256,
+        network: "bridge-host",
+        timeoutSeconds: Math.ceil(deps.settings.buildTimeoutMs / 1000),
+      },
+      { signal, onOutput: keep },
+    );
+    keep(result.stdout.length > log.length ? "" : "");
+  } catch (err) {
+    if (err instanceof PodmanError && (err.code === "exit" || err.code === "killed" || err.code === "timeout")) {
+      const why =
+        err.code === "killed"
+          ? "the build ran out of memory"
+          : err.code === "timeout"
+            ? "the build timed out"
+            : "the build failed";
+      throw new TenantError("build", why, tail(log || err.stderrTail, BUILD_LOG_BYTES));
+    }
+    throw err;
+  }
+  await deps.engine.commitImage({
+    baseImage: deps.settings.baseImage,
+    contextDir: srcDir,
+    tag: image,
+    labels: {
+      [LABELS.managed]: "release",
+      [LABELS.app]: app.uuid,
+      [LABELS.deployment]: deploymentUuid,
+      [START_LABEL]: plan.startCommand,
+    },
+  });
+  deps.log.info({ image }, "release image built");
+  return { image, plan, log };
+}

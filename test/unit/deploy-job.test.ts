@@ -1,0 +1,207 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { getDeployment, requestDeployment } from "../../src/domain/deployments.ts";
+import { listReleases } from "../../src/domain/releases.ts";
+import { GitError } from "../../src/infra/git.ts";
+import { PodmanError } from "../../src/infra/podman.ts";
+import { runDeployment } from "../../src/pipeline/deploy-job.ts";
+import { AppBusyError } from "../../src/pipeline/errors.ts";
+import { names } from "../../src/pipeline/settings.ts";
+import { type PipelineFixture, pipelineFixture, SHA } from "../helpers/pipeline.ts";
+
+let f: PipelineFixture;
+beforeEach(() => {
+  f = pipelineFixture();
+});
+afterEach(() => f.cleanup());
+
+const request = (ref = "main", extra: { rollbackOfReleaseUuid?: string } = {}) =>
+  requestDeployment(f.db, { appUuid: f.app.uuid, trigger: "cli", ref, ...extra }).deployment.uuid;
+
+describe("runDeployment", () => {
+  it("runs every stage in order and leaves one container, one route, one release", async () => {
+    const id = request();
+    expect(await runDeployment(f.deps, id, { finalAttempt: false })).toBe("succeeded");
+    const dep = getDeployment(f.db, id);
+    expect(dep.status).toBe("succeeded");
+    expect(dep.commitSha).toBe(SHA);
+    expect(Object.keys(dep.stageTimings)).toEqual(["source", "build", "run", "health", "route", "drain"]);
+    expect(Object.values(dep.stageTimings).every((s) => s.status === "succeeded")).toBe(true);
+
+    const container = names.container(f.app.uuid, id);
+    expect([...f.engine.containers.keys()]).toEqual([container]);
+    const spec = f.engine.containers.get(container)?.spec;
+    expect(spec).toMatchObject({ network: "bridge-host", allowEgress: false, memoryMb: 256 });
+    expect(spec?.publish).toEqual({ hostIp: "127.0.0.1", hostPort: 0, containerPort: 8000 });
+    expect(spec?.command.join(" ")).toContain("python -m flask");
+    expect([...f.proxy.routes.values()]).toEqual([
+      {
+        id: `app-${f.app.uuid}`,
+        hosts: ["shop.example.test"],
+        upstreams: [`127.0.0.1:${f.engine.containers.get(container)?.hostPort}`],
+      },
+    ]);
+    expect(listReleases(f.db, f.app.uuid).map((r) => r.version)).toEqual([1]);
+    // The build ran the uv.lock path inside the sandbox with limits.
+    expect(f.engine.builds[0]?.command.join(" ")).toContain("uv sync --frozen --no-dev");
+    expect(f.engine.builds[0]).toMatchObject({ memoryMb: 1024, pidsLimit: 512, network: "bridge-host" });
+  });
+
+  it("emits started/succeeded events per stage, then the deployment outcome with the URL", async () => {
+    request();
+    const id = request();
+    await runDeployment(f.deps, id, { finalAttempt: false });
+    const stages = f.events.filter((e) => e.type === "stage").map((e) => `${e.stage}:${e.status}`);
+    expect(stages).toEqual([
+      "source:started",
+      "source:succeeded",
+      "build:started",
+      "build:succeeded",
+      "run:started",
+      "run:succeeded",
+      "health:started",
+      "health:succeeded",
+      "route:started",
+      "route:succeeded",
+      "drain:started",
+      "drain:succeeded",
+    ]);
+    expect(f.events.at(-1)).toMatchObject({ type: "deployment", status: "succeeded", url: "http://shop.example.test" });
+  });
+
+  it("a retried job after a crash reuses the built image and the running container (no duplicates)", async () => {
+    const id = request();
+    f.proxy.failNext("upsertRoute", new Error("caddy admin unreachable"));
+    await expect(runDeployment(f.deps, id, { finalAttempt: false })).rejects.toThrow("caddy admin unreachable");
+    expect(getDeployment(f.db, id).status).toBe("running");
+    const buildsBefore = f.engine.builds.length;
+    expect(await runDeployment(f.deps, id, { finalAttempt: false })).toBe("succeeded");
+    expect(f.engine.builds.length).toBe(buildsBefore);
+    expect(f.engine.containers.size).toBe(1);
+    expect(f.proxy.routes.size).toBe(1);
+    expect(listReleases(f.db, f.app.uuid)).toHaveLength(1);
+    expect(getDeployment(f.db, id).stageTimings.build?.status).toBe("skipped");
+  });
+
+  it("fails at once on a tenant build error, with the log tail, and touches nothing live", async () => {
+    const first = request();
+    await runDeployment(f.deps, first, { finalAttempt: false });
+    const routeBefore = structuredClone([...f.proxy.routes.values()]);
+    const id = request();
+    f.engine.nextBuildError = new PodmanError(
+      "run",
+      "exit",
+      1,
+      "Resolved 3 packages\nerror: No solution found when resolving dependencies\n",
+    );
+    expect(await runDeployment(f.deps, id, { finalAttempt: false })).toBe("failed");
+    const dep = getDeployment(f.db, id);
+    expect(dep.status).toBe("failed");
+    expect(dep.failureReason).toBe("the build failed");
+    const failed = f.events.find((e) => e.type === "stage" && e.status === "failed");
+    expect(failed).toMatchObject({ stage: "build", excerpt: expect.stringContaining("No solution found") });
+    expect([...f.proxy.routes.values()]).toEqual(routeBefore);
+    expect(f.engine.containers.size).toBe(1);
+  });
+
+  it("a failed health check removes the new container; the old release keeps its route", async () => {
+    const first = request();
+    await runDeployment(f.deps, first, { finalAttempt: false });
+    const oldContainer = names.container(f.app.uuid, first);
+    const routeBefore = structuredClone(f.proxy.routes.get(`app-${f.app.uuid}`));
+    f.probe.answers = [503];
+    const id = request();
+    expect(await runDeployment(f.deps, id, { finalAttempt: false })).toBe("failed");
+    expect(getDeployment(f.db, id).failureReason).toMatch(
+      /health check of \/ failed .*HTTP 503.*previous release keeps serving/,
+    );
+    expect([...f.engine.containers.keys()]).toEqual([oldContainer]);
+    expect(f.proxy.routes.get(`app-${f.app.uuid}`)).toEqual(routeBefore);
+    expect(listReleases(f.db, f.app.uuid)).toHaveLength(1);
+  });
+
+  it("an infrastructure error is rethrown for a retry until the final attempt, which marks the deployment failed", async () => {
+    const id = request();
+    f.git.nextError = new GitError("timeout", "timed out");
+    await expect(runDeployment(f.deps, id, { finalAttempt: false })).rejects.toThrow();
+    expect(getDeployment(f.db, id).status).toBe("running");
+    f.git.nextError = new GitError("timeout", "timed out");
+    expect(await runDeployment(f.deps, id, { finalAttempt: true })).toBe("failed");
+    expect(getDeployment(f.db, id).failureReason).toBe("infrastructure error in source");
+  });
+
+  it("a missing repository is a tenant error: no retry", async () => {
+    const id = request();
+    f.git.nextError = new GitError("not_found", "repository, ref or commit not found");
+    expect(await runDeployment(f.deps, id, { finalAttempt: false })).toBe("failed");
+  });
+
+  it("rolls back to a kept release without fetching or building", async () => {
+    const v1 = request();
+    await runDeployment(f.deps, v1, { finalAttempt: false });
+    const v2 = request();
+    await runDeployment(f.deps, v2, { finalAttempt: false });
+    const [, release1] = listReleases(f.db, f.app.uuid);
+    const fetches = f.git.calls.length;
+    const builds = f.engine.builds.length;
+    const rb = request("v1", { rollbackOfReleaseUuid: release1?.uuid ?? "" });
+    expect(await runDeployment(f.deps, rb, { finalAttempt: false })).toBe("succeeded");
+    expect(f.git.calls.length).toBe(fetches);
+    expect(f.engine.builds.length).toBe(builds);
+    const rbContainer = f.engine.containers.get(names.container(f.app.uuid, rb));
+    expect(rbContainer?.image).toBe(release1?.image);
+    expect(listReleases(f.db, f.app.uuid).map((r) => r.version)).toEqual([3, 2, 1]);
+    expect(f.engine.containers.size).toBe(1);
+  });
+
+  it("waits while another deployment of the same app is running, and skips finished ones", async () => {
+    const first = request();
+    const { claimDeployment } = await import("../../src/domain/deployments.ts");
+    claimDeployment(f.db, first);
+    const second = requestDeployment(f.db, { appUuid: f.app.uuid, trigger: "cli", ref: "main" }).deployment.uuid;
+    await expect(runDeployment(f.deps, second, { finalAttempt: false })).rejects.toBeInstanceOf(AppBusyError);
+    await runDeployment(f.deps, first, { finalAttempt: false });
+    expect(await runDeployment(f.deps, second, { finalAttempt: false })).toBe("succeeded");
+    expect(await runDeployment(f.deps, second, { finalAttempt: false })).toBe("skipped");
+  });
+
+  it("a newer request supersedes a queued one, which is then skipped", async () => {
+    const older = request();
+    const newer = request();
+    expect(getDeployment(f.db, older).status).toBe("superseded");
+    expect(await runDeployment(f.deps, older, { finalAttempt: false })).toBe("skipped");
+    expect(await runDeployment(f.deps, newer, { finalAttempt: false })).toBe("succeeded");
+    expect(f.engine.builds).toHaveLength(1);
+  });
+
+  it("keeps the newest N release images and prunes older ones", async () => {
+    f.deps.settings.keepReleases = 2;
+    for (let i = 0; i < 4; i++) await runDeployment(f.deps, request(), { finalAttempt: false });
+    const releases = listReleases(f.db, f.app.uuid);
+    expect(releases.map((r) => [r.version, r.prunedAt !== null])).toEqual([
+      [4, false],
+      [3, false],
+      [2, true],
+      [1, true],
+    ]);
+    expect(releases.filter((r) => f.engine.images.has(r.image)).map((r) => r.version)).toEqual([4, 3]);
+  });
+
+  it("passes env vars through a 0600 env file, never in argv", async () => {
+    const { appEnvVars } = await import("../../src/db/schema.ts");
+    const { appRowId } = await import("../../src/domain/apps.ts");
+    f.db
+      .insert(appEnvVars)
+      .values({
+        uuid: crypto.randomUUID(),
+        appId: appRowId(f.db, f.app.uuid),
+        key: "API_TOKEN",
+        valueEncrypted: f.deps.secrets.seal("tok-123", `${f.app.uuid}:API_TOKEN`),
+      })
+      .run();
+    const id = request();
+    await runDeployment(f.deps, id, { finalAttempt: false });
+    const spec = f.engine.containers.get(names.container(f.app.uuid, id))?.spec;
+    expect(JSON.stringify(spec)).not.toContain("tok-123");
+    expect(spec?.envFile).toBeDefined();
+  });
+});

@@ -1,0 +1,86 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { requestDeployment } from "../../src/domain/deployments.ts";
+import { runDeployment } from "../../src/pipeline/deploy-job.ts";
+import { reconcile } from "../../src/pipeline/reconcile.ts";
+import { LABELS, names } from "../../src/pipeline/settings.ts";
+import { type PipelineFixture, pipelineFixture } from "../helpers/pipeline.ts";
+
+let f: PipelineFixture;
+beforeEach(() => {
+  f = pipelineFixture();
+});
+afterEach(() => f.cleanup());
+
+async function deployed(): Promise<string> {
+  const id = requestDeployment(f.db, { appUuid: f.app.uuid, trigger: "cli", ref: "main" }).deployment.uuid;
+  await runDeployment(f.deps, id, { finalAttempt: false });
+  return id;
+}
+
+describe("reconcile", () => {
+  it("does nothing when the real state matches the database", async () => {
+    await deployed();
+    const report = await reconcile(f.deps);
+    expect(report).toEqual({
+      containersStarted: [],
+      containersRemoved: [],
+      routesRestored: [],
+      routesRemoved: [],
+      errors: [],
+    });
+  });
+
+  it("restores every route into a Caddy that restarted empty", async () => {
+    await deployed();
+    const before = structuredClone([...f.proxy.routes.values()]);
+    f.proxy.routes.clear();
+    f.proxy.server = null;
+    const report = await reconcile(f.deps);
+    expect(report.routesRestored).toEqual(["shop"]);
+    expect([...f.proxy.routes.values()]).toEqual(before);
+  });
+
+  it("starts a missing container from the release image, health-checks it and repoints the route", async () => {
+    const id = await deployed();
+    const name = names.container(f.app.uuid, id);
+    f.engine.containers.delete(name);
+    const report = await reconcile(f.deps);
+    expect(report.containersStarted).toEqual(["shop"]);
+    expect(report.routesRestored).toEqual(["shop"]);
+    const port = f.engine.containers.get(name)?.hostPort;
+    expect(f.proxy.routes.get(names.route(f.app.uuid))?.upstreams).toEqual([`127.0.0.1:${port}`]);
+    expect(f.engine.containers.size).toBe(1);
+  });
+
+  it("removes orphan containers and routes of unknown apps", async () => {
+    await deployed();
+    f.engine.addImage("localhost/orphan:1");
+    await f.engine.runContainer({
+      name: "tsl-orphan",
+      image: "localhost/orphan:1",
+      command: ["true"],
+      labels: { [LABELS.managed]: "app", [LABELS.app]: crypto.randomUUID() },
+      memoryMb: 128,
+      cpus: 0.5,
+      pidsLimit: 128,
+      network: "none",
+      allowEgress: false,
+      tmpfsMb: 16,
+    });
+    const ghost = `app-${crypto.randomUUID()}`;
+    await f.proxy.upsertRoute({ id: ghost, hosts: ["ghost.example.test"], upstreams: ["127.0.0.1:1234"] });
+    const report = await reconcile(f.deps);
+    expect(report.containersRemoved).toEqual(["tsl-orphan"]);
+    expect(report.routesRemoved).toEqual([ghost]);
+    expect(f.engine.containers.size).toBe(1);
+    expect(f.proxy.routes.size).toBe(1);
+  });
+
+  it("is idempotent: a second pass finds nothing to fix", async () => {
+    await deployed();
+    f.proxy.routes.clear();
+    await reconcile(f.deps);
+    const second = await reconcile(f.deps);
+    expect(second.routesRestored).toEqual([]);
+  });
+});
