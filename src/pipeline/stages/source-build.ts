@@ -21,7 +21,8 @@ export function workDir(deps: PipelineDeps, deploymentUuid: string): string {
 export async function existingBuild(deps: PipelineDeps, image: string): Promise<string | undefined> {
   if (!(await deps.engine.imageExists(image))) return undefined;
   const [info] = await deps.engine.listImages(image);
-  return info?.labels[START_LABEL];
+  const encoded = info?.labels[START_LABEL];
+  return encoded === undefined ? undefined : Buffer.from(encoded, "base64url").toString("utf8");
 }
 
 /** source: exactly the requested commit, into a fresh private dir (a retry starts from scratch, so it is safe). */
@@ -117,7 +118,8 @@ export async function buildStage(
       [LABELS.managed]: "release",
       [LABELS.app]: app.uuid,
       [LABELS.deployment]: deploymentUuid,
-      [START_LABEL]: plan.startCommand,
+      // Label values are validated to a strict charset by the podman adapter; base64url fits it.
+      [START_LABEL]: Buffer.from(plan.startCommand).toString("base64url"),
     },
   });
   deps.log.info({ image }, "release image built");

@@ -1,0 +1,140 @@
+import { createAppCommand, listAppsCommand } from "../../commands/apps.ts";
+import { type DeployResult, deployCommand, rollbackCommand } from "../../commands/deploy.ts";
+import { logsCommand } from "../../commands/logs.ts";
+import { releasesCommand } from "../../commands/releases.ts";
+import { statusCommand } from "../../commands/status.ts";
+import type { NewApp } from "../domain/apps.ts";
+import { getDeployment } from "../domain/deployments.ts";
+import type { Logger } from "../log.ts";
+import type { CliCommand, CreateAppArgs } from "./args.ts";
+import { formatElapsed } from "./duration.ts";
+import { EXIT } from "./exit-codes.ts";
+import { followDeployment } from "./follow.ts";
+import { formatAppList, formatCreatedApp, formatEnqueued, formatLogs, formatReleases, formatStatus } from "./format.ts";
+import { json, type Output } from "./output.ts";
+import { summaryLine } from "./progress.ts";
+import type { CliResources } from "./resources.ts";
+
+export interface ExecuteOptions {
+  output: Output;
+  /** Registers a Ctrl-C handler while following; returns its removal. Defaults to SIGINT on this process. */
+  onInterrupt?: ((handler: () => void) => () => void) | undefined;
+  now?: (() => number) | undefined;
+}
+
+function onSigint(handler: () => void): () => void {
+  process.once("SIGINT", handler);
+  return () => process.off("SIGINT", handler);
+}
+
+function toNewApp(input: CreateAppArgs): NewApp {
+  const app: NewApp = { slug: input.slug, gitUrl: input.gitUrl, domain: input.domain, allowEgress: input.allowEgress };
+  if (input.branch !== undefined) app.branch = input.branch;
+  if (input.tenant !== undefined) app.tenant = input.tenant;
+  if (input.githubRepo !== undefined) app.githubRepo = input.githubRepo;
+  if (input.memoryMb !== undefined) app.memoryMb = input.memoryMb;
+  if (input.cpus !== undefined) app.cpus = input.cpus;
+  if (input.healthPath !== undefined) app.healthPath = input.healthPath;
+  return app;
+}
+
+export async function execute(
+  command: Exclude<CliCommand, { kind: "help" }>,
+  res: CliResources,
+  log: Logger,
+  options: ExecuteOptions,
+): Promise<number> {
+  const { output } = options;
+  switch (command.kind) {
+    case "apps-create":
+      output.out(formatCreatedApp(createAppCommand({ db: res.db(), log }, toNewApp(command.input))));
+      return EXIT.ok;
+    case "apps-list": {
+      const apps = listAppsCommand({ db: res.db() });
+      output.out(command.json ? json(apps) : formatAppList(apps));
+      return EXIT.ok;
+    }
+    case "status": {
+      const status = statusCommand({ db: res.db() }, { app: command.app });
+      output.out(command.json ? json(status) : formatStatus(status));
+      return EXIT.ok;
+    }
+    case "releases": {
+      const releases = releasesCommand({ db: res.db() }, { app: command.app });
+      output.out(
+        command.json ? json({ app: releases.app.slug, releases: releases.releases }) : formatReleases(releases),
+      );
+      return EXIT.ok;
+    }
+    case "logs": {
+      const logs = await logsCommand({ db: res.db(), engine: await res.engine() }, command);
+      const body = { app: logs.app.slug, release: `v${logs.release.version}`, releaseUuid: logs.release.uuid };
+      output.out(command.json ? json({ ...body, log: logs.text }) : formatLogs(logs.text));
+      return EXIT.ok;
+    }
+    case "deploy":
+    case "rollback": {
+      // Redis first: a deployment row whose job cannot be enqueued would sit "queued" until a reconcile.
+      const queue = await res.queue();
+      const deps = { db: res.db(), queue, log };
+      const result =
+        command.kind === "deploy"
+          ? await deployCommand(deps, { app: command.app, ref: command.ref })
+          : await rollbackCommand(deps, { app: command.app, release: command.release });
+      await res.closeQueue();
+      output.out(formatEnqueued(result, command.app));
+      if (!command.follow) return EXIT.ok;
+      return follow(result, command.app, command.timeoutMs, res, options);
+    }
+  }
+}
+
+async function follow(
+  result: DeployResult,
+  app: string,
+  timeoutMs: number,
+  res: CliResources,
+  options: ExecuteOptions,
+): Promise<number> {
+  const { output } = options;
+  const now = options.now ?? Date.now;
+  const uuid = result.deployment.uuid;
+  const controller = new AbortController();
+  const off = (options.onInterrupt ?? onSigint)(() => controller.abort());
+  let outcome: Awaited<ReturnType<typeof followDeployment>>;
+  try {
+    const db = res.db();
+    outcome = await followDeployment({
+      poll: () => getDeployment(db, uuid),
+      output,
+      timeoutMs,
+      signal: controller.signal,
+      now,
+    });
+  } finally {
+    off();
+  }
+  const hint = `check it with: tussilago status ${app}`;
+  if (outcome.kind === "interrupted") {
+    output.err(`stopped following; deployment ${uuid} was not cancelled and goes on (${hint})\n`);
+    return EXIT.interrupted;
+  }
+  if (outcome.kind === "timeout") {
+    output.err(
+      `error: stopped following after ${formatElapsed(timeoutMs)}; deployment ${uuid} is still ${outcome.state.status} (${hint})\n`,
+    );
+    return EXIT.error;
+  }
+  const line = summaryLine(outcome.state, now());
+  switch (outcome.state.status) {
+    case "succeeded":
+      output.out(`${line}\n`);
+      return EXIT.ok;
+    case "failed":
+      output.err(`error: ${line}\n`);
+      return EXIT.error;
+    default:
+      output.err(`${line}\n`);
+      return EXIT.superseded;
+  }
+}

@@ -1,0 +1,56 @@
+import type { Env } from "../config.ts";
+import { DomainError } from "../domain/errors.ts";
+import { createLogger, type Logger } from "../log.ts";
+import { type CliCommand, helpText, parseCli, UsageError } from "./args.ts";
+import { CliEnvError, parseCliEnv } from "./env.ts";
+import type { ExecuteOptions } from "./execute.ts";
+import { EXIT } from "./exit-codes.ts";
+import type { Output } from "./output.ts";
+import type { CliResources } from "./resources.ts";
+
+export interface RunCliOptions extends ExecuteOptions {
+  env: Env;
+  output: Output;
+}
+
+const firstLine = (text: string) => text.split("\n")[0] ?? "";
+
+/**
+ * Parses, runs and maps every outcome to an exit code and at most a line or two of text. The database, BullMQ and
+ * podman modules load only after the command line parsed: a typo is answered at once.
+ */
+export async function runCli(argv: readonly string[], options: RunCliOptions): Promise<number> {
+  const { output } = options;
+  let command: CliCommand;
+  try {
+    command = parseCli(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    output.err(`tussilago: ${err.message}\nusage: ${err.usage}\n`);
+    return EXIT.usage;
+  }
+  if (command.kind === "help") {
+    output.out(`${helpText()}\n`);
+    return EXIT.ok;
+  }
+  let log: Logger | undefined;
+  let resources: CliResources | undefined;
+  try {
+    const env = parseCliEnv(options.env);
+    log = createLogger({ level: env.logLevel, destination: { write: (line: string) => output.err(line) } });
+    const [{ CliResources }, { execute }] = await Promise.all([import("./resources.ts"), import("./execute.ts")]);
+    resources = new CliResources(env, log);
+    return await execute(command, resources, log, options);
+  } catch (err) {
+    if (err instanceof DomainError || err instanceof CliEnvError) {
+      output.err(`error: ${firstLine(err.message)}\n`);
+    } else {
+      // Not a user mistake: keep the details (stack included) for LOG_LEVEL=debug, show one line.
+      log?.debug({ err }, "command failed");
+      output.err(`error: ${firstLine(err instanceof Error ? err.message : String(err))}\n`);
+    }
+    return EXIT.error;
+  } finally {
+    await resources?.close();
+  }
+}
