@@ -1,0 +1,162 @@
+// Benchmark: push→live for the sample Flask app (uv.lock, dependencies from PyPI) through the real pipeline
+// (git → uv build in runsc → hardened run → health → Caddy route), with a cold and a warm uv cache, the route switch
+// time, and beside them the hand-scripted minimum (git clone + the same uv build + podman run + first 200) measured
+// in the same run. Needs root, podman, runsc, caddy, Redis on 127.0.0.1:6379 and the base image
+// (scripts/build-base-image.sh). Prints a Markdown table; copy it into bench/RESULTS.md.
+//
+//   npm run bench:deploy
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { getAppBySlug } from "../src/domain/apps.ts";
+import { listDeployments } from "../src/domain/deployments.ts";
+import { ExecaRunner } from "../src/infra/runner.ts";
+import { createLogger } from "../src/log.ts";
+import { buildScript } from "../src/pipeline/stages/detect.ts";
+import { BASE_IMAGE, freePort, startE2EPipeline } from "../test/helpers/e2e-pipeline.ts";
+
+const runner = new ExecaRunner(createLogger({ level: "warn" }));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function untilServed(get: () => Promise<{ status: number; body: string }>, expect: string, timeoutMs = 600_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      const res = await get();
+      if (res.status === 200 && res.body.includes(expect)) return;
+    } catch {
+      // not up yet
+    }
+    await sleep(50);
+  }
+  throw new Error(`not served: ${expect}`);
+}
+
+/** The minimum by hand: no queue, no records, no hardening beyond what runsc needs to start here. */
+async function handScripted(repoUrl: string, cacheDir: string, release: string): Promise<number> {
+  const work = mkdtempSync(join(tmpdir(), "tsl-bench-min-"));
+  const tag = `localhost/tsl-bench-min:${release}`;
+  const name = `tsl-bench-min-${release}`;
+  const podman = (args: string[], timeoutMs = 600_000) => runner.run("podman", args, { timeoutMs });
+  const runsc = ["--runtime", "/usr/bin/runsc", "--runtime-flag=network=host"];
+  const started = performance.now();
+  try {
+    await runner.run("git", ["clone", "-q", "--depth", "1", repoUrl, join(work, "src")], { timeoutMs: 60_000 });
+    await podman([
+      ...runsc,
+      "run",
+      "--rm",
+      "--ulimit",
+      "nofile=4096:4096",
+      "--ulimit",
+      "nproc=4096:4096",
+      "--volume",
+      `${join(work, "src")}:/app:rw`,
+      "--volume",
+      `${cacheDir}:/cache:rw`,
+      "--volume",
+      "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/bench-ca.crt:ro",
+      "--env",
+      "UV_CACHE_DIR=/cache",
+      "--env",
+      "UV_LINK_MODE=copy",
+      "--env",
+      "SSL_CERT_FILE=/etc/ssl/certs/bench-ca.crt",
+      "--env",
+      "UV_SYSTEM_CERTS=1",
+      "--workdir",
+      "/app",
+      BASE_IMAGE,
+      "/bin/sh",
+      "-c",
+      buildScript("uv-lock"),
+    ]);
+    await runner.run(
+      "podman",
+      ["build", "-q", "--pull=never", "--network=none", "-f", "-", "-t", tag, join(work, "src")],
+      {
+        timeoutMs: 300_000,
+        input: `FROM ${BASE_IMAGE}\nCOPY . /app\n`,
+      },
+    );
+    const port = await freePort();
+    await podman([
+      ...runsc,
+      "run",
+      "-d",
+      "--name",
+      name,
+      "--ulimit",
+      "nofile=4096:4096",
+      "--ulimit",
+      "nproc=4096:4096",
+      "-p",
+      `127.0.0.1:${port}:8000`,
+      "--env",
+      "PORT=8000",
+      "--env",
+      "PATH=/app/.venv/bin:/usr/local/bin:/usr/bin:/bin",
+      "--workdir",
+      "/app",
+      tag,
+      "/bin/sh",
+      "-c",
+      "exec gunicorn --workers 2 --threads 4 --bind 0.0.0.0:8000 app:app",
+    ]);
+    await untilServed(async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/`);
+      return { status: res.status, body: await res.text() };
+    }, release);
+    return performance.now() - started;
+  } finally {
+    await podman(["rm", "-f", name]).catch(() => undefined);
+    await podman(["rmi", "-f", tag]).catch(() => undefined);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  await runner.run("bash", ["scripts/build-base-image.sh", BASE_IMAGE], { timeoutMs: 900_000 });
+  const p = await startE2EPipeline();
+  const rows: string[] = [];
+  try {
+    const repo = await p.repo("flask-app", "bench-1");
+    p.createApp("bench", repo, { cpus: "1.5" });
+    const pushToLive = async (release: string) => {
+      const t0 = performance.now();
+      const d = await p.deploy("bench");
+      if (d.status !== "succeeded") throw new Error(`deployment ${release} ${d.status}: ${d.failureReason}`);
+      await untilServed(() => p.get("bench.e2e.test"), release);
+      return performance.now() - t0;
+    };
+    const cold = await pushToLive("bench-1");
+    await p.commit(repo, "bench-2");
+    const warm = await pushToLive("bench-2");
+    const app = getAppBySlug(p.db, "bench");
+    const [latest] = listDeployments(p.db, app.uuid, 1);
+    const route = latest?.stageTimings.route;
+    const routeMs = route?.finishedAt !== undefined ? route.finishedAt - route.startedAt : Number.NaN;
+    const build = latest?.stageTimings.build;
+    const buildMs = build?.finishedAt !== undefined ? build.finishedAt - build.startedAt : Number.NaN;
+
+    const minCache = mkdtempSync(join(tmpdir(), "tsl-bench-cache-"));
+    const minCold = await handScripted(repo, minCache, "bench-2");
+    const minWarm = await handScripted(repo, minCache, "bench-2");
+    rmSync(minCache, { recursive: true, force: true });
+
+    const s = (ms: number) => (ms / 1000).toFixed(1);
+    rows.push(
+      "| measurement | tussilago | hand-scripted minimum |",
+      "| --- | ---: | ---: |",
+      `| push→live, cold uv cache (s) | ${s(cold)} | ${s(minCold)} |`,
+      `| push→live, warm uv cache (s) | ${s(warm)} | ${s(minWarm)} |`,
+      `| build stage, warm cache (s) | ${s(buildMs)} | — |`,
+      `| route switch (Caddy PATCH + verify, ms) | ${routeMs.toFixed(0)} | — |`,
+    );
+  } finally {
+    await p.close();
+  }
+  process.stdout.write(`node ${process.version}, base image ${BASE_IMAGE}\n\n${rows.join("\n")}\n`);
+}
+
+await main();
