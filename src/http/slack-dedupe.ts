@@ -7,6 +7,8 @@ import type { Redis } from "ioredis";
 export interface EventDedupe {
   /** `true` the first time a key is seen (and marks it); `false` for every later call within the TTL. */
   firstSeen(key: string): Promise<boolean>;
+  /** Unmarks a key whose processing failed, so Slack's retry of it is processed instead of dropped. */
+  forget(key: string): Promise<void>;
 }
 
 // Slack gives up retrying after about an hour (three retries: immediately, after 1 min, after 5 min), so an hour
@@ -31,6 +33,10 @@ export class RedisEventDedupe implements EventDedupe {
     const result = await this.#redis.set(`${this.#prefix}:${key}`, "1", "EX", this.#ttlSeconds, "NX");
     return result === "OK";
   }
+
+  async forget(key: string): Promise<void> {
+    await this.#redis.del(`${this.#prefix}:${key}`);
+  }
 }
 
 /** One process only; for tests and for running without Redis. */
@@ -54,5 +60,9 @@ export class MemoryEventDedupe implements EventDedupe {
     if (this.#seen.has(key)) return false;
     this.#seen.set(key, now + this.#ttlMs);
     return true;
+  }
+
+  async forget(key: string): Promise<void> {
+    this.#seen.delete(key);
   }
 }

@@ -246,6 +246,10 @@ export class HonoReceiver implements Receiver {
         }
         clearTimeout(timer);
         answered = true;
+        // We answer 500, so Slack will retry: that retry must be processed, not dropped as "already seen".
+        this.#dedupe
+          .forget(req.key)
+          .catch((e: unknown) => log.warn({ err: e }, "could not forget a failed Slack delivery"));
         reject(err);
       });
       this.#inFlight.add(work);

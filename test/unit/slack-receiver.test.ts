@@ -229,6 +229,22 @@ describe("HonoReceiver: acks and retries", () => {
     expect(text).not.toContain("secret internal detail");
   });
 
+  test("a delivery that failed with 500 is forgotten, so Slack's retry of it is processed", async ({ h }) => {
+    let calls = 0;
+    h.slack.app.command("/flaky", async ({ ack }) => {
+      calls++;
+      if (calls === 1) throw new Error("database briefly locked");
+      await ack("done on retry");
+    });
+    const body = commandBody("", "/flaky");
+    const first = await slackRequest(h.http, "/slack/commands", body);
+    expect(first.status).toBe(500);
+    const retry = await slackRequest(h.http, "/slack/commands", body, { headers: { "x-slack-retry-num": "1" } });
+    expect(retry.status).toBe(200);
+    expect(await retry.text()).toBe("done on retry");
+    expect(calls).toBe(2);
+  });
+
   test("a string ack becomes the text body", async ({ h }) => {
     h.slack.app.command("/plain", async ({ ack }) => {
       await ack("plain answer");
