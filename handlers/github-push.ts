@@ -11,7 +11,15 @@ export const pushPayloadSchema = z.object({
   deleted: z.boolean().optional(),
   forced: z.boolean().optional(),
   repository: z.object({ full_name: z.string().regex(/^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/) }),
-  head_commit: z.object({ id: z.string(), message: z.string() }).nullable().optional(),
+  head_commit: z
+    .object({
+      id: z.string(),
+      message: z.string(),
+      author: z.object({ name: z.string().max(200).optional(), username: z.string().max(200).optional() }).optional(),
+    })
+    .nullable()
+    .optional(),
+  pusher: z.object({ name: z.string().max(200) }).optional(),
 });
 export type PushPayload = z.infer<typeof pushPayloadSchema>;
 

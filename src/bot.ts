@@ -1,9 +1,11 @@
 import { mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
+import { Redis } from "ioredis";
 import type { Config } from "./config.ts";
 import { databasePath, openDb, pingDb } from "./db/client.ts";
 import { SecretBox } from "./domain/crypto.ts";
+import { DEFAULT_ROLE_LIMITS, type TenantStoreDeps } from "./domain/tenant-databases.ts";
 import { createApp } from "./http/app.ts";
 import { githubRoute } from "./http/github-route.ts";
 import { createSlackApp } from "./http/slack-app.ts";
@@ -12,9 +14,13 @@ import { CaddyAdmin } from "./infra/caddy.ts";
 import { startEmbeddedCaddy } from "./infra/embedded-caddy.ts";
 import { startEmbeddedRedis } from "./infra/embedded-redis.ts";
 import { GitCli } from "./infra/git.ts";
+import { GithubRestClient } from "./infra/github-api.ts";
+import { githubGitCredentials } from "./infra/github-credentials.ts";
 import { UndiciProbe } from "./infra/http-probe.ts";
 import { PodmanEngine } from "./infra/podman.ts";
+import { PgPostgresAdmin } from "./infra/postgres-admin.ts";
 import { connectRedis, pingRedis, type RedisTarget } from "./infra/redis.ts";
+import { IoRedisAcl } from "./infra/redis-acl.ts";
 import { ExecaRunner } from "./infra/runner.ts";
 import { readSysctl } from "./infra/sysctl.ts";
 import { Lifecycle } from "./lifecycle.ts";
@@ -22,10 +28,13 @@ import type { Logger } from "./log.ts";
 import { registerDeployWorker } from "./pipeline/deploy-worker.ts";
 import { abortableSleep, type PipelineDeps } from "./pipeline/deps.ts";
 import { PipelineEvents } from "./pipeline/events.ts";
-import { BullJobQueue } from "./pipeline/queues.ts";
+import { BullProvisionQueue, registerProvisionWorker } from "./pipeline/provision-worker.ts";
+import { registerPushWorker } from "./pipeline/push-worker.ts";
+import { BullJobQueue, type JobPayloads, QUEUE_NAMES } from "./pipeline/queues.ts";
 import { reconcile } from "./pipeline/reconcile.ts";
 import { defaultPipelineSettings } from "./pipeline/settings.ts";
 import { WorkerPool } from "./pipeline/worker-pool.ts";
+import { attachGithubStatusReporter } from "./reporters/github-status.ts";
 import { attachLogReporter } from "./reporters/log-reporter.ts";
 
 export interface RunningBot {
@@ -102,6 +111,25 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     lifecycle.onStop("health probe", () => probe.close());
     const events = new PipelineEvents((err) => log.error({ err }, "reporter failed"));
     attachLogReporter(events, log.child({ component: "pipeline" }));
+    const github = config.github?.auth
+      ? new GithubRestClient({
+          apiUrl: config.github.apiUrl,
+          auth: config.github.auth,
+          log: log.child({ component: "github" }),
+        })
+      : undefined;
+    if (github) {
+      const reporter = attachGithubStatusReporter(events, {
+        db,
+        github,
+        log: log.child({ component: "github-status" }),
+      });
+      // Stops after the workers (registered before them): lets the last statuses reach GitHub, bounded.
+      lifecycle.onStop("github reporter", async () => {
+        reporter.detach();
+        await Promise.race([reporter.idle(), new Promise((r) => setTimeout(r, 5_000))]);
+      });
+    }
     const settings = {
       ...defaultPipelineSettings(config.dataDir),
       baseImage: config.pipeline.baseImage,
@@ -122,17 +150,42 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       log: log.child({ component: "pipeline" }),
       sleep: abortableSleep,
       now: Date.now,
+      gitCredentials: (app) => githubGitCredentials(github, app),
     };
 
     const workers = new WorkerPool(redis, log.child({ component: "workers" }), prefix);
     lifecycle.onStop("workers", () => workers.close(config.shutdownGraceMs));
     registerDeployWorker(workers, pipeline);
+    if (config.github) registerPushWorker(workers, { db, queue, log: log.child({ component: "push" }) });
+    const tenantStores = startTenantStores(config, { db, secrets: pipeline.secrets, log, lifecycle });
+    registerProvisionWorker(workers, tenantStores);
+    const provisionQueue = new BullProvisionQueue(redis, prefix);
+    lifecycle.onStop("provision queue", () => provisionQueue.close());
     // Start-up reconcile in the background: the HTTP edge must come up even while containers are being restored.
+    // Reconcile runs as jobs of one queue with concurrency 1, so passes never overlap: once at start-up (in the
+    // background: the HTTP edge comes up while containers are restored) and then periodically, which restarts an
+    // app whose sandbox died (a tenant's fork or memory bomb takes its own gVisor sandbox down).
+    workers.add<JobPayloads["reconcile"], unknown>(QUEUE_NAMES.reconcile, async (job) => {
+      const report = await reconcile(pipeline);
+      log.info({ report, reason: job.data.reason }, "reconcile finished");
+      return report;
+    });
     if (config.pipeline.reconcileOnStart) {
-      void reconcile(pipeline).then(
-        (report) => log.info({ report }, "start-up reconcile finished"),
-        (err: unknown) => log.error({ err }, "start-up reconcile failed"),
+      await queue.enqueue(QUEUE_NAMES.reconcile, { reason: "start-up" }, `reconcile-start-${Date.now()}`);
+    }
+    const reconcileQueue = queue.queue(QUEUE_NAMES.reconcile);
+    if (config.pipeline.reconcileIntervalMs > 0) {
+      await reconcileQueue.upsertJobScheduler(
+        "periodic-reconcile",
+        { every: config.pipeline.reconcileIntervalMs },
+        {
+          name: QUEUE_NAMES.reconcile,
+          data: { reason: "periodic" },
+          opts: { removeOnComplete: 100, removeOnFail: 100 },
+        },
       );
+    } else {
+      await reconcileQueue.removeJobScheduler("periodic-reconcile");
     }
 
     const slack = config.slack
@@ -180,6 +233,45 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     await lifecycle.stop();
     throw err;
   }
+}
+
+/** Tenant PostgreSQL / Redis admin connections, when configured (off otherwise: provisioning then says so). */
+function startTenantStores(
+  config: Config,
+  deps: { db: TenantStoreDeps["db"]; secrets: TenantStoreDeps["secrets"]; log: Logger; lifecycle: Lifecycle },
+): TenantStoreDeps {
+  const ts = config.tenantStores;
+  const pgAdmin = ts.pgAdminUrl
+    ? new PgPostgresAdmin({ adminUrl: ts.pgAdminUrl, log: deps.log.child({ component: "tenant-pg" }) })
+    : undefined;
+  if (pgAdmin) deps.lifecycle.onStop("tenant postgres", () => pgAdmin.close());
+  const tenantRedis = ts.redisUrl ? new Redis(ts.redisUrl, { maxRetriesPerRequest: 3 }) : undefined;
+  if (tenantRedis) {
+    deps.lifecycle.onStop("tenant redis", async () => {
+      await tenantRedis.quit().catch(() => tenantRedis.disconnect());
+    });
+  }
+  const pgAdminUrl = ts.pgAdminUrl ? new URL(ts.pgAdminUrl) : undefined;
+  const redisPublic = ts.redisUrl
+    ? Object.assign(new URL(ts.redisUrl), { username: "", password: "" }).toString()
+    : undefined;
+  return {
+    db: deps.db,
+    secrets: deps.secrets,
+    log: deps.log.child({ component: "tenant-stores" }),
+    postgres: pgAdmin,
+    redisAcl: tenantRedis ? new IoRedisAcl(tenantRedis, deps.log.child({ component: "tenant-redis" })) : undefined,
+    settings: {
+      postgres: pgAdminUrl
+        ? {
+            publicHost: ts.pgPublicHost ?? pgAdminUrl.hostname,
+            publicPort: ts.pgPublicPort ?? Number(pgAdminUrl.port || 5432),
+            limits: DEFAULT_ROLE_LIMITS,
+          }
+        : undefined,
+      redis: redisPublic ? { publicUrl: redisPublic } : undefined,
+    },
+  };
 }
 
 function closeServer(server: ReturnType<typeof serve>): Promise<void> {

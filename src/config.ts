@@ -1,3 +1,5 @@
+import { createPrivateKey } from "node:crypto";
+import { readFileSync } from "node:fs";
 import envPaths from "env-paths";
 import { z } from "zod";
 
@@ -13,9 +15,14 @@ export interface SlackConfig {
   apiUrl: string | undefined;
 }
 
+/** How the bot authenticates to the GitHub API; either kind is enough for status reporting and private fetches. */
+export type GithubAuthConfig = { kind: "token"; token: string } | { kind: "app"; appId: string; privateKeyPem: string };
+
 export interface GithubConfig {
   webhookSecret: string;
   apiUrl: string;
+  /** `undefined` → no reporting back to GitHub and no authenticated fetches; webhooks still deploy. */
+  auth: GithubAuthConfig | undefined;
 }
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
@@ -37,6 +44,18 @@ export interface Config {
   /** Largest webhook body we read; bigger ones get 413 before any parsing. */
   maxBodyBytes: number;
   pipeline: PipelineConfig;
+  tenantStores: TenantStoresConfig;
+}
+
+/** Shared servers for tenant databases (issue: tenant PostgreSQL and Redis); unset → provisioning is off. */
+export interface TenantStoresConfig {
+  /** Superuser-ish admin connection for provisioning (through PgBouncer is fine: transaction-safe by design). */
+  pgAdminUrl: string | undefined;
+  /** Host/port apps get in DATABASE_URL (PgBouncer's); default: the admin URL's. */
+  pgPublicHost: string | undefined;
+  pgPublicPort: number | undefined;
+  /** A Redis for tenants, separate from the bot's own (sandboxes must never reach the bot's Redis). */
+  redisUrl: string | undefined;
 }
 
 export interface PipelineConfig {
@@ -54,6 +73,8 @@ export interface PipelineConfig {
   keepReleases: number;
   /** Run the reconcile pass at start-up (default on). */
   reconcileOnStart: boolean;
+  /** Run it again every this many ms, so a crashed app container is restarted (0 = never). */
+  reconcileIntervalMs: number;
 }
 
 /** A configuration problem the operator must fix; `variable` names the environment variable at fault. */
@@ -144,9 +165,17 @@ export function loadConfig(env: Env): Config {
       : undefined;
 
   const webhookSecret = opt(env, "GITHUB_WEBHOOK_SECRET");
+  const githubAuth = loadGithubAuth(env);
+  if (githubAuth !== undefined && webhookSecret === undefined) {
+    throw new ConfigError("GITHUB_WEBHOOK_SECRET", "is required when GitHub API credentials are configured");
+  }
   const github: GithubConfig | undefined =
     webhookSecret !== undefined
-      ? { webhookSecret, apiUrl: parseWith(urlSchema, env, "GITHUB_API_URL", "https://api.github.com") }
+      ? {
+          webhookSecret,
+          apiUrl: parseWith(urlSchema, env, "GITHUB_API_URL", "https://api.github.com"),
+          auth: githubAuth,
+        }
       : undefined;
 
   return {
@@ -171,6 +200,39 @@ export function loadConfig(env: Env): Config {
       25_000,
     ),
     maxBodyBytes: 1024 * 1024,
+    tenantStores: {
+      pgAdminUrl: parseWith(
+        z
+          .string()
+          .refine((v) => URL.canParse(v) && /^postgres(ql)?:$/.test(new URL(v).protocol), "must be a postgres:// URL")
+          .optional(),
+        env,
+        "TUSSILAGO_PG_ADMIN_URL",
+        undefined,
+      ),
+      pgPublicHost: parseWith(
+        z
+          .string()
+          .regex(/^[A-Za-z0-9.-]{1,253}$/, "must be a host name or IPv4 address")
+          .optional(),
+        env,
+        "TUSSILAGO_PG_PUBLIC_HOST",
+        undefined,
+      ),
+      pgPublicPort: parseWith(portSchema.optional(), env, "TUSSILAGO_PG_PUBLIC_PORT", undefined),
+      redisUrl: parseWith(
+        z
+          .string()
+          .refine(
+            (v) => URL.canParse(v) && /^rediss?:$/.test(new URL(v).protocol),
+            "must be a redis:// or rediss:// URL",
+          )
+          .optional(),
+        env,
+        "TUSSILAGO_TENANT_REDIS_URL",
+        undefined,
+      ),
+    },
     pipeline: {
       baseImage: parseWith(
         z.string().regex(/^[a-z0-9][a-z0-9._/:@-]{0,254}$/, "must be an image reference"),
@@ -206,6 +268,12 @@ export function loadConfig(env: Env): Config {
       ),
       reconcileOnStart:
         opt(env, "TUSSILAGO_RECONCILE_ON_START") === undefined || parseFlag(env, "TUSSILAGO_RECONCILE_ON_START"),
+      reconcileIntervalMs: parseWith(
+        z.coerce.number({ message: "must be a number" }).int().min(0).max(86_400_000),
+        env,
+        "TUSSILAGO_RECONCILE_INTERVAL_MS",
+        30_000,
+      ),
       keepReleases: parseWith(
         z.coerce.number({ message: "must be a number" }).int().min(1).max(100),
         env,
@@ -214,6 +282,61 @@ export function loadConfig(env: Env): Config {
       ),
     },
   };
+}
+
+/**
+ * GITHUB_TOKEN (fine-grained token) or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY / GITHUB_APP_PRIVATE_KEY_PATH (a
+ * GitHub App; installation tokens are minted per repository at run time). Error messages never echo a value.
+ */
+function loadGithubAuth(env: Env): GithubAuthConfig | undefined {
+  const token = opt(env, "GITHUB_TOKEN");
+  const appId = opt(env, "GITHUB_APP_ID");
+  const inlineKey = opt(env, "GITHUB_APP_PRIVATE_KEY");
+  const keyPath = opt(env, "GITHUB_APP_PRIVATE_KEY_PATH");
+  const anyApp = appId !== undefined || inlineKey !== undefined || keyPath !== undefined;
+  if (token !== undefined && anyApp) {
+    throw new ConfigError("GITHUB_TOKEN", "set either GITHUB_TOKEN or the GITHUB_APP_* variables, not both");
+  }
+  if (token !== undefined) {
+    if (/\s/.test(token)) throw new ConfigError("GITHUB_TOKEN", "must not contain whitespace");
+    return { kind: "token", token };
+  }
+  if (!anyApp) return undefined;
+  if (appId === undefined) throw new ConfigError("GITHUB_APP_ID", "is required when a GitHub App private key is set");
+  if (!/^\d{1,20}$/.test(appId)) throw new ConfigError("GITHUB_APP_ID", "must be the numeric App ID");
+  if (inlineKey !== undefined && keyPath !== undefined) {
+    throw new ConfigError(
+      "GITHUB_APP_PRIVATE_KEY",
+      "set GITHUB_APP_PRIVATE_KEY or GITHUB_APP_PRIVATE_KEY_PATH, not both",
+    );
+  }
+  let pem: string;
+  let source: string;
+  if (keyPath !== undefined) {
+    source = "GITHUB_APP_PRIVATE_KEY_PATH";
+    if (!keyPath.startsWith("/")) throw new ConfigError(source, "must be an absolute path");
+    try {
+      pem = readFileSync(keyPath, "utf8");
+    } catch {
+      throw new ConfigError(source, "cannot be read");
+    }
+  } else if (inlineKey !== undefined) {
+    source = "GITHUB_APP_PRIVATE_KEY";
+    // Env files often carry the PEM on one line with literal "\n".
+    pem = inlineKey.replaceAll("\\n", "\n");
+  } else {
+    throw new ConfigError(
+      "GITHUB_APP_PRIVATE_KEY",
+      "is required when GITHUB_APP_ID is set (or GITHUB_APP_PRIVATE_KEY_PATH)",
+    );
+  }
+  try {
+    const key = createPrivateKey(pem);
+    if (key.asymmetricKeyType !== "rsa") throw new Error("not RSA");
+  } catch {
+    throw new ConfigError(source, "must be the App's RSA private key in PEM form");
+  }
+  return { kind: "app", appId, privateKeyPem: pem };
 }
 
 /** Flags are "1"/"true"/"yes" or "0"/"false"/"no"; z.coerce.boolean() would read "false" as true. */

@@ -30,6 +30,10 @@ export const REDACT_PATHS = [
   "req.headers.authorization",
   "env",
   "*.env",
+  "pgAdminUrl",
+  "*.pgAdminUrl",
+  "redisUrl",
+  "*.redisUrl",
 ];
 
 export interface LoggerOptions {

@@ -67,6 +67,8 @@ export const apps = sqliteTable(
     /** `owner/name` on GitHub, for push mapping; null when the app is not linked to GitHub. */
     githubRepo: text("github_repo"),
     branch: text("branch").notNull().default("main"),
+    /** Glob (`*`, `?`) of tag names whose pushes deploy this app; null → tag pushes are ignored. */
+    deployTagPattern: text("deploy_tag_pattern"),
     domain: text("domain").notNull(),
     environment: text("environment", { enum: ["production", "staging", "development"] })
       .notNull()
@@ -112,12 +114,17 @@ export const deployments = sqliteTable(
     rollbackOfReleaseId: integer("rollback_of_release_id"),
     slackChannelId: text("slack_channel_id"),
     slackThreadTs: text("slack_thread_ts"),
+    /** `X-GitHub-Delivery` of the push that requested it; unique per app, so a replayed job cannot add another. */
+    githubDeliveryId: text("github_delivery_id"),
+    /** The GitHub Deployment created for it (reporters/github-status.ts), so final statuses survive a restart. */
+    githubDeploymentId: text("github_deployment_id"),
     startedAt: integer("started_at", { mode: "timestamp_ms" }),
     finishedAt: integer("finished_at", { mode: "timestamp_ms" }),
   },
   (t) => [
     index("deployments_app_created_idx").on(t.appId, t.createdAt),
     index("deployments_app_status_idx").on(t.appId, t.status),
+    uniqueIndex("deployments_app_github_delivery_uq").on(t.appId, t.githubDeliveryId),
   ],
 );
 

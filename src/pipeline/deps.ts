@@ -1,4 +1,5 @@
 import type { Db } from "../db/client.ts";
+import type { AppView } from "../domain/apps.ts";
 import type { SecretBox } from "../domain/crypto.ts";
 import type { ProxyAdmin } from "../infra/caddy.ts";
 import type { GitSource } from "../infra/git.ts";
@@ -21,6 +22,8 @@ export interface PipelineDeps {
   log: Logger;
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   now: () => number;
+  /** Credentials for a private repository (a GitHub token), handed to git through the environment only. */
+  gitCredentials?: ((app: AppView) => Promise<{ username: string; password: string } | undefined>) | undefined;
 }
 
 export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {

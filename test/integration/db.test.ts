@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { openDb } from "../../src/db/client.ts";
+import { MIGRATIONS_DIR, openDb } from "../../src/db/client.ts";
 import { recordGithubDelivery } from "../../src/domain/webhook-deliveries.ts";
 import { tempDb, tempDir } from "../helpers/fixtures.ts";
 
@@ -44,7 +45,13 @@ describe("platform database", () => {
     const first = openDb(path);
     first.$client.close();
     const second = openDb(path);
-    expect(second.$client.prepare("select count(*) as n from __drizzle_migrations").get()).toEqual({ n: 1 });
+    const journal = JSON.parse(readFileSync(join(MIGRATIONS_DIR, "meta", "_journal.json"), "utf8")) as {
+      entries: unknown[];
+    };
+    expect(journal.entries.length).toBeGreaterThan(0);
+    expect(second.$client.prepare("select count(*) as n from __drizzle_migrations").get()).toEqual({
+      n: journal.entries.length,
+    });
     second.$client.close();
   });
 

@@ -23,6 +23,7 @@ async function start(): Promise<{ bot: BotProcess; dataDir: string }> {
     CADDY_ADMIN: join(dir.path, "unused-admin.sock"),
     // The default suite never runs podman (CONSTRAINTS §13); the e2e suite covers the start-up reconcile.
     TUSSILAGO_RECONCILE_ON_START: "0",
+    TUSSILAGO_RECONCILE_INTERVAL_MS: "0",
   });
   running.push(bot);
   return { bot, dataDir: dir.path };
@@ -52,6 +53,7 @@ describe("bot process lifecycle", () => {
     const stopped = bot.lines.filter((l) => l.msg === "stopped").map((l) => l.step);
     expect(stopped).toEqual([
       "http server",
+      "provision queue",
       "workers",
       "health probe",
       "caddy client",

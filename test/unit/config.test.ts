@@ -1,3 +1,7 @@
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, defaultDataDir, loadConfig } from "../../src/config.ts";
 
@@ -60,6 +64,7 @@ describe("loadConfig", () => {
     expect(loadConfig({ TUSSILAGO_SECRET_KEY: KEY, GITHUB_WEBHOOK_SECRET: "w" }).github).toEqual({
       webhookSecret: "w",
       apiUrl: "https://api.github.com",
+      auth: undefined,
     });
     expect(
       loadConfig({
@@ -68,6 +73,39 @@ describe("loadConfig", () => {
         GITHUB_API_URL: "https://ghe.example/api/v3",
       }).github?.apiUrl,
     ).toBe("https://ghe.example/api/v3");
+  });
+
+  it("reads GitHub API auth from a token or from a GitHub App id + private key, never echoing them", () => {
+    const base = { TUSSILAGO_SECRET_KEY: KEY, GITHUB_WEBHOOK_SECRET: "w" };
+    expect(loadConfig({ ...base, GITHUB_TOKEN: "github_pat_1" }).github?.auth).toEqual({
+      kind: "token",
+      token: "github_pat_1",
+    });
+    const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const pem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    const inline = loadConfig({ ...base, GITHUB_APP_ID: "123", GITHUB_APP_PRIVATE_KEY: pem.replaceAll("\n", "\\n") });
+    expect(inline.github?.auth).toEqual({ kind: "app", appId: "123", privateKeyPem: pem });
+    const dir = mkdtempSync(join(tmpdir(), "tussilago-config-"));
+    try {
+      writeFileSync(join(dir, "app.pem"), pem);
+      const fromFile = loadConfig({ ...base, GITHUB_APP_ID: "123", GITHUB_APP_PRIVATE_KEY_PATH: join(dir, "app.pem") });
+      expect(fromFile.github?.auth).toEqual({ kind: "app", appId: "123", privateKeyPem: pem });
+      expect(
+        error({ ...base, GITHUB_APP_ID: "123", GITHUB_APP_PRIVATE_KEY_PATH: join(dir, "nope.pem") }).variable,
+      ).toBe("GITHUB_APP_PRIVATE_KEY_PATH");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+
+    expect(error({ ...base, GITHUB_TOKEN: "t", GITHUB_APP_ID: "1" }).variable).toBe("GITHUB_TOKEN");
+    expect(error({ ...base, GITHUB_APP_PRIVATE_KEY: pem }).variable).toBe("GITHUB_APP_ID");
+    expect(error({ ...base, GITHUB_APP_ID: "123" }).variable).toBe("GITHUB_APP_PRIVATE_KEY");
+    expect(error({ ...base, GITHUB_APP_ID: "abc", GITHUB_APP_PRIVATE_KEY: pem }).variable).toBe("GITHUB_APP_ID");
+    const bad = error({ ...base, GITHUB_APP_ID: "123", GITHUB_APP_PRIVATE_KEY: "not-a-key-s3cr3t" });
+    expect(bad.variable).toBe("GITHUB_APP_PRIVATE_KEY");
+    expect(bad.message).not.toContain("s3cr3t");
+    // Credentials without webhooks would silently do nothing: say so instead.
+    expect(error({ TUSSILAGO_SECRET_KEY: KEY, GITHUB_TOKEN: "t" }).variable).toBe("GITHUB_WEBHOOK_SECRET");
   });
 
   it("names the variable for each malformed optional setting", () => {

@@ -37,7 +37,9 @@ export async function sourceStage(
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true, mode: 0o700 });
   try {
+    const credentials = await deps.gitCredentials?.(app);
     const fetched = await deps.git.fetch({
+      credentials,
       url: app.gitUrl,
       ref: deployment.ref,
       commit: deployment.commitSha ?? undefined,

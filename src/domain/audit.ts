@@ -1,0 +1,44 @@
+import { randomUUID } from "node:crypto";
+import { sql } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import { auditEvents } from "../db/schema.ts";
+import type { Actor } from "./users.ts";
+
+export type AuditOutcome = (typeof auditEvents.$inferSelect)["outcome"];
+
+export interface AuditEntry {
+  action: string;
+  outcome: AuditOutcome;
+  actor?: Actor | undefined;
+  /** Who acted when there is no user ("github", "system", "cli"); defaults to the actor's label. */
+  actorLabel?: string;
+  appUuid?: string | undefined;
+  tenantSlug?: string | undefined;
+  /** Never secrets: env values are recorded as "set", not as their value. */
+  details?: Record<string, unknown>;
+  correlationId?: string | undefined;
+}
+
+/** Appends one audit row. App and tenant are resolved by their public keys inside the insert (one statement). */
+export function recordAudit(db: Db, entry: AuditEntry): void {
+  const appId = entry.appUuid === undefined ? null : sql`(select id from apps where uuid = ${entry.appUuid})`;
+  const tenantId =
+    entry.appUuid !== undefined
+      ? sql`(select tenant_id from apps where uuid = ${entry.appUuid})`
+      : entry.tenantSlug !== undefined
+        ? sql`(select id from tenants where slug = ${entry.tenantSlug})`
+        : null;
+  db.insert(auditEvents)
+    .values({
+      uuid: randomUUID(),
+      tenantId,
+      appId,
+      actorUserId: entry.actor?.id ?? null,
+      actorLabel: entry.actorLabel ?? entry.actor?.label ?? "system",
+      action: entry.action,
+      outcome: entry.outcome,
+      details: entry.details ?? {},
+      correlationId: entry.correlationId ?? null,
+    })
+    .run();
+}

@@ -1,0 +1,327 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { and, eq, inArray } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import { appEnvVars, apps, auditEvents } from "../db/schema.ts";
+import type { PostgresAdmin, RoleLimits } from "../infra/postgres-admin.ts";
+import type { RedisAcl } from "../infra/redis-acl.ts";
+import type { Logger } from "../log.ts";
+import type { SecretBox } from "./crypto.ts";
+import { conflictError, DomainError, notFoundError } from "./errors.ts";
+
+/**
+ * Per-app PostgreSQL database + role and Redis ACL user. Names derive from the app UUID, so no extra state is
+ * needed to find them again; generated credentials live only in the app's sealed env vars (DATABASE_URL,
+ * REDIS_URL, REDIS_KEY_PREFIX), which the app receives on its next deploy. Every step against a server is
+ * idempotent and audited, so a job that dies half-way just runs again.
+ */
+
+export const TENANT_STORE_KINDS = ["postgres", "redis"] as const;
+export type TenantStoreKind = (typeof TENANT_STORE_KINDS)[number];
+
+export const ENV_KEYS: Record<TenantStoreKind, readonly string[]> = {
+  postgres: ["DATABASE_URL"],
+  redis: ["REDIS_URL", "REDIS_KEY_PREFIX"],
+};
+
+export interface TenantStoreSettings {
+  /** Host/port written into DATABASE_URL: PgBouncer's when it fronts the cluster. */
+  postgres: { publicHost: string; publicPort: number; limits: RoleLimits } | undefined;
+  /** The tenant Redis as apps reach it, without credentials (`redis://host:port` or `rediss://…`). */
+  redis: { publicUrl: string } | undefined;
+}
+
+export const DEFAULT_ROLE_LIMITS: RoleLimits = {
+  connectionLimit: 10,
+  statementTimeoutMs: 30_000,
+  idleInTransactionTimeoutMs: 60_000,
+};
+
+export interface TenantStoreDeps {
+  db: Db;
+  secrets: SecretBox;
+  log: Logger;
+  postgres: PostgresAdmin | undefined;
+  redisAcl: RedisAcl | undefined;
+  settings: TenantStoreSettings;
+  generatePassword?: () => string;
+}
+
+/** What `show` returns: never the password. */
+export interface TenantStoreInfo {
+  kind: TenantStoreKind;
+  provisioned: boolean;
+  /** The connection URL with the password removed. */
+  url: string | null;
+  user: string;
+  database?: string;
+  keyPrefix?: string;
+  updatedAt: Date | null;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function tenantStoreNames(appUuid: string): { pg: string; redisUser: string; redisPrefix: string } {
+  if (!UUID.test(appUuid)) throw new Error("app UUID expected");
+  return { pg: `app_${appUuid.replaceAll("-", "")}`, redisUser: `app-${appUuid}`, redisPrefix: `app:${appUuid}` };
+}
+
+/** 32 random bytes, base64url: URL-safe as-is, so it needs no escaping inside DATABASE_URL/REDIS_URL. */
+export function generatePassword(): string {
+  return randomBytes(32).toString("base64url");
+}
+
+interface Ctx {
+  deps: TenantStoreDeps;
+  app: { id: number; tenantId: number; uuid: string };
+  kind: TenantStoreKind;
+  actor: string;
+  correlationId: string | undefined;
+}
+
+export interface ActionOptions {
+  /** "system" for the worker, "cli", or a Slack user label. */
+  actor?: string;
+  correlationId?: string;
+}
+
+function loadApp(db: Db, appUuid: string, allowDestroyed: boolean): Ctx["app"] {
+  const row = db
+    .select({ id: apps.id, tenantId: apps.tenantId, uuid: apps.uuid, destroyedAt: apps.destroyedAt })
+    .from(apps)
+    .where(eq(apps.uuid, appUuid))
+    .get();
+  if (!row || (row.destroyedAt !== null && !allowDestroyed)) throw notFoundError("app");
+  return { id: row.id, tenantId: row.tenantId, uuid: row.uuid };
+}
+
+function auditTenantStore(ctx: Ctx, step: string, outcome: "succeeded" | "failed", details = {}): void {
+  ctx.deps.db
+    .insert(auditEvents)
+    .values({
+      uuid: randomUUID(),
+      tenantId: ctx.app.tenantId,
+      appId: ctx.app.id,
+      actorLabel: ctx.actor,
+      action: `tenant-store.${ctx.kind}.${step}`,
+      outcome,
+      details: { kind: ctx.kind, ...details },
+      correlationId: ctx.correlationId ?? null,
+    })
+    .run();
+}
+
+/** Runs one server step, auditing its outcome; the error text (may hold SQL) goes to the log, not the audit row. */
+async function step<T>(ctx: Ctx, name: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    const result = await fn();
+    auditTenantStore(ctx, name, "succeeded");
+    return result;
+  } catch (err) {
+    const code = typeof err === "object" && err !== null && "code" in err ? String(err.code) : undefined;
+    auditTenantStore(ctx, name, "failed", { error: err instanceof Error ? err.name : "unknown", code });
+    ctx.deps.log.warn({ appId: ctx.app.uuid, kind: ctx.kind, step: name, err }, "tenant store step failed");
+    throw err;
+  }
+}
+
+function readEnv(db: Db, appId: number, keys: readonly string[]) {
+  return db
+    .select({ key: appEnvVars.key, value: appEnvVars.valueEncrypted, updatedAt: appEnvVars.updatedAt })
+    .from(appEnvVars)
+    .where(and(eq(appEnvVars.appId, appId), inArray(appEnvVars.key, [...keys])))
+    .all();
+}
+
+/** The stored URL, decrypted with the same associated data run-health.ts uses to open it. */
+function storedUrl(ctx: Ctx): URL | undefined {
+  const key = ENV_KEYS[ctx.kind][0] as string;
+  const row = readEnv(ctx.deps.db, ctx.app.id, [key])[0];
+  return row ? new URL(ctx.deps.secrets.open(row.value, `${ctx.app.uuid}:${key}`)) : undefined;
+}
+
+function writeEnv(ctx: Ctx, values: Record<string, string>): void {
+  const { db, secrets } = ctx.deps;
+  db.transaction((tx) => {
+    for (const [key, value] of Object.entries(values)) {
+      const sealed = secrets.seal(value, `${ctx.app.uuid}:${key}`);
+      tx.insert(appEnvVars)
+        .values({ uuid: randomUUID(), appId: ctx.app.id, key, valueEncrypted: sealed })
+        .onConflictDoUpdate({
+          target: [appEnvVars.appId, appEnvVars.key],
+          set: { valueEncrypted: sealed, updatedAt: new Date() },
+        })
+        .run();
+    }
+  });
+  auditTenantStore(ctx, "env-written", "succeeded", { keys: Object.keys(values) });
+}
+
+function envValues(ctx: Ctx, password: string): Record<string, string> {
+  const names = tenantStoreNames(ctx.app.uuid);
+  if (ctx.kind === "postgres") {
+    const pg = requirePostgres(ctx.deps).settings;
+    const url = `postgres://${names.pg}:${password}@${pg.publicHost}:${pg.publicPort}/${names.pg}`;
+    return { DATABASE_URL: url };
+  }
+  const url = new URL(requireRedis(ctx.deps).settings.publicUrl);
+  url.username = names.redisUser;
+  url.password = password;
+  return { REDIS_URL: url.toString(), REDIS_KEY_PREFIX: `${names.redisPrefix}:` };
+}
+
+function requirePostgres(deps: TenantStoreDeps) {
+  if (!deps.postgres || !deps.settings.postgres)
+    throw new DomainError(409, "not_configured", "PostgreSQL provisioning is not configured on this bot");
+  return { admin: deps.postgres, settings: deps.settings.postgres };
+}
+
+function requireRedis(deps: TenantStoreDeps) {
+  if (!deps.redisAcl || !deps.settings.redis)
+    throw new DomainError(409, "not_configured", "Redis provisioning is not configured on this bot");
+  return { acl: deps.redisAcl, settings: deps.settings.redis };
+}
+
+export function assertConfigured(
+  deps: Pick<TenantStoreDeps, "postgres" | "redisAcl" | "settings">,
+  kind: TenantStoreKind,
+) {
+  if (kind === "postgres") requirePostgres(deps as TenantStoreDeps);
+  else requireRedis(deps as TenantStoreDeps);
+}
+
+function context(
+  deps: TenantStoreDeps,
+  appUuid: string,
+  kind: TenantStoreKind,
+  opts: ActionOptions,
+  allowDestroyed = false,
+): Ctx {
+  return {
+    deps,
+    app: loadApp(deps.db, appUuid, allowDestroyed),
+    kind,
+    actor: opts.actor ?? "system",
+    correlationId: opts.correlationId,
+  };
+}
+
+/**
+ * Creates (or finishes creating) the app's store. A password already stored is reused, so running this again —
+ * after a crash between any two steps — converges on one role, one database and one working DATABASE_URL.
+ */
+export async function provisionTenantStore(
+  deps: TenantStoreDeps,
+  appUuid: string,
+  kind: TenantStoreKind,
+  opts: ActionOptions = {},
+): Promise<void> {
+  const ctx = context(deps, appUuid, kind, opts);
+  const names = tenantStoreNames(appUuid);
+  const password = storedUrl(ctx)?.password || (deps.generatePassword ?? generatePassword)();
+  if (kind === "postgres") {
+    const { admin, settings } = requirePostgres(deps);
+    await step(ctx, "ensure-role", () => admin.ensureRole(names.pg, password, settings.limits));
+    await step(ctx, "ensure-database", () => admin.ensureDatabase(names.pg, names.pg));
+  } else {
+    const { acl } = requireRedis(deps);
+    await step(ctx, "ensure-user", () => acl.ensureUser(names.redisUser, password, names.redisPrefix));
+  }
+  writeEnv(ctx, envValues(ctx, password));
+  deps.log.info({ appId: appUuid, kind }, "tenant store provisioned");
+}
+
+/**
+ * New password on the server first, then in the sealed env var: if the second step fails, a retry rotates again
+ * and stores that. Returns the new URL for a one-time reveal; callers that do not reveal drop it.
+ */
+export async function rotateTenantStore(
+  deps: TenantStoreDeps,
+  appUuid: string,
+  kind: TenantStoreKind,
+  opts: ActionOptions = {},
+): Promise<{ url: string }> {
+  const ctx = context(deps, appUuid, kind, opts);
+  if (!storedUrl(ctx)) throw conflictError(`no ${kind} store is provisioned for this app`);
+  const names = tenantStoreNames(appUuid);
+  const password = (deps.generatePassword ?? generatePassword)();
+  if (kind === "postgres") {
+    const { admin } = requirePostgres(deps);
+    await step(ctx, "rotate-password", () => admin.rotatePassword(names.pg, password));
+  } else {
+    const { acl } = requireRedis(deps);
+    await step(ctx, "rotate-password", () => acl.rotatePassword(names.redisUser, password));
+  }
+  const values = envValues(ctx, password);
+  writeEnv(ctx, values);
+  deps.log.info({ appId: appUuid, kind }, "tenant store credentials rotated");
+  return { url: (values.DATABASE_URL ?? values.REDIS_URL) as string };
+}
+
+/** Drops the server objects, then the env vars; also for destroyed apps, so their data can be cleaned up. */
+export async function dropTenantStore(
+  deps: TenantStoreDeps,
+  appUuid: string,
+  kind: TenantStoreKind,
+  opts: ActionOptions = {},
+): Promise<void> {
+  const ctx = context(deps, appUuid, kind, opts, true);
+  const names = tenantStoreNames(appUuid);
+  if (kind === "postgres") {
+    const { admin } = requirePostgres(deps);
+    await step(ctx, "drop-database", () => admin.dropDatabase(names.pg));
+    await step(ctx, "drop-role", () => admin.dropRole(names.pg));
+  } else {
+    const { acl } = requireRedis(deps);
+    await step(ctx, "delete-user", () => acl.deleteUser(names.redisUser));
+  }
+  deps.db
+    .delete(appEnvVars)
+    .where(and(eq(appEnvVars.appId, ctx.app.id), inArray(appEnvVars.key, [...ENV_KEYS[kind]])))
+    .run();
+  auditTenantStore(ctx, "env-removed", "succeeded", { keys: ENV_KEYS[kind] });
+  deps.log.info({ appId: appUuid, kind }, "tenant store dropped");
+}
+
+/** Audits a request made through a command (who asked for what), before the job does the work. */
+export function auditTenantStoreRequest(
+  db: Db,
+  appUuid: string,
+  kind: TenantStoreKind,
+  request: "create" | "rotate" | "drop" | "reveal",
+  opts: ActionOptions & { outcome?: "allowed" | "denied" },
+): void {
+  const app = loadApp(db, appUuid, true);
+  db.insert(auditEvents)
+    .values({
+      uuid: randomUUID(),
+      tenantId: app.tenantId,
+      appId: app.id,
+      actorLabel: opts.actor ?? "cli",
+      action: `tenant-store.${kind}.${request}-requested`,
+      outcome: opts.outcome ?? "allowed",
+      details: { kind },
+      correlationId: opts.correlationId ?? null,
+    })
+    .run();
+}
+
+/** Connection info from the sealed env vars (SQLite only: no server round trip), without the password. */
+export function showTenantStores(deps: Pick<TenantStoreDeps, "db" | "secrets">, appUuid: string): TenantStoreInfo[] {
+  const app = loadApp(deps.db, appUuid, false);
+  const names = tenantStoreNames(appUuid);
+  const rows = readEnv(deps.db, app.id, ["DATABASE_URL", "REDIS_URL"]);
+  return TENANT_STORE_KINDS.map((kind) => {
+    const key = ENV_KEYS[kind][0] as string;
+    const row = rows.find((r) => r.key === key);
+    let url: string | null = null;
+    if (row) {
+      const parsed = new URL(deps.secrets.open(row.value, `${appUuid}:${key}`));
+      parsed.password = "";
+      url = parsed.toString();
+    }
+    const base = { kind, provisioned: row !== undefined, url, updatedAt: row?.updatedAt ?? null };
+    return kind === "postgres"
+      ? { ...base, user: names.pg, database: names.pg }
+      : { ...base, user: names.redisUser, keyPrefix: `${names.redisPrefix}:` };
+  });
+}

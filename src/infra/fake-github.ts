@@ -1,0 +1,60 @@
+import type {
+  CommitStatusInput,
+  DeploymentInput,
+  DeploymentStatusInput,
+  GitCredentials,
+  GithubApi,
+} from "./github-api.ts";
+import { GithubApiError } from "./github-api.ts";
+
+export type FakeGithubCall =
+  | { kind: "commit-status"; repo: string; sha: string; status: CommitStatusInput }
+  | { kind: "deployment"; repo: string; id: string; input: DeploymentInput }
+  | { kind: "deployment-status"; repo: string; deploymentId: string; status: DeploymentStatusInput };
+
+/** In-memory GitHub: records what a reporter sent. `down` makes every call fail like an unreachable API. */
+export class FakeGithub implements GithubApi {
+  readonly gitHost: string;
+  readonly calls: FakeGithubCall[] = [];
+  down = false;
+  /** When set, calls wait on it before answering (a slow or hanging GitHub). */
+  gate: Promise<void> | undefined;
+  token = "fake-installation-token";
+  #nextId = 1000;
+
+  constructor(gitHost = "github.com") {
+    this.gitHost = gitHost;
+  }
+
+  async #answer(): Promise<void> {
+    if (this.gate) await this.gate;
+    if (this.down) throw new GithubApiError("GitHub POST answered 503", 503, true);
+  }
+
+  async createCommitStatus(owner: string, repo: string, sha: string, status: CommitStatusInput): Promise<void> {
+    await this.#answer();
+    this.calls.push({ kind: "commit-status", repo: `${owner}/${repo}`, sha, status });
+  }
+
+  async createDeployment(owner: string, repo: string, input: DeploymentInput): Promise<{ id: string }> {
+    await this.#answer();
+    const id = String(this.#nextId++);
+    this.calls.push({ kind: "deployment", repo: `${owner}/${repo}`, id, input });
+    return { id };
+  }
+
+  async createDeploymentStatus(
+    owner: string,
+    repo: string,
+    deploymentId: string,
+    status: DeploymentStatusInput,
+  ): Promise<void> {
+    await this.#answer();
+    this.calls.push({ kind: "deployment-status", repo: `${owner}/${repo}`, deploymentId, status });
+  }
+
+  async gitCredentials(): Promise<GitCredentials> {
+    await this.#answer();
+    return { username: "x-access-token", password: this.token };
+  }
+}

@@ -1,0 +1,26 @@
+import type { GitCredentials, GithubApi } from "./github-api.ts";
+
+/** `owner/name` of an https git URL on `host` (`https://github.com/acme/shop(.git)`), else undefined. */
+export function repoOfGitUrl(gitUrl: string, host: string): { owner: string; repo: string } | undefined {
+  if (!URL.canParse(gitUrl)) return undefined;
+  const u = new URL(gitUrl);
+  if (u.protocol !== "https:" || u.host.toLowerCase() !== host.toLowerCase()) return undefined;
+  const m = /^\/([A-Za-z0-9_.-]{1,100})\/([A-Za-z0-9_.-]{1,100}?)(?:\.git)?\/?$/.exec(u.pathname);
+  return m?.[1] && m[2] ? { owner: m[1], repo: m[2] } : undefined;
+}
+
+/**
+ * Credentials for the source stage's fetch of a private repository, or undefined (public, non-GitHub, or no
+ * auth). Only for the repository the app is linked to: an installation token reaches every repository of the
+ * installation, so a git URL pointing elsewhere must not borrow it.
+ */
+export async function githubGitCredentials(
+  github: GithubApi | undefined,
+  app: { gitUrl: string; githubRepo: string | null },
+): Promise<GitCredentials | undefined> {
+  if (github === undefined || app.githubRepo === null) return undefined;
+  const target = repoOfGitUrl(app.gitUrl, github.gitHost);
+  if (target === undefined) return undefined;
+  if (`${target.owner}/${target.repo}`.toLowerCase() !== app.githubRepo.toLowerCase()) return undefined;
+  return github.gitCredentials(target.owner, target.repo);
+}

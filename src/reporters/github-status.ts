@@ -1,0 +1,201 @@
+import { eq } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import { deployments } from "../db/schema.ts";
+import { getAppByUuid } from "../domain/apps.ts";
+import { getDeployment } from "../domain/deployments.ts";
+import { type GithubApi, truncateDescription } from "../infra/github-api.ts";
+import type { Logger } from "../log.ts";
+import type { DeploymentEvent, PipelineEvent, PipelineEvents } from "../pipeline/events.ts";
+
+export interface GithubStatusDeps {
+  db: Db;
+  github: GithubApi;
+  log: Logger;
+}
+
+export interface GithubStatusReporter {
+  detach(): void;
+  /** Resolves once every report scheduled so far has been sent or given up on (tests, graceful shutdown). */
+  idle(): Promise<void>;
+}
+
+/** Everything a report needs, reloaded per step: the commit sha of a command deployment appears after `source`. */
+interface Target {
+  owner: string;
+  repo: string;
+  sha: string;
+  context: string;
+  environment: string;
+  appSlug: string;
+  appUrl: string;
+  githubDeploymentId: string | null;
+}
+
+interface Tracked {
+  chain: Promise<void>;
+  begun: boolean;
+}
+
+/**
+ * Mirrors deployments of GitHub-linked apps onto the commit: a `tussilago/<app>` commit status (pending → success
+ * or failure) and a GitHub Deployment with statuses (in_progress → success/failure) per environment.
+ *
+ * It never blocks or fails a deployment: the listener only schedules work and returns, each deployment's reports
+ * run in order on their own promise chain, the client's retries are bounded, and every error ends in a log line.
+ */
+export function attachGithubStatusReporter(events: PipelineEvents, deps: GithubStatusDeps): GithubStatusReporter {
+  const tracked = new Map<string, Tracked>();
+  const pending = new Set<Promise<void>>();
+
+  const schedule = (uuid: string, step: (t: Tracked) => Promise<void>, last = false) => {
+    let entry = tracked.get(uuid);
+    if (!entry) {
+      entry = { chain: Promise.resolve(), begun: false };
+      tracked.set(uuid, entry);
+    }
+    const current = entry;
+    const run = current.chain
+      .then(() => step(current))
+      .catch((err: unknown) => {
+        deps.log.warn({ deploymentId: uuid, err: errText(err) }, "GitHub status report failed");
+      });
+    current.chain = run;
+    pending.add(run);
+    void run.finally(() => {
+      pending.delete(run);
+      if (last && tracked.get(uuid) === current && current.chain === run) tracked.delete(uuid);
+    });
+  };
+
+  const begin = async (uuid: string, t: Tracked) => {
+    if (t.begun) return;
+    const target = loadTarget(deps.db, uuid);
+    if (!target) return; // not linked to GitHub, or no commit yet: the `source` stage event tries again
+    t.begun = true;
+    const log = deps.log.child({ deploymentId: uuid, app: target.appSlug, commit: target.sha });
+    await attempt(log, "pending commit status", () =>
+      deps.github.createCommitStatus(target.owner, target.repo, target.sha, {
+        state: "pending",
+        context: target.context,
+        description: `Deploying to ${target.environment}`,
+      }),
+    );
+    const ghId = await ensureGithubDeployment(deps, uuid, target, log);
+    if (ghId === undefined) return;
+    await attempt(log, "in_progress deployment status", () =>
+      deps.github.createDeploymentStatus(target.owner, target.repo, ghId, {
+        state: "in_progress",
+        description: `Deploying ${target.appSlug}`,
+      }),
+    );
+  };
+
+  const finish = async (uuid: string, t: Tracked, event: DeploymentEvent) => {
+    const target = loadTarget(deps.db, uuid);
+    if (!target) return;
+    const log = deps.log.child({ deploymentId: uuid, app: target.appSlug, commit: target.sha });
+    const ok = event.status === "succeeded";
+    const state = ok ? "success" : event.status === "failed" ? "failure" : "error";
+    const url = event.url ?? target.appUrl;
+    const description = ok
+      ? `Deployed to ${target.environment}`
+      : truncateDescription(event.reason ?? `Deployment ${event.status}`);
+    await attempt(log, `${state} commit status`, () =>
+      deps.github.createCommitStatus(target.owner, target.repo, target.sha, {
+        state,
+        context: target.context,
+        description,
+        ...(ok ? { target_url: url } : {}),
+      }),
+    );
+    const ghId = await ensureGithubDeployment(deps, uuid, target, log);
+    if (ghId !== undefined) {
+      await attempt(log, `${state} deployment status`, () =>
+        deps.github.createDeploymentStatus(target.owner, target.repo, ghId, {
+          state,
+          description,
+          ...(ok ? { environment_url: url } : {}),
+        }),
+      );
+    }
+    t.begun = false;
+    log.info({ state }, "GitHub status reported");
+  };
+
+  const detach = events.subscribe((event: PipelineEvent) => {
+    const uuid = event.deploymentUuid;
+    if (event.type === "deployment") {
+      if (event.status === "started") schedule(uuid, (t) => begin(uuid, t));
+      else schedule(uuid, (t) => finish(uuid, t, event), true);
+    } else if (event.stage === "source" && event.status === "succeeded") {
+      schedule(uuid, (t) => begin(uuid, t));
+    }
+  });
+
+  return {
+    detach,
+    async idle() {
+      while (pending.size > 0) await Promise.all([...pending]);
+    },
+  };
+}
+
+function loadTarget(db: Db, deploymentUuid: string): Target | undefined {
+  const deployment = getDeployment(db, deploymentUuid);
+  const app = getAppByUuid(db, deployment.appUuid);
+  if (app.githubRepo === null || deployment.commitSha === null) return undefined;
+  const [owner, repo] = app.githubRepo.split("/");
+  if (!owner || !repo) return undefined;
+  const row = db
+    .select({ id: deployments.githubDeploymentId })
+    .from(deployments)
+    .where(eq(deployments.uuid, deploymentUuid))
+    .get();
+  return {
+    owner,
+    repo,
+    sha: deployment.commitSha,
+    context: `tussilago/${app.slug}`,
+    environment: app.environment,
+    appSlug: app.slug,
+    appUrl: `http://${app.domain}`,
+    githubDeploymentId: row?.id ?? null,
+  };
+}
+
+/** One GitHub Deployment per Tussilago deployment: its id is stored, so a retried job or a restart reuses it. */
+async function ensureGithubDeployment(
+  deps: GithubStatusDeps,
+  uuid: string,
+  target: Target,
+  log: Logger,
+): Promise<string | undefined> {
+  if (target.githubDeploymentId !== null) return target.githubDeploymentId;
+  const created = await attempt(log, "GitHub deployment", () =>
+    deps.github.createDeployment(target.owner, target.repo, {
+      ref: target.sha,
+      environment: target.environment,
+      auto_merge: false,
+      required_contexts: [],
+      description: `Tussilago: ${target.appSlug}`,
+      production_environment: target.environment === "production",
+    }),
+  );
+  if (!created) return undefined;
+  deps.db.update(deployments).set({ githubDeploymentId: created.id }).where(eq(deployments.uuid, uuid)).run();
+  target.githubDeploymentId = created.id;
+  return created.id;
+}
+
+async function attempt<T>(log: Logger, what: string, call: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await call();
+  } catch (err) {
+    log.warn({ err: errText(err) }, `GitHub ${what} not sent`);
+    return undefined;
+  }
+}
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
