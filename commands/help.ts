@@ -9,7 +9,35 @@ export interface SubcommandHelp {
 
 export const SLASH_COMMAND = "/tussilago";
 
-export const SUBCOMMANDS: readonly SubcommandHelp[] = [{ name: "help", usage: "help", summary: "Show this help." }];
+export const SUBCOMMANDS: readonly SubcommandHelp[] = [
+  { name: "help", usage: "help", summary: "Show this help." },
+  { name: "apps", usage: "apps", summary: "List the apps you can see, with their current release." },
+  {
+    name: "deploy",
+    usage: "deploy <app> [ref]",
+    summary: "Build and deploy a branch, tag or commit (default: the app's branch).",
+  },
+  {
+    name: "rollback",
+    usage: "rollback <app> [release]",
+    summary: "Redeploy a kept release (default: the one before the current).",
+  },
+  { name: "status", usage: "status <app>", summary: "Current release and recent deployments." },
+  { name: "releases", usage: "releases <app>", summary: "Release history, newest first." },
+  { name: "logs", usage: "logs <app> [lines]", summary: "Where to read the app's logs." },
+  { name: "restart", usage: "restart <app>", summary: "Redeploy the current release (picks up env changes)." },
+  { name: "env", usage: "env list|set|unset <app> [KEY[=VALUE]]", summary: "Manage env vars; values are never shown." },
+  { name: "lock", usage: "lock <app> [reason]", summary: "Refuse deployments of the app until unlocked." },
+  { name: "unlock", usage: "unlock <app>", summary: "Release your lock (admins can break anyone's)." },
+  { name: "destroy", usage: "destroy <app>", summary: "Remove the app (admins; production needs an approval)." },
+  { name: "approvals", usage: "approvals", summary: "Pending approval requests you can see." },
+];
+
+/** The usage line of one subcommand, for malformed arguments. */
+export function subcommandUsage(name: string, command: string = SLASH_COMMAND): string {
+  const sub = SUBCOMMANDS.find((s) => s.name === name);
+  return sub ? `Usage: ${command} ${sub.usage}` : usageLine(command);
+}
 
 export interface HelpMessage {
   /** Plain text: the CLI prints it, and Slack shows it where blocks cannot render (notifications). */

@@ -1,46 +1,322 @@
 import { randomUUID } from "node:crypto";
-import type { App } from "@slack/bolt";
-import { helpMessage, SLASH_COMMAND, usageLine } from "../commands/help.ts";
+import type { App, types } from "@slack/bolt";
+import { z } from "zod";
+import { approvalsCommand, type ChatOpsDeps } from "../commands/approvals.ts";
+import { listAppsCommand } from "../commands/apps.ts";
+import { destroyCommand } from "../commands/destroy.ts";
+import { envListCommand, envSetCommand, envUnsetCommand } from "../commands/env.ts";
+import { helpMessage, SLASH_COMMAND, subcommandUsage, usageLine } from "../commands/help.ts";
+import { lockCommand, unlockCommand } from "../commands/lock.ts";
+import { releasesCommand } from "../commands/releases.ts";
+import { deployAsActor, restartCommand, rollbackAsActor } from "../commands/restart.ts";
+import { statusCommand } from "../commands/status.ts";
+import { setApprovalMessage } from "../src/domain/approvals.ts";
+import { getAppBySlug } from "../src/domain/apps.ts";
+import { DomainError } from "../src/domain/errors.ts";
+import { LockedError } from "../src/domain/locks.ts";
+import { type Actor, authorize, ensureSlackUser, rolesOf } from "../src/domain/users.ts";
+import { refSchema, slugSchema } from "../src/domain/validation.ts";
+import { escapeSlack, type SlackApi } from "../src/infra/slack-api.ts";
 import type { Logger } from "../src/log.ts";
+import { linkDeploymentChannel } from "../src/reporters/slack-thread.ts";
+import { approvalMessage } from "./slack-interactions.ts";
+
+/** The database, queue and Web API client behind the chat commands; without them only `help` answers. */
+export interface ChatOpsSlackDeps extends ChatOpsDeps {
+  slack: SlackApi;
+  /** How long a command may work before the ack goes out and the result follows via response_url. */
+  ackBudgetMs?: number;
+}
 
 export interface SlackCommandDeps {
   logger: Logger;
+  chatops?: ChatOpsSlackDeps | undefined;
 }
 
-export type ParsedCommand = { kind: "help" } | { kind: "unknown" };
+const app = slugSchema;
+const releaseRef = z.string().regex(/^(v?\d{1,9}|[0-9a-f-]{36})$/);
+const envKeyValue = z.string().regex(/^[A-Z_][A-Z0-9_]{0,127}=/s);
+
+export type ParsedCommand =
+  | { kind: "help" }
+  | { kind: "apps" }
+  | { kind: "approvals" }
+  | { kind: "deploy"; app: string; ref?: string | undefined }
+  | { kind: "rollback"; app: string; release?: string | undefined }
+  | { kind: "status" | "releases" | "restart" | "unlock" | "destroy" | "env-list"; app: string }
+  | { kind: "logs"; app: string; lines: number }
+  | { kind: "env-set"; app: string; key: string; value: string }
+  | { kind: "env-unset"; app: string; key: string }
+  | { kind: "lock"; app: string; reason: string }
+  /** A known subcommand with malformed arguments: answered with its own usage line. */
+  | { kind: "usage"; name: string }
+  | { kind: "unknown" };
 
 // Subcommand names are ours, never tenant data; anything outside this shape is unknown by definition.
 const SUBCOMMAND = /^[a-z][a-z0-9-]{0,31}$/;
 
-/** `text` is what the user typed after the slash command; it is never echoed back (no Slack markup injection). */
-export function parseCommandText(text: string): ParsedCommand {
-  const [name = "help"] = text
-    .trim()
-    .split(/\s+/)
-    .filter((word) => word !== "");
-  const lower = name.toLowerCase();
-  if (!SUBCOMMAND.test(lower)) return { kind: "unknown" };
-  if (lower === "help") return { kind: "help" };
-  return { kind: "unknown" };
+/** Slack HTML-escapes &, < and > in command text; env values and reasons are stored as the user typed them. */
+function unescapeSlack(text: string): string {
+  return text.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
 }
 
-/** Registers `/tussilago`. Answers go in the ack itself: ephemeral, so only the caller sees them. */
-export function registerSlackCommand(app: App, deps: SlackCommandDeps): void {
-  app.command(SLASH_COMMAND, async ({ command, ack, context }) => {
+/** `text` is what the user typed after the slash command; it is never echoed back unescaped. */
+export function parseCommandText(text: string): ParsedCommand {
+  const words = text
+    .trim()
+    .split(/\s+/)
+    .filter((w) => w !== "");
+  const name = (words[0] ?? "help").toLowerCase();
+  if (!SUBCOMMAND.test(name)) return { kind: "unknown" };
+  const args = words.slice(1);
+  const usage = { kind: "usage", name } as const;
+  const ok = (schema: z.ZodType, value: string | undefined) => value !== undefined && schema.safeParse(value).success;
+  const appOnly = (kind: "status" | "releases" | "restart" | "unlock" | "destroy"): ParsedCommand =>
+    args.length === 1 && ok(app, args[0]) ? { kind, app: args[0] as string } : usage;
+  switch (name) {
+    case "help":
+      return { kind: "help" };
+    case "apps":
+    case "approvals":
+      return args.length === 0 ? { kind: name } : usage;
+    case "deploy":
+      if (args.length < 1 || args.length > 2 || !ok(app, args[0])) return usage;
+      if (args[1] !== undefined && !ok(refSchema, args[1])) return usage;
+      return { kind: "deploy", app: args[0] as string, ref: args[1] };
+    case "rollback":
+      if (args.length < 1 || args.length > 2 || !ok(app, args[0])) return usage;
+      if (args[1] !== undefined && !ok(releaseRef, args[1])) return usage;
+      return { kind: "rollback", app: args[0] as string, release: args[1] };
+    case "status":
+    case "releases":
+    case "restart":
+    case "unlock":
+    case "destroy":
+      return appOnly(name);
+    case "logs": {
+      if (args.length < 1 || args.length > 2 || !ok(app, args[0])) return usage;
+      const lines = args[1] === undefined ? 100 : Number(args[1]);
+      if (!Number.isInteger(lines) || lines < 1 || lines > 5000) return usage;
+      return { kind: "logs", app: args[0] as string, lines };
+    }
+    case "lock":
+      if (args.length < 1 || !ok(app, args[0])) return usage;
+      return { kind: "lock", app: args[0] as string, reason: unescapeSlack(args.slice(1).join(" ")).slice(0, 200) };
+    case "env":
+      return parseEnv(text, args, usage);
+    default:
+      return { kind: "unknown" };
+  }
+}
+
+function parseEnv(text: string, args: string[], usage: ParsedCommand): ParsedCommand {
+  const [verb, appSlug, keyArg] = args;
+  if (appSlug === undefined || !app.safeParse(appSlug).success) return usage;
+  if (verb === "list") return args.length === 2 ? { kind: "env-list", app: appSlug } : usage;
+  if (verb === "unset") {
+    return args.length === 3 && /^[A-Z_][A-Z0-9_]{0,127}$/.test(keyArg ?? "")
+      ? { kind: "env-unset", app: appSlug, key: keyArg as string }
+      : usage;
+  }
+  if (verb !== "set") return usage;
+  // The value is everything after the first "=", spaces included, exactly as typed.
+  const match = /^\s*\S+\s+set\s+\S+\s+(.*)$/s.exec(text);
+  const pair = unescapeSlack(match?.[1]?.trim() ?? "");
+  if (!envKeyValue.safeParse(pair).success) return usage;
+  const eq = pair.indexOf("=");
+  return { kind: "env-set", app: appSlug, key: pair.slice(0, eq), value: pair.slice(eq + 1) };
+}
+
+type Reply = { text: string; blocks?: types.KnownBlock[] };
+const TIMED_OUT = Symbol("timed out");
+
+/** Registers `/tussilago`. Answers are ephemeral: only the caller sees them; deployments get a public thread. */
+export function registerSlackCommand(bolt: App, deps: SlackCommandDeps): void {
+  bolt.command(SLASH_COMMAND, async ({ command, ack, respond, context }) => {
     const correlationId = typeof context.correlationId === "string" ? context.correlationId : randomUUID();
     const log = deps.logger.child({ correlationId, slackCommand: SLASH_COMMAND });
-    try {
-      const parsed = parseCommandText(command.text ?? "");
-      log.info({ subcommand: parsed.kind }, "slash command");
-      if (parsed.kind === "help") {
-        await ack({ response_type: "ephemeral", ...helpMessage(SLASH_COMMAND) });
-        return;
+    const parsed = parseCommandText(command.text ?? "");
+    log.info({ subcommand: parsed.kind }, "slash command");
+    if (parsed.kind === "help") return ack({ response_type: "ephemeral", ...helpMessage(SLASH_COMMAND) });
+    if (parsed.kind === "unknown") return ack({ response_type: "ephemeral", text: usageLine(SLASH_COMMAND) });
+    if (parsed.kind === "usage") return ack({ response_type: "ephemeral", text: subcommandUsage(parsed.name) });
+    const chatops = deps.chatops;
+    if (!chatops) return ack({ response_type: "ephemeral", text: "This bot is not set up for that command yet." });
+
+    const work = (async (): Promise<Reply> => {
+      try {
+        const actor = ensureSlackUser(chatops.db, {
+          teamId: command.team_id,
+          userId: command.user_id,
+          displayName: command.user_name,
+        });
+        return await run(chatops, parsed, { actor, channel: command.channel_id, correlationId, log });
+      } catch (err) {
+        return errorReply(err, correlationId, log);
       }
-      await ack({ response_type: "ephemeral", text: usageLine(SLASH_COMMAND) });
-    } catch (err) {
-      // The user sees a reference, never the error: the details are in our logs under the same id.
-      log.error({ err }, "slash command failed");
-      await ack({ response_type: "ephemeral", text: `Something went wrong. Reference: ${correlationId}` });
-    }
+    })();
+    // Slack gives 3 s: answer with the result when it is quick (it nearly always is: a few SQLite statements and
+    // one Redis add), otherwise ack now and deliver the result through response_url.
+    let timer: NodeJS.Timeout | undefined;
+    const budget = new Promise<typeof TIMED_OUT>((resolve) => {
+      timer = setTimeout(() => resolve(TIMED_OUT), chatops.ackBudgetMs ?? 2_000);
+    });
+    const first = await Promise.race([work, budget]);
+    clearTimeout(timer);
+    if (first !== TIMED_OUT) return ack({ response_type: "ephemeral", ...first });
+    await ack({ response_type: "ephemeral", text: "Working on it…" });
+    await respond({ response_type: "ephemeral", ...(await work) }).catch((err: unknown) => {
+      log.warn({ err }, "could not deliver a late command result");
+    });
   });
+}
+
+interface RunContext {
+  actor: Actor;
+  channel: string;
+  correlationId: string;
+  log: Logger;
+}
+
+async function run(deps: ChatOpsSlackDeps, cmd: ParsedCommand, ctx: RunContext): Promise<Reply> {
+  const base = { actor: ctx.actor, correlationId: ctx.correlationId };
+  const viewer = (slug: string, action: string) => {
+    const found = getAppBySlug(deps.db, slug);
+    authorize(deps.db, { ...base, app: found, needed: "viewer", action });
+    return found;
+  };
+  switch (cmd.kind) {
+    case "apps": {
+      const roles = rolesOf(deps.db, ctx.actor);
+      const visible = listAppsCommand(deps).filter((a) => roles.has(a.tenant));
+      if (visible.length === 0) return { text: "No apps you can see." };
+      const lines = visible.map((a) => {
+        const rel = a.currentRelease ? `v${a.currentRelease.version}` : "no release";
+        return `• *${a.slug}* (${a.tenant}) ${rel} · ${a.domain} · last deploy: ${a.lastDeployment?.status ?? "none"}`;
+      });
+      return { text: lines.join("\n") };
+    }
+    case "status": {
+      viewer(cmd.app, "status");
+      const s = statusCommand(deps, { app: cmd.app });
+      const rel = s.currentRelease ? `v${s.currentRelease.version}` : "no release yet";
+      const deps5 = s.deployments.map((d) => `• ${d.status} · ${d.trigger} \`${escapeSlack(d.ref)}\` · ${d.uuid}`);
+      return { text: [`*${s.app.slug}*: ${rel} at ${s.app.domain}`, ...deps5].join("\n") };
+    }
+    case "releases": {
+      viewer(cmd.app, "releases");
+      const r = releasesCommand(deps, { app: cmd.app, limit: 20 });
+      if (r.releases.length === 0) return { text: `*${r.app.slug}* has no releases yet.` };
+      const lines = r.releases.map(
+        (x, i) =>
+          `• v${x.version}${i === 0 ? " (current)" : ""} · ${x.commitSha?.slice(0, 12) ?? "no commit"} · ${x.createdAt.toISOString()}`,
+      );
+      return { text: [`*${r.app.slug}* releases:`, ...lines].join("\n") };
+    }
+    case "logs":
+      viewer(cmd.app, "logs");
+      // Reading logs runs podman, which a Slack handler must not do; a log job with a thread reply is future work.
+      return { text: `Logs are available via the CLI for now: \`tussilago logs ${cmd.app} --lines ${cmd.lines}\`` };
+    case "deploy": {
+      const r = await deployAsActor(deps, { ...base, app: cmd.app, ref: cmd.ref });
+      linkDeploymentChannel(deps.db, r.deployment.uuid, ctx.channel);
+      return {
+        text: `Deployment of *${r.deployment.appSlug}* \`${escapeSlack(r.deployment.ref)}\` queued (${r.deployment.uuid}).`,
+      };
+    }
+    case "restart": {
+      const r = await restartCommand(deps, { ...base, app: cmd.app });
+      linkDeploymentChannel(deps.db, r.deployment.uuid, ctx.channel);
+      return { text: `Restart of *${r.deployment.appSlug}* (${r.deployment.ref}) queued (${r.deployment.uuid}).` };
+    }
+    case "rollback": {
+      const g = await rollbackAsActor(deps, { ...base, app: cmd.app, release: cmd.release });
+      if (g.kind === "approval") return requested(deps, g, ctx);
+      linkDeploymentChannel(deps.db, g.result.deployment.uuid, ctx.channel);
+      return { text: `Rollback of *${cmd.app}* to ${g.result.deployment.ref} queued (${g.result.deployment.uuid}).` };
+    }
+    case "env-list": {
+      const r = envListCommand(deps, { ...base, app: cmd.app });
+      const keys = r.vars.map((v) => `\`${v.key}\``).join(", ");
+      return { text: r.vars.length === 0 ? `*${r.app.slug}* has no env vars.` : `*${r.app.slug}* env: ${keys}` };
+    }
+    case "env-set": {
+      const g = await envSetCommand(deps, { ...base, app: cmd.app, key: cmd.key, value: cmd.value });
+      if (g.kind === "approval") return requested(deps, g, ctx);
+      return {
+        text: `Set \`${g.result.key}\` on *${g.result.app.slug}* (value hidden). It applies on the next deploy or restart.`,
+      };
+    }
+    case "env-unset": {
+      const g = await envUnsetCommand(deps, { ...base, app: cmd.app, key: cmd.key });
+      if (g.kind === "approval") return requested(deps, g, ctx);
+      const what = g.result.existed ? "Removed" : "There was no";
+      return { text: `${what} \`${g.result.key}\` on *${g.result.app.slug}*.` };
+    }
+    case "lock": {
+      const lock = lockCommand(deps, { ...base, app: cmd.app, reason: cmd.reason });
+      const why = lock.reason === "" ? "" : `: ${escapeSlack(lock.reason)}`;
+      return { text: `*${cmd.app}* is locked by ${lock.holderLabel}${why}. Deployments are refused until \`unlock\`.` };
+    }
+    case "unlock": {
+      const r = unlockCommand(deps, { ...base, app: cmd.app });
+      if (!r.released) return { text: `*${cmd.app}* was not locked.` };
+      return {
+        text: r.broken ? `Broke ${r.released.holderLabel}'s lock on *${cmd.app}*.` : `*${cmd.app}* is unlocked.`,
+      };
+    }
+    case "destroy": {
+      const g = await destroyCommand(deps, { ...base, app: cmd.app });
+      if (g.kind === "approval") return requested(deps, g, ctx);
+      return { text: `*${g.result.app.slug}* is destroyed; its containers and route are being removed.` };
+    }
+    case "approvals": {
+      const pending = approvalsCommand(deps, base);
+      if (pending.length === 0) return { text: "No pending approval requests." };
+      const blocks = pending.flatMap((a) => approvalMessage(a, deps.now()).blocks);
+      return {
+        text: `${pending.length} pending approval request(s).`,
+        blocks: blocks.slice(0, 50) as unknown as types.KnownBlock[],
+      };
+    }
+    default:
+      return { text: usageLine(SLASH_COMMAND) };
+  }
+}
+
+/** Posts the Approve/Deny message in the channel (once per request) and tells the requester. */
+async function requested(
+  deps: ChatOpsSlackDeps,
+  g: Extract<Awaited<ReturnType<typeof destroyCommand>>, { kind: "approval" }>,
+  ctx: RunContext,
+): Promise<Reply> {
+  const { approval } = g;
+  if (g.isNew) {
+    const message = approvalMessage(approval, deps.now());
+    try {
+      const posted = await deps.slack.postMessage({ channel: ctx.channel, ...message });
+      setApprovalMessage(deps.db, approval.uuid, posted.channel, posted.ts);
+    } catch (err) {
+      // The request stands; approvers still find it with `approvals`.
+      ctx.log.warn({ err, approvalId: approval.uuid }, "could not post the approval request");
+    }
+  }
+  return {
+    text: `This needs an approval from someone else with the approver role (request ${approval.uuid}, expires ${approval.expiresAt.toISOString()}).`,
+  };
+}
+
+function errorReply(err: unknown, correlationId: string, log: Logger): Reply {
+  if (err instanceof LockedError) {
+    const why = err.lock.reason === "" ? "" : `: ${escapeSlack(err.lock.reason)}`;
+    return { text: `Refused: locked by ${err.lock.holderLabel} since ${err.lock.since.toISOString()}${why}` };
+  }
+  if (err instanceof DomainError) {
+    log.info({ code: err.code, status: err.status }, "slash command refused");
+    const prefix = err.status === 403 ? "Not allowed: " : "";
+    return { text: `${prefix}${escapeSlack(err.message)}` };
+  }
+  // The user sees a reference, never the error: the details are in our logs under the same id.
+  log.error({ err }, "slash command failed");
+  return { text: `Something went wrong. Reference: ${correlationId}` };
 }

@@ -22,6 +22,7 @@ import { PgPostgresAdmin } from "./infra/postgres-admin.ts";
 import { connectRedis, pingRedis, type RedisTarget } from "./infra/redis.ts";
 import { IoRedisAcl } from "./infra/redis-acl.ts";
 import { ExecaRunner } from "./infra/runner.ts";
+import { UndiciSlackApi } from "./infra/slack-api.ts";
 import { readSysctl } from "./infra/sysctl.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
@@ -36,6 +37,7 @@ import { defaultPipelineSettings } from "./pipeline/settings.ts";
 import { WorkerPool } from "./pipeline/worker-pool.ts";
 import { attachGithubStatusReporter } from "./reporters/github-status.ts";
 import { attachLogReporter } from "./reporters/log-reporter.ts";
+import { attachSlackThreadReporter } from "./reporters/slack-thread.ts";
 
 export interface RunningBot {
   url: string;
@@ -109,7 +111,27 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     lifecycle.onStop("caddy client", () => proxy.close());
     const probe = new UndiciProbe();
     lifecycle.onStop("health probe", () => probe.close());
+    const secrets = new SecretBox(config.secretKey);
     const events = new PipelineEvents((err) => log.error({ err }, "reporter failed"));
+    const slackApi = config.slack
+      ? new UndiciSlackApi({
+          token: config.slack.botToken,
+          apiUrl: config.slack.apiUrl,
+          log: log.child({ component: "slack-api" }),
+        })
+      : undefined;
+    if (slackApi) {
+      const threads = attachSlackThreadReporter({
+        events,
+        db,
+        slack: slackApi,
+        log: log.child({ component: "slack-thread" }),
+      });
+      lifecycle.onStop("slack threads", async () => {
+        await threads.idle();
+        threads.stop();
+      });
+    }
     attachLogReporter(events, log.child({ component: "pipeline" }));
     const github = config.github?.auth
       ? new GithubRestClient({
@@ -144,7 +166,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       proxy,
       git: new GitCli(runner, log.child({ component: "git" }), { allowFileUrls: config.pipeline.gitAllowFileUrls }),
       probe,
-      secrets: new SecretBox(config.secretKey),
+      secrets,
       events,
       settings,
       log: log.child({ component: "pipeline" }),
@@ -194,6 +216,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
           logger: log,
           dedupe: new RedisEventDedupe(redis),
           maxBodyBytes: config.maxBodyBytes,
+          chatops: slackApi ? { db, queue, log, secrets, slack: slackApi, now: Date.now } : undefined,
         })
       : undefined;
     // Stops after the HTTP server (registered before it): waits for listeners still working after their ack.

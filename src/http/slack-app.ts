@@ -1,6 +1,6 @@
 import { App, LogLevel, type Logger as SlackLogger, SocketModeReceiver, type webApi } from "@slack/bolt";
 import type { Hono } from "hono";
-import { registerSlackCommand } from "../../handlers/slack-command.ts";
+import { type ChatOpsSlackDeps, registerSlackCommand } from "../../handlers/slack-command.ts";
 import { registerSlackEvents } from "../../handlers/slack-events.ts";
 import { registerSlackInteractions } from "../../handlers/slack-interactions.ts";
 import type { SlackConfig } from "../config.ts";
@@ -16,6 +16,8 @@ export interface SlackAppDeps {
   dedupe: EventDedupe;
   maxBodyBytes?: number;
   ackTimeoutMs?: number;
+  /** Database, queue, secrets and Web API client for the chat commands; without them only `help` answers. */
+  chatops?: ChatOpsSlackDeps | undefined;
 }
 
 export interface SlackApp {
@@ -70,9 +72,9 @@ export function slackLogger(logger: Logger): SlackLogger {
 }
 
 /** Every listener, registered once per App; both transports call this, so they cannot drift apart. */
-export function registerSlackListeners(app: App, logger: Logger): void {
-  registerSlackCommand(app, { logger });
-  registerSlackInteractions(app, { logger });
+export function registerSlackListeners(app: App, logger: Logger, chatops?: ChatOpsSlackDeps): void {
+  registerSlackCommand(app, { logger, chatops });
+  registerSlackInteractions(app, { logger, chatops });
   registerSlackEvents(app, { logger });
 }
 
@@ -112,7 +114,7 @@ export async function createSlackApp(deps: SlackAppDeps): Promise<SlackApp> {
     convoStore: false,
     deferInitialization: true,
   });
-  registerSlackListeners(app, deps.logger);
+  registerSlackListeners(app, deps.logger, deps.chatops);
   await app.init();
 
   const mode = receiver instanceof HonoReceiver ? "http" : "socket";

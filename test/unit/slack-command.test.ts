@@ -44,7 +44,7 @@ describe("parseCommandText", () => {
     ["", "help"],
     ["help", "help"],
     ["  HELP  extra words", "help"],
-    ["deploy web main", "unknown"],
+    ["deploy web main", "deploy"],
     ["<!channel>", "unknown"],
     ["hélp", "unknown"],
   ] as const)("%j → %s", ([text, kind]) => {

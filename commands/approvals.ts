@@ -1,0 +1,154 @@
+import {
+  type ApprovalAction,
+  type ApprovalView,
+  type Decision,
+  decideApproval,
+  listPendingApprovals,
+  needsApproval,
+  requestApproval,
+} from "../src/domain/approvals.ts";
+import { type AppView, getAppByUuid } from "../src/domain/apps.ts";
+import { recordAudit } from "../src/domain/audit.ts";
+import type { SecretBox } from "../src/domain/crypto.ts";
+import { DomainError } from "../src/domain/errors.ts";
+import { assertNotLocked } from "../src/domain/locks.ts";
+import { type Actor, rolesOf } from "../src/domain/users.ts";
+import type { CommandDeps, DeployResult } from "./deploy.ts";
+import { rollbackCommand } from "./deploy.ts";
+import { applyDestroy } from "./destroy.ts";
+import { applyEnvSet, applyEnvUnset } from "./env.ts";
+
+/** What the chat commands need: the CLI's deps plus the secret box and a clock (tests pass a fake one). */
+export interface ChatOpsDeps extends CommandDeps {
+  secrets: SecretBox;
+  now: () => number;
+}
+
+/** Either the action ran, or it waits for an approval (and the caller posts the buttons). */
+export type Gated<T> = { kind: "done"; result: T } | { kind: "approval"; approval: ApprovalView; isNew: boolean };
+
+/** Runs `run` unless the app's policy wants an approval for this action; then records the request instead. */
+export async function gate<T>(
+  deps: ChatOpsDeps,
+  input: { app: AppView; action: ApprovalAction; actor: Actor; correlationId?: string | undefined },
+  run: () => T | Promise<T>,
+): Promise<Gated<T>> {
+  if (!needsApproval(input.app, input.action.kind)) return { kind: "done", result: await run() };
+  const { approval, isNew } = requestApproval(deps.db, {
+    app: input.app,
+    action: input.action,
+    requester: input.actor,
+    now: deps.now(),
+  });
+  if (isNew) {
+    recordAudit(deps.db, {
+      action: `approval.request.${input.action.kind}`,
+      outcome: "allowed",
+      actor: input.actor,
+      appUuid: input.app.uuid,
+      details: { approval: approval.uuid, actionHash: approval.actionHash },
+      correlationId: input.correlationId,
+    });
+  }
+  return { kind: "approval", approval, isNew };
+}
+
+/** Pending requests in every tenant where the actor has a role. */
+export function approvalsCommand(deps: Pick<ChatOpsDeps, "db" | "now">, input: { actor: Actor }): ApprovalView[] {
+  return listPendingApprovals(deps.db, [...rolesOf(deps.db, input.actor).keys()], deps.now());
+}
+
+export type DecideOutcome =
+  | { kind: "approved"; approval: ApprovalView; deployment?: DeployResult["deployment"] }
+  | { kind: "denied"; approval: ApprovalView }
+  | { kind: "unchanged"; approval: ApprovalView }
+  | { kind: "expired"; approval: ApprovalView };
+
+/**
+ * A click on Approve/Deny. The domain applies the rules; an approval then runs the action through the same path as
+ * a command (locks included). Every outcome, refusals too, lands in audit_events.
+ */
+export async function decideCommand(
+  deps: ChatOpsDeps,
+  input: { uuid: string; hash: string; decision: Decision; actor: Actor; correlationId?: string | undefined },
+): Promise<DecideOutcome> {
+  let result: ReturnType<typeof decideApproval>;
+  try {
+    result = decideApproval(deps.db, { ...input, decider: input.actor, now: deps.now() });
+  } catch (err) {
+    if (err instanceof DomainError) {
+      recordAudit(deps.db, {
+        action: `approval.${input.decision === "approved" ? "approve" : "deny"}`,
+        outcome: "denied",
+        actor: input.actor,
+        details: { approval: input.uuid, code: err.code },
+        correlationId: input.correlationId,
+      });
+    }
+    throw err;
+  }
+  const { approval } = result;
+  const appUuid = approval.action.app;
+  if (result.kind !== "decided") {
+    if (result.kind === "expired") {
+      recordAudit(deps.db, {
+        action: "approval.expired",
+        outcome: "failed",
+        actor: input.actor,
+        appUuid,
+        details: { approval: approval.uuid },
+      });
+    }
+    return { kind: result.kind, approval };
+  }
+  recordAudit(deps.db, {
+    action: `approval.${approval.status}`,
+    outcome: "succeeded",
+    actor: input.actor,
+    appUuid,
+    details: { approval: approval.uuid, actionHash: approval.actionHash, kind: approval.action.kind },
+    correlationId: input.correlationId,
+  });
+  if (approval.status === "denied") return { kind: "denied", approval };
+  const deployment = await runApprovedAction(deps, approval, input.correlationId);
+  return deployment ? { kind: "approved", approval, deployment } : { kind: "approved", approval };
+}
+
+/** The approved action, on behalf of its requester. Returns the deployment when the action started one. */
+async function runApprovedAction(
+  deps: ChatOpsDeps,
+  approval: ApprovalView,
+  correlationId: string | undefined,
+): Promise<DeployResult["deployment"] | undefined> {
+  const action = approval.action;
+  const app = getAppByUuid(deps.db, action.app);
+  // On behalf of the requester; the audit rows written by decideCommand already name the approver.
+  const actor = approval.requester;
+  switch (action.kind) {
+    case "rollback":
+    case "restart": {
+      assertNotLocked(deps.db, app.uuid, app.slug);
+      const result = await rollbackCommand(deps, { app: app.slug, release: action.release, author: actor.label });
+      recordAudit(deps.db, {
+        action: action.kind,
+        outcome: "succeeded",
+        actor,
+        appUuid: app.uuid,
+        details: { deployment: result.deployment.uuid, release: `v${action.version}` },
+        correlationId,
+      });
+      return result.deployment;
+    }
+    case "env.set":
+      applyEnvSet(deps, { app, key: action.key, valueSealed: action.valueSealed, actor: actor, correlationId });
+      return undefined;
+    case "env.unset":
+      applyEnvUnset(deps, { app, key: action.key, actor: actor, correlationId });
+      return undefined;
+    case "destroy":
+      await applyDestroy(deps, { app, actor: actor, correlationId });
+      return undefined;
+    case "db.drop":
+      throw new DomainError(422, "unsupported", "dropping a database is not available from Slack yet");
+  }
+}

@@ -1,0 +1,100 @@
+import { getAppBySlug } from "../src/domain/apps.ts";
+import { recordAudit } from "../src/domain/audit.ts";
+import { DomainError } from "../src/domain/errors.ts";
+import { assertNotLocked } from "../src/domain/locks.ts";
+import { currentRelease, findRelease } from "../src/domain/releases.ts";
+import { type Actor, authorize } from "../src/domain/users.ts";
+import { type ChatOpsDeps, type Gated, gate } from "./approvals.ts";
+import { type DeployResult, deployCommand, rollbackCommand } from "./deploy.ts";
+
+/**
+ * A restart is a redeploy of the current release's image (no rebuild): it goes through the normal pipeline, so it
+ * is health-checked, switched without downtime and picks up env changes. Refused while the app is locked.
+ */
+export async function restartCommand(
+  deps: ChatOpsDeps,
+  input: { app: string; actor: Actor; correlationId?: string | undefined },
+): Promise<DeployResult> {
+  const app = getAppBySlug(deps.db, input.app);
+  authorize(deps.db, {
+    actor: input.actor,
+    app,
+    needed: "deployer",
+    action: "restart",
+    correlationId: input.correlationId,
+  });
+  assertNotLocked(deps.db, app.uuid, app.slug);
+  const release = currentRelease(deps.db, app.uuid);
+  if (!release) throw new DomainError(404, "not_found", `${app.slug} has no release to restart yet`);
+  const result = await rollbackCommand(deps, { app: app.slug, release: release.uuid, author: input.actor.label });
+  recordAudit(deps.db, {
+    action: "restart",
+    outcome: "succeeded",
+    actor: input.actor,
+    appUuid: app.uuid,
+    details: { deployment: result.deployment.uuid, release: `v${release.version}` },
+    correlationId: input.correlationId,
+  });
+  return result;
+}
+
+/** `deploy` from chat: deployer role, refused while locked, then the CLI's own deploy path. */
+export async function deployAsActor(
+  deps: ChatOpsDeps,
+  input: { app: string; ref?: string | undefined; actor: Actor; correlationId?: string | undefined },
+): Promise<DeployResult> {
+  const app = getAppBySlug(deps.db, input.app);
+  authorize(deps.db, {
+    actor: input.actor,
+    app,
+    needed: "deployer",
+    action: "deploy",
+    correlationId: input.correlationId,
+  });
+  assertNotLocked(deps.db, app.uuid, app.slug);
+  const result = await deployCommand(deps, {
+    app: app.slug,
+    ref: input.ref,
+    trigger: "command",
+    author: input.actor.label,
+  });
+  recordAudit(deps.db, {
+    action: "deploy",
+    outcome: "succeeded",
+    actor: input.actor,
+    appUuid: app.uuid,
+    details: { deployment: result.deployment.uuid, ref: result.deployment.ref },
+    correlationId: input.correlationId,
+  });
+  return result;
+}
+
+/** `rollback` from chat: the target release is resolved now, so an approval binds to that exact release. */
+export async function rollbackAsActor(
+  deps: ChatOpsDeps,
+  input: { app: string; release?: string | undefined; actor: Actor; correlationId?: string | undefined },
+): Promise<Gated<DeployResult>> {
+  const app = getAppBySlug(deps.db, input.app);
+  authorize(deps.db, {
+    actor: input.actor,
+    app,
+    needed: "deployer",
+    action: "rollback",
+    correlationId: input.correlationId,
+  });
+  assertNotLocked(deps.db, app.uuid, app.slug);
+  const release = findRelease(deps.db, app.uuid, input.release);
+  const action = { kind: "rollback", app: app.uuid, release: release.uuid, version: release.version } as const;
+  return gate(deps, { app, action, actor: input.actor, correlationId: input.correlationId }, async () => {
+    const result = await rollbackCommand(deps, { app: app.slug, release: release.uuid, author: input.actor.label });
+    recordAudit(deps.db, {
+      action: "rollback",
+      outcome: "succeeded",
+      actor: input.actor,
+      appUuid: app.uuid,
+      details: { deployment: result.deployment.uuid, release: `v${release.version}` },
+      correlationId: input.correlationId,
+    });
+    return result;
+  });
+}

@@ -1,0 +1,66 @@
+import { randomUUID } from "node:crypto";
+import { and, asc, eq } from "drizzle-orm";
+import { z } from "zod";
+import type { Db } from "../db/client.ts";
+import { appEnvVars, apps } from "../db/schema.ts";
+import { appRowId } from "./apps.ts";
+import type { SecretBox } from "./crypto.ts";
+
+/**
+ * Values end up as `KEY=value` lines of an env file (src/pipeline/stages/run-health.ts): a newline would smuggle
+ * in another variable, so control characters are refused.
+ */
+export const envValueSchema = z
+  .string()
+  .max(4096, "must be at most 4096 characters")
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
+  .regex(/^[^\u0000-\u001f\u007f]*$/, "must not contain control characters or newlines");
+
+export interface EnvVarView {
+  key: string;
+  updatedAt: Date;
+}
+
+/** Keys only: values are never read back out for display. */
+export function listEnvKeys(db: Db, appUuid: string): EnvVarView[] {
+  return db
+    .select({ key: appEnvVars.key, updatedAt: appEnvVars.updatedAt })
+    .from(appEnvVars)
+    .innerJoin(apps, eq(apps.id, appEnvVars.appId))
+    .where(eq(apps.uuid, appUuid))
+    .orderBy(asc(appEnvVars.key))
+    .all();
+}
+
+/** Encrypted, bound to `${appUuid}:${key}` so a ciphertext copied to another app or key does not open. */
+export function sealEnvValue(box: SecretBox, input: { appUuid: string; key: string; value: string }): string {
+  return box.seal(input.value, `${input.appUuid}:${input.key}`);
+}
+
+export function setEnvVar(db: Db, box: SecretBox, input: { appUuid: string; key: string; value: string }): void {
+  storeSealedEnvVar(db, { appUuid: input.appUuid, key: input.key, valueEncrypted: sealEnvValue(box, input) });
+}
+
+/** Stores a value sealed by `sealEnvValue` (an approved request carries it sealed until it is applied). */
+export function storeSealedEnvVar(db: Db, input: { appUuid: string; key: string; valueEncrypted: string }): void {
+  const appId = appRowId(db, input.appUuid);
+  const { valueEncrypted } = input;
+  db.insert(appEnvVars)
+    .values({ uuid: randomUUID(), appId, key: input.key, valueEncrypted })
+    .onConflictDoUpdate({
+      target: [appEnvVars.appId, appEnvVars.key],
+      set: { valueEncrypted, updatedAt: new Date() },
+    })
+    .run();
+}
+
+/** True when the key existed. */
+export function unsetEnvVar(db: Db, input: { appUuid: string; key: string }): boolean {
+  const appId = appRowId(db, input.appUuid);
+  const removed = db
+    .delete(appEnvVars)
+    .where(and(eq(appEnvVars.appId, appId), eq(appEnvVars.key, input.key)))
+    .returning({ key: appEnvVars.key })
+    .all();
+  return removed.length > 0;
+}

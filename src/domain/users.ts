@@ -1,0 +1,107 @@
+import { randomUUID } from "node:crypto";
+import { and, eq } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import { memberships, type Role, tenants, users } from "../db/schema.ts";
+import { recordAudit } from "./audit.ts";
+import { DomainError } from "./errors.ts";
+
+/**
+ * Who is acting. `id` is the internal row key: it stays inside the domain layer (audit and lock rows reference it)
+ * and is never rendered; messages use `label` (a Slack mention or a display name) or `uuid`.
+ */
+export interface Actor {
+  id: number;
+  uuid: string;
+  label: string;
+}
+
+export interface SlackIdentity {
+  teamId: string;
+  userId: string;
+  displayName: string;
+}
+
+// Slack ids are uppercase alphanumerics (T0…, U0…, W0…); anything else is not a Slack id and is refused.
+const SLACK_ID = /^[A-Z0-9]{2,32}$/;
+
+/** Slack user → platform user, created on first sight (with no role: a stranger can read help, nothing else). */
+export function ensureSlackUser(db: Db, identity: SlackIdentity): Actor {
+  if (!SLACK_ID.test(identity.teamId) || !SLACK_ID.test(identity.userId)) {
+    throw new DomainError(400, "invalid_identity", "unrecognised Slack identity");
+  }
+  const displayName = identity.displayName.slice(0, 80);
+  db.insert(users)
+    .values({ uuid: randomUUID(), slackTeamId: identity.teamId, slackUserId: identity.userId, displayName })
+    .onConflictDoNothing()
+    .run();
+  const row = db
+    .select({ id: users.id, uuid: users.uuid })
+    .from(users)
+    .where(and(eq(users.slackTeamId, identity.teamId), eq(users.slackUserId, identity.userId)))
+    .get();
+  if (!row) throw new Error("user vanished after insert");
+  return { id: row.id, uuid: row.uuid, label: `<@${identity.userId}>` };
+}
+
+const RANK: Record<Role, number> = { viewer: 0, deployer: 1, approver: 2, admin: 3 };
+
+/** Roles are ordered: each one includes the rights of those below it. */
+export function roleAtLeast(role: Role | undefined, needed: Role): boolean {
+  return role !== undefined && RANK[role] >= RANK[needed];
+}
+
+export function roleIn(db: Db, actor: Actor, tenantSlug: string): Role | undefined {
+  return db
+    .select({ role: memberships.role })
+    .from(memberships)
+    .innerJoin(tenants, eq(tenants.id, memberships.tenantId))
+    .where(and(eq(memberships.userId, actor.id), eq(tenants.slug, tenantSlug)))
+    .get()?.role;
+}
+
+/** Tenant slug → role, for filtering lists to what the actor may see. One query. */
+export function rolesOf(db: Db, actor: Actor): Map<string, Role> {
+  const rows = db
+    .select({ tenant: tenants.slug, role: memberships.role })
+    .from(memberships)
+    .innerJoin(tenants, eq(tenants.id, memberships.tenantId))
+    .where(eq(memberships.userId, actor.id))
+    .all();
+  return new Map(rows.map((r) => [r.tenant, r.role]));
+}
+
+export function forbiddenError(needed: Role, tenantSlug: string): DomainError {
+  return new DomainError(403, "forbidden", `you need the ${needed} role in ${tenantSlug} for that`);
+}
+
+/** Grants (or changes) a role; the admin CLI and tests use it. */
+export function grantRole(db: Db, actor: Actor, tenantId: number, role: Role): void {
+  db.insert(memberships)
+    .values({ uuid: randomUUID(), tenantId, userId: actor.id, role })
+    .onConflictDoUpdate({ target: [memberships.tenantId, memberships.userId], set: { role } })
+    .run();
+}
+
+export interface AuthorizeInput {
+  actor: Actor;
+  app: { uuid: string; slug: string; tenantSlug: string };
+  needed: Role;
+  /** The audited action name, e.g. "deploy", "env.set". */
+  action: string;
+  correlationId?: string | undefined;
+}
+
+/** Throws a 403 unless the actor holds `needed` (or higher) in the app's tenant; a refusal is audited. */
+export function authorize(db: Db, input: AuthorizeInput): Role {
+  const role = roleIn(db, input.actor, input.app.tenantSlug);
+  if (roleAtLeast(role, input.needed)) return role as Role;
+  recordAudit(db, {
+    action: input.action,
+    outcome: "denied",
+    actor: input.actor,
+    appUuid: input.app.uuid,
+    details: { needed: input.needed, had: role ?? "none" },
+    correlationId: input.correlationId,
+  });
+  throw forbiddenError(input.needed, input.app.tenantSlug);
+}

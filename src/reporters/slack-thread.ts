@@ -1,0 +1,272 @@
+import { and, eq, isNull, sql } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import { apps, deployments } from "../db/schema.ts";
+import { getDeployment } from "../domain/deployments.ts";
+import { currentRelease } from "../domain/releases.ts";
+import { escapeSlack, type SlackApi } from "../infra/slack-api.ts";
+import type { Logger } from "../log.ts";
+import {
+  type DeploymentEvent,
+  type PipelineEvent,
+  type PipelineEvents,
+  STAGES,
+  type StageName,
+} from "../pipeline/events.ts";
+
+/**
+ * A deployment started from Slack reports in the invoking channel unless its app has a linked channel. Set right
+ * after the deployment is recorded; the reporter reads it when it first posts.
+ */
+export function linkDeploymentChannel(db: Db, deploymentUuid: string, channel: string): void {
+  db.update(deployments)
+    .set({ slackChannelId: channel })
+    .where(
+      and(
+        eq(deployments.uuid, deploymentUuid),
+        isNull(deployments.slackChannelId),
+        sql`(select ${apps.slackChannelId} from ${apps} where ${apps.id} = ${deployments.appId}) is null`,
+      ),
+    )
+    .run();
+}
+
+export interface Timers {
+  set(fn: () => void, ms: number): unknown;
+  clear(handle: unknown): void;
+}
+
+const realTimers: Timers = {
+  set: (fn, ms) => setTimeout(fn, ms),
+  clear: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+export interface SlackThreadOptions {
+  events: PipelineEvents;
+  db: Db;
+  slack: SlackApi;
+  log: Logger;
+  now?: () => number;
+  timers?: Timers;
+  /**
+   * Minimum gap between two writes for one deployment. Slack allows about one message per second per channel and
+   * ~50 chat.update per minute per workspace (Tier 3); 1 s per deployment keeps a few parallel deploys inside it.
+   */
+  minIntervalMs?: number;
+}
+
+export interface SlackThreadReporter {
+  /** Resolves when nothing is scheduled or in flight (tests, shutdown). */
+  idle(): Promise<void>;
+  stop(): void;
+}
+
+interface StageState {
+  status: "started" | "succeeded" | "failed" | "skipped";
+  durationMs?: number | undefined;
+}
+
+interface ThreadState {
+  uuid: string;
+  appUuid: string;
+  appSlug: string;
+  stages: Map<StageName, StageState>;
+  failedStage?: StageName;
+  failedExcerpt?: string | undefined;
+  final?: DeploymentEvent;
+  dirty: boolean;
+  timer: unknown;
+  inFlight: Promise<void> | undefined;
+  lastSentAt: number | undefined;
+  repliesSent: boolean;
+}
+
+export const MAX_LOG_TAIL_CHARS = 2_500;
+
+export function formatDuration(ms: number): string {
+  if (ms < 1_000) return `${Math.round(ms)}ms`;
+  if (ms < 60_000) return `${(ms / 1_000).toFixed(1)}s`;
+  const s = Math.round(ms / 1_000);
+  return `${Math.floor(s / 60)}m ${s % 60}s`;
+}
+
+const ICON: Record<StageState["status"] | "pending", string> = {
+  pending: ":white_small_square:",
+  started: ":arrows_counterclockwise:",
+  succeeded: ":white_check_mark:",
+  failed: ":x:",
+  skipped: ":heavy_minus_sign:",
+};
+
+/** Bounded and inert: the tail of the text (where the error is), with Slack's control characters escaped. */
+export function logTail(text: string, max = MAX_LOG_TAIL_CHARS): string {
+  const tail = text.length > max ? `…${text.slice(-max)}` : text;
+  return escapeSlack(tail);
+}
+
+/**
+ * One parent message per deployment, edited in place as a stage checklist; details go in thread replies. Updates
+ * are coalesced per deployment (the last state wins, the final state is always sent), the parent's ts is stored on
+ * the deployment row before any update so a retried job edits it instead of posting another, and every Slack error
+ * stays here: the pipeline never waits for Slack and never fails because of it.
+ */
+export function attachSlackThreadReporter(options: SlackThreadOptions): SlackThreadReporter {
+  const { db, slack, log } = options;
+  const now = options.now ?? Date.now;
+  const timers = options.timers ?? realTimers;
+  const minInterval = options.minIntervalMs ?? 1_000;
+  const states = new Map<string, ThreadState>();
+  const waiters = new Set<() => void>();
+
+  const settleIfIdle = () => {
+    for (const s of states.values()) if (s.inFlight || s.timer !== undefined) return;
+    for (const w of waiters) w();
+    waiters.clear();
+  };
+
+  const schedule = (s: ThreadState) => {
+    if (s.inFlight || s.timer !== undefined) return;
+    const wait = s.lastSentAt === undefined ? 0 : Math.max(0, s.lastSentAt + minInterval - now());
+    if (wait === 0) return flush(s);
+    s.timer = timers.set(() => {
+      s.timer = undefined;
+      flush(s);
+    }, wait);
+  };
+
+  const flush = (s: ThreadState) => {
+    s.dirty = false;
+    s.inFlight = send(s)
+      .catch((err: unknown) => log.warn({ err, deploymentId: s.uuid }, "Slack thread update failed"))
+      .finally(() => {
+        s.inFlight = undefined;
+        s.lastSentAt = now();
+        if (s.dirty) schedule(s);
+        else if (s.final) states.delete(s.uuid);
+        settleIfIdle();
+      });
+  };
+
+  const send = async (s: ThreadState) => {
+    const row = db
+      .select({ channel: deployments.slackChannelId, ts: deployments.slackThreadTs, appChannel: apps.slackChannelId })
+      .from(deployments)
+      .innerJoin(apps, eq(apps.id, deployments.appId))
+      .where(eq(deployments.uuid, s.uuid))
+      .get();
+    const channel = row?.channel ?? row?.appChannel;
+    if (!row || !channel) return; // no linked or invoking channel: nothing to report to
+    const message = render(db, s);
+    let ts = row.ts;
+    if (ts) {
+      await slack.updateMessage({ channel, ts, ...message });
+    } else {
+      const posted = await slack.postMessage({ channel, ...message });
+      ts = posted.ts;
+      db.update(deployments)
+        .set({ slackChannelId: channel, slackThreadTs: ts })
+        .where(and(eq(deployments.uuid, s.uuid), isNull(deployments.slackThreadTs)))
+        .run();
+    }
+    if (s.final && !s.repliesSent) {
+      s.repliesSent = true;
+      for (const text of replies(db, s)) await slack.postMessage({ channel, text, threadTs: ts });
+    }
+  };
+
+  const unsubscribe = options.events.subscribe((event: PipelineEvent) => {
+    let s = states.get(event.deploymentUuid);
+    if (!s) {
+      s = {
+        uuid: event.deploymentUuid,
+        appUuid: event.appUuid,
+        appSlug: event.appSlug,
+        stages: new Map(),
+        dirty: false,
+        timer: undefined,
+        inFlight: undefined,
+        lastSentAt: undefined,
+        repliesSent: false,
+      };
+      states.set(s.uuid, s);
+    }
+    if (event.type === "stage") {
+      s.stages.set(event.stage, { status: event.status, durationMs: event.durationMs });
+      if (event.status === "failed") {
+        s.failedStage = event.stage;
+        s.failedExcerpt = event.excerpt;
+      }
+    } else if (event.status === "started") {
+      // A retried job starts over: the checklist restarts with it, the parent message stays the same.
+      s.stages.clear();
+      delete s.failedStage;
+      delete s.failedExcerpt;
+    } else {
+      s.final = event;
+    }
+    s.dirty = true;
+    schedule(s);
+  });
+
+  return {
+    idle: () =>
+      new Promise<void>((resolve) => {
+        waiters.add(resolve);
+        settleIfIdle();
+      }),
+    stop: () => {
+      unsubscribe();
+      for (const s of states.values()) if (s.timer !== undefined) timers.clear(s.timer);
+    },
+  };
+}
+
+function render(db: Db, s: ThreadState): { text: string; blocks: Record<string, unknown>[] } {
+  const d = getDeployment(db, s.uuid);
+  const what = d.trigger === "rollback" ? `rollback to ${escapeSlack(d.ref)}` : `deploy \`${escapeSlack(d.ref)}\``;
+  const state = s.final
+    ? s.final.status === "succeeded"
+      ? `:white_check_mark: live in ${formatDuration(s.final.durationMs ?? 0)}`
+      : s.final.status === "failed"
+        ? `:x: failed${s.failedStage ? ` at ${s.failedStage}` : ""}`
+        : ":fast_forward: superseded by a newer deployment"
+    : ":hourglass_flowing_sand: in progress";
+  const title = `*${s.appSlug}* · ${what} · ${state}`;
+  const checklist = STAGES.map((name) => {
+    const st = s.stages.get(name);
+    const time = st?.durationMs === undefined ? "" : ` ${formatDuration(st.durationMs)}`;
+    return `${ICON[st?.status ?? "pending"]} ${name}${time}`;
+  }).join("\n");
+  return {
+    text: title,
+    blocks: [
+      { type: "section", text: { type: "mrkdwn", text: title } },
+      { type: "section", text: { type: "mrkdwn", text: checklist } },
+      { type: "context", elements: [{ type: "mrkdwn", text: `Deployment ${s.uuid}` }] },
+    ],
+  };
+}
+
+function replies(db: Db, s: ThreadState): string[] {
+  const final = s.final;
+  if (!final) return [];
+  if (final.status === "succeeded") {
+    return [`Live at ${escapeSlack(final.url ?? "")} after ${formatDuration(final.durationMs ?? 0)}.`];
+  }
+  if (final.status !== "failed") return [];
+  const out: string[] = [];
+  const reason = escapeSlack(final.reason ?? "unknown reason");
+  out.push(
+    s.failedStage === "health"
+      ? `Health check failed: ${reason}`
+      : `Failed at ${s.failedStage ?? "an unknown stage"}: ${reason}`,
+  );
+  if (s.failedExcerpt && s.failedExcerpt !== final.reason)
+    out.push(`Log tail:\n\`\`\`${logTail(s.failedExcerpt)}\`\`\``);
+  const serving = currentRelease(db, s.appUuid);
+  out.push(
+    serving && serving.deploymentUuid !== s.uuid
+      ? `The previous release v${serving.version} keeps serving.`
+      : "No earlier release was serving, so the app stays down until a deployment succeeds.",
+  );
+  return out;
+}
