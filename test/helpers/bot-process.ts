@@ -49,11 +49,4 @@ export async function startBotProcess(env: Record<string, string>, timeoutMs = 6
   return { child, url, lines, exit };
 }
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { isAlive } from "./fixtures.ts";

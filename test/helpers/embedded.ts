@@ -41,11 +41,4 @@ export const test = base.extend<{ dataDir: string; runner: Runner; cleanups: (()
   },
 });
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { isAlive } from "./fixtures.ts";

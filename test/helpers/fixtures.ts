@@ -73,3 +73,26 @@ export async function dropPrefix(redis: Redis, prefix: string): Promise<void> {
     if (keys.length > 0) await redis.del(...keys);
   } while (cursor !== "0");
 }
+
+/** Polls `predicate` every 20 ms until it holds, or rejects after `timeoutMs`. */
+export function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const tick = async () => {
+      if (await predicate()) return resolve();
+      if (Date.now() > deadline) return reject(new Error("condition not met in time"));
+      setTimeout(tick, 20);
+    };
+    void tick();
+  });
+}
+
+/** Whether a process exists (signal 0). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

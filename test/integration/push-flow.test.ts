@@ -10,22 +10,10 @@ import { githubRoute } from "../../src/http/github-route.ts";
 import { registerPushWorker } from "../../src/pipeline/push-worker.ts";
 import { BullJobQueue, QUEUE_NAMES } from "../../src/pipeline/queues.ts";
 import { WorkerPool } from "../../src/pipeline/worker-pool.ts";
-import { dropPrefix, memoryLogger, tempDb, testRedis, uniquePrefix } from "../helpers/fixtures.ts";
+import { dropPrefix, memoryLogger, tempDb, testRedis, uniquePrefix, waitFor } from "../helpers/fixtures.ts";
 import { examplePush, githubRequest } from "../helpers/github.ts";
 
 const SECRET = "It's a Secret to Everybody";
-
-function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const tick = async () => {
-      if (await predicate()) return resolve();
-      if (Date.now() > deadline) return reject(new Error("condition not met in time"));
-      setTimeout(tick, 20);
-    };
-    void tick();
-  });
-}
 
 let redis: Redis;
 let prefix: string;

@@ -3,7 +3,7 @@ import type { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { BullJobQueue, QUEUE_NAMES } from "../../src/pipeline/queues.ts";
 import { WorkerPool } from "../../src/pipeline/worker-pool.ts";
-import { dropPrefix, memoryLogger, testRedis, uniquePrefix } from "../helpers/fixtures.ts";
+import { dropPrefix, memoryLogger, testRedis, uniquePrefix, waitFor } from "../helpers/fixtures.ts";
 
 let redis: Redis;
 let prefix: string;
@@ -18,18 +18,6 @@ afterEach(async () => {
   await dropPrefix(redis, prefix);
   await redis.quit();
 });
-
-function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const tick = async () => {
-      if (await predicate()) return resolve();
-      if (Date.now() > deadline) return reject(new Error("condition not met in time"));
-      setTimeout(tick, 20);
-    };
-    void tick();
-  });
-}
 
 describe("BullJobQueue", () => {
   it("adds a job once per deterministic id", async () => {
