@@ -49,6 +49,16 @@ export interface E2EPipeline {
   engine: PodmanEngine;
   caddyPort: number;
   log: Logger;
+  /** The harness's queue, worker pool (deploy worker registered) and the pipeline's events, for extra workers. */
+  queue: BullJobQueue;
+  pool: WorkerPool;
+  events: PipelineEvents;
+  /** This run's temp dir (removed by `close`). */
+  workDir: string;
+  /** Runs git with a fixed identity in `cwd`; returns trimmed stdout. */
+  git(cwd: string, args: string[]): Promise<string>;
+  /** Waits (up to 10 min) until the deployment has finished, whatever the outcome. */
+  waitFinished(uuid: string): Promise<DeploymentView>;
   /** Creates a local git repo from a fixture dir (with `RELEASE` written) and returns its file:// URL. */
   repo(fixture: string, release: string): Promise<string>;
   /** Commits a new RELEASE marker to the repo; returns the new commit. */
@@ -129,6 +139,14 @@ export async function startE2EPipeline(): Promise<E2EPipeline> {
     engine,
     caddyPort,
     log,
+    queue,
+    pool,
+    events,
+    workDir: dir.path,
+    async git(cwd, args) {
+      return (await git(cwd, args)).stdout.trim();
+    },
+    waitFinished,
     async repo(fixture, release) {
       const path = join(dir.path, "repos", `${fixture}-${randomBytes(3).toString("hex")}`);
       cpSync(join(FIXTURES, fixture), path, { recursive: true });
