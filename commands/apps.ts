@@ -2,7 +2,10 @@ import { and, desc, eq, isNull, max, sql } from "drizzle-orm";
 import { alias } from "drizzle-orm/sqlite-core";
 import type { Db } from "../src/db/client.ts";
 import { apps, type DeploymentStatus, deployments, releases } from "../src/db/schema.ts";
-import { type AppView, createApp, listApps, type NewApp } from "../src/domain/apps.ts";
+import { type AppView, createApp, getAppBySlug, listApps, type NewApp } from "../src/domain/apps.ts";
+import { recordAudit } from "../src/domain/audit.ts";
+import { invalidError } from "../src/domain/errors.ts";
+import { refSchema } from "../src/domain/validation.ts";
 import type { Logger } from "../src/log.ts";
 
 export interface AppSummary {
@@ -74,4 +77,121 @@ export function listAppsCommand(deps: { db: Db }): AppSummary[] {
     currentRelease: releaseByApp.get(a.uuid) ?? null,
     lastDeployment: deploymentByApp.get(a.uuid) ?? null,
   }));
+}
+
+/** Public channels start with C, private ones (older workspaces) with G; DMs (D…) are not deploy channels. */
+export const SLACK_CHANNEL_ID = /^[CG][A-Z0-9]{2,20}$/;
+/** GitHub `owner/name`, as in newAppSchema. */
+export const GITHUB_REPO = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
+/**
+ * Tag glob for push-worker.ts's tagMatches: git ref characters plus `*` and `?`, no leading dash. Bounded below
+ * tagMatches' own 200-character cut-off, so a stored pattern is never silently ignored.
+ */
+export const TAG_PATTERN = /^(?!-)[A-Za-z0-9._/*?-]{1,100}$/;
+
+interface AppAdminInput {
+  app: string;
+  /** Who asked, for the audit log: "cli" or a Slack user label. */
+  actor?: string | undefined;
+  correlationId?: string | undefined;
+}
+
+function check(pattern: RegExp, value: string, message: string): string {
+  if (!pattern.test(value)) throw invalidError(message);
+  return value;
+}
+
+function channelOf(db: Db, uuid: string): string | null {
+  return db.select({ channel: apps.slackChannelId }).from(apps).where(eq(apps.uuid, uuid)).get()?.channel ?? null;
+}
+
+/** Deploy threads of the app go to this channel (reporters/slack-thread.ts) instead of where a deploy was typed. */
+export function linkChannelCommand(
+  deps: { db: Db; log: Logger },
+  input: AppAdminInput & { channel: string },
+): { app: string; channel: string; previous: string | null } {
+  const channel = check(SLACK_CHANNEL_ID, input.channel, "channel must be a Slack channel id such as C0123ABCD");
+  return setChannel(deps, input, channel);
+}
+
+export function unlinkChannelCommand(
+  deps: { db: Db; log: Logger },
+  input: AppAdminInput,
+): { app: string; channel: null; previous: string | null } {
+  return setChannel(deps, input, null);
+}
+
+function setChannel<C extends string | null>(
+  deps: { db: Db; log: Logger },
+  input: AppAdminInput,
+  channel: C,
+): { app: string; channel: C; previous: string | null } {
+  const previous = deps.db.transaction((tx) => {
+    const db = tx as unknown as Db;
+    const app = getAppBySlug(db, input.app);
+    const before = channelOf(db, app.uuid);
+    db.update(apps).set({ slackChannelId: channel }).where(eq(apps.uuid, app.uuid)).run();
+    recordAudit(db, {
+      action: channel === null ? "app.unlink-channel" : "app.link-channel",
+      outcome: "succeeded",
+      actorLabel: input.actor ?? "cli",
+      appUuid: app.uuid,
+      details: { channel, previous: before },
+      correlationId: input.correlationId,
+    });
+    deps.log.info({ appId: app.uuid, tenantId: app.tenantUuid, channel, previous: before }, "app channel set");
+    return before;
+  });
+  return { app: input.app, channel, previous };
+}
+
+export interface LinkGithubInput extends AppAdminInput {
+  repo: string;
+  /** The branch whose pushes deploy; omitted → the app keeps its branch. */
+  branch?: string | undefined;
+  /** Tags matching this glob deploy too; omitted → tag pushes are ignored. */
+  tagPattern?: string | undefined;
+}
+
+export interface GithubLink {
+  app: string;
+  repo: string;
+  branch: string;
+  tagPattern: string | null;
+}
+
+/** Pushes to `repo` (GitHub webhooks, mapped in push-worker.ts) deploy the app from now on. */
+export function linkGithubCommand(deps: { db: Db; log: Logger }, input: LinkGithubInput): GithubLink {
+  const repo = check(GITHUB_REPO, input.repo, "repository must be owner/name");
+  const branch = input.branch === undefined ? undefined : refSchema.safeParse(input.branch);
+  if (branch && !branch.success) throw invalidError("branch is not a valid git ref");
+  const tagPattern =
+    input.tagPattern === undefined
+      ? null
+      : check(TAG_PATTERN, input.tagPattern, "tag pattern may hold letters, digits, . _ / - and the globs * ?");
+  const link = deps.db.transaction((tx) => {
+    const db = tx as unknown as Db;
+    const app = getAppBySlug(db, input.app);
+    const result: GithubLink = { app: app.slug, repo, branch: branch?.data ?? app.branch, tagPattern };
+    db.update(apps)
+      .set({ githubRepo: repo, branch: result.branch, deployTagPattern: tagPattern })
+      .where(eq(apps.uuid, app.uuid))
+      .run();
+    recordAudit(db, {
+      action: "app.link-github",
+      outcome: "succeeded",
+      actorLabel: input.actor ?? "cli",
+      appUuid: app.uuid,
+      details: {
+        repo,
+        branch: result.branch,
+        tagPattern,
+        previous: { repo: app.githubRepo, branch: app.branch },
+      },
+      correlationId: input.correlationId,
+    });
+    deps.log.info({ appId: app.uuid, tenantId: app.tenantUuid, repo, branch: result.branch }, "app linked to github");
+    return result;
+  });
+  return link;
 }

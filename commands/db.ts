@@ -22,11 +22,13 @@ import type { ProvisionAction, ProvisionQueue } from "../src/pipeline/provision-
  */
 export interface DbCommandDeps {
   db: Db;
-  secrets: SecretBox;
   queue: ProvisionQueue;
   log: Logger;
-  /** Which stores this bot can provision (from config). */
-  stores: Pick<TenantStoreDeps, "postgres" | "redisAcl" | "settings">;
+  /**
+   * Which stores this bot can provision (from config), to refuse early where the configuration is at hand (Slack,
+   * inside the bot). The CLI cannot see the bot's configuration: it leaves this out and the worker decides.
+   */
+  stores?: Pick<TenantStoreDeps, "postgres" | "redisAcl" | "settings"> | undefined;
 }
 
 export interface DbCommandInput {
@@ -48,7 +50,7 @@ function parseKind(raw: string | undefined): TenantStoreKind {
 async function request(deps: DbCommandDeps, input: DbCommandInput, action: ProvisionAction) {
   const app = getAppBySlug(deps.db, input.app);
   const kind = parseKind(input.kind);
-  assertConfigured(deps.stores, kind);
+  if (deps.stores) assertConfigured(deps.stores, kind);
   auditTenantStoreRequest(deps.db, app.uuid, kind, action, {
     actor: input.actor ?? "cli",
     ...(input.correlationId ? { correlationId: input.correlationId } : {}),
@@ -80,7 +82,7 @@ export async function dropDbCommand(deps: DbCommandDeps, input: DbCommandInput &
   return request(deps, input, "drop");
 }
 
-export function showDbCommand(deps: Pick<DbCommandDeps, "db" | "secrets">, input: { app: string }): TenantStoreInfo[] {
+export function showDbCommand(deps: { db: Db; secrets: SecretBox }, input: { app: string }): TenantStoreInfo[] {
   const app = getAppBySlug(deps.db, input.app);
   return showTenantStores(deps, app.uuid);
 }

@@ -1,7 +1,9 @@
-import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
+import { parseArgs } from "node:util";
 import { z } from "zod";
 import { slugSchema, uuidSchema } from "../domain/validation.ts";
+import { ADMIN_SPECS, type AdminCommand } from "./admin-args.ts";
 import { parseDuration } from "./duration.ts";
+import { FieldError, field, required, type Spec, str } from "./spec.ts";
 
 /** What the command line asked for, fully parsed; `run.ts` dispatches on `kind`. */
 export type CliCommand =
@@ -12,7 +14,8 @@ export type CliCommand =
   | { kind: "rollback"; app: string; release: string | undefined; follow: boolean; timeoutMs: number }
   | { kind: "status"; app: string; json: boolean }
   | { kind: "releases"; app: string; json: boolean }
-  | { kind: "logs"; app: string; lines: number; json: boolean };
+  | { kind: "logs"; app: string; lines: number; json: boolean }
+  | AdminCommand;
 
 export interface CreateAppArgs {
   slug: string;
@@ -44,13 +47,6 @@ const FOLLOW_OPTIONS = {
   follow: { type: "boolean", default: true },
   timeout: { type: "string" },
 } as const;
-
-interface Spec {
-  usage: string;
-  options: ParseArgsOptionsConfig;
-  positionals: { required: string[]; optional: string[] };
-  build(values: Record<string, string | boolean | undefined>, positionals: string[]): CliCommand;
-}
 
 const appSlug = slugSchema;
 const releaseRef = z.union([z.string().regex(/^v?\d{1,9}$/), uuidSchema]);
@@ -150,31 +146,13 @@ export const SPECS: Readonly<Record<string, Spec>> = {
       json: values.json === true,
     }),
   },
+  ...ADMIN_SPECS,
 };
 
-export const GENERAL_USAGE = "tussilago <apps create|apps list|deploy|rollback|status|releases|logs|help> …";
+/** Commands that take a subcommand (`apps create`, `users grant`, `db drop`, …). */
+const GROUPS = ["apps", "users", "db"] as const;
 
-/** A bad option value found while building a command; parseCli adds that command's usage line. */
-class FieldError extends Error {}
-
-function str(value: string | boolean | undefined): string | undefined {
-  return typeof value === "string" ? value : undefined;
-}
-
-function required(values: Record<string, string | boolean | undefined>, name: string): string {
-  const value = str(values[name]);
-  if (value === undefined) throw new FieldError(`--${name} is required`);
-  return value;
-}
-
-function field<T>(name: string, schema: z.ZodType<T, string>, value: string | boolean | undefined): T {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    const shown = typeof value === "string" ? ` ${JSON.stringify(value)}` : "";
-    throw new FieldError(`${name}${shown}: ${parsed.error.issues[0]?.message ?? "is invalid"}`);
-  }
-  return parsed.data;
-}
+export const GENERAL_USAGE = "tussilago <apps|deploy|rollback|status|releases|logs|users|db|help> …";
 
 function timeout(value: string | boolean | undefined): number {
   if (typeof value !== "string") return DEFAULT_FOLLOW_TIMEOUT_MS;
@@ -185,13 +163,17 @@ function timeout(value: string | boolean | undefined): number {
 
 function pickSpec(argv: readonly string[]): { name: string; spec: Spec; rest: string[] } {
   const [first, second, ...others] = argv;
-  if (first === "apps") {
-    const name = `apps ${second ?? ""}`;
+  const group = GROUPS.find((g) => g === first);
+  if (group !== undefined) {
+    const name = `${group} ${second ?? ""}`;
     const spec = SPECS[name];
     if (!spec)
       throw new UsageError(
-        second === undefined ? "apps needs a subcommand" : `unknown command ${JSON.stringify(name)}`,
-        `${SPECS["apps create"]?.usage}\n       ${SPECS["apps list"]?.usage}`,
+        second === undefined ? `${group} needs a subcommand` : `unknown command ${JSON.stringify(name)}`,
+        Object.entries(SPECS)
+          .filter(([key]) => key.startsWith(`${group} `))
+          .map(([, s]) => s.usage)
+          .join("\n       "),
       );
     return { name, spec, rest: others };
   }

@@ -4,10 +4,13 @@ import { z } from "zod";
 import type { LogLevel } from "../config.ts";
 import { defaultDataDir, type Env } from "../config.ts";
 import type { RedisTarget } from "../infra/redis.ts";
+import type { StoreKind } from "./admin-args.ts";
+import { CliEnvError } from "./env-error.ts";
+import { secretKeyFrom, type TenantStoreEnv, tenantStoreFrom } from "./tenant-store-env.ts";
 
 /**
- * What the CLI reads from its environment. Deliberately not loadConfig(): the CLI only reads the database and
- * enqueues jobs, so it must work without TUSSILAGO_SECRET_KEY or Slack/GitHub settings.
+ * What the CLI reads from its environment. Deliberately not loadConfig(): most commands only read the database
+ * and enqueue jobs, so they must work without TUSSILAGO_SECRET_KEY or Slack/GitHub settings.
  */
 export interface CliEnv {
   dataDir: string;
@@ -15,15 +18,12 @@ export interface CliEnv {
   redis: () => RedisTarget;
   queuePrefix: string;
   logLevel: LogLevel;
+  /** Only `db show` and `db reveal` need these; `command` names the command in the error when one is missing. */
+  secretKey: (command: string) => string;
+  tenantStore: (kind: StoreKind, command: string) => TenantStoreEnv;
 }
 
-/** An environment problem the operator fixes; the CLI prints it as one `error:` line and exits 1. */
-export class CliEnvError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "CliEnvError";
-  }
-}
+export { CliEnvError };
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
@@ -69,5 +69,12 @@ export function parseCliEnv(env: Env, exists: (path: string) => boolean = exists
     return { socketPath };
   };
 
-  return { dataDir, redis, queuePrefix, logLevel: level.data };
+  return {
+    dataDir,
+    redis,
+    queuePrefix,
+    logLevel: level.data,
+    secretKey: (command) => secretKeyFrom(env, command),
+    tenantStore: (kind, command) => tenantStoreFrom(env, kind, command),
+  };
 }

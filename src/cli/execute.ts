@@ -6,6 +6,7 @@ import { statusCommand } from "../../commands/status.ts";
 import type { NewApp } from "../domain/apps.ts";
 import { getDeployment } from "../domain/deployments.ts";
 import type { Logger } from "../log.ts";
+import { executeAdmin } from "./admin-execute.ts";
 import type { CliCommand, CreateAppArgs } from "./args.ts";
 import { formatElapsed } from "./duration.ts";
 import { EXIT } from "./exit-codes.ts";
@@ -86,6 +87,8 @@ export async function execute(
       if (!command.follow) return EXIT.ok;
       return follow(result, command.app, command.timeoutMs, res, options);
     }
+    default:
+      return executeAdmin(command, res, log, output);
   }
 }
 

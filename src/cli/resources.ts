@@ -1,9 +1,13 @@
 import type { Redis } from "ioredis";
 import { closeDb, type Db, databasePath, openDb } from "../db/client.ts";
+import { SecretBox } from "../domain/crypto.ts";
+import type { TenantStoreDeps } from "../domain/tenant-databases.ts";
 import type { ContainerEngine } from "../infra/podman.ts";
 import type { RedisTarget } from "../infra/redis.ts";
 import type { Logger } from "../log.ts";
+import type { BullProvisionQueue, ProvisionQueue } from "../pipeline/provision-worker.ts";
 import type { BullJobQueue, JobQueue } from "../pipeline/queues.ts";
+import type { StoreKind } from "./admin-args.ts";
 import { type CliEnv, CliEnvError } from "./env.ts";
 
 const REDIS_CONNECT_TIMEOUT_MS = 5_000;
@@ -26,6 +30,9 @@ export class CliResources {
   #db: Db | undefined;
   #redis: Redis | undefined;
   #queue: BullJobQueue | undefined;
+  #provisionQueue: BullProvisionQueue | undefined;
+  /** Tenant-store admin connections opened by `db reveal`. */
+  readonly #closers: Array<() => Promise<void>> = [];
 
   constructor(env: CliEnv, log: Logger) {
     this.#env = env;
@@ -48,11 +55,68 @@ export class CliResources {
   /** Connects and pings first, so a deploy is never recorded while its job cannot be enqueued. */
   async queue(): Promise<JobQueue> {
     if (this.#queue) return this.#queue;
+    const redis = await this.#connectRedis();
+    const { BullJobQueue } = await import("../pipeline/queues.ts");
+    this.#queue = new BullJobQueue(redis, this.#env.queuePrefix);
+    return this.#queue;
+  }
+
+  /** The provision queue on the bot's Redis and prefix, where the bot's provision worker picks jobs up. */
+  async provisionQueue(): Promise<ProvisionQueue> {
+    if (this.#provisionQueue) return this.#provisionQueue;
+    const redis = await this.#connectRedis();
+    const { BullProvisionQueue } = await import("../pipeline/provision-worker.ts");
+    this.#provisionQueue = new BullProvisionQueue(redis, this.#env.queuePrefix);
+    return this.#provisionQueue;
+  }
+
+  /** The bot's TUSSILAGO_SECRET_KEY, which opens the sealed tenant credentials. */
+  secrets(command: string): SecretBox {
+    return new SecretBox(this.#env.secretKey(command));
+  }
+
+  /**
+   * What `db reveal` needs to rotate inline: the admin connection for one kind of store, from the same variables
+   * the bot reads (src/bot.ts startTenantStores). The other kind stays unconfigured.
+   */
+  async tenantStores(kind: StoreKind, command: string): Promise<TenantStoreDeps> {
+    const store = this.#env.tenantStore(kind, command);
+    const secrets = this.secrets(command);
+    const log = this.#log.child({ component: "tenant-stores" });
+    const { DEFAULT_ROLE_LIMITS } = await import("../domain/tenant-databases.ts");
+    const base = { db: this.db(), secrets, log, postgres: undefined, redisAcl: undefined };
+    if (store.kind === "postgres") {
+      const { PgPostgresAdmin } = await import("../infra/postgres-admin.ts");
+      const admin = new PgPostgresAdmin({ adminUrl: store.adminUrl, log });
+      this.#closers.push(() => admin.close());
+      return {
+        ...base,
+        postgres: admin,
+        settings: {
+          postgres: { publicHost: store.publicHost, publicPort: store.publicPort, limits: DEFAULT_ROLE_LIMITS },
+          redis: undefined,
+        },
+      };
+    }
+    const [{ Redis }, { IoRedisAcl }] = await Promise.all([import("ioredis"), import("../infra/redis-acl.ts")]);
+    const tenantRedis = new Redis(store.url, { maxRetriesPerRequest: 3, connectionName: "tussilago-cli" });
+    tenantRedis.on("error", (err: Error) => log.debug({ err: err.message }, "tenant redis connection error"));
+    this.#closers.push(async () => {
+      if (tenantRedis.status === "ready") await tenantRedis.quit().catch(() => tenantRedis.disconnect());
+      else tenantRedis.disconnect();
+    });
+    return {
+      ...base,
+      redisAcl: new IoRedisAcl(tenantRedis, log),
+      settings: { postgres: undefined, redis: { publicUrl: store.publicUrl } },
+    };
+  }
+
+  /** One connection for both queues; pinged first, so nothing is recorded while a job cannot be enqueued. */
+  async #connectRedis(): Promise<Redis> {
+    if (this.#redis) return this.#redis;
     const target = this.#env.redis();
-    const [{ connectRedis }, { BullJobQueue }] = await Promise.all([
-      import("../infra/redis.ts"),
-      import("../pipeline/queues.ts"),
-    ]);
+    const { connectRedis } = await import("../infra/redis.ts");
     const redis = connectRedis(target, "tussilago-cli");
     this.#redis = redis;
     let lastError = "";
@@ -77,17 +141,19 @@ export class CliResources {
         `cannot reach Redis at ${describeTarget(target)}; is the bot running? (start it with npm start or set REDIS_URL)`,
       );
     }
-    this.#queue = new BullJobQueue(redis, this.#env.queuePrefix);
-    return this.#queue;
+    return redis;
   }
 
   /** Releases Redis early (the follower only reads the database). */
   async closeQueue(): Promise<void> {
     const queue = this.#queue;
+    const provisionQueue = this.#provisionQueue;
     const redis = this.#redis;
     this.#queue = undefined;
+    this.#provisionQueue = undefined;
     this.#redis = undefined;
     await queue?.close();
+    await provisionQueue?.close();
     if (redis) {
       if (redis.status === "ready") await redis.quit().catch(() => redis.disconnect());
       else redis.disconnect();
@@ -96,6 +162,7 @@ export class CliResources {
 
   async close(): Promise<void> {
     await this.closeQueue();
+    for (const close of this.#closers.splice(0)) await close();
     if (this.#db) closeDb(this.#db);
     this.#db = undefined;
   }

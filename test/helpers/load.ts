@@ -47,7 +47,7 @@ export function runLoad(options: {
           : { host: options.host, connection: "close" };
         const res = await request(options.url, { headers, dispatcher });
         const body = await res.body.text();
-        if (res.statusCode >= 200 && res.statusCode < 300) bodies.add(body);
+        if (res.statusCode >= 200 && res.statusCode < 300) bodies.add(body.trim());
         else failures.push(`HTTP ${res.statusCode}`);
       } catch (err) {
         failures.push(`${err instanceof Error ? `${err.name}: ${err.message}` : String(err)} @${Date.now()}`);

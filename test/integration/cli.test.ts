@@ -1,11 +1,15 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
+import { eq } from "drizzle-orm";
 import type { Redis } from "ioredis";
+import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { memoryOutput } from "../../src/cli/output.ts";
 import { runCli } from "../../src/cli/run.ts";
 import { type Db, databasePath, openDb } from "../../src/db/client.ts";
+import { apps, auditEvents } from "../../src/db/schema.ts";
 import { createApp } from "../../src/domain/apps.ts";
+import { SecretBox } from "../../src/domain/crypto.ts";
 import {
   claimDeployment,
   finishDeployment,
@@ -14,7 +18,16 @@ import {
   recordStage,
 } from "../../src/domain/deployments.ts";
 import { recordRelease } from "../../src/domain/releases.ts";
-import { dropPrefix, TEST_REDIS_URL, tempDir, testRedis, uniquePrefix } from "../helpers/fixtures.ts";
+import {
+  DEFAULT_ROLE_LIMITS,
+  dropTenantStore,
+  provisionTenantStore,
+  type TenantStoreDeps,
+  tenantStoreNames,
+} from "../../src/domain/tenant-databases.ts";
+import { ensureSlackUser, roleIn } from "../../src/domain/users.ts";
+import { PgPostgresAdmin } from "../../src/infra/postgres-admin.ts";
+import { dropPrefix, memoryLogger, TEST_REDIS_URL, tempDir, testRedis, uniquePrefix } from "../helpers/fixtures.ts";
 
 // The real CLI (`node src/cli.ts`) against a temp data dir and the test Redis under a per-test BullMQ prefix.
 // The test plays the pipeline worker by writing the deployment row, as the bot's worker would.
@@ -330,6 +343,168 @@ describe("tussilago CLI", () => {
       `error: the bot is not running (no Redis at ${socket}); start it with npm start or set REDIS_URL\n`,
     );
     expect(listDeployments(f.db, app.uuid)).toEqual([]);
+  });
+});
+
+describe("tussilago CLI: operator commands", () => {
+  it("grants a role that the bot then honours, links Slack and GitHub, with exit codes 0 / 1 / 2", async ({
+    onTestFinished,
+  }) => {
+    const f = fixture(onTestFinished);
+    const app = addApp(f.db);
+    const granted = await f.run(["users", "grant", "T0123:U0456", "deployer", "--name", "Ann"]);
+    expect(granted).toEqual({
+      code: 0,
+      stdout: "granted deployer to T0123:U0456 (Ann) in tenant default\n",
+      stderr: "",
+    });
+    const actor = ensureSlackUser(f.db, { teamId: "T0123", userId: "U0456", displayName: "Ann" });
+    expect(roleIn(f.db, actor, "default")).toBe("deployer");
+
+    const [listed, badUser, unknownTenant, linked, github] = await Promise.all([
+      f.inProcess(["users", "list"]),
+      f.inProcess(["users", "grant", "U0456", "admin"]),
+      f.inProcess(["users", "revoke", "T0123:U0456", "--tenant", "acme"]),
+      f.inProcess(["apps", "link-channel", "shop", "C0DEPLOYS"]),
+      f.inProcess(["apps", "link-github", "shop", "acme/shop", "--tag-pattern", "v*"]),
+    ]);
+    expect(listed.stdout).toMatch(/^TENANT +USER +NAME +ROLE +SINCE\ndefault +T0123:U0456 +Ann +deployer +\S+\n$/);
+    expect(badUser).toEqual({
+      code: 2,
+      stdout: "",
+      stderr:
+        'tussilago: user "U0456": must be TEAM_ID:USER_ID, e.g. T0123ABCD:U0456EFGH\n' +
+        'usage: tussilago users grant <TEAM:USER> <viewer|deployer|approver|admin> [--tenant default] [--name "Display Name"]\n',
+    });
+    expect(unknownTenant).toEqual({ code: 1, stdout: "", stderr: "error: T0123:U0456 has no role in tenant acme\n" });
+    expect(linked).toEqual({ code: 0, stdout: "linked shop to Slack channel C0DEPLOYS\n", stderr: "" });
+    expect(github.code).toBe(0);
+    const row = f.db
+      .select({ channel: apps.slackChannelId, repo: apps.githubRepo, tags: apps.deployTagPattern })
+      .from(apps)
+      .where(eq(apps.uuid, app.uuid))
+      .get();
+    expect(row).toEqual({ channel: "C0DEPLOYS", repo: "acme/shop", tags: "v*" });
+    const audited = f.db.select({ label: auditEvents.actorLabel, action: auditEvents.action }).from(auditEvents).all();
+    expect(audited).toEqual(
+      expect.arrayContaining([
+        { label: "cli", action: "role.grant" },
+        { label: "cli", action: "app.link-channel" },
+        { label: "cli", action: "app.link-github" },
+      ]),
+    );
+  });
+
+  it("db create enqueues provision-postgres-create-<uuid> on the bot's queue; drop needs --confirm", async ({
+    onTestFinished,
+  }) => {
+    const f = fixture(onTestFinished);
+    const app = addApp(f.db);
+    const created = await f.run(["db", "create", "shop"]);
+    const jobId = `provision-postgres-create-${app.uuid}`;
+    expect(created).toEqual({
+      code: 0,
+      stdout: `queued postgres create for shop (job ${jobId})\nthe app gets its credentials on its next deploy; check with: tussilago db show shop\n`,
+      stderr: "",
+    });
+    expect(JSON.parse((await f.redis.hget(`${f.prefix}:provision:${jobId}`, "data")) ?? "null")).toEqual({
+      appUuid: app.uuid,
+      action: "create",
+      kind: "postgres",
+    });
+
+    const refused = await f.run(["db", "drop", "shop"]);
+    expect(refused).toEqual({
+      code: 2,
+      stdout: "",
+      stderr:
+        "tussilago: db drop deletes all of the app's data: repeat its name to confirm (--confirm shop)\n" +
+        "usage: tussilago db drop <app> --confirm <app> [--kind postgres|redis]\n",
+    });
+    const dropped = await f.inProcess(["db", "drop", "shop", "--confirm", "shop", "--kind", "redis"]);
+    expect(dropped.code).toBe(0);
+    expect(await f.redis.lrange(`${f.prefix}:provision:wait`, 0, -1)).toEqual([
+      `provision-redis-drop-${app.uuid}`,
+      jobId,
+    ]);
+
+    // show and reveal need the bot's secrets; without them they say which variable, and touch nothing.
+    const [show, reveal] = await Promise.all([
+      f.inProcess(["db", "show", "shop"]),
+      f.inProcess(["db", "reveal", "shop"]),
+    ]);
+    expect(show).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: "error: TUSSILAGO_SECRET_KEY is required for db show (the bot's key: it decrypts stored credentials)\n",
+    });
+    expect(reveal).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: "error: TUSSILAGO_PG_ADMIN_URL is required for db reveal --kind postgres\n",
+    });
+    const requests = f.db.select({ label: auditEvents.actorLabel, action: auditEvents.action }).from(auditEvents).all();
+    expect(requests).toEqual([
+      { label: "cli", action: "tenant-store.postgres.create-requested" },
+      { label: "cli", action: "tenant-store.redis.drop-requested" },
+    ]);
+  });
+});
+
+describe("tussilago CLI: db reveal against real PostgreSQL", () => {
+  const ADMIN_URL =
+    process.env.TEST_PG_ADMIN_URL ?? "postgres://tussilago_admin:tussilago_admin@127.0.0.1:5432/postgres";
+  const SECRET_KEY = "cli-test-secret-key-0123456789abcdef";
+
+  it("rotates, prints a URL that logs in on stdout only, and show never prints the password", async ({
+    onTestFinished,
+  }) => {
+    const f = fixture(onTestFinished);
+    const app = addApp(f.db);
+    const admin = new PgPostgresAdmin({ adminUrl: ADMIN_URL, log: memoryLogger("silent").logger });
+    const adminUrl = new URL(ADMIN_URL);
+    const deps: TenantStoreDeps = {
+      db: f.db,
+      secrets: new SecretBox(SECRET_KEY),
+      log: memoryLogger("silent").logger,
+      postgres: admin,
+      redisAcl: undefined,
+      settings: {
+        postgres: {
+          publicHost: adminUrl.hostname,
+          publicPort: Number(adminUrl.port || 5432),
+          limits: DEFAULT_ROLE_LIMITS,
+        },
+        redis: undefined,
+      },
+    };
+    onTestFinished(async () => {
+      await dropTenantStore(deps, app.uuid, "postgres").catch(() => undefined);
+      await admin.close();
+    });
+    await provisionTenantStore(deps, app.uuid, "postgres");
+    const name = tenantStoreNames(app.uuid).pg;
+    const env = { TUSSILAGO_SECRET_KEY: SECRET_KEY, TUSSILAGO_PG_ADMIN_URL: ADMIN_URL };
+
+    const revealed = await f.run(["db", "reveal", "shop"], env);
+    expect(revealed.code).toBe(0);
+    expect(revealed.stdout).toMatch(
+      new RegExp(`^postgres://${name}:[A-Za-z0-9_-]{43}@${adminUrl.hostname}:${adminUrl.port || 5432}/${name}\\n$`),
+    );
+    expect(revealed.stderr).toMatch(/^warning: the postgres password of shop was rotated to show it; [^\n]+\n$/);
+    const client = new pg.Client({ connectionString: revealed.stdout.trim() });
+    await client.connect();
+    try {
+      expect((await client.query("select current_user as u")).rows).toEqual([{ u: name }]);
+    } finally {
+      await client.end();
+    }
+
+    const shown = await f.inProcess(["db", "show", "shop", "--kind", "postgres"], env);
+    const password = new URL(revealed.stdout.trim()).password;
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain(`postgres://${name}@${adminUrl.hostname}`);
+    expect(shown.stdout).not.toContain(password);
   });
 });
 

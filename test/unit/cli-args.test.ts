@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_FOLLOW_TIMEOUT_MS, parseCli, UsageError } from "../../src/cli/args.ts";
+import { DEFAULT_FOLLOW_TIMEOUT_MS, helpText, parseCli, UsageError } from "../../src/cli/args.ts";
 import { formatElapsed, parseDuration } from "../../src/cli/duration.ts";
 import { CliEnvError, parseCliEnv } from "../../src/cli/env.ts";
 
@@ -123,6 +123,109 @@ describe("parseCli", () => {
     expect(err.message).toContain(message);
     expect(err.usage).toContain(usage);
     expect(err.message).not.toContain("\n");
+  });
+});
+
+describe("parseCli: operator commands", () => {
+  it("parses users grant / revoke / list with their defaults", () => {
+    expect(parseCli(["users", "grant", "T0123:U0456", "deployer"])).toEqual({
+      kind: "users-grant",
+      user: "T0123:U0456",
+      role: "deployer",
+      tenant: "default",
+      name: undefined,
+    });
+    expect(parseCli(["users", "grant", "E01:W02", "admin", "--tenant", "acme", "--name", "Ann Example"])).toEqual({
+      kind: "users-grant",
+      user: "E01:W02",
+      role: "admin",
+      tenant: "acme",
+      name: "Ann Example",
+    });
+    expect(parseCli(["users", "revoke", "T0123:U0456", "--tenant", "acme"])).toEqual({
+      kind: "users-revoke",
+      user: "T0123:U0456",
+      tenant: "acme",
+    });
+    expect(parseCli(["users", "list"])).toEqual({ kind: "users-list", tenant: undefined, json: false });
+    expect(parseCli(["users", "list", "--tenant", "acme", "--json"])).toEqual({
+      kind: "users-list",
+      tenant: "acme",
+      json: true,
+    });
+  });
+
+  it("parses apps link-channel / unlink-channel / link-github", () => {
+    expect(parseCli(["apps", "link-channel", "shop", "C0ABC123"])).toEqual({
+      kind: "apps-link-channel",
+      app: "shop",
+      channel: "C0ABC123",
+    });
+    expect(parseCli(["apps", "unlink-channel", "shop"])).toEqual({ kind: "apps-unlink-channel", app: "shop" });
+    expect(parseCli(["apps", "link-github", "shop", "acme/shop"])).toEqual({
+      kind: "apps-link-github",
+      app: "shop",
+      repo: "acme/shop",
+      branch: undefined,
+      tagPattern: undefined,
+    });
+    expect(
+      parseCli(["apps", "link-github", "shop", "acme/shop.py", "--branch", "release/2", "--tag-pattern", "v*.?"]),
+    ).toMatchObject({ repo: "acme/shop.py", branch: "release/2", tagPattern: "v*.?" });
+  });
+
+  it("parses db commands: postgres by default, drop only with --confirm <app>", () => {
+    expect(parseCli(["db", "create", "shop"])).toEqual({
+      kind: "db",
+      action: "create",
+      app: "shop",
+      store: "postgres",
+      confirm: undefined,
+    });
+    expect(parseCli(["db", "rotate", "shop", "--kind", "redis"])).toMatchObject({ action: "rotate", store: "redis" });
+    expect(parseCli(["db", "drop", "shop", "--confirm", "shop", "--kind", "redis"])).toEqual({
+      kind: "db",
+      action: "drop",
+      app: "shop",
+      store: "redis",
+      confirm: "shop",
+    });
+    expect(parseCli(["db", "reveal", "shop"])).toEqual({ kind: "db-reveal", app: "shop", store: "postgres" });
+    expect(parseCli(["db", "show", "shop"])).toEqual({ kind: "db-show", app: "shop", store: undefined, json: false });
+    expect(parseCli(["db", "show", "shop", "--kind", "redis", "--json"])).toMatchObject({ store: "redis", json: true });
+  });
+
+  it.each([
+    [["users"], "users needs a subcommand", "users grant"],
+    [["users", "grant", "U0456", "admin"], 'user "U0456": must be TEAM_ID:USER_ID', "users grant"],
+    [["users", "grant", "t0123:u0456", "admin"], "TEAM_ID:USER_ID", "users grant"],
+    [["users", "grant", "T0123:U0456"], "missing <role>", "users grant"],
+    [["users", "grant", "T0123:U0456", "owner"], "must be one of viewer, deployer, approver, admin", "users grant"],
+    [["users", "grant", "T0123:U0456", "admin", "--tenant", "Acme"], "--tenant", "users grant"],
+    [["users", "revoke", "T0123:U0456", "admin"], 'unexpected argument "admin"', "users revoke"],
+    [["apps", "link-channel", "shop", "D0ABC123"], "Slack channel id", "apps link-channel"],
+    [["apps", "link-channel", "shop", "C0"], "Slack channel id", "apps link-channel"],
+    [["apps", "link-channel", "shop"], "missing <channel-id>", "apps link-channel"],
+    [["apps", "link-github", "shop", "https://github.com/a/b"], "owner/name", "apps link-github"],
+    [["apps", "link-github", "shop", "a/b", "--branch", "-x"], "--branch", "apps link-github"],
+    [["apps", "link-github", "shop", "a/b", "--tag-pattern", "v[0-9]"], "--tag-pattern", "apps link-github"],
+    [["db"], "db needs a subcommand", "db drop <app> --confirm <app>"],
+    [["db", "create", "shop", "--kind", "mysql"], "must be one of postgres, redis", "db create"],
+    [["db", "create", "shop", "--confirm", "shop"], "Unknown option '--confirm'", "db create"],
+    [["db", "drop", "shop"], "repeat its name to confirm (--confirm shop)", "db drop <app> --confirm <app>"],
+    [["db", "drop", "shop", "--confirm", "Shop"], "(--confirm shop)", "db drop"],
+    [["db", "reveal", "Not_A_Slug"], "app", "db reveal"],
+  ])("rejects %j with a usage error", (argv, message, usage) => {
+    const err = usageError(argv);
+    expect(err.message).toContain(message);
+    expect(err.usage).toContain(usage);
+    expect(err.message).not.toContain("\n");
+  });
+
+  it("lists the operator commands in help", () => {
+    for (const usage of ["users grant <TEAM:USER>", "apps link-github <app>", "db drop <app> --confirm <app>"]) {
+      expect(helpText()).toContain(usage);
+    }
   });
 });
 

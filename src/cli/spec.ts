@@ -1,0 +1,33 @@
+import type { ParseArgsOptionsConfig } from "node:util";
+import type { z } from "zod";
+import type { CliCommand } from "./args.ts";
+
+/** One command's command line: parseCli checks options and positional counts, `build` the values. */
+export interface Spec {
+  usage: string;
+  options: ParseArgsOptionsConfig;
+  positionals: { required: string[]; optional: string[] };
+  build(values: Record<string, string | boolean | undefined>, positionals: string[]): CliCommand;
+}
+
+/** A bad option value found while building a command; parseCli adds that command's usage line. */
+export class FieldError extends Error {}
+
+export function str(value: string | boolean | undefined): string | undefined {
+  return typeof value === "string" ? value : undefined;
+}
+
+export function required(values: Record<string, string | boolean | undefined>, name: string): string {
+  const value = str(values[name]);
+  if (value === undefined) throw new FieldError(`--${name} is required`);
+  return value;
+}
+
+export function field<T>(name: string, schema: z.ZodType<T, string>, value: string | boolean | undefined): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const shown = typeof value === "string" ? ` ${JSON.stringify(value)}` : "";
+    throw new FieldError(`${name}${shown}: ${parsed.error.issues[0]?.message ?? "is invalid"}`);
+  }
+  return parsed.data;
+}
