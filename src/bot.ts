@@ -162,7 +162,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     };
     const pipeline: PipelineDeps = {
       db,
-      engine: new PodmanEngine(runner, log),
+      engine: new PodmanEngine(runner, log, { settings: { runscNetwork: config.pipeline.runscNetwork } }),
       proxy,
       git: new GitCli(runner, log.child({ component: "git" }), { allowFileUrls: config.pipeline.gitAllowFileUrls }),
       probe,

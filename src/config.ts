@@ -65,6 +65,12 @@ export interface PipelineConfig {
   buildCaBundle: string | undefined;
   /** Caddy listen addresses for app traffic. */
   proxyListen: string[];
+  /**
+   * runsc's network stack: "sandbox" (gVisor netstack, the stronger isolation) where the installed runsc supports
+   * it; "host" (the container's own network namespace through podman's bridge) where it does not — runsc 20221219
+   * on Linux ≥ 6.11 fails with netstack (gVisor issue 10704), so "host" is the default here.
+   */
+  runscNetwork: "host" | "sandbox";
   /** Allow file:// git URLs (local repositories). Off by default: such a URL reads any repo this host can read. */
   gitAllowFileUrls: boolean;
   /** BullMQ key prefix; tests give each run its own. */
@@ -254,6 +260,12 @@ export function loadConfig(env: Env): Config {
         [":8080"],
       ),
       gitAllowFileUrls: parseFlag(env, "TUSSILAGO_GIT_ALLOW_FILE_URLS"),
+      runscNetwork: parseWith(
+        z.enum(["host", "sandbox"], { message: "must be host or sandbox" }),
+        env,
+        "TUSSILAGO_RUNSC_NETWORK",
+        "host",
+      ),
       queuePrefix: parseWith(
         z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "must be 1-64 letters, digits, - or _"),
         env,

@@ -118,6 +118,7 @@ describe("loadConfig", () => {
       ["CADDY_ADMIN", "localhost:2019"],
       ["SLACK_API_URL", "not a url"],
       ["GITHUB_API_URL", "ftp://x"],
+      ["TUSSILAGO_RUNSC_NETWORK", "bridge"],
     ];
     for (const [name, value] of cases) {
       const env: Record<string, string> = {
