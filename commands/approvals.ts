@@ -13,6 +13,8 @@ import type { SecretBox } from "../src/domain/crypto.ts";
 import { DomainError } from "../src/domain/errors.ts";
 import { assertNotLocked } from "../src/domain/locks.ts";
 import { type Actor, rolesOf } from "../src/domain/users.ts";
+import type { ProvisionQueue } from "../src/pipeline/provision-worker.ts";
+import { type DbCommandDeps, dropDbCommand } from "./db.ts";
 import type { CommandDeps, DeployResult } from "./deploy.ts";
 import { rollbackCommand } from "./deploy.ts";
 import { applyDestroy } from "./destroy.ts";
@@ -22,6 +24,10 @@ import { applyEnvSet, applyEnvUnset } from "./env.ts";
 export interface ChatOpsDeps extends CommandDeps {
   secrets: SecretBox;
   now: () => number;
+  /** Tenant database jobs (`db create|rotate|drop`); without it those answer that they are not configured. */
+  provisionQueue?: ProvisionQueue | undefined;
+  /** Which tenant stores this bot provisions, to refuse an unconfigured kind before enqueueing. */
+  tenantStores?: DbCommandDeps["stores"];
 }
 
 /** Either the action ran, or it waits for an approval (and the caller posts the buttons). */
@@ -148,7 +154,20 @@ async function runApprovedAction(
     case "destroy":
       await applyDestroy(deps, { app, actor: actor, correlationId });
       return undefined;
-    case "db.drop":
-      throw new DomainError(422, "unsupported", "dropping a database is not available from Slack yet");
+    case "db.drop": {
+      if (!deps.provisionQueue) {
+        throw new DomainError(409, "not_configured", "tenant databases are not configured on this bot");
+      }
+      const dbDeps = { db: deps.db, queue: deps.provisionQueue, log: deps.log, stores: deps.tenantStores };
+      await dropDbCommand(dbDeps, {
+        app: app.slug,
+        kind: action.store,
+        // The request named this app, and a second person approved exactly that.
+        confirm: app.slug,
+        actor: actor.label,
+        ...(correlationId ? { correlationId } : {}),
+      });
+      return undefined;
+    }
   }
 }

@@ -30,6 +30,11 @@ export const SUBCOMMANDS: readonly SubcommandHelp[] = [
   { name: "lock", usage: "lock <app> [reason]", summary: "Refuse deployments of the app until unlocked." },
   { name: "unlock", usage: "unlock <app>", summary: "Release your lock (admins can break anyone's)." },
   { name: "destroy", usage: "destroy <app>", summary: "Remove the app (admins; production needs an approval)." },
+  {
+    name: "db",
+    usage: "db create|show|rotate|drop <app> [postgres|redis]",
+    summary: "The app's own database or Redis (password never shown; drop: admins, production needs an approval).",
+  },
   { name: "approvals", usage: "approvals", summary: "Pending approval requests you can see." },
 ];
 

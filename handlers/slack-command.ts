@@ -19,6 +19,7 @@ import { refSchema, slugSchema } from "../src/domain/validation.ts";
 import { escapeSlack, type SlackApi } from "../src/infra/slack-api.ts";
 import type { Logger } from "../src/log.ts";
 import { linkDeploymentChannel } from "../src/reporters/slack-thread.ts";
+import { type DbSubcommand, parseDbArgs, runDbSubcommand } from "./slack-db.ts";
 import { approvalMessage } from "./slack-interactions.ts";
 
 /** The database, queue and Web API client behind the chat commands; without them only `help` answers. */
@@ -48,6 +49,7 @@ export type ParsedCommand =
   | { kind: "env-set"; app: string; key: string; value: string }
   | { kind: "env-unset"; app: string; key: string }
   | { kind: "lock"; app: string; reason: string }
+  | DbSubcommand
   /** A known subcommand with malformed arguments: answered with its own usage line. */
   | { kind: "usage"; name: string }
   | { kind: "unknown" };
@@ -104,6 +106,8 @@ export function parseCommandText(text: string): ParsedCommand {
       return { kind: "lock", app: args[0] as string, reason: unescapeSlack(args.slice(1).join(" ")).slice(0, 200) };
     case "env":
       return parseEnv(text, args, usage);
+    case "db":
+      return parseDbArgs(args) ?? usage;
     default:
       return { kind: "unknown" };
   }
@@ -269,6 +273,10 @@ async function run(deps: ChatOpsSlackDeps, cmd: ParsedCommand, ctx: RunContext):
       const g = await destroyCommand(deps, { ...base, app: cmd.app });
       if (g.kind === "approval") return requested(deps, g, ctx);
       return { text: `*${g.result.app.slug}* is destroyed; its containers and route are being removed.` };
+    }
+    case "db": {
+      const r = await runDbSubcommand(deps, cmd, base);
+      return "text" in r ? r : requested(deps, r, ctx);
     }
     case "approvals": {
       const pending = approvalsCommand(deps, base);

@@ -39,7 +39,7 @@ export function describeAction(action: ApprovalAction, appSlug: string | null): 
     case "env.unset":
       return `unset env \`${action.key}\` on ${app}`;
     case "db.drop":
-      return `drop the database of ${app}`;
+      return `drop the ${action.store ?? "postgres"} store of ${app} (all its data)`;
   }
 }
 

@@ -37,6 +37,7 @@ import { defaultPipelineSettings } from "./pipeline/settings.ts";
 import { WorkerPool } from "./pipeline/worker-pool.ts";
 import { attachGithubStatusReporter } from "./reporters/github-status.ts";
 import { attachLogReporter } from "./reporters/log-reporter.ts";
+import { lockRefusalNotifier } from "./reporters/slack-notices.ts";
 import { attachSlackThreadReporter } from "./reporters/slack-thread.ts";
 
 export interface RunningBot {
@@ -178,7 +179,16 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     const workers = new WorkerPool(redis, log.child({ component: "workers" }), prefix);
     lifecycle.onStop("workers", () => workers.close(config.shutdownGraceMs));
     registerDeployWorker(workers, pipeline);
-    if (config.github) registerPushWorker(workers, { db, queue, log: log.child({ component: "push" }) });
+    if (config.github) {
+      registerPushWorker(workers, {
+        db,
+        queue,
+        log: log.child({ component: "push" }),
+        onRefused: slackApi
+          ? lockRefusalNotifier({ db, slack: slackApi, log: log.child({ component: "slack-notices" }) })
+          : undefined,
+      });
+    }
     const tenantStores = startTenantStores(config, { db, secrets: pipeline.secrets, log, lifecycle });
     registerProvisionWorker(workers, tenantStores);
     const provisionQueue = new BullProvisionQueue(redis, prefix);
@@ -216,7 +226,9 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
           logger: log,
           dedupe: new RedisEventDedupe(redis),
           maxBodyBytes: config.maxBodyBytes,
-          chatops: slackApi ? { db, queue, log, secrets, slack: slackApi, now: Date.now } : undefined,
+          chatops: slackApi
+            ? { db, queue, log, secrets, slack: slackApi, now: Date.now, provisionQueue, tenantStores }
+            : undefined,
         })
       : undefined;
     // Stops after the HTTP server (registered before it): waits for listeners still working after their ack.

@@ -18,7 +18,7 @@ export type ApprovalAction =
   | { kind: "restart"; app: string; release: string; version: number }
   | { kind: "env.set"; app: string; key: string; valueSealed: string }
   | { kind: "env.unset"; app: string; key: string }
-  | { kind: "db.drop"; app: string };
+  | { kind: "db.drop"; app: string; store?: "postgres" | "redis" | undefined };
 export type ApprovalKind = ApprovalAction["kind"];
 
 export const DEFAULT_APPROVAL_TTL_MS = 30 * 60_000;

@@ -13,10 +13,22 @@ import type { Logger } from "../log.ts";
 import { type JobPayloads, type JobQueue, QUEUE_NAMES } from "./queues.ts";
 import type { WorkerPool } from "./worker-pool.ts";
 
+/** A push not deployed because the app is locked; `reason` is the lock's reason ("" when none was given). */
+export interface PushRefusal {
+  appUuid: string;
+  appSlug: string;
+  reason: string;
+  lockedBy: string;
+  commitSha: string;
+  author: string | undefined;
+}
+
 export interface PushWorkerDeps {
   db: Db;
   queue: JobQueue;
   log: Logger;
+  /** Called once per (delivery, app) refusal, never again on a retried job; must not throw (e.g. a Slack notice). */
+  onRefused?: ((info: PushRefusal) => void) | undefined;
 }
 
 /** What one push delivery became; also the job's return value (visible in BullMQ, public ids only). */
@@ -94,11 +106,21 @@ export async function processPushDelivery(deps: PushWorkerDeps, deliveryUuid: st
     const appLog = log.child({ appId: app.uuid, app: app.slug });
     const lock = getLock(deps.db, app.uuid);
     if (lock) {
-      auditRefusalOnce(deps.db, app, row.deliveryId, {
+      const first = auditRefusalOnce(deps.db, app, row.deliveryId, {
         ref: target.name,
         commit: push.after,
         lockedBy: lock.holderLabel,
       });
+      if (first) {
+        deps.onRefused?.({
+          appUuid: app.uuid,
+          appSlug: app.slug,
+          reason: lock.reason,
+          lockedBy: lock.holderLabel,
+          commitSha: push.after,
+          author,
+        });
+      }
       appLog.warn({ lockedBy: lock.holderLabel, commit: push.after }, "deploy refused: locked");
       refused.push(app.slug);
       continue;
@@ -192,8 +214,8 @@ function auditRefusalOnce(
   app: FollowingApp,
   deliveryId: string,
   details: { ref: string; commit: string; lockedBy: string },
-): void {
-  db.transaction((tx) => {
+): boolean {
+  return db.transaction((tx) => {
     const t = tx as unknown as Db;
     const seen = t
       .select({ id: auditEvents.id })
@@ -201,7 +223,7 @@ function auditRefusalOnce(
       .innerJoin(apps, eq(apps.id, auditEvents.appId))
       .where(and(eq(apps.uuid, app.uuid), eq(auditEvents.correlationId, deliveryId), eq(auditEvents.action, "deploy")))
       .get();
-    if (seen) return;
+    if (seen) return false;
     recordAudit(t, {
       action: "deploy",
       outcome: "denied",
@@ -210,6 +232,7 @@ function auditRefusalOnce(
       details: { reason: "deploy refused: locked", trigger: "push", ...details },
       correlationId: deliveryId,
     });
+    return true;
   });
 }
 

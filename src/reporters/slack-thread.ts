@@ -12,6 +12,7 @@ import {
   STAGES,
   type StageName,
 } from "../pipeline/events.ts";
+import { commitRef } from "./slack-notices.ts";
 
 /**
  * A deployment started from Slack reports in the invoking channel unless its app has a linked channel. Set right
@@ -231,19 +232,33 @@ function render(db: Db, s: ThreadState): { text: string; blocks: Record<string, 
         : ":fast_forward: superseded by a newer deployment"
     : ":hourglass_flowing_sand: in progress";
   const title = `*${s.appSlug}* · ${what} · ${state}`;
+  const source = d.trigger === "push" ? pushSource(db, s.appUuid, d) : undefined;
   const checklist = STAGES.map((name) => {
     const st = s.stages.get(name);
     const time = st?.durationMs === undefined ? "" : ` ${formatDuration(st.durationMs)}`;
     return `${ICON[st?.status ?? "pending"]} ${name}${time}`;
   }).join("\n");
   return {
-    text: title,
+    text: source ? `${title}\n${source}` : title,
     blocks: [
-      { type: "section", text: { type: "mrkdwn", text: title } },
+      { type: "section", text: { type: "mrkdwn", text: source ? `${title}\n${source}` : title } },
       { type: "section", text: { type: "mrkdwn", text: checklist } },
       { type: "context", elements: [{ type: "mrkdwn", text: `Deployment ${s.uuid}` }] },
     ],
   };
+}
+
+/** "Pushed by alice · <commit link>": who set a push deployment off, and what it builds. */
+function pushSource(
+  db: Db,
+  appUuid: string,
+  d: { author: string | null; commitSha: string | null },
+): string | undefined {
+  if (!d.author && !d.commitSha) return undefined;
+  const by = d.author ? `Pushed by ${escapeSlack(d.author)}` : "Pushed";
+  if (!d.commitSha) return by;
+  const repo = db.select({ githubRepo: apps.githubRepo }).from(apps).where(eq(apps.uuid, appUuid)).get()?.githubRepo;
+  return `${by} · commit ${commitRef(repo, d.commitSha)}`;
 }
 
 function replies(db: Db, s: ThreadState): string[] {

@@ -2,8 +2,12 @@ import { eq } from "drizzle-orm";
 import { test as base, describe, expect } from "vitest";
 import { subcommandUsage, usageLine } from "../../commands/help.ts";
 import { parseCommandText } from "../../handlers/slack-command.ts";
-import { appEnvVars, auditEvents, deployments } from "../../src/db/schema.ts";
+import { APPROVE_ACTION, buttonValue } from "../../handlers/slack-interactions.ts";
+import { appEnvVars, approvals, auditEvents, deployments } from "../../src/db/schema.ts";
+import { getApproval } from "../../src/domain/approvals.ts";
+import { setEnvVar } from "../../src/domain/env-vars.ts";
 import { getLock, lockApp } from "../../src/domain/locks.ts";
+import { type ProvisionJobData, type ProvisionQueue, provisionJobId } from "../../src/pipeline/provision-worker.ts";
 import { bareIntegers, chatopsWorld, slackHarness, type World } from "../helpers/chatops.ts";
 
 const test = base.extend<{ world: World; harness: Awaited<ReturnType<typeof slackHarness>> }>({
@@ -41,6 +45,10 @@ describe("parseCommandText", () => {
     ["lock web-app release freeze", { kind: "lock", app: "web-app", reason: "release freeze" }],
     ["unlock web-app", { kind: "unlock", app: "web-app" }],
     ["destroy web-app", { kind: "destroy", app: "web-app" }],
+    ["db create web-app", { kind: "db", action: "create", app: "web-app", store: undefined }],
+    ["db rotate web-app redis", { kind: "db", action: "rotate", app: "web-app", store: "redis" }],
+    ["db show web-app", { kind: "db", action: "show", app: "web-app", store: undefined }],
+    ["db drop web-app postgres", { kind: "db", action: "drop", app: "web-app", store: "postgres" }],
   ] as const)("%s", ([text, parsed]) => {
     expect(parseCommandText(text)).toEqual(parsed);
   });
@@ -58,6 +66,12 @@ describe("parseCommandText", () => {
     ["env wipe web-app", "env"],
     ["apps extra", "apps"],
     ["destroy a b", "destroy"],
+    ["db", "db"],
+    ["db create", "db"],
+    ["db wipe web-app", "db"],
+    ["db create Web_App", "db"],
+    ["db create web-app mysql", "db"],
+    ["db drop web-app postgres now", "db"],
   ] as const)("%s → usage of %s", ([text, name]) => {
     expect(parseCommandText(text)).toEqual({ kind: "usage", name });
   });
@@ -253,5 +267,170 @@ describe("ack deadline", () => {
     const alice = world.user("U0ALICE", "deployer");
     lockApp(world.db, { appUuid: app.uuid, appSlug: app.slug, actor: alice, reason: "" });
     expect(getLock(world.db, app.uuid)?.holderLabel).toBe("<@U0ALICE>");
+  });
+});
+
+class RecordingProvisionQueue implements ProvisionQueue {
+  readonly jobs: ProvisionJobData[] = [];
+  async enqueue(data: ProvisionJobData): Promise<string> {
+    this.jobs.push(data);
+    return provisionJobId(data);
+  }
+  async close(): Promise<void> {}
+}
+
+const dbTest = test.extend<{ provision: RecordingProvisionQueue }>({
+  provision: async ({ world }, use) => {
+    const queue = new RecordingProvisionQueue();
+    world.deps.provisionQueue = queue;
+    await use(queue);
+  },
+});
+
+describe("/tussilago db", () => {
+  dbTest("usage line and help list the subcommand", async ({ harness }) => {
+    expect((await harness.command("db create")).body.text).toBe(
+      "Usage: /tussilago db create|show|rotate|drop <app> [postgres|redis]",
+    );
+    expect((await harness.command("help")).body.text).toContain("/tussilago db create|show|rotate|drop <app>");
+  });
+
+  dbTest("create and rotate: deployer, enqueued per store, audited", async ({ world, provision }) => {
+    const app = world.app("web-app");
+    world.user("U0DEP", "deployer");
+    const harness = await slackHarness(world);
+    try {
+      expect((await harness.command("db create web-app", "U0DEP")).body.text).toBe(
+        "Creating the postgres store of *web-app*; the app gets its credentials on its next deploy.",
+      );
+      expect((await harness.command("db rotate web-app redis", "U0DEP")).body.text).toBe(
+        "Rotating the redis credentials of *web-app*; they apply on its next deploy.",
+      );
+    } finally {
+      await harness.stop();
+    }
+    expect(provision.jobs).toEqual([
+      { appUuid: app.uuid, action: "create", kind: "postgres" },
+      { appUuid: app.uuid, action: "rotate", kind: "redis" },
+    ]);
+    const audited = world.db
+      .select()
+      .from(auditEvents)
+      .all()
+      .map((a) => `${a.action}:${a.outcome}:${a.actorLabel}`);
+    expect(audited).toEqual([
+      "tenant-store.postgres.create-requested:allowed:<@U0DEP>",
+      "tenant-store.redis.rotate-requested:allowed:<@U0DEP>",
+    ]);
+  });
+
+  dbTest("a viewer is refused every db action; nothing enqueued", async ({ world, provision }) => {
+    world.app("web-app");
+    world.user("U0VIEW", "viewer");
+    const harness = await slackHarness(world);
+    try {
+      for (const action of ["create", "rotate", "show"]) {
+        expect((await harness.command(`db ${action} web-app`, "U0VIEW")).body.text).toBe(
+          "Not allowed: you need the deployer role in acme for that",
+        );
+      }
+      expect((await harness.command("db drop web-app", "U0VIEW")).body.text).toBe(
+        "Not allowed: you need the admin role in acme for that",
+      );
+    } finally {
+      await harness.stop();
+    }
+    expect(provision.jobs).toEqual([]);
+    const denied = world.db.select().from(auditEvents).where(eq(auditEvents.outcome, "denied")).all();
+    expect(denied.map((d) => d.action)).toEqual(["db.create", "db.rotate", "db.show", "db.drop"]);
+  });
+
+  dbTest("a deployer may not drop; an unknown app is not found", async ({ world, provision }) => {
+    world.app("web-app", "staging");
+    world.user("U0DEP", "deployer");
+    const harness = await slackHarness(world);
+    try {
+      expect((await harness.command("db drop web-app", "U0DEP")).body.text).toBe(
+        "Not allowed: you need the admin role in acme for that",
+      );
+      expect((await harness.command("db create no-such-app", "U0DEP")).body.text).toBe("app no-such-app not found");
+    } finally {
+      await harness.stop();
+    }
+    expect(provision.jobs).toEqual([]);
+  });
+
+  dbTest("show: user and URL without the password, per store", async ({ world }) => {
+    const app = world.app("web-app");
+    world.user("U0DEP", "deployer");
+    const url = "postgres://app_x:pa55-w0rd-secret@db.example.com:6432/app_x";
+    setEnvVar(world.db, world.secrets, { appUuid: app.uuid, key: "DATABASE_URL", value: url });
+    const harness = await slackHarness(world);
+    try {
+      const all = (await harness.command("db show web-app", "U0DEP")).body.text ?? "";
+      expect(all).toContain("*web-app* tenant stores:");
+      expect(all).toContain("• postgres: user `app_");
+      expect(all).toContain("`postgres://app_x@db.example.com:6432/app_x`");
+      expect(all).toContain("• redis: not provisioned");
+      expect(all).not.toContain("pa55");
+      const redis = (await harness.command("db show web-app redis", "U0DEP")).body.text ?? "";
+      expect(redis).toBe("*web-app* tenant stores:\n• redis: not provisioned");
+    } finally {
+      await harness.stop();
+    }
+  });
+
+  dbTest("drop on staging: admin, the app name is the confirmation, enqueued at once", async ({ world, provision }) => {
+    const app = world.app("web-app", "staging");
+    world.user("U0ADMIN", "admin");
+    const harness = await slackHarness(world);
+    try {
+      expect((await harness.command("db drop web-app redis", "U0ADMIN")).body.text).toBe(
+        "Dropping the redis store of *web-app*: its data and credentials are being removed.",
+      );
+    } finally {
+      await harness.stop();
+    }
+    expect(provision.jobs).toEqual([{ appUuid: app.uuid, action: "drop", kind: "redis" }]);
+    expect(world.db.select().from(approvals).all()).toEqual([]);
+  });
+
+  dbTest("drop on production waits for an approval, then enqueues the drop job", async ({ world, provision }) => {
+    const app = world.app("web-app");
+    world.user("U0ADMIN", "admin");
+    world.user("U0APPR", "approver");
+    const harness = await slackHarness(world);
+    try {
+      const { body } = await harness.command("db drop web-app", "U0ADMIN");
+      expect(body.text).toMatch(/needs an approval/);
+      expect(provision.jobs).toEqual([]);
+      const posted = JSON.stringify(world.slack.calls);
+      expect(posted).toContain("drop the postgres store of *web-app* (all its data)");
+      const row = world.db.select().from(approvals).get();
+      const approval = getApproval(world.db, row?.uuid ?? "");
+      expect(approval.action).toEqual({ kind: "db.drop", app: app.uuid, store: "postgres" });
+      expect(await harness.click(APPROVE_ACTION, buttonValue(approval), "U0APPR")).toBe(200);
+      expect(harness.responses()).toEqual(["Approved; the action has been applied."]);
+    } finally {
+      await harness.stop();
+    }
+    expect(provision.jobs).toEqual([{ appUuid: app.uuid, action: "drop", kind: "postgres" }]);
+    const actions = world.db
+      .select()
+      .from(auditEvents)
+      .all()
+      .map((a) => `${a.action}:${a.outcome}`);
+    expect(actions).toContain("tenant-store.postgres.drop-requested:allowed");
+  });
+
+  test("without a provision queue the bot says tenant databases are not configured", async ({ world, harness }) => {
+    world.app("web-app", "staging");
+    world.user("U0ADMIN", "admin");
+    for (const text of ["db create web-app", "db rotate web-app", "db drop web-app"]) {
+      expect((await harness.command(text, "U0ADMIN")).body.text).toBe(
+        "tenant databases are not configured on this bot",
+      );
+    }
+    expect(world.db.select().from(approvals).all()).toEqual([]);
   });
 });

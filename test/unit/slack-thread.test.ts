@@ -4,9 +4,13 @@ import { test as base, describe, expect } from "vitest";
 import { apps, deployments } from "../../src/db/schema.ts";
 import type { AppView } from "../../src/domain/apps.ts";
 import { requestDeployment } from "../../src/domain/deployments.ts";
+import { lockApp } from "../../src/domain/locks.ts";
+import { recordGithubDelivery } from "../../src/domain/webhook-deliveries.ts";
 import { FakeSlackApi } from "../../src/infra/fake-slack-api.ts";
 import { SlackApiError, UndiciSlackApi } from "../../src/infra/slack-api.ts";
 import { type PipelineEvent, PipelineEvents, type StageName } from "../../src/pipeline/events.ts";
+import { type PushRefusal, processPushDelivery } from "../../src/pipeline/push-worker.ts";
+import { lockRefusalNotifier, postLockRefusal } from "../../src/reporters/slack-notices.ts";
 import {
   attachSlackThreadReporter,
   linkDeploymentChannel,
@@ -353,5 +357,153 @@ describe("UndiciSlackApi", () => {
     });
     expect(waits).toEqual([]);
     await agent.close();
+  });
+});
+
+const SHA = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
+
+describe("push deployments", () => {
+  test("the parent names the pusher (escaped) and links the commit on GitHub", async ({
+    world,
+    clock,
+    slack,
+    events,
+    reporter,
+  }) => {
+    const app = linkedApp(world);
+    world.db.update(apps).set({ githubRepo: "acme/web-app" }).where(eq(apps.uuid, app.uuid)).run();
+    const { deployment } = requestDeployment(world.db, {
+      appUuid: app.uuid,
+      trigger: "push",
+      ref: "main",
+      commitSha: SHA,
+      author: "mallory <!channel>",
+    });
+    emitter(events, clock, app, deployment.uuid).deployment("started");
+    await reporter.idle();
+    const parent = posts(slack)[0];
+    const source = `Pushed by mallory &lt;!channel&gt; · commit <https://github.com/acme/web-app/commit/${SHA}|6113728>`;
+    expect(parent?.text).toBe(`*web-app* · deploy \`main\` · :hourglass_flowing_sand: in progress\n${source}`);
+    expect(JSON.stringify(parent?.blocks)).toContain(JSON.stringify(source).slice(1, -1));
+    expect(JSON.stringify(parent?.blocks)).not.toContain("<!channel>");
+  });
+
+  test("without a GitHub repository the commit is the short sha, unlinked", async ({
+    world,
+    clock,
+    slack,
+    events,
+    reporter,
+  }) => {
+    const app = linkedApp(world);
+    const { deployment } = requestDeployment(world.db, {
+      appUuid: app.uuid,
+      trigger: "push",
+      ref: "main",
+      commitSha: SHA,
+      author: "alice",
+    });
+    emitter(events, clock, app, deployment.uuid).deployment("started");
+    await reporter.idle();
+    expect(posts(slack)[0]?.text).toMatch(/\nPushed by alice · commit 6113728$/);
+    expect(posts(slack)[0]?.text).not.toContain("github.com");
+  });
+
+  test("a command deployment has no push line", async ({ world, clock, slack, events, reporter }) => {
+    const app = linkedApp(world);
+    const { deployment } = requestDeployment(world.db, {
+      appUuid: app.uuid,
+      trigger: "command",
+      ref: "main",
+      author: "alice",
+    });
+    emitter(events, clock, app, deployment.uuid).deployment("started");
+    await reporter.idle();
+    expect(posts(slack)[0]?.text).toBe("*web-app* · deploy `main` · :hourglass_flowing_sand: in progress");
+  });
+});
+
+describe("lock refusal notice", () => {
+  function pushTo(world: World, deliveryId: string, pusher: string): string {
+    return recordGithubDelivery(world.db, {
+      deliveryId,
+      event: "push",
+      repository: "acme/web-app",
+      ref: "refs/heads/main",
+      headCommit: SHA,
+      payload: {
+        ref: "refs/heads/main",
+        after: SHA,
+        repository: { full_name: "acme/web-app" },
+        head_commit: { message: "fix" },
+        pusher: { name: pusher },
+      },
+    }).uuid;
+  }
+
+  test("the push worker reports a refusal once, and the notice lands in the linked channel, escaped", async ({
+    world,
+    slack,
+  }) => {
+    const app = linkedApp(world, "C0LINKED");
+    world.db.update(apps).set({ githubRepo: "acme/web-app", branch: "main" }).where(eq(apps.uuid, app.uuid)).run();
+    const holder = world.user("U0ALICE", "deployer");
+    lockApp(world.db, { appUuid: app.uuid, appSlug: app.slug, actor: holder, reason: "db <migration>" });
+    const refusals: PushRefusal[] = [];
+    const deps = {
+      db: world.db,
+      queue: world.queue,
+      log: world.logger,
+      onRefused: (r: PushRefusal) => refusals.push(r),
+    };
+    const delivery = pushTo(world, "d-1", "bob <!here>");
+    expect(await processPushDelivery(deps, delivery)).toEqual({
+      kind: "processed",
+      deployments: [],
+      refused: ["web-app"],
+    });
+    await processPushDelivery(deps, delivery); // a retried job: no second notice
+    expect(refusals).toEqual([
+      {
+        appUuid: app.uuid,
+        appSlug: "web-app",
+        reason: "db <migration>",
+        lockedBy: "<@U0ALICE>",
+        commitSha: SHA,
+        author: "bob <!here>",
+      },
+    ]);
+    await postLockRefusal({ db: world.db, slack, log: world.logger }, refusals[0] as PushRefusal);
+    expect(slack.calls).toEqual([
+      expect.objectContaining({
+        method: "chat.postMessage",
+        channel: "C0LINKED",
+        text:
+          `Push of <https://github.com/acme/web-app/commit/${SHA}|6113728> by bob &lt;!here&gt; not deployed: ` +
+          "*web-app* is locked by <@U0ALICE> (db &lt;migration&gt;)",
+      }),
+    ]);
+  });
+
+  test("no linked channel: nothing posted; the notifier swallows a Slack outage", async ({ world, slack }) => {
+    const app = world.app("web-app");
+    const info: PushRefusal = {
+      appUuid: app.uuid,
+      appSlug: app.slug,
+      reason: "",
+      lockedBy: "carol",
+      commitSha: SHA,
+      author: undefined,
+    };
+    await postLockRefusal({ db: world.db, slack, log: world.logger }, info);
+    expect(slack.calls).toEqual([]);
+    world.db.update(apps).set({ slackChannelId: "C0APP" }).where(eq(apps.uuid, app.uuid)).run();
+    slack.down = FakeSlackApi.outage();
+    expect(() => lockRefusalNotifier({ db: world.db, slack, log: world.logger })(info)).not.toThrow();
+    slack.down = undefined;
+    await postLockRefusal({ db: world.db, slack, log: world.logger }, info);
+    expect(slack.calls.map((c) => c.text)).toEqual([
+      "Push of 6113728 by someone not deployed: *web-app* is locked by carol",
+    ]);
   });
 });
