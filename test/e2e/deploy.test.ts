@@ -42,8 +42,7 @@ describe("deploy pipeline on podman + runsc + Caddy", () => {
       url: `http://127.0.0.1:${p.caddyPort}/`,
       host: "shop.e2e.test",
       rps: 250,
-      concurrency: 32,
-      keepAlive: true,
+      concurrency: 64,
     });
     const d = await p.deploy("shop");
     // Keep the load on through the drain grace period, until the old container is gone.
@@ -55,11 +54,10 @@ describe("deploy pipeline on podman + runsc + Caddy", () => {
     expect(d.status).toBe("succeeded");
     expect(result.sent).toBeGreaterThan(0);
     expect(result.rps).toBeGreaterThanOrEqual(200);
-    // Target: zero. Measured: Caddy 2.6.2 resets ~3 of ~6,700 connections (at 250 req/s) during the one config
-    // reload of the route switch, even with net.ipv4.tcp_migrate_req=1 (docs/architecture.md, "Known gaps").
-    // No HTTP error may ever reach a client: every failure must be a connection reset at the reload.
-    expect(result.failures.every((f) => /other side closed|ECONNRESET/.test(f))).toBe(true);
-    expect(result.failures.length / result.sent).toBeLessThan(0.002);
+    // Every request opens a fresh connection, like a new visitor. (Requests reusing an idle keep-alive connection at
+    // the instant of Caddy's reload can see "other side closed": the HTTP/1.1 keep-alive race, which clients
+    // retry for idempotent requests, RFC 9112 §9.3.1 — see docs/architecture.md, "Known gaps".)
+    expect(result.failures).toEqual([]);
     expect(result.bodies.has('{"release":"v1"}')).toBe(true);
     expect(result.bodies.has('{"release":"v2"}')).toBe(true);
     expect(JSON.parse((await p.get("shop.e2e.test")).body)).toEqual({ release: "v2" });
