@@ -5,7 +5,7 @@
 // (scripts/build-base-image.sh). Prints a Markdown table; copy it into bench/RESULTS.md.
 //
 //   npm run bench:deploy
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getAppBySlug } from "../src/domain/apps.ts";
@@ -71,13 +71,12 @@ async function handScripted(repoUrl: string, cacheDir: string, release: string):
       "-c",
       buildScript("uv-lock"),
     ]);
-    await runner.run(
-      "podman",
-      ["build", "-q", "--pull=never", "--network=none", "-f", "-", "-t", tag, join(work, "src")],
-      {
-        timeoutMs: 300_000,
-        input: `FROM ${BASE_IMAGE}\nCOPY . /app\n`,
-      },
+    // A file, not stdin: podman build cannot open /dev/stdin under the runner (ENXIO).
+    const containerfile = join(work, "Containerfile");
+    writeFileSync(containerfile, `FROM ${BASE_IMAGE}\nCOPY . /app\n`);
+    await podman(
+      ["build", "-q", "--pull=never", "--network=none", "-f", containerfile, "-t", tag, join(work, "src")],
+      300_000,
     );
     const port = await freePort();
     await podman([
@@ -122,22 +121,33 @@ async function main(): Promise<void> {
   try {
     const repo = await p.repo("flask-app", "bench-1");
     p.createApp("bench", repo, { cpus: "1.5" });
+    const stageMs = (name: "build" | "route") => {
+      const [latest] = listDeployments(p.db, getAppBySlug(p.db, "bench").uuid, 1);
+      const t = latest?.stageTimings[name];
+      return t?.finishedAt !== undefined ? t.finishedAt - t.startedAt : Number.NaN;
+    };
+    // Push→live: from the request to the first 200 of the new release through Caddy (the drain of the old release
+    // goes on after that, so it is not waited for here).
     const pushToLive = async (release: string) => {
       const t0 = performance.now();
-      const d = await p.deploy("bench");
-      if (d.status !== "succeeded") throw new Error(`deployment ${release} ${d.status}: ${d.failureReason}`);
-      await untilServed(() => p.get("bench.e2e.test"), release);
-      return performance.now() - t0;
+      const deployment = p.deploy("bench");
+      await Promise.race([
+        untilServed(() => p.get("bench.e2e.test"), release),
+        deployment.then((d) => {
+          if (d.status !== "succeeded") throw new Error(`deployment ${release} ${d.status}: ${d.failureReason}`);
+          return new Promise<void>(() => {}); // succeeded: let untilServed decide
+        }),
+      ]);
+      const ms = performance.now() - t0;
+      await deployment;
+      return ms;
     };
     const cold = await pushToLive("bench-1");
+    const coldBuildMs = stageMs("build");
     await p.commit(repo, "bench-2");
     const warm = await pushToLive("bench-2");
-    const app = getAppBySlug(p.db, "bench");
-    const [latest] = listDeployments(p.db, app.uuid, 1);
-    const route = latest?.stageTimings.route;
-    const routeMs = route?.finishedAt !== undefined ? route.finishedAt - route.startedAt : Number.NaN;
-    const build = latest?.stageTimings.build;
-    const buildMs = build?.finishedAt !== undefined ? build.finishedAt - build.startedAt : Number.NaN;
+    const buildMs = stageMs("build");
+    const routeMs = stageMs("route");
 
     const minCache = mkdtempSync(join(tmpdir(), "tsl-bench-cache-"));
     const minCold = await handScripted(repo, minCache, "bench-2");
@@ -150,7 +160,7 @@ async function main(): Promise<void> {
       "| --- | ---: | ---: |",
       `| push→live, cold uv cache (s) | ${s(cold)} | ${s(minCold)} |`,
       `| push→live, warm uv cache (s) | ${s(warm)} | ${s(minWarm)} |`,
-      `| build stage, warm cache (s) | ${s(buildMs)} | — |`,
+      `| build stage, cold → warm uv cache (s) | ${s(coldBuildMs)} → ${s(buildMs)} | — |`,
       `| route switch (Caddy PATCH + verify, ms) | ${routeMs.toFixed(0)} | — |`,
     );
   } finally {
