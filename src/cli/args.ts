@@ -15,6 +15,7 @@ export type CliCommand =
   | { kind: "status"; app: string; json: boolean }
   | { kind: "releases"; app: string; json: boolean }
   | { kind: "logs"; app: string; lines: number; json: boolean }
+  | { kind: "reconcile" }
   | AdminCommand;
 
 export interface CreateAppArgs {
@@ -146,13 +147,19 @@ export const SPECS: Readonly<Record<string, Spec>> = {
       json: values.json === true,
     }),
   },
+  reconcile: {
+    usage: "tussilago reconcile",
+    options: {},
+    positionals: { required: [], optional: [] },
+    build: () => ({ kind: "reconcile" }),
+  },
   ...ADMIN_SPECS,
 };
 
 /** Commands that take a subcommand (`apps create`, `users grant`, `db drop`, …). */
 const GROUPS = ["apps", "users", "db"] as const;
 
-export const GENERAL_USAGE = "tussilago <apps|deploy|rollback|status|releases|logs|users|db|help> …";
+export const GENERAL_USAGE = "tussilago <apps|deploy|rollback|status|releases|logs|reconcile|users|db|help> …";
 
 function timeout(value: string | boolean | undefined): number {
   if (typeof value !== "string") return DEFAULT_FOLLOW_TIMEOUT_MS;

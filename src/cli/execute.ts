@@ -6,6 +6,7 @@ import { statusCommand } from "../../commands/status.ts";
 import type { NewApp } from "../domain/apps.ts";
 import { getDeployment } from "../domain/deployments.ts";
 import type { Logger } from "../log.ts";
+import { QUEUE_NAMES } from "../pipeline/queues.ts";
 import { executeAdmin } from "./admin-execute.ts";
 import type { CliCommand, CreateAppArgs } from "./args.ts";
 import { formatElapsed } from "./duration.ts";
@@ -65,6 +66,14 @@ export async function execute(
       output.out(
         command.json ? json({ app: releases.app.slug, releases: releases.releases }) : formatReleases(releases),
       );
+      return EXIT.ok;
+    }
+    case "reconcile": {
+      // The bot's reconcile worker runs it (one pass at a time); the CLI only asks for a pass now.
+      const queue = await res.queue();
+      const jobId = `reconcile-cli-${Date.now()}`;
+      await queue.enqueue(QUEUE_NAMES.reconcile, { reason: "cli" }, jobId);
+      output.out(`reconcile requested (${jobId}); the bot logs what it fixes`);
       return EXIT.ok;
     }
     case "logs": {

@@ -283,6 +283,18 @@ describe("tussilago CLI", () => {
     );
   });
 
+  it("reconcile asks the bot's reconcile worker for a pass now", async ({ onTestFinished }) => {
+    const f = fixture(onTestFinished);
+    const result = await f.inProcess(["reconcile"]);
+    expect(result.code).toBe(0);
+    const jobId = /reconcile requested \((reconcile-cli-\d+)\)/.exec(result.stdout)?.[1];
+    expect(jobId).toBeDefined();
+    expect(await f.redis.lrange(`${f.prefix}:reconcile:wait`, 0, -1)).toEqual([jobId]);
+    expect(JSON.parse((await f.redis.hget(`${f.prefix}:reconcile:${jobId}`, "data")) ?? "null")).toEqual({
+      reason: "cli",
+    });
+  });
+
   it("read commands answer in text and --json, with only slugs, vN and UUIDs", async ({ onTestFinished }) => {
     const f = fixture(onTestFinished);
     const app = addApp(f.db);
