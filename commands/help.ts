@@ -36,6 +36,12 @@ export const SUBCOMMANDS: readonly SubcommandHelp[] = [
     summary: "The app's own database or Redis (password never shown; drop: admins, production needs an approval).",
   },
   { name: "approvals", usage: "approvals", summary: "Pending approval requests you can see." },
+  {
+    name: "link",
+    usage: "link <app> github <owner/name> [branch] | link <app> channel",
+    summary: "Deploy on pushes to a GitHub repo, or post the app's deploy threads in this channel (admins).",
+  },
+  { name: "unlink", usage: "unlink <app> channel", summary: "Stop posting the app's deploy threads here (admins)." },
 ];
 
 /** The usage line of one subcommand, for malformed arguments. */

@@ -21,6 +21,7 @@ import type { Logger } from "../src/log.ts";
 import { linkDeploymentChannel } from "../src/reporters/slack-thread.ts";
 import { type DbSubcommand, parseDbArgs, runDbSubcommand } from "./slack-db.ts";
 import { approvalMessage } from "./slack-interactions.ts";
+import { type LinkSubcommand, parseLinkArgs, runLinkSubcommand } from "./slack-link.ts";
 
 /** The database, queue and Web API client behind the chat commands; without them only `help` answers. */
 export interface ChatOpsSlackDeps extends ChatOpsDeps {
@@ -50,6 +51,7 @@ export type ParsedCommand =
   | { kind: "env-unset"; app: string; key: string }
   | { kind: "lock"; app: string; reason: string }
   | DbSubcommand
+  | LinkSubcommand
   /** A known subcommand with malformed arguments: answered with its own usage line. */
   | { kind: "usage"; name: string }
   | { kind: "unknown" };
@@ -108,6 +110,9 @@ export function parseCommandText(text: string): ParsedCommand {
       return parseEnv(text, args, usage);
     case "db":
       return parseDbArgs(args) ?? usage;
+    case "link":
+    case "unlink":
+      return parseLinkArgs(name, args) ?? usage;
     default:
       return { kind: "unknown" };
   }
@@ -278,6 +283,8 @@ async function run(deps: ChatOpsSlackDeps, cmd: ParsedCommand, ctx: RunContext):
       const r = await runDbSubcommand(deps, cmd, base);
       return "text" in r ? r : requested(deps, r, ctx);
     }
+    case "link":
+      return runLinkSubcommand({ db: deps.db, log: ctx.log }, cmd, { ...base, channel: ctx.channel });
     case "approvals": {
       const pending = approvalsCommand(deps, base);
       if (pending.length === 0) return { text: "No pending approval requests." };
