@@ -198,15 +198,33 @@ function appsFollowing(db: Db, repo: string, target: Target): FollowingApp[] {
     .map(({ uuid, slug }) => ({ uuid, slug }));
 }
 
-/** Glob match for tag opt-ins: `*` any run of characters, `?` one character, everything else literal. */
+/**
+ * Glob match for tag opt-ins: `*` any run of characters, `?` one character, everything else literal. A two-pointer
+ * matcher (backtracking only to the last `*`), so a tenant's pattern like `*a*a*a*…` cannot make the push worker
+ * backtrack exponentially the way a translated RegExp could.
+ */
 export function tagMatches(pattern: string, tag: string): boolean {
-  if (pattern.length > 200) return false;
-  const source = pattern
-    .replace(/\*+/g, "*")
-    .split("")
-    .map((ch) => (ch === "*" ? ".*" : ch === "?" ? "." : ch.replace(/[.+^${}()|[\]\\/-]/g, "\\$&")))
-    .join("");
-  return new RegExp(`^${source}$`).test(tag);
+  if (pattern.length > 200 || tag.length > 255) return false;
+  let p = 0;
+  let t = 0;
+  let star = -1;
+  let resume = 0;
+  while (t < tag.length) {
+    if (p < pattern.length && (pattern[p] === "?" || pattern[p] === tag[t])) {
+      p++;
+      t++;
+    } else if (p < pattern.length && pattern[p] === "*") {
+      star = p++;
+      resume = t;
+    } else if (star >= 0) {
+      p = star + 1;
+      t = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.length && pattern[p] === "*") p++;
+  return p === pattern.length;
 }
 
 function auditRefusalOnce(

@@ -201,6 +201,16 @@ describe("tag pushes", () => {
     expect(tagMatches("v1.*", "v1x2")).toBe(false);
     expect(tagMatches("release-*", "v1")).toBe(false);
     expect(tagMatches("v1.0", "v1.0.1")).toBe(false);
+    expect(tagMatches("*-rc*", "v2-rc1")).toBe(true);
+    expect(tagMatches("**", "")).toBe(true);
+    expect(tagMatches("v*.*.*", "v1.2")).toBe(false);
+  });
+
+  it("a hostile pattern cannot make matching backtrack exponentially", () => {
+    // A glob translated to a RegExp backtracks for minutes on this (the test would time out); the two-pointer
+    // matcher is quadratic at worst (250 × 121 steps).
+    expect(tagMatches(`${"*a".repeat(60)}*b`, "a".repeat(250))).toBe(false);
+    expect(tagMatches(`${"*a".repeat(60)}*`, "a".repeat(250))).toBe(true);
   });
 });
 
