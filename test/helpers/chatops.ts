@@ -1,4 +1,5 @@
 import type { Hono } from "hono";
+import { test as base } from "vitest";
 import type { ChatOpsSlackDeps } from "../../handlers/slack-command.ts";
 import type { Role } from "../../src/db/schema.ts";
 import { type AppView, createApp as createPlatformApp, ensureTenant } from "../../src/domain/apps.ts";
@@ -152,3 +153,18 @@ export function bareIntegers(text: string): string[] {
     .replace(/\b[0-9a-f]{64}\b|\b[0-9a-f]{12}\b/g, "");
   return stripped.match(/\b\d+\b/g) ?? [];
 }
+
+/** One world (temp DB, fake Slack API) and one signed-request harness per test. */
+export const chatopsTest = base.extend<{ world: World; harness: Awaited<ReturnType<typeof slackHarness>> }>({
+  // biome-ignore lint/correctness/noEmptyPattern: vitest reads a fixture's dependencies from this destructuring
+  world: async ({}, use) => {
+    const world = chatopsWorld();
+    await use(world);
+    world.cleanup();
+  },
+  harness: async ({ world }, use) => {
+    const harness = await slackHarness(world);
+    await use(harness);
+    await harness.stop();
+  },
+});

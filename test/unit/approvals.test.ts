@@ -1,5 +1,5 @@
 import { eq } from "drizzle-orm";
-import { test as base, describe, expect } from "vitest";
+import { describe, expect } from "vitest";
 import { APPROVE_ACTION, buttonValue, DENY_ACTION } from "../../handlers/slack-interactions.ts";
 import { approvals, auditEvents, deployments } from "../../src/db/schema.ts";
 import {
@@ -10,21 +10,7 @@ import {
   needsApproval,
   requestApproval,
 } from "../../src/domain/approvals.ts";
-import { bareIntegers, chatopsWorld, slackHarness, type World } from "../helpers/chatops.ts";
-
-const test = base.extend<{ world: World; harness: Awaited<ReturnType<typeof slackHarness>> }>({
-  // biome-ignore lint/correctness/noEmptyPattern: vitest reads a fixture's dependencies from this destructuring
-  world: async ({}, use) => {
-    const world = chatopsWorld();
-    await use(world);
-    world.cleanup();
-  },
-  harness: async ({ world }, use) => {
-    const harness = await slackHarness(world);
-    await use(harness);
-    await harness.stop();
-  },
-});
+import { bareIntegers, type slackHarness, chatopsTest as test, type World } from "../helpers/chatops.ts";
 
 /** A production app with two releases, a requester, an approver, and a pending rollback request from Slack. */
 async function pendingRollback(world: World, harness: Awaited<ReturnType<typeof slackHarness>>): Promise<ApprovalView> {

@@ -1,5 +1,5 @@
 import { eq } from "drizzle-orm";
-import { test as base, describe, expect } from "vitest";
+import { describe, expect } from "vitest";
 import { subcommandUsage, usageLine } from "../../commands/help.ts";
 import { parseCommandText } from "../../handlers/slack-command.ts";
 import { APPROVE_ACTION, buttonValue } from "../../handlers/slack-interactions.ts";
@@ -8,21 +8,7 @@ import { getApproval } from "../../src/domain/approvals.ts";
 import { setEnvVar } from "../../src/domain/env-vars.ts";
 import { getLock, lockApp } from "../../src/domain/locks.ts";
 import { type ProvisionJobData, type ProvisionQueue, provisionJobId } from "../../src/pipeline/provision-worker.ts";
-import { bareIntegers, chatopsWorld, slackHarness, type World } from "../helpers/chatops.ts";
-
-const test = base.extend<{ world: World; harness: Awaited<ReturnType<typeof slackHarness>> }>({
-  // biome-ignore lint/correctness/noEmptyPattern: vitest reads a fixture's dependencies from this destructuring
-  world: async ({}, use) => {
-    const world = chatopsWorld();
-    await use(world);
-    world.cleanup();
-  },
-  harness: async ({ world }, use) => {
-    const harness = await slackHarness(world);
-    await use(harness);
-    await harness.stop();
-  },
-});
+import { bareIntegers, slackHarness, chatopsTest as test } from "../helpers/chatops.ts";
 
 describe("parseCommandText", () => {
   test.for([

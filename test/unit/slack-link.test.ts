@@ -1,23 +1,9 @@
 import { eq } from "drizzle-orm";
-import { test as base, describe, expect } from "vitest";
+import { describe, expect } from "vitest";
 import { subcommandUsage } from "../../commands/help.ts";
 import { parseCommandText } from "../../handlers/slack-command.ts";
 import { apps, auditEvents } from "../../src/db/schema.ts";
-import { chatopsWorld, slackHarness, type World } from "../helpers/chatops.ts";
-
-const test = base.extend<{ world: World; harness: Awaited<ReturnType<typeof slackHarness>> }>({
-  // biome-ignore lint/correctness/noEmptyPattern: vitest reads a fixture's dependencies from this destructuring
-  world: async ({}, use) => {
-    const world = chatopsWorld();
-    await use(world);
-    world.cleanup();
-  },
-  harness: async ({ world }, use) => {
-    const harness = await slackHarness(world);
-    await use(harness);
-    await harness.stop();
-  },
-});
+import { chatopsTest as test, type World } from "../helpers/chatops.ts";
 
 function appRow(world: World, slug: string) {
   return world.db
