@@ -29,6 +29,8 @@ export interface CreateAppArgs {
   cpus: string | undefined;
   healthPath: string | undefined;
   allowEgress: boolean;
+  gitSubmodules: boolean;
+  gitLfs: boolean;
 }
 
 /** Malformed command line: the CLI prints the problem and the usage line on stderr and exits 2. */
@@ -62,7 +64,7 @@ export const SPECS: Readonly<Record<string, Spec>> = {
   "apps create": {
     usage:
       "tussilago apps create <slug> --git <url> --domain <host> [--branch main] [--tenant default] " +
-      "[--github owner/name] [--memory 256] [--cpus 0.5] [--health-path /] [--allow-egress]",
+      "[--github owner/name] [--memory 256] [--cpus 0.5] [--health-path /] [--allow-egress] [--submodules] [--lfs]",
     options: {
       git: { type: "string" },
       domain: { type: "string" },
@@ -73,6 +75,8 @@ export const SPECS: Readonly<Record<string, Spec>> = {
       cpus: { type: "string" },
       "health-path": { type: "string" },
       "allow-egress": { type: "boolean", default: false },
+      submodules: { type: "boolean", default: false },
+      lfs: { type: "boolean", default: false },
     },
     positionals: { required: ["slug"], optional: [] },
     build(values, [slug]) {
@@ -90,6 +94,8 @@ export const SPECS: Readonly<Record<string, Spec>> = {
           cpus: str(values.cpus),
           healthPath: str(values["health-path"]),
           allowEgress: values["allow-egress"] === true,
+          gitSubmodules: values.submodules === true,
+          gitLfs: values.lfs === true,
         },
       };
     },

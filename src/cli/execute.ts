@@ -30,7 +30,14 @@ function onSigint(handler: () => void): () => void {
 }
 
 function toNewApp(input: CreateAppArgs): NewApp {
-  const app: NewApp = { slug: input.slug, gitUrl: input.gitUrl, domain: input.domain, allowEgress: input.allowEgress };
+  const app: NewApp = {
+    slug: input.slug,
+    gitUrl: input.gitUrl,
+    domain: input.domain,
+    allowEgress: input.allowEgress,
+    gitSubmodules: input.gitSubmodules,
+    gitLfs: input.gitLfs,
+  };
   if (input.branch !== undefined) app.branch = input.branch;
   if (input.tenant !== undefined) app.tenant = input.tenant;
   if (input.githubRepo !== undefined) app.githubRepo = input.githubRepo;

@@ -78,6 +78,9 @@ export const apps = sqliteTable(
     pidsLimit: integer("pids_limit").notNull().default(128),
     healthPath: text("health_path").notNull().default("/"),
     allowEgress: integer("allow_egress", { mode: "boolean" }).notNull().default(false),
+    /** Opt-ins for the source stage: submodules and LFS objects are never fetched unless the app asks. */
+    gitSubmodules: integer("git_submodules", { mode: "boolean" }).notNull().default(false),
+    gitLfs: integer("git_lfs", { mode: "boolean" }).notNull().default(false),
     slackChannelId: text("slack_channel_id"),
     destroyedAt: integer("destroyed_at", { mode: "timestamp_ms" }),
   },

@@ -25,6 +25,8 @@ export interface AppView {
   pidsLimit: number;
   healthPath: string;
   allowEgress: boolean;
+  gitSubmodules: boolean;
+  gitLfs: boolean;
   createdAt: Date;
 }
 
@@ -49,6 +51,8 @@ export const newAppSchema = z.object({
     .regex(/^\/[A-Za-z0-9._~/-]{0,200}$/, "must be an absolute URL path")
     .default("/"),
   allowEgress: z.boolean().default(false),
+  gitSubmodules: z.boolean().default(false),
+  gitLfs: z.boolean().default(false),
 });
 export type NewApp = z.input<typeof newAppSchema>;
 
@@ -67,6 +71,8 @@ const selection = {
   pidsLimit: apps.pidsLimit,
   healthPath: apps.healthPath,
   allowEgress: apps.allowEgress,
+  gitSubmodules: apps.gitSubmodules,
+  gitLfs: apps.gitLfs,
   createdAt: apps.createdAt,
 };
 
@@ -116,6 +122,8 @@ export function createApp(db: Db, input: NewApp): AppView {
         cpus: data.cpus,
         healthPath: data.healthPath,
         allowEgress: data.allowEgress,
+        gitSubmodules: data.gitSubmodules,
+        gitLfs: data.gitLfs,
       })
       .run();
     const created = getAppBySlug(tx as unknown as Db, data.slug);

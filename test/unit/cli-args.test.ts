@@ -36,6 +36,8 @@ describe("parseCli", () => {
       "--health-path",
       "/healthz",
       "--allow-egress",
+      "--submodules",
+      "--lfs",
     ]);
     expect(cmd).toEqual({
       kind: "apps-create",
@@ -50,6 +52,8 @@ describe("parseCli", () => {
         cpus: "1.5",
         healthPath: "/healthz",
         allowEgress: true,
+        gitSubmodules: true,
+        gitLfs: true,
       },
     });
   });

@@ -46,6 +46,16 @@ describe("runDeployment", () => {
     expect(f.engine.builds[0]).toMatchObject({ memoryMb: 1024, pidsLimit: 512, network: "bridge-host" });
   });
 
+  it("fetches submodules and LFS objects only for an app that opted in", async () => {
+    await runDeployment(f.deps, request(), { finalAttempt: false });
+    expect(f.git.calls.at(-1)).toMatchObject({ submodules: false, lfs: false });
+    const { apps } = await import("../../src/db/schema.ts");
+    const { eq } = await import("drizzle-orm");
+    f.db.update(apps).set({ gitSubmodules: true, gitLfs: true }).where(eq(apps.uuid, f.app.uuid)).run();
+    await runDeployment(f.deps, request(), { finalAttempt: false });
+    expect(f.git.calls.at(-1)).toMatchObject({ submodules: true, lfs: true });
+  });
+
   it("emits started/succeeded events per stage, then the deployment outcome with the URL", async () => {
     request();
     const id = request();

@@ -46,6 +46,8 @@ export async function sourceStage(
       dest: srcDir,
       timeoutMs: deps.settings.sourceTimeoutMs,
       maxBytes: deps.settings.sourceMaxBytes,
+      submodules: app.gitSubmodules,
+      lfs: app.gitLfs,
       signal,
     });
     setDeploymentSource(deps.db, deployment.uuid, {
