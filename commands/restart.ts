@@ -26,16 +26,7 @@ export async function restartCommand(
   assertNotLocked(deps.db, app.uuid, app.slug);
   const release = currentRelease(deps.db, app.uuid);
   if (!release) throw new DomainError(404, "not_found", `${app.slug} has no release to restart yet`);
-  const result = await rollbackCommand(deps, { app: app.slug, release: release.uuid, author: input.actor.label });
-  recordAudit(deps.db, {
-    action: "restart",
-    outcome: "succeeded",
-    actor: input.actor,
-    appUuid: app.uuid,
-    details: { deployment: result.deployment.uuid, release: `v${release.version}` },
-    correlationId: input.correlationId,
-  });
-  return result;
+  return redeployRelease(deps, "restart", app, release, input);
 }
 
 /** `deploy` from chat: deployer role, refused while locked, then the CLI's own deploy path. */
@@ -85,16 +76,27 @@ export async function rollbackAsActor(
   assertNotLocked(deps.db, app.uuid, app.slug);
   const release = findRelease(deps.db, app.uuid, input.release);
   const action = { kind: "rollback", app: app.uuid, release: release.uuid, version: release.version } as const;
-  return gate(deps, { app, action, actor: input.actor, correlationId: input.correlationId }, async () => {
-    const result = await rollbackCommand(deps, { app: app.slug, release: release.uuid, author: input.actor.label });
-    recordAudit(deps.db, {
-      action: "rollback",
-      outcome: "succeeded",
-      actor: input.actor,
-      appUuid: app.uuid,
-      details: { deployment: result.deployment.uuid, release: `v${release.version}` },
-      correlationId: input.correlationId,
-    });
-    return result;
+  return gate(deps, { app, action, actor: input.actor, correlationId: input.correlationId }, () =>
+    redeployRelease(deps, "rollback", app, release, input),
+  );
+}
+
+/** Restart and rollback both redeploy a kept release's image through the CLI's rollback path, then audit it. */
+async function redeployRelease(
+  deps: ChatOpsDeps,
+  action: "restart" | "rollback",
+  app: { uuid: string; slug: string },
+  release: { uuid: string; version: number },
+  input: { actor: Actor; correlationId?: string | undefined },
+): Promise<DeployResult> {
+  const result = await rollbackCommand(deps, { app: app.slug, release: release.uuid, author: input.actor.label });
+  recordAudit(deps.db, {
+    action,
+    outcome: "succeeded",
+    actor: input.actor,
+    appUuid: app.uuid,
+    details: { deployment: result.deployment.uuid, release: `v${release.version}` },
+    correlationId: input.correlationId,
   });
+  return result;
 }
