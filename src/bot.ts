@@ -5,11 +5,17 @@ import { Redis } from "ioredis";
 import type { Config } from "./config.ts";
 import { databasePath, openDb, pingDb } from "./db/client.ts";
 import { SecretBox } from "./domain/crypto.ts";
-import { DEFAULT_ROLE_LIMITS, type TenantStoreDeps } from "./domain/tenant-databases.ts";
+import {
+  DEFAULT_ROLE_LIMITS,
+  type TenantStoreDeps,
+  type TenantStoreSettings,
+  tenantRedisPublicUrl,
+} from "./domain/tenant-databases.ts";
 import { createApp } from "./http/app.ts";
 import { githubRoute } from "./http/github-route.ts";
 import { createSlackApp } from "./http/slack-app.ts";
 import { RedisEventDedupe } from "./http/slack-dedupe.ts";
+import { appServiceEndpoints, storeTargets } from "./infra/app-services.ts";
 import { CaddyAdmin } from "./infra/caddy.ts";
 import { startEmbeddedCaddy } from "./infra/embedded-caddy.ts";
 import { startEmbeddedRedis } from "./infra/embedded-redis.ts";
@@ -163,7 +169,16 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     };
     const pipeline: PipelineDeps = {
       db,
-      engine: new PodmanEngine(runner, log, { settings: { runscNetwork: config.pipeline.runscNetwork } }),
+      engine: new PodmanEngine(runner, log, {
+        settings: {
+          runscNetwork: config.pipeline.runscNetwork,
+          // Running apps may open connections to their stores, and to nothing else.
+          appServices: await appServiceEndpoints(
+            storeTargets(tenantStoreSettings(config.tenantStores)),
+            log.child({ component: "app-services" }),
+          ),
+        },
+      }),
       proxy,
       git: new GitCli(runner, log.child({ component: "git" }), { allowFileUrls: config.pipeline.gitAllowFileUrls }),
       probe,
@@ -286,26 +301,30 @@ function startTenantStores(
       await tenantRedis.quit().catch(() => tenantRedis.disconnect());
     });
   }
-  const pgAdminUrl = ts.pgAdminUrl ? new URL(ts.pgAdminUrl) : undefined;
-  const redisPublic = ts.redisUrl
-    ? Object.assign(new URL(ts.redisUrl), { username: "", password: "" }).toString()
-    : undefined;
   return {
     db: deps.db,
     secrets: deps.secrets,
     log: deps.log.child({ component: "tenant-stores" }),
     postgres: pgAdmin,
     redisAcl: tenantRedis ? new IoRedisAcl(tenantRedis, deps.log.child({ component: "tenant-redis" })) : undefined,
-    settings: {
-      postgres: pgAdminUrl
-        ? {
-            publicHost: ts.pgPublicHost ?? pgAdminUrl.hostname,
-            publicPort: ts.pgPublicPort ?? Number(pgAdminUrl.port || 5432),
-            limits: DEFAULT_ROLE_LIMITS,
-          }
-        : undefined,
-      redis: redisPublic ? { publicUrl: redisPublic } : undefined,
-    },
+    settings: tenantStoreSettings(config.tenantStores),
+  };
+}
+
+/** Where apps reach their stores: the hosts/ports written into DATABASE_URL and REDIS_URL. */
+function tenantStoreSettings(ts: Config["tenantStores"]): TenantStoreSettings {
+  const pgAdminUrl = ts.pgAdminUrl ? new URL(ts.pgAdminUrl) : undefined;
+  return {
+    postgres: pgAdminUrl
+      ? {
+          publicHost: ts.pgPublicHost ?? pgAdminUrl.hostname,
+          publicPort: ts.pgPublicPort ?? Number(pgAdminUrl.port || 5432),
+          limits: DEFAULT_ROLE_LIMITS,
+        }
+      : undefined,
+    redis: ts.redisUrl
+      ? { publicUrl: tenantRedisPublicUrl(ts.redisUrl, ts.redisPublicHost, ts.redisPublicPort) }
+      : undefined,
   };
 }
 

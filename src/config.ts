@@ -56,6 +56,9 @@ export interface TenantStoresConfig {
   pgPublicPort: number | undefined;
   /** A Redis for tenants, separate from the bot's own (sandboxes must never reach the bot's Redis). */
   redisUrl: string | undefined;
+  /** Host/port apps get in REDIS_URL; default: the admin URL's. */
+  redisPublicHost: string | undefined;
+  redisPublicPort: number | undefined;
 }
 
 export interface PipelineConfig {
@@ -113,6 +116,7 @@ function parseWith<T>(schema: z.ZodType<T>, env: Env, name: string, fallback: T)
   return result.data;
 }
 
+const hostSchema = z.string().regex(/^[A-Za-z0-9.-]{1,253}$/, "must be a host name or IPv4 address");
 const portSchema = z.coerce
   .number({ message: "must be a number" })
   .int("must be an integer")
@@ -216,15 +220,7 @@ export function loadConfig(env: Env): Config {
         "TUSSILAGO_PG_ADMIN_URL",
         undefined,
       ),
-      pgPublicHost: parseWith(
-        z
-          .string()
-          .regex(/^[A-Za-z0-9.-]{1,253}$/, "must be a host name or IPv4 address")
-          .optional(),
-        env,
-        "TUSSILAGO_PG_PUBLIC_HOST",
-        undefined,
-      ),
+      pgPublicHost: parseWith(hostSchema.optional(), env, "TUSSILAGO_PG_PUBLIC_HOST", undefined),
       pgPublicPort: parseWith(portSchema.optional(), env, "TUSSILAGO_PG_PUBLIC_PORT", undefined),
       redisUrl: parseWith(
         z
@@ -238,6 +234,8 @@ export function loadConfig(env: Env): Config {
         "TUSSILAGO_TENANT_REDIS_URL",
         undefined,
       ),
+      redisPublicHost: parseWith(hostSchema.optional(), env, "TUSSILAGO_TENANT_REDIS_PUBLIC_HOST", undefined),
+      redisPublicPort: parseWith(portSchema.optional(), env, "TUSSILAGO_TENANT_REDIS_PUBLIC_PORT", undefined),
     },
     pipeline: {
       baseImage: parseWith(

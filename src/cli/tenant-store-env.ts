@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { Env } from "../config.ts";
+import { tenantRedisPublicUrl } from "../domain/tenant-databases.ts";
 import type { StoreKind } from "./admin-args.ts";
 import { CliEnvError } from "./env-error.ts";
 
@@ -69,6 +70,10 @@ export function tenantStoreFrom(env: Env, kind: StoreKind, command: string): Ten
     };
   }
   const url = parse(env, "TUSSILAGO_TENANT_REDIS_URL", redisUrl, purpose);
-  const publicUrl = Object.assign(new URL(url), { username: "", password: "" }).toString();
+  const publicUrl = tenantRedisPublicUrl(
+    url,
+    parse(env, "TUSSILAGO_TENANT_REDIS_PUBLIC_HOST", host),
+    parse(env, "TUSSILAGO_TENANT_REDIS_PUBLIC_PORT", port),
+  );
   return { kind, url, publicUrl };
 }

@@ -30,6 +30,16 @@ export interface TenantStoreSettings {
   redis: { publicUrl: string } | undefined;
 }
 
+/** The tenant Redis as apps reach it: the admin URL without credentials, with the public host/port if given. */
+export function tenantRedisPublicUrl(adminUrl: string, host?: string, port?: number): string {
+  const url = new URL(adminUrl);
+  url.username = "";
+  url.password = "";
+  if (host !== undefined) url.hostname = host;
+  if (port !== undefined) url.port = String(port);
+  return url.toString();
+}
+
 export const DEFAULT_ROLE_LIMITS: RoleLimits = {
   connectionLimit: 10,
   statementTimeoutMs: 30_000,

@@ -40,6 +40,21 @@ export interface RunContainerSpec {
   readOnlyMounts?: readonly ReadOnlyMount[] | undefined;
 }
 
+/**
+ * A platform service that running apps may open TCP connections to: the tenant PostgreSQL/PgBouncer and the
+ * tenant Redis, whose URLs the apps receive. Everything else stays unreachable from the runtime bridge.
+ */
+export interface AppServiceEndpoint {
+  /**
+   * An IPv4 address, or "gateway": the runtime bridge's own address on the host, which podman names
+   * `host.containers.internal` inside every container (the bridge, hence the address, is only known once created).
+   */
+  address: string;
+  port: number;
+  /** A DNS name the app's URL uses for `address`: added to the container's /etc/hosts (runtime bridges have no DNS). */
+  hostName?: string | undefined;
+}
+
 export interface EngineSettings {
   runtimePath: string;
   runscNetwork: RunscNetwork;
@@ -49,6 +64,8 @@ export interface EngineSettings {
   isolatedNetwork: string;
   /** Bound per-container log files so a chatty tenant cannot fill the disk. */
   logMaxBytes: number;
+  /** Services runtime containers may reach (the nftables allow rules, and /etc/hosts entries for their names). */
+  appServices: readonly AppServiceEndpoint[];
 }
 
 export const DEFAULT_SETTINGS: EngineSettings = {
@@ -57,6 +74,7 @@ export const DEFAULT_SETTINGS: EngineSettings = {
   egressNetwork: "tussilago-egress",
   isolatedNetwork: "tussilago-isolated",
   logMaxBytes: 10 * 1024 * 1024,
+  appServices: [],
 };
 
 export const DEFAULT_USER = "65534:65534";
@@ -78,11 +96,14 @@ const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 const IMAGE_RE = /^[a-z0-9][a-z0-9._/:@-]{0,254}$/;
 const LABEL_KEY_RE = /^[a-z0-9][a-z0-9._/-]{0,127}$/;
 const LABEL_VALUE_RE = /^[A-Za-z0-9._:/@+-]{0,256}$/;
+export const IPV4_RE = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+const HOST_NAME_RE =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const USER_RE = /^[0-9]{1,10}:[0-9]{1,10}$/;
 /** Absolute, no "..", no commas or colons (they separate fields in --mount / -v / --tmpfs). */
 const PATH_RE = /^\/(?!.*(?:^|\/)\.\.(?:\/|$))[A-Za-z0-9._/@+-]*$/;
 
-function check(re: RegExp, value: string, field: string): string {
+export function check(re: RegExp, value: string, field: string): string {
   if (!re.test(value)) throw new InvalidPodmanArgument(field, "has characters or a form that is not allowed");
   return value;
 }
@@ -202,6 +223,19 @@ function networkArgs(
   };
 }
 
+/** `--add-host name:address` for endpoints reached by a DNS name ("gateway" ones are podman's own entry). */
+export function addHostArgs(endpoints: readonly AppServiceEndpoint[]): string[] {
+  const args: string[] = [];
+  const seen = new Set<string>();
+  for (const e of endpoints) {
+    if (e.hostName === undefined || e.address === "gateway" || seen.has(e.hostName)) continue;
+    seen.add(e.hostName);
+    const name = check(HOST_NAME_RE, e.hostName, "app service host name");
+    args.push("--add-host", `${name}:${check(IPV4_RE, e.address, "app service address")}`);
+  }
+  return args;
+}
+
 function mountArgs(mounts: readonly ReadOnlyMount[] | undefined): string[] {
   return (mounts ?? []).flatMap((m) => [
     "--mount",
@@ -224,6 +258,7 @@ export function runContainerArgs(settings: EngineSettings, spec: RunContainerSpe
     `--log-opt=max-size=${settings.logMaxBytes}`,
     ...labelArgs(spec.labels),
     ...mountArgs(spec.readOnlyMounts),
+    ...(spec.network === "none" || spec.allowEgress ? [] : addHostArgs(settings.appServices)),
   ];
   if (spec.envFile !== undefined) args.push("--env-file", validPath(spec.envFile, "envFile"));
   if (spec.publish !== undefined) {
@@ -342,54 +377,4 @@ export function commitImageArgs(settings: EngineSettings, spec: CommitSpec): str
     "--",
     validPath(spec.contextDir, "contextDir"),
   ];
-}
-
-/** Private or link-local destinations a build container must not reach (metadata service, the LAN). */
-export const DEFAULT_BLOCKED_CIDRS = [
-  "10.0.0.0/8",
-  "172.16.0.0/12",
-  "192.168.0.0/16",
-  "100.64.0.0/10",
-  "169.254.0.0/16",
-];
-const CIDR_RE = /^(?:\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/;
-const IFACE_RE = /^[a-zA-Z0-9_.-]{1,15}$/;
-
-/**
- * nftables rules (one atomic `nft -f -` transaction: declare, delete, recreate) for the two podman bridges.
- * Both: nothing from a container reaches the host itself (Redis, PostgreSQL, Caddy admin listen on host
- * addresses) except replies to connections the host opened, such as the proxy's to a published port.
- * Isolated bridge: nothing is forwarded either (no internet, no other container; br_netfilter makes bridged
- * traffic visible to this hook). Egress bridge: forwarded to the internet and DNS only, never to private ranges.
- */
-export function egressRuleset(
-  table: string,
-  isolatedIface: string,
-  egressIface: string,
-  blockedCidrs: readonly string[] = DEFAULT_BLOCKED_CIDRS,
-): string {
-  check(NAME_RE, table, "table");
-  const iso = `"${check(IFACE_RE, isolatedIface, "isolated interface")}"`;
-  const egr = `"${check(IFACE_RE, egressIface, "egress interface")}"`;
-  const cidrs = blockedCidrs.map((c) => check(CIDR_RE, c, "blocked CIDR")).join(", ");
-  return [
-    `table inet ${table}`,
-    `delete table inet ${table}`,
-    `table inet ${table} {`,
-    "  chain input {",
-    "    type filter hook input priority filter - 10; policy accept;",
-    `    iifname { ${iso}, ${egr} } ct state established,related accept`,
-    `    iifname { ${iso}, ${egr} } drop`,
-    "  }",
-    "  chain forward {",
-    "    type filter hook forward priority filter - 10; policy accept;",
-    `    iifname { ${iso}, ${egr} } ct state established,related accept`,
-    `    iifname ${iso} drop`,
-    `    iifname ${egr} meta l4proto { tcp, udp } th dport 53 accept`,
-    ...(cidrs === "" ? [] : [`    iifname ${egr} ip daddr { ${cidrs} } drop`]),
-    `    iifname ${egr} meta nfproto ipv6 drop`,
-    "  }",
-    "}",
-    "",
-  ].join("\n");
 }

@@ -2,6 +2,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
+import { egressRuleset, resolveEndpoints } from "./egress-firewall.ts";
 import {
   type BuildRunSpec,
   buildRunArgs,
@@ -10,7 +11,6 @@ import {
   commitImageArgs,
   DEFAULT_SETTINGS,
   type EngineSettings,
-  egressRuleset,
   globalArgs,
   labelArgs,
   type RunContainerSpec,
@@ -31,7 +31,8 @@ import { CommandError, type Runner } from "./runner.ts";
  * - What works: an ordinary bridge per purpose plus our own nftables table (`egressRuleset`) keyed on the
  *   bridge interface. Container-initiated traffic to the host (input hook) and anywhere else (forward hook,
  *   which also sees container-to-container traffic because br_netfilter is on) is dropped; replies to
- *   connections the host opened pass, so Caddy on the host still reaches the published 127.0.0.1 port.
+ *   connections the host opened pass, so Caddy on the host still reaches the published 127.0.0.1 port. The only
+ *   new connections allowed out of the runtime bridge go to the configured app services (tenant PgBouncer/Redis).
  *   The e2e test checks each of these for real. The rules live in the kernel only: `ensureNetworks` rewrites them
  *   atomically, and runs before the first bridged container of this process, so a reboot cannot leave a bridge
  *   without them.
@@ -196,7 +197,7 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   async #ensureNetworks(): Promise<void> {
-    const ifaces: string[] = [];
+    const bridges: Array<{ iface: string; gateway: string }> = [];
     for (const network of [this.#settings.isolatedNetwork, this.#settings.egressNetwork]) {
       validName(network, "network");
       try {
@@ -206,19 +207,31 @@ export class PodmanEngine implements ContainerEngine {
         await this.#podmanRun(["network", "create", "--disable-dns", network]);
         this.#log.info({ network }, "podman network created");
       }
-      const res = await this.#podmanRun(["network", "inspect", "--format", "{{.NetworkInterface}}", network]);
-      ifaces.push(res.stdout.trim());
+      const res = await this.#podmanRun([
+        "network",
+        "inspect",
+        "--format",
+        "{{.NetworkInterface}} {{range .Subnets}}{{.Gateway}} {{end}}",
+        network,
+      ]);
+      const [iface = "", gateway = ""] = res.stdout.trim().split(/\s+/);
+      bridges.push({ iface, gateway });
     }
-    const [isolated = "", egress = ""] = ifaces;
+    const [{ iface: isolated = "", gateway: isolatedGateway = "" } = {}, { iface: egress = "" } = {}] = bridges;
+    // "gateway" services are the host as the runtime bridge sees it: host.containers.internal in the container.
+    const appServices = resolveEndpoints(this.#settings.appServices, isolatedGateway);
     try {
       await this.#runner.run(this.#nft, ["-f", "/dev/stdin"], {
         timeoutMs: this.#timeoutMs,
-        input: egressRuleset(this.#nftTable, isolated, egress),
+        input: egressRuleset(this.#nftTable, isolated, egress, { appServices }),
       });
     } catch (err) {
       throw toPodmanError("nft", err, false);
     }
-    this.#log.info({ isolated, egress, table: this.#nftTable }, "egress firewall applied");
+    this.#log.info(
+      { isolated, egress, table: this.#nftTable, appServices: appServices.map((s) => `${s.address}:${s.port}`) },
+      "egress firewall applied",
+    );
   }
 
   async inspectContainer(name: string): Promise<ContainerInfo | null> {

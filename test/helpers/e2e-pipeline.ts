@@ -15,6 +15,7 @@ import { type EmbeddedCaddy, startEmbeddedCaddy } from "../../src/infra/embedded
 import { GitCli } from "../../src/infra/git.ts";
 import { UndiciProbe } from "../../src/infra/http-probe.ts";
 import { PodmanEngine } from "../../src/infra/podman.ts";
+import type { AppServiceEndpoint } from "../../src/infra/podman-args.ts";
 import { ExecaRunner } from "../../src/infra/runner.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { registerDeployWorker } from "../../src/pipeline/deploy-worker.ts";
@@ -48,6 +49,8 @@ export interface E2EPipeline {
   runner: ExecaRunner;
   engine: PodmanEngine;
   caddyPort: number;
+  /** The podman network running apps are on (their bridge's gateway is `host.containers.internal`). */
+  isolatedNetwork: string;
   log: Logger;
   /** The harness's queue, worker pool (deploy worker registered) and the pipeline's events, for extra workers. */
   queue: BullJobQueue;
@@ -70,7 +73,12 @@ export interface E2EPipeline {
   close(): Promise<void>;
 }
 
-export async function startE2EPipeline(): Promise<E2EPipeline> {
+export interface E2EOptions {
+  /** Services running apps may reach (the bot derives these from the tenant-store settings). */
+  appServices?: AppServiceEndpoint[];
+}
+
+export async function startE2EPipeline(options: E2EOptions = {}): Promise<E2EPipeline> {
   const id = randomBytes(4).toString("hex");
   // Warnings and errors go to stderr, so a failing e2e run shows why (the pipeline logs every failed stage).
   const log = createLogger({
@@ -83,7 +91,11 @@ export async function startE2EPipeline(): Promise<E2EPipeline> {
   const caddyPort = await freePort();
   const caddy: EmbeddedCaddy = await startEmbeddedCaddy({ runner, dataDir: dir.path, log });
   const engine = new PodmanEngine(runner, log, {
-    settings: { isolatedNetwork: `tsl-e2e-iso-${id}`, egressNetwork: `tsl-e2e-egr-${id}` },
+    settings: {
+      isolatedNetwork: `tsl-e2e-iso-${id}`,
+      egressNetwork: `tsl-e2e-egr-${id}`,
+      appServices: options.appServices ?? [],
+    },
     nftTable: `tsl_e2e_${id}`,
   });
   const proxy = new CaddyAdmin({ endpoint: caddy.adminSocket, log });
@@ -138,6 +150,7 @@ export async function startE2EPipeline(): Promise<E2EPipeline> {
     runner,
     engine,
     caddyPort,
+    isolatedNetwork: `tsl-e2e-iso-${id}`,
     log,
     queue,
     pool,

@@ -15,9 +15,10 @@ import {
 } from "../../src/domain/tenant-databases.ts";
 import { PgPostgresAdmin, type PostgresAdmin, type RoleLimits } from "../../src/infra/postgres-admin.ts";
 import { memoryLogger, tempDb } from "../helpers/fixtures.ts";
+import { TEST_PG_ADMIN_URL } from "../helpers/stores.ts";
 
 /** Real PostgreSQL 15 (scripts/bootstrap.sh --services). Every role/database is `app_<random uuid>` and dropped. */
-const ADMIN_URL = process.env.TEST_PG_ADMIN_URL ?? "postgres://tussilago_admin:tussilago_admin@127.0.0.1:5432/postgres";
+const ADMIN_URL = TEST_PG_ADMIN_URL;
 const LIMITS: RoleLimits = { connectionLimit: 3, statementTimeoutMs: 1_000, idleInTransactionTimeoutMs: 5_000 };
 
 interface Tenant {

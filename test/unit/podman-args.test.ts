@@ -4,7 +4,6 @@ import {
   COMMIT_CONTAINERFILE,
   commitImageArgs,
   DEFAULT_SETTINGS,
-  egressRuleset,
   InvalidPodmanArgument,
   type RunContainerSpec,
   runContainerArgs,
@@ -213,29 +212,38 @@ describe("commitImageArgs", () => {
   });
 });
 
-describe("egressRuleset", () => {
-  const rules = egressRuleset("tussilago_egress", "podman1", "podman2");
+describe("app service host names", () => {
+  const settings = {
+    ...DEFAULT_SETTINGS,
+    appServices: [
+      { address: "gateway", port: 6432, hostName: "host.containers.internal" },
+      { address: "192.0.2.7", port: 6380, hostName: "cache.internal" },
+      { address: "192.0.2.7", port: 6381, hostName: "cache.internal" },
+      { address: "192.0.2.8", port: 5432 },
+    ],
+  };
 
-  it("replaces its own table atomically and never touches others", () => {
-    expect(rules.split("\n").slice(0, 3)).toEqual([
-      "table inet tussilago_egress",
-      "delete table inet tussilago_egress",
-      "table inet tussilago_egress {",
-    ]);
-    expect(rules).not.toMatch(/flush ruleset/);
+  it("adds one /etc/hosts entry per named service to runtime containers, leaving podman's gateway name alone", () => {
+    const args = runContainerArgs(settings, runSpec());
+    expect(args.filter((a) => a === "--add-host")).toHaveLength(1);
+    expect(flagValue(args, "--add-host")).toBe("cache.internal:192.0.2.7");
+    expect(args.indexOf("--add-host")).toBeLessThan(args.indexOf("--"));
   });
 
-  it("drops new connections from both bridges to the host and everything forwarded from the isolated one", () => {
-    expect(rules).toContain('iifname { "podman1", "podman2" } ct state established,related accept');
-    expect(rules).toContain('iifname { "podman1", "podman2" } drop');
-    expect(rules).toContain('iifname "podman1" drop');
-    expect(rules).toContain(
-      'iifname "podman2" ip daddr { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, 169.254.0.0/16 } drop',
-    );
+  it("adds none to containers that are not on the runtime bridge", () => {
+    expect(runContainerArgs(settings, runSpec({ allowEgress: true }))).not.toContain("--add-host");
+    expect(runContainerArgs(settings, runSpec({ network: "none", publish: undefined }))).not.toContain("--add-host");
   });
 
-  it("rejects interface names that could inject rules", () => {
-    expect(() => egressRuleset("t", 'x" accept', "podman2")).toThrow(InvalidPodmanArgument);
-    expect(() => egressRuleset("t", "podman1", "podman2", ["0.0.0.0/0 } accept"])).toThrow(InvalidPodmanArgument);
+  it("rejects names and addresses that podman could read as something else", () => {
+    for (const service of [
+      { address: "192.0.2.7", port: 1, hostName: "-x" },
+      { address: "192.0.2.7", port: 1, hostName: "a:b" },
+      { address: "192.0.2.7 ", port: 1, hostName: "ok.internal" },
+    ]) {
+      expect(() => runContainerArgs({ ...DEFAULT_SETTINGS, appServices: [service] }, runSpec())).toThrow(
+        InvalidPodmanArgument,
+      );
+    }
   });
 });

@@ -82,10 +82,10 @@ const spec: RunContainerSpec = {
   tmpfsMb: 16,
 };
 
-function engine(runner: FakeRunner) {
+function engine(runner: FakeRunner, options: ConstructorParameters<typeof PodmanEngine>[2] = {}) {
   const log = memoryLogger();
-  runner.on(has("network", "inspect"), ok("podman9\n"));
-  return { engine: new PodmanEngine(runner, log.logger), log };
+  runner.on(has("network", "inspect"), ok("podman9 10.89.9.1\n"));
+  return { engine: new PodmanEngine(runner, log.logger, options), log };
 }
 
 describe("PodmanEngine.inspectContainer", () => {
@@ -150,6 +150,30 @@ describe("PodmanEngine.runContainer", () => {
     expect(run?.args).toContain("--read-only");
     expect(run?.args).toContain("tussilago-isolated");
     expect(log.text()).toContain("container started");
+  });
+
+  it("lets runtime containers reach the configured app services, the host ones at the runtime bridge's gateway", async () => {
+    const runner = new FakeRunner()
+      .on(has("inspect", "tsl-web"), ok(inspectJson({ image: "localhost/old:1" })))
+      .on(has("network", "inspect", "tussilago-isolated"), ok("podman7 10.89.3.1 \n"))
+      .on(has("network", "inspect", "tussilago-egress"), ok("podman8 10.89.4.1 \n"));
+    const { engine: e, log } = engine(runner, {
+      settings: {
+        appServices: [
+          { address: "gateway", port: 6432, hostName: "host.containers.internal" },
+          { address: "192.0.2.7", port: 6380, hostName: "cache.internal" },
+        ],
+      },
+    });
+    await e.runContainer(spec);
+    const rules = String(runner.calls.find((c) => c.file.endsWith("nft"))?.options.input);
+    expect(rules).toContain('iifname "podman7" ip daddr 10.89.3.1 tcp dport 6432 accept');
+    expect(rules).toContain('iifname "podman7" ip daddr 192.0.2.7 tcp dport 6380 accept');
+    expect(rules).toContain('iifname { "podman7", "podman8" } drop');
+    expect(rules).not.toContain("10.89.4.1");
+    const run = runner.calls.find((c) => c.args.includes("run"));
+    expect(run?.args).toContain("cache.internal:192.0.2.7");
+    expect(log.text()).toContain("10.89.3.1:6432");
   });
 
   it("applies the firewall once per engine", async () => {

@@ -1,0 +1,93 @@
+import { type AppServiceEndpoint, check, InvalidPodmanArgument, IPV4_RE, validName } from "./podman-args.ts";
+
+/**
+ * The host firewall for the two podman bridges (see podman.ts for why it is ours and not podman's `--internal`).
+ * Pure text builders, unit-tested; `PodmanEngine.ensureNetworks` loads the result with `nft -f`.
+ */
+
+/** Private or link-local destinations a build container must not reach (metadata service, the LAN). */
+export const DEFAULT_BLOCKED_CIDRS = [
+  "10.0.0.0/8",
+  "172.16.0.0/12",
+  "192.168.0.0/16",
+  "100.64.0.0/10",
+  "169.254.0.0/16",
+];
+
+/** The same endpoint with "gateway" replaced by the bridge's real address. */
+export interface ResolvedEndpoint {
+  address: string;
+  port: number;
+}
+
+const CIDR_RE = /^(?:\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/;
+const IFACE_RE = /^[a-zA-Z0-9_.-]{1,15}$/;
+
+function servicePort(value: number): number {
+  if (!Number.isInteger(value) || value < 1 || value > 65535) {
+    throw new InvalidPodmanArgument("app service port", "must be an integer from 1 to 65535");
+  }
+  return value;
+}
+
+/** Replaces "gateway" by the runtime bridge's address and validates every address and port. */
+export function resolveEndpoints(endpoints: readonly AppServiceEndpoint[], gateway: string): ResolvedEndpoint[] {
+  return endpoints.map((e) => ({
+    address: check(IPV4_RE, e.address === "gateway" ? gateway : e.address, "app service address"),
+    port: servicePort(e.port),
+  }));
+}
+
+export interface RulesetOptions {
+  blockedCidrs?: readonly string[];
+  /** Exact address + TCP port pairs the runtime (isolated) bridge may open connections to. */
+  appServices?: readonly ResolvedEndpoint[];
+}
+
+/**
+ * nftables rules (one atomic `nft -f -` transaction: declare, delete, recreate) for the two podman bridges.
+ * Both: nothing from a container reaches the host itself (Redis, PostgreSQL, Caddy admin listen on host
+ * addresses) except replies to connections the host opened, such as the proxy's to a published port.
+ * Isolated bridge: nothing is forwarded either (no internet, no other container; br_netfilter makes bridged
+ * traffic visible to this hook), except new TCP connections to the listed app services, on the host (input) or
+ * elsewhere (forward). Egress bridge: forwarded to the internet and DNS only, never to private ranges.
+ */
+export function egressRuleset(
+  table: string,
+  isolatedIface: string,
+  egressIface: string,
+  options: RulesetOptions = {},
+): string {
+  validName(table, "table");
+  const iso = `"${check(IFACE_RE, isolatedIface, "isolated interface")}"`;
+  const egr = `"${check(IFACE_RE, egressIface, "egress interface")}"`;
+  const cidrs = (options.blockedCidrs ?? DEFAULT_BLOCKED_CIDRS)
+    .map((c) => check(CIDR_RE, c, "blocked CIDR"))
+    .join(", ");
+  const services = (options.appServices ?? []).map(
+    (s) =>
+      `    iifname ${iso} ip daddr ${check(IPV4_RE, s.address, "app service address")} tcp dport ${servicePort(s.port)} accept`,
+  );
+  return [
+    `table inet ${table}`,
+    `delete table inet ${table}`,
+    `table inet ${table} {`,
+    "  chain input {",
+    "    type filter hook input priority filter - 10; policy accept;",
+    `    iifname { ${iso}, ${egr} } ct state established,related accept`,
+    ...services,
+    `    iifname { ${iso}, ${egr} } drop`,
+    "  }",
+    "  chain forward {",
+    "    type filter hook forward priority filter - 10; policy accept;",
+    `    iifname { ${iso}, ${egr} } ct state established,related accept`,
+    ...services,
+    `    iifname ${iso} drop`,
+    `    iifname ${egr} meta l4proto { tcp, udp } th dport 53 accept`,
+    ...(cidrs === "" ? [] : [`    iifname ${egr} ip daddr { ${cidrs} } drop`]),
+    `    iifname ${egr} meta nfproto ipv6 drop`,
+    "  }",
+    "}",
+    "",
+  ].join("\n");
+}

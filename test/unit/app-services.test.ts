@@ -1,0 +1,82 @@
+import { describe, expect, it } from "vitest";
+import { DEFAULT_ROLE_LIMITS, tenantRedisPublicUrl } from "../../src/domain/tenant-databases.ts";
+import { appServiceEndpoints, storeTargets } from "../../src/infra/app-services.ts";
+import { memoryLogger } from "../helpers/fixtures.ts";
+
+const table: Record<string, string[]> = {
+  "db.internal": ["192.0.2.10", "192.0.2.11"],
+  "loop.internal": ["127.0.1.1"],
+  "v6only.internal": [],
+};
+const lookup = async (host: string) => {
+  const found = table[host];
+  if (found === undefined) throw new Error(`getaddrinfo ENOTFOUND ${host}`);
+  return found;
+};
+
+describe("storeTargets", () => {
+  it("takes DATABASE_URL's and REDIS_URL's host and port from the tenant-store settings", () => {
+    expect(
+      storeTargets({
+        postgres: { publicHost: "host.containers.internal", publicPort: 6432, limits: DEFAULT_ROLE_LIMITS },
+        redis: { publicUrl: tenantRedisPublicUrl("redis://admin:pw@127.0.0.1:6380", "cache.internal") },
+      }),
+    ).toEqual([
+      { variable: "TUSSILAGO_PG_PUBLIC_HOST", host: "host.containers.internal", port: 6432 },
+      { variable: "TUSSILAGO_TENANT_REDIS_PUBLIC_HOST", host: "cache.internal", port: 6380 },
+    ]);
+    expect(storeTargets({ postgres: undefined, redis: { publicUrl: "redis://10.1.2.3" } })).toEqual([
+      { variable: "TUSSILAGO_TENANT_REDIS_PUBLIC_HOST", host: "10.1.2.3", port: 6379 },
+    ]);
+    expect(storeTargets({ postgres: undefined, redis: undefined })).toEqual([]);
+  });
+
+  it("never carries the admin credentials into the public Redis URL", () => {
+    expect(tenantRedisPublicUrl("rediss://admin:secret@10.0.0.5:6390/0", undefined, 7000)).toBe(
+      "rediss://10.0.0.5:7000/0",
+    );
+  });
+});
+
+describe("appServiceEndpoints", () => {
+  it("maps the container host name to the bridge gateway, keeps IPs, resolves names once", async () => {
+    const log = memoryLogger();
+    const endpoints = await appServiceEndpoints(
+      [
+        { variable: "A", host: "host.containers.internal", port: 6432 },
+        { variable: "B", host: "192.0.2.5", port: 6380 },
+        { variable: "C", host: "db.internal", port: 5432 },
+      ],
+      log.logger,
+      lookup,
+    );
+    expect(endpoints).toEqual([
+      { address: "gateway", port: 6432 },
+      { address: "192.0.2.5", port: 6380 },
+      { address: "192.0.2.10", port: 5432, hostName: "db.internal" },
+    ]);
+    expect(log.text()).not.toContain("cannot reach");
+  });
+
+  it("leaves out what apps could never reach, and says why and which variable to change", async () => {
+    const log = memoryLogger();
+    const endpoints = await appServiceEndpoints(
+      [
+        { variable: "TUSSILAGO_PG_PUBLIC_HOST", host: "127.0.0.1", port: 5432 },
+        { variable: "X", host: "localhost", port: 6379 },
+        { variable: "Y", host: "loop.internal", port: 1 },
+        { variable: "Z", host: "nowhere.internal", port: 2 },
+        { variable: "W", host: "v6only.internal", port: 3 },
+      ],
+      log.logger,
+      lookup,
+    );
+    expect(endpoints).toEqual([]);
+    const warnings = log.lines().filter((l) => l.level === "warn");
+    expect(warnings.map((w) => w.variable)).toEqual(["TUSSILAGO_PG_PUBLIC_HOST", "X", "Y", "Z", "W"]);
+    expect(warnings[0]?.msg).toBe("apps cannot reach this store: its host is a loopback address");
+    expect(String(warnings[0]?.hint)).toContain("host.containers.internal");
+    expect(warnings[3]?.msg).toBe("apps cannot reach this store: its host does not resolve");
+    expect(warnings[4]?.msg).toBe("apps cannot reach this store: its host has no IPv4 address");
+  });
+});
