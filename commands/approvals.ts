@@ -19,6 +19,8 @@ import type { CommandDeps, DeployResult } from "./deploy.ts";
 import { rollbackCommand } from "./deploy.ts";
 import { applyDestroy } from "./destroy.ts";
 import { applyEnvSet, applyEnvUnset } from "./env.ts";
+import { applyPolicy } from "./policy.ts";
+import { startDeploy } from "./restart.ts";
 
 /** What the chat commands need: the CLI's deps plus the secret box and a clock (tests pass a fake one). */
 export interface ChatOpsDeps extends CommandDeps {
@@ -36,10 +38,19 @@ export type Gated<T> = { kind: "done"; result: T } | { kind: "approval"; approva
 /** Runs `run` unless the app's policy wants an approval for this action; then records the request instead. */
 export async function gate<T>(
   deps: ChatOpsDeps,
-  input: { app: AppView; action: ApprovalAction; actor: Actor; correlationId?: string | undefined },
+  input: {
+    app: AppView;
+    action: ApprovalAction;
+    actor: Actor;
+    correlationId?: string | undefined;
+    /** Decided by the caller (a policy change is gated by what it loosens); otherwise by the app's policy. */
+    required?: boolean;
+  },
   run: () => T | Promise<T>,
 ): Promise<Gated<T>> {
-  if (!needsApproval(input.app, input.action.kind)) return { kind: "done", result: await run() };
+  const kind = input.action.kind;
+  const required = input.required ?? (kind !== "policy.set" && needsApproval(input.app, kind));
+  if (!required) return { kind: "done", result: await run() };
   const { approval, isNew } = requestApproval(deps.db, {
     app: input.app,
     action: input.action,
@@ -64,8 +75,13 @@ export function approvalsCommand(deps: Pick<ChatOpsDeps, "db" | "now">, input: {
   return listPendingApprovals(deps.db, [...rolesOf(deps.db, input.actor).keys()], deps.now());
 }
 
+/** What an approved action did: started a deployment, was applied, or was queued for a worker. */
+export type ApprovedEffect =
+  | { kind: "deployment"; deployment: DeployResult["deployment"] }
+  | { kind: "applied" | "queued" };
+
 export type DecideOutcome =
-  | { kind: "approved"; approval: ApprovalView; deployment?: DeployResult["deployment"] }
+  | { kind: "approved"; approval: ApprovalView; effect: ApprovedEffect }
   | { kind: "denied"; approval: ApprovalView }
   | { kind: "unchanged"; approval: ApprovalView }
   | { kind: "expired"; approval: ApprovalView };
@@ -116,21 +132,27 @@ export async function decideCommand(
     correlationId: input.correlationId,
   });
   if (approval.status === "denied") return { kind: "denied", approval };
-  const deployment = await runApprovedAction(deps, approval, input.correlationId);
-  return deployment ? { kind: "approved", approval, deployment } : { kind: "approved", approval };
+  return { kind: "approved", approval, effect: await runApprovedAction(deps, approval, input.correlationId) };
 }
 
-/** The approved action, on behalf of its requester. Returns the deployment when the action started one. */
+/** The approved action, on behalf of its requester, through the same path as the command itself. */
 async function runApprovedAction(
   deps: ChatOpsDeps,
   approval: ApprovalView,
   correlationId: string | undefined,
-): Promise<DeployResult["deployment"] | undefined> {
+): Promise<ApprovedEffect> {
   const action = approval.action;
   const app = getAppByUuid(deps.db, action.app);
   // On behalf of the requester; the audit rows written by decideCommand already name the approver.
   const actor = approval.requester;
   switch (action.kind) {
+    case "deploy": {
+      const result = await startDeploy(deps, { app, ref: action.ref, actor, correlationId });
+      return { kind: "deployment", deployment: result.deployment };
+    }
+    case "policy.set":
+      applyPolicy(deps, { app, next: action.actions, actor, correlationId });
+      return { kind: "applied" };
     case "rollback":
     case "restart": {
       assertNotLocked(deps.db, app.uuid, app.slug);
@@ -143,17 +165,18 @@ async function runApprovedAction(
         details: { deployment: result.deployment.uuid, release: `v${action.version}` },
         correlationId,
       });
-      return result.deployment;
+      return { kind: "deployment", deployment: result.deployment };
     }
     case "env.set":
       applyEnvSet(deps, { app, key: action.key, valueSealed: action.valueSealed, actor: actor, correlationId });
-      return undefined;
+      return { kind: "applied" };
     case "env.unset":
       applyEnvUnset(deps, { app, key: action.key, actor: actor, correlationId });
-      return undefined;
+      return { kind: "applied" };
     case "destroy":
+      // The row is marked destroyed now; containers and the route are removed by the reconcile worker.
       await applyDestroy(deps, { app, actor: actor, correlationId });
-      return undefined;
+      return { kind: "applied" };
     case "db.drop": {
       if (!deps.provisionQueue) {
         throw new DomainError(409, "not_configured", "tenant databases are not configured on this bot");
@@ -167,7 +190,7 @@ async function runApprovedAction(
         actor: actor.label,
         ...(correlationId ? { correlationId } : {}),
       });
-      return undefined;
+      return { kind: "queued" };
     }
   }
 }

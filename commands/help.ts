@@ -29,13 +29,22 @@ export const SUBCOMMANDS: readonly SubcommandHelp[] = [
   { name: "env", usage: "env list|set|unset <app> [KEY[=VALUE]]", summary: "Manage env vars; values are never shown." },
   { name: "lock", usage: "lock <app> [reason]", summary: "Refuse deployments of the app until unlocked." },
   { name: "unlock", usage: "unlock <app>", summary: "Release your lock (admins can break anyone's)." },
-  { name: "destroy", usage: "destroy <app>", summary: "Remove the app (admins; production needs an approval)." },
+  {
+    name: "destroy",
+    usage: "destroy <app>",
+    summary: "Remove the app (admins; production needs an approval by default).",
+  },
   {
     name: "db",
     usage: "db create|show|rotate|drop <app> [postgres|redis]",
     summary: "The app's own database or Redis (password never shown; drop: admins, production needs an approval).",
   },
   { name: "approvals", usage: "approvals", summary: "Pending approval requests you can see." },
+  {
+    name: "policy",
+    usage: "policy <app> [add|remove <deploy|rollback|restart|env|destroy|db.drop>… | reset]",
+    summary: "Which actions need a second person's approval (changes: admins; loosening needs an approval).",
+  },
   {
     name: "link",
     usage: "link <app> github <owner/name> [branch] | link <app> channel",

@@ -1,4 +1,4 @@
-import { getAppBySlug } from "../src/domain/apps.ts";
+import { type AppView, getAppBySlug } from "../src/domain/apps.ts";
 import { recordAudit } from "../src/domain/audit.ts";
 import { DomainError } from "../src/domain/errors.ts";
 import { assertNotLocked } from "../src/domain/locks.ts";
@@ -14,7 +14,7 @@ import { type DeployResult, deployCommand, rollbackCommand } from "./deploy.ts";
 export async function restartCommand(
   deps: ChatOpsDeps,
   input: { app: string; actor: Actor; correlationId?: string | undefined },
-): Promise<DeployResult> {
+): Promise<Gated<DeployResult>> {
   const app = getAppBySlug(deps.db, input.app);
   authorize(deps.db, {
     actor: input.actor,
@@ -26,14 +26,20 @@ export async function restartCommand(
   assertNotLocked(deps.db, app.uuid, app.slug);
   const release = currentRelease(deps.db, app.uuid);
   if (!release) throw new DomainError(404, "not_found", `${app.slug} has no release to restart yet`);
-  return redeployRelease(deps, "restart", app, release, input);
+  const action = { kind: "restart", app: app.uuid, release: release.uuid, version: release.version } as const;
+  return gate(deps, { app, action, actor: input.actor, correlationId: input.correlationId }, () =>
+    redeployRelease(deps, "restart", app, release, input),
+  );
 }
 
-/** `deploy` from chat: deployer role, refused while locked, then the CLI's own deploy path. */
+/**
+ * `deploy` from chat: deployer role, refused while locked, gated when the app's policy lists "deploy" (the approval
+ * binds to the ref as typed: a branch deploys its head at approval time), then the CLI's own deploy path.
+ */
 export async function deployAsActor(
   deps: ChatOpsDeps,
   input: { app: string; ref?: string | undefined; actor: Actor; correlationId?: string | undefined },
-): Promise<DeployResult> {
+): Promise<Gated<DeployResult>> {
   const app = getAppBySlug(deps.db, input.app);
   authorize(deps.db, {
     actor: input.actor,
@@ -43,8 +49,22 @@ export async function deployAsActor(
     correlationId: input.correlationId,
   });
   assertNotLocked(deps.db, app.uuid, app.slug);
+  const ref = input.ref ?? app.branch;
+  return gate(
+    deps,
+    { app, action: { kind: "deploy", app: app.uuid, ref }, actor: input.actor, correlationId: input.correlationId },
+    () => startDeploy(deps, { app, ref, actor: input.actor, correlationId: input.correlationId }),
+  );
+}
+
+/** Queues the deployment and audits it; also what an approved deploy request runs. Refused while locked. */
+export async function startDeploy(
+  deps: ChatOpsDeps,
+  input: { app: AppView; ref: string; actor: Actor; correlationId?: string | undefined },
+): Promise<DeployResult> {
+  assertNotLocked(deps.db, input.app.uuid, input.app.slug);
   const result = await deployCommand(deps, {
-    app: app.slug,
+    app: input.app.slug,
     ref: input.ref,
     trigger: "command",
     author: input.actor.label,
@@ -53,7 +73,7 @@ export async function deployAsActor(
     action: "deploy",
     outcome: "succeeded",
     actor: input.actor,
-    appUuid: app.uuid,
+    appUuid: input.app.uuid,
     details: { deployment: result.deployment.uuid, ref: result.deployment.ref },
     correlationId: input.correlationId,
   });

@@ -22,6 +22,7 @@ import { linkDeploymentChannel } from "../src/reporters/slack-thread.ts";
 import { type DbSubcommand, parseDbArgs, runDbSubcommand } from "./slack-db.ts";
 import { approvalMessage } from "./slack-interactions.ts";
 import { type LinkSubcommand, parseLinkArgs, runLinkSubcommand } from "./slack-link.ts";
+import { type PolicySubcommand, parsePolicyArgs, runPolicySubcommand } from "./slack-policy.ts";
 
 /** The database, queue and Web API client behind the chat commands; without them only `help` answers. */
 export interface ChatOpsSlackDeps extends ChatOpsDeps {
@@ -51,6 +52,7 @@ export type ParsedCommand =
   | { kind: "env-unset"; app: string; key: string }
   | { kind: "lock"; app: string; reason: string }
   | DbSubcommand
+  | PolicySubcommand
   | LinkSubcommand
   /** A known subcommand with malformed arguments: answered with its own usage line. */
   | { kind: "usage"; name: string }
@@ -110,6 +112,8 @@ export function parseCommandText(text: string): ParsedCommand {
       return parseEnv(text, args, usage);
     case "db":
       return parseDbArgs(args) ?? usage;
+    case "policy":
+      return parsePolicyArgs(args) ?? usage;
     case "link":
     case "unlink":
       return parseLinkArgs(name, args) ?? usage;
@@ -227,16 +231,18 @@ async function run(deps: ChatOpsSlackDeps, cmd: ParsedCommand, ctx: RunContext):
       // Reading logs runs podman, which a Slack handler must not do; a log job with a thread reply is future work.
       return { text: `Logs are available via the CLI for now: \`tussilago logs ${cmd.app} --lines ${cmd.lines}\`` };
     case "deploy": {
-      const r = await deployAsActor(deps, { ...base, app: cmd.app, ref: cmd.ref });
-      linkDeploymentChannel(deps.db, r.deployment.uuid, ctx.channel);
-      return {
-        text: `Deployment of *${r.deployment.appSlug}* \`${escapeSlack(r.deployment.ref)}\` queued (${r.deployment.uuid}).`,
-      };
+      const g = await deployAsActor(deps, { ...base, app: cmd.app, ref: cmd.ref });
+      if (g.kind === "approval") return requested(deps, g, ctx);
+      const d = g.result.deployment;
+      linkDeploymentChannel(deps.db, d.uuid, ctx.channel);
+      return { text: `Deployment of *${d.appSlug}* \`${escapeSlack(d.ref)}\` queued (${d.uuid}).` };
     }
     case "restart": {
-      const r = await restartCommand(deps, { ...base, app: cmd.app });
-      linkDeploymentChannel(deps.db, r.deployment.uuid, ctx.channel);
-      return { text: `Restart of *${r.deployment.appSlug}* (${r.deployment.ref}) queued (${r.deployment.uuid}).` };
+      const g = await restartCommand(deps, { ...base, app: cmd.app });
+      if (g.kind === "approval") return requested(deps, g, ctx);
+      const d = g.result.deployment;
+      linkDeploymentChannel(deps.db, d.uuid, ctx.channel);
+      return { text: `Restart of *${d.appSlug}* (${d.ref}) queued (${d.uuid}).` };
     }
     case "rollback": {
       const g = await rollbackAsActor(deps, { ...base, app: cmd.app, release: cmd.release });
@@ -281,6 +287,10 @@ async function run(deps: ChatOpsSlackDeps, cmd: ParsedCommand, ctx: RunContext):
     }
     case "db": {
       const r = await runDbSubcommand(deps, cmd, base);
+      return "text" in r ? r : requested(deps, r, ctx);
+    }
+    case "policy": {
+      const r = await runPolicySubcommand(deps, cmd, base);
       return "text" in r ? r : requested(deps, r, ctx);
     }
     case "link":

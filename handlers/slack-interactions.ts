@@ -3,7 +3,7 @@ import { type DecideOutcome, decideCommand } from "../commands/approvals.ts";
 import type { ApprovalAction, ApprovalView, Decision } from "../src/domain/approvals.ts";
 import { DomainError } from "../src/domain/errors.ts";
 import { ensureSlackUser } from "../src/domain/users.ts";
-import type { SlackBlock } from "../src/infra/slack-api.ts";
+import { escapeSlack, type SlackBlock } from "../src/infra/slack-api.ts";
 import type { Logger } from "../src/log.ts";
 import type { ChatOpsSlackDeps } from "./slack-command.ts";
 
@@ -28,6 +28,12 @@ function parseButtonValue(value: string | undefined): { uuid: string; hash: stri
 export function describeAction(action: ApprovalAction, appSlug: string | null): string {
   const app = `*${appSlug ?? "a destroyed app"}*`;
   switch (action.kind) {
+    case "deploy":
+      return `deploy \`${escapeSlack(action.ref)}\` to ${app}`;
+    case "policy.set":
+      return action.actions === null
+        ? `reset the approval policy of ${app} to its environment's default`
+        : `set the approval policy of ${app} to: ${action.actions.length === 0 ? "nothing" : action.actions.join(", ")}`;
     case "destroy":
       return `destroy ${app}`;
     case "rollback":
@@ -94,9 +100,15 @@ export function approvalMessage(a: ApprovalView, now: number): { text: string; b
 function outcomeLine(outcome: DecideOutcome): string {
   switch (outcome.kind) {
     case "approved":
-      return outcome.deployment
-        ? `Approved; deployment ${outcome.deployment.uuid} is queued.`
-        : "Approved; the action has been applied.";
+      switch (outcome.effect.kind) {
+        case "deployment":
+          return `Approved; deployment ${outcome.effect.deployment.uuid} is queued.`;
+        case "queued":
+          return "Approved; the work is queued and runs shortly (the audit log records each step).";
+        case "applied":
+          return "Approved; the action has been applied.";
+      }
+      break;
     case "denied":
       return "Denied.";
     case "expired":

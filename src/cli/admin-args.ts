@@ -17,6 +17,7 @@ export const CLI_PATTERNS = {
 export const CLI_ROLES = ["viewer", "deployer", "approver", "admin"] as const;
 export const CLI_STORE_KINDS = ["postgres", "redis"] as const;
 export const DB_ACTIONS = ["create", "show", "rotate", "drop", "reveal"] as const;
+export const CLI_POLICY_ACTIONS = ["deploy", "rollback", "restart", "env", "destroy", "db.drop"] as const;
 
 export type DbAction = (typeof DB_ACTIONS)[number];
 export type StoreKind = (typeof CLI_STORE_KINDS)[number];
@@ -27,6 +28,8 @@ export type AdminCommand =
   | { kind: "users-list"; tenant: string | undefined; json: boolean }
   | { kind: "apps-link-channel"; app: string; channel: string }
   | { kind: "apps-unlink-channel"; app: string }
+  /** `set` undefined → show; [] → nothing gated; null → the environment's default. */
+  | { kind: "apps-policy"; app: string; set: string[] | null | undefined; json: boolean }
   | { kind: "apps-link-github"; app: string; repo: string; branch: string | undefined; tagPattern: string | undefined }
   | { kind: "db"; action: "create" | "rotate" | "drop"; app: string; store: StoreKind; confirm: string | undefined }
   | { kind: "db-reveal"; app: string; store: StoreKind }
@@ -111,6 +114,33 @@ export const ADMIN_SPECS: Readonly<Record<string, Spec>> = {
     options: {},
     positionals: { required: ["app"], optional: [] },
     build: (_values, [app]) => ({ kind: "apps-unlink-channel", app: field("app", slugSchema, app) }),
+  },
+  "apps policy": {
+    usage:
+      "tussilago apps policy <app> [--set deploy,rollback,restart,env,destroy,db.drop | --set '' | --default] [--json]",
+    options: { set: { type: "string" }, default: { type: "boolean", default: false }, ...JSON_OPTION },
+    positionals: { required: ["app"], optional: [] },
+    build(values, [app]) {
+      const set = str(values.set);
+      if (set !== undefined && values.default === true) throw new FieldError("use --set or --default, not both");
+      const actions =
+        set === undefined
+          ? undefined
+          : set
+              .split(",")
+              .map((a) => a.trim())
+              .filter((a) => a !== "");
+      const unknown = actions?.filter((a) => !(CLI_POLICY_ACTIONS as readonly string[]).includes(a)) ?? [];
+      if (unknown.length > 0) {
+        throw new FieldError(`--set: unknown action ${unknown.join(", ")}; known: ${CLI_POLICY_ACTIONS.join(", ")}`);
+      }
+      return {
+        kind: "apps-policy",
+        app: field("app", slugSchema, app),
+        set: values.default === true ? null : actions,
+        json: values.json === true,
+      };
+    },
   },
   "apps link-github": {
     usage: "tussilago apps link-github <app> <owner/name> [--branch <branch>] [--tag-pattern 'v*']",

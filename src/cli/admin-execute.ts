@@ -55,6 +55,8 @@ export async function executeAdmin(
     case "apps-unlink-channel":
       output.out(formatChannel(unlinkChannelCommand({ db: res.db(), log }, { ...command, actor: ACTOR })));
       return EXIT.ok;
+    case "apps-policy":
+      return appsPolicy(command, res, output);
     case "apps-link-github":
       output.out(formatGithubLink(linkGithubCommand({ db: res.db(), log }, { ...command, actor: ACTOR })));
       return EXIT.ok;
@@ -65,6 +67,35 @@ export async function executeAdmin(
     case "db-reveal":
       return dbReveal(command, res, output);
   }
+}
+
+/**
+ * The operator sets an app's approval policy directly (audited as "cli"): whoever runs the CLI owns the data
+ * directory anyway. In Slack, loosening a policy needs a second person (commands/policy.ts).
+ */
+async function appsPolicy(
+  command: Extract<AdminCommand, { kind: "apps-policy" }>,
+  res: AdminResources,
+  output: Output,
+): Promise<number> {
+  const [{ applyPolicy }, { describePolicy, effectivePolicy, normalizePolicy }, { getAppBySlug }] = await Promise.all([
+    import("../../commands/policy.ts"),
+    import("../domain/approval-policy.ts"),
+    import("../domain/apps.ts"),
+  ]);
+  const db = res.db();
+  let app = getAppBySlug(db, command.app);
+  if (command.set !== undefined) {
+    applyPolicy({ db }, { app, next: command.set === null ? null : normalizePolicy(command.set), actor: ACTOR });
+    app = getAppBySlug(db, command.app);
+  }
+  const policy = effectivePolicy(app);
+  output.out(
+    command.json
+      ? json({ app: app.slug, environment: app.environment, ...policy })
+      : `${app.slug} (${app.environment}) needs an approval for: ${describePolicy(policy, app.environment)}\n`,
+  );
+  return EXIT.ok;
 }
 
 async function dbEnqueue(

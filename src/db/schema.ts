@@ -82,6 +82,8 @@ export const apps = sqliteTable(
     gitSubmodules: integer("git_submodules", { mode: "boolean" }).notNull().default(false),
     gitLfs: integer("git_lfs", { mode: "boolean" }).notNull().default(false),
     slackChannelId: text("slack_channel_id"),
+    /** Actions that need a second person's approval (JSON list); null → the environment's default policy. */
+    approvalPolicy: text("approval_policy", { mode: "json" }).$type<string[]>(),
     destroyedAt: integer("destroyed_at", { mode: "timestamp_ms" }),
   },
   (t) => [

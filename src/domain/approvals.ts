@@ -3,6 +3,7 @@ import { and, asc, eq, gt, inArray } from "drizzle-orm";
 import { alias } from "drizzle-orm/sqlite-core";
 import type { Db } from "../db/client.ts";
 import { approvals, apps, tenants, users } from "../db/schema.ts";
+import { effectivePolicy, type PolicyAction } from "./approval-policy.ts";
 import type { AppView } from "./apps.ts";
 import { DomainError, notFoundError } from "./errors.ts";
 import { type Actor, roleAtLeast, roleIn } from "./users.ts";
@@ -13,30 +14,33 @@ import { type Actor, roleAtLeast, roleIn } from "./users.ts";
  * Env values are stored sealed (never in clear in the database or in Slack).
  */
 export type ApprovalAction =
+  | { kind: "deploy"; app: string; ref: string }
   | { kind: "destroy"; app: string }
   | { kind: "rollback"; app: string; release: string; version: number }
   | { kind: "restart"; app: string; release: string; version: number }
   | { kind: "env.set"; app: string; key: string; valueSealed: string }
   | { kind: "env.unset"; app: string; key: string }
-  | { kind: "db.drop"; app: string; store?: "postgres" | "redis" | undefined };
+  | { kind: "db.drop"; app: string; store?: "postgres" | "redis" | undefined }
+  /** A policy change that loosens it; `actions: null` returns to the environment's default. */
+  | { kind: "policy.set"; app: string; actions: PolicyAction[] | null };
 export type ApprovalKind = ApprovalAction["kind"];
 
 export const DEFAULT_APPROVAL_TTL_MS = 30 * 60_000;
 
-/**
- * Default policy. Production apps need a second person for anything destructive or that changes what runs;
- * a per-app override needs a column (apps.approval_policy) that the schema does not have yet.
- */
-const PRODUCTION_POLICY: ReadonlySet<ApprovalKind> = new Set([
-  "destroy",
-  "rollback",
-  "env.set",
-  "env.unset",
-  "db.drop",
-]);
+/** The policy entry that governs an action kind (both env kinds are "env"). */
+function policyActionOf(kind: Exclude<ApprovalKind, "policy.set">): PolicyAction {
+  return kind === "env.set" || kind === "env.unset" ? "env" : kind;
+}
 
-export function needsApproval(app: Pick<AppView, "environment">, kind: ApprovalKind): boolean {
-  return app.environment === "production" && PRODUCTION_POLICY.has(kind);
+/**
+ * Whether this action on this app waits for an approval (src/domain/approval-policy.ts). A policy change is
+ * gated by what it removes, not by the policy itself: callers pass the plan's verdict (see commands/policy.ts).
+ */
+export function needsApproval(
+  app: Pick<AppView, "environment" | "approvalPolicy">,
+  kind: Exclude<ApprovalKind, "policy.set">,
+): boolean {
+  return effectivePolicy(app).actions.includes(policyActionOf(kind));
 }
 
 function canonical(value: unknown): string {

@@ -27,6 +27,8 @@ export interface AppView {
   allowEgress: boolean;
   gitSubmodules: boolean;
   gitLfs: boolean;
+  /** Stored approval policy (src/domain/approval-policy.ts); null → the environment's default. */
+  approvalPolicy: string[] | null;
   createdAt: Date;
 }
 
@@ -73,6 +75,7 @@ const selection = {
   allowEgress: apps.allowEgress,
   gitSubmodules: apps.gitSubmodules,
   gitLfs: apps.gitLfs,
+  approvalPolicy: apps.approvalPolicy,
   createdAt: apps.createdAt,
 };
 

@@ -31,11 +31,20 @@ const rollbacks = (world: World) =>
 
 describe("policy", () => {
   test("production: destroy, rollback, env changes and database drop need approval; staging: none", () => {
+    const production = { environment: "production", approvalPolicy: null } as const;
+    const staging = { environment: "staging", approvalPolicy: null } as const;
     for (const kind of ["destroy", "rollback", "env.set", "env.unset", "db.drop"] as const) {
-      expect(needsApproval({ environment: "production" }, kind)).toBe(true);
-      expect(needsApproval({ environment: "staging" }, kind)).toBe(false);
+      expect(needsApproval(production, kind)).toBe(true);
+      expect(needsApproval(staging, kind)).toBe(false);
     }
-    expect(needsApproval({ environment: "production" }, "restart")).toBe(false);
+    expect(needsApproval(production, "restart")).toBe(false);
+    expect(needsApproval(production, "deploy")).toBe(false);
+  });
+
+  test("a stored policy replaces the environment default", () => {
+    expect(needsApproval({ environment: "staging", approvalPolicy: ["deploy"] }, "deploy")).toBe(true);
+    expect(needsApproval({ environment: "production", approvalPolicy: [] }, "rollback")).toBe(false);
+    expect(needsApproval({ environment: "production", approvalPolicy: ["env"] }, "env.unset")).toBe(true);
   });
 
   test("the hash is over canonical JSON: key order does not matter, any change does", () => {

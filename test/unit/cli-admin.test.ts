@@ -3,7 +3,13 @@ import { eq } from "drizzle-orm";
 import { test as base, describe, expect } from "vitest";
 import { GITHUB_REPO, SLACK_CHANNEL_ID, TAG_PATTERN } from "../../commands/apps.ts";
 import { listUsersCommand, SLACK_USER_REF } from "../../commands/users.ts";
-import { type AdminCommand, CLI_PATTERNS, CLI_ROLES, CLI_STORE_KINDS } from "../../src/cli/admin-args.ts";
+import {
+  type AdminCommand,
+  CLI_PATTERNS,
+  CLI_POLICY_ACTIONS,
+  CLI_ROLES,
+  CLI_STORE_KINDS,
+} from "../../src/cli/admin-args.ts";
 import { type AdminResources, executeAdmin } from "../../src/cli/admin-execute.ts";
 import { parseCli } from "../../src/cli/args.ts";
 import { CliEnvError } from "../../src/cli/env.ts";
@@ -11,6 +17,7 @@ import { memoryOutput } from "../../src/cli/output.ts";
 import { tenantStoreFrom } from "../../src/cli/tenant-store-env.ts";
 import { type Db, openDb } from "../../src/db/client.ts";
 import { apps, auditEvents, ROLES, tenants } from "../../src/db/schema.ts";
+import { POLICY_ACTIONS } from "../../src/domain/approval-policy.ts";
 import { type AppView, createApp } from "../../src/domain/apps.ts";
 import { SecretBox } from "../../src/domain/crypto.ts";
 import { DomainError } from "../../src/domain/errors.ts";
@@ -116,6 +123,46 @@ describe("CLI patterns", () => {
     expect(CLI_PATTERNS.tagPattern.source).toBe(TAG_PATTERN.source);
     expect([...CLI_ROLES]).toEqual([...ROLES]);
     expect([...CLI_STORE_KINDS]).toEqual([...TENANT_STORE_KINDS]);
+    expect([...CLI_POLICY_ACTIONS]).toEqual([...POLICY_ACTIONS]);
+  });
+});
+
+describe("apps policy", () => {
+  test("shows the default, sets an exact list, clears it, and returns to the default, auditing each change", async ({
+    w,
+  }) => {
+    expect((await w.run(["apps", "policy", "shop"])).stdout).toBe(
+      "shop (production) needs an approval for: rollback, env, destroy, db.drop (the production default)\n",
+    );
+    expect((await w.run(["apps", "policy", "shop", "--set", "db.drop,deploy"])).stdout).toBe(
+      "shop (production) needs an approval for: deploy, db.drop\n",
+    );
+    expect(JSON.parse((await w.run(["apps", "policy", "shop", "--set", "", "--json"])).stdout)).toEqual({
+      app: "shop",
+      environment: "production",
+      actions: [],
+      isDefault: false,
+    });
+    expect((await w.run(["apps", "policy", "shop", "--default"])).stdout).toMatch(/\(the production default\)\n$/);
+    expect(w.audit().map((a) => [a.actorLabel, a.action, a.details])).toEqual([
+      [
+        "cli",
+        "policy.set",
+        { before: ["rollback", "env", "destroy", "db.drop"], after: ["deploy", "db.drop"], isDefault: false },
+      ],
+      ["cli", "policy.set", { before: ["deploy", "db.drop"], after: [], isDefault: false }],
+      ["cli", "policy.set", { before: [], after: ["rollback", "env", "destroy", "db.drop"], isDefault: true }],
+    ]);
+  });
+
+  test("refuses unknown actions and contradictory options before touching anything", async ({ w }) => {
+    await expect(w.run(["apps", "policy", "shop", "--set", "deploy,nuke"])).rejects.toThrow(
+      "--set: unknown action nuke; known: deploy, rollback, restart, env, destroy, db.drop",
+    );
+    await expect(w.run(["apps", "policy", "shop", "--set", "deploy", "--default"])).rejects.toThrow(
+      "use --set or --default, not both",
+    );
+    expect(w.audit()).toEqual([]);
   });
 });
 

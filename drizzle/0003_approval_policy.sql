@@ -1,0 +1,1 @@
+ALTER TABLE `apps` ADD `approval_policy` text;
