@@ -88,5 +88,9 @@ export async function appServiceEndpoints(
       endpoints.push({ address, port: t.port, hostName: t.host });
     }
   }
+  if (targets.length > 0) {
+    const allowed = endpoints.map((e) => `${e.address === "gateway" ? CONTAINER_HOST_NAME : e.address}:${e.port}`);
+    log.info({ allowed }, "running apps may connect to these store endpoints, and nothing else");
+  }
   return endpoints;
 }

@@ -14,10 +14,11 @@ afterEach(() => {
   for (const cleanup of dirs.splice(0)) cleanup();
 });
 
-async function start(): Promise<{ bot: BotProcess; dataDir: string }> {
+async function start(extraEnv: Record<string, string> = {}): Promise<{ bot: BotProcess; dataDir: string }> {
   const dir = tempDir("tsl-");
   dirs.push(dir.cleanup);
   const bot = await startBotProcess({
+    ...extraEnv,
     TUSSILAGO_SECRET_KEY: KEY,
     TUSSILAGO_DATA_DIR: dir.path,
     CADDY_ADMIN: join(dir.path, "unused-admin.sock"),
@@ -66,6 +67,24 @@ describe("bot process lifecycle", () => {
     expect(socketListening(join(dataDir, "redis", "redis.sock"))).toBe(false);
     // And the queued state is on disk (AOF), for the next start.
     expect(existsSync(join(dataDir, "redis"))).toBe(true);
+  });
+
+  it("opens the sandbox firewall to the store endpoints apps are given, and says which ones apps cannot reach", async () => {
+    const { bot } = await start({
+      // Loopback: inside a container that is the container itself, so the bot says so and opens nothing.
+      TUSSILAGO_PG_ADMIN_URL: "postgres://tussilago_admin:tussilago_admin@127.0.0.1:5432/postgres",
+      TUSSILAGO_TENANT_REDIS_URL: "redis://127.0.0.1:6379",
+      TUSSILAGO_TENANT_REDIS_PUBLIC_HOST: "host.containers.internal",
+      TUSSILAGO_TENANT_REDIS_PUBLIC_PORT: "6390",
+    });
+    const warning = bot.lines.find((l) => l.msg === "apps cannot reach this store: its host is a loopback address");
+    expect(warning).toMatchObject({ variable: "TUSSILAGO_PG_PUBLIC_HOST", host: "127.0.0.1", port: 5432 });
+    const allowed = bot.lines.find(
+      (l) => l.msg === "running apps may connect to these store endpoints, and nothing else",
+    );
+    expect(allowed?.allowed).toEqual(["host.containers.internal:6390"]);
+    bot.child.kill("SIGTERM");
+    expect((await bot.exit).code).toBe(0);
   });
 
   it("exits at once with 130 on a second signal", async () => {
