@@ -121,7 +121,8 @@ export function listDeployments(db: Db, appUuid: string, limit = 20): Deployment
 }
 
 export type ClaimResult =
-  | { kind: "claimed"; deployment: DeploymentView }
+  /** `resumed`: an earlier attempt (a retry, or a job resumed by another process) claimed it before. */
+  | { kind: "claimed"; deployment: DeploymentView; resumed: boolean }
   | { kind: "finished"; deployment: DeploymentView }
   | { kind: "busy"; runningUuid: string };
 
@@ -145,7 +146,7 @@ export function claimDeployment(db: Db, uuid: string): ClaimResult {
       .set({ status: "running", startedAt: current.startedAt ?? new Date() })
       .where(eq(deployments.uuid, uuid))
       .run();
-    return { kind: "claimed", deployment: getDeployment(t, uuid) };
+    return { kind: "claimed", deployment: getDeployment(t, uuid), resumed: current.startedAt !== null };
   });
 }
 

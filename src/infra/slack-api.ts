@@ -5,11 +5,37 @@ import { cappedExponentialDelay } from "../pipeline/backoff.ts";
 /** Block Kit blocks as Slack takes them; we build them ourselves and never pass tenant text unescaped. */
 export type SlackBlock = Record<string, unknown>;
 
+/**
+ * Message metadata (https://docs.slack.dev/messaging/message-metadata): structured data attached to a message,
+ * invisible to people, read back by apps (`conversations.history` with `include_all_metadata`).
+ */
+export interface SlackMetadata {
+  event_type: string;
+  event_payload: Record<string, string | number | boolean>;
+}
+
 export interface SlackMessage {
   channel: string;
   text: string;
   blocks?: SlackBlock[] | undefined;
   threadTs?: string | undefined;
+  metadata?: SlackMetadata | undefined;
+}
+
+/** One top-level message of a channel, as much of it as the bot reads back. */
+export interface SlackHistoryMessage {
+  ts: string;
+  /** The poster's user id (a bot user for app messages). */
+  user?: string | undefined;
+  /** Set on messages posted by an app's bot. */
+  botId?: string | undefined;
+  metadata?: SlackMetadata | undefined;
+}
+
+/** Who the bot token belongs to (`auth.test`). */
+export interface SlackIdentity {
+  userId: string;
+  botId: string | undefined;
 }
 
 /** The Web API calls the bot makes outside Bolt's listeners (reporters, approval messages). */
@@ -21,6 +47,14 @@ export interface SlackApi {
     text: string;
     blocks?: SlackBlock[] | undefined;
   }): Promise<void>;
+  /**
+   * `conversations.history` with all metadata: the channel's top-level messages posted after `oldest` (Slack ts,
+   * seconds), newest first, at most `limit` (one page). Needs `channels:history` / `groups:history` and the bot
+   * being a member of the channel (`not_in_channel` otherwise).
+   */
+  history(query: { channel: string; oldest: string; limit: number }): Promise<SlackHistoryMessage[]>;
+  /** `auth.test`, asked once per process (a failure is not remembered). */
+  identity(): Promise<SlackIdentity>;
 }
 
 /** A Web API failure. `code` is Slack's error string (`channel_not_found`…) or ours (`http_503`, `network`). */
@@ -53,9 +87,9 @@ export interface UndiciSlackApiOptions {
 const sleepMs = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
- * chat.postMessage / chat.update over undici. Rate limits (HTTP 429, https://docs.slack.dev/apis/web-api/rate-limits)
- * wait out `Retry-After`; 5xx and network errors back off exponentially with jitter; both are bounded, so a Slack
- * outage costs a caller seconds, never minutes.
+ * chat.postMessage / chat.update / conversations.history / auth.test over undici. Rate limits (HTTP 429,
+ * https://docs.slack.dev/apis/web-api/rate-limits) wait out `Retry-After`; 5xx and network errors back off
+ * exponentially with jitter; both are bounded, so a Slack outage costs a caller seconds, never minutes.
  */
 export class UndiciSlackApi implements SlackApi {
   readonly #token: string;
@@ -67,6 +101,7 @@ export class UndiciSlackApi implements SlackApi {
   readonly #maxAttempts: number;
   readonly #maxRetryAfterMs: number;
   readonly #timeoutMs: number;
+  #identity: Promise<SlackIdentity> | undefined;
 
   constructor(options: UndiciSlackApiOptions) {
     this.#token = options.token;
@@ -86,6 +121,7 @@ export class UndiciSlackApi implements SlackApi {
       text: message.text,
       blocks: message.blocks,
       thread_ts: message.threadTs,
+      metadata: message.metadata,
       unfurl_links: false,
       unfurl_media: false,
     });
@@ -94,14 +130,46 @@ export class UndiciSlackApi implements SlackApi {
   }
 
   async updateMessage(message: { channel: string; ts: string; text: string; blocks?: SlackBlock[] }): Promise<void> {
+    // Without a `metadata` argument, chat.update keeps the message's metadata.
     await this.#call("chat.update", message);
   }
 
-  async #call(method: string, params: Record<string, unknown>): Promise<Record<string, unknown>> {
+  async history(query: { channel: string; oldest: string; limit: number }): Promise<SlackHistoryMessage[]> {
+    // A read method: form-encoded, as Slack's own SDKs send every method (JSON bodies are meant for writes).
+    const body = await this.#call(
+      "conversations.history",
+      { channel: query.channel, oldest: query.oldest, limit: query.limit, include_all_metadata: true },
+      "form",
+    );
+    const messages = Array.isArray(body.messages) ? (body.messages as unknown[]) : [];
+    return messages.flatMap((m) => {
+      const message = historyMessage(m);
+      return message ? [message] : [];
+    });
+  }
+
+  identity(): Promise<SlackIdentity> {
+    if (this.#identity) return this.#identity;
+    const asked = this.#call("auth.test", {}, "form").then((body) => {
+      if (typeof body.user_id !== "string") throw new SlackApiError("auth.test", "no_user_id_in_answer", false);
+      return { userId: body.user_id, botId: typeof body.bot_id === "string" ? body.bot_id : undefined };
+    });
+    this.#identity = asked;
+    asked.catch(() => {
+      if (this.#identity === asked) this.#identity = undefined;
+    });
+    return asked;
+  }
+
+  async #call(
+    method: string,
+    params: Record<string, unknown>,
+    encoding: "json" | "form" = "json",
+  ): Promise<Record<string, unknown>> {
     for (let attempt = 1; ; attempt++) {
       let wait: number;
       try {
-        return await this.#once(method, params);
+        return await this.#once(method, params, encoding);
       } catch (err) {
         const retry = err instanceof RetryAfter ? err : undefined;
         const retryable = retry !== undefined || (err instanceof SlackApiError && err.retryable);
@@ -117,13 +185,20 @@ export class UndiciSlackApi implements SlackApi {
     }
   }
 
-  async #once(method: string, params: Record<string, unknown>): Promise<Record<string, unknown>> {
+  async #once(
+    method: string,
+    params: Record<string, unknown>,
+    encoding: "json" | "form",
+  ): Promise<Record<string, unknown>> {
     let res: Dispatcher.ResponseData;
     try {
       res = await request(`${this.#apiUrl}/${method}`, {
         method: "POST",
-        headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json; charset=utf-8" },
-        body: JSON.stringify(params),
+        headers: {
+          authorization: `Bearer ${this.#token}`,
+          "content-type": encoding === "json" ? "application/json; charset=utf-8" : "application/x-www-form-urlencoded",
+        },
+        body: encoding === "json" ? JSON.stringify(params) : formBody(params),
         signal: AbortSignal.timeout(this.#timeoutMs),
         ...(this.#dispatcher ? { dispatcher: this.#dispatcher } : {}),
       });
@@ -150,6 +225,37 @@ export class UndiciSlackApi implements SlackApi {
   }
 }
 
+function formBody(params: Record<string, unknown>): string {
+  const form = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value === undefined) continue;
+    form.set(key, typeof value === "object" ? JSON.stringify(value) : String(value));
+  }
+  return form.toString();
+}
+
+/** The fields we use of one `conversations.history` message; anything malformed is dropped, not trusted. */
+function historyMessage(raw: unknown): SlackHistoryMessage | undefined {
+  if (typeof raw !== "object" || raw === null) return undefined;
+  const m = raw as Record<string, unknown>;
+  if (typeof m.ts !== "string") return undefined;
+  const meta = m.metadata as Record<string, unknown> | undefined;
+  const metadata =
+    typeof meta === "object" &&
+    meta !== null &&
+    typeof meta.event_type === "string" &&
+    typeof meta.event_payload === "object" &&
+    meta.event_payload !== null
+      ? { event_type: meta.event_type, event_payload: meta.event_payload as SlackMetadata["event_payload"] }
+      : undefined;
+  return {
+    ts: m.ts,
+    user: typeof m.user === "string" ? m.user : undefined,
+    botId: typeof m.bot_id === "string" ? m.bot_id : undefined,
+    metadata,
+  };
+}
+
 class RetryAfter extends Error {
   readonly ms: number;
   readonly error: SlackApiError;
@@ -158,6 +264,17 @@ class RetryAfter extends Error {
     this.ms = ms;
     this.error = error;
   }
+}
+
+/** Orders two Slack message timestamps ("seconds.micros", compared exactly, not as floats). */
+export function compareSlackTs(a: string, b: string): number {
+  const [as = "0", af = ""] = a.split(".");
+  const [bs = "0", bf = ""] = b.split(".");
+  const seconds = Number(as) - Number(bs);
+  if (seconds !== 0) return Math.sign(seconds);
+  const fa = af.padEnd(6, "0");
+  const fb = bf.padEnd(6, "0");
+  return fa === fb ? 0 : fa > fb ? 1 : -1;
 }
 
 /**

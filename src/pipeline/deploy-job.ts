@@ -37,7 +37,13 @@ export async function runDeployment(
   const stageDeps: PipelineDeps = { ...deps, log };
   const started = deps.now();
   const base = { deploymentUuid: deployment.uuid, appUuid: app.uuid, appSlug: app.slug };
-  deps.events.emit({ type: "deployment", ...base, status: "started", at: started });
+  deps.events.emit({
+    type: "deployment",
+    ...base,
+    status: "started",
+    at: started,
+    ...(claim.resumed ? { resumed: true } : {}),
+  });
   log.info({ trigger: deployment.trigger, ref: deployment.ref }, "deployment started");
 
   let current: StageName = "source";

@@ -27,6 +27,8 @@ export interface DeploymentEvent {
   durationMs?: number;
   reason?: string;
   url?: string;
+  /** On `started`: an earlier attempt, maybe in another process, already started this deployment. */
+  resumed?: boolean;
 }
 
 export type PipelineEvent = StageEvent | DeploymentEvent;

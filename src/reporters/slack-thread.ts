@@ -3,7 +3,7 @@ import type { Db } from "../db/client.ts";
 import { apps, deployments } from "../db/schema.ts";
 import { getDeployment } from "../domain/deployments.ts";
 import { currentRelease } from "../domain/releases.ts";
-import { escapeSlack, type SlackApi } from "../infra/slack-api.ts";
+import { compareSlackTs, escapeSlack, type SlackApi, type SlackMetadata } from "../infra/slack-api.ts";
 import type { Logger } from "../log.ts";
 import {
   type DeploymentEvent,
@@ -61,6 +61,22 @@ export interface SlackThreadReporter {
   stop(): void;
 }
 
+/** The metadata `event_type` on every parent message; its payload names the deployment (public UUID). */
+export const PARENT_EVENT_TYPE = "tussilago_deployment";
+/** The history search starts this long before the deployment was created: our clock and Slack's may differ. */
+export const HISTORY_MARGIN_MS = 60_000;
+/** One page of `conversations.history`: the parent is among the channel's last 100 messages or is not looked for. */
+export const HISTORY_LIMIT = 100;
+
+function parentMetadata(deploymentUuid: string): SlackMetadata {
+  return { event_type: PARENT_EVENT_TYPE, event_payload: { deployment: deploymentUuid } };
+}
+
+/** Epoch milliseconds as a Slack `ts` bound ("seconds.micros"). */
+function slackTs(ms: number): string {
+  return (Math.max(0, ms) / 1_000).toFixed(6);
+}
+
 interface StageState {
   status: "started" | "succeeded" | "failed" | "skipped";
   durationMs?: number | undefined;
@@ -79,6 +95,10 @@ interface ThreadState {
   inFlight: Promise<void> | undefined;
   lastSentAt: number | undefined;
   repliesSent: boolean;
+  /** The parent's ts once known here: edits keep going to it even if storing it on the row failed. */
+  ts: string | undefined;
+  /** A `started` event said an earlier attempt (maybe another process) started it: it may have posted a parent. */
+  resumed: boolean;
 }
 
 export const MAX_LOG_TAIL_CHARS = 2_500;
@@ -109,12 +129,22 @@ export function logTail(text: string, max = MAX_LOG_TAIL_CHARS): string {
  * are coalesced per deployment (the last state wins, the final state is always sent), the parent's ts is stored on
  * the deployment row before any update so a retried job edits it instead of posting another, and every Slack error
  * stays here: the pipeline never waits for Slack and never fails because of it.
+ *
+ * A process can die after chat.postMessage succeeded and before the ts was stored. The parent therefore carries
+ * message metadata naming the deployment, and before posting one for a deployment that an earlier attempt or an
+ * earlier process may have reported (the `started` event says `resumed`, or the deployment began before this
+ * reporter was attached), the channel's recent history is searched for it: a parent posted by this bot for this
+ * deployment is adopted. Fresh deployments, the common case, cost no extra call. If the search fails (missing
+ * `channels:history` / `groups:history`, the bot not in the channel, Slack down), a warning is logged and a new
+ * parent is posted: a duplicate is better than no thread.
  */
 export function attachSlackThreadReporter(options: SlackThreadOptions): SlackThreadReporter {
   const { db, slack, log } = options;
   const now = options.now ?? Date.now;
   const timers = options.timers ?? realTimers;
   const minInterval = options.minIntervalMs ?? 1_000;
+  // Deployments that began before this instant may have been reported by an earlier process.
+  const attachedAt = now();
   const states = new Map<string, ThreadState>();
   const waiters = new Set<() => void>();
 
@@ -149,7 +179,13 @@ export function attachSlackThreadReporter(options: SlackThreadOptions): SlackThr
 
   const send = async (s: ThreadState) => {
     const row = db
-      .select({ channel: deployments.slackChannelId, ts: deployments.slackThreadTs, appChannel: apps.slackChannelId })
+      .select({
+        channel: deployments.slackChannelId,
+        ts: deployments.slackThreadTs,
+        appChannel: apps.slackChannelId,
+        createdAt: deployments.createdAt,
+        startedAt: deployments.startedAt,
+      })
       .from(deployments)
       .innerJoin(apps, eq(apps.id, deployments.appId))
       .where(eq(deployments.uuid, s.uuid))
@@ -157,20 +193,62 @@ export function attachSlackThreadReporter(options: SlackThreadOptions): SlackThr
     const channel = row?.channel ?? row?.appChannel;
     if (!row || !channel) return; // no linked or invoking channel: nothing to report to
     const message = render(db, s);
-    let ts = row.ts;
+    let ts = s.ts ?? row.ts ?? undefined;
+    if (!ts && (s.resumed || (row.startedAt ?? row.createdAt).getTime() < attachedAt)) {
+      ts = await findParent(s.uuid, channel, row.createdAt);
+      if (ts) {
+        s.ts = ts;
+        saveTs(s.uuid, channel, ts);
+      }
+    }
     if (ts) {
+      s.ts = ts;
       await slack.updateMessage({ channel, ts, ...message });
     } else {
-      const posted = await slack.postMessage({ channel, ...message });
+      const posted = await slack.postMessage({ channel, ...message, metadata: parentMetadata(s.uuid) });
       ts = posted.ts;
-      db.update(deployments)
-        .set({ slackChannelId: channel, slackThreadTs: ts })
-        .where(and(eq(deployments.uuid, s.uuid), isNull(deployments.slackThreadTs)))
-        .run();
+      s.ts = ts;
+      saveTs(s.uuid, channel, ts);
     }
     if (s.final && !s.repliesSent) {
       s.repliesSent = true;
       for (const text of replies(db, s)) await slack.postMessage({ channel, text, threadTs: ts });
+    }
+  };
+
+  const saveTs = (uuid: string, channel: string, ts: string) => {
+    db.update(deployments)
+      .set({ slackChannelId: channel, slackThreadTs: ts })
+      .where(and(eq(deployments.uuid, uuid), isNull(deployments.slackThreadTs)))
+      .run();
+  };
+
+  /** The ts of the parent this bot posted for the deployment, from the channel's history; never throws. */
+  const findParent = async (uuid: string, channel: string, createdAt: Date): Promise<string | undefined> => {
+    try {
+      const messages = await slack.history({
+        channel,
+        oldest: slackTs(createdAt.getTime() - HISTORY_MARGIN_MS),
+        limit: HISTORY_LIMIT,
+      });
+      const named = messages.filter(
+        (m) => m.metadata?.event_type === PARENT_EVENT_TYPE && m.metadata.event_payload.deployment === uuid,
+      );
+      if (named.length === 0) return undefined;
+      const me = await slack.identity();
+      const ours = named
+        .filter((m) => (me.botId !== undefined && m.botId === me.botId) || m.user === me.userId)
+        .sort((a, b) => compareSlackTs(a.ts, b.ts));
+      const first = ours[0];
+      if (first)
+        log.info({ deploymentId: uuid, channel, ts: first.ts }, "Slack thread: adopted the parent posted earlier");
+      return first?.ts;
+    } catch (err) {
+      log.warn(
+        { err, deploymentId: uuid, channel },
+        "Slack thread: could not look for a parent posted earlier (needs channels:history / groups:history and the bot in the channel); posting a new one",
+      );
+      return undefined;
     }
   };
 
@@ -187,6 +265,8 @@ export function attachSlackThreadReporter(options: SlackThreadOptions): SlackThr
         inFlight: undefined,
         lastSentAt: undefined,
         repliesSent: false,
+        ts: undefined,
+        resumed: false,
       };
       states.set(s.uuid, s);
     }
@@ -198,6 +278,7 @@ export function attachSlackThreadReporter(options: SlackThreadOptions): SlackThr
       }
     } else if (event.status === "started") {
       // A retried job starts over: the checklist restarts with it, the parent message stays the same.
+      if (event.resumed) s.resumed = true;
       s.stages.clear();
       delete s.failedStage;
       delete s.failedExcerpt;

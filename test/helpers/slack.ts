@@ -106,16 +106,39 @@ export interface FakeSlackCall {
   params: Record<string, string>;
 }
 
+/** A message the fake Web API keeps (posted through chat.postMessage, or put there by a test). */
+export interface FakeSlackServerMessage {
+  channel: string;
+  ts: string;
+  text: string;
+  thread_ts?: string | undefined;
+  user: string;
+  bot_id?: string | undefined;
+  metadata?: { event_type: string; event_payload: Record<string, unknown> } | undefined;
+}
+
 export interface FakeSlackApi {
   /** Base URL as SLACK_API_URL would hold it (no trailing slash). */
   url: string;
   calls: FakeSlackCall[];
+  /** Every message, in posting order; conversations.history answers from these. */
+  messages: FakeSlackServerMessage[];
+  /** Method → Slack error code: that method answers `{ ok: false, error }` (e.g. `missing_scope`). */
+  failing: Map<string, string>;
   close(): Promise<void>;
 }
 
+/** The fake bot's identity, as auth.test answers it and as its posted messages carry it. */
+export const FAKE_BOT = { userId: "U0BOT", botId: "B0BOT" } as const;
+
 const ANSWERS: Record<string, Record<string, unknown>> = {
-  "auth.test": { user_id: "U0BOT", bot_id: "B0BOT", team_id: "T0TEAM", team: "example", user: "tussilago" },
-  "chat.postMessage": { channel: "C0CHAN", ts: "1700000000.000300" },
+  "auth.test": {
+    user_id: FAKE_BOT.userId,
+    bot_id: FAKE_BOT.botId,
+    team_id: "T0TEAM",
+    team: "example",
+    user: "tussilago",
+  },
 };
 
 async function readBody(req: IncomingMessage): Promise<string> {
@@ -124,9 +147,58 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-/** Slack's Web API on 127.0.0.1 (random port): records every call and answers `ok: true`. */
+/** A JSON-valued argument as Slack takes it: an object in a JSON body, a JSON string in a form body. */
+function jsonArg(value: unknown): unknown {
+  if (typeof value !== "string") return value;
+  try {
+    return JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+}
+
+const tsNumber = (ts: string) => Number(ts);
+
+/**
+ * Slack's Web API on 127.0.0.1 (random port): records every call and answers `ok: true`. chat.postMessage keeps
+ * the message (with its metadata) and hands out increasing `ts` values; conversations.history answers from the
+ * kept messages as Slack does (top-level only, after `oldest`, newest first, `limit`, metadata only with
+ * `include_all_metadata`).
+ */
 export async function startFakeSlackApi(): Promise<FakeSlackApi> {
   const calls: FakeSlackCall[] = [];
+  const messages: FakeSlackServerMessage[] = [];
+  const failing = new Map<string, string>();
+  let seq = 0;
+  const answer = (method: string, params: Record<string, unknown>): Record<string, unknown> => {
+    const error = failing.get(method);
+    if (error) return { ok: false, error };
+    if (method === "chat.postMessage") {
+      seq += 1;
+      const message: FakeSlackServerMessage = {
+        channel: String(params.channel ?? "C0CHAN"),
+        ts: `${nowSeconds()}.${String(seq).padStart(6, "0")}`,
+        text: String(params.text ?? ""),
+        thread_ts: typeof params.thread_ts === "string" ? params.thread_ts : undefined,
+        user: FAKE_BOT.userId,
+        bot_id: FAKE_BOT.botId,
+        metadata: jsonArg(params.metadata) as FakeSlackServerMessage["metadata"],
+      };
+      messages.push(message);
+      return { ok: true, channel: message.channel, ts: message.ts };
+    }
+    if (method === "conversations.history") {
+      const withMetadata = params.include_all_metadata === true || params.include_all_metadata === "true";
+      const oldest = tsNumber(String(params.oldest ?? "0"));
+      const found = messages
+        .filter((m) => m.channel === params.channel && m.thread_ts === undefined && tsNumber(m.ts) > oldest)
+        .sort((a, b) => tsNumber(b.ts) - tsNumber(a.ts))
+        .slice(0, Number(params.limit ?? 100))
+        .map(({ metadata, ...m }) => ({ type: "message", ...m, ...(withMetadata && metadata ? { metadata } : {}) }));
+      return { ok: true, messages: found, has_more: false };
+    }
+    return { ok: true, ...ANSWERS[method] };
+  };
   const server = createServer((req, res) => {
     void readBody(req).then((raw) => {
       const method = new URL(req.url ?? "/", "http://fake").pathname.replace(/^\/api\//, "");
@@ -135,7 +207,7 @@ export async function startFakeSlackApi(): Promise<FakeSlackApi> {
         : Object.fromEntries(new URLSearchParams(raw));
       calls.push({ method, params });
       res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ ok: true, ...ANSWERS[method] }));
+      res.end(JSON.stringify(answer(method, params)));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -143,6 +215,8 @@ export async function startFakeSlackApi(): Promise<FakeSlackApi> {
   return {
     url: `http://127.0.0.1:${port}/api`,
     calls,
+    messages,
+    failing,
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.closeAllConnections();

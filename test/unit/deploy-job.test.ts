@@ -90,6 +90,9 @@ describe("runDeployment", () => {
     expect(f.proxy.routes.size).toBe(1);
     expect(listReleases(f.db, f.app.uuid)).toHaveLength(1);
     expect(getDeployment(f.db, id).stageTimings.build?.status).toBe("skipped");
+    // The retry says so: reporters know an earlier attempt (maybe another process) may have reported already.
+    const starts = f.events.filter((e) => e.type === "deployment" && e.status === "started");
+    expect(starts.map((e) => (e.type === "deployment" ? e.resumed : undefined))).toEqual([undefined, true]);
   });
 
   it("fails at once on a tenant build error, with the log tail, and touches nothing live", async () => {

@@ -3,11 +3,12 @@ import { MockAgent } from "undici";
 import { test as base, describe, expect } from "vitest";
 import { apps, deployments } from "../../src/db/schema.ts";
 import type { AppView } from "../../src/domain/apps.ts";
-import { requestDeployment } from "../../src/domain/deployments.ts";
+import { claimDeployment, getDeployment, requestDeployment } from "../../src/domain/deployments.ts";
 import { lockApp } from "../../src/domain/locks.ts";
 import { recordGithubDelivery } from "../../src/domain/webhook-deliveries.ts";
 import { FakeSlackApi } from "../../src/infra/fake-slack-api.ts";
 import { SlackApiError, UndiciSlackApi } from "../../src/infra/slack-api.ts";
+import { runDeployment } from "../../src/pipeline/deploy-job.ts";
 import { type PipelineEvent, PipelineEvents, type StageName } from "../../src/pipeline/events.ts";
 import { type PushRefusal, processPushDelivery } from "../../src/pipeline/push-worker.ts";
 import { lockRefusalNotifier, postLockRefusal } from "../../src/reporters/slack-notices.ts";
@@ -15,9 +16,13 @@ import {
   attachSlackThreadReporter,
   linkDeploymentChannel,
   MAX_LOG_TAIL_CHARS,
+  PARENT_EVENT_TYPE,
   type Timers,
 } from "../../src/reporters/slack-thread.ts";
 import { bareIntegers, chatopsWorld, type World } from "../helpers/chatops.ts";
+import { memoryLogger } from "../helpers/fixtures.ts";
+import { type PipelineFixture, pipelineFixture } from "../helpers/pipeline.ts";
+import { FAKE_BOT, nowSeconds, startFakeSlackApi } from "../helpers/slack.ts";
 
 /** A manual clock: timers fire only when the test advances time. */
 class FakeClock implements Timers {
@@ -111,6 +116,15 @@ async function drain(clock: FakeClock, reporter: Ctx["reporter"]): Promise<void>
 
 const posts = (slack: FakeSlackApi) => slack.calls.filter((c) => c.method === "chat.postMessage");
 const updates = (slack: FakeSlackApi) => slack.calls.filter((c) => c.method === "chat.update");
+/** Top-level messages (parents), as opposed to thread replies. */
+const parents = (slack: FakeSlackApi) => posts(slack).filter((p) => p.threadTs === undefined);
+const historyReads = (slack: FakeSlackApi) => slack.reads.filter((r) => r.method === "conversations.history");
+const parentMeta = (deploymentUuid: string) => ({
+  event_type: PARENT_EVENT_TYPE,
+  event_payload: { deployment: deploymentUuid },
+});
+const storedTs = (world: { db: World["db"] }, uuid: string) =>
+  world.db.select({ ts: deployments.slackThreadTs }).from(deployments).where(eq(deployments.uuid, uuid)).get()?.ts;
 
 describe("deployment thread", () => {
   test("success: one parent, coalesced updates (last state wins), URL and total time in the thread", async ({
@@ -295,6 +309,226 @@ describe("deployment thread", () => {
   });
 });
 
+interface RecoveryCtx {
+  f: PipelineFixture;
+  clock: FakeClock;
+  slack: FakeSlackApi;
+  log: ReturnType<typeof memoryLogger>;
+}
+
+/** The real stage machine (with fake engine, proxy, git) reporting to a linked channel. */
+const recoveryTest = base.extend<RecoveryCtx>({
+  // biome-ignore lint/correctness/noEmptyPattern: vitest reads a fixture's dependencies from this destructuring
+  f: async ({}, use) => {
+    const f = pipelineFixture();
+    f.db.update(apps).set({ slackChannelId: "C0APP" }).where(eq(apps.uuid, f.app.uuid)).run();
+    await use(f);
+    f.cleanup();
+  },
+  // biome-ignore lint/correctness/noEmptyPattern: as above
+  clock: async ({}, use) => use(new FakeClock()),
+  // biome-ignore lint/correctness/noEmptyPattern: as above
+  slack: async ({}, use) => use(new FakeSlackApi()),
+  // biome-ignore lint/correctness/noEmptyPattern: as above
+  log: async ({}, use) => use(memoryLogger("info")),
+});
+
+/** One bot process: its own event bus and reporter, over the shared database and the shared Slack. */
+function botProcess(ctx: RecoveryCtx) {
+  const events = new PipelineEvents();
+  const reporter = attachSlackThreadReporter({
+    events,
+    db: ctx.f.db,
+    slack: ctx.slack,
+    log: ctx.log.logger,
+    now: () => ctx.clock.now,
+    timers: ctx.clock,
+  });
+  return { deps: { ...ctx.f.deps, events }, reporter };
+}
+
+/** A process "dies" between chat.postMessage and storing the ts: the store fails while this holds. */
+function failThreadTsStore(db: World["db"]): () => void {
+  db.$client.exec(
+    "CREATE TRIGGER test_no_thread_ts BEFORE UPDATE OF slack_thread_ts ON deployments BEGIN SELECT RAISE(ABORT, 'process died'); END",
+  );
+  return () => db.$client.exec("DROP TRIGGER test_no_thread_ts");
+}
+
+describe("a parent posted by a process that died before storing its ts", () => {
+  recoveryTest(
+    "the resumed job adopts it: edits and replies go to it, no second parent",
+    async ({ f, clock, slack, log }) => {
+      const id = requestDeployment(f.db, { appUuid: f.app.uuid, trigger: "push", ref: "main" }).deployment.uuid;
+      const restore = failThreadTsStore(f.db);
+      const first = botProcess({ f, clock, slack, log });
+      f.proxy.failNext("upsertRoute", new Error("caddy admin unreachable"));
+      await expect(runDeployment(first.deps, id, { finalAttempt: false })).rejects.toThrow("caddy admin unreachable");
+      await drain(clock, first.reporter);
+      first.reporter.stop();
+      restore();
+      expect(parents(slack)).toHaveLength(1);
+      const parent = parents(slack)[0];
+      expect(parent?.metadata).toEqual(parentMeta(id));
+      expect(storedTs(f, id)).toBeNull();
+      const callsBefore = slack.calls.length;
+
+      // BullMQ hands the stalled job to another process: its claim is a resumption, its reporter looks first.
+      const second = botProcess({ f, clock, slack, log });
+      expect(await runDeployment(second.deps, id, { finalAttempt: false })).toBe("succeeded");
+      await drain(clock, second.reporter);
+      second.reporter.stop();
+
+      expect(parents(slack)).toHaveLength(1);
+      const createdAt = getDeployment(f.db, id).createdAt.getTime();
+      expect(historyReads(slack)).toEqual([
+        {
+          method: "conversations.history",
+          channel: "C0APP",
+          oldest: ((createdAt - 60_000) / 1000).toFixed(6),
+          limit: 100,
+        },
+      ]);
+      const after = slack.calls.slice(callsBefore);
+      expect(after.filter((c) => c.method === "chat.update").length).toBeGreaterThan(0);
+      for (const c of after) expect(c.method === "chat.update" ? c.ts : c.threadTs).toBe(parent?.ts);
+      expect(after.at(-1)?.text).toMatch(/^Live at http:\/\/shop.example.test after /);
+      expect(storedTs(f, id)).toBe(parent?.ts);
+    },
+  );
+
+  test("a deployment that began before this reporter attached is looked for even without a resumed event", async ({
+    world,
+    slack,
+  }) => {
+    const app = linkedApp(world);
+    const { deployment } = requestDeployment(world.db, { appUuid: app.uuid, trigger: "push", ref: "main" });
+    claimDeployment(world.db, deployment.uuid);
+    const earlier = await slack.postMessage({
+      channel: "C0APP",
+      text: "in progress",
+      metadata: parentMeta(deployment.uuid),
+    });
+    const clock = new FakeClock();
+    clock.now = Date.now() + 1_000; // this process started after the deployment did
+    const events = new PipelineEvents();
+    const reporter = attachSlackThreadReporter({
+      events,
+      db: world.db,
+      slack,
+      log: world.logger,
+      now: () => clock.now,
+      timers: clock,
+    });
+    const e = emitter(events, clock, app, deployment.uuid);
+    e.deployment("started");
+    e.deployment("succeeded", { durationMs: 3_000, url: "http://web-app.example.com" });
+    await drain(clock, reporter);
+    reporter.stop();
+    expect(parents(slack)).toEqual([expect.objectContaining({ ts: earlier.ts })]);
+    expect(updates(slack).length).toBeGreaterThan(0);
+    for (const u of updates(slack)) expect(u.ts).toBe(earlier.ts);
+    expect(posts(slack).slice(1)).toEqual([expect.objectContaining({ threadTs: earlier.ts })]);
+    expect(storedTs(world, deployment.uuid)).toBe(earlier.ts);
+  });
+
+  recoveryTest(
+    "a fresh deployment, and its retry in the same process, make no conversations.history call",
+    async ({ f, clock, slack, log }) => {
+      clock.now = Date.now(); // the reporter attaches now; the deployment begins after
+      const p = botProcess({ f, clock, slack, log });
+      const id = requestDeployment(f.db, { appUuid: f.app.uuid, trigger: "push", ref: "main" }).deployment.uuid;
+      f.proxy.failNext("upsertRoute", new Error("caddy admin unreachable"));
+      await expect(runDeployment(p.deps, id, { finalAttempt: false })).rejects.toThrow("caddy admin unreachable");
+      await drain(clock, p.reporter);
+      expect(await runDeployment(p.deps, id, { finalAttempt: false })).toBe("succeeded");
+      await drain(clock, p.reporter);
+      p.reporter.stop();
+      expect(slack.reads).toEqual([]);
+      expect(parents(slack)).toEqual([expect.objectContaining({ metadata: parentMeta(id) })]);
+    },
+  );
+
+  recoveryTest(
+    "history failing (missing_scope): a warning, one new parent, the deployment unaffected",
+    async ({ f, clock, slack, log }) => {
+      const id = requestDeployment(f.db, { appUuid: f.app.uuid, trigger: "push", ref: "main" }).deployment.uuid;
+      claimDeployment(f.db, id); // an earlier attempt started it, then its process died
+      slack.failing.set("conversations.history", new SlackApiError("conversations.history", "missing_scope", false));
+      const p = botProcess({ f, clock, slack, log });
+      expect(await runDeployment(p.deps, id, { finalAttempt: false })).toBe("succeeded");
+      await drain(clock, p.reporter);
+      p.reporter.stop();
+      expect(getDeployment(f.db, id).status).toBe("succeeded");
+      expect(parents(slack)).toEqual([expect.objectContaining({ metadata: parentMeta(id) })]);
+      const parentTs = parents(slack)[0]?.ts;
+      expect(storedTs(f, id)).toBe(parentTs);
+      expect(posts(slack).slice(1).length).toBeGreaterThan(0);
+      for (const reply of posts(slack).slice(1)) expect(reply.threadTs).toBe(parentTs);
+      const warnings = log
+        .lines()
+        .filter((l) => l.level === "warn" && String(l.msg).includes("could not look for a parent posted earlier"));
+      expect(warnings).toEqual([
+        expect.objectContaining({
+          deploymentId: id,
+          err: expect.objectContaining({ message: "Slack conversations.history failed: missing_scope" }),
+        }),
+      ]);
+    },
+  );
+
+  function resumedReporter(world: World, slack: FakeSlackApi, app: AppView, deploymentUuid: string) {
+    const clock = new FakeClock();
+    const events = new PipelineEvents();
+    const reporter = attachSlackThreadReporter({
+      events,
+      db: world.db,
+      slack,
+      log: world.logger,
+      now: () => clock.now,
+      timers: clock,
+    });
+    emitter(events, clock, app, deploymentUuid).deployment("started", { resumed: true });
+    return { clock, reporter };
+  }
+
+  test("a parent whose metadata names another deployment is not adopted", async ({ world, slack }) => {
+    const app = linkedApp(world);
+    const other = requestDeployment(world.db, { appUuid: app.uuid, trigger: "push", ref: "main" }).deployment;
+    const otherParent = await slack.postMessage({ channel: "C0APP", text: "other", metadata: parentMeta(other.uuid) });
+    const { deployment } = requestDeployment(world.db, { appUuid: app.uuid, trigger: "push", ref: "main" });
+    const { clock, reporter } = resumedReporter(world, slack, app, deployment.uuid);
+    await drain(clock, reporter);
+    reporter.stop();
+    expect(historyReads(slack)).toHaveLength(1);
+    const mine = parents(slack).filter((p) => p.ts !== otherParent.ts);
+    expect(mine).toEqual([expect.objectContaining({ metadata: parentMeta(deployment.uuid) })]);
+    expect(updates(slack)).toEqual([]);
+    expect(storedTs(world, deployment.uuid)).toBe(mine[0]?.ts);
+    expect(storedTs(world, other.uuid)).toBeNull();
+  });
+
+  test("a message naming this deployment but posted by another app is not adopted", async ({ world, slack }) => {
+    const app = linkedApp(world);
+    const { deployment } = requestDeployment(world.db, { appUuid: app.uuid, trigger: "push", ref: "main" });
+    const forged = slack.inject({
+      channel: "C0APP",
+      text: "look-alike",
+      user: "U0OTHERAPP",
+      botId: "B0OTHERAPP",
+      metadata: parentMeta(deployment.uuid),
+    });
+    const { clock, reporter } = resumedReporter(world, slack, app, deployment.uuid);
+    await drain(clock, reporter);
+    reporter.stop();
+    expect(slack.reads.map((r) => r.method)).toEqual(["conversations.history", "auth.test"]);
+    expect(parents(slack)).toHaveLength(1);
+    expect(parents(slack)[0]?.ts).not.toBe(forged);
+    expect(updates(slack)).toEqual([]);
+    expect(storedTs(world, deployment.uuid)).toBe(parents(slack)[0]?.ts);
+  });
+});
+
 describe("UndiciSlackApi", () => {
   function client(agent: MockAgent, waits: number[], extra: { maxRetryAfterMs?: number } = {}) {
     const { logger } = chatopsWorld();
@@ -357,6 +591,61 @@ describe("UndiciSlackApi", () => {
     });
     expect(waits).toEqual([]);
     await agent.close();
+  });
+});
+
+describe("UndiciSlackApi against the fake Web API", () => {
+  test("the parent's metadata goes out, and comes back from conversations.history; auth.test is asked once", async () => {
+    const api = await startFakeSlackApi();
+    try {
+      const client = new UndiciSlackApi({ token: "xoxb-test", apiUrl: api.url, log: memoryLogger("silent").logger });
+      const meta = parentMeta("dep-1");
+      const parent = await client.postMessage({ channel: "C1", text: "parent", metadata: meta });
+      await client.postMessage({ channel: "C1", text: "reply", threadTs: parent.ts });
+      await client.postMessage({ channel: "C2", text: "elsewhere" });
+      const oldest = String(nowSeconds() - 60);
+      expect(await client.history({ channel: "C1", oldest, limit: 100 })).toEqual([
+        { ts: parent.ts, user: FAKE_BOT.userId, botId: FAKE_BOT.botId, metadata: meta },
+      ]);
+      // A read: form-encoded, with all metadata asked for.
+      expect(api.calls.find((c) => c.method === "conversations.history")?.params).toEqual({
+        channel: "C1",
+        oldest,
+        limit: "100",
+        include_all_metadata: "true",
+      });
+      api.failing.set("auth.test", "invalid_auth");
+      await expect(client.identity()).rejects.toMatchObject({ code: "invalid_auth" });
+      api.failing.delete("auth.test"); // a failure is not remembered
+      expect(await client.identity()).toEqual({ userId: FAKE_BOT.userId, botId: FAKE_BOT.botId });
+      await client.identity();
+      expect(api.calls.filter((c) => c.method === "auth.test")).toHaveLength(2);
+    } finally {
+      await api.close();
+    }
+  });
+
+  test("conversations.history without the scope fails at once with Slack's code", async () => {
+    const api = await startFakeSlackApi();
+    try {
+      const waits: number[] = [];
+      const client = new UndiciSlackApi({
+        token: "xoxb-test",
+        apiUrl: api.url,
+        log: memoryLogger("silent").logger,
+        sleep: async (ms) => {
+          waits.push(ms);
+        },
+      });
+      api.failing.set("conversations.history", "missing_scope");
+      await expect(client.history({ channel: "C1", oldest: "0", limit: 100 })).rejects.toMatchObject({
+        code: "missing_scope",
+      });
+      expect(waits).toEqual([]);
+      expect(api.calls.filter((c) => c.method === "conversations.history")).toHaveLength(1);
+    } finally {
+      await api.close();
+    }
   });
 });
 
