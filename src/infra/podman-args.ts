@@ -167,15 +167,9 @@ export function labelArgs(labels: Readonly<Record<string, string>>): string[] {
 }
 
 /** Global podman flags: they select the OCI runtime (and its flags) for the command that follows. */
-/**
- * `--runtime` for every podman call; for the ones that start a container also runsc's network mode and
- * `oci-seccomp`: without it runsc ignores the OCI seccomp profile (podman's default one), so a tenant could make any
- * syscall the gVisor kernel implements. With it, the profile filters inside the sandbox too (measured:
- * `personality(0xffffffff)` turns from EINVAL into EPERM; test/e2e/hostile.test.ts checks it).
- */
 export function globalArgs(settings: EngineSettings, runscNetwork?: RunscNetwork | "none"): string[] {
   const args = ["--runtime", validPath(settings.runtimePath, "runtimePath")];
-  if (runscNetwork !== undefined) args.push(`--runtime-flag=network=${runscNetwork}`, "--runtime-flag=oci-seccomp");
+  if (runscNetwork !== undefined) args.push(`--runtime-flag=network=${runscNetwork}`);
   return args;
 }
 
