@@ -1,5 +1,5 @@
-import type { SlackApi, SlackBlock, SlackMessage } from "./slack-api.ts";
-import { SlackApiError } from "./slack-api.ts";
+import type { SlackApi, SlackBlock, SlackMessage, SlackResponse } from "./slack-api.ts";
+import { responseUrlAllowed, SlackApiError } from "./slack-api.ts";
 
 export type FakeSlackCall =
   | {
@@ -15,6 +15,10 @@ export type FakeSlackCall =
 /** In-memory Slack: records every call, hands out increasing `ts` values, and can be told to be down. */
 export class FakeSlackApi implements SlackApi {
   readonly calls: FakeSlackCall[] = [];
+  /** Answers sent to a response_url, apart from `calls` (they are not Web API calls). */
+  readonly responses: Array<{ url: string } & SlackResponse> = [];
+  /** Accepted for response_url besides https://hooks.slack.com, like UndiciSlackApi's configured API origin. */
+  responseOrigin: string | undefined;
   /** While set, every call throws it (Slack outage). */
   down: SlackApiError | undefined;
   #seq = 0;
@@ -30,6 +34,16 @@ export class FakeSlackApi implements SlackApi {
   async updateMessage(message: { channel: string; ts: string; text: string; blocks?: SlackBlock[] }): Promise<void> {
     if (this.down) throw this.down;
     this.calls.push({ method: "chat.update", ...message });
+  }
+
+  acceptsResponseUrl(url: string): boolean {
+    return responseUrlAllowed(url, this.responseOrigin);
+  }
+
+  async respond(url: string, message: SlackResponse): Promise<void> {
+    if (!this.acceptsResponseUrl(url)) throw new SlackApiError("response", "response_url_refused", false);
+    if (this.down) throw this.down;
+    this.responses.push({ url, ...message });
   }
 
   static outage(): SlackApiError {
