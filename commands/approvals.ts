@@ -13,6 +13,7 @@ import type { SecretBox } from "../src/domain/crypto.ts";
 import { DomainError } from "../src/domain/errors.ts";
 import { assertNotLocked } from "../src/domain/locks.ts";
 import { type Actor, rolesOf } from "../src/domain/users.ts";
+import type { LogsQueue } from "../src/pipeline/logs-worker.ts";
 import type { ProvisionQueue } from "../src/pipeline/provision-worker.ts";
 import { type DbCommandDeps, dropDbCommand } from "./db.ts";
 import type { CommandDeps, DeployResult } from "./deploy.ts";
@@ -30,6 +31,8 @@ export interface ChatOpsDeps extends CommandDeps {
   provisionQueue?: ProvisionQueue | undefined;
   /** Which tenant stores this bot provisions, to refuse an unconfigured kind before enqueueing. */
   tenantStores?: DbCommandDeps["stores"];
+  /** Log reads (`logs`), answered later through the command's response_url; without it `logs` says so. */
+  logsQueue?: LogsQueue | undefined;
 }
 
 /** Either the action ran, or it waits for an approval (and the caller posts the buttons). */

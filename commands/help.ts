@@ -24,7 +24,11 @@ export const SUBCOMMANDS: readonly SubcommandHelp[] = [
   },
   { name: "status", usage: "status <app>", summary: "Current release and recent deployments." },
   { name: "releases", usage: "releases <app>", summary: "Release history, newest first." },
-  { name: "logs", usage: "logs <app> [lines]", summary: "Where to read the app's logs." },
+  {
+    name: "logs",
+    usage: "logs <app> [lines]",
+    summary: "The app's last lines of output (default 100, at most 5000), sent back to you here.",
+  },
   { name: "restart", usage: "restart <app>", summary: "Redeploy the current release (picks up env changes)." },
   { name: "env", usage: "env list|set|unset <app> [KEY[=VALUE]]", summary: "Manage env vars; values are never shown." },
   { name: "lock", usage: "lock <app> [reason]", summary: "Refuse deployments of the app until unlocked." },

@@ -22,6 +22,7 @@ import { linkDeploymentChannel } from "../src/reporters/slack-thread.ts";
 import { type DbSubcommand, parseDbArgs, runDbSubcommand } from "./slack-db.ts";
 import { approvalMessage } from "./slack-interactions.ts";
 import { type LinkSubcommand, parseLinkArgs, runLinkSubcommand } from "./slack-link.ts";
+import { requestLogs } from "./slack-logs.ts";
 import { type PolicySubcommand, parsePolicyArgs, runPolicySubcommand } from "./slack-policy.ts";
 
 /** The database, queue and Web API client behind the chat commands; without them only `help` answers. */
@@ -101,6 +102,7 @@ export function parseCommandText(text: string): ParsedCommand {
       return appOnly(name);
     case "logs": {
       if (args.length < 1 || args.length > 2 || !ok(app, args[0])) return usage;
+      if (args[1] !== undefined && !/^\d{1,4}$/.test(args[1])) return usage;
       const lines = args[1] === undefined ? 100 : Number(args[1]);
       if (!Number.isInteger(lines) || lines < 1 || lines > 5000) return usage;
       return { kind: "logs", app: args[0] as string, lines };
@@ -163,7 +165,8 @@ export function registerSlackCommand(bolt: App, deps: SlackCommandDeps): void {
           userId: command.user_id,
           displayName: command.user_name,
         });
-        return await run(chatops, parsed, { actor, channel: command.channel_id, correlationId, log });
+        const responseUrl = typeof command.response_url === "string" ? command.response_url : undefined;
+        return await run(chatops, parsed, { actor, channel: command.channel_id, correlationId, responseUrl, log });
       } catch (err) {
         return errorReply(err, correlationId, log);
       }
@@ -188,6 +191,8 @@ interface RunContext {
   actor: Actor;
   channel: string;
   correlationId: string;
+  /** Where late answers go (the logs worker posts there); valid 30 minutes, 5 uses. */
+  responseUrl: string | undefined;
   log: Logger;
 }
 
@@ -227,9 +232,8 @@ async function run(deps: ChatOpsSlackDeps, cmd: ParsedCommand, ctx: RunContext):
       return { text: [`*${r.app.slug}* releases:`, ...lines].join("\n") };
     }
     case "logs":
-      viewer(cmd.app, "logs");
-      // Reading logs runs podman, which a Slack handler must not do; a log job with a thread reply is future work.
-      return { text: `Logs are available via the CLI for now: \`tussilago logs ${cmd.app} --lines ${cmd.lines}\`` };
+      // Reading logs runs podman, which a Slack handler must not do: a job reads them and answers via response_url.
+      return requestLogs(deps, cmd, ctx);
     case "deploy": {
       const g = await deployAsActor(deps, { ...base, app: cmd.app, ref: cmd.ref });
       if (g.kind === "approval") return requested(deps, g, ctx);

@@ -35,6 +35,7 @@ import type { Logger } from "./log.ts";
 import { registerDeployWorker } from "./pipeline/deploy-worker.ts";
 import { abortableSleep, type PipelineDeps } from "./pipeline/deps.ts";
 import { PipelineEvents } from "./pipeline/events.ts";
+import { BullLogsQueue, registerLogsWorker } from "./pipeline/logs-worker.ts";
 import { BullProvisionQueue, registerProvisionWorker } from "./pipeline/provision-worker.ts";
 import { registerPushWorker } from "./pipeline/push-worker.ts";
 import { BullJobQueue, type JobPayloads, QUEUE_NAMES } from "./pipeline/queues.ts";
@@ -208,6 +209,19 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     registerProvisionWorker(workers, tenantStores);
     const provisionQueue = new BullProvisionQueue(redis, prefix);
     lifecycle.onStop("provision queue", () => provisionQueue.close());
+    // `/tussilago logs`: the only producer is the slash command, so the queue and worker exist with Slack only.
+    let logsQueue: BullLogsQueue | undefined;
+    if (slackApi) {
+      registerLogsWorker(workers, {
+        db,
+        engine: pipeline.engine,
+        slack: slackApi,
+        log: log.child({ component: "logs" }),
+      });
+      const logs = new BullLogsQueue(redis, prefix);
+      lifecycle.onStop("logs queue", () => logs.close());
+      logsQueue = logs;
+    }
     // Start-up reconcile in the background: the HTTP edge must come up even while containers are being restored.
     // Reconcile runs as jobs of one queue with concurrency 1, so passes never overlap: once at start-up (in the
     // background: the HTTP edge comes up while containers are restored) and then periodically, which restarts an
@@ -242,7 +256,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
           dedupe: new RedisEventDedupe(redis),
           maxBodyBytes: config.maxBodyBytes,
           chatops: slackApi
-            ? { db, queue, log, secrets, slack: slackApi, now: Date.now, provisionQueue, tenantStores }
+            ? { db, queue, log, secrets, slack: slackApi, now: Date.now, provisionQueue, tenantStores, logsQueue }
             : undefined,
         })
       : undefined;

@@ -21,6 +21,8 @@ export class FakeEngine implements ContainerEngine {
   nextBuildError: PodmanError | undefined;
   buildOutput = "";
   execResult: ExecResult = { exitCode: 0, stdout: "", stderr: "" };
+  /** Set by a test: a container's whole output; containerLogs returns its last lines like `--tail`. */
+  readonly logOutput = new Map<string, string>();
   #nextPort = 40_000;
 
   async ensureNetworks(): Promise<void> {
@@ -66,7 +68,12 @@ export class FakeEngine implements ContainerEngine {
 
   async containerLogs(name: string, lines: number): Promise<string> {
     this.calls.push(["containerLogs", name]);
-    return lines > 0 && this.containers.has(name) ? `${name} log line\n` : "";
+    // Like podman: no such container is an error, not empty output.
+    if (!this.containers.has(validName(name))) throw new PodmanError("logs", "not_found", 125, "no such container");
+    const output = this.logOutput.get(name);
+    if (output === undefined) return lines > 0 ? `${name} log line\n` : "";
+    const all = output.endsWith("\n") ? output.slice(0, -1).split("\n") : output.split("\n");
+    return `${all.slice(-Math.max(1, lines)).join("\n")}\n`;
   }
 
   async listContainers(labelFilter: Readonly<Record<string, string>>): Promise<ContainerInfo[]> {

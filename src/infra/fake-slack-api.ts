@@ -5,8 +5,9 @@ import type {
   SlackIdentity,
   SlackMessage,
   SlackMetadata,
+  SlackResponse,
 } from "./slack-api.ts";
-import { compareSlackTs, SlackApiError } from "./slack-api.ts";
+import { compareSlackTs, responseUrlAllowed, SlackApiError } from "./slack-api.ts";
 
 export type FakeSlackCall =
   | {
@@ -46,6 +47,10 @@ export class FakeSlackApi implements SlackApi {
   readonly calls: FakeSlackCall[] = [];
   readonly reads: FakeSlackRead[] = [];
   readonly messages: FakeSlackStoredMessage[] = [];
+  /** Answers sent to a response_url, apart from `calls` (they are not Web API calls). */
+  readonly responses: Array<{ url: string } & SlackResponse> = [];
+  /** Accepted for response_url besides https://hooks.slack.com, like UndiciSlackApi's configured API origin. */
+  responseOrigin: string | undefined;
   /** While set, every call throws it (Slack outage). */
   down: SlackApiError | undefined;
   /** Per-method failures (`conversations.history` → `missing_scope`…), thrown until removed. */
@@ -92,6 +97,16 @@ export class FakeSlackApi implements SlackApi {
   /** A message someone else (a person, another app) posted: stored in the channel, not recorded as our call. */
   inject(message: Omit<FakeSlackStoredMessage, "ts">): string {
     return this.#store(message);
+  }
+
+  acceptsResponseUrl(url: string): boolean {
+    return responseUrlAllowed(url, this.responseOrigin);
+  }
+
+  async respond(url: string, message: SlackResponse): Promise<void> {
+    if (!this.acceptsResponseUrl(url)) throw new SlackApiError("response", "response_url_refused", false);
+    if (this.down) throw this.down;
+    this.responses.push({ url, ...message });
   }
 
   static outage(): SlackApiError {

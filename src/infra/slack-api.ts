@@ -38,7 +38,13 @@ export interface SlackIdentity {
   botId: string | undefined;
 }
 
-/** The Web API calls the bot makes outside Bolt's listeners (reporters, approval messages). */
+/** An answer to a slash command or click, sent later to its `response_url`: only the requester sees it. */
+export interface SlackResponse {
+  text: string;
+  blocks?: SlackBlock[] | undefined;
+}
+
+/** The Web API calls the bot makes outside Bolt's listeners (reporters, approval messages, late answers). */
 export interface SlackApi {
   postMessage(message: SlackMessage): Promise<{ channel: string; ts: string }>;
   updateMessage(message: {
@@ -55,6 +61,42 @@ export interface SlackApi {
   history(query: { channel: string; oldest: string; limit: number }): Promise<SlackHistoryMessage[]>;
   /** `auth.test`, asked once per process (a failure is not remembered). */
   identity(): Promise<SlackIdentity>;
+  /** Whether `respond` would send to this URL (a Slack origin); lets a caller refuse before doing the work. */
+  acceptsResponseUrl(url: string): boolean;
+  /**
+   * Posts an ephemeral answer to a `response_url` (valid 30 min, 5 uses), never replacing the original message.
+   * A URL outside Slack's origins is refused without a request (SlackApiError `response_url_refused`).
+   */
+  respond(url: string, message: SlackResponse): Promise<void>;
+}
+
+/** Where Slack's response_url points in production. */
+export const SLACK_RESPONSE_ORIGIN = "https://hooks.slack.com";
+
+/**
+ * A response_url is only followed to Slack: https://hooks.slack.com, or the configured API base's origin (the fake
+ * Slack of the tests, on loopback). Anything else in a payload is refused, so a forged one cannot make the bot
+ * send requests (and tenant logs) elsewhere. Credentials in the URL are refused too.
+ */
+export function responseUrlAllowed(url: string, extraOrigin?: string): boolean {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return false;
+  }
+  if (parsed.username !== "" || parsed.password !== "") return false;
+  if (parsed.origin === SLACK_RESPONSE_ORIGIN) return true;
+  return extraOrigin !== undefined && parsed.origin === extraOrigin;
+}
+
+/** The origin of a URL for logs: never the path, which carries response_url's secret part. */
+export function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return "invalid-url";
+  }
 }
 
 /** A Web API failure. `code` is Slack's error string (`channel_not_found`…) or ours (`http_503`, `network`). */
@@ -71,7 +113,10 @@ export class SlackApiError extends Error {
 
 export interface UndiciSlackApiOptions {
   token: string;
-  /** Default https://slack.com/api; tests point it at a fake on loopback. No trailing slash. */
+  /**
+   * Default https://slack.com/api; tests point it at a fake on loopback. No trailing slash. When set, its origin
+   * is also accepted for response_url (besides https://hooks.slack.com).
+   */
   apiUrl?: string | undefined;
   log: Logger;
   dispatcher?: Dispatcher;
@@ -87,13 +132,14 @@ export interface UndiciSlackApiOptions {
 const sleepMs = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
- * chat.postMessage / chat.update / conversations.history / auth.test over undici. Rate limits (HTTP 429,
- * https://docs.slack.dev/apis/web-api/rate-limits) wait out `Retry-After`; 5xx and network errors back off
- * exponentially with jitter; both are bounded, so a Slack outage costs a caller seconds, never minutes.
+ * chat.postMessage / chat.update / conversations.history / auth.test and response_url answers over undici. Rate
+ * limits (HTTP 429, https://docs.slack.dev/apis/web-api/rate-limits) wait out `Retry-After`; 5xx and network errors
+ * back off exponentially with jitter; both are bounded, so a Slack outage costs a caller seconds, never minutes.
  */
 export class UndiciSlackApi implements SlackApi {
   readonly #token: string;
   readonly #apiUrl: string;
+  readonly #responseOrigin: string | undefined;
   readonly #log: Logger;
   readonly #dispatcher: Dispatcher | undefined;
   readonly #sleep: (ms: number) => Promise<void>;
@@ -106,6 +152,7 @@ export class UndiciSlackApi implements SlackApi {
   constructor(options: UndiciSlackApiOptions) {
     this.#token = options.token;
     this.#apiUrl = (options.apiUrl ?? "https://slack.com/api").replace(/\/+$/, "");
+    this.#responseOrigin = options.apiUrl === undefined ? undefined : originOf(options.apiUrl);
     this.#log = options.log.child({ component: "slack-api" });
     this.#dispatcher = options.dispatcher;
     this.#sleep = options.sleep ?? sleepMs;
@@ -161,15 +208,37 @@ export class UndiciSlackApi implements SlackApi {
     return asked;
   }
 
+  acceptsResponseUrl(url: string): boolean {
+    return responseUrlAllowed(url, this.#responseOrigin);
+  }
+
+  async respond(url: string, message: SlackResponse): Promise<void> {
+    if (!this.acceptsResponseUrl(url)) {
+      this.#log.warn({ origin: originOf(url) }, "response_url outside Slack refused");
+      throw new SlackApiError("response", "response_url_refused", false);
+    }
+    const body = JSON.stringify({
+      response_type: "ephemeral",
+      replace_original: false,
+      text: message.text,
+      ...(message.blocks ? { blocks: message.blocks } : {}),
+    });
+    await this.#retrying("response", () => this.#respondOnce(url, body));
+  }
+
   async #call(
     method: string,
     params: Record<string, unknown>,
     encoding: "json" | "form" = "json",
   ): Promise<Record<string, unknown>> {
+    return this.#retrying(method, () => this.#once(method, params, encoding));
+  }
+
+  async #retrying<T>(method: string, once: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       let wait: number;
       try {
-        return await this.#once(method, params, encoding);
+        return await once();
       } catch (err) {
         const retry = err instanceof RetryAfter ? err : undefined;
         const retryable = retry !== undefined || (err instanceof SlackApiError && err.retryable);
@@ -207,10 +276,7 @@ export class UndiciSlackApi implements SlackApi {
     }
     if (res.statusCode === 429) {
       await res.body.dump();
-      const header = res.headers["retry-after"];
-      const seconds = Number(Array.isArray(header) ? header[0] : header);
-      const ms = Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : 1000;
-      throw new RetryAfter(ms, new SlackApiError(method, "ratelimited", true));
+      throw new RetryAfter(retryAfterMs(res.headers["retry-after"]), new SlackApiError(method, "ratelimited", true));
     }
     if (res.statusCode >= 500) {
       await res.body.dump();
@@ -223,6 +289,54 @@ export class UndiciSlackApi implements SlackApi {
     }
     return body;
   }
+
+  /** response_url needs no token (the URL is the credential); Slack answers `ok` or an error word. */
+  async #respondOnce(url: string, body: string): Promise<void> {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(url, {
+        method: "POST",
+        headers: { "content-type": "application/json; charset=utf-8" },
+        body,
+        signal: AbortSignal.timeout(this.#timeoutMs),
+        ...(this.#dispatcher ? { dispatcher: this.#dispatcher } : {}),
+      });
+    } catch {
+      throw new SlackApiError("response", "network", true);
+    }
+    if (res.statusCode === 429) {
+      await res.body.dump();
+      throw new RetryAfter(
+        retryAfterMs(res.headers["retry-after"]),
+        new SlackApiError("response", "ratelimited", true),
+      );
+    }
+    if (res.statusCode >= 500) {
+      await res.body.dump();
+      throw new SlackApiError("response", `http_${res.statusCode}`, true);
+    }
+    const text = (await res.body.text().catch(() => "")).slice(0, 2_000);
+    const code = responseErrorCode(res.statusCode, text);
+    if (code !== undefined) throw new SlackApiError("response", code, false);
+  }
+}
+
+function retryAfterMs(header: string | string[] | undefined): number {
+  const seconds = Number(Array.isArray(header) ? header[0] : header);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : 1000;
+}
+
+/** undefined when Slack took the answer. Error words (`expired_url`, `used_url`…) are kept only if they look like one. */
+function responseErrorCode(status: number, text: string): string | undefined {
+  let word = text.trim();
+  try {
+    const json = JSON.parse(word) as { ok?: unknown; error?: unknown };
+    if (status >= 200 && status < 300 && json.ok !== false) return undefined;
+    word = typeof json.error === "string" ? json.error : "";
+  } catch {
+    if (status >= 200 && status < 300) return undefined;
+  }
+  return /^[a-z_]{1,40}$/.test(word) ? word : `http_${status}`;
 }
 
 function formBody(params: Record<string, unknown>): string {

@@ -77,6 +77,8 @@ export type Answer = { response_type?: string; text?: string; blocks?: unknown[]
 /** The Bolt app over the Hono receiver, wired to the world's fakes; requests are really signed. */
 export async function slackHarness(world: World, options: { ackBudgetMs?: number } = {}) {
   const api: FakeSlackServer = await startFakeSlackApi();
+  // As in production with SLACK_API_URL set: the fake Slack's origin is a Slack origin for response_url.
+  world.slack.responseOrigin = new URL(api.url).origin;
   const slackApp = await createSlackApp({
     config: { signingSecret: TEST_SIGNING_SECRET, botToken: TEST_BOT_TOKEN, appToken: undefined, apiUrl: api.url },
     logger: world.logger,
@@ -87,12 +89,18 @@ export async function slackHarness(world: World, options: { ackBudgetMs?: number
   return {
     api,
     http,
-    async command(text: string, user = "U0USER", channel = "C0CHAN"): Promise<{ status: number; body: Answer }> {
+    /** `responseUrl` defaults to the fake Slack's; a real one is unique per invocation. */
+    async command(
+      text: string,
+      user = "U0USER",
+      channel = "C0CHAN",
+      responseUrl = `${api.url}/response`,
+    ): Promise<{ status: number; body: Answer }> {
       const params = new URLSearchParams(commandBody(text));
       params.set("user_id", user);
       params.set("user_name", user.toLowerCase());
       params.set("channel_id", channel);
-      params.set("response_url", `${api.url}/response`);
+      params.set("response_url", responseUrl);
       const res = await slackRequest(http, "/slack/commands", params.toString());
       return { status: res.status, body: (await res.json()) as Answer };
     },

@@ -1,3 +1,4 @@
+import { type LogsJobData, type LogsQueue, logsJobId } from "../../src/pipeline/logs-worker.ts";
 import type { JobPayloads, JobQueue, QueueName } from "../../src/pipeline/queues.ts";
 
 /** Records enqueues; like BullMQ, a second add with the same job id is a no-op. */
@@ -16,6 +17,19 @@ export class FakeJobQueue implements JobQueue {
 
   async removeIfWaiting(_queue: QueueName, jobId: string): Promise<boolean> {
     return this.jobs.delete(jobId);
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Records log jobs under their real job id; like BullMQ, a second add with the same id is a no-op. */
+export class FakeLogsQueue implements LogsQueue {
+  readonly jobs = new Map<string, LogsJobData>();
+
+  async enqueue(data: LogsJobData): Promise<string> {
+    const jobId = logsJobId(data.responseUrl);
+    if (!this.jobs.has(jobId)) this.jobs.set(jobId, data);
+    return jobId;
   }
 
   async close(): Promise<void> {}

@@ -1,9 +1,16 @@
 import type { Job } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { currentRelease } from "../../src/domain/releases.ts";
+import { FakeEngine } from "../../src/infra/fake-engine.ts";
+import { UndiciSlackApi } from "../../src/infra/slack-api.ts";
+import { BullLogsQueue, registerLogsWorker } from "../../src/pipeline/logs-worker.ts";
 import { BullJobQueue, QUEUE_NAMES } from "../../src/pipeline/queues.ts";
+import { names } from "../../src/pipeline/settings.ts";
 import { WorkerPool } from "../../src/pipeline/worker-pool.ts";
+import { chatopsWorld } from "../helpers/chatops.ts";
 import { dropPrefix, memoryLogger, testRedis, uniquePrefix, waitFor } from "../helpers/fixtures.ts";
+import { startFakeSlackApi, TEST_BOT_TOKEN } from "../helpers/slack.ts";
 
 let redis: Redis;
 let prefix: string;
@@ -80,5 +87,68 @@ describe("WorkerPool shutdown", () => {
       async () => (await queue.queue(QUEUE_NAMES.githubPush).getJob("job-2"))?.returnvalue === "second life",
     );
     await next.close(1_000);
+  });
+});
+
+describe("logs queue → worker → response_url", () => {
+  it("a queued log read reaches the fake Slack as one ephemeral answer, once per response_url", async () => {
+    const world = chatopsWorld();
+    const api = await startFakeSlackApi();
+    const { logger } = memoryLogger("silent");
+    const engine = new FakeEngine();
+    const logs = new BullLogsQueue(redis, prefix);
+    const pool = new WorkerPool(redis, logger, prefix);
+    try {
+      const app = world.app("web-app");
+      world.release(app);
+      const name = names.container(app.uuid, currentRelease(world.db, app.uuid)?.deploymentUuid ?? "");
+      engine.addImage("localhost/app:1");
+      await engine.runContainer({
+        name,
+        image: "localhost/app:1",
+        command: ["web"],
+        labels: {},
+        memoryMb: 256,
+        cpus: 0.5,
+        pidsLimit: 64,
+        network: "none",
+        allowEgress: false,
+        tmpfsMb: 64,
+      });
+      engine.logOutput.set(name, "GET / 200\nGET /health 200\n");
+      const data = {
+        appUuid: app.uuid,
+        lines: 50,
+        responseUrl: `${api.url}/response`,
+        requester: "<@U0VIEW>",
+        correlationId: "corr-int",
+      };
+      // A second add for the same invocation (a Slack retry) is the same job.
+      const [first, second] = [await logs.enqueue(data), await logs.enqueue(data)];
+      expect(second).toBe(first);
+      expect(await logs.queue.getJobCountByTypes("waiting", "prioritized")).toBe(1);
+      const job = await logs.queue.getJob(first);
+      expect(job?.opts).toMatchObject({ attempts: 3, removeOnComplete: { age: 1800, count: 500 } });
+
+      const slack = new UndiciSlackApi({ token: TEST_BOT_TOKEN, apiUrl: api.url, log: logger });
+      const worker = registerLogsWorker(pool, { db: world.db, engine, slack, log: logger });
+      const done = new Promise<unknown>((resolve, reject) => {
+        worker.on("completed", (j) => resolve(j.returnvalue));
+        worker.on("failed", (_j, err) => reject(err));
+      });
+      expect(await done).toBe("shown");
+      expect(api.calls.filter((c) => c.method === "response").map((c) => c.params)).toEqual([
+        {
+          response_type: "ephemeral",
+          replace_original: false,
+          text: "*web-app* v1: last 2 lines\n```\nGET / 200\nGET /health 200\n```",
+        },
+      ]);
+    } finally {
+      await pool.close(5_000);
+      await logs.close();
+      await api.close();
+      world.cleanup();
+    }
   });
 });

@@ -1,0 +1,174 @@
+import { createHash } from "node:crypto";
+import { type Job, Queue, UnrecoverableError, type Worker } from "bullmq";
+import type { Redis } from "ioredis";
+import { logsCommand } from "../../commands/logs.ts";
+import type { Db } from "../db/client.ts";
+import { getAppByUuid } from "../domain/apps.ts";
+import { recordAudit } from "../domain/audit.ts";
+import { DomainError } from "../domain/errors.ts";
+import type { ContainerEngine } from "../infra/podman.ts";
+import { escapeSlack, originOf, type SlackApi, SlackApiError } from "../infra/slack-api.ts";
+import type { Logger } from "../log.ts";
+import { formatLogsForSlack } from "../reporters/slack-logs.ts";
+import type { WorkerPool } from "./worker-pool.ts";
+
+/**
+ * `/tussilago logs`: reading logs runs podman, which a Slack request handler must not wait for. The command
+ * enqueues a job; this worker reads the tail and answers the requester through the command's response_url.
+ */
+
+export const LOGS_QUEUE = "logs";
+
+export interface LogsJobData {
+  appUuid: string;
+  /** Already bounded 1..5000 by the command parser. */
+  lines: number;
+  /** Slack's response_url of the command: valid 30 minutes, 5 uses. Never logged (it is a credential). */
+  responseUrl: string;
+  /** Who asked, for the audit row. */
+  requester: string;
+  correlationId: string;
+}
+
+/**
+ * One id per command invocation: response_url is unique to it and the same on a Slack retry, so a retried request
+ * collapses into the queued job. Hashed, so the URL does not show up in job ids (BullMQ's keys, our logs).
+ */
+export function logsJobId(responseUrl: string): string {
+  return `logs-${createHash("sha256").update(responseUrl).digest("hex").slice(0, 32)}`;
+}
+
+export interface LogsQueue {
+  /** Returns the job id. */
+  enqueue(data: LogsJobData): Promise<string>;
+  close(): Promise<void>;
+}
+
+export class BullLogsQueue implements LogsQueue {
+  readonly #queue: Queue;
+
+  /** Same connection and prefix as BullJobQueue, so the WorkerPool's worker picks the jobs up. */
+  constructor(connection: Redis, prefix = "tussilago") {
+    this.#queue = new Queue(LOGS_QUEUE, { connection, prefix });
+  }
+
+  get queue(): Queue {
+    return this.#queue;
+  }
+
+  async enqueue(data: LogsJobData): Promise<string> {
+    const jobId = logsJobId(data.responseUrl);
+    await this.#queue.add(LOGS_QUEUE, data, {
+      jobId,
+      // A delivery that failed on a Slack outage gets two more tries; after that the answer is dropped (logged).
+      attempts: 3,
+      backoff: { type: "capped-exponential" },
+      // Kept as long as the response_url is valid (dedupe window), then gone with the URL it carries.
+      removeOnComplete: { age: 30 * 60, count: 500 },
+      removeOnFail: { age: 24 * 3600, count: 500 },
+    });
+    return jobId;
+  }
+
+  async close(): Promise<void> {
+    await this.#queue.close();
+  }
+}
+
+export interface LogsJobDeps {
+  db: Db;
+  engine: ContainerEngine;
+  slack: SlackApi;
+  log: Logger;
+}
+
+/** shown: the tail; refused: a DomainError (no release, container gone); failed: podman failed (a reference). */
+export type LogsJobOutcome = "shown" | "refused" | "failed";
+
+/**
+ * Reads the tail, answers the requester, and audits the read (every attempt reads, so every attempt is audited).
+ * Only a Slack outage is worth a retry (thrown); a refused URL or a Slack error word (`expired_url`…) throws
+ * UnrecoverableError; everything else, podman failures included, ends in an answer to the user.
+ */
+export async function runLogsJob(deps: LogsJobDeps, data: LogsJobData): Promise<LogsJobOutcome> {
+  const log = deps.log.child({ appId: data.appUuid, correlationId: data.correlationId });
+  if (!deps.slack.acceptsResponseUrl(data.responseUrl)) {
+    // Payloads are signature-checked, so this is a bug or an attack: do nothing a forged URL could exploit.
+    log.warn({ origin: originOf(data.responseUrl) }, "logs job refused: response_url is not a Slack URL");
+    recordAudit(deps.db, {
+      action: "logs.read",
+      outcome: "denied",
+      actorLabel: data.requester,
+      appUuid: data.appUuid,
+      details: { lines: data.lines, code: "response_url_refused" },
+      correlationId: data.correlationId,
+    });
+    throw new UnrecoverableError("response_url is not a Slack URL");
+  }
+  let text: string;
+  let outcome: LogsJobOutcome;
+  let details: Record<string, unknown> = { lines: data.lines };
+  try {
+    const app = getAppByUuid(deps.db, data.appUuid);
+    const logs = await logsCommand(deps, { app: app.slug, lines: data.lines });
+    const reply = formatLogsForSlack({
+      app: app.slug,
+      version: logs.release.version,
+      text: logs.text,
+      requested: data.lines,
+    });
+    text = reply.text;
+    outcome = "shown";
+    details = { ...details, release: `v${logs.release.version}`, returned: reply.lines, shown: reply.shown };
+  } catch (err) {
+    if (err instanceof DomainError) {
+      // No release, container gone, app destroyed since: the user can act on these.
+      log.info({ code: err.code }, "logs not available");
+      text = escapeSlack(err.message);
+      outcome = "refused";
+      details = { ...details, code: err.code };
+    } else {
+      log.error({ err }, "could not read the logs");
+      text = `Could not read the logs (reference ${data.correlationId}).`;
+      outcome = "failed";
+      details = { ...details, code: "engine" };
+    }
+  }
+  let deliveryError: SlackApiError | Error | undefined;
+  try {
+    await deps.slack.respond(data.responseUrl, { text });
+  } catch (err) {
+    deliveryError = err instanceof Error ? err : new Error(String(err));
+  }
+  const delivery = deliveryError instanceof SlackApiError ? deliveryError.code : deliveryError ? "unknown" : "sent";
+  recordAudit(deps.db, {
+    action: "logs.read",
+    outcome: outcome === "shown" && !deliveryError ? "succeeded" : "failed",
+    actorLabel: data.requester,
+    appUuid: data.appUuid,
+    details: { ...details, delivery },
+    correlationId: data.correlationId,
+  });
+  if (deliveryError) {
+    // Only the code: the error of a fetch may quote the URL, which is the credential.
+    log.warn({ code: delivery, outcome }, "could not deliver the logs answer");
+    if (deliveryError instanceof SlackApiError && !deliveryError.retryable) {
+      throw new UnrecoverableError(`Slack refused the answer: ${delivery}`);
+    }
+    throw new Error(`Slack answer failed: ${delivery}`);
+  }
+  log.info({ outcome }, "logs answered");
+  return outcome;
+}
+
+export function registerLogsWorker(pool: WorkerPool, deps: LogsJobDeps): Worker<LogsJobData, LogsJobOutcome> {
+  return pool.add<LogsJobData, LogsJobOutcome>(
+    LOGS_QUEUE,
+    async (job: Job<LogsJobData>) => {
+      deps.log.info({ jobId: job.id, appId: job.data.appUuid, attempt: job.attemptsMade + 1 }, "logs job");
+      return runLogsJob(deps, job.data);
+    },
+    // Two at a time: a read is short, and one slow podman call should not make everyone else wait.
+    { concurrency: 2, lockDuration: 120_000 },
+  );
+}
