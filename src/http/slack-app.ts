@@ -1,4 +1,4 @@
-import { App, LogLevel, type Logger as SlackLogger, SocketModeReceiver, type webApi } from "@slack/bolt";
+import { App, LogLevel, type Logger as SlackLogger, type webApi } from "@slack/bolt";
 import type { Hono } from "hono";
 import { type ChatOpsSlackDeps, registerSlackCommand } from "../../handlers/slack-command.ts";
 import { registerSlackEvents } from "../../handlers/slack-events.ts";
@@ -8,6 +8,7 @@ import type { Logger } from "../log.ts";
 import type { AppEnv } from "./context.ts";
 import type { EventDedupe } from "./slack-dedupe.ts";
 import { HonoReceiver } from "./slack-receiver.ts";
+import { SlackSocketReceiver } from "./slack-socket-receiver.ts";
 
 export interface SlackAppDeps {
   config: SlackConfig;
@@ -81,7 +82,8 @@ export function registerSlackListeners(app: App, logger: Logger, chatops?: ChatO
 /**
  * Builds the Bolt App: Socket Mode when an app-level token is configured, otherwise the HonoReceiver. Token
  * verification (`auth.test`) is deferred to an awaited `app.init()` so a wrong token fails boot here, loudly,
- * instead of as an unhandled rejection later. Tests point `config.apiUrl` at a fake Web API server.
+ * instead of as an unhandled rejection later; a wrong app token fails `start()` the same way. `config.apiUrl` applies
+ * to both modes (in Socket Mode also to `apps.connections.open`), so tests point it at a fake Slack.
  */
 export async function createSlackApp(deps: SlackAppDeps): Promise<SlackApp> {
   const { config } = deps;
@@ -93,9 +95,14 @@ export async function createSlackApp(deps: SlackAppDeps): Promise<SlackApp> {
   };
   if (config.apiUrl !== undefined) clientOptions.slackApiUrl = `${config.apiUrl}/`;
 
-  let receiver: HonoReceiver | SocketModeReceiver;
+  let receiver: HonoReceiver | SlackSocketReceiver;
   if (config.appToken !== undefined) {
-    receiver = new SocketModeReceiver({ appToken: config.appToken, logger });
+    receiver = new SlackSocketReceiver({
+      appToken: config.appToken,
+      logger: deps.logger,
+      slackLogger: logger,
+      clientOptions,
+    });
   } else {
     const options: ConstructorParameters<typeof HonoReceiver>[0] = {
       signingSecret: config.signingSecret,

@@ -1,10 +1,10 @@
-import { SocketModeReceiver } from "@slack/bolt";
 import { test as base, describe, expect } from "vitest";
 import { helpMessage, SUBCOMMANDS, usageLine } from "../../commands/help.ts";
 import { parseCommandText } from "../../handlers/slack-command.ts";
 import { createApp } from "../../src/http/app.ts";
 import { createSlackApp } from "../../src/http/slack-app.ts";
 import { MemoryEventDedupe } from "../../src/http/slack-dedupe.ts";
+import { SlackSocketReceiver } from "../../src/http/slack-socket-receiver.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 import {
   commandBody,
@@ -84,7 +84,7 @@ describe("/tussilago over HTTP", () => {
 });
 
 describe("Socket Mode", () => {
-  test("uses Bolt's SocketModeReceiver and the same listeners, without connecting", async ({ api }) => {
+  test("uses our Socket Mode receiver and the same listeners, without connecting", async ({ api }) => {
     const { logger } = memoryLogger("silent");
     const slack = await createSlackApp({
       config: {
@@ -98,7 +98,7 @@ describe("Socket Mode", () => {
     });
     expect(slack.mode).toBe("socket");
     expect(slack.routes).toBeUndefined();
-    expect((slack.app as unknown as { receiver: unknown }).receiver).toBeInstanceOf(SocketModeReceiver);
+    expect((slack.app as unknown as { receiver: unknown }).receiver).toBeInstanceOf(SlackSocketReceiver);
 
     const acks: unknown[] = [];
     await slack.app.processEvent({
