@@ -188,7 +188,7 @@ export function loadConfig(env: Env): Config {
         }
       : undefined;
 
-  return {
+  const config: Config = {
     secretKey,
     port: parseWith(portSchema, env, "PORT", 3000),
     host: opt(env, "HOST") ?? "127.0.0.1",
@@ -292,6 +292,8 @@ export function loadConfig(env: Env): Config {
       ),
     },
   };
+  assertTenantRedisIsNotOurs(config);
+  return config;
 }
 
 /**
@@ -356,4 +358,27 @@ function parseFlag(env: Env, name: string): boolean {
   if (["1", "true", "yes"].includes(raw)) return true;
   if (["0", "false", "no"].includes(raw)) return false;
   throw new ConfigError(name, "must be 1/true/yes or 0/false/no");
+}
+
+const LOOPBACK_NAMES = new Set(["localhost", "127.0.0.1", "::1", "[::1]"]);
+
+function endpointOf(url: string): string {
+  const u = new URL(url);
+  const host = LOOPBACK_NAMES.has(u.hostname) ? "loopback" : u.hostname;
+  return `${host}:${u.port || "6379"}`;
+}
+
+/**
+ * Running apps may open connections to the tenant Redis (src/infra/app-services.ts), so it must never be the bot's
+ * own Redis, which holds the queues: a tenant could then read or forge jobs.
+ */
+function assertTenantRedisIsNotOurs(config: Config): void {
+  const tenant = config.tenantStores.redisUrl;
+  if (tenant === undefined || config.redisUrl === undefined) return;
+  if (endpointOf(tenant) === endpointOf(config.redisUrl)) {
+    throw new ConfigError(
+      "TUSSILAGO_TENANT_REDIS_URL",
+      "must not be the bot's own Redis (REDIS_URL): running apps may connect to the tenant Redis",
+    );
+  }
 }

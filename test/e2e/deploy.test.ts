@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { getAppBySlug } from "../../src/domain/apps.ts";
 import { listReleases } from "../../src/domain/releases.ts";
+import { FakeSlackApi } from "../../src/infra/fake-slack-api.ts";
 import { ExecaRunner } from "../../src/infra/runner.ts";
+import { runLogsJob } from "../../src/pipeline/logs-worker.ts";
 import { BASE_IMAGE, type E2EPipeline, startE2EPipeline } from "../helpers/e2e-pipeline.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 import { runLoad } from "../helpers/load.ts";
@@ -34,6 +37,26 @@ describe("deploy pipeline on podman + runsc + Caddy", () => {
     expect(JSON.parse(res.body)).toEqual({ release: "v1" });
     // Another host name is not this app.
     expect((await p.get("other.e2e.test")).status).toBe(404);
+  });
+
+  it("/tussilago logs: the logs job reads the serving container's tail with real podman and answers Slack", async () => {
+    const slack = new FakeSlackApi();
+    const app = getAppBySlug(p.db, "shop");
+    const outcome = await runLogsJob(
+      { db: p.db, engine: p.engine, slack, log: p.log },
+      {
+        appUuid: app.uuid,
+        lines: 50,
+        responseUrl: "https://hooks.slack.com/commands/T0TEAM/1/e2e",
+        requester: "e2e",
+        correlationId: "e2e-logs",
+      },
+    );
+    expect(outcome).toBe("shown");
+    const text = slack.responses[0]?.text ?? "";
+    // gunicorn's own start-up lines, from inside the gVisor sandbox, in a code block.
+    expect(text).toContain("Listening at: http://0.0.0.0:");
+    expect(text).toContain("```");
   });
 
   it("redeploys under ≥ 200 req/s of load without a single failed request", async () => {
@@ -81,7 +104,7 @@ describe("deploy pipeline on podman + runsc + Caddy", () => {
     expect(d.stageTimings.source?.status).toBe("skipped");
     expect(JSON.parse((await p.get("shop.e2e.test")).body)).toEqual({ release: "v1" });
     expect((await p.engine.listContainers({ "io.tussilago.managed": "build" })).length).toBe(buildsBefore);
-    const app = listReleases(p.db, (await import("../../src/domain/apps.ts")).getAppBySlug(p.db, "shop").uuid);
+    const app = listReleases(p.db, getAppBySlug(p.db, "shop").uuid);
     expect(app.map((r) => r.version)).toEqual([3, 2, 1]);
   }, 600_000);
 });

@@ -35,6 +35,26 @@ describe("loadConfig", () => {
     expect(config.dataDir.startsWith(process.cwd())).toBe(false);
   });
 
+  it("refuses a tenant Redis that is the bot's own Redis: running apps may connect to the tenant one", () => {
+    const same = error({
+      TUSSILAGO_SECRET_KEY: KEY,
+      REDIS_URL: "redis://127.0.0.1:6379/0",
+      TUSSILAGO_TENANT_REDIS_URL: "redis://admin:pw@localhost:6379/1",
+    });
+    expect(same.variable).toBe("TUSSILAGO_TENANT_REDIS_URL");
+    expect(same.message).toContain("must not be the bot's own Redis");
+    const other = loadConfig({
+      TUSSILAGO_SECRET_KEY: KEY,
+      REDIS_URL: "redis://127.0.0.1:6379",
+      TUSSILAGO_TENANT_REDIS_URL: "redis://127.0.0.1:6380",
+      TUSSILAGO_TENANT_REDIS_PUBLIC_HOST: "host.containers.internal",
+    });
+    expect(other.tenantStores).toMatchObject({
+      redisPublicHost: "host.containers.internal",
+      redisPublicPort: undefined,
+    });
+  });
+
   it("requires TUSSILAGO_SECRET_KEY of at least 32 characters", () => {
     expect(error({}).variable).toBe("TUSSILAGO_SECRET_KEY");
     expect(error({ TUSSILAGO_SECRET_KEY: "   " }).variable).toBe("TUSSILAGO_SECRET_KEY");
