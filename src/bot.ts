@@ -171,6 +171,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     const pipeline: PipelineDeps = {
       db,
       engine: new PodmanEngine(runner, log, {
+        seccompDir: config.dataDir,
         settings: {
           runscNetwork: config.pipeline.runscNetwork,
           // Running apps may open connections to their stores, and to nothing else.

@@ -66,6 +66,11 @@ export interface EngineSettings {
   logMaxBytes: number;
   /** Services runtime containers may reach (the nftables allow rules, and /etc/hosts entries for their names). */
   appServices: readonly AppServiceEndpoint[];
+  /**
+   * Path of the seccomp profile (src/infra/seccomp-profile.ts) tenant containers get, with runsc's `oci-seccomp`
+   * so it applies inside gVisor. PodmanEngine writes the file and fills this in; unset means no profile.
+   */
+  seccompProfile?: string | undefined;
 }
 
 export const DEFAULT_SETTINGS: EngineSettings = {
@@ -169,8 +174,18 @@ export function labelArgs(labels: Readonly<Record<string, string>>): string[] {
 /** Global podman flags: they select the OCI runtime (and its flags) for the command that follows. */
 export function globalArgs(settings: EngineSettings, runscNetwork?: RunscNetwork | "none"): string[] {
   const args = ["--runtime", validPath(settings.runtimePath, "runtimePath")];
-  if (runscNetwork !== undefined) args.push(`--runtime-flag=network=${runscNetwork}`);
+  if (runscNetwork !== undefined) {
+    args.push(`--runtime-flag=network=${runscNetwork}`);
+    // Without it runsc ignores the OCI seccomp profile altogether.
+    if (settings.seccompProfile !== undefined) args.push("--runtime-flag=oci-seccomp");
+  }
   return args;
+}
+
+function seccompArgs(settings: EngineSettings): string[] {
+  return settings.seccompProfile === undefined
+    ? []
+    : ["--security-opt", `seccomp=${validPath(settings.seccompProfile, "seccompProfile")}`];
 }
 
 interface Confinement {
@@ -253,6 +268,7 @@ export function runContainerArgs(settings: EngineSettings, spec: RunContainerSpe
     "--name",
     validName(spec.name),
     ...confinementArgs(spec),
+    ...seccompArgs(settings),
     ...net.run,
     "--log-driver=k8s-file",
     `--log-opt=max-size=${settings.logMaxBytes}`,
@@ -310,6 +326,7 @@ export function buildRunArgs(settings: EngineSettings, spec: BuildRunSpec): stri
     "--timeout",
     String(positiveInt(spec.timeoutSeconds, "timeoutSeconds", 86_400)),
     ...confinementArgs(spec),
+    ...seccompArgs(settings),
     ...net.run,
     ...labelArgs(spec.labels ?? {}),
     "--volume",

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
@@ -19,6 +19,7 @@ import {
   validName,
 } from "./podman-args.ts";
 import { CommandError, type Runner } from "./runner.ts";
+import { seccompProfileJson } from "./seccomp-profile.ts";
 
 /**
  * Podman + gVisor adapter. It knows containers and images, nothing about apps or tenants.
@@ -153,6 +154,8 @@ export interface PodmanEngineOptions {
   podmanPath?: string;
   nftPath?: string;
   nftTable?: string;
+  /** Directory for the seccomp profile file (the bot's data dir); default: a private temp directory. */
+  seccompDir?: string | undefined;
 }
 
 export class PodmanEngine implements ContainerEngine {
@@ -164,6 +167,8 @@ export class PodmanEngine implements ContainerEngine {
   readonly #nft: string;
   readonly #nftTable: string;
   #networksReady: Promise<void> | undefined;
+  readonly #seccompDir: string | undefined;
+  #withSeccomp: Promise<EngineSettings> | undefined;
 
   constructor(runner: Runner, log: Logger, options: PodmanEngineOptions = {}) {
     this.#runner = runner;
@@ -173,6 +178,7 @@ export class PodmanEngine implements ContainerEngine {
     this.#podman = options.podmanPath ?? "/usr/bin/podman";
     this.#nft = options.nftPath ?? "/usr/sbin/nft";
     this.#nftTable = options.nftTable ?? "tussilago_egress";
+    this.#seccompDir = options.seccompDir;
   }
 
   async #podmanRun(args: string[], opts: { containerExit?: boolean; input?: string; maxOutputBytes?: number } = {}) {
@@ -245,12 +251,33 @@ export class PodmanEngine implements ContainerEngine {
     }
   }
 
+  /**
+   * Writes the seccomp profile once per engine and returns the settings that name it: into the given directory (the
+   * bot's data dir, which only the bot may write), replaced atomically; otherwise into a fresh private directory
+   * (0700), so nobody can swap the file between our write and podman's read.
+   */
+  #sandboxSettings(): Promise<EngineSettings> {
+    this.#withSeccomp ??= (async () => {
+      const dir = this.#seccompDir ?? (await mkdtemp(join(tmpdir(), "tussilago-seccomp-")));
+      const path = join(dir, "seccomp-profile.json");
+      const staged = `${path}.${process.pid}.tmp`;
+      await writeFile(staged, seccompProfileJson(), { mode: 0o644 });
+      await rename(staged, path);
+      this.#log.debug({ path }, "seccomp profile written");
+      return { ...this.#settings, seccompProfile: path };
+    })().catch((err: unknown) => {
+      this.#withSeccomp = undefined;
+      throw err;
+    });
+    return this.#withSeccomp;
+  }
+
   async runContainer(spec: RunContainerSpec): Promise<ContainerInfo> {
     const existing = await this.inspectContainer(spec.name);
     if (existing?.running && existing.image === spec.image) return existing;
     if (existing) await this.removeContainer(spec.name);
     if (spec.network !== "none") await this.ensureNetworks();
-    const args = runContainerArgs(this.#settings, spec);
+    const args = runContainerArgs(await this.#sandboxSettings(), spec);
     try {
       await this.#runner.run(this.#podman, args, { timeoutMs: this.#timeoutMs });
     } catch (err) {
@@ -354,7 +381,7 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   async buildRun(spec: BuildRunSpec, options: BuildOptions = {}): Promise<ExecResult> {
-    const args = buildRunArgs(this.#settings, spec);
+    const args = buildRunArgs(await this.#sandboxSettings(), spec);
     await this.removeContainer(spec.name); // a leftover from a crashed attempt would block the name
     if (spec.network !== "none") await this.ensureNetworks();
     try {

@@ -219,13 +219,16 @@ describe("a hostile tenant app under podman + runsc", () => {
     const procs = (fs.processes ?? []) as { pid: number; cmdline: string }[];
     summary(
       "fs",
-      `uid=${String(fs.uid)} gid=${String(fs.gid)} capEff=${String(fs.capEff)} kernel=${String(fs.kernel)} ` +
+      `uid=${String(fs.uid)} gid=${String(fs.gid)} capEff=${String(fs.capEff)} seccomp=${String(fs.seccomp)} ` +
+        `kernel=${String(fs.kernel)} ` +
         `hostPaths=${JSON.stringify(fs.hostPaths)} reads=${JSON.stringify(fs.reads)} leaks=${JSON.stringify(fs.leaks)} ` +
         `writes=${JSON.stringify(fs.writes)} pids=${procs.length} ${JSON.stringify(procs.map((x) => x.cmdline))}`,
     );
     expect({ uid: fs.uid, gid: fs.gid, euid: fs.euid }).toEqual({ uid: 65534, gid: 65534, euid: 65534 });
     expect(fs.capEff).toBe("0000000000000000");
     expect(fs.noNewPrivs).toBe(1);
+    // The platform's seccomp profile filters inside gVisor (runsc oci-seccomp): ptrace is refused, not allowed.
+    expect(fs.seccomp).toBe("EPERM");
     for (const [path, r] of Object.entries(fs.hostPaths as Record<string, { state: string }>)) {
       expect({ path, state: r.state }).toEqual({ path, state: "absent" });
     }

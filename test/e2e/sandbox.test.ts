@@ -16,8 +16,12 @@ const runner = new ExecaRunner(log);
 const isolatedNetwork = `tsl-e2e-iso-${id}`;
 const egressNetwork = `tsl-e2e-egr-${id}`;
 const nftTable = `tsl_e2e_${id}`;
-const engine = new PodmanEngine(runner, log, { settings: { isolatedNetwork, egressNetwork }, nftTable });
 const dir = tempDir("tussilago-e2e-sandbox-");
+const engine = new PodmanEngine(runner, log, {
+  settings: { isolatedNetwork, egressNetwork },
+  nftTable,
+  seccompDir: dir.path,
+});
 const names = {
   iso: `tsl-e2e-web-${id}`,
   egr: `tsl-e2e-egr-${id}`,

@@ -247,3 +247,39 @@ describe("app service host names", () => {
     }
   });
 });
+
+describe("seccomp", () => {
+  const withProfile = { ...DEFAULT_SETTINGS, seccompProfile: "/var/lib/tussilago/seccomp/profile.json" };
+
+  it("runs and builds with the profile, and tells runsc to apply it inside the sandbox", () => {
+    for (const args of [
+      runContainerArgs(withProfile, runSpec()),
+      buildRunArgs(withProfile, {
+        name: "tsl-build-1",
+        image: "localhost/tussilago-python:bookworm",
+        command: ["uv", "sync"],
+        workDir: "/var/lib/tussilago/builds/1",
+        memoryMb: 512,
+        cpus: 1,
+        pidsLimit: 256,
+        tmpfsMb: 64,
+        network: "bridge-host",
+        timeoutSeconds: 600,
+      }),
+    ]) {
+      expect(args.indexOf("--runtime-flag=oci-seccomp")).toBeLessThan(args.indexOf("run"));
+      expect(args).toContain("--security-opt=no-new-privileges");
+      expect(flagValue(args, "--security-opt")).toBe("seccomp=/var/lib/tussilago/seccomp/profile.json");
+      expect(args.indexOf("seccomp=/var/lib/tussilago/seccomp/profile.json")).toBeLessThan(args.indexOf("--"));
+    }
+  });
+
+  it("adds nothing without a profile, and refuses a path podman could misread", () => {
+    const args = runContainerArgs(DEFAULT_SETTINGS, runSpec());
+    expect(args).not.toContain("--runtime-flag=oci-seccomp");
+    expect(args.some((a) => a.startsWith("seccomp="))).toBe(false);
+    expect(() => runContainerArgs({ ...DEFAULT_SETTINGS, seccompProfile: "/x,y" }, runSpec())).toThrow(
+      InvalidPodmanArgument,
+    );
+  });
+});

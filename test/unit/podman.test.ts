@@ -1,5 +1,6 @@
-import { existsSync, readFileSync } from "node:fs";
-import { describe, expect, it } from "vitest";
+import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
+import { dirname } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
 import { PodmanEngine, PodmanError } from "../../src/infra/podman.ts";
 import type { RunContainerSpec } from "../../src/infra/podman-args.ts";
 import { COMMIT_CONTAINERFILE } from "../../src/infra/podman-args.ts";
@@ -10,7 +11,7 @@ import {
   type RunOptions,
   type RunResult,
 } from "../../src/infra/runner.ts";
-import { memoryLogger } from "../helpers/fixtures.ts";
+import { memoryLogger, tempDir } from "../helpers/fixtures.ts";
 
 type Reply = RunResult | CommandError;
 interface Call {
@@ -82,10 +83,14 @@ const spec: RunContainerSpec = {
   tmpfsMb: 16,
 };
 
+/** Where the engines below write their seccomp profile (one shared dir, removed after the file). */
+const profileDir = tempDir("tsl-podman-test-");
+afterAll(() => profileDir.cleanup());
+
 function engine(runner: FakeRunner, options: ConstructorParameters<typeof PodmanEngine>[2] = {}) {
   const log = memoryLogger();
   runner.on(has("network", "inspect"), ok("podman9 10.89.9.1\n"));
-  return { engine: new PodmanEngine(runner, log.logger, options), log };
+  return { engine: new PodmanEngine(runner, log.logger, { seccompDir: profileDir.path, ...options }), log };
 }
 
 describe("PodmanEngine.inspectContainer", () => {
@@ -174,6 +179,40 @@ describe("PodmanEngine.runContainer", () => {
     const run = runner.calls.find((c) => c.args.includes("run"));
     expect(run?.args).toContain("cache.internal:192.0.2.7");
     expect(log.text()).toContain("10.89.3.1:6432");
+  });
+
+  it("without a directory, the profile goes into a private (0700) temp directory", async () => {
+    const runner = new FakeRunner().on(has("inspect", "tsl-web"), ok(inspectJson({ image: "localhost/old:1" })));
+    const { engine: e } = engine(runner, { seccompDir: undefined });
+    await e.runContainer(spec);
+    const path = runner.calls.find((c) => c.args.includes("run"))?.args.find((a) => a.startsWith("seccomp="));
+    const dir = dirname(path?.slice("seccomp=".length) ?? "/");
+    try {
+      expect(dir).toMatch(/tussilago-seccomp-/);
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("writes the seccomp profile once into the given directory, and runs every container with it", async () => {
+    const runner = new FakeRunner().on(has("inspect", "tsl-web"), ok(inspectJson({ image: "localhost/old:1" })));
+    const dir = tempDir("tsl-seccomp-test-");
+    try {
+      const { engine: e } = engine(runner, { seccompDir: dir.path });
+      await e.runContainer(spec);
+      await e.runContainer(spec);
+      const runs = runner.calls.filter((c) => c.args.includes("run"));
+      const profiles = runs.map((c) => c.args.find((a) => a.startsWith("seccomp="))?.slice("seccomp=".length));
+      expect(profiles).toHaveLength(2);
+      expect(profiles[0]).toBe(profiles[1]);
+      const path = profiles[0] ?? "";
+      expect(path).toBe(`${dir.path}/seccomp-profile.json`);
+      expect(JSON.parse(readFileSync(path, "utf8")).syscalls[0].names).toContain("ptrace");
+      expect(runs[0]?.args).toContain("--runtime-flag=oci-seccomp");
+    } finally {
+      dir.cleanup();
+    }
   });
 
   it("applies the firewall once per engine", async () => {
