@@ -1,8 +1,12 @@
+import type { Role } from "../src/db/schema.ts";
+import { effectivePolicy } from "../src/domain/approval-policy.ts";
 import {
   type ApprovalAction,
   type ApprovalView,
+  actionHash,
   type Decision,
   decideApproval,
+  getApproval,
   listPendingApprovals,
   needsApproval,
   requestApproval,
@@ -12,7 +16,8 @@ import { recordAudit } from "../src/domain/audit.ts";
 import type { SecretBox } from "../src/domain/crypto.ts";
 import { DomainError } from "../src/domain/errors.ts";
 import { assertNotLocked } from "../src/domain/locks.ts";
-import { type Actor, rolesOf } from "../src/domain/users.ts";
+import { currentRelease } from "../src/domain/releases.ts";
+import { type Actor, roleAtLeast, roleIn, rolesOf } from "../src/domain/users.ts";
 import type { LogsQueue } from "../src/pipeline/logs-worker.ts";
 import type { ProvisionQueue } from "../src/pipeline/provision-worker.ts";
 import { type DbCommandDeps, dropDbCommand } from "./db.ts";
@@ -52,6 +57,10 @@ export async function gate<T>(
   run: () => T | Promise<T>,
 ): Promise<Gated<T>> {
   const kind = input.action.kind;
+  if (kind === "policy.set" && input.required === undefined) {
+    // Fail closed: a policy change is gated by what it loosens, which only the caller knows.
+    throw new Error("gate(policy.set) needs `required` from the policy plan");
+  }
   const required = input.required ?? (kind !== "policy.set" && needsApproval(input.app, kind));
   if (!required) return { kind: "done", result: await run() };
   const { approval, isNew } = requestApproval(deps.db, {
@@ -99,6 +108,7 @@ export async function decideCommand(
 ): Promise<DecideOutcome> {
   let result: ReturnType<typeof decideApproval>;
   try {
+    if (input.decision === "approved") assertStillApplies(deps, getApproval(deps.db, input.uuid));
     result = decideApproval(deps.db, { ...input, decider: input.actor, now: deps.now() });
   } catch (err) {
     if (err instanceof DomainError) {
@@ -136,6 +146,43 @@ export async function decideCommand(
   });
   if (approval.status === "denied") return { kind: "denied", approval };
   return { kind: "approved", approval, effect: await runApprovedAction(deps, approval, input.correlationId) };
+}
+
+/** The role the requester needs for each action, as the command itself checks it. */
+const NEEDED_ROLE: Record<ApprovalAction["kind"], Role> = {
+  deploy: "deployer",
+  rollback: "deployer",
+  restart: "deployer",
+  "env.set": "deployer",
+  "env.unset": "deployer",
+  destroy: "admin",
+  "db.drop": "admin",
+  "policy.set": "admin",
+};
+
+/**
+ * Checked again when someone approves, because time passed since the request: the requester must still hold the
+ * role the command needs, a restart must still be of the current release (else it would roll the app back), and a
+ * policy change must still start from the policy it was requested against. A stale request stays pending (it
+ * expires); the approver is told to have it asked again.
+ */
+function assertStillApplies(deps: ChatOpsDeps, approval: ApprovalView): void {
+  if (approval.status !== "pending") return; // decideApproval answers "already decided"
+  const action = approval.action;
+  const app = getAppByUuid(deps.db, action.app);
+  const needed = NEEDED_ROLE[action.kind];
+  if (!roleAtLeast(roleIn(deps.db, approval.requester, app.tenantSlug), needed)) {
+    throw new DomainError(409, "stale", `the requester no longer holds the ${needed} role in ${app.tenantSlug}`);
+  }
+  if (action.kind === "restart" && currentRelease(deps.db, app.uuid)?.uuid !== action.release) {
+    throw new DomainError(409, "stale", "the current release changed since the request; ask again");
+  }
+  if (
+    action.kind === "policy.set" &&
+    actionHash({ ...action, from: effectivePolicy(app).actions }) !== approval.actionHash
+  ) {
+    throw new DomainError(409, "stale", "the approval policy changed since the request; ask again");
+  }
 }
 
 /** The approved action, on behalf of its requester, through the same path as the command itself. */

@@ -62,7 +62,7 @@ export async function changePolicyCommand(
     deps,
     {
       app,
-      action: { kind: "policy.set", app: app.uuid, actions: plan.next },
+      action: { kind: "policy.set", app: app.uuid, from: effectivePolicy(app).actions, actions: plan.next },
       actor: input.actor,
       correlationId: input.correlationId,
       required: plan.loosened.length > 0,

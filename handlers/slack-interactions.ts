@@ -5,6 +5,7 @@ import { DomainError } from "../src/domain/errors.ts";
 import { ensureSlackUser } from "../src/domain/users.ts";
 import { escapeSlack, type SlackBlock } from "../src/infra/slack-api.ts";
 import type { Logger } from "../src/log.ts";
+import { linkDeploymentChannel } from "../src/reporters/slack-thread.ts";
 import type { ChatOpsSlackDeps } from "./slack-command.ts";
 
 export interface SlackInteractionsDeps {
@@ -147,6 +148,10 @@ export function registerSlackInteractions(app: App, deps: SlackInteractionsDeps)
           displayName: body.user.username ?? body.user.name ?? body.user.id,
         });
         const outcome = await decideCommand(chatops, { ...target, decision, actor, correlationId });
+        // The deployment an approval started reports in the channel where the request was posted.
+        if (outcome.kind === "approved" && outcome.effect.kind === "deployment" && outcome.approval.slackChannelId) {
+          linkDeploymentChannel(chatops.db, outcome.effect.deployment.uuid, outcome.approval.slackChannelId);
+        }
         log.info({ approvalId: target.uuid, outcome: outcome.kind }, "approval click");
         if (outcome.kind !== "unchanged") await updateRequestMessage(chatops, outcome.approval, log);
         await tell(outcomeLine(outcome));

@@ -21,8 +21,11 @@ export type ApprovalAction =
   | { kind: "env.set"; app: string; key: string; valueSealed: string }
   | { kind: "env.unset"; app: string; key: string }
   | { kind: "db.drop"; app: string; store?: "postgres" | "redis" | undefined }
-  /** A policy change that loosens it; `actions: null` returns to the environment's default. */
-  | { kind: "policy.set"; app: string; actions: PolicyAction[] | null };
+  /**
+   * A policy change that loosens it; `actions: null` returns to the environment's default. `from` is the policy the
+   * request was made against: if it changed meanwhile, the approval no longer applies (no silent overwrite).
+   */
+  | { kind: "policy.set"; app: string; from: PolicyAction[]; actions: PolicyAction[] | null };
 export type ApprovalKind = ApprovalAction["kind"];
 
 export const DEFAULT_APPROVAL_TTL_MS = 30 * 60_000;

@@ -184,3 +184,74 @@ describe("/tussilago policy", () => {
     expect(policyOf(world, "web-app")).toEqual({ actions: ["restart"], isDefault: false });
   });
 });
+
+describe("an approval re-checks what may have changed since the request", () => {
+  test("a policy loosening requested against an older policy is not applied over a newer one", async ({
+    world,
+    harness,
+  }) => {
+    world.app("web-app");
+    world.user("U0ADMIN", "admin");
+    world.user("U0ADMIN2", "admin");
+    world.user("U0APPR", "approver");
+    await harness.command("policy web-app remove env", "U0ADMIN");
+    const stale = pendingApproval(world);
+    // Meanwhile someone tightens it: that applies at once.
+    await harness.command("policy web-app add deploy restart", "U0ADMIN2");
+    await harness.click(APPROVE_ACTION, buttonValue(stale), "U0APPR");
+    expect(harness.responses()).toEqual(["Not done: the approval policy changed since the request; ask again"]);
+    expect(policyOf(world, "web-app").actions).toEqual(["deploy", "rollback", "restart", "env", "destroy", "db.drop"]);
+    expect(getApproval(world.db, stale.uuid).status).toBe("pending");
+  });
+
+  test("a requester who lost the role meanwhile gets nothing done by an approval", async ({ world, harness }) => {
+    world.app("web-app");
+    const admin = world.user("U0ADMIN", "admin");
+    world.user("U0APPR", "approver");
+    await harness.command("policy web-app remove destroy", "U0ADMIN");
+    const request = pendingApproval(world);
+    world.user("U0ADMIN", "viewer");
+    await harness.click(APPROVE_ACTION, buttonValue(request), "U0APPR");
+    expect(harness.responses()).toEqual(["Not done: the requester no longer holds the admin role in acme"]);
+    expect(policyOf(world, "web-app").actions).toContain("destroy");
+    expect(admin.label).toBe("<@U0ADMIN>");
+  });
+
+  test("a restart approved after a newer release shipped does not roll the app back", async ({ world, harness }) => {
+    const app = world.app("web-app", "staging");
+    world.release(app);
+    world.user("U0ADMIN", "admin");
+    world.user("U0DEP", "deployer");
+    world.user("U0APPR", "approver");
+    await harness.command("policy web-app add restart", "U0ADMIN");
+    await harness.command("restart web-app", "U0DEP");
+    const request = pendingApproval(world);
+    world.release(app); // v2 is current now
+    await harness.click(APPROVE_ACTION, buttonValue(request), "U0APPR");
+    expect(harness.responses()).toEqual(["Not done: the current release changed since the request; ask again"]);
+    expect(
+      world.db
+        .select()
+        .from(deployments)
+        .all()
+        .filter((d) => d.trigger === "rollback"),
+    ).toEqual([]);
+  });
+
+  test("an approved deploy reports in the channel where the request was posted", async ({ world, harness }) => {
+    world.app("web-app");
+    world.user("U0ADMIN", "admin");
+    world.user("U0DEP", "deployer");
+    world.user("U0APPR", "approver");
+    await harness.command("policy web-app add deploy", "U0ADMIN");
+    await harness.command("deploy web-app", "U0DEP", "C0DEPLOYS");
+    await harness.click(APPROVE_ACTION, buttonValue(pendingApproval(world)), "U0APPR");
+    expect(
+      world.db
+        .select()
+        .from(deployments)
+        .all()
+        .map((d) => d.slackChannelId),
+    ).toEqual(["C0DEPLOYS"]);
+  });
+});
