@@ -15,7 +15,7 @@ import { createApp } from "./http/app.ts";
 import { githubRoute } from "./http/github-route.ts";
 import { createSlackApp } from "./http/slack-app.ts";
 import { RedisEventDedupe } from "./http/slack-dedupe.ts";
-import { appServiceEndpoints, storeTargets } from "./infra/app-services.ts";
+import { appServiceEndpoints, assertNotBotRedis, hostAddresses, storeTargets } from "./infra/app-services.ts";
 import { CaddyAdmin } from "./infra/caddy.ts";
 import { startEmbeddedCaddy } from "./infra/embedded-caddy.ts";
 import { startEmbeddedRedis } from "./infra/embedded-redis.ts";
@@ -168,18 +168,17 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       drainGraceMs: config.pipeline.drainGraceMs,
       keepReleases: config.pipeline.keepReleases,
     };
+    // Running apps may open connections to their stores, and to nothing else (never to the bot's own Redis).
+    const appServices = await appServiceEndpoints(
+      storeTargets(tenantStoreSettings(config.tenantStores)),
+      log.child({ component: "app-services" }),
+    );
+    assertNotBotRedis(appServices, config.redisUrl, hostAddresses());
     const pipeline: PipelineDeps = {
       db,
       engine: new PodmanEngine(runner, log, {
         seccompDir: config.dataDir,
-        settings: {
-          runscNetwork: config.pipeline.runscNetwork,
-          // Running apps may open connections to their stores, and to nothing else.
-          appServices: await appServiceEndpoints(
-            storeTargets(tenantStoreSettings(config.tenantStores)),
-            log.child({ component: "app-services" }),
-          ),
-        },
+        settings: { runscNetwork: config.pipeline.runscNetwork, appServices },
       }),
       proxy,
       git: new GitCli(runner, log.child({ component: "git" }), { allowFileUrls: config.pipeline.gitAllowFileUrls }),

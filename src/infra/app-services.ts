@@ -1,4 +1,5 @@
 import { lookup } from "node:dns/promises";
+import { networkInterfaces } from "node:os";
 import type { TenantStoreSettings } from "../domain/tenant-databases.ts";
 import type { Logger } from "../log.ts";
 import { type AppServiceEndpoint, IPV4_RE } from "./podman-args.ts";
@@ -93,4 +94,39 @@ export async function appServiceEndpoints(
     log.info({ allowed }, "running apps may connect to these store endpoints, and nothing else");
   }
   return endpoints;
+}
+
+/** Every IPv4 address of this host, loopback included: where a Redis on 0.0.0.0 answers. */
+export function hostAddresses(): string[] {
+  return Object.values(networkInterfaces())
+    .flat()
+    .flatMap((a) => (a?.family === "IPv4" ? [a.address] : []));
+}
+
+/**
+ * Refuses an allow rule that would let running apps connect to the bot's own Redis (it holds the queues: a tenant
+ * could read or forge jobs). The bot's Redis counts as reachable at its port on "gateway" and on every host address
+ * when it runs here (a server bound to 0.0.0.0 answers on all of them), and at its own address elsewhere.
+ */
+export function assertNotBotRedis(
+  endpoints: readonly AppServiceEndpoint[],
+  botRedisUrl: string | undefined,
+  localAddresses: readonly string[],
+): void {
+  if (botRedisUrl === undefined) return; // embedded: a unix socket, nothing to reach over TCP
+  const bot = new URL(botRedisUrl);
+  const port = Number(bot.port || 6379);
+  const botHost = bot.hostname === "localhost" ? "127.0.0.1" : bot.hostname;
+  const botIsLocal = localAddresses.includes(botHost) || isLoopback(botHost);
+  for (const e of endpoints) {
+    if (e.port !== port) continue;
+    const hostLocal = e.address === "gateway" || localAddresses.includes(e.address);
+    if ((botIsLocal && hostLocal) || e.address === botHost) {
+      const where = e.address === "gateway" ? `${CONTAINER_HOST_NAME}:${e.port}` : `${e.address}:${e.port}`;
+      throw new Error(
+        `running apps would be allowed to connect to ${where}, which is the bot's own Redis (REDIS_URL); ` +
+          "give the tenant stores their own server or port",
+      );
+    }
+  }
 }

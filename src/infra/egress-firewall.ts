@@ -49,8 +49,9 @@ export interface RulesetOptions {
  * Both: nothing from a container reaches the host itself (Redis, PostgreSQL, Caddy admin listen on host
  * addresses) except replies to connections the host opened, such as the proxy's to a published port.
  * Isolated bridge: nothing is forwarded either (no internet, no other container; br_netfilter makes bridged
- * traffic visible to this hook), except new TCP connections to the listed app services, on the host (input) or
- * elsewhere (forward). Egress bridge: forwarded to the internet and DNS only, never to private ranges.
+ * traffic visible to this hook). Egress bridge: forwarded to the internet and DNS only, never to private ranges.
+ * Both: except new TCP connections to the listed app services (the tenant stores), on the host (input) or elsewhere
+ * (forward), accepted before any of those drops.
  */
 export function egressRuleset(
   table: string,
@@ -64,9 +65,11 @@ export function egressRuleset(
   const cidrs = (options.blockedCidrs ?? DEFAULT_BLOCKED_CIDRS)
     .map((c) => check(CIDR_RE, c, "blocked CIDR"))
     .join(", ");
+  // Both bridges: apps with egress allowed run on the egress one and need their stores too (builds then can
+  // reach the same ports; they hold no store credentials).
   const services = (options.appServices ?? []).map(
     (s) =>
-      `    iifname ${iso} ip daddr ${check(IPV4_RE, s.address, "app service address")} tcp dport ${servicePort(s.port)} accept`,
+      `    iifname { ${iso}, ${egr} } ip daddr ${check(IPV4_RE, s.address, "app service address")} tcp dport ${servicePort(s.port)} accept`,
   );
   return [
     `table inet ${table}`,

@@ -274,7 +274,7 @@ export function runContainerArgs(settings: EngineSettings, spec: RunContainerSpe
     `--log-opt=max-size=${settings.logMaxBytes}`,
     ...labelArgs(spec.labels),
     ...mountArgs(spec.readOnlyMounts),
-    ...(spec.network === "none" || spec.allowEgress ? [] : addHostArgs(settings.appServices)),
+    ...(spec.network === "none" ? [] : addHostArgs(settings.appServices)),
   ];
   if (spec.envFile !== undefined) args.push("--env-file", validPath(spec.envFile, "envFile"));
   if (spec.publish !== undefined) {

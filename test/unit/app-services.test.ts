@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DEFAULT_ROLE_LIMITS, tenantRedisPublicUrl } from "../../src/domain/tenant-databases.ts";
-import { appServiceEndpoints, storeTargets } from "../../src/infra/app-services.ts";
+import { appServiceEndpoints, assertNotBotRedis, storeTargets } from "../../src/infra/app-services.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 
 const table: Record<string, string[]> = {
@@ -78,5 +78,38 @@ describe("appServiceEndpoints", () => {
     expect(String(warnings[0]?.hint)).toContain("host.containers.internal");
     expect(warnings[3]?.msg).toBe("apps cannot reach this store: its host does not resolve");
     expect(warnings[4]?.msg).toBe("apps cannot reach this store: its host has no IPv4 address");
+  });
+});
+
+describe("assertNotBotRedis", () => {
+  const local = ["127.0.0.1", "192.0.2.2"];
+
+  it("refuses to open the bot's own Redis port on the host to apps, under any name", () => {
+    for (const endpoint of [
+      { address: "gateway", port: 6379 },
+      { address: "192.0.2.2", port: 6379 },
+      { address: "127.0.0.1", port: 6379 },
+    ]) {
+      expect(() => assertNotBotRedis([endpoint], "redis://127.0.0.1:6379/0", local)).toThrow(/bot's own Redis/);
+      expect(() => assertNotBotRedis([endpoint], "redis://localhost", local)).toThrow(/bot's own Redis/);
+    }
+    // A remote bot Redis: its own address and port.
+    expect(() =>
+      assertNotBotRedis([{ address: "198.51.100.7", port: 6390 }], "redis://198.51.100.7:6390", local),
+    ).toThrow(/198\.51\.100\.7:6390/);
+  });
+
+  it("lets other ports and other servers through, and has nothing to guard for an embedded (unix socket) Redis", () => {
+    expect(() =>
+      assertNotBotRedis(
+        [
+          { address: "gateway", port: 6380 },
+          { address: "198.51.100.8", port: 6379 },
+        ],
+        "redis://127.0.0.1:6379",
+        local,
+      ),
+    ).not.toThrow();
+    expect(() => assertNotBotRedis([{ address: "gateway", port: 6379 }], undefined, local)).not.toThrow();
   });
 });

@@ -230,8 +230,10 @@ describe("app service host names", () => {
     expect(args.indexOf("--add-host")).toBeLessThan(args.indexOf("--"));
   });
 
-  it("adds none to containers that are not on the runtime bridge", () => {
-    expect(runContainerArgs(settings, runSpec({ allowEgress: true }))).not.toContain("--add-host");
+  it("adds them to apps with egress too, and to nothing without a network", () => {
+    expect(flagValue(runContainerArgs(settings, runSpec({ allowEgress: true })), "--add-host")).toBe(
+      "cache.internal:192.0.2.7",
+    );
     expect(runContainerArgs(settings, runSpec({ network: "none", publish: undefined }))).not.toContain("--add-host");
   });
 

@@ -172,8 +172,8 @@ describe("PodmanEngine.runContainer", () => {
     });
     await e.runContainer(spec);
     const rules = String(runner.calls.find((c) => c.file.endsWith("nft"))?.options.input);
-    expect(rules).toContain('iifname "podman7" ip daddr 10.89.3.1 tcp dport 6432 accept');
-    expect(rules).toContain('iifname "podman7" ip daddr 192.0.2.7 tcp dport 6380 accept');
+    expect(rules).toContain('iifname { "podman7", "podman8" } ip daddr 10.89.3.1 tcp dport 6432 accept');
+    expect(rules).toContain('iifname { "podman7", "podman8" } ip daddr 192.0.2.7 tcp dport 6380 accept');
     expect(rules).toContain('iifname { "podman7", "podman8" } drop');
     expect(rules).not.toContain("10.89.4.1");
     const run = runner.calls.find((c) => c.args.includes("run"));
