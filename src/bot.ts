@@ -177,7 +177,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     const pipeline: PipelineDeps = {
       db,
       engine: new PodmanEngine(runner, log, {
-        seccompDir: config.dataDir,
+        stateDir: config.dataDir,
         settings: { runscNetwork: config.pipeline.runscNetwork, appServices },
       }),
       proxy,

@@ -154,8 +154,12 @@ export interface PodmanEngineOptions {
   podmanPath?: string;
   nftPath?: string;
   nftTable?: string;
-  /** Directory for the seccomp profile file (the bot's data dir); default: a private temp directory. */
-  seccompDir?: string | undefined;
+  /**
+   * A directory the engine may write to (the bot's data dir): the seccomp profile, and the working directory of the
+   * podman calls that start containers (conmon drops an `oom` file into its cwd when a container is OOM-killed).
+   * Default: a private temp directory.
+   */
+  stateDir?: string | undefined;
 }
 
 export class PodmanEngine implements ContainerEngine {
@@ -167,8 +171,8 @@ export class PodmanEngine implements ContainerEngine {
   readonly #nft: string;
   readonly #nftTable: string;
   #networksReady: Promise<void> | undefined;
-  readonly #seccompDir: string | undefined;
-  #withSeccomp: Promise<EngineSettings> | undefined;
+  readonly #stateDir: string | undefined;
+  #withSeccomp: Promise<{ settings: EngineSettings; dir: string }> | undefined;
 
   constructor(runner: Runner, log: Logger, options: PodmanEngineOptions = {}) {
     this.#runner = runner;
@@ -178,7 +182,7 @@ export class PodmanEngine implements ContainerEngine {
     this.#podman = options.podmanPath ?? "/usr/bin/podman";
     this.#nft = options.nftPath ?? "/usr/sbin/nft";
     this.#nftTable = options.nftTable ?? "tussilago_egress";
-    this.#seccompDir = options.seccompDir;
+    this.#stateDir = options.stateDir;
   }
 
   async #podmanRun(args: string[], opts: { containerExit?: boolean; input?: string; maxOutputBytes?: number } = {}) {
@@ -256,15 +260,15 @@ export class PodmanEngine implements ContainerEngine {
    * bot's data dir, which only the bot may write), replaced atomically; otherwise into a fresh private directory
    * (0700), so nobody can swap the file between our write and podman's read.
    */
-  #sandboxSettings(): Promise<EngineSettings> {
+  #sandbox(): Promise<{ settings: EngineSettings; dir: string }> {
     this.#withSeccomp ??= (async () => {
-      const dir = this.#seccompDir ?? (await mkdtemp(join(tmpdir(), "tussilago-seccomp-")));
+      const dir = this.#stateDir ?? (await mkdtemp(join(tmpdir(), "tussilago-seccomp-")));
       const path = join(dir, "seccomp-profile.json");
       const staged = `${path}.${process.pid}.tmp`;
       await writeFile(staged, seccompProfileJson(), { mode: 0o644 });
       await rename(staged, path);
       this.#log.debug({ path }, "seccomp profile written");
-      return { ...this.#settings, seccompProfile: path };
+      return { settings: { ...this.#settings, seccompProfile: path }, dir };
     })().catch((err: unknown) => {
       this.#withSeccomp = undefined;
       throw err;
@@ -277,9 +281,10 @@ export class PodmanEngine implements ContainerEngine {
     if (existing?.running && existing.image === spec.image) return existing;
     if (existing) await this.removeContainer(spec.name);
     if (spec.network !== "none") await this.ensureNetworks();
-    const args = runContainerArgs(await this.#sandboxSettings(), spec);
+    const sandbox = await this.#sandbox();
+    const args = runContainerArgs(sandbox.settings, spec);
     try {
-      await this.#runner.run(this.#podman, args, { timeoutMs: this.#timeoutMs });
+      await this.#runner.run(this.#podman, args, { timeoutMs: this.#timeoutMs, cwd: sandbox.dir });
     } catch (err) {
       throw toPodmanError("run", err, false);
     }
@@ -381,13 +386,15 @@ export class PodmanEngine implements ContainerEngine {
   }
 
   async buildRun(spec: BuildRunSpec, options: BuildOptions = {}): Promise<ExecResult> {
-    const args = buildRunArgs(await this.#sandboxSettings(), spec);
+    const sandbox = await this.#sandbox();
+    const args = buildRunArgs(sandbox.settings, spec);
     await this.removeContainer(spec.name); // a leftover from a crashed attempt would block the name
     if (spec.network !== "none") await this.ensureNetworks();
     try {
       const res = await this.#runner.run(this.#podman, args, {
         // A little beyond podman's own --timeout, so conmon's kill (exit 137) normally wins and is reported.
         timeoutMs: spec.timeoutSeconds * 1_000 + 15_000,
+        cwd: sandbox.dir,
         signal: options.signal,
         onOutput: options.onOutput,
       });

@@ -20,7 +20,7 @@ const dir = tempDir("tussilago-e2e-sandbox-");
 const engine = new PodmanEngine(runner, log, {
   settings: { isolatedNetwork, egressNetwork },
   nftTable,
-  seccompDir: dir.path,
+  stateDir: dir.path,
 });
 const names = {
   iso: `tsl-e2e-web-${id}`,

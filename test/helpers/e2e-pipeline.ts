@@ -91,7 +91,7 @@ export async function startE2EPipeline(options: E2EOptions = {}): Promise<E2EPip
   const caddyPort = await freePort();
   const caddy: EmbeddedCaddy = await startEmbeddedCaddy({ runner, dataDir: dir.path, log });
   const engine = new PodmanEngine(runner, log, {
-    seccompDir: dir.path,
+    stateDir: dir.path,
     settings: {
       isolatedNetwork: `tsl-e2e-iso-${id}`,
       egressNetwork: `tsl-e2e-egr-${id}`,

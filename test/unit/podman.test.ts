@@ -90,7 +90,7 @@ afterAll(() => profileDir.cleanup());
 function engine(runner: FakeRunner, options: ConstructorParameters<typeof PodmanEngine>[2] = {}) {
   const log = memoryLogger();
   runner.on(has("network", "inspect"), ok("podman9 10.89.9.1\n"));
-  return { engine: new PodmanEngine(runner, log.logger, { seccompDir: profileDir.path, ...options }), log };
+  return { engine: new PodmanEngine(runner, log.logger, { stateDir: profileDir.path, ...options }), log };
 }
 
 describe("PodmanEngine.inspectContainer", () => {
@@ -183,7 +183,7 @@ describe("PodmanEngine.runContainer", () => {
 
   it("without a directory, the profile goes into a private (0700) temp directory", async () => {
     const runner = new FakeRunner().on(has("inspect", "tsl-web"), ok(inspectJson({ image: "localhost/old:1" })));
-    const { engine: e } = engine(runner, { seccompDir: undefined });
+    const { engine: e } = engine(runner, { stateDir: undefined });
     await e.runContainer(spec);
     const path = runner.calls.find((c) => c.args.includes("run"))?.args.find((a) => a.startsWith("seccomp="));
     const dir = dirname(path?.slice("seccomp=".length) ?? "/");
@@ -199,7 +199,7 @@ describe("PodmanEngine.runContainer", () => {
     const runner = new FakeRunner().on(has("inspect", "tsl-web"), ok(inspectJson({ image: "localhost/old:1" })));
     const dir = tempDir("tsl-seccomp-test-");
     try {
-      const { engine: e } = engine(runner, { seccompDir: dir.path });
+      const { engine: e } = engine(runner, { stateDir: dir.path });
       await e.runContainer(spec);
       await e.runContainer(spec);
       const runs = runner.calls.filter((c) => c.args.includes("run"));
@@ -210,6 +210,8 @@ describe("PodmanEngine.runContainer", () => {
       expect(path).toBe(`${dir.path}/seccomp-profile.json`);
       expect(JSON.parse(readFileSync(path, "utf8")).syscalls[0].names).toContain("ptrace");
       expect(runs[0]?.args).toContain("--runtime-flag=oci-seccomp");
+      // conmon drops files (an OOM marker) into podman's cwd: the state dir, not wherever the bot was started.
+      expect(runs.map((c) => c.options.cwd)).toEqual([dir.path, dir.path]);
     } finally {
       dir.cleanup();
     }
