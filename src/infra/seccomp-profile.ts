@@ -7,6 +7,11 @@
  * Why not podman's default profile: with runsc 20221219 it makes `select(2)` fail with EPERM inside the sandbox
  * (gunicorn's arbiter dies at start; measured), so a deny list is what works here. gVisor itself still applies its
  * own host-side filter underneath; this one narrows what the sandboxed kernel accepts from the tenant.
+ *
+ * Not covered: `clone`/`clone3` with CLONE_NEW* flags. Tried (runsc 20221219): argument filters on `clone` made
+ * every thread start fail, and runsc ignores `errnoRet` (a denied `clone3` answers EPERM, so glibc does not fall
+ * back to `clone`). Namespaces made that way live inside gVisor's own kernel, not the host's; `unshare`/`setns` are
+ * denied.
  */
 export const DENIED_SYSCALLS = [
   "acct",
@@ -49,7 +54,7 @@ export const DENIED_SYSCALLS = [
   "userfaultfd",
 ] as const;
 
-/** EPERM, as for a missing capability: programs handle it better than ENOSYS for these. */
+/** EPERM, as for a missing capability (runsc 20221219 answers EPERM whatever is asked, see above). */
 const EPERM = 1;
 
 export function seccompProfileJson(): string {
