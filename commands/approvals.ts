@@ -18,13 +18,13 @@ import { DomainError } from "../src/domain/errors.ts";
 import { assertNotLocked } from "../src/domain/locks.ts";
 import { currentRelease } from "../src/domain/releases.ts";
 import { type Actor, roleAtLeast, roleIn, rolesOf } from "../src/domain/users.ts";
-import type { LogsQueue } from "../src/pipeline/logs-worker.ts";
 import type { ProvisionQueue } from "../src/pipeline/provision-worker.ts";
 import { type DbCommandDeps, dropDbCommand } from "./db.ts";
 import type { CommandDeps, DeployResult } from "./deploy.ts";
 import { rollbackCommand } from "./deploy.ts";
 import { applyDestroy } from "./destroy.ts";
 import { applyEnvSet, applyEnvUnset } from "./env.ts";
+import type { LogsQueue } from "./logs-job.ts";
 import { applyPolicy } from "./policy.ts";
 import { startDeploy } from "./restart.ts";
 

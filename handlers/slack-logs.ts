@@ -1,13 +1,13 @@
+import type { LogsQueue } from "../commands/logs-job.ts";
 import type { Db } from "../src/db/client.ts";
 import { getAppBySlug } from "../src/domain/apps.ts";
 import { recordAudit } from "../src/domain/audit.ts";
 import { type Actor, authorize } from "../src/domain/users.ts";
 import type { SlackApi } from "../src/infra/slack-api.ts";
 import type { Logger } from "../src/log.ts";
-import type { LogsQueue } from "../src/pipeline/logs-worker.ts";
 
 /**
- * `/tussilago logs <app> [lines]`: authorizes and enqueues; the logs worker (src/pipeline/logs-worker.ts) reads
+ * `/tussilago logs <app> [lines]`: authorizes and enqueues; the logs job (commands/logs-job.ts) reads
  * the tail with podman and answers through the command's response_url, so the handler acks at once.
  */
 

@@ -12,6 +12,7 @@ import {
   STAGES,
   type StageName,
 } from "../pipeline/events.ts";
+import { stripControl } from "./slack-logs.ts";
 import { commitRef } from "./slack-notices.ts";
 
 /**
@@ -120,7 +121,9 @@ const ICON: Record<StageState["status"] | "pending", string> = {
 
 /** Bounded and inert: the tail of the text (where the error is), with Slack's control characters escaped. */
 export function logTail(text: string, max = MAX_LOG_TAIL_CHARS): string {
-  const tail = text.length > max ? `…${text.slice(-max)}` : text;
+  // Terminal escapes and bidi overrides out first (build tools colour their output), as for /tussilago logs.
+  const clean = stripControl(text);
+  const tail = clean.length > max ? `…${clean.slice(-max)}` : clean;
   return escapeSlack(tail);
 }
 

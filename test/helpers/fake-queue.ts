@@ -1,4 +1,4 @@
-import { type LogsJobData, type LogsQueue, logsJobId } from "../../src/pipeline/logs-worker.ts";
+import { type LogsJobData, type LogsQueue, logsJobId } from "../../commands/logs-job.ts";
 import type { JobPayloads, JobQueue, QueueName } from "../../src/pipeline/queues.ts";
 
 /** Records enqueues; like BullMQ, a second add with the same job id is a no-op. */

@@ -1,10 +1,10 @@
 import type { Job } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { BullLogsQueue, registerLogsWorker } from "../../commands/logs-job.ts";
 import { currentRelease } from "../../src/domain/releases.ts";
 import { FakeEngine } from "../../src/infra/fake-engine.ts";
 import { UndiciSlackApi } from "../../src/infra/slack-api.ts";
-import { BullLogsQueue, registerLogsWorker } from "../../src/pipeline/logs-worker.ts";
 import { BullJobQueue, QUEUE_NAMES } from "../../src/pipeline/queues.ts";
 import { names } from "../../src/pipeline/settings.ts";
 import { WorkerPool } from "../../src/pipeline/worker-pool.ts";

@@ -1,6 +1,6 @@
 import { eq } from "drizzle-orm";
 import { MockAgent } from "undici";
-import { test as base, describe, expect } from "vitest";
+import { test as base, describe, expect, it } from "vitest";
 import { apps, deployments } from "../../src/db/schema.ts";
 import type { AppView } from "../../src/domain/apps.ts";
 import { claimDeployment, getDeployment, requestDeployment } from "../../src/domain/deployments.ts";
@@ -15,6 +15,7 @@ import { lockRefusalNotifier, postLockRefusal } from "../../src/reporters/slack-
 import {
   attachSlackThreadReporter,
   linkDeploymentChannel,
+  logTail,
   MAX_LOG_TAIL_CHARS,
   PARENT_EVENT_TYPE,
   type Timers,
@@ -794,5 +795,12 @@ describe("lock refusal notice", () => {
     expect(slack.calls.map((c) => c.text)).toEqual([
       "Push of 6113728 by someone not deployed: *web-app* is locked by carol",
     ]);
+  });
+});
+
+describe("build log tail", () => {
+  it("drops terminal colours and bidi overrides before escaping and bounding", () => {
+    expect(logTail("\u001b[31merror\u001b[0m: <missing> \u202eevil")).toBe("error: &lt;missing&gt; evil");
+    expect(logTail(`${"x".repeat(50)}\u001b[1mend`, 10)).toBe("…xxxxxxxend");
   });
 });

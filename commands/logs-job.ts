@@ -1,16 +1,16 @@
 import { createHash } from "node:crypto";
 import { type Job, Queue, UnrecoverableError, type Worker } from "bullmq";
 import type { Redis } from "ioredis";
-import { logsCommand } from "../../commands/logs.ts";
-import type { Db } from "../db/client.ts";
-import { getAppByUuid } from "../domain/apps.ts";
-import { recordAudit } from "../domain/audit.ts";
-import { DomainError } from "../domain/errors.ts";
-import type { ContainerEngine } from "../infra/podman.ts";
-import { escapeSlack, originOf, type SlackApi, SlackApiError } from "../infra/slack-api.ts";
-import type { Logger } from "../log.ts";
-import { formatLogsForSlack } from "../reporters/slack-logs.ts";
-import type { WorkerPool } from "./worker-pool.ts";
+import type { Db } from "../src/db/client.ts";
+import { getAppByUuid } from "../src/domain/apps.ts";
+import { recordAudit } from "../src/domain/audit.ts";
+import { DomainError } from "../src/domain/errors.ts";
+import type { ContainerEngine } from "../src/infra/podman.ts";
+import { escapeSlack, originOf, type SlackApi, SlackApiError } from "../src/infra/slack-api.ts";
+import type { Logger } from "../src/log.ts";
+import type { WorkerPool } from "../src/pipeline/worker-pool.ts";
+import { formatLogsForSlack } from "../src/reporters/slack-logs.ts";
+import { logsCommand } from "./logs.ts";
 
 /**
  * `/tussilago logs`: reading logs runs podman, which a Slack request handler must not wait for. The command
