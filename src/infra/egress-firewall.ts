@@ -1,4 +1,4 @@
-import { type AppServiceEndpoint, check, InvalidPodmanArgument, IPV4_RE, validName } from "./podman-args.ts";
+import { type AppServiceEndpoint, check, IPV4_RE, port, validName } from "./podman-args.ts";
 
 /**
  * The host firewall for the two podman bridges (see podman.ts for why it is ours and not podman's `--internal`).
@@ -23,18 +23,11 @@ export interface ResolvedEndpoint {
 const CIDR_RE = /^(?:\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/;
 const IFACE_RE = /^[a-zA-Z0-9_.-]{1,15}$/;
 
-function servicePort(value: number): number {
-  if (!Number.isInteger(value) || value < 1 || value > 65535) {
-    throw new InvalidPodmanArgument("app service port", "must be an integer from 1 to 65535");
-  }
-  return value;
-}
-
 /** Replaces "gateway" by the runtime bridge's address and validates every address and port. */
 export function resolveEndpoints(endpoints: readonly AppServiceEndpoint[], gateway: string): ResolvedEndpoint[] {
   return endpoints.map((e) => ({
     address: check(IPV4_RE, e.address === "gateway" ? gateway : e.address, "app service address"),
-    port: servicePort(e.port),
+    port: port(e.port, "app service port"),
   }));
 }
 
@@ -69,7 +62,7 @@ export function egressRuleset(
   // reach the same ports; they hold no store credentials).
   const services = (options.appServices ?? []).map(
     (s) =>
-      `    iifname { ${iso}, ${egr} } ip daddr ${check(IPV4_RE, s.address, "app service address")} tcp dport ${servicePort(s.port)} accept`,
+      `    iifname { ${iso}, ${egr} } ip daddr ${check(IPV4_RE, s.address, "app service address")} tcp dport ${port(s.port, "app service port")} accept`,
   );
   return [
     `table inet ${table}`,

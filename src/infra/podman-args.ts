@@ -149,7 +149,7 @@ function pidsLimit(value: number): number {
   return value;
 }
 
-function port(value: number, field: string, allowZero: boolean): number {
+export function port(value: number, field: string, allowZero = false): number {
   if (!Number.isInteger(value) || value < (allowZero ? 0 : 1) || value > 65535) {
     throw new InvalidPodmanArgument(field, "must be a TCP port");
   }
