@@ -30,7 +30,10 @@ export function describeAction(action: ApprovalAction, appSlug: string | null): 
   const app = `*${appSlug ?? "a destroyed app"}*`;
   switch (action.kind) {
     case "deploy":
-      return `deploy \`${escapeSlack(action.ref)}\` to ${app}`;
+      // A branch or tag moves: say which commit will ship, so the approver is not misled.
+      return /^[0-9a-f]{40}$/.test(action.ref)
+        ? `deploy commit \`${action.ref.slice(0, 12)}\` to ${app}`
+        : `deploy \`${escapeSlack(action.ref)}\` to ${app} (whatever it points to when approved)`;
     case "policy.set":
       return action.actions === null
         ? `reset the approval policy of ${app} to its environment's default`

@@ -1,6 +1,6 @@
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
-import { APPROVE_ACTION, buttonValue } from "../../handlers/slack-interactions.ts";
+import { APPROVE_ACTION, buttonValue, describeAction } from "../../handlers/slack-interactions.ts";
 import { parsePolicyArgs } from "../../handlers/slack-policy.ts";
 import { approvals, auditEvents, deployments } from "../../src/db/schema.ts";
 import { effectivePolicy, normalizePolicy, planPolicyChange } from "../../src/domain/approval-policy.ts";
@@ -52,6 +52,16 @@ describe("approval policy (domain)", () => {
       tightened: ["rollback", "env", "destroy", "db.drop"],
     });
     expect(() => planPolicyChange(production, { kind: "add", actions: [] })).toThrow(DomainError);
+  });
+
+  it("a deploy request says whether the approval ships a fixed commit or whatever a ref points to", () => {
+    const sha = "0123456789abcdef0123456789abcdef01234567";
+    expect(describeAction({ kind: "deploy", app: "a", ref: sha }, "web-app")).toBe(
+      "deploy commit `0123456789ab` to *web-app*",
+    );
+    expect(describeAction({ kind: "deploy", app: "a", ref: "v1.2" }, "web-app")).toBe(
+      "deploy `v1.2` to *web-app* (whatever it points to when approved)",
+    );
   });
 
   it("parses the slash command strictly", () => {
@@ -123,7 +133,9 @@ describe("/tussilago policy", () => {
     const approval = pendingApproval(world);
     expect(approval.action).toEqual({ kind: "deploy", app: getAppBySlug(world.db, "web-app").uuid, ref: "hotfix" });
     const posted = world.slack.calls.find((c) => c.method === "chat.postMessage");
-    expect(posted?.text).toBe("Approval needed: <@U0DEP> asks to deploy `hotfix` to *web-app*.");
+    expect(posted?.text).toBe(
+      "Approval needed: <@U0DEP> asks to deploy `hotfix` to *web-app* (whatever it points to when approved).",
+    );
 
     await harness.click(APPROVE_ACTION, buttonValue(approval), "U0APPR");
     const queued = world.db.select().from(deployments).all();
