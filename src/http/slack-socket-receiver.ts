@@ -26,6 +26,8 @@ export interface SocketReceiverOptions {
   /** After a lost connection the first attempt is immediate; then this delay, doubled per failure up to the max. */
   reconnectDelayMs?: number;
   maxReconnectDelayMs?: number;
+  /** How long a connection attempt may wait for Slack's `hello` before it counts as failed (default 30 s). */
+  helloTimeoutMs?: number;
 }
 
 /** What the Socket Mode client emits for every envelope (`slack_event`). */
@@ -64,6 +66,7 @@ export class SlackSocketReceiver implements Receiver {
   readonly #log: Logger;
   readonly #reconnectDelayMs: number;
   readonly #maxReconnectDelayMs: number;
+  readonly #helloTimeoutMs: number;
   readonly #inFlight = new Set<Promise<void>>();
   #app: App | undefined;
   #connected = false;
@@ -75,6 +78,7 @@ export class SlackSocketReceiver implements Receiver {
     this.#log = options.logger.child({ component: "slack-socket" });
     this.#reconnectDelayMs = options.reconnectDelayMs ?? 1_000;
     this.#maxReconnectDelayMs = options.maxReconnectDelayMs ?? 30_000;
+    this.#helloTimeoutMs = options.helloTimeoutMs ?? 30_000;
     this.#client = new SocketModeClient({
       appToken: options.appToken,
       logger: options.slackLogger,
@@ -94,7 +98,7 @@ export class SlackSocketReceiver implements Receiver {
   async start(): Promise<void> {
     this.#stopping = false;
     try {
-      await this.#client.start();
+      await this.#open();
     } catch (err) {
       throw connectError(err);
     }
@@ -148,6 +152,26 @@ export class SlackSocketReceiver implements Receiver {
     }
   }
 
+  /**
+   * One connection attempt: apps.connections.open, the WebSocket, then Slack's `hello`. A socket that opens but never
+   * says hello would leave the client waiting for ever; after `helloTimeoutMs` it is closed and the attempt fails.
+   */
+  async #open(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        void this.#client.disconnect().catch(() => undefined);
+        const seconds = this.#helloTimeoutMs / 1000;
+        reject(new Error(`no hello from Slack within ${Number.isInteger(seconds) ? seconds : seconds.toFixed(1)} s`));
+      }, this.#helloTimeoutMs);
+    });
+    try {
+      await Promise.race([this.#client.start(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** The connection closed without stop(): reopen it, first at once (Slack asks clients to reconnect regularly). */
   #lost(): void {
     if (!this.#connected || this.#stopping || this.#reconnecting) return;
@@ -164,7 +188,7 @@ export class SlackSocketReceiver implements Receiver {
     const delay = attempt === 0 ? 0 : Math.min(this.#reconnectDelayMs * 2 ** (attempt - 1), this.#maxReconnectDelayMs);
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = undefined;
-      this.#client.start().then(
+      this.#open().then(
         () => {
           this.#reconnecting = false;
           // stop() ran while this attempt was connecting: close what it opened.

@@ -118,6 +118,8 @@ export interface FakeSocketSlack {
 export interface FakeSocketSlackOptions {
   /** `apps.connections.open` answers `invalid_auth` unless the bearer token is this one. */
   appToken?: string;
+  /** false: open WebSockets but never say hello (a Slack edge that hangs). */
+  sayHello?: boolean;
 }
 
 const ANSWERS: Record<string, Record<string, unknown>> = {
@@ -277,6 +279,7 @@ export async function startFakeSocketSlack(options: FakeSocketSlackOptions = {})
       connection.closed = true;
     });
     if (head.length > 0) onData(Buffer.alloc(0));
+    if (options.sayHello === false) return;
     connection.send({
       type: "hello",
       num_connections: 1,

@@ -234,6 +234,38 @@ describe("Socket Mode against a fake Slack", () => {
     }
   });
 
+  test("a Slack that opens the socket but never says hello fails start() after the hello timeout", async ({ apps }) => {
+    const silent = await startFakeSocketSlack({ sayHello: false });
+    try {
+      const { logger } = memoryLogger("silent");
+      const receiver = new SlackSocketReceiver({
+        appToken: TEST_APP_TOKEN,
+        logger,
+        slackLogger: slackLogger(logger),
+        clientOptions: { slackApiUrl: `${silent.url}/` },
+        helloTimeoutMs: 300,
+      });
+      const app = new App({
+        token: TEST_BOT_TOKEN,
+        receiver,
+        logger: slackLogger(logger),
+        clientOptions: { slackApiUrl: `${silent.url}/` },
+        deferInitialization: true,
+      });
+      await app.init();
+      const started = Date.now();
+      await expect(app.start()).rejects.toThrow(
+        "Slack Socket Mode could not connect: no hello from Slack within 0.3 s",
+      );
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(silent.connections).toHaveLength(1);
+      apps.push(app);
+      await until(() => silent.connections.every((c) => c.closed), "the silent socket closed");
+    } finally {
+      await silent.close();
+    }
+  });
+
   test("a wrong app token makes start() reject with Slack's error and opens no socket", async ({ fake, apps }) => {
     const { logger, text } = memoryLogger("debug");
     const slack = await socketApp(fake, apps, { logger, appToken: "xapp-1-A0APP-9999-revoked" });
