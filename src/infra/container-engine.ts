@@ -1,0 +1,111 @@
+import type { BuildRunSpec, CommitSpec, RunContainerSpec } from "./podman-args.ts";
+import { CommandError } from "./runner.ts";
+
+/**
+ * What the pipeline sees of a container engine (the interface, its value types and its typed error), and the pure
+ * mapping from podman's output and failures to them. `PodmanEngine` (podman.ts) implements it; `FakeEngine` fakes it.
+ */
+
+export interface ContainerInfo {
+  name: string;
+  running: boolean;
+  status: string;
+  image: string;
+  hostPort?: number;
+  labels: Record<string, string>;
+}
+
+export interface ImageInfo {
+  id: string;
+  names: string[];
+  labels: Record<string, string>;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface BuildOptions {
+  signal?: AbortSignal | undefined;
+  onOutput?: ((chunk: string) => void) | undefined;
+}
+
+export interface ContainerEngine {
+  ensureNetworks(): Promise<void>;
+  inspectContainer(name: string): Promise<ContainerInfo | null>;
+  runContainer(spec: RunContainerSpec): Promise<ContainerInfo>;
+  stopContainer(name: string, graceSeconds: number): Promise<void>;
+  removeContainer(name: string): Promise<void>;
+  containerLogs(name: string, lines: number): Promise<string>;
+  listContainers(labelFilter: Readonly<Record<string, string>>): Promise<ContainerInfo[]>;
+  /** Runs a command in a running container as its own user; a non-zero exit is a result, not an error. */
+  exec(name: string, command: readonly string[], timeoutMs: number): Promise<ExecResult>;
+  imageExists(ref: string): Promise<boolean>;
+  removeImage(ref: string): Promise<void>;
+  listImages(referenceFilter: string): Promise<ImageInfo[]>;
+  /** One-shot build step; a non-zero exit throws PodmanError with code "exit" (the tenant's build failed). */
+  buildRun(spec: BuildRunSpec, options?: BuildOptions): Promise<ExecResult>;
+  /** Turns a built work dir into an image: base image + the directory copied to /app. */
+  commitImage(spec: Omit<CommitSpec, "containerfile">): Promise<void>;
+}
+
+/** "engine": podman itself failed (exit 125 etc.); "exit": the container's command failed; "killed": 137. */
+export type PodmanErrorCode = "engine" | "exit" | "killed" | "timeout" | "aborted" | "not_found";
+
+export class PodmanError extends Error {
+  readonly code: PodmanErrorCode;
+  readonly subcommand: string;
+  readonly exitCode: number | undefined;
+  readonly stderrTail: string;
+  constructor(subcommand: string, code: PodmanErrorCode, exitCode: number | undefined, stderrTail: string) {
+    super(`podman ${subcommand} failed (${code}${exitCode !== undefined ? `, exit ${exitCode}` : ""})`);
+    this.name = "PodmanError";
+    this.subcommand = subcommand;
+    this.code = code;
+    this.exitCode = exitCode;
+    this.stderrTail = stderrTail;
+  }
+}
+
+const NOT_FOUND_RE = /no such (container|image|object)|not found|does not exist/i;
+
+export function toPodmanError(subcommand: string, err: unknown, containerExit: boolean): PodmanError {
+  if (!(err instanceof CommandError)) throw err;
+  let code: PodmanErrorCode;
+  if (err.kind === "timeout" || err.kind === "aborted") code = err.kind;
+  else if (err.kind === "spawn") code = "engine";
+  else if (NOT_FOUND_RE.test(err.stderrTail) && err.exitCode === 125) code = "not_found";
+  else if (containerExit && err.exitCode === 137) code = "killed";
+  // `podman run/exec` exit 125-127 are podman's own (or "command not found"); anything else is the command's.
+  else if (containerExit && err.exitCode !== undefined && err.exitCode < 125) code = "exit";
+  else code = "engine";
+  return new PodmanError(subcommand, code, err.exitCode, err.stderrTail);
+}
+
+export interface InspectJson {
+  Name?: string;
+  ImageName?: string;
+  State?: { Status?: string; Running?: boolean };
+  Config?: { Labels?: Record<string, string> | null };
+  NetworkSettings?: { Ports?: Record<string, Array<{ HostIp?: string; HostPort?: string }> | null> | null };
+}
+
+export function fromInspect(raw: InspectJson): ContainerInfo {
+  const info: ContainerInfo = {
+    name: raw.Name ?? "",
+    running: raw.State?.Running === true,
+    status: raw.State?.Status ?? "unknown",
+    image: raw.ImageName ?? "",
+    labels: raw.Config?.Labels ?? {},
+  };
+  for (const bindings of Object.values(raw.NetworkSettings?.Ports ?? {})) {
+    const port = Number(bindings?.[0]?.HostPort);
+    if (Number.isInteger(port) && port > 0) {
+      info.hostPort = port;
+      break;
+    }
+  }
+  return info;
+}
