@@ -44,7 +44,7 @@ import { seccompProfileJson } from "./seccomp-profile.ts";
  *   bridge interface. Container-initiated traffic to the host (input hook) and anywhere else (forward hook,
  *   which also sees container-to-container traffic because br_netfilter is on) is dropped; replies to
  *   connections the host opened pass, so Caddy on the host still reaches the published 127.0.0.1 port. The only
- *   new connections allowed out of the runtime bridge go to the configured app services (tenant PgBouncer/Redis).
+ *   new connections allowed to the host or the LAN go to the configured app services (tenant PgBouncer/Redis).
  *   The e2e test checks each of these for real. The rules live in the kernel only: `ensureNetworks` rewrites them
  *   atomically, and runs before the first bridged container of this process, so a reboot cannot leave a bridge
  *   without them.
