@@ -21,12 +21,11 @@ import { type Actor, roleAtLeast, roleIn, rolesOf } from "../src/domain/users.ts
 import type { ProvisionQueue } from "../src/pipeline/provision-worker.ts";
 import { type DbCommandDeps, dropDbCommand } from "./db.ts";
 import type { CommandDeps, DeployResult } from "./deploy.ts";
-import { rollbackCommand } from "./deploy.ts";
 import { applyDestroy } from "./destroy.ts";
 import { applyEnvSet, applyEnvUnset } from "./env.ts";
 import type { LogsQueue } from "./logs-job.ts";
 import { applyPolicy } from "./policy.ts";
-import { startDeploy } from "./restart.ts";
+import { redeployRelease, startDeploy } from "./restart.ts";
 
 /** What the chat commands need: the CLI's deps plus the secret box and a clock (tests pass a fake one). */
 export interface ChatOpsDeps extends CommandDeps {
@@ -206,15 +205,8 @@ async function runApprovedAction(
     case "rollback":
     case "restart": {
       assertNotLocked(deps.db, app.uuid, app.slug);
-      const result = await rollbackCommand(deps, { app: app.slug, release: action.release, author: actor.label });
-      recordAudit(deps.db, {
-        action: action.kind,
-        outcome: "succeeded",
-        actor,
-        appUuid: app.uuid,
-        details: { deployment: result.deployment.uuid, release: `v${action.version}` },
-        correlationId,
-      });
+      const release = { uuid: action.release, version: action.version };
+      const result = await redeployRelease(deps, action.kind, app, release, { actor, correlationId });
       return { kind: "deployment", deployment: result.deployment };
     }
     case "env.set":

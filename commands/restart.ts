@@ -15,15 +15,7 @@ export async function restartCommand(
   deps: ChatOpsDeps,
   input: { app: string; actor: Actor; correlationId?: string | undefined },
 ): Promise<Gated<DeployResult>> {
-  const app = getAppBySlug(deps.db, input.app);
-  authorize(deps.db, {
-    actor: input.actor,
-    app,
-    needed: "deployer",
-    action: "restart",
-    correlationId: input.correlationId,
-  });
-  assertNotLocked(deps.db, app.uuid, app.slug);
+  const app = deployableApp(deps, input, "restart");
   const release = currentRelease(deps.db, app.uuid);
   if (!release) throw new DomainError(404, "not_found", `${app.slug} has no release to restart yet`);
   const action = { kind: "restart", app: app.uuid, release: release.uuid, version: release.version } as const;
@@ -40,15 +32,7 @@ export async function deployAsActor(
   deps: ChatOpsDeps,
   input: { app: string; ref?: string | undefined; actor: Actor; correlationId?: string | undefined },
 ): Promise<Gated<DeployResult>> {
-  const app = getAppBySlug(deps.db, input.app);
-  authorize(deps.db, {
-    actor: input.actor,
-    app,
-    needed: "deployer",
-    action: "deploy",
-    correlationId: input.correlationId,
-  });
-  assertNotLocked(deps.db, app.uuid, app.slug);
+  const app = deployableApp(deps, input, "deploy");
   const ref = input.ref ?? app.branch;
   return gate(
     deps,
@@ -85,15 +69,7 @@ export async function rollbackAsActor(
   deps: ChatOpsDeps,
   input: { app: string; release?: string | undefined; actor: Actor; correlationId?: string | undefined },
 ): Promise<Gated<DeployResult>> {
-  const app = getAppBySlug(deps.db, input.app);
-  authorize(deps.db, {
-    actor: input.actor,
-    app,
-    needed: "deployer",
-    action: "rollback",
-    correlationId: input.correlationId,
-  });
-  assertNotLocked(deps.db, app.uuid, app.slug);
+  const app = deployableApp(deps, input, "rollback");
   const release = findRelease(deps.db, app.uuid, input.release);
   const action = { kind: "rollback", app: app.uuid, release: release.uuid, version: release.version } as const;
   return gate(deps, { app, action, actor: input.actor, correlationId: input.correlationId }, () =>
@@ -101,8 +77,20 @@ export async function rollbackAsActor(
   );
 }
 
+/** The app a deployer may redeploy now: the role is checked (refusals audited) and a locked app is refused. */
+function deployableApp(
+  deps: ChatOpsDeps,
+  input: { app: string; actor: Actor; correlationId?: string | undefined },
+  action: "deploy" | "restart" | "rollback",
+): AppView {
+  const app = getAppBySlug(deps.db, input.app);
+  authorize(deps.db, { actor: input.actor, app, needed: "deployer", action, correlationId: input.correlationId });
+  assertNotLocked(deps.db, app.uuid, app.slug);
+  return app;
+}
+
 /** Restart and rollback both redeploy a kept release's image through the CLI's rollback path, then audit it. */
-async function redeployRelease(
+export async function redeployRelease(
   deps: ChatOpsDeps,
   action: "restart" | "rollback",
   app: { uuid: string; slug: string },
