@@ -6,8 +6,8 @@ import type {
   SlackMessage,
   SlackMetadata,
   SlackResponse,
-} from "./slack-api.ts";
-import { compareSlackTs, responseUrlAllowed, SlackApiError } from "./slack-api.ts";
+} from "../../src/infra/slack-api.ts";
+import { compareSlackTs, responseUrlAllowed, SlackApiError } from "../../src/infra/slack-api.ts";
 
 export type FakeSlackCall =
   | {
