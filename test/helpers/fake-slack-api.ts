@@ -7,7 +7,8 @@ import type {
   SlackMetadata,
   SlackResponse,
 } from "../../src/infra/slack-api.ts";
-import { compareSlackTs, responseUrlAllowed, SlackApiError } from "../../src/infra/slack-api.ts";
+import { compareSlackTs, SlackApiError } from "../../src/infra/slack-api.ts";
+import { responseUrlAllowed } from "../../src/infra/slack-response-url.ts";
 
 export type FakeSlackCall =
   | {

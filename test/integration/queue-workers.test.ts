@@ -3,7 +3,7 @@ import type { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { BullLogsQueue, registerLogsWorker } from "../../commands/logs-job.ts";
 import { currentRelease } from "../../src/domain/releases.ts";
-import { UndiciSlackApi } from "../../src/infra/slack-api.ts";
+import { UndiciSlackApi } from "../../src/infra/slack-web-api.ts";
 import { BullJobQueue, QUEUE_NAMES } from "../../src/pipeline/queues.ts";
 import { names } from "../../src/pipeline/settings.ts";
 import { WorkerPool } from "../../src/pipeline/worker-pool.ts";
