@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from "node:fs";
-import { dirname, join, relative, resolve, sep } from "node:path";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
@@ -38,6 +38,14 @@ describe("production modules", () => {
       forbiddenImports(file, readFileSync(file, "utf8")).map((target) => `${relative(root, file)} → ${target}`),
     );
     expect(offenders).toEqual([]);
+  });
+
+  it("hold no test doubles: fakes live in test/helpers/", () => {
+    const fakes = productionDirs
+      .flatMap((dir) => productionFiles(join(root, dir)))
+      .filter((file) => /(^|[-.])fakes?([-.]|$)/i.test(basename(file)))
+      .map((file) => relative(root, file));
+    expect(fakes).toEqual([]);
   });
 
   it("the scan catches static, dynamic and side-effect imports of test code", () => {
