@@ -26,7 +26,7 @@ export function createAppCommand(deps: { db: Db; log: Logger }, input: NewApp): 
 
 /**
  * Every live app with its current release and last deployment, in three queries whatever the number of apps
- * (CONSTRAINTS §12). "Latest per app" is a correlated subquery served by the (app_id, …) indexes.
+ * (no N+1; a test counts them). "Latest per app" is a correlated subquery served by the (app_id, …) indexes.
  */
 export function listAppsCommand(deps: { db: Db }): AppSummary[] {
   const { db } = deps;

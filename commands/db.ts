@@ -18,7 +18,7 @@ import type { ProvisionAction, ProvisionQueue } from "../src/pipeline/provision-
 
 /**
  * `db create|show|rotate|drop|reveal` for the CLI and `/tussilago db …`. create/rotate/drop validate, audit and
- * enqueue a provision job (never DDL inline: CONSTRAINTS §3); show reads SQLite only.
+ * enqueue a provision job (never DDL inline: Slack wants an answer within 3 s); show reads SQLite only.
  */
 export interface DbCommandDeps {
   db: Db;

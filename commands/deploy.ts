@@ -14,7 +14,9 @@ import { commitShaSchema, refSchema } from "../src/domain/validation.ts";
 import type { Logger } from "../src/log.ts";
 import { deployJobId, type JobQueue, QUEUE_NAMES } from "../src/pipeline/queues.ts";
 
-/** Shared by the CLI and (later) Slack: validate, record, supersede, enqueue. Never runs git or podman itself. */
+/**
+ * Shared by the CLI, Slack and GitHub pushes: validate, record, supersede, enqueue. Never runs git or podman itself.
+ */
 export interface CommandDeps {
   db: Db;
   queue: JobQueue;

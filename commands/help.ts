@@ -1,6 +1,6 @@
 import type { types } from "@slack/bolt";
 
-/** One line of help per subcommand. Later issues append their subcommands here, so help never lists what is missing. */
+/** One line of help per subcommand. A command adds its line here when it lands, so help never lists what is missing. */
 export interface SubcommandHelp {
   name: string;
   usage: string;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the local builder/runtime base image (Debian bookworm + python3 + uv) without any image registry:
-# none is reachable from these machines (see /work/shared/INFRA.md), so we debootstrap a root filesystem and
+# none is reachable from the machines this was built on, so we debootstrap a root filesystem and
 # `podman import` it. Production would point the bot's base-image setting at an official Python+uv image instead.
 #
 # Usage: scripts/build-base-image.sh [--force] [TAG]     (default TAG: localhost/tussilago-python:bookworm)

@@ -29,7 +29,7 @@ import { PgPostgresAdmin } from "./infra/postgres-admin.ts";
 import { connectRedis, pingRedis, type RedisTarget } from "./infra/redis.ts";
 import { IoRedisAcl } from "./infra/redis-acl.ts";
 import { ExecaRunner } from "./infra/runner.ts";
-import { UndiciSlackApi } from "./infra/slack-api.ts";
+import { UndiciSlackApi } from "./infra/slack-web-api.ts";
 import { readSysctl } from "./infra/sysctl.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";

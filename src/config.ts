@@ -3,10 +3,6 @@ import { readFileSync } from "node:fs";
 import envPaths from "env-paths";
 import { z } from "zod";
 
-/**
- * The whole process configuration, parsed once at boot from an env object that is passed in
- * (never read from `process.env` elsewhere), so tests can hand in exactly what they want.
- */
 export interface SlackConfig {
   signingSecret: string;
   botToken: string;
@@ -27,6 +23,10 @@ export interface GithubConfig {
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
+/**
+ * The whole process configuration, parsed once at boot from an env object that is passed in
+ * (never read from `process.env` elsewhere), so tests can hand in exactly what they want.
+ */
 export interface Config {
   secretKey: string;
   port: number;
@@ -98,8 +98,6 @@ export class ConfigError extends Error {
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-
 /** Empty strings count as unset: `FOO= node …` is a common way to blank a variable. */
 function opt(env: Env, name: string): string | undefined {
   const value = env[name];
@@ -116,6 +114,36 @@ function parseWith<T>(schema: z.ZodType<T>, env: Env, name: string, fallback: T)
   return result.data;
 }
 
+export function defaultDataDir(): string {
+  // platformdirs-style user data directory (~/.local/share/tussilago on Linux); never the repository root.
+  return envPaths("tussilago", { suffix: "" }).data;
+}
+
+/**
+ * Composes the per-area readers below. They run in this order, and each reads its variables in field order, so the
+ * first error reported for a bad environment is always the same one.
+ */
+export function loadConfig(env: Env): Config {
+  const secretKey = loadSecretKey(env);
+  const slack = loadSlack(env);
+  const github = loadGithub(env);
+  const config: Config = {
+    secretKey,
+    ...loadHttp(env),
+    ...loadOwnServices(env),
+    slack,
+    github,
+    shutdownGraceMs: parseWith(shutdownGraceSchema, env, "TUSSILAGO_SHUTDOWN_GRACE_MS", 25_000),
+    maxBodyBytes: 1024 * 1024,
+    tenantStores: loadTenantStores(env),
+    pipeline: loadPipeline(env),
+  };
+  assertTenantRedisIsNotOurs(config);
+  return config;
+}
+
+// Shared value schemas.
+
 const hostSchema = z.string().regex(/^[A-Za-z0-9.-]{1,253}$/, "must be a host name or IPv4 address");
 const portSchema = z.coerce
   .number({ message: "must be a number" })
@@ -128,6 +156,75 @@ const urlSchema = z
   .refine((v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol), "must be an absolute http(s) URL")
   .transform((v) => v.replace(/\/+$/, ""));
 
+const absolutePath = z.string().refine((v) => v.startsWith("/"), "must be an absolute path");
+
+/** A whole number of milliseconds in [min, max]. */
+const millisSchema = (min: number, max: number) =>
+  z.coerce.number({ message: "must be a number" }).int().min(min).max(max);
+
+const shutdownGraceSchema = millisSchema(0, 600_000);
+
+// The secret key.
+
+function loadSecretKey(env: Env): string {
+  const secretKey = opt(env, "TUSSILAGO_SECRET_KEY");
+  if (secretKey === undefined) {
+    throw new ConfigError("TUSSILAGO_SECRET_KEY", "is required (at least 32 characters; it encrypts secrets at rest)");
+  }
+  if (secretKey.length < 32) {
+    throw new ConfigError("TUSSILAGO_SECRET_KEY", `must be at least 32 characters (got ${secretKey.length})`);
+  }
+  return secretKey;
+}
+
+// Slack: both secrets or neither.
+
+function loadSlack(env: Env): SlackConfig | undefined {
+  const signingSecret = opt(env, "SLACK_SIGNING_SECRET");
+  const botToken = opt(env, "SLACK_BOT_TOKEN");
+  if ((signingSecret === undefined) !== (botToken === undefined)) {
+    const missing = signingSecret === undefined ? "SLACK_SIGNING_SECRET" : "SLACK_BOT_TOKEN";
+    throw new ConfigError(
+      missing,
+      "is required when Slack is configured (set both SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN)",
+    );
+  }
+  if (signingSecret === undefined || botToken === undefined) return undefined;
+  return {
+    signingSecret,
+    botToken,
+    appToken: opt(env, "SLACK_APP_TOKEN"),
+    apiUrl: parseWith(urlSchema.optional(), env, "SLACK_API_URL", undefined),
+  };
+}
+
+// GitHub: the webhook secret turns it on; API credentials need it.
+
+function loadGithub(env: Env): GithubConfig | undefined {
+  const webhookSecret = opt(env, "GITHUB_WEBHOOK_SECRET");
+  const auth = loadGithubAuth(env);
+  if (auth !== undefined && webhookSecret === undefined) {
+    throw new ConfigError("GITHUB_WEBHOOK_SECRET", "is required when GitHub API credentials are configured");
+  }
+  if (webhookSecret === undefined) return undefined;
+  return { webhookSecret, apiUrl: parseWith(urlSchema, env, "GITHUB_API_URL", "https://api.github.com"), auth };
+}
+
+// HTTP listener and logging.
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+const logLevelSchema = z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(", ")}` });
+
+function loadHttp(env: Env): Pick<Config, "port" | "host" | "logLevel"> {
+  return {
+    port: parseWith(portSchema, env, "PORT", 3000),
+    host: opt(env, "HOST") ?? "127.0.0.1",
+    logLevel: parseWith(logLevelSchema, env, "LOG_LEVEL", "info"),
+  };
+}
+
+// The bot's own data dir, Redis and Caddy (embedded when unset).
+
 const redisUrlSchema = z.string().refine((v) => URL.canParse(v) && /^(rediss?|unix):$/.test(new URL(v).protocol), {
   message: "must be a redis://, rediss:// or unix:// URL",
 });
@@ -139,161 +236,60 @@ const caddyAdminSchema = z
     message: "must be an absolute unix socket path or an http(s) URL",
   });
 
-const absolutePath = z.string().refine((v) => v.startsWith("/"), "must be an absolute path");
-
-export function defaultDataDir(): string {
-  // platformdirs-style user data directory (~/.local/share/tussilago on Linux); never the repository root.
-  return envPaths("tussilago", { suffix: "" }).data;
-}
-
-export function loadConfig(env: Env): Config {
-  const secretKey = opt(env, "TUSSILAGO_SECRET_KEY");
-  if (secretKey === undefined) {
-    throw new ConfigError("TUSSILAGO_SECRET_KEY", "is required (at least 32 characters; it encrypts secrets at rest)");
-  }
-  if (secretKey.length < 32) {
-    throw new ConfigError("TUSSILAGO_SECRET_KEY", `must be at least 32 characters (got ${secretKey.length})`);
-  }
-
-  const signingSecret = opt(env, "SLACK_SIGNING_SECRET");
-  const botToken = opt(env, "SLACK_BOT_TOKEN");
-  if ((signingSecret === undefined) !== (botToken === undefined)) {
-    const missing = signingSecret === undefined ? "SLACK_SIGNING_SECRET" : "SLACK_BOT_TOKEN";
-    throw new ConfigError(
-      missing,
-      "is required when Slack is configured (set both SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN)",
-    );
-  }
-  const slack: SlackConfig | undefined =
-    signingSecret !== undefined && botToken !== undefined
-      ? {
-          signingSecret,
-          botToken,
-          appToken: opt(env, "SLACK_APP_TOKEN"),
-          apiUrl: parseWith(urlSchema.optional(), env, "SLACK_API_URL", undefined),
-        }
-      : undefined;
-
-  const webhookSecret = opt(env, "GITHUB_WEBHOOK_SECRET");
-  const githubAuth = loadGithubAuth(env);
-  if (githubAuth !== undefined && webhookSecret === undefined) {
-    throw new ConfigError("GITHUB_WEBHOOK_SECRET", "is required when GitHub API credentials are configured");
-  }
-  const github: GithubConfig | undefined =
-    webhookSecret !== undefined
-      ? {
-          webhookSecret,
-          apiUrl: parseWith(urlSchema, env, "GITHUB_API_URL", "https://api.github.com"),
-          auth: githubAuth,
-        }
-      : undefined;
-
-  const config: Config = {
-    secretKey,
-    port: parseWith(portSchema, env, "PORT", 3000),
-    host: opt(env, "HOST") ?? "127.0.0.1",
-    logLevel: parseWith(
-      z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(", ")}` }),
-      env,
-      "LOG_LEVEL",
-      "info",
-    ),
+function loadOwnServices(env: Env): Pick<Config, "dataDir" | "redisUrl" | "caddyAdmin"> {
+  return {
     dataDir: parseWith(absolutePath, env, "TUSSILAGO_DATA_DIR", defaultDataDir()),
     redisUrl: parseWith(redisUrlSchema.optional(), env, "REDIS_URL", undefined),
     caddyAdmin: parseWith(caddyAdminSchema.optional(), env, "CADDY_ADMIN", undefined),
-    slack,
-    github,
-    shutdownGraceMs: parseWith(
-      z.coerce.number({ message: "must be a number" }).int().min(0).max(600_000),
-      env,
-      "TUSSILAGO_SHUTDOWN_GRACE_MS",
-      25_000,
-    ),
-    maxBodyBytes: 1024 * 1024,
-    tenantStores: {
-      pgAdminUrl: parseWith(
-        z
-          .string()
-          .refine((v) => URL.canParse(v) && /^postgres(ql)?:$/.test(new URL(v).protocol), "must be a postgres:// URL")
-          .optional(),
-        env,
-        "TUSSILAGO_PG_ADMIN_URL",
-        undefined,
-      ),
-      pgPublicHost: parseWith(hostSchema.optional(), env, "TUSSILAGO_PG_PUBLIC_HOST", undefined),
-      pgPublicPort: parseWith(portSchema.optional(), env, "TUSSILAGO_PG_PUBLIC_PORT", undefined),
-      redisUrl: parseWith(
-        z
-          .string()
-          .refine(
-            (v) => URL.canParse(v) && /^rediss?:$/.test(new URL(v).protocol),
-            "must be a redis:// or rediss:// URL",
-          )
-          .optional(),
-        env,
-        "TUSSILAGO_TENANT_REDIS_URL",
-        undefined,
-      ),
-      redisPublicHost: parseWith(hostSchema.optional(), env, "TUSSILAGO_TENANT_REDIS_PUBLIC_HOST", undefined),
-      redisPublicPort: parseWith(portSchema.optional(), env, "TUSSILAGO_TENANT_REDIS_PUBLIC_PORT", undefined),
-    },
-    pipeline: {
-      baseImage: parseWith(
-        z.string().regex(/^[a-z0-9][a-z0-9._/:@-]{0,254}$/, "must be an image reference"),
-        env,
-        "TUSSILAGO_BASE_IMAGE",
-        "localhost/tussilago-python:bookworm",
-      ),
-      buildCaBundle: parseWith(absolutePath.optional(), env, "TUSSILAGO_BUILD_CA_BUNDLE", undefined),
-      proxyListen: parseWith(
-        z
-          .string()
-          .regex(
-            /^[0-9a-zA-Z.:[\]]*:\d{1,5}(,[0-9a-zA-Z.:[\]]*:\d{1,5})*$/,
-            "must be comma-separated [host]:port addresses",
-          )
-          .transform((v) => v.split(",")),
-        env,
-        "TUSSILAGO_PROXY_LISTEN",
-        [":8080"],
-      ),
-      gitAllowFileUrls: parseFlag(env, "TUSSILAGO_GIT_ALLOW_FILE_URLS"),
-      runscNetwork: parseWith(
-        z.enum(["host", "sandbox"], { message: "must be host or sandbox" }),
-        env,
-        "TUSSILAGO_RUNSC_NETWORK",
-        "host",
-      ),
-      queuePrefix: parseWith(
-        z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "must be 1-64 letters, digits, - or _"),
-        env,
-        "TUSSILAGO_QUEUE_PREFIX",
-        "tussilago",
-      ),
-      drainGraceMs: parseWith(
-        z.coerce.number({ message: "must be a number" }).int().min(0).max(600_000),
-        env,
-        "TUSSILAGO_DRAIN_GRACE_MS",
-        10_000,
-      ),
-      reconcileOnStart:
-        opt(env, "TUSSILAGO_RECONCILE_ON_START") === undefined || parseFlag(env, "TUSSILAGO_RECONCILE_ON_START"),
-      reconcileIntervalMs: parseWith(
-        z.coerce.number({ message: "must be a number" }).int().min(0).max(86_400_000),
-        env,
-        "TUSSILAGO_RECONCILE_INTERVAL_MS",
-        30_000,
-      ),
-      keepReleases: parseWith(
-        z.coerce.number({ message: "must be a number" }).int().min(1).max(100),
-        env,
-        "TUSSILAGO_KEEP_RELEASES",
-        5,
-      ),
-    },
   };
-  assertTenantRedisIsNotOurs(config);
-  return config;
+}
+
+// Shared servers for tenant databases.
+
+const pgAdminUrlSchema = z
+  .string()
+  .refine((v) => URL.canParse(v) && /^postgres(ql)?:$/.test(new URL(v).protocol), "must be a postgres:// URL");
+
+const tenantRedisUrlSchema = z
+  .string()
+  .refine((v) => URL.canParse(v) && /^rediss?:$/.test(new URL(v).protocol), "must be a redis:// or rediss:// URL");
+
+function loadTenantStores(env: Env): TenantStoresConfig {
+  return {
+    pgAdminUrl: parseWith(pgAdminUrlSchema.optional(), env, "TUSSILAGO_PG_ADMIN_URL", undefined),
+    pgPublicHost: parseWith(hostSchema.optional(), env, "TUSSILAGO_PG_PUBLIC_HOST", undefined),
+    pgPublicPort: parseWith(portSchema.optional(), env, "TUSSILAGO_PG_PUBLIC_PORT", undefined),
+    redisUrl: parseWith(tenantRedisUrlSchema.optional(), env, "TUSSILAGO_TENANT_REDIS_URL", undefined),
+    redisPublicHost: parseWith(hostSchema.optional(), env, "TUSSILAGO_TENANT_REDIS_PUBLIC_HOST", undefined),
+    redisPublicPort: parseWith(portSchema.optional(), env, "TUSSILAGO_TENANT_REDIS_PUBLIC_PORT", undefined),
+  };
+}
+
+// The deployment pipeline.
+
+const baseImageSchema = z.string().regex(/^[a-z0-9][a-z0-9._/:@-]{0,254}$/, "must be an image reference");
+const proxyListenSchema = z
+  .string()
+  .regex(/^[0-9a-zA-Z.:[\]]*:\d{1,5}(,[0-9a-zA-Z.:[\]]*:\d{1,5})*$/, "must be comma-separated [host]:port addresses")
+  .transform((v) => v.split(","));
+const runscNetworkSchema = z.enum(["host", "sandbox"], { message: "must be host or sandbox" });
+const queuePrefixSchema = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "must be 1-64 letters, digits, - or _");
+const keepReleasesSchema = z.coerce.number({ message: "must be a number" }).int().min(1).max(100);
+
+function loadPipeline(env: Env): PipelineConfig {
+  return {
+    baseImage: parseWith(baseImageSchema, env, "TUSSILAGO_BASE_IMAGE", "localhost/tussilago-python:bookworm"),
+    buildCaBundle: parseWith(absolutePath.optional(), env, "TUSSILAGO_BUILD_CA_BUNDLE", undefined),
+    proxyListen: parseWith(proxyListenSchema, env, "TUSSILAGO_PROXY_LISTEN", [":8080"]),
+    gitAllowFileUrls: parseFlag(env, "TUSSILAGO_GIT_ALLOW_FILE_URLS"),
+    runscNetwork: parseWith(runscNetworkSchema, env, "TUSSILAGO_RUNSC_NETWORK", "host"),
+    queuePrefix: parseWith(queuePrefixSchema, env, "TUSSILAGO_QUEUE_PREFIX", "tussilago"),
+    drainGraceMs: parseWith(millisSchema(0, 600_000), env, "TUSSILAGO_DRAIN_GRACE_MS", 10_000),
+    reconcileOnStart:
+      opt(env, "TUSSILAGO_RECONCILE_ON_START") === undefined || parseFlag(env, "TUSSILAGO_RECONCILE_ON_START"),
+    reconcileIntervalMs: parseWith(millisSchema(0, 86_400_000), env, "TUSSILAGO_RECONCILE_INTERVAL_MS", 30_000),
+    keepReleases: parseWith(keepReleasesSchema, env, "TUSSILAGO_KEEP_RELEASES", 5),
+  };
 }
 
 /**

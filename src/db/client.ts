@@ -15,7 +15,7 @@ export function databasePath(dataDir: string): string {
 }
 
 export interface OpenDbOptions {
-  /** Called with every SQL statement; tests use it to count queries (CONSTRAINTS §12: no N+1). */
+  /** Called with every SQL statement; tests use it to count queries, so a list view that grows an N+1 fails. */
   onQuery?: (sql: string) => void;
 }
 

@@ -1,8 +1,8 @@
 import { z } from "zod";
 
 /**
- * Patterns for tenant-controlled strings (CONSTRAINTS §2). Anything that reaches argv, a container name, a Caddy
- * matcher, an SQL identifier or Slack markup passes one of these first.
+ * Patterns for tenant-controlled strings (app names, refs, branches, env keys…). Anything that reaches argv, a
+ * container name, a Caddy matcher, an SQL identifier or Slack markup passes one of these first.
  */
 export const slugSchema = z
   .string()

@@ -1,10 +1,10 @@
 /**
  * Pure builders and validators for the JSON this bot writes into Caddy's config (no I/O here). Route ids, hosts and
- * upstreams are validated before they reach a Caddy matcher: hosts are tenant-controlled strings (CONSTRAINTS §2).
+ * upstreams are validated before they reach a Caddy matcher: hosts are tenant-controlled strings.
  */
 
 export interface ProxyRoute {
-  /** The route's `@id` in Caddy: a public UUID or a slug, never an internal row id (CONSTRAINTS §5). */
+  /** The route's `@id` in Caddy: a public UUID or a slug, never an internal row id (those are never shown outside). */
   id: string;
   hosts: string[];
   /** `127.0.0.1:<port>` or `[::1]:<port>`: the proxy only ever reaches apps published on loopback. */
@@ -31,10 +31,11 @@ const MAX_HOSTS = 32;
 const MAX_UPSTREAMS = 16;
 
 /**
- * Load balancing and passive health checks that let an upstream switch drop no request (INFRA.md "Caddy admin
- * API"): while a dial fails (old container gone, new one not yet listening) Caddy keeps retrying for `try_duration`
- * instead of answering 502. A failed upstream is skipped for `fail_duration`; keeping that shorter than
- * `try_duration` means a single upstream that was marked down comes back before waiting requests give up.
+ * Load balancing and passive health checks that let an upstream switch drop no request
+ * (https://caddyserver.com/docs/json/apps/http/servers/routes/handle/reverse_proxy/): while a dial fails (old
+ * container gone, new one not yet listening) Caddy keeps retrying for `try_duration` instead of answering 502. A
+ * failed upstream is skipped for `fail_duration`; keeping that shorter than `try_duration` means a single upstream
+ * that was marked down comes back before waiting requests give up.
  */
 export const LOAD_BALANCING = { try_duration: "5s", try_interval: "100ms" } as const;
 export const PASSIVE_HEALTH = { fail_duration: "2s", max_fails: 1 } as const;
@@ -96,8 +97,9 @@ export function validateRoute(route: ProxyRoute): ProxyRoute {
 
 /**
  * The HTTP server the app routes live in. `automatic_https.disable`: with a host matcher Caddy would otherwise
- * turn on automatic HTTPS for every app name (INFRA.md) and try to obtain certificates, which cannot work here and
- * is not wanted in tests. TLS is a later concern; when it comes, it is a setting here, not a per-route change.
+ * turn on automatic HTTPS for every app name (https://caddyserver.com/docs/automatic-https) and try to obtain
+ * certificates, which cannot work here and is not wanted in tests. TLS, when it comes, is a setting here, not a
+ * per-route change.
  * `routes` must exist: a POST to a missing `routes` key stores the route object itself, not an array, and the
  * config load then fails (observed on caddy 2.6.2).
  */

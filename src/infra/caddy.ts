@@ -1,12 +1,12 @@
 /**
- * Caddy's JSON admin API (CONSTRAINTS §6), as caddy 2.6.2 answers it over its unix socket (checked by hand and in
- * test/e2e/caddy.test.ts; INFRA.md "Caddy admin API" lists the starting points):
+ * Caddy's JSON admin API (https://caddyserver.com/docs/api; never a Caddyfile or `caddy reload`), as caddy 2.6.2
+ * answers it over its unix socket (checked by hand and in test/e2e/caddy.test.ts):
  * - Host must be empty over the socket, else 403 "host not allowed"; undici sends "localhost" unless told.
  * - GET /config/… sends its ETag as a trailer, `"<path> <hash>"`. If-Match takes any such ETag on any change: Caddy
  *   re-hashes the path named inside it, so a server-level ETag guards a change made through /id/X. Stale → 412.
  * - PUT on an array element inserts before it (PUT /id/X duplicates X); PATCH replaces; PUT of an existing key is a
  *   500 "key already exists"; GET below a missing parent is a 400 "invalid traversal path".
- * - DELETE /id/<missing> is 404; DELETE of a missing /config/ key is 200 (INFRA.md): verify with a GET either way.
+ * - DELETE /id/<missing> is 404; DELETE of a missing /config/ key is 200: verify with a GET either way.
  * - Each change reloads the whole config. Caddy 2.6 listens with SO_REUSEPORT, so the old listener's queued
  *   connections are reset unless the host sets net.ipv4.tcp_migrate_req=1; idle keep-alive connections are closed.
  */
@@ -90,7 +90,7 @@ const JSON_HEADERS = { "content-type": "application/json" };
 
 function parseEndpoint(endpoint: string): { origin: string; socketPath: string | undefined; host: string | undefined } {
   const socketPath = endpoint.startsWith("unix/") ? endpoint.slice("unix/".length) : endpoint;
-  // INFRA.md: over the unix socket Caddy's admin wants an EMPTY Host header; any other host (undici sends
+  // Over the unix socket Caddy 2.6.2's admin wants an EMPTY Host header; any other host (undici sends
   // "localhost" by default, checked) gets 403 "host not allowed". Over TCP the default Host matches its allow-list.
   if (socketPath.startsWith("/")) return { origin: "http://localhost", socketPath, host: "" };
   if (!URL.canParse(endpoint)) throw new TypeError("caddy admin endpoint must be a unix socket path or URL");
@@ -219,7 +219,7 @@ export class CaddyAdmin implements ProxyAdmin {
       if (matching.length === 0) return true;
       // Set before sending: if our DELETE lands but its answer is lost, the retry sees 412 and then an absent route.
       removed = true;
-      // DELETE /id/<missing> answers 404 on caddy 2.6.2, a DELETE of a missing /config/ key answers 200 (INFRA.md):
+      // DELETE /id/<missing> answers 404 on caddy 2.6.2, a DELETE of a missing /config/ key answers 200:
       // neither status proves anything, so the GET below decides.
       const status =
         matching.length === 1
@@ -260,7 +260,8 @@ export class CaddyAdmin implements ProxyAdmin {
 
   /**
    * Runs `attempt` until it reports success; `false` means a 412 (someone changed the config between our GET and
-   * our change, INFRA.md). Bounded, with a short jittered pause so two writers do not collide in lockstep.
+   * our change; Caddy answers 412 to a stale If-Match). Bounded, with a short jittered pause so two writers do not
+   * collide in lockstep.
    */
   async #withConflictRetry(operation: string, attempt: () => Promise<boolean>): Promise<void> {
     for (let n = 1; n <= this.#maxAttempts; n++) {

@@ -4,7 +4,7 @@ import type { GithubAuthConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { type BackoffOptions, cappedExponentialDelay } from "../pipeline/backoff.ts";
 
-/** What reporters and the source stage need from GitHub; `FakeGithub` (fake-github.ts) is the test double. */
+/** What reporters and the source stage need from GitHub; `FakeGithub` (test/helpers/fake-github.ts) is the test double. */
 export interface GithubApi {
   createCommitStatus(owner: string, repo: string, sha: string, status: CommitStatusInput): Promise<void>;
   createDeployment(owner: string, repo: string, input: DeploymentInput): Promise<{ id: string }>;

@@ -1,6 +1,6 @@
 /**
- * Pure argv builders for podman. This is the security-critical half of the podman adapter (CONSTRAINTS §1, §2):
- * every flag that confines tenant code is decided here, from plain validated values, and unit-tested.
+ * Pure argv builders for podman. This is the security-critical half of the podman adapter (docs/architecture.md,
+ * *Sandbox*): every flag that confines tenant code is decided here, from plain validated values, and unit-tested.
  * Nothing here touches the system; `podman.ts` runs what these functions return.
  */
 
@@ -83,7 +83,10 @@ export const DEFAULT_SETTINGS: EngineSettings = {
 };
 
 export const DEFAULT_USER = "65534:65534";
-/** Any explicit value works; without one, runsc's setrlimit fails in rootful podman here (INFRA.md). */
+/**
+ * Any explicit value works; without one, runsc 20221219 under rootful podman 4.3.1 fails with
+ * `setrlimit … Operation not permitted`.
+ */
 const ULIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"] as const;
 
 export class InvalidPodmanArgument extends Error {
@@ -95,8 +98,9 @@ export class InvalidPodmanArgument extends Error {
   }
 }
 
-// Defence in depth: callers validate tenant strings first (CONSTRAINTS §2); these patterns additionally make sure
-// nothing can be read by podman as an option (leading "-") or smuggle a separator into a compound flag value.
+// Defence in depth: callers validate tenant strings first (src/domain/validation.ts); these patterns additionally
+// make sure nothing can be read by podman as an option (leading "-") or smuggle a separator into a compound flag
+// value.
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 const IMAGE_RE = /^[a-z0-9][a-z0-9._/:@-]{0,254}$/;
 const LABEL_KEY_RE = /^[a-z0-9][a-z0-9._/-]{0,127}$/;
@@ -196,7 +200,7 @@ interface Confinement {
   user?: string | undefined;
 }
 
-/** The flags every tenant container gets, build or run (CONSTRAINTS §1). */
+/** The flags every tenant container gets, build or run: tenant code is treated as hostile (docs/architecture.md). */
 export function confinementArgs(c: Confinement): string[] {
   const memory = `${positiveInt(c.memoryMb, "memoryMb", 65_536)}m`;
   return [

@@ -3,7 +3,7 @@ import pg from "pg";
 import type { Logger } from "../log.ts";
 
 /**
- * Tenant roles and databases on the shared PostgreSQL cluster (CONSTRAINTS §7). The bot may reach the cluster
+ * Tenant roles and databases on the shared PostgreSQL cluster (docs/tenant-databases.md). The bot may reach the cluster
  * through PgBouncer in transaction pooling mode, so this adapter is PgBouncer-safe by construction:
  * - every statement is one unnamed query (`query(text, values)`: simple protocol, or Parse/Bind/Execute of the
  *   unnamed statement inside one Sync) — never a named prepared statement, which would live on one server

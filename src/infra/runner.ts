@@ -2,7 +2,7 @@ import { ExecaError, execa } from "execa";
 import type { Logger } from "../log.ts";
 
 /**
- * The one way this codebase starts a subprocess (CONSTRAINTS §4): argv arrays only, never a shell, always a
+ * The one way this codebase starts a subprocess: argv arrays only, never a shell, always a
  * timeout and an abort signal, failures as a typed error with the exit code and a bounded stderr tail.
  * Adapters (podman, git, caddy/redis supervisors) take a `Runner`, so unit tests inject a fake one.
  */

@@ -4,7 +4,8 @@ import type { LongRunning, Runner } from "./runner.ts";
 
 /**
  * Shared pieces for the services the bot supervises itself (embedded redis-server and Caddy): both listen on a
- * unix socket inside the data dir, so neither is reachable over TCP from a tenant container (CONSTRAINTS §1).
+ * unix socket inside the data dir, so neither is reachable over TCP from a tenant container (docs/architecture.md,
+ * *Sandbox*).
  */
 
 export interface EmbeddedServiceOptions {

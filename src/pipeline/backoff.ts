@@ -1,6 +1,7 @@
 /**
  * Bounded exponential backoff with full jitter. BullMQ's built-in "exponential" has no cap, so a job with many
- * attempts would wait hours; this one never waits more than `maxMs` (CONSTRAINTS §8).
+ * attempts would wait hours; this one never waits more than `maxMs`, so an outage of Caddy, Slack or GitHub delays a
+ * retry by at most that much.
  */
 export interface BackoffOptions {
   baseMs: number;

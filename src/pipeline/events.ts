@@ -3,7 +3,7 @@ import { EventEmitter } from "node:events";
 export const STAGES = ["source", "build", "run", "health", "route", "drain"] as const;
 export type StageName = (typeof STAGES)[number];
 
-/** What reporters (log/CLI now, Slack and GitHub later) consume. Public UUIDs only. */
+/** What reporters (the log, the Slack deployment thread, GitHub commit statuses) consume. Public UUIDs only. */
 export interface StageEvent {
   type: "stage";
   deploymentUuid: string;

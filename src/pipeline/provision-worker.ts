@@ -11,9 +11,8 @@ import {
 import type { WorkerPool } from "./worker-pool.ts";
 
 /**
- * Tenant PostgreSQL/Redis provisioning as BullMQ jobs. The job data is UUIDs and primitives (CONSTRAINTS §8); each
- * action is idempotent against the real servers, so a retry after a crash half-way finishes the work.
- * Kept out of queues.ts for now (another engineer owns it); see the report for the change that folds it in.
+ * Tenant PostgreSQL/Redis provisioning as BullMQ jobs. The job data is UUIDs and primitives (the worker refetches
+ * rows); each action is idempotent against the real servers, so a retry after a crash half-way finishes the work.
  */
 
 export const PROVISION_QUEUE = "provision";

@@ -9,7 +9,7 @@ export const QUEUE_NAMES = {
 } as const;
 export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];
 
-/** Job data is public UUIDs and primitives only; the worker refetches rows itself (CONSTRAINTS §8). */
+/** Job data is public UUIDs and primitives only; the worker refetches rows itself, so a retry sees current state. */
 export interface JobPayloads {
   "github-push": { deliveryUuid: string };
   deploy: { deploymentUuid: string };

@@ -51,7 +51,7 @@ export function defaultPipelineSettings(dataDir: string): PipelineSettings {
   };
 }
 
-/** Deterministic names from public UUIDs (CONSTRAINTS §8): a retried stage finds what it made before. */
+/** Deterministic names from public UUIDs: a retried stage finds what it made before instead of making a second one. */
 export const names = {
   container: (appUuid: string, deploymentUuid: string) => `tsl-${appUuid}-${deploymentUuid}`,
   image: (appUuid: string, deploymentUuid: string) => `localhost/tsl-${appUuid}:${deploymentUuid}`,

@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runLogsJob } from "../../commands/logs-job.ts";
 import { getAppBySlug } from "../../src/domain/apps.ts";
 import { listReleases } from "../../src/domain/releases.ts";
-import { FakeSlackApi } from "../../src/infra/fake-slack-api.ts";
 import { ExecaRunner } from "../../src/infra/runner.ts";
 import { BASE_IMAGE, type E2EPipeline, startE2EPipeline } from "../helpers/e2e-pipeline.ts";
+import { FakeSlackApi } from "../helpers/fake-slack-api.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 import { runLoad } from "../helpers/load.ts";
 

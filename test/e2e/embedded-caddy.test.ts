@@ -7,7 +7,7 @@ import { EmbeddedServiceError } from "../../src/infra/wait-for-socket.ts";
 import { isAlive, PathRunner, test } from "../helpers/embedded.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 
-// Real caddy: lives in the end-to-end suite because the default suite never talks HTTP to Caddy (CONSTRAINTS §13).
+// Real caddy: lives in the end-to-end suite because the default suite never talks HTTP to Caddy (vitest.config.ts).
 
 describe("embedded caddy", () => {
   test("serves the admin API on its unix socket only, and stop() ends the process", async ({

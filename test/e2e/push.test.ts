@@ -8,7 +8,6 @@ import type { AppView } from "../../src/domain/apps.ts";
 import { type DeploymentView, listDeployments } from "../../src/domain/deployments.ts";
 import { createApp } from "../../src/http/app.ts";
 import { githubRoute } from "../../src/http/github-route.ts";
-import { FakeGithub } from "../../src/infra/fake-github.ts";
 import type { CommitStatusInput, DeploymentInput, DeploymentStatusInput } from "../../src/infra/github-api.ts";
 import { ExecaRunner } from "../../src/infra/runner.ts";
 import { abortableSleep } from "../../src/pipeline/deps.ts";
@@ -17,6 +16,7 @@ import { registerPushWorker } from "../../src/pipeline/push-worker.ts";
 import { QUEUE_NAMES } from "../../src/pipeline/queues.ts";
 import { attachGithubStatusReporter, type GithubStatusReporter } from "../../src/reporters/github-status.ts";
 import { BASE_IMAGE, type E2EPipeline, FIXTURES, startE2EPipeline } from "../helpers/e2e-pipeline.ts";
+import { FakeGithub } from "../helpers/fake-github.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 import { examplePush, githubRequest } from "../helpers/github.ts";
 

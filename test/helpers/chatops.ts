@@ -11,8 +11,8 @@ import { createApp } from "../../src/http/app.ts";
 import type { AppEnv } from "../../src/http/context.ts";
 import { createSlackApp } from "../../src/http/slack-app.ts";
 import { MemoryEventDedupe } from "../../src/http/slack-dedupe.ts";
-import { FakeSlackApi } from "../../src/infra/fake-slack-api.ts";
 import { FakeJobQueue } from "./fake-queue.ts";
+import { FakeSlackApi } from "./fake-slack-api.ts";
 import { memoryLogger, tempDb } from "./fixtures.ts";
 import {
   commandBody,

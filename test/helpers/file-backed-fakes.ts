@@ -2,12 +2,12 @@ import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } fr
 import { join } from "node:path";
 import { CaddyAdminError, type ProxyAdmin } from "../../src/infra/caddy.ts";
 import type { ProxyRoute } from "../../src/infra/caddy-config.ts";
-import { type FakeContainer, FakeEngine } from "../../src/infra/fake-engine.ts";
-import { FakeGitSource } from "../../src/infra/fake-git.ts";
-import { FakeProxyAdmin } from "../../src/infra/fake-proxy.ts";
 import type { GitFetchOptions, GitFetchResult, GitSource } from "../../src/infra/git.ts";
 import type { BuildOptions, ContainerEngine, ContainerInfo, ExecResult, ImageInfo } from "../../src/infra/podman.ts";
 import type { BuildRunSpec, CommitSpec, RunContainerSpec } from "../../src/infra/podman-args.ts";
+import { type FakeContainer, FakeEngine } from "./fake-engine.ts";
+import { FakeGitSource } from "./fake-git.ts";
+import { FakeProxyAdmin } from "./fake-proxy.ts";
 import { FLASK_FILES, GIT_URL, SHA } from "./pipeline.ts";
 
 /**

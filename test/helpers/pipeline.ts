@@ -2,13 +2,13 @@ import { join } from "node:path";
 import type { Db } from "../../src/db/client.ts";
 import { createApp } from "../../src/domain/apps.ts";
 import { SecretBox } from "../../src/domain/crypto.ts";
-import { FakeEngine } from "../../src/infra/fake-engine.ts";
-import { FakeGitSource } from "../../src/infra/fake-git.ts";
-import { FakeProxyAdmin } from "../../src/infra/fake-proxy.ts";
 import type { HealthProbe } from "../../src/infra/http-probe.ts";
 import type { PipelineDeps } from "../../src/pipeline/deps.ts";
 import { type PipelineEvent, PipelineEvents } from "../../src/pipeline/events.ts";
 import { defaultPipelineSettings } from "../../src/pipeline/settings.ts";
+import { FakeEngine } from "./fake-engine.ts";
+import { FakeGitSource } from "./fake-git.ts";
+import { FakeProxyAdmin } from "./fake-proxy.ts";
 import { memoryLogger, tempDb } from "./fixtures.ts";
 
 export const GIT_URL = "https://git.example.test/acme/shop.git";

@@ -22,7 +22,7 @@ async function start(extraEnv: Record<string, string> = {}): Promise<{ bot: BotP
     TUSSILAGO_SECRET_KEY: KEY,
     TUSSILAGO_DATA_DIR: dir.path,
     CADDY_ADMIN: join(dir.path, "unused-admin.sock"),
-    // The default suite never runs podman (CONSTRAINTS §13); the e2e suite covers the start-up reconcile.
+    // The default suite never runs podman (vitest.config.ts); the e2e suite covers the start-up reconcile.
     TUSSILAGO_RECONCILE_ON_START: "0",
     TUSSILAGO_RECONCILE_INTERVAL_MS: "0",
   });

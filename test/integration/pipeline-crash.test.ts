@@ -23,7 +23,7 @@ import { dropPrefix, memoryLogger, TEST_REDIS_URL, tempDir, testRedis, uniquePre
 import { GIT_URL } from "../helpers/pipeline.ts";
 
 /**
- * CONSTRAINTS §8 end to end through real BullMQ, real Redis and one SQLite file shared by processes: a worker
+ * Idempotent jobs end to end through real BullMQ, real Redis and one SQLite file shared by processes: a worker
  * SIGKILLed between two stages leaves its job locked; BullMQ's stalled-job check hands it to a fresh worker
  * process, which must finish the deployment without a second build, container or route.
  */

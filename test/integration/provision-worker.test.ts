@@ -4,9 +4,9 @@ import { test as base, describe, expect } from "vitest";
 import { createApp } from "../../src/domain/apps.ts";
 import { SecretBox } from "../../src/domain/crypto.ts";
 import { DEFAULT_ROLE_LIMITS, type TenantStoreDeps, tenantStoreNames } from "../../src/domain/tenant-databases.ts";
-import { FakePostgresAdmin } from "../../src/infra/fake-tenant-stores.ts";
 import { BullProvisionQueue, registerProvisionWorker } from "../../src/pipeline/provision-worker.ts";
 import { WorkerPool } from "../../src/pipeline/worker-pool.ts";
+import { FakePostgresAdmin } from "../helpers/fake-tenant-stores.ts";
 import { dropPrefix, memoryLogger, tempDb, testRedis, uniquePrefix } from "../helpers/fixtures.ts";
 
 /** The provision queue on real Redis (BullMQ), with the PostgreSQL adapter faked: retries and job-id dedupe. */

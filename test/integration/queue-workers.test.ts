@@ -3,12 +3,12 @@ import type { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { BullLogsQueue, registerLogsWorker } from "../../commands/logs-job.ts";
 import { currentRelease } from "../../src/domain/releases.ts";
-import { FakeEngine } from "../../src/infra/fake-engine.ts";
-import { UndiciSlackApi } from "../../src/infra/slack-api.ts";
+import { UndiciSlackApi } from "../../src/infra/slack-web-api.ts";
 import { BullJobQueue, QUEUE_NAMES } from "../../src/pipeline/queues.ts";
 import { names } from "../../src/pipeline/settings.ts";
 import { WorkerPool } from "../../src/pipeline/worker-pool.ts";
 import { chatopsWorld } from "../helpers/chatops.ts";
+import { FakeEngine } from "../helpers/fake-engine.ts";
 import { dropPrefix, memoryLogger, testRedis, uniquePrefix, waitFor } from "../helpers/fixtures.ts";
 import { startFakeSlackApi, TEST_BOT_TOKEN } from "../helpers/slack.ts";
 

@@ -9,7 +9,7 @@ import {
   routeConfig,
   serverConfig,
 } from "../../src/infra/caddy-config.ts";
-import { FakeProxyAdmin } from "../../src/infra/fake-proxy.ts";
+import { FakeProxyAdmin } from "../helpers/fake-proxy.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 
 const SERVER = "/config/apps/http/servers/tussilago";

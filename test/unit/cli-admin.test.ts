@@ -28,7 +28,6 @@ import {
   tenantStoreNames,
 } from "../../src/domain/tenant-databases.ts";
 import { authorize, ensureSlackUser, roleIn } from "../../src/domain/users.ts";
-import { FakePostgresAdmin, FakeRedisAcl } from "../../src/infra/fake-tenant-stores.ts";
 import {
   type ProvisionJobData,
   type ProvisionQueue,
@@ -36,6 +35,7 @@ import {
   runProvisionJob,
 } from "../../src/pipeline/provision-worker.ts";
 import { tagMatches } from "../../src/pipeline/push-worker.ts";
+import { FakePostgresAdmin, FakeRedisAcl } from "../helpers/fake-tenant-stores.ts";
 import { memoryLogger, tempDir } from "../helpers/fixtures.ts";
 
 class RecordingQueue implements ProvisionQueue {

@@ -10,9 +10,9 @@ import type { NewApp } from "../../src/domain/apps.ts";
 import { claimDeployment, finishDeployment, requestDeployment } from "../../src/domain/deployments.ts";
 import { DomainError } from "../../src/domain/errors.ts";
 import { recordRelease } from "../../src/domain/releases.ts";
-import { FakeEngine } from "../../src/infra/fake-engine.ts";
 import { PodmanError } from "../../src/infra/podman.ts";
 import { names } from "../../src/pipeline/settings.ts";
+import { FakeEngine } from "../helpers/fake-engine.ts";
 import { FakeJobQueue } from "../helpers/fake-queue.ts";
 import { memoryLogger, tempDb, tempDir } from "../helpers/fixtures.ts";
 

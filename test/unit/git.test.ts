@@ -2,7 +2,6 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeGitSource } from "../../src/infra/fake-git.ts";
 import { CREDENTIAL_ENV, GitCli, GitError, type GitFetchOptions, redact } from "../../src/infra/git.ts";
 import {
   CommandError,
@@ -11,6 +10,7 @@ import {
   type RunOptions,
   type RunResult,
 } from "../../src/infra/runner.ts";
+import { FakeGitSource } from "../helpers/fake-git.ts";
 import { memoryLogger, tempDir } from "../helpers/fixtures.ts";
 
 const SHA = "a".repeat(40);

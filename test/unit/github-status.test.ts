@@ -3,10 +3,10 @@ import { MockAgent } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { apps, deployments } from "../../src/db/schema.ts";
 import { getDeployment, requestDeployment } from "../../src/domain/deployments.ts";
-import { FakeGithub } from "../../src/infra/fake-github.ts";
 import { GithubRestClient } from "../../src/infra/github-api.ts";
 import { runDeployment } from "../../src/pipeline/deploy-job.ts";
 import { attachGithubStatusReporter, type GithubStatusReporter } from "../../src/reporters/github-status.ts";
+import { FakeGithub } from "../helpers/fake-github.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 import { type PipelineFixture, pipelineFixture, SHA } from "../helpers/pipeline.ts";
 

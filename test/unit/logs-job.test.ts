@@ -6,12 +6,13 @@ import { type LogsJobData, runLogsJob } from "../../commands/logs-job.ts";
 import { auditEvents } from "../../src/db/schema.ts";
 import type { AppView } from "../../src/domain/apps.ts";
 import { currentRelease } from "../../src/domain/releases.ts";
-import { FakeEngine } from "../../src/infra/fake-engine.ts";
 import { PodmanError } from "../../src/infra/podman.ts";
-import { responseUrlAllowed, UndiciSlackApi } from "../../src/infra/slack-api.ts";
+import { responseUrlAllowed } from "../../src/infra/slack-response-url.ts";
+import { UndiciSlackApi } from "../../src/infra/slack-web-api.ts";
 import { names } from "../../src/pipeline/settings.ts";
 import { formatLogsForSlack, SLACK_LOGS_MAX_CHARS, stripControl } from "../../src/reporters/slack-logs.ts";
 import { chatopsWorld, type World } from "../helpers/chatops.ts";
+import { FakeEngine } from "../helpers/fake-engine.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 import { type FakeSlackApi, startFakeSlackApi, TEST_BOT_TOKEN } from "../helpers/slack.ts";
 

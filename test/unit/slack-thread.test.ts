@@ -6,8 +6,8 @@ import type { AppView } from "../../src/domain/apps.ts";
 import { claimDeployment, getDeployment, requestDeployment } from "../../src/domain/deployments.ts";
 import { lockApp } from "../../src/domain/locks.ts";
 import { recordGithubDelivery } from "../../src/domain/webhook-deliveries.ts";
-import { FakeSlackApi } from "../../src/infra/fake-slack-api.ts";
-import { SlackApiError, UndiciSlackApi } from "../../src/infra/slack-api.ts";
+import { SlackApiError } from "../../src/infra/slack-api.ts";
+import { UndiciSlackApi } from "../../src/infra/slack-web-api.ts";
 import { runDeployment } from "../../src/pipeline/deploy-job.ts";
 import { type PipelineEvent, PipelineEvents, type StageName } from "../../src/pipeline/events.ts";
 import { type PushRefusal, processPushDelivery } from "../../src/pipeline/push-worker.ts";
@@ -21,6 +21,7 @@ import {
   type Timers,
 } from "../../src/reporters/slack-thread.ts";
 import { bareIntegers, chatopsWorld, type World } from "../helpers/chatops.ts";
+import { FakeSlackApi } from "../helpers/fake-slack-api.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 import { type PipelineFixture, pipelineFixture } from "../helpers/pipeline.ts";
 import { FAKE_BOT, nowSeconds, startFakeSlackApi } from "../helpers/slack.ts";

@@ -6,8 +6,9 @@ import type {
   SlackMessage,
   SlackMetadata,
   SlackResponse,
-} from "./slack-api.ts";
-import { compareSlackTs, responseUrlAllowed, SlackApiError } from "./slack-api.ts";
+} from "../../src/infra/slack-api.ts";
+import { compareSlackTs, SlackApiError } from "../../src/infra/slack-api.ts";
+import { responseUrlAllowed } from "../../src/infra/slack-response-url.ts";
 
 export type FakeSlackCall =
   | {

@@ -4,8 +4,8 @@ import type {
   DeploymentStatusInput,
   GitCredentials,
   GithubApi,
-} from "./github-api.ts";
-import { GithubApiError } from "./github-api.ts";
+} from "../../src/infra/github-api.ts";
+import { GithubApiError } from "../../src/infra/github-api.ts";
 
 export type FakeGithubCall =
   | { kind: "commit-status"; repo: string; sha: string; status: CommitStatusInput }

@@ -1,5 +1,5 @@
-import type { PostgresAdmin, RoleLimits, TenantDbState } from "./postgres-admin.ts";
-import type { RedisAcl } from "./redis-acl.ts";
+import type { PostgresAdmin, RoleLimits, TenantDbState } from "../../src/infra/postgres-admin.ts";
+import type { RedisAcl } from "../../src/infra/redis-acl.ts";
 
 /**
  * In-memory stand-ins for the tenant PostgreSQL and Redis adapters, for unit tests of the domain, commands and

@@ -1,7 +1,7 @@
-import type { BuildOptions, ContainerEngine, ContainerInfo, ExecResult, ImageInfo } from "./podman.ts";
-import { PodmanError } from "./podman.ts";
-import type { BuildRunSpec, CommitSpec, RunContainerSpec } from "./podman-args.ts";
-import { validImage, validName } from "./podman-args.ts";
+import type { BuildOptions, ContainerEngine, ContainerInfo, ExecResult, ImageInfo } from "../../src/infra/podman.ts";
+import { PodmanError } from "../../src/infra/podman.ts";
+import type { BuildRunSpec, CommitSpec, RunContainerSpec } from "../../src/infra/podman-args.ts";
+import { validImage, validName } from "../../src/infra/podman-args.ts";
 
 /**
  * In-memory ContainerEngine for unit tests of the pipeline: records what was asked, keeps container and image

@@ -1,5 +1,5 @@
-import { CaddyAdminError, type ProxyAdmin } from "./caddy.ts";
-import { type ProxyRoute, validateListen, validateRoute, validateRouteId } from "./caddy-config.ts";
+import { CaddyAdminError, type ProxyAdmin } from "../../src/infra/caddy.ts";
+import { type ProxyRoute, validateListen, validateRoute, validateRouteId } from "../../src/infra/caddy-config.ts";
 
 export type ProxyChange =
   | { op: "server-created"; listen: string[] }

@@ -7,7 +7,7 @@ import {
   type GitSource,
   MESSAGE_CHARS,
   measureBytes,
-} from "./git.ts";
+} from "../../src/infra/git.ts";
 
 /**
  * In-memory GitSource for unit tests of the pipeline: each URL maps to one commit whose files are written into
