@@ -220,9 +220,13 @@ export class HonoReceiver implements Receiver {
       };
 
       const work = (async () => {
+        // Any delivery seen before is dropped, not only Slack's own retries: a signed request replayed byte for
+        // byte inside the signature window (no retry header) would otherwise run its command a second time. Slack
+        // itself never sends the same body twice except as a retry (commands carry a fresh trigger_id, events an
+        // event_id), so nothing legitimate is lost.
         const first = await this.#firstSeen(req.key, log);
-        if (!first && req.retryNum !== undefined) {
-          log.info("Slack retry of a delivery already received; not processed again");
+        if (!first) {
+          log.info({ retry: req.retryNum !== undefined }, "Slack delivery already received; not processed again");
           answer(c.body(null, 200));
           return;
         }

@@ -190,6 +190,28 @@ describe("HonoReceiver: acks and retries", () => {
     expect(await retry.text()).toBe("");
   });
 
+  test("an exact replay of a signed request inside the 5-minute window is processed once", async ({ h }) => {
+    // Attack: whoever captured one signed request (a proxy log, a leaked HAR) sends it again, byte for byte, with
+    // its timestamp and signature, without any retry header. The signature and the window both hold, so only the
+    // dedupe can stop the second run of the command.
+    const runs: string[] = [];
+    h.slack.app.command("/replayed", async ({ ack, command }) => {
+      runs.push(command.trigger_id);
+      await ack("ran");
+    });
+    const body = commandBody("deploy shop", "/replayed");
+    const timestamp = nowSeconds();
+    const signature = slackSignature(TEST_SIGNING_SECRET, timestamp, body);
+    const first = await slackRequest(h.http, "/slack/commands", body, { timestamp, signature });
+    const replay = await slackRequest(h.http, "/slack/commands", body, { timestamp, signature });
+    expect([first.status, replay.status]).toEqual([200, 200]);
+    expect(await first.text()).toBe("ran");
+    expect(await replay.text()).toBe("");
+    await h.slack.app.stop();
+    expect(runs).toHaveLength(1);
+    expect(messages(h)).toContain("Slack delivery already received; not processed again");
+  });
+
   test("a listener that never acks still gets Slack a 200 after the fallback", async () => {
     const h = await harness(50);
     let resolve = () => {};
