@@ -145,6 +145,27 @@ describe("HonoReceiver: bodies", () => {
     expect(((await noCommand.json()) as { code: string }).code).toBe("bad_request");
   });
 
+  test("an over-long command gets a friendly ephemeral answer, not a 400, and runs nothing", async ({ h }) => {
+    const runs: string[] = [];
+    h.slack.app.command("/long", async ({ ack, command }) => {
+      runs.push(command.text);
+      await ack("ran");
+    });
+    const res = await slackRequest(
+      h.http,
+      "/slack/commands",
+      commandBody(`env set shop A=${"x".repeat(4100)}`, "/long"),
+    );
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { response_type: string; text: string };
+    expect(body.response_type).toBe("ephemeral");
+    expect(body.text).toMatch(/too long.*4,000/);
+    expect(runs).toEqual([]);
+    // Exactly at the limit still runs.
+    const atLimit = await slackRequest(h.http, "/slack/commands", commandBody("y".repeat(4000), "/long"));
+    expect(await atLimit.text()).toBe("ran");
+  });
+
   test("a body over 1 MiB is 413", async ({ h }) => {
     const res = await slackRequest(
       h.http,
