@@ -59,12 +59,12 @@ export function chatopsWorld() {
       return actor;
     },
     /** A succeeded deployment and its release; returns the release version. */
-    release(app: AppView): number {
+    release(app: AppView, commitSha: string | null = null): number {
       const { deployment } = requestDeployment(db, { appUuid: app.uuid, trigger: "cli", ref: "main" });
       return recordRelease(db, {
         deploymentUuid: deployment.uuid,
         image: `localhost/app:${deployment.uuid}`,
-        commitSha: null,
+        commitSha,
         startCommand: "web",
       }).version;
     },
