@@ -34,11 +34,14 @@ export async function destroyCommand(
 /**
  * Marks the app destroyed (its slug and domain stay reserved), then enqueues a reconcile pass, which removes the
  * containers and the route of apps that are no longer live. The handler never touches podman or Caddy itself.
+ * The lock is checked here, not only by the command: an approval runs this much later, and a lock taken in
+ * between must still win.
  */
 export async function applyDestroy(
   deps: Pick<ChatOpsDeps, "db" | "queue" | "log">,
   input: { app: AppView; actor: Actor; correlationId?: string | undefined },
 ): Promise<void> {
+  assertNotLocked(deps.db, input.app.uuid, input.app.slug);
   deps.db
     .update(apps)
     .set({ destroyedAt: new Date() })

@@ -1,9 +1,11 @@
+import { needsApproval } from "../src/domain/approvals.ts";
 import { type AppView, getAppBySlug } from "../src/domain/apps.ts";
 import { recordAudit } from "../src/domain/audit.ts";
 import { DomainError } from "../src/domain/errors.ts";
 import { assertNotLocked } from "../src/domain/locks.ts";
-import { currentRelease, findRelease } from "../src/domain/releases.ts";
+import { currentRelease, findRelease, olderReleaseOfCommit } from "../src/domain/releases.ts";
 import { type Actor, authorize } from "../src/domain/users.ts";
+import { commitShaSchema } from "../src/domain/validation.ts";
 import { type ChatOpsDeps, type Gated, gate } from "./approvals.ts";
 import { type DeployResult, deployCommand, rollbackCommand } from "./deploy.ts";
 
@@ -26,7 +28,9 @@ export async function restartCommand(
 
 /**
  * `deploy` from chat: deployer role, refused while locked, gated when the app's policy lists "deploy" (the approval
- * binds to the ref as typed: a branch deploys its head at approval time), then the CLI's own deploy path.
+ * binds to the ref as typed: a branch deploys its head at approval time), then the CLI's own deploy path. A commit
+ * that an older release shipped takes the app back, so it is gated like a rollback as well. (A branch or tag that
+ * points at an old commit is not recognised here: that needs a fetch, which a command does not do.)
  */
 export async function deployAsActor(
   deps: ChatOpsDeps,
@@ -34,9 +38,16 @@ export async function deployAsActor(
 ): Promise<Gated<DeployResult>> {
   const app = deployableApp(deps, input, "deploy");
   const ref = input.ref ?? app.branch;
+  const goesBack = commitShaSchema.safeParse(ref).success && olderReleaseOfCommit(deps.db, app.uuid, ref) !== undefined;
   return gate(
     deps,
-    { app, action: { kind: "deploy", app: app.uuid, ref }, actor: input.actor, correlationId: input.correlationId },
+    {
+      app,
+      action: { kind: "deploy", app: app.uuid, ref },
+      actor: input.actor,
+      correlationId: input.correlationId,
+      required: needsApproval(app, "deploy") || (goesBack && needsApproval(app, "rollback")),
+    },
     () => startDeploy(deps, { app, ref, actor: input.actor, correlationId: input.correlationId }),
   );
 }

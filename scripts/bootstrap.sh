@@ -2,7 +2,7 @@
 # Installs what the Tussilago deploy bot needs on Debian 12 and, with --services, starts what its test suite needs.
 # Idempotent: it prints what it installs or starts and stays quiet when everything is already there.
 #
-#   bash scripts/bootstrap.sh              # Node >= 22.12 (installs 24), Debian packages, npm dependencies
+#   bash scripts/bootstrap.sh              # Node >= 22.12 (installs 24), Debian packages, npm dependencies, base image
 #   bash scripts/bootstrap.sh --services   # ... plus Redis on 127.0.0.1:6379 and PostgreSQL 15 for the tests
 #
 # The Debian redis-server and caddy packages may start system services on install. The bot never uses them: it
@@ -189,9 +189,21 @@ ensure_test_postgres() {
   pg_admin_ok || die "cannot log in as $PG_ADMIN_ROLE on 127.0.0.1:5432 with password auth (check pg_hba.conf)"
 }
 
+# --- base image ---------------------------------------------------------------------------------------------------
+# Without it every build fails; no registry is reachable here, so it is built locally (debootstrap, about a minute).
+ensure_base_image() {
+  local image="${TUSSILAGO_BASE_IMAGE:-localhost/tussilago-python:bookworm}"
+  [[ "$image" == localhost/* ]] || return 0 # a registry image is pulled by podman at the first build
+  podman image exists "$image" 2>/dev/null && return 0
+  is_root || die "base image $image is missing and building it needs root: sudo bash scripts/build-base-image.sh $image"
+  say "building base image $image (debootstrap + uv, about a minute)"
+  bash "$repo_root/scripts/build-base-image.sh" "$image"
+}
+
 ensure_packages
 ensure_node
 ensure_npm_dependencies
+ensure_base_image
 if [[ "$start_services" -eq 1 ]]; then
   ensure_test_redis
   ensure_test_postgres

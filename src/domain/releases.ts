@@ -90,6 +90,23 @@ export function currentRelease(db: Db, appUuid: string): ReleaseView | undefined
   return listReleases(db, appUuid, 1)[0];
 }
 
+/**
+ * The older release that shipped exactly this commit, if the app's current release did not: deploying it would
+ * take the app back, which the approval policy treats as a rollback.
+ */
+export function olderReleaseOfCommit(db: Db, appUuid: string, commitSha: string): ReleaseView | undefined {
+  const current = currentRelease(db, appUuid);
+  if (!current || current.commitSha === commitSha) return undefined;
+  return db
+    .select(selection)
+    .from(releases)
+    .innerJoin(deployments, eq(deployments.id, releases.deploymentId))
+    .where(and(eq(releases.appId, appRowId(db, appUuid)), eq(releases.commitSha, commitSha)))
+    .orderBy(desc(releases.version))
+    .limit(1)
+    .get();
+}
+
 /** Resolves "v3", "3" or a release UUID; without one, the release before the current one. */
 export function findRelease(db: Db, appUuid: string, which?: string): ReleaseView {
   const all = listReleases(db, appUuid, 1000);

@@ -21,9 +21,13 @@ export interface HonoReceiverOptions {
 
 type Kind = "command" | "interaction" | "event";
 
+/** Slack itself caps a slash command's text at 4,000 characters; anything longer is not a command we run. */
+export const MAX_COMMAND_TEXT = 4000;
+
 const commandSchema = z.looseObject({
   command: z.string().regex(/^\/[\w-]{1,64}$/),
-  text: z.string().max(4000).optional(),
+  // Length is checked after parsing, so an over-long command gets an answer the user can read instead of a 400.
+  text: z.string().optional(),
   team_id: z.string().min(1),
   user_id: z.string().min(1),
 });
@@ -177,6 +181,16 @@ export class HonoReceiver implements Receiver {
       maxClockSkewSeconds: this.#maxClockSkewSeconds,
     });
     const body = parseBody(kind, text);
+    if (kind === "command" && typeof body.text === "string" && body.text.length > MAX_COMMAND_TEXT) {
+      c.get("log").info({ length: body.text.length }, "over-long Slack command refused");
+      return c.json(
+        {
+          response_type: "ephemeral",
+          text: `That command is too long (${body.text.length.toLocaleString("en")} characters; the limit is ${MAX_COMMAND_TEXT.toLocaleString("en")}). Split it into several shorter commands.`,
+        },
+        200,
+      );
+    }
     if (kind === "event" && body.type === "url_verification") {
       if (typeof body.challenge !== "string") throw badRequest("url_verification without a challenge");
       return c.json({ challenge: body.challenge }, 200);
@@ -220,9 +234,13 @@ export class HonoReceiver implements Receiver {
       };
 
       const work = (async () => {
+        // Any delivery seen before is dropped, not only Slack's own retries: a signed request replayed byte for
+        // byte inside the signature window (no retry header) would otherwise run its command a second time. Slack
+        // itself never sends the same body twice except as a retry (commands carry a fresh trigger_id, events an
+        // event_id), so nothing legitimate is lost.
         const first = await this.#firstSeen(req.key, log);
-        if (!first && req.retryNum !== undefined) {
-          log.info("Slack retry of a delivery already received; not processed again");
+        if (!first) {
+          log.info({ retry: req.retryNum !== undefined }, "Slack delivery already received; not processed again");
           answer(c.body(null, 200));
           return;
         }

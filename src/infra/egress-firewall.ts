@@ -23,6 +23,21 @@ export interface ResolvedEndpoint {
 const CIDR_RE = /^(?:\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/;
 const IFACE_RE = /^[a-zA-Z0-9_.-]{1,15}$/;
 
+/**
+ * The IPv4 nameservers of a resolv.conf, as podman hands them to containers on a bridge without its own DNS.
+ * Loopback ones (a local stub resolver) are left out: a container cannot reach the host's loopback anyway.
+ */
+export function resolversFrom(resolvConf: string): string[] {
+  const found = new Set<string>();
+  for (const line of resolvConf.split("\n")) {
+    const m = /^\s*nameserver\s+(\S+)\s*$/.exec(line);
+    const address = m?.[1];
+    if (!address || !IPV4_RE.test(address) || address.startsWith("127.")) continue;
+    found.add(address);
+  }
+  return [...found];
+}
+
 /** Replaces "gateway" by the runtime bridge's address and validates every address and port. */
 export function resolveEndpoints(endpoints: readonly AppServiceEndpoint[], gateway: string): ResolvedEndpoint[] {
   return endpoints.map((e) => ({
@@ -35,6 +50,12 @@ export interface RulesetOptions {
   blockedCidrs?: readonly string[];
   /** Exact address + TCP port pairs the runtime (isolated) bridge may open connections to. */
   appServices?: readonly ResolvedEndpoint[];
+  /**
+   * The host's DNS resolvers (its /etc/resolv.conf, which podman copies into containers). The egress bridge may
+   * reach port 53 of these even when they sit in a private range; port 53 of any other private address is dropped
+   * like every other port there.
+   */
+  dnsResolvers?: readonly string[];
 }
 
 /**
@@ -42,7 +63,8 @@ export interface RulesetOptions {
  * Both: nothing from a container reaches the host itself (Redis, PostgreSQL, Caddy admin listen on host
  * addresses) except replies to connections the host opened, such as the proxy's to a published port.
  * Isolated bridge: nothing is forwarded either (no internet, no other container; br_netfilter makes bridged
- * traffic visible to this hook). Egress bridge: forwarded to the internet and DNS only, never to private ranges.
+ * traffic visible to this hook). Egress bridge: forwarded to the internet only, never to private ranges, except
+ * DNS to the host's own resolvers (a LAN service listening on port 53 is still a LAN service).
  * Both: except new TCP connections to the listed app services (the tenant stores), on the host (input) or elsewhere
  * (forward), accepted before any of those drops.
  */
@@ -60,6 +82,11 @@ export function egressRuleset(
     .join(", ");
   // Both bridges: apps with egress allowed run on the egress one and need their stores too (builds then can
   // reach the same ports; they hold no store credentials).
+  const resolvers = (options.dnsResolvers ?? []).map((r) => check(IPV4_RE, r, "DNS resolver address"));
+  const dns =
+    resolvers.length === 0
+      ? []
+      : [`    iifname ${egr} ip daddr { ${resolvers.join(", ")} } meta l4proto { tcp, udp } th dport 53 accept`];
   const services = (options.appServices ?? []).map(
     (s) =>
       `    iifname { ${iso}, ${egr} } ip daddr ${check(IPV4_RE, s.address, "app service address")} tcp dport ${port(s.port, "app service port")} accept`,
@@ -79,7 +106,7 @@ export function egressRuleset(
     `    iifname { ${iso}, ${egr} } ct state established,related accept`,
     ...services,
     `    iifname ${iso} drop`,
-    `    iifname ${egr} meta l4proto { tcp, udp } th dport 53 accept`,
+    ...dns,
     ...(cidrs === "" ? [] : [`    iifname ${egr} ip daddr { ${cidrs} } drop`]),
     `    iifname ${egr} meta nfproto ipv6 drop`,
     "  }",

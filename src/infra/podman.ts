@@ -1,4 +1,4 @@
-import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
@@ -13,7 +13,7 @@ import {
   PodmanError,
   toPodmanError,
 } from "./container-engine.ts";
-import { egressRuleset, resolveEndpoints } from "./egress-firewall.ts";
+import { egressRuleset, resolveEndpoints, resolversFrom } from "./egress-firewall.ts";
 import {
   type BuildRunSpec,
   buildRunArgs,
@@ -78,6 +78,8 @@ export interface PodmanEngineOptions {
    * Default: a private temp directory.
    */
   stateDir?: string | undefined;
+  /** Where the host's DNS resolvers are read from: the egress bridge may reach port 53 of those only. */
+  resolvConfPath?: string;
 }
 
 export class PodmanEngine implements ContainerEngine {
@@ -90,6 +92,7 @@ export class PodmanEngine implements ContainerEngine {
   readonly #nftTable: string;
   #networksReady: Promise<void> | undefined;
   readonly #stateDir: string | undefined;
+  readonly #resolvConfPath: string;
   #withSeccomp: Promise<{ settings: EngineSettings; dir: string }> | undefined;
 
   constructor(runner: Runner, log: Logger, options: PodmanEngineOptions = {}) {
@@ -101,6 +104,7 @@ export class PodmanEngine implements ContainerEngine {
     this.#nft = options.nftPath ?? "/usr/sbin/nft";
     this.#nftTable = options.nftTable ?? "tussilago_egress";
     this.#stateDir = options.stateDir;
+    this.#resolvConfPath = options.resolvConfPath ?? "/etc/resolv.conf";
   }
 
   async #podmanRun(args: string[], opts: { containerExit?: boolean; input?: string; maxOutputBytes?: number } = {}) {
@@ -148,18 +152,35 @@ export class PodmanEngine implements ContainerEngine {
     const [{ iface: isolated = "", gateway: isolatedGateway = "" } = {}, { iface: egress = "" } = {}] = bridges;
     // "gateway" services are the host as the runtime bridge sees it: host.containers.internal in the container.
     const appServices = resolveEndpoints(this.#settings.appServices, isolatedGateway);
+    const dnsResolvers = await this.#hostResolvers();
     try {
       await this.#runner.run(this.#nft, ["-f", "/dev/stdin"], {
         timeoutMs: this.#timeoutMs,
-        input: egressRuleset(this.#nftTable, isolated, egress, { appServices }),
+        input: egressRuleset(this.#nftTable, isolated, egress, { appServices, dnsResolvers }),
       });
     } catch (err) {
       throw toPodmanError("nft", err, false);
     }
     this.#log.info(
-      { isolated, egress, table: this.#nftTable, appServices: appServices.map((s) => `${s.address}:${s.port}`) },
+      {
+        isolated,
+        egress,
+        table: this.#nftTable,
+        appServices: appServices.map((s) => `${s.address}:${s.port}`),
+        dnsResolvers,
+      },
       "egress firewall applied",
     );
+  }
+
+  /** No resolv.conf (or none usable) means builds get no DNS into private ranges at all, which fails closed. */
+  async #hostResolvers(): Promise<string[]> {
+    try {
+      return resolversFrom(await readFile(this.#resolvConfPath, "utf8"));
+    } catch (err) {
+      this.#log.warn({ err, path: this.#resolvConfPath }, "cannot read the host's resolvers; no DNS to private ranges");
+      return [];
+    }
   }
 
   async inspectContainer(name: string): Promise<ContainerInfo | null> {

@@ -6,7 +6,7 @@ import { findRelease, recordRelease } from "../domain/releases.ts";
 import { tail } from "../infra/runner.ts";
 import { withContext } from "../log.ts";
 import type { PipelineDeps } from "./deps.ts";
-import { AppBusyError, TenantError } from "./errors.ts";
+import { AppBusyError, PlatformError, TenantError } from "./errors.ts";
 import type { StageName } from "./events.ts";
 import { names } from "./settings.ts";
 import { drainStage, routeStage } from "./stages/route-drain.ts";
@@ -123,8 +123,13 @@ export async function runDeployment(
     return "succeeded";
   } catch (err) {
     const tenant = err instanceof TenantError;
-    const final = tenant || options.finalAttempt;
-    const reason = tenant ? err.message : `infrastructure error in ${current}${final ? "" : " (will retry)"}`;
+    const platform = err instanceof PlatformError;
+    const final = tenant || platform || options.finalAttempt;
+    const reason = tenant
+      ? err.message
+      : platform
+        ? `platform error: ${err.message}`
+        : `infrastructure error in ${current}${final ? "" : " (will retry)"}`;
     const t = deps.now();
     recordStage(deps.db, deployment.uuid, current, {
       status: "failed",
@@ -179,7 +184,18 @@ async function sourceAndBuild(
   }
   const src = await stage(
     "source",
-    () => sourceStage(deps, app, deployment, signal),
+    async () => {
+      // Checked before the fetch: without it every build fails the same way after a fetch and three retries. Only
+      // a local image (localhost/…) is final; one from a registry is pulled by podman at the build.
+      const base = deps.settings.baseImage;
+      if (base.startsWith("localhost/") && !(await deps.engine.imageExists(base))) {
+        throw new PlatformError(
+          "build",
+          `base image ${base} is missing on this host; an operator builds it with: bash scripts/build-base-image.sh ${base}`,
+        );
+      }
+      return sourceStage(deps, app, deployment, signal);
+    },
     (r) => r.excerpt,
   );
   const build = await stage(

@@ -14,6 +14,19 @@ export class TenantError extends Error {
   }
 }
 
+/**
+ * A failure of this host that no retry fixes and the tenant cannot fix either (the build's base image is missing):
+ * the deployment fails at once, and `message` names the component, the cause and what an operator runs to fix it.
+ */
+export class PlatformError extends Error {
+  readonly stage: string;
+  constructor(stage: string, message: string) {
+    super(message);
+    this.name = "PlatformError";
+    this.stage = stage;
+  }
+}
+
 /** Another deployment of the same app is running; the job waits and tries again (not a failure). */
 export class AppBusyError extends Error {
   constructor() {

@@ -59,12 +59,12 @@ export function chatopsWorld() {
       return actor;
     },
     /** A succeeded deployment and its release; returns the release version. */
-    release(app: AppView): number {
+    release(app: AppView, commitSha: string | null = null): number {
       const { deployment } = requestDeployment(db, { appUuid: app.uuid, trigger: "cli", ref: "main" });
       return recordRelease(db, {
         deploymentUuid: deployment.uuid,
         image: `localhost/app:${deployment.uuid}`,
-        commitSha: null,
+        commitSha,
         startCommand: "web",
       }).version;
     },
@@ -113,7 +113,8 @@ export async function slackHarness(world: World, options: { ackBudgetMs?: number
         api_app_id: "A0APP",
         token: "deprecated-verification-token",
         container: { type: "message", message_ts: "1700000000.000001", channel_id: "C0CHAN", is_ephemeral: false },
-        trigger_id: "1.2.3",
+        // Every real click carries its own trigger_id and action_ts, so two clicks never share a body.
+        trigger_id: `${Date.now()}.${Math.random()}`,
         channel: { id: "C0CHAN", name: "deploys" },
         response_url: `${api.url}/response`,
         actions: [
@@ -123,7 +124,7 @@ export async function slackHarness(world: World, options: { ackBudgetMs?: number
             block_id: "b1",
             value,
             text: { type: "plain_text", text: "x" },
-            action_ts: "1",
+            action_ts: String(Date.now() / 1000),
           },
         ],
       };

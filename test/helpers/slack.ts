@@ -72,10 +72,16 @@ export function blockActionBody(actionId = "approve"): string {
     api_app_id: "A0APP",
     token: "deprecated-verification-token",
     container: { type: "message", message_ts: "1700000000.000100", channel_id: "C0CHAN", is_ephemeral: false },
-    trigger_id: "1.2.3",
+    trigger_id: `${Date.now()}.${Math.random()}`,
     channel: { id: "C0CHAN", name: "deploys" },
     actions: [
-      { type: "button", action_id: actionId, block_id: "b1", text: { type: "plain_text", text: "Go" }, action_ts: "1" },
+      {
+        type: "button",
+        action_id: actionId,
+        block_id: "b1",
+        text: { type: "plain_text", text: "Go" },
+        action_ts: String(Date.now() / 1000),
+      },
     ],
   };
   return new URLSearchParams({ payload: JSON.stringify(payload) }).toString();

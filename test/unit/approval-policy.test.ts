@@ -197,6 +197,46 @@ describe("/tussilago policy", () => {
   });
 });
 
+describe("deploy of an older released commit is a rollback for the policy", () => {
+  const OLD = "a".repeat(40);
+  const CURRENT = "b".repeat(40);
+  const NEW = "c".repeat(40);
+
+  test("production (rollback gated): `deploy <sha of an older release>` waits for an approval", async ({
+    world,
+    harness,
+  }) => {
+    // Attack: the default production policy gates rollback, not deploy. Naming the old release's commit in a
+    // deploy would roll production back with nobody else looking.
+    const app = world.app("web-app");
+    world.release(app, OLD);
+    world.release(app, CURRENT);
+    world.user("U0DEP", "deployer");
+    expect((await harness.command(`deploy web-app ${OLD}`, "U0DEP")).body.text).toMatch(/needs an approval/);
+    expect(pendingApproval(world).action).toMatchObject({ kind: "deploy", ref: OLD });
+    expect(world.db.select().from(deployments).where(eq(deployments.trigger, "command")).all()).toHaveLength(0);
+  });
+
+  test("the current release's commit and a commit never released deploy at once", async ({ world, harness }) => {
+    const app = world.app("web-app");
+    world.release(app, OLD);
+    world.release(app, CURRENT);
+    world.user("U0DEP", "deployer");
+    for (const sha of [CURRENT, NEW]) {
+      expect((await harness.command(`deploy web-app ${sha}`, "U0DEP")).body.text).not.toMatch(/needs an approval/);
+    }
+    expect(world.db.select().from(approvals).all()).toHaveLength(0);
+  });
+
+  test("staging (nothing gated) deploys an old commit at once", async ({ world, harness }) => {
+    const app = world.app("web-app", "staging");
+    world.release(app, OLD);
+    world.release(app, CURRENT);
+    world.user("U0DEP", "deployer");
+    expect((await harness.command(`deploy web-app ${OLD}`, "U0DEP")).body.text).not.toMatch(/needs an approval/);
+  });
+});
+
 describe("an approval re-checks what may have changed since the request", () => {
   test("a policy loosening requested against an older policy is not applied over a newer one", async ({
     world,

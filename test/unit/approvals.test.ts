@@ -1,7 +1,7 @@
 import { eq } from "drizzle-orm";
 import { describe, expect } from "vitest";
 import { APPROVE_ACTION, buttonValue, DENY_ACTION } from "../../handlers/slack-interactions.ts";
-import { approvals, auditEvents, deployments } from "../../src/db/schema.ts";
+import { approvals, apps as appsTable, auditEvents, deployments } from "../../src/db/schema.ts";
 import {
   type ApprovalView,
   actionHash,
@@ -181,6 +181,28 @@ describe("approval buttons", () => {
     expect(harness.responses()).toEqual(["Approved; the action has been applied."]);
     expect((await harness.command("env list api-app", "U0REQ")).body.text).toBe("*api-app* env: `SECRET`");
     expect(app.slug).toBe("api-app");
+  });
+
+  test("an approved destroy re-checks locks: a lock taken after the request keeps the app", async ({
+    world,
+    harness,
+  }) => {
+    // Attack: an admin asks to destroy a production app; an operator locks it (an incident, a migration) before
+    // anyone approves; a second approver, not reading the lock, clicks Approve. The lock must still win.
+    const app = world.app("web-app");
+    world.release(app);
+    world.user("U0ADMIN", "admin");
+    world.user("U0APPR", "approver");
+    world.user("U0OPS", "admin");
+    expect((await harness.command("destroy web-app", "U0ADMIN")).body.text).toMatch(/needs an approval/);
+    const row = world.db.select().from(approvals).get();
+    if (!row) throw new Error("no approval recorded");
+    expect((await harness.command("lock web-app incident 42", "U0OPS")).body.text).toMatch(/locked/i);
+    await harness.click(APPROVE_ACTION, buttonValue(getApproval(world.db, row.uuid)), "U0APPR");
+    const stored = world.db.select().from(appsTable).where(eq(appsTable.uuid, app.uuid)).get();
+    expect(stored?.destroyedAt).toBeNull();
+    expect([...world.queue.jobs.keys()]).toEqual([]);
+    expect(harness.responses().join("\n")).toMatch(/locked by <@U0OPS>/);
   });
 
   test("approvals lists pending requests with buttons, for members of the tenant only", async ({ world, harness }) => {

@@ -148,6 +148,22 @@ describe("runDeployment", () => {
     expect(await runDeployment(f.deps, id, { finalAttempt: false })).toBe("failed");
   });
 
+  it("a missing base image fails at once, before any fetch, naming the image and the command that builds it", async () => {
+    const id = request();
+    const base = f.deps.settings.baseImage;
+    await f.engine.removeImage(base);
+    // Not retried: the job must not throw (BullMQ would retry it three times in silence).
+    expect(await runDeployment(f.deps, id, { finalAttempt: false })).toBe("failed");
+    const dep = getDeployment(f.db, id);
+    expect(dep.failureReason).toBe(
+      `platform error: base image ${base} is missing on this host; an operator builds it with: bash scripts/build-base-image.sh ${base}`,
+    );
+    expect(f.git.calls).toHaveLength(0);
+    expect(
+      f.events.some((e) => e.type === "deployment" && e.status === "failed" && e.reason === dep.failureReason),
+    ).toBe(true);
+  });
+
   it("rolls back to a kept release without fetching or building", async () => {
     const v1 = request();
     await runDeployment(f.deps, v1, { finalAttempt: false });

@@ -145,6 +145,27 @@ describe("HonoReceiver: bodies", () => {
     expect(((await noCommand.json()) as { code: string }).code).toBe("bad_request");
   });
 
+  test("an over-long command gets a friendly ephemeral answer, not a 400, and runs nothing", async ({ h }) => {
+    const runs: string[] = [];
+    h.slack.app.command("/long", async ({ ack, command }) => {
+      runs.push(command.text);
+      await ack("ran");
+    });
+    const res = await slackRequest(
+      h.http,
+      "/slack/commands",
+      commandBody(`env set shop A=${"x".repeat(4100)}`, "/long"),
+    );
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { response_type: string; text: string };
+    expect(body.response_type).toBe("ephemeral");
+    expect(body.text).toMatch(/too long.*4,000/);
+    expect(runs).toEqual([]);
+    // Exactly at the limit still runs.
+    const atLimit = await slackRequest(h.http, "/slack/commands", commandBody("y".repeat(4000), "/long"));
+    expect(await atLimit.text()).toBe("ran");
+  });
+
   test("a body over 1 MiB is 413", async ({ h }) => {
     const res = await slackRequest(
       h.http,
@@ -188,6 +209,28 @@ describe("HonoReceiver: acks and retries", () => {
     const retry = await slackRequest(h.http, "/slack/commands", body, { headers: { "x-slack-retry-num": "1" } });
     expect(retry.status).toBe(200);
     expect(await retry.text()).toBe("");
+  });
+
+  test("an exact replay of a signed request inside the 5-minute window is processed once", async ({ h }) => {
+    // Attack: whoever captured one signed request (a proxy log, a leaked HAR) sends it again, byte for byte, with
+    // its timestamp and signature, without any retry header. The signature and the window both hold, so only the
+    // dedupe can stop the second run of the command.
+    const runs: string[] = [];
+    h.slack.app.command("/replayed", async ({ ack, command }) => {
+      runs.push(command.trigger_id);
+      await ack("ran");
+    });
+    const body = commandBody("deploy shop", "/replayed");
+    const timestamp = nowSeconds();
+    const signature = slackSignature(TEST_SIGNING_SECRET, timestamp, body);
+    const first = await slackRequest(h.http, "/slack/commands", body, { timestamp, signature });
+    const replay = await slackRequest(h.http, "/slack/commands", body, { timestamp, signature });
+    expect([first.status, replay.status]).toEqual([200, 200]);
+    expect(await first.text()).toBe("ran");
+    expect(await replay.text()).toBe("");
+    await h.slack.app.stop();
+    expect(runs).toHaveLength(1);
+    expect(messages(h)).toContain("Slack delivery already received; not processed again");
   });
 
   test("a listener that never acks still gets Slack a 200 after the fallback", async () => {
