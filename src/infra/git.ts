@@ -180,6 +180,7 @@ export function classify(err: CommandError, secrets: readonly string[]): GitErro
   if (err.kind === "timeout") return new GitError("timeout", "timed out", stderr);
   if (err.kind === "aborted") return new GitError("aborted", "aborted", stderr);
   if (err.kind === "spawn") return new GitError("failed", "git could not be started", stderr);
+  if (err.kind === "output_limit") return new GitError("too_large", "git printed more output than allowed", stderr);
   if (AUTH_RE.test(stderr)) return new GitError("auth", "authentication failed", stderr);
   if (NOT_FOUND_RE.test(stderr)) return new GitError("not_found", "repository, ref or commit not found", stderr);
   return new GitError("failed", `exited with code ${err.exitCode}`, stderr);

@@ -14,6 +14,8 @@ export interface PipelineSettings {
   buildMemoryMb: number;
   buildCpus: number;
   buildPidsLimit: number;
+  /** Build output (stdout + stderr) beyond this kills the build: a tenant error, never retried. */
+  buildLogMaxBytes: number;
   sourceTimeoutMs: number;
   sourceMaxBytes: number;
   /** Port the app must listen on inside its container (`$PORT`). */
@@ -40,6 +42,7 @@ export function defaultPipelineSettings(dataDir: string): PipelineSettings {
     buildMemoryMb: 1024,
     buildCpus: 1,
     buildPidsLimit: 512,
+    buildLogMaxBytes: 8 * 1024 * 1024,
     sourceTimeoutMs: 2 * 60_000,
     sourceMaxBytes: 200 * 1024 * 1024,
     appPort: 8000,

@@ -83,7 +83,7 @@ export async function buildStage(
     log = tail(log + chunk, BUILD_LOG_BYTES);
   };
   try {
-    const result = await deps.engine.buildRun(
+    await deps.engine.buildRun(
       {
         name: names.buildContainer(deploymentUuid),
         image: deps.settings.baseImage,
@@ -99,17 +99,19 @@ export async function buildStage(
         network: "bridge-host",
         timeoutSeconds: Math.ceil(deps.settings.buildTimeoutMs / 1000),
       },
-      { signal, onOutput: keep },
+      { signal, onOutput: keep, maxOutputBytes: deps.settings.buildLogMaxBytes },
     );
-    keep(result.stdout.length > log.length ? "" : "");
   } catch (err) {
-    if (err instanceof PodmanError && (err.code === "exit" || err.code === "killed" || err.code === "timeout")) {
+    if (err instanceof PodmanError && ["exit", "killed", "timeout", "output_limit"].includes(err.code)) {
+      const mib = Math.round(deps.settings.buildLogMaxBytes / (1024 * 1024));
       const why =
         err.code === "killed"
           ? "the build ran out of memory"
           : err.code === "timeout"
             ? "the build timed out"
-            : "the build failed";
+            : err.code === "output_limit"
+              ? `the build printed more than ${mib} MiB of output`
+              : "the build failed";
       throw new TenantError("build", why, tail(log || err.stderrTail, BUILD_LOG_BYTES));
     }
     throw err;
