@@ -1,0 +1,61 @@
+import { lstat, readdir } from "node:fs/promises";
+import { join } from "node:path";
+
+/** Sum of lstat sizes under dir (symlinks are never followed); stops early once over `limit`. */
+export async function measureBytes(dir: string, limit = Number.POSITIVE_INFINITY): Promise<number> {
+  let total = 0;
+  const stack = [dir];
+  while (stack.length > 0) {
+    const current = stack.pop() as string;
+    for (const entry of await readdir(current, { withFileTypes: true })) {
+      const path = join(current, entry.name);
+      total += (await lstat(path)).size;
+      if (total > limit) return total;
+      if (entry.isDirectory()) stack.push(path);
+    }
+  }
+  return total;
+}
+
+export interface DiskWatch {
+  /** Whether the limit was passed (and `onExceeded` called). */
+  readonly exceeded: boolean;
+  stop(): void;
+}
+
+/**
+ * Measures `dirs` every `intervalMs` while a process writes into them (a git fetch, a build), and calls
+ * `onExceeded` once when together they pass `limit`, so the caller can kill the writer *during* the write rather
+ * than find out afterwards. A measurement never overlaps the previous one; a directory vanishing meanwhile counts 0.
+ */
+export function watchDiskUsage(
+  dirs: readonly string[],
+  limit: number,
+  intervalMs: number,
+  onExceeded: (bytes: number) => void,
+): DiskWatch {
+  let exceeded = false;
+  let busy = false;
+  const check = async () => {
+    if (busy || exceeded) return;
+    busy = true;
+    try {
+      let total = 0;
+      for (const dir of dirs) total += await measureBytes(dir, limit - total).catch(() => 0);
+      if (total > limit && !exceeded) {
+        exceeded = true;
+        onExceeded(total);
+      }
+    } finally {
+      busy = false;
+    }
+  };
+  const timer = setInterval(() => void check(), intervalMs);
+  timer.unref();
+  return {
+    get exceeded() {
+      return exceeded;
+    },
+    stop: () => clearInterval(timer),
+  };
+}
