@@ -1,4 +1,5 @@
-import { lstat, readdir } from "node:fs/promises";
+import { randomUUID } from "node:crypto";
+import { lstat, mkdir, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 
 /** Sum of lstat sizes under dir (symlinks are never followed); stops early once over `limit`. */
@@ -58,4 +59,21 @@ export function watchDiskUsage(
     },
     stop: () => clearInterval(timer),
   };
+}
+
+/**
+ * Empties `dir` when it holds more than `maxBytes` (a cache that would otherwise grow for ever) and recreates it
+ * 0700. Renamed first, then deleted, so the next user finds an empty dir at once. Returns the size found.
+ */
+export async function emptyIfOver(dir: string, maxBytes: number): Promise<{ bytes: number; emptied: boolean }> {
+  const bytes = await measureBytes(dir, maxBytes).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return 0;
+    throw err;
+  });
+  if (bytes <= maxBytes) return { bytes, emptied: false };
+  const trash = `${dir}.pruned-${randomUUID()}`;
+  await rename(dir, trash);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await rm(trash, { recursive: true, force: true });
+  return { bytes, emptied: true };
 }
