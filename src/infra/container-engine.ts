@@ -30,6 +30,8 @@ export interface ExecResult {
 export interface BuildOptions {
   signal?: AbortSignal | undefined;
   onOutput?: ((chunk: string) => void) | undefined;
+  /** Output (stdout + stderr) beyond this kills the build: PodmanError "output_limit". */
+  maxOutputBytes?: number | undefined;
 }
 
 export interface ContainerEngine {
@@ -51,8 +53,11 @@ export interface ContainerEngine {
   commitImage(spec: Omit<CommitSpec, "containerfile">): Promise<void>;
 }
 
-/** "engine": podman itself failed (exit 125 etc.); "exit": the container's command failed; "killed": 137. */
-export type PodmanErrorCode = "engine" | "exit" | "killed" | "timeout" | "aborted" | "not_found";
+/**
+ * "engine": podman itself failed (exit 125 etc.); "exit": the container's command failed; "killed": 137;
+ * "output_limit": it printed more than allowed and was killed.
+ */
+export type PodmanErrorCode = "engine" | "exit" | "killed" | "timeout" | "aborted" | "not_found" | "output_limit";
 
 export class PodmanError extends Error {
   readonly code: PodmanErrorCode;
@@ -74,7 +79,7 @@ const NOT_FOUND_RE = /no such (container|image|object)|not found|does not exist/
 export function toPodmanError(subcommand: string, err: unknown, containerExit: boolean): PodmanError {
   if (!(err instanceof CommandError)) throw err;
   let code: PodmanErrorCode;
-  if (err.kind === "timeout" || err.kind === "aborted") code = err.kind;
+  if (err.kind === "timeout" || err.kind === "aborted" || err.kind === "output_limit") code = err.kind;
   else if (err.kind === "spawn") code = "engine";
   else if (NOT_FOUND_RE.test(err.stderrTail) && err.exitCode === 125) code = "not_found";
   else if (containerExit && err.exitCode === 137) code = "killed";

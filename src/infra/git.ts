@@ -2,7 +2,23 @@ import { chmod, lstat, mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import type { Logger } from "../log.ts";
-import { CommandError, type Runner, tail } from "./runner.ts";
+import { measureBytes, watchDiskUsage } from "./disk-usage.ts";
+import { classify, credentialEnv, gitConfigArgs } from "./git-config.ts";
+import {
+  checkLinkedUrl,
+  lfsServerUrls,
+  parseConfigList,
+  refused,
+  resolveLinkedUrl,
+  submodulesOf,
+} from "./git-links.ts";
+import { GitError, type ParsedGitUrl, parseGitUrl } from "./git-url.ts";
+import { CommandError, type Runner } from "./runner.ts";
+
+// Importers name these through the adapter module, as before the split.
+export { measureBytes } from "./disk-usage.ts";
+export { CREDENTIAL_ENV, classify, credentialEnv, gitConfigArgs, redact } from "./git-config.ts";
+export { GitError, type GitErrorKind, type GitProtocol, type ParsedGitUrl, parseGitUrl } from "./git-url.ts";
 
 /**
  * Fetches exactly one commit of a (hostile) repository into a private work dir. Knows nothing about apps or
@@ -41,35 +57,7 @@ export interface GitSource {
   fetch(options: GitFetchOptions): Promise<GitFetchResult>;
 }
 
-export type GitErrorKind =
-  | "not_found"
-  | "auth"
-  | "too_large"
-  | "timeout"
-  | "aborted"
-  | "invalid_url"
-  | "invalid_ref"
-  | "failed";
-
-/** Tenant mistakes (not found, auth, too large, bad input) fail at once; network-ish failures may retry. */
-const RETRYABLE: ReadonlySet<GitErrorKind> = new Set(["timeout", "failed"]);
-
-export class GitError extends Error {
-  readonly kind: GitErrorKind;
-  readonly retryable: boolean;
-  /** Bounded, with credentials and URL userinfo removed. */
-  readonly stderrTail: string;
-  constructor(kind: GitErrorKind, detail: string, stderrTail = "") {
-    super(`git: ${detail} (${kind})`);
-    this.name = "GitError";
-    this.kind = kind;
-    this.retryable = RETRYABLE.has(kind);
-    this.stderrTail = stderrTail;
-  }
-}
-
 export const MESSAGE_CHARS = 2_000;
-const STDERR_TAIL_BYTES = 2_048;
 /** A commit object bigger than this is hostile, not a long message; it is refused before `git log` reads it. */
 const MAX_COMMIT_OBJECT_BYTES = 1024 * 1024;
 /** History depths tried when the server refuses to serve a bare sha; bounded so a wrong sha cannot pull it all. */
@@ -77,129 +65,10 @@ const DEEPEN_STEPS = [10, 100, 1_000] as const;
 const SHA_RE = /^[0-9a-f]{40}$/;
 /** Same narrowing as refSchema in src/domain/validation.ts: never an option, never a revision expression. */
 const REF_RE = /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)[A-Za-z0-9._/-]{1,200}(?<![./])$/;
-const HOST_RE = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-const SCP_RE = /^([A-Za-z0-9_][A-Za-z0-9._-]*)@([^:/]+):([A-Za-z0-9_.~][A-Za-z0-9_./~-]*)$/;
-
-export type GitProtocol = "https" | "ssh" | "file";
-
-export interface ParsedGitUrl {
-  protocol: GitProtocol;
-  /** scheme://host[:port] for https: the only place the credential helper is configured for. */
-  origin: string | undefined;
-}
-
-/** Re-checks the caller's validation: the URL ends up as a git argument, so it must not be able to be anything else. */
-export function parseGitUrl(url: string, allowFile: boolean): ParsedGitUrl {
-  const bad = (why: string) => new GitError("invalid_url", why);
-  // Printable ASCII only: no whitespace, control characters or lookalikes; no leading "-" (read as an option).
-  if (!/^[\x21-\x7e]{1,500}$/.test(url)) throw bad("URL has whitespace or non-printable characters");
-  if (url.startsWith("-")) throw bad("URL starts with '-'");
-  // `<transport>::<address>` runs a remote helper (ext:: runs an arbitrary command).
-  if (/^[A-Za-z0-9+.-]*::/.test(url)) throw bad("remote-helper transports are not allowed");
-  const scp = SCP_RE.exec(url);
-  if (scp) {
-    if (!HOST_RE.test(scp[2] ?? "")) throw bad("invalid host");
-    return { protocol: "ssh", origin: undefined };
-  }
-  if (!URL.canParse(url)) throw bad("not a URL");
-  const u = new URL(url);
-  if (u.password !== "") throw bad("inline credentials are not allowed");
-  if (u.protocol === "https:" || u.protocol === "ssh:") {
-    if (!HOST_RE.test(u.hostname)) throw bad("invalid host");
-    if (u.protocol === "https:") {
-      if (u.username !== "") throw bad("inline credentials are not allowed");
-      return { protocol: "https", origin: u.origin };
-    }
-    return { protocol: "ssh", origin: undefined };
-  }
-  if (u.protocol === "file:") {
-    if (!allowFile) throw bad("file:// URLs are disabled");
-    if (u.host !== "" || u.username !== "" || !u.pathname.startsWith("/")) throw bad("file URL must be file:///abs");
-    return { protocol: "file", origin: undefined };
-  }
-  throw bad("only https://, ssh://, user@host:path and file:// are allowed");
-}
-
-export const CREDENTIAL_ENV = { username: "TUSSILAGO_GIT_USERNAME", password: "TUSSILAGO_GIT_PASSWORD" } as const;
-
-/**
- * Credentials go through a credential helper set with `-c credential.<origin>.helper`, rather than GIT_ASKPASS:
- * git itself only asks the helper for URLs matching that origin, so a redirect or an opted-in submodule on
- * another host never receives the token (an askpass script answers whoever prompts); and there is no script file
- * to write, protect and delete. The helper is a constant snippet reading env vars: the token is only in the env of
- * the git processes that touch the network, never in argv, URLs, logs or files under dest.
- */
-const CREDENTIAL_HELPER = `!f() { cat >/dev/null; test "$1" = get || exit 0; printf 'username=%s\\npassword=%s\\n' "$${CREDENTIAL_ENV.username}" "$${CREDENTIAL_ENV.password}"; }; f`;
-
-/** `-c` options put before every git subcommand. */
-export function gitConfigArgs(url: ParsedGitUrl, options: { credentials: boolean; lfs: boolean }): string[] {
-  const config = [
-    "core.hooksPath=/dev/null",
-    "core.fsmonitor=false",
-    "submodule.recurse=false",
-    "advice.detachedHead=false",
-    // Only the URL's own transport: a file:// submodule in an https repo would read this host's repositories.
-    "protocol.allow=never",
-    `protocol.${url.protocol}.allow=always`,
-    // Rejects malformed objects (e.g. .gitmodules or paths crafted against git's own CVEs) before checkout.
-    "transfer.fsckObjects=true",
-    // No background gc/maintenance outliving our timeout inside dest.
-    "gc.auto=0",
-    "maintenance.auto=false",
-    // An empty value resets the helper list, so only ours (if any) is asked.
-    "credential.helper=",
-  ];
-  if (url.protocol === "ssh") config.push("core.sshCommand=ssh -o BatchMode=yes");
-  if (options.credentials && url.origin !== undefined)
-    config.push(`credential.${url.origin}.helper=${CREDENTIAL_HELPER}`);
-  if (options.lfs) {
-    config.push(
-      "filter.lfs.process=git-lfs filter-process",
-      "filter.lfs.smudge=git-lfs smudge -- %f",
-      "filter.lfs.clean=git-lfs clean -- %f",
-      "filter.lfs.required=true",
-    );
-  }
-  return config.flatMap((c) => ["-c", c]);
-}
-
-/** Removes URL userinfo and the given secrets from git's output before it is kept or logged. */
-export function redact(text: string, secrets: readonly string[]): string {
-  let out = text.replace(/([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/@\s'"]*@/g, "$1[redacted]@");
-  for (const s of secrets) if (s.length > 0) out = out.split(s).join("[redacted]");
-  return out;
-}
-
-const NOT_FOUND_RE =
-  /not found|does not appear to be a git repository|couldn't find remote ref|not our ref|unadvertised object|no such remote ref|not a valid object name/i;
-const AUTH_RE =
-  /authentication failed|could not read (username|password)|terminal prompts disabled|permission denied|host key verification failed|returned error: 40[13]|invalid credentials/i;
-
-export function classify(err: CommandError, secrets: readonly string[]): GitError {
-  const stderr = tail(redact(err.stderrTail, secrets), STDERR_TAIL_BYTES);
-  if (err.kind === "timeout") return new GitError("timeout", "timed out", stderr);
-  if (err.kind === "aborted") return new GitError("aborted", "aborted", stderr);
-  if (err.kind === "spawn") return new GitError("failed", "git could not be started", stderr);
-  if (AUTH_RE.test(stderr)) return new GitError("auth", "authentication failed", stderr);
-  if (NOT_FOUND_RE.test(stderr)) return new GitError("not_found", "repository, ref or commit not found", stderr);
-  return new GitError("failed", `exited with code ${err.exitCode}`, stderr);
-}
-
-/** Sum of lstat sizes under dir (symlinks are never followed); stops early once over `limit`. */
-export async function measureBytes(dir: string, limit = Number.POSITIVE_INFINITY): Promise<number> {
-  let total = 0;
-  const stack = [dir];
-  while (stack.length > 0) {
-    const current = stack.pop() as string;
-    for (const entry of await readdir(current, { withFileTypes: true })) {
-      const path = join(current, entry.name);
-      total += (await lstat(path)).size;
-      if (total > limit) return total;
-      if (entry.isDirectory()) stack.push(path);
-    }
-  }
-  return total;
-}
+/** Nesting of submodules followed (each level's URLs are checked before it is fetched). */
+const MAX_SUBMODULE_DEPTH = 3;
+/** How often the size of dest is measured while git writes into it. */
+const WATCH_INTERVAL_MS = 500;
 
 async function prepareDest(dest: string): Promise<void> {
   if (!isAbsolute(dest) || resolve(dest) !== dest) throw new Error(`git dest must be an absolute normalized path`);
@@ -215,15 +84,32 @@ export interface GitCliOptions {
   gitPath?: string;
   /** file:// reads any repository this process can read: an operator/test setting, off by default. */
   allowFileUrls?: boolean;
+  /** Extra CA bundle (PEM) for https git servers with a private CA; the system store otherwise. */
+  caFile?: string | undefined;
+  /** How often dest is measured while git writes into it (default 500 ms). */
+  watchIntervalMs?: number | undefined;
 }
 
 interface Session {
   options: GitFetchOptions;
+  url: ParsedGitUrl;
   args: string[];
   env: Record<string, string>;
   networkEnv: Record<string, string>;
   secrets: string[];
   deadline: number;
+  /** The caller's signal, or the size watchdog's abort. */
+  signal: AbortSignal;
+  /** Set once dest passed maxBytes: the running git was killed for it. */
+  overSize: () => boolean;
+}
+
+interface GitCall {
+  /** Network calls alone get the credentials in their env. */
+  network?: boolean;
+  /** Calls that write into dest (fetch, checkout, submodules): dest is measured right after. */
+  writes?: boolean;
+  cwd?: string | undefined;
 }
 
 export class GitCli implements GitSource {
@@ -231,12 +117,16 @@ export class GitCli implements GitSource {
   readonly #log: Logger;
   readonly #gitPath: string;
   readonly #allowFile: boolean;
+  readonly #caFile: string | undefined;
+  readonly #watchIntervalMs: number;
 
   constructor(runner: Runner, log: Logger, options: GitCliOptions = {}) {
     this.#runner = runner;
     this.#log = log;
     this.#gitPath = options.gitPath ?? "git";
     this.#allowFile = options.allowFileUrls ?? false;
+    this.#caFile = options.caFile;
+    this.#watchIntervalMs = options.watchIntervalMs ?? WATCH_INTERVAL_MS;
   }
 
   async fetch(options: GitFetchOptions): Promise<GitFetchResult> {
@@ -259,30 +149,42 @@ export class GitCli implements GitSource {
       GIT_TERMINAL_PROMPT: "0",
       GIT_CONFIG_NOSYSTEM: "1",
       GIT_CONFIG_GLOBAL: "/dev/null",
+      // Belt and braces with protocol.allow: also binds git-lfs and any helper git starts.
+      GIT_ALLOW_PROTOCOL: url.protocol,
     };
     if (!options.lfs) env.GIT_LFS_SKIP_SMUDGE = "1";
+    // The size limit holds *during* the fetch: a watchdog kills git once dest passes maxBytes (a small pack can
+    // inflate to gigabytes), instead of finding out after the disk is full.
+    const limit = new AbortController();
+    const watch = watchDiskUsage([options.dest], options.maxBytes, this.#watchIntervalMs, () =>
+      limit.abort(new GitError("too_large", `repository exceeds ${options.maxBytes} bytes`)),
+    );
     const s: Session = {
       options,
-      args: gitConfigArgs(url, { credentials: creds !== undefined, lfs: options.lfs === true }),
+      url,
+      args: [
+        ...gitConfigArgs(url, { credentials: creds !== undefined, lfs: options.lfs === true, rawUrl: options.url }),
+        ...(this.#caFile !== undefined ? ["-c", `http.sslCAInfo=${this.#caFile}`] : []),
+      ],
       env,
-      networkEnv: creds
-        ? { ...env, [CREDENTIAL_ENV.username]: creds.username, [CREDENTIAL_ENV.password]: creds.password }
-        : env,
+      networkEnv: creds ? { ...env, ...credentialEnv(url, creds) } : env,
       secrets: creds ? [creds.password] : [],
       deadline: Date.now() + options.timeoutMs,
+      signal: options.signal ? AbortSignal.any([options.signal, limit.signal]) : limit.signal,
+      overSize: () => watch.exceeded,
     };
     try {
       await this.#git(s, ["init", "-q", "--template="]);
       const target = await this.#fetchTarget(s, commit);
-      await this.#git(s, ["checkout", "-q", "--detach", target, "--"]);
-      if (options.submodules) {
-        await this.#git(s, ["submodule", "update", "--init", "--recursive", "--depth=1"], true);
-      }
+      // Where the commit would send git next is checked from its blobs, before checkout can act on it.
+      if (options.lfs) await this.#checkLfsConfig(s, target);
+      const submodules = options.submodules ? await this.#submoduleUrls(s, options.dest, target, options.url, url) : [];
+      await this.#git(s, ["checkout", "-q", "--detach", target, "--"], { writes: true });
+      if (submodules.length > 0) await this.#updateSubmodules(s, options.dest, submodules, 1);
       const head = (await this.#git(s, ["rev-parse", "--verify", "HEAD^{commit}"])).trim();
       if (commit !== undefined && head !== commit) throw new GitError("failed", "checked-out commit differs");
       const meta = await this.#readMeta(s);
-      const bytes = await measureBytes(options.dest, options.maxBytes);
-      if (bytes > options.maxBytes) throw new GitError("too_large", `repository exceeds ${options.maxBytes} bytes`);
+      const bytes = await this.#checkSize(s);
       this.#log.info(
         {
           url: options.url,
@@ -298,6 +200,7 @@ export class GitCli implements GitSource {
       await rm(options.dest, { recursive: true, force: true });
       throw err;
     } finally {
+      watch.stop();
       await rm(home, { recursive: true, force: true });
     }
   }
@@ -306,7 +209,10 @@ export class GitCli implements GitSource {
   async #fetchTarget(s: Session, commit: string | undefined): Promise<string> {
     const { url, ref } = s.options;
     const fetch = (what: string, depth: number) =>
-      this.#git(s, ["fetch", `--depth=${depth}`, "--no-tags", "--no-recurse-submodules", "--", url, what], true);
+      this.#git(s, ["fetch", `--depth=${depth}`, "--no-tags", "--no-recurse-submodules", "--", url, what], {
+        network: true,
+        writes: true,
+      });
     if (commit === undefined) {
       await fetch(ref, 1);
       return "FETCH_HEAD";
@@ -327,6 +233,60 @@ export class GitCli implements GitSource {
     throw new GitError("not_found", `commit not found in the last ${DEEPEN_STEPS.at(-1)} commits of the ref`);
   }
 
+  /** A config file of the commit (`.gitmodules`, `.lfsconfig`) read from its blob, never from the work tree. */
+  async #blobConfig(s: Session, cwd: string, rev: string, file: string): Promise<Array<[string, string]>> {
+    if (!(await this.#succeeds(s, ["cat-file", "-e", `${rev}:${file}`], cwd))) return [];
+    try {
+      return parseConfigList(await this.#git(s, ["config", "-z", "--blob", `${rev}:${file}`, "--list"], { cwd }));
+    } catch (err) {
+      if (err instanceof GitError && err.kind === "failed") throw refused(`${file} could not be parsed`);
+      throw err;
+    }
+  }
+
+  async #checkLfsConfig(s: Session, rev: string): Promise<void> {
+    for (const [key, value] of lfsServerUrls(await this.#blobConfig(s, s.options.dest, rev, ".lfsconfig"))) {
+      if (key.startsWith("url.")) throw refused(".lfsconfig may not rewrite URLs (url.*)");
+      checkLinkedUrl(`.lfsconfig ${key}`, value, s.url, this.#allowFile);
+    }
+  }
+
+  /** The submodules of `rev` in `cwd`, each URL resolved and checked against the app's own host and transport. */
+  async #submoduleUrls(s: Session, cwd: string, rev: string, superUrl: string, superParsed: ParsedGitUrl) {
+    const found = submodulesOf(await this.#blobConfig(s, cwd, rev, ".gitmodules"));
+    return found.map((m) => {
+      const url = resolveLinkedUrl(m.url, superUrl);
+      checkLinkedUrl(`submodule ${m.name}`, url, superParsed, this.#allowFile);
+      return { ...m, url };
+    });
+  }
+
+  /**
+   * One level at a time, never `--recursive`: each level's URLs are pinned in its .git/config (so `--init` cannot
+   * take them from .gitmodules) only after they passed the check, then its own submodules are checked the same way.
+   */
+  async #updateSubmodules(
+    s: Session,
+    cwd: string,
+    submodules: Array<{ name: string; path: string; url: string }>,
+    depth: number,
+  ): Promise<void> {
+    if (depth > MAX_SUBMODULE_DEPTH) throw refused(`submodules nested deeper than ${MAX_SUBMODULE_DEPTH} levels`);
+    for (const m of submodules) await this.#git(s, ["config", `submodule.${m.name}.url`, m.url], { cwd });
+    await this.#git(s, ["submodule", "update", "--init", "--depth=1", "--"], { cwd, network: true, writes: true });
+    for (const m of submodules) {
+      const dir = join(cwd, m.path);
+      const nested = await this.#submoduleUrls(s, dir, "HEAD", m.url, parseGitUrl(m.url, this.#allowFile));
+      if (nested.length > 0) await this.#updateSubmodules(s, dir, nested, depth + 1);
+    }
+  }
+
+  async #checkSize(s: Session): Promise<number> {
+    const bytes = await measureBytes(s.options.dest, s.options.maxBytes);
+    if (bytes > s.options.maxBytes) throw new GitError("too_large", `repository exceeds ${s.options.maxBytes} bytes`);
+    return bytes;
+  }
+
   async #readMeta(s: Session): Promise<{ message: string; author: string }> {
     const size = Number((await this.#git(s, ["cat-file", "-s", "HEAD"])).trim());
     if (!(size <= MAX_COMMIT_OBJECT_BYTES)) throw new GitError("too_large", "commit object is too large");
@@ -335,29 +295,36 @@ export class GitCli implements GitSource {
     return { author, message: Array.from(message.replace(/\n+$/, "")).slice(0, MESSAGE_CHARS).join("") };
   }
 
-  /** Runs git in dest and returns stdout; `network` calls alone get the credentials in their env. */
-  async #git(s: Session, args: string[], network = false): Promise<string> {
-    if (s.options.signal?.aborted) throw new GitError("aborted", "aborted");
+  /** Runs git (in dest unless told otherwise) and returns stdout. */
+  async #git(s: Session, args: string[], call: GitCall = {}): Promise<string> {
+    const tooLarge = () => new GitError("too_large", `repository exceeds ${s.options.maxBytes} bytes`);
+    if (s.overSize()) throw tooLarge();
+    if (s.signal.aborted) throw new GitError("aborted", "aborted");
     const timeoutMs = s.deadline - Date.now();
     if (timeoutMs <= 0) throw new GitError("timeout", "timed out");
+    let stdout: string;
     try {
       const result = await this.#runner.run(this.#gitPath, [...s.args, ...args], {
-        cwd: s.options.dest,
-        env: network ? s.networkEnv : s.env,
+        cwd: call.cwd ?? s.options.dest,
+        env: call.network ? s.networkEnv : s.env,
         timeoutMs,
-        signal: s.options.signal,
+        signal: s.signal,
         maxOutputBytes: 4 * MAX_COMMIT_OBJECT_BYTES,
       });
-      return result.stdout;
+      stdout = result.stdout;
     } catch (err) {
+      // Killed by the size watchdog: that is the reason, not "aborted".
+      if (s.overSize()) throw tooLarge();
       throw err instanceof CommandError ? classify(err, s.secrets) : err;
     }
+    if (call.writes) await this.#checkSize(s);
+    return stdout;
   }
 
   /** For yes/no questions answered by the exit code (`cat-file -e`). */
-  async #succeeds(s: Session, args: string[]): Promise<boolean> {
+  async #succeeds(s: Session, args: string[], cwd?: string): Promise<boolean> {
     try {
-      await this.#git(s, args);
+      await this.#git(s, args, { cwd });
       return true;
     } catch (err) {
       if (err instanceof GitError && (err.kind === "not_found" || err.kind === "failed")) return false;

@@ -336,12 +336,15 @@ export class PodmanEngine implements ContainerEngine {
         cwd: sandbox.dir,
         signal: options.signal,
         onOutput: options.onOutput,
+        maxStreamBytes: options.maxOutputBytes,
       });
       return { exitCode: 0, stdout: res.stdout, stderr: res.stderr };
     } catch (err) {
       const mapped = toPodmanError("run", err, true);
       // Killing our podman client does not stop an attached container: remove it explicitly.
-      if (mapped.code === "timeout" || mapped.code === "aborted") await this.removeContainer(spec.name);
+      if (mapped.code === "timeout" || mapped.code === "aborted" || mapped.code === "output_limit") {
+        await this.removeContainer(spec.name);
+      }
       throw mapped;
     }
   }

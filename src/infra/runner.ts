@@ -21,6 +21,11 @@ export interface RunOptions {
   maxOutputBytes?: number | undefined;
   /** Called with each chunk of combined output, for live build logs. */
   onOutput?: ((chunk: string) => void) | undefined;
+  /**
+   * Cap on stdout + stderr together, counted while the process runs: once passed, the process is killed at once
+   * (SIGKILL) and the run fails with kind "output_limit". Without it only `maxOutputBytes` of stdout bounds memory.
+   */
+  maxStreamBytes?: number | undefined;
 }
 
 export interface RunResult {
@@ -30,7 +35,8 @@ export interface RunResult {
   durationMs: number;
 }
 
-export type RunFailureKind = "exit" | "timeout" | "aborted" | "spawn";
+/** "output_limit": more output than `maxStreamBytes` (or stdout over `maxOutputBytes`); the process was killed. */
+export type RunFailureKind = "exit" | "timeout" | "aborted" | "spawn" | "output_limit";
 
 export class CommandError extends Error {
   readonly command: string;
@@ -46,7 +52,9 @@ export class CommandError extends Error {
           ? `${command} timed out`
           : kind === "aborted"
             ? `${command} was aborted`
-            : `${command} could not be started`,
+            : kind === "output_limit"
+              ? `${command} printed more output than allowed`
+              : `${command} could not be started`,
     );
     this.name = "CommandError";
     this.command = command;
@@ -105,10 +113,22 @@ export class ExecaRunner implements Runner {
       ...(options.signal !== undefined ? { cancelSignal: options.signal } : {}),
       ...(options.input !== undefined ? { input: options.input } : { stdin: "ignore" as const }),
     });
-    if (options.onOutput) {
-      const onOutput = options.onOutput;
-      sub.stdout?.on("data", (d: Buffer) => onOutput(d.toString("utf8")));
-      sub.stderr?.on("data", (d: Buffer) => onOutput(d.toString("utf8")));
+    let streamed = 0;
+    let overLimit = false;
+    if (options.onOutput || options.maxStreamBytes !== undefined) {
+      const { onOutput, maxStreamBytes = Number.POSITIVE_INFINITY } = options;
+      const onData = (d: Buffer) => {
+        if (overLimit) return;
+        streamed += d.length;
+        if (streamed > maxStreamBytes) {
+          overLimit = true;
+          sub.kill("SIGKILL");
+          return;
+        }
+        onOutput?.(d.toString("utf8"));
+      };
+      sub.stdout?.on("data", onData);
+      sub.stderr?.on("data", onData);
     }
     const result = await sub;
     const durationMs = Math.round(performance.now() - started);
@@ -117,13 +137,16 @@ export class ExecaRunner implements Runner {
     const failure = result instanceof ExecaError || result.failed;
     if (!failure) return { stdout, stderr, exitCode: result.exitCode ?? 0, durationMs };
 
-    const kind: RunFailureKind = result.timedOut
-      ? "timeout"
-      : result.isCanceled
-        ? "aborted"
-        : result.exitCode === undefined && result.signal === undefined
-          ? "spawn"
-          : "exit";
+    const kind: RunFailureKind =
+      overLimit || result.isMaxBuffer
+        ? "output_limit"
+        : result.timedOut
+          ? "timeout"
+          : result.isCanceled
+            ? "aborted"
+            : result.exitCode === undefined && result.signal === undefined
+              ? "spawn"
+              : "exit";
     const err = new CommandError(file, kind, result.exitCode, tail(stderr.trim() !== "" ? stderr : stdout));
     this.#log.debug({ command: file, kind, exitCode: result.exitCode, durationMs }, "command failed");
     throw err;

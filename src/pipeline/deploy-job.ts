@@ -2,7 +2,7 @@ import { rm } from "node:fs/promises";
 import type { StageTiming } from "../db/schema.ts";
 import { type AppView, getAppByUuid } from "../domain/apps.ts";
 import { claimDeployment, type DeploymentView, finishDeployment, recordStage } from "../domain/deployments.ts";
-import { findRelease, recordRelease } from "../domain/releases.ts";
+import { currentRelease, findRelease, recordRelease } from "../domain/releases.ts";
 import { tail } from "../infra/runner.ts";
 import { withContext } from "../log.ts";
 import type { PipelineDeps } from "./deps.ts";
@@ -149,7 +149,24 @@ export async function runDeployment(
     finishDeployment(deps.db, deployment.uuid, "failed", reason);
     deps.events.emit({ type: "deployment", ...base, status: "failed", at: t, durationMs: t - started, reason });
     await rm(workDir(deps, deployment.uuid), { recursive: true, force: true });
+    await removeFailedImage(stageDeps, app, deployment);
     return "failed";
+  }
+}
+
+/**
+ * The image a failed deployment built is of no use (nothing can roll back to it) and only fills the disk. Not when
+ * it went live anyway (a failure after the route switch made it the current release) or for a rollback, whose image
+ * belongs to the kept release. A failure here is logged: the deployment's outcome is already decided.
+ */
+async function removeFailedImage(deps: PipelineDeps, app: AppView, deployment: DeploymentView): Promise<void> {
+  if (deployment.rollbackOfReleaseUuid !== null) return;
+  if (currentRelease(deps.db, app.uuid)?.deploymentUuid === deployment.uuid) return;
+  const image = names.image(app.uuid, deployment.uuid);
+  try {
+    await deps.engine.removeImage(image);
+  } catch (err) {
+    deps.log.warn({ err, image }, "could not remove the failed deployment's image");
   }
 }
 
@@ -203,5 +220,7 @@ async function sourceAndBuild(
     () => buildStage(deps, app, deployment.uuid, src.srcDir, signal),
     (r) => `image ${r.image.split(":").pop()}`,
   );
+  // The image holds everything now (a retry skips source and build when it exists): the checkout and its venv go.
+  await rm(src.srcDir, { recursive: true, force: true });
   return { image: build.image, startCommand: build.plan.startCommand, commitSha: src.commitSha };
 }

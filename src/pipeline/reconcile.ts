@@ -1,7 +1,9 @@
-import { eq } from "drizzle-orm";
-import { apps, deployments } from "../db/schema.ts";
+import { readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { and, eq, inArray, isNotNull, isNull } from "drizzle-orm";
+import { apps, deployments, releases } from "../db/schema.ts";
 import { listApps } from "../domain/apps.ts";
-import { currentRelease } from "../domain/releases.ts";
+import { currentRelease, markReleasePruned, releasesToPrune } from "../domain/releases.ts";
 import type { PipelineDeps } from "./deps.ts";
 import { LABELS, names } from "./settings.ts";
 import { routeStage } from "./stages/route-drain.ts";
@@ -12,6 +14,10 @@ export interface ReconcileReport {
   containersRemoved: string[];
   routesRestored: string[];
   routesRemoved: string[];
+  /** Release images of destroyed apps. */
+  imagesRemoved: string[];
+  /** Work dirs (checkouts, env files) of deployments no longer in progress. */
+  workDirsRemoved: string[];
   errors: string[];
 }
 
@@ -19,7 +25,8 @@ export interface ReconcileReport {
  * Desired state (the database: each live app's current release) against the real state (podman containers, Caddy
  * routes). Fixes drift and logs every fix: a missing container is started from the release image and health-
  * checked, a missing or stale route is restored (Caddy restarted empty gets every route back), orphan containers
- * and routes of unknown apps are removed. Apps with a deployment in progress are left to that deployment.
+ * and routes of unknown apps are removed. Apps with a deployment in progress are left to that deployment. Disk is
+ * given back too: images of destroyed apps, and work dirs a crashed or abandoned attempt left behind.
  */
 export async function reconcile(deps: PipelineDeps): Promise<ReconcileReport> {
   const report: ReconcileReport = {
@@ -27,6 +34,8 @@ export async function reconcile(deps: PipelineDeps): Promise<ReconcileReport> {
     containersRemoved: [],
     routesRestored: [],
     routesRemoved: [],
+    imagesRemoved: [],
+    workDirsRemoved: [],
     errors: [],
   };
   const live = listApps(deps.db);
@@ -98,5 +107,53 @@ export async function reconcile(deps: PipelineDeps): Promise<ReconcileReport> {
     report.routesRemoved.push(route.id);
     deps.log.info({ routeId: route.id }, "reconcile: orphan route removed");
   }
+
+  // A destroyed app's containers went above; nothing can roll back to its images any more.
+  const destroyed = deps.db
+    .selectDistinct({ uuid: apps.uuid })
+    .from(releases)
+    .innerJoin(apps, eq(apps.id, releases.appId))
+    .where(and(isNotNull(apps.destroyedAt), isNull(releases.prunedAt)))
+    .all();
+  for (const { uuid } of destroyed) {
+    for (const release of releasesToPrune(deps.db, uuid, 0)) {
+      await deps.engine.removeImage(release.image);
+      markReleasePruned(deps.db, release.uuid);
+      report.imagesRemoved.push(release.image);
+      deps.log.info({ appId: uuid, image: release.image }, "reconcile: image of destroyed app removed");
+    }
+  }
+
+  report.workDirsRemoved = await sweepWorkDirs(deps);
   return report;
+}
+
+/**
+ * Work dirs are named by deployment UUID and removed when their deployment ends; one left by a crashed or abandoned
+ * attempt would keep a checkout (and maybe an env file) on disk for ever. The listing comes first: a dir listed
+ * then belongs to a deployment already claimed, so the query below still sees it in progress.
+ */
+async function sweepWorkDirs(deps: PipelineDeps): Promise<string[]> {
+  const root = deps.settings.workRoot;
+  const entries = await readdir(root).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return [];
+    throw err;
+  });
+  if (entries.length === 0) return [];
+  const active = new Set(
+    deps.db
+      .select({ uuid: deployments.uuid })
+      .from(deployments)
+      .where(inArray(deployments.status, ["queued", "running"]))
+      .all()
+      .map((r) => r.uuid),
+  );
+  const removed: string[] = [];
+  for (const name of entries) {
+    if (active.has(name)) continue;
+    await rm(join(root, name), { recursive: true, force: true });
+    removed.push(name);
+    deps.log.info({ deploymentId: name }, "reconcile: stale work dir removed");
+  }
+  return removed;
 }

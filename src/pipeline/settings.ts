@@ -14,6 +14,14 @@ export interface PipelineSettings {
   buildMemoryMb: number;
   buildCpus: number;
   buildPidsLimit: number;
+  /** Build output (stdout + stderr) beyond this kills the build: a tenant error, never retried. */
+  buildLogMaxBytes: number;
+  /** What a build may write into its mounts (the checkout with its venv at /app, the uv cache) beyond the cache's cap. */
+  buildMaxBytes: number;
+  /** Per-tenant uv cache: emptied before a build once it holds more than this. */
+  uvCacheMaxBytes: number;
+  /** How often disk use is measured while a build writes. */
+  diskWatchIntervalMs: number;
   sourceTimeoutMs: number;
   sourceMaxBytes: number;
   /** Port the app must listen on inside its container (`$PORT`). */
@@ -40,6 +48,10 @@ export function defaultPipelineSettings(dataDir: string): PipelineSettings {
     buildMemoryMb: 1024,
     buildCpus: 1,
     buildPidsLimit: 512,
+    buildLogMaxBytes: 8 * 1024 * 1024,
+    buildMaxBytes: 4 * 1024 * 1024 * 1024,
+    uvCacheMaxBytes: 2 * 1024 * 1024 * 1024,
+    diskWatchIntervalMs: 1_000,
     sourceTimeoutMs: 2 * 60_000,
     sourceMaxBytes: 200 * 1024 * 1024,
     appPort: 8000,

@@ -1,9 +1,10 @@
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chmod, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { CREDENTIAL_ENV, GitCli, GitError, gitConfigArgs, parseGitUrl } from "../../src/infra/git.ts";
-import { ExecaRunner, type Runner, type RunOptions } from "../../src/infra/runner.ts";
+import { credentialEnv, GitCli, GitError, gitConfigArgs, parseGitUrl } from "../../src/infra/git.ts";
+import { CommandError, ExecaRunner, type Runner, type RunOptions } from "../../src/infra/runner.ts";
 import { memoryLogger, tempDir } from "../helpers/fixtures.ts";
 
 /** Real git against repositories in temp dirs: only local files, so it belongs in the default suite. */
@@ -205,38 +206,94 @@ describe("GitCli with real git", () => {
   });
 });
 
-describe("credential helper with real git", () => {
-  async function fill(host: string): Promise<string> {
-    const home = scratch();
-    const args = gitConfigArgs(parseGitUrl("https://git.example.com/acme/shop.git", false), {
-      credentials: true,
-      lfs: false,
+describe("size limit while git writes", () => {
+  it("stops as soon as the fetched pack is over maxBytes: nothing is checked out", async () => {
+    const root = scratch();
+    // Incompressible, so the pack itself is over the limit (a compressible blob would only inflate at checkout).
+    await makeRepo(join(root, "src"), [{ "noise.bin": randomBytes(3 * 1024 * 1024).toString("base64") }]);
+    const spy = new SpyRunner();
+    const dest = join(root, "work");
+    await expect(cli(spy).fetch(opts(`file://${root}/src`, dest, { maxBytes: 1024 * 1024 }))).rejects.toMatchObject({
+      kind: "too_large",
+      retryable: false,
     });
+    expect(spy.calls.some((c) => c.includes("checkout"))).toBe(false);
+    expect(existsSync(dest)).toBe(false);
+  });
+
+  it("kills git while it writes past maxBytes, instead of waiting for it to finish", async () => {
+    const root = scratch();
+    await makeRepo(join(root, "src"), [{ "a.txt": "one" }]);
+    let killed = false;
+    // A fetch that writes 2 MiB and would then go on for ever (a server streaming an endless pack).
+    const endless: Runner = {
+      run: async (file, args, options) => {
+        if (!args.includes("fetch")) return runner.run(file, args, options);
+        await writeFile(join(options.cwd ?? "", ".git", "pack.tmp"), Buffer.alloc(2 * 1024 * 1024, 1));
+        await new Promise<void>((resolve) => {
+          options.signal?.addEventListener("abort", () => resolve(), { once: true });
+          setTimeout(resolve, 5_000).unref();
+        });
+        killed = options.signal?.aborted === true;
+        if (killed) throw new CommandError(file, "aborted", undefined, "");
+        return { stdout: "", stderr: "", exitCode: 0, durationMs: 1 };
+      },
+      spawn: (...a) => runner.spawn(...a),
+    };
+    const git = new GitCli(endless, log, { allowFileUrls: true, watchIntervalMs: 20 });
+    const dest = join(root, "work");
+    await expect(git.fetch(opts(`file://${root}/src`, dest, { maxBytes: 1024 * 1024 }))).rejects.toMatchObject({
+      kind: "too_large",
+    });
+    expect(killed).toBe(true);
+    expect(existsSync(dest)).toBe(false);
+  });
+});
+
+describe("credential helper with real git", () => {
+  const APP_URL = "https://git.example.com/acme/shop.git";
+
+  /** What git asks the helper when it is about to use `url` (`git credential fill` parses it like a fetch does). */
+  async function fill(url: string): Promise<string> {
+    const home = scratch();
+    const parsed = parseGitUrl(APP_URL, false);
+    const args = gitConfigArgs(parsed, { credentials: true, lfs: false });
     const env = {
       HOME: home,
       GIT_TERMINAL_PROMPT: "0",
       GIT_CONFIG_NOSYSTEM: "1",
       GIT_CONFIG_GLOBAL: "/dev/null",
-      [CREDENTIAL_ENV.username]: "x-access-token",
-      [CREDENTIAL_ENV.password]: "ghs_s3cret",
+      ...credentialEnv(parsed, { username: "x-access-token", password: "ghs_s3cret" }),
     };
-    const input = `protocol=https\nhost=${host}\n\n`;
     const result = await runner.run("git", [...args, "credential", "fill"], {
       cwd: home,
       env,
-      input,
+      input: `url=${url}\n\n`,
       timeoutMs: 5_000,
     });
     return result.stdout;
   }
+  const refusedByHelper = { stderrTail: expect.stringMatching(/terminal prompts disabled/) };
 
-  it("answers for the repository's host", async () => {
-    expect(await fill("git.example.com")).toContain("username=x-access-token\npassword=ghs_s3cret\n");
+  it("answers for exactly the app's repository, and its LFS endpoint", async () => {
+    expect(await fill(APP_URL)).toContain("username=x-access-token\npassword=ghs_s3cret\n");
+    expect(await fill(`${APP_URL}/info/lfs`)).toContain("password=ghs_s3cret\n");
   });
 
   it("gives nothing to another host (a redirect or a submodule elsewhere)", async () => {
-    await expect(fill("evil.example.com")).rejects.toMatchObject({
-      stderrTail: expect.stringMatching(/terminal prompts disabled/),
-    });
+    await expect(fill("https://evil.example.com/acme/shop.git")).rejects.toMatchObject(refusedByHelper);
+    await expect(fill("https://git.example.com:8443/acme/shop.git")).rejects.toMatchObject(refusedByHelper);
+  });
+
+  it("gives nothing to another repository on the same host, nor over plain http", async () => {
+    for (const url of [
+      "https://git.example.com/other/repo.git",
+      "https://git.example.com/acme/shop.git.evil",
+      "https://git.example.com/acme/shop.git/../../other/repo.git",
+      "https://git.example.com/acme",
+      "http://git.example.com/acme/shop.git",
+    ]) {
+      await expect(fill(url), url).rejects.toMatchObject(refusedByHelper);
+    }
   });
 });

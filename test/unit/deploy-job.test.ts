@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { getDeployment, requestDeployment } from "../../src/domain/deployments.ts";
 import { listReleases } from "../../src/domain/releases.ts";
@@ -116,6 +118,13 @@ describe("runDeployment", () => {
     expect(f.engine.containers.size).toBe(1);
   });
 
+  it("a build printing more than the log limit fails at once as a tenant error (no retry)", async () => {
+    const id = request();
+    f.engine.nextBuildError = new PodmanError("run", "output_limit", undefined, "x".repeat(100));
+    expect(await runDeployment(f.deps, id, { finalAttempt: false })).toBe("failed");
+    expect(getDeployment(f.db, id).failureReason).toBe("the build printed more than 8 MiB of output");
+  });
+
   it("a failed health check removes the new container; the old release keeps its route", async () => {
     const first = request();
     await runDeployment(f.deps, first, { finalAttempt: false });
@@ -130,6 +139,29 @@ describe("runDeployment", () => {
     expect([...f.engine.containers.keys()]).toEqual([oldContainer]);
     expect(f.proxy.routes.get(`app-${f.app.uuid}`)).toEqual(routeBefore);
     expect(listReleases(f.db, f.app.uuid)).toHaveLength(1);
+  });
+
+  it("a failed deployment's image is removed; kept releases keep theirs", async () => {
+    const first = request();
+    await runDeployment(f.deps, first, { finalAttempt: false });
+    f.probe.answers = [503];
+    const id = request();
+    expect(await runDeployment(f.deps, id, { finalAttempt: false })).toBe("failed");
+    expect(f.engine.images.has(names.image(f.app.uuid, id))).toBe(false);
+    expect(f.engine.images.has(names.image(f.app.uuid, first))).toBe(true);
+  });
+
+  it("the checkout is deleted once the image is built, before the app runs", async () => {
+    const id = request();
+    let checkoutAtRun: boolean | undefined;
+    const run = f.engine.runContainer.bind(f.engine);
+    f.engine.runContainer = async (spec) => {
+      checkoutAtRun = existsSync(join(f.deps.settings.workRoot, id, "src"));
+      return run(spec);
+    };
+    expect(await runDeployment(f.deps, id, { finalAttempt: false })).toBe("succeeded");
+    expect(checkoutAtRun).toBe(false);
+    expect(existsSync(join(f.deps.settings.workRoot, id))).toBe(false);
   });
 
   it("an infrastructure error is rethrown for a retry until the final attempt, which marks the deployment failed", async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -40,6 +40,17 @@ describe("build plan detection", () => {
     await expect(detectBuildPlan(repo({ "requirements.txt": "", Procfile: "web: echo \u0007bell\n" }))).rejects.toThrow(
       /printable/,
     );
+  });
+
+  it("a symlinked or oversized Procfile is a tenant error naming the file, not a crash", async () => {
+    const dir = repo({ "requirements.txt": "flask" });
+    symlinkSync("/etc/shadow", join(dir, "Procfile"));
+    const err = await detectBuildPlan(dir).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TenantError);
+    expect((err as Error).message).toBe("Procfile is a symbolic link; it must be a regular file in the repository");
+    await expect(
+      detectBuildPlan(repo({ "requirements.txt": "flask", Procfile: `web: x\n${"#".repeat(300 * 1024)}` })),
+    ).rejects.toThrow("Procfile is larger than 256 KiB");
   });
 
   it("build scripts are ours: uv sync --frozen for a lock, uv pip for requirements", () => {

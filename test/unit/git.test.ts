@@ -159,6 +159,12 @@ describe("GitCli argv and env", () => {
     expect(fetchCall?.options.env?.[CREDENTIAL_ENV.username]).toBe("x-access-token");
     const helper = fetchCall?.args.find((a) => a.startsWith("credential.https://git.example.com.helper=!"));
     expect(helper).toContain(`$${CREDENTIAL_ENV.password}`);
+    expect(fetchCall?.args).toContain("credential.useHttpPath=true");
+    expect(fetchCall?.options.env).toMatchObject({
+      [CREDENTIAL_ENV.host]: "git.example.com",
+      [CREDENTIAL_ENV.path]: "acme/shop.git",
+      [CREDENTIAL_ENV.lfsPath]: "acme/shop.git/info/lfs",
+    });
     expect(mem.text()).not.toContain(PASSWORD);
   });
 
@@ -188,8 +194,17 @@ describe("GitCli argv and env", () => {
 
   it("opts into LFS smudging and submodules only when asked", async () => {
     const { runner, git, base } = setup();
+    runner.on(
+      (rest) => rest[0] === "config" && rest.includes("FETCH_HEAD:.gitmodules"),
+      () => ok("submodule.lib.path\nvendor/lib\0submodule.lib.url\n../lib.git\0"),
+    );
     await git.fetch({ ...base, lfs: true, submodules: true });
     expect(runner.subs()).toContain("submodule update");
+    // The relative URL was resolved against the app's URL and pinned before `submodule update --init` ran.
+    const pin = runner.calls.findIndex((c) => c.args.includes("submodule.lib.url"));
+    expect(runner.calls[pin]?.args.at(-1)).toBe("https://git.example.com/acme/lib.git");
+    expect(pin).toBeLessThan(runner.subs().indexOf("submodule update"));
+    expect(runner.calls[0]?.args).toContain("lfs.url=https://git.example.com/acme/shop.git/info/lfs");
     for (const call of runner.calls) {
       expect(call.options.env?.GIT_LFS_SKIP_SMUDGE).toBeUndefined();
       expect(call.args).toContain("filter.lfs.smudge=git-lfs smudge -- %f");

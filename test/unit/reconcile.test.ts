@@ -1,5 +1,10 @@
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { apps } from "../../src/db/schema.ts";
 import { requestDeployment } from "../../src/domain/deployments.ts";
+import { listReleases } from "../../src/domain/releases.ts";
 import { runDeployment } from "../../src/pipeline/deploy-job.ts";
 import { reconcile } from "../../src/pipeline/reconcile.ts";
 import { LABELS, names } from "../../src/pipeline/settings.ts";
@@ -26,6 +31,8 @@ describe("reconcile", () => {
       containersRemoved: [],
       routesRestored: [],
       routesRemoved: [],
+      imagesRemoved: [],
+      workDirsRemoved: [],
       errors: [],
     });
   });
@@ -74,6 +81,33 @@ describe("reconcile", () => {
     expect(report.routesRemoved).toEqual([ghost]);
     expect(f.engine.containers.size).toBe(1);
     expect(f.proxy.routes.size).toBe(1);
+  });
+
+  it("removes the release images of a destroyed app (with its container and route)", async () => {
+    const first = await deployed();
+    const second = await deployed();
+    const images = [names.image(f.app.uuid, first), names.image(f.app.uuid, second)];
+    expect(images.every((i) => f.engine.images.has(i))).toBe(true);
+    f.db.update(apps).set({ destroyedAt: new Date() }).where(eq(apps.uuid, f.app.uuid)).run();
+    const report = await reconcile(f.deps);
+    expect(report.containersRemoved).toHaveLength(1);
+    expect(report.imagesRemoved.sort()).toEqual([...images].sort());
+    expect(images.some((i) => f.engine.images.has(i))).toBe(false);
+    expect(listReleases(f.db, f.app.uuid).every((r) => r.prunedAt !== null)).toBe(true);
+    expect((await reconcile(f.deps)).imagesRemoved).toEqual([]);
+  });
+
+  it("removes work dirs of finished deployments and keeps those of deployments in progress", async () => {
+    const done = await deployed();
+    const queued = requestDeployment(f.db, { appUuid: f.app.uuid, trigger: "cli", ref: "main" }).deployment.uuid;
+    const root = f.deps.settings.workRoot;
+    for (const id of [done, queued, "not-a-deployment"]) {
+      mkdirSync(join(root, id, "run"), { recursive: true });
+      writeFileSync(join(root, id, "run", "env"), "API_TOKEN=x\n");
+    }
+    const report = await reconcile(f.deps);
+    expect(report.workDirsRemoved.sort()).toEqual([done, "not-a-deployment"].sort());
+    expect(readdirSync(root)).toEqual([queued]);
   });
 
   it("is idempotent: a second pass finds nothing to fix", async () => {

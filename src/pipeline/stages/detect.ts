@@ -1,11 +1,11 @@
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { RepoFileError, readRepoFile, repoFileExists } from "../../infra/safe-read.ts";
 import { TenantError } from "../errors.ts";
 
 /**
- * Reads (never runs) the tenant's repository to decide how to build and start it. The start command comes from
- * `Procfile` (`web:`) or `[tool.tussilago] web = "…"` in pyproject.toml; it runs inside the tenant's own sandbox,
- * but is still bounded to one printable line so it cannot smuggle anything into argv or logs.
+ * Reads (never runs) the tenant's repository, only through src/infra/safe-read.ts (no symlinks, FIFOs, devices or
+ * oversized files), to decide how to build and start it. The start command comes from `Procfile` (`web:`) or
+ * `[tool.tussilago] web = "…"` in pyproject.toml; it runs inside the tenant's own sandbox, but is still bounded to
+ * one printable line so it cannot smuggle anything into argv or logs.
  */
 export type Installer = "uv-lock" | "requirements" | "pyproject";
 
@@ -16,12 +16,28 @@ export interface BuildPlan {
 
 const START_COMMAND = /^[\x20-\x7e]{1,1000}$/;
 
-async function readOptional(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, "utf8");
-  } catch {
-    return undefined;
-  }
+const KIB = 1024;
+const MIB = 1024 * KIB;
+/**
+ * Caps for the files read on the host (docs/security.md, "Repository files"). uv.lock and requirements.txt are only
+ * checked to be regular files here: the build reads them inside the sandbox.
+ */
+export const REPO_FILE_LIMITS = {
+  Procfile: 256 * KIB,
+  "pyproject.toml": MIB,
+  "requirements.txt": MIB,
+  "uv.lock": 16 * MIB,
+} as const;
+
+async function scan(srcDir: string) {
+  const L = REPO_FILE_LIMITS;
+  const [lock, requirements, pyproject, procfile] = await Promise.all([
+    repoFileExists(srcDir, "uv.lock", L["uv.lock"]),
+    repoFileExists(srcDir, "requirements.txt", L["requirements.txt"]),
+    readRepoFile(srcDir, "pyproject.toml", L["pyproject.toml"]),
+    readRepoFile(srcDir, "Procfile", L.Procfile),
+  ]);
+  return { lock, requirements, pyproject, procfile };
 }
 
 export function procfileWeb(text: string): string | undefined {
@@ -49,12 +65,18 @@ export function pyprojectWeb(text: string): string | undefined {
 }
 
 export async function detectBuildPlan(srcDir: string): Promise<BuildPlan> {
-  const [lock, requirements, pyproject, procfile] = await Promise.all(
-    ["uv.lock", "requirements.txt", "pyproject.toml", "Procfile"].map((f) => readOptional(join(srcDir, f))),
-  );
+  let files: Awaited<ReturnType<typeof scan>>;
+  try {
+    files = await scan(srcDir);
+  } catch (err) {
+    // A symlink, FIFO, device or oversized file in the repository: the tenant's to fix, never retried.
+    if (err instanceof RepoFileError) throw new TenantError("build", err.message);
+    throw err;
+  }
+  const { lock, requirements, pyproject, procfile } = files;
   let installer: Installer;
-  if (lock !== undefined && pyproject !== undefined) installer = "uv-lock";
-  else if (requirements !== undefined) installer = "requirements";
+  if (lock && pyproject !== undefined) installer = "uv-lock";
+  else if (requirements) installer = "requirements";
   else if (pyproject !== undefined) installer = "pyproject";
   else throw new TenantError("build", "no uv.lock, requirements.txt or pyproject.toml at the repository root");
 

@@ -1,5 +1,5 @@
-import { chmod, mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { and, asc, eq } from "drizzle-orm";
 import { appEnvVars, apps } from "../../db/schema.ts";
 import type { AppView } from "../../domain/apps.ts";
@@ -11,7 +11,8 @@ import { workDir } from "./source-build.ts";
 
 /**
  * The app's environment as an `--env-file` (0600, in the deployment's private 0700 dir): values never reach argv
- * or `podman inspect` output visible to other tenants' processes. Decrypted here, at the last moment.
+ * or `podman inspect` output visible to other tenants' processes. Decrypted here, at the last moment, and deleted as
+ * soon as `podman run` returned (runStage).
  */
 async function writeEnvFile(deps: PipelineDeps, app: AppView, deploymentUuid: string): Promise<string> {
   const dir = join(workDir(deps, deploymentUuid), "run");
@@ -47,7 +48,7 @@ export async function runStage(
   const container = names.container(app.uuid, deploymentUuid);
   await deps.engine.ensureNetworks();
   const envFile = await writeEnvFile(deps, app, deploymentUuid);
-  const info = await deps.engine.runContainer({
+  const starting = deps.engine.runContainer({
     name: container,
     image,
     // The tenant's own start command, in the tenant's own sandbox; `exec` so signals reach the app.
@@ -67,6 +68,8 @@ export async function runStage(
     allowEgress: app.allowEgress,
     tmpfsMb: deps.settings.tmpfsMb,
   });
+  // podman copied the values into the container's own config: no plaintext copy stays in the data dir.
+  const info = await starting.finally(() => rm(dirname(envFile), { recursive: true, force: true }));
   if (info.hostPort === undefined) throw new Error("container has no published port");
   deps.log.info({ container, hostPort: info.hostPort }, "container started");
   return { container, hostPort: info.hostPort };

@@ -2,6 +2,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { AppView } from "../../domain/apps.ts";
 import { setDeploymentSource } from "../../domain/deployments.ts";
+import { emptyIfOver, watchDiskUsage } from "../../infra/disk-usage.ts";
 import { GitError } from "../../infra/git.ts";
 import { PodmanError } from "../../infra/podman.ts";
 import { tail } from "../../infra/runner.ts";
@@ -78,12 +79,24 @@ export async function buildStage(
   const image = names.image(app.uuid, deploymentUuid);
   const cacheDir = join(deps.settings.cacheRoot, app.tenantUuid);
   await mkdir(cacheDir, { recursive: true, mode: 0o700 });
+  const cache = await emptyIfOver(cacheDir, deps.settings.uvCacheMaxBytes);
+  if (cache.emptied) deps.log.info({ cacheDir, bytes: cache.bytes }, "uv cache over its cap: emptied");
+  // The mounts are bounded while the build writes: the cache started at most at its cap, so this is what the
+  // build itself may add. Over it, the build is stopped at once (a tenant error, like the log limit).
+  const limitMib = Math.round(deps.settings.buildMaxBytes / (1024 * 1024));
+  const overDisk = new AbortController();
+  const watch = watchDiskUsage(
+    [srcDir, cacheDir],
+    deps.settings.buildMaxBytes + deps.settings.uvCacheMaxBytes,
+    deps.settings.diskWatchIntervalMs,
+    () => overDisk.abort(),
+  );
   let log = "";
   const keep = (chunk: string) => {
     log = tail(log + chunk, BUILD_LOG_BYTES);
   };
   try {
-    const result = await deps.engine.buildRun(
+    await deps.engine.buildRun(
       {
         name: names.buildContainer(deploymentUuid),
         image: deps.settings.baseImage,
@@ -99,20 +112,29 @@ export async function buildStage(
         network: "bridge-host",
         timeoutSeconds: Math.ceil(deps.settings.buildTimeoutMs / 1000),
       },
-      { signal, onOutput: keep },
+      {
+        signal: signal ? AbortSignal.any([signal, overDisk.signal]) : overDisk.signal,
+        onOutput: keep,
+        maxOutputBytes: deps.settings.buildLogMaxBytes,
+      },
     );
-    keep(result.stdout.length > log.length ? "" : "");
   } catch (err) {
-    if (err instanceof PodmanError && (err.code === "exit" || err.code === "killed" || err.code === "timeout")) {
+    if (watch.exceeded) throw new TenantError("build", `the build wrote more than ${limitMib} MiB to disk`, log);
+    if (err instanceof PodmanError && ["exit", "killed", "timeout", "output_limit"].includes(err.code)) {
+      const mib = Math.round(deps.settings.buildLogMaxBytes / (1024 * 1024));
       const why =
         err.code === "killed"
           ? "the build ran out of memory"
           : err.code === "timeout"
             ? "the build timed out"
-            : "the build failed";
+            : err.code === "output_limit"
+              ? `the build printed more than ${mib} MiB of output`
+              : "the build failed";
       throw new TenantError("build", why, tail(log || err.stderrTail, BUILD_LOG_BYTES));
     }
     throw err;
+  } finally {
+    watch.stop();
   }
   await deps.engine.commitImage({
     baseImage: deps.settings.baseImage,
