@@ -1,6 +1,6 @@
 import { type Dispatcher, request } from "undici";
+import { cappedExponentialDelay } from "../lib/backoff.ts";
 import type { Logger } from "../log.ts";
-import { cappedExponentialDelay } from "../pipeline/backoff.ts";
 
 /** Block Kit blocks as Slack takes them; we build them ourselves and never pass tenant text unescaped. */
 export type SlackBlock = Record<string, unknown>;

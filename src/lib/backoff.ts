@@ -1,6 +1,7 @@
 /**
  * Bounded exponential backoff with full jitter. BullMQ's built-in "exponential" has no cap, so a job with many
- * attempts would wait hours; this one never waits more than `maxMs` (CONSTRAINTS §8).
+ * attempts would wait hours; this one never waits more than `maxMs`. Pure (no I/O), so every layer may use it:
+ * the pipeline's job retries and the adapters' HTTP retries alike (docs/architecture.md).
  */
 export interface BackoffOptions {
   baseMs: number;
