@@ -11,15 +11,8 @@ import {
 import { invalidError } from "../src/domain/errors.ts";
 import { findRelease } from "../src/domain/releases.ts";
 import { commitShaSchema, refSchema } from "../src/domain/validation.ts";
-import type { Logger } from "../src/log.ts";
-import { deployJobId, type JobQueue, QUEUE_NAMES } from "../src/pipeline/queues.ts";
-
-/** Shared by the CLI and (later) Slack: validate, record, supersede, enqueue. Never runs git or podman itself. */
-export interface CommandDeps {
-  db: Db;
-  queue: JobQueue;
-  log: Logger;
-}
+import { deployJobId, QUEUE_NAMES } from "../src/pipeline/queues.ts";
+import type { CommandDeps } from "./deps.ts";
 
 export interface DeployResult {
   deployment: DeploymentView;

@@ -4,8 +4,9 @@ import { DomainError } from "../src/domain/errors.ts";
 import { assertNotLocked } from "../src/domain/locks.ts";
 import { currentRelease, findRelease } from "../src/domain/releases.ts";
 import { type Actor, authorize } from "../src/domain/users.ts";
-import { type ChatOpsDeps, type Gated, gate } from "./approvals.ts";
 import { type DeployResult, deployCommand, rollbackCommand } from "./deploy.ts";
+import type { ChatOpsDeps } from "./deps.ts";
+import { type Gated, gate } from "./gate.ts";
 
 /**
  * A restart is a redeploy of the current release's image (no rebuild): it goes through the normal pipeline, so it

@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type { App, types } from "@slack/bolt";
 import { z } from "zod";
-import { approvalsCommand, type ChatOpsDeps } from "../commands/approvals.ts";
+import { approvalsCommand } from "../commands/approvals.ts";
 import { listAppsCommand } from "../commands/apps.ts";
+import type { ChatOpsDeps } from "../commands/deps.ts";
 import { destroyCommand } from "../commands/destroy.ts";
 import { envListCommand, envSetCommand, envUnsetCommand } from "../commands/env.ts";
 import { helpMessage, SLASH_COMMAND, subcommandUsage, usageLine } from "../commands/help.ts";
