@@ -16,12 +16,12 @@ import { assertNotLocked } from "../src/domain/locks.ts";
 import { currentRelease } from "../src/domain/releases.ts";
 import { type Actor, roleAtLeast, roleIn, rolesOf } from "../src/domain/users.ts";
 import { dropDbCommand } from "./db.ts";
-import type { DeployResult } from "./deploy.ts";
+import { type DeployResult, startDeploy } from "./deploy.ts";
 import type { ChatOpsDeps } from "./deps.ts";
 import { applyDestroy } from "./destroy.ts";
 import { applyEnvSet, applyEnvUnset } from "./env.ts";
 import { applyPolicy } from "./policy.ts";
-import { redeployRelease, startDeploy } from "./restart.ts";
+import { redeployRelease } from "./rollback.ts";
 
 /** Pending requests in every tenant where the actor has a role. */
 export function approvalsCommand(deps: Pick<ChatOpsDeps, "db" | "now">, input: { actor: Actor }): ApprovalView[] {
