@@ -1,8 +1,8 @@
 import { eq } from "drizzle-orm";
 import { describe, expect } from "vitest";
 import { subcommandUsage, usageLine } from "../../commands/help.ts";
+import { APPROVE_ACTION, buttonValue } from "../../handlers/slack-approval-message.ts";
 import { parseCommandText } from "../../handlers/slack-command.ts";
-import { APPROVE_ACTION, buttonValue } from "../../handlers/slack-interactions.ts";
 import { appEnvVars, approvals, auditEvents, deployments } from "../../src/db/schema.ts";
 import { getApproval } from "../../src/domain/approvals.ts";
 import { setEnvVar } from "../../src/domain/env-vars.ts";
