@@ -8,78 +8,20 @@ import {
   decideApproval,
   getApproval,
   listPendingApprovals,
-  needsApproval,
-  requestApproval,
 } from "../src/domain/approvals.ts";
-import { type AppView, getAppByUuid } from "../src/domain/apps.ts";
+import { getAppByUuid } from "../src/domain/apps.ts";
 import { recordAudit } from "../src/domain/audit.ts";
-import type { SecretBox } from "../src/domain/crypto.ts";
 import { DomainError } from "../src/domain/errors.ts";
 import { assertNotLocked } from "../src/domain/locks.ts";
 import { currentRelease } from "../src/domain/releases.ts";
 import { type Actor, roleAtLeast, roleIn, rolesOf } from "../src/domain/users.ts";
-import type { ProvisionQueue } from "../src/pipeline/provision-worker.ts";
-import { type DbCommandDeps, dropDbCommand } from "./db.ts";
-import type { CommandDeps, DeployResult } from "./deploy.ts";
+import { dropDbCommand } from "./db.ts";
+import { type DeployResult, startDeploy } from "./deploy.ts";
+import type { ChatOpsDeps } from "./deps.ts";
 import { applyDestroy } from "./destroy.ts";
 import { applyEnvSet, applyEnvUnset } from "./env.ts";
-import type { LogsQueue } from "./logs-job.ts";
 import { applyPolicy } from "./policy.ts";
-import { redeployRelease, startDeploy } from "./restart.ts";
-
-/** What the chat commands need: the CLI's deps plus the secret box and a clock (tests pass a fake one). */
-export interface ChatOpsDeps extends CommandDeps {
-  secrets: SecretBox;
-  now: () => number;
-  /** Tenant database jobs (`db create|rotate|drop`); without it those answer that they are not configured. */
-  provisionQueue?: ProvisionQueue | undefined;
-  /** Which tenant stores this bot provisions, to refuse an unconfigured kind before enqueueing. */
-  tenantStores?: DbCommandDeps["stores"];
-  /** Log reads (`logs`), answered later through the command's response_url; without it `logs` says so. */
-  logsQueue?: LogsQueue | undefined;
-}
-
-/** Either the action ran, or it waits for an approval (and the caller posts the buttons). */
-export type Gated<T> = { kind: "done"; result: T } | { kind: "approval"; approval: ApprovalView; isNew: boolean };
-
-/** Runs `run` unless the app's policy wants an approval for this action; then records the request instead. */
-export async function gate<T>(
-  deps: ChatOpsDeps,
-  input: {
-    app: AppView;
-    action: ApprovalAction;
-    actor: Actor;
-    correlationId?: string | undefined;
-    /** Decided by the caller (a policy change is gated by what it loosens); otherwise by the app's policy. */
-    required?: boolean;
-  },
-  run: () => T | Promise<T>,
-): Promise<Gated<T>> {
-  const kind = input.action.kind;
-  if (kind === "policy.set" && input.required === undefined) {
-    // Fail closed: a policy change is gated by what it loosens, which only the caller knows.
-    throw new Error("gate(policy.set) needs `required` from the policy plan");
-  }
-  const required = input.required ?? (kind !== "policy.set" && needsApproval(input.app, kind));
-  if (!required) return { kind: "done", result: await run() };
-  const { approval, isNew } = requestApproval(deps.db, {
-    app: input.app,
-    action: input.action,
-    requester: input.actor,
-    now: deps.now(),
-  });
-  if (isNew) {
-    recordAudit(deps.db, {
-      action: `approval.request.${input.action.kind}`,
-      outcome: "allowed",
-      actor: input.actor,
-      appUuid: input.app.uuid,
-      details: { approval: approval.uuid, actionHash: approval.actionHash },
-      correlationId: input.correlationId,
-    });
-  }
-  return { kind: "approval", approval, isNew };
-}
+import { redeployRelease } from "./rollback.ts";
 
 /** Pending requests in every tenant where the actor has a role. */
 export function approvalsCommand(deps: Pick<ChatOpsDeps, "db" | "now">, input: { actor: Actor }): ApprovalView[] {

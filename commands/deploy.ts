@@ -1,7 +1,9 @@
 import { and, eq } from "drizzle-orm";
 import type { Db } from "../src/db/client.ts";
 import { deployments } from "../src/db/schema.ts";
-import { appRowId, getAppBySlug } from "../src/domain/apps.ts";
+import { needsApproval } from "../src/domain/approvals.ts";
+import { type AppView, appRowId, getAppBySlug } from "../src/domain/apps.ts";
+import { recordAudit } from "../src/domain/audit.ts";
 import {
   type DeploymentTrigger,
   type DeploymentView,
@@ -9,19 +11,13 @@ import {
   requestDeployment,
 } from "../src/domain/deployments.ts";
 import { invalidError } from "../src/domain/errors.ts";
-import { findRelease } from "../src/domain/releases.ts";
+import { assertNotLocked } from "../src/domain/locks.ts";
+import { olderReleaseOfCommit } from "../src/domain/releases.ts";
+import { type Actor, authorize } from "../src/domain/users.ts";
 import { commitShaSchema, refSchema } from "../src/domain/validation.ts";
-import type { Logger } from "../src/log.ts";
-import { deployJobId, type JobQueue, QUEUE_NAMES } from "../src/pipeline/queues.ts";
-
-/**
- * Shared by the CLI, Slack and GitHub pushes: validate, record, supersede, enqueue. Never runs git or podman itself.
- */
-export interface CommandDeps {
-  db: Db;
-  queue: JobQueue;
-  log: Logger;
-}
+import { deployJobId, QUEUE_NAMES } from "../src/pipeline/queues.ts";
+import type { ChatOpsDeps, CommandDeps } from "./deps.ts";
+import { type Gated, gate } from "./gate.ts";
 
 export interface DeployResult {
   deployment: DeploymentView;
@@ -30,7 +26,8 @@ export interface DeployResult {
   duplicate?: boolean;
 }
 
-async function enqueue(deps: CommandDeps, result: DeployResult): Promise<DeployResult> {
+/** Removes the deployments it superseded from the queue and enqueues its job (deterministic job id). */
+export async function enqueueDeployment(deps: CommandDeps, result: DeployResult): Promise<DeployResult> {
   for (const uuid of result.superseded) {
     await deps.queue.removeIfWaiting(QUEUE_NAMES.deploy, deployJobId(uuid));
     deps.log.info({ deploymentId: uuid, appId: result.deployment.appUuid }, "queued deployment superseded");
@@ -77,12 +74,12 @@ export async function deployCommand(deps: CommandDeps, input: DeployInput): Prom
       author: input.author,
     });
   const deliveryId = input.githubDeliveryId;
-  if (deliveryId === undefined) return enqueue(deps, request(deps.db));
+  if (deliveryId === undefined) return enqueueDeployment(deps, request(deps.db));
   const result = requestOncePerDelivery(deps.db, app.uuid, deliveryId, request);
   // A replay re-enqueues a still-queued deployment (the first run may have died before enqueueing; the job id
   // is deterministic, so this is a no-op otherwise) and leaves a started or finished one alone.
   if (result.duplicate && result.deployment.status !== "queued") return result;
-  return enqueue(deps, result);
+  return enqueueDeployment(deps, result);
 }
 
 /** Check, request and tag in one transaction; the (app_id, github_delivery_id) unique index backs the check. */
@@ -110,21 +107,63 @@ function requestOncePerDelivery(
   });
 }
 
-/** Redeploys a kept release's image without rebuilding; default: the release before the current one. */
-export async function rollbackCommand(
-  deps: CommandDeps,
-  input: { app: string; release?: string | undefined; author?: string },
+/**
+ * `deploy` from chat: deployer role, refused while locked, gated when the app's policy lists "deploy" (the approval
+ * binds to the ref as typed: a branch deploys its head at approval time), then the CLI's own deploy path. A commit
+ * that an older release shipped takes the app back, so it is gated like a rollback as well. (A branch or tag that
+ * points at an old commit is not recognised here: that needs a fetch, which a command does not do.)
+ */
+export async function deployAsActor(
+  deps: ChatOpsDeps,
+  input: { app: string; ref?: string | undefined; actor: Actor; correlationId?: string | undefined },
+): Promise<Gated<DeployResult>> {
+  const app = deployableApp(deps, input, "deploy");
+  const ref = input.ref ?? app.branch;
+  const goesBack = commitShaSchema.safeParse(ref).success && olderReleaseOfCommit(deps.db, app.uuid, ref) !== undefined;
+  return gate(
+    deps,
+    {
+      app,
+      action: { kind: "deploy", app: app.uuid, ref },
+      actor: input.actor,
+      correlationId: input.correlationId,
+      required: needsApproval(app, "deploy") || (goesBack && needsApproval(app, "rollback")),
+    },
+    () => startDeploy(deps, { app, ref, actor: input.actor, correlationId: input.correlationId }),
+  );
+}
+
+/** Queues the deployment and audits it; also what an approved deploy request runs. Refused while locked. */
+export async function startDeploy(
+  deps: ChatOpsDeps,
+  input: { app: AppView; ref: string; actor: Actor; correlationId?: string | undefined },
 ): Promise<DeployResult> {
-  const app = getAppBySlug(deps.db, input.app);
-  const release = findRelease(deps.db, app.uuid, input.release);
-  if (release.prunedAt !== null) throw invalidError(`release v${release.version} was pruned; its image is gone`);
-  const result = requestDeployment(deps.db, {
-    appUuid: app.uuid,
-    trigger: "rollback",
-    ref: `v${release.version}`,
-    commitSha: release.commitSha ?? undefined,
-    author: input.author,
-    rollbackOfReleaseUuid: release.uuid,
+  assertNotLocked(deps.db, input.app.uuid, input.app.slug);
+  const result = await deployCommand(deps, {
+    app: input.app.slug,
+    ref: input.ref,
+    trigger: "command",
+    author: input.actor.label,
   });
-  return enqueue(deps, result);
+  recordAudit(deps.db, {
+    action: "deploy",
+    outcome: "succeeded",
+    actor: input.actor,
+    appUuid: input.app.uuid,
+    details: { deployment: result.deployment.uuid, ref: result.deployment.ref },
+    correlationId: input.correlationId,
+  });
+  return result;
+}
+
+/** The app a deployer may redeploy now: the role is checked (refusals audited) and a locked app is refused. */
+export function deployableApp(
+  deps: ChatOpsDeps,
+  input: { app: string; actor: Actor; correlationId?: string | undefined },
+  action: "deploy" | "restart" | "rollback",
+): AppView {
+  const app = getAppBySlug(deps.db, input.app);
+  authorize(deps.db, { actor: input.actor, app, needed: "deployer", action, correlationId: input.correlationId });
+  assertNotLocked(deps.db, app.uuid, app.slug);
+  return app;
 }

@@ -5,7 +5,8 @@ import { recordAudit } from "../src/domain/audit.ts";
 import { assertNotLocked } from "../src/domain/locks.ts";
 import { type Actor, authorize } from "../src/domain/users.ts";
 import { QUEUE_NAMES } from "../src/pipeline/queues.ts";
-import { type ChatOpsDeps, type Gated, gate } from "./approvals.ts";
+import type { ChatOpsDeps } from "./deps.ts";
+import { type Gated, gate } from "./gate.ts";
 
 /** Admins only; production apps need an approval first (src/domain/approvals.ts). A locked app is not destroyed. */
 export async function destroyCommand(

@@ -11,7 +11,8 @@ import {
 import { invalidError } from "../src/domain/errors.ts";
 import { type Actor, authorize } from "../src/domain/users.ts";
 import { envKeySchema } from "../src/domain/validation.ts";
-import { type ChatOpsDeps, type Gated, gate } from "./approvals.ts";
+import type { ChatOpsDeps } from "./deps.ts";
+import { type Gated, gate } from "./gate.ts";
 
 interface EnvInput {
   app: string;

@@ -2,7 +2,7 @@ import { getAppBySlug } from "../src/domain/apps.ts";
 import { recordAudit } from "../src/domain/audit.ts";
 import { getLock, type LockView, lockApp, unlockApp } from "../src/domain/locks.ts";
 import { type Actor, authorize, roleAtLeast, roleIn } from "../src/domain/users.ts";
-import type { ChatOpsDeps } from "./approvals.ts";
+import type { ChatOpsDeps } from "./deps.ts";
 
 type Deps = Pick<ChatOpsDeps, "db" | "log">;
 

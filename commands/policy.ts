@@ -11,7 +11,8 @@ import {
 import { type AppView, getAppBySlug, getAppByUuid } from "../src/domain/apps.ts";
 import { recordAudit } from "../src/domain/audit.ts";
 import { type Actor, authorize } from "../src/domain/users.ts";
-import { type ChatOpsDeps, type Gated, gate } from "./approvals.ts";
+import type { ChatOpsDeps } from "./deps.ts";
+import { type Gated, gate } from "./gate.ts";
 
 export interface PolicyView {
   app: AppView;

@@ -1,5 +1,6 @@
-import { type ChatOpsDeps, type Gated, gate } from "../commands/approvals.ts";
 import { createDbCommand, type DbCommandDeps, dropDbCommand, rotateDbCommand, showDbCommand } from "../commands/db.ts";
+import type { ChatOpsDeps } from "../commands/deps.ts";
+import { type Gated, gate } from "../commands/gate.ts";
 import { getAppBySlug } from "../src/domain/apps.ts";
 import { DomainError } from "../src/domain/errors.ts";
 import { TENANT_STORE_KINDS, type TenantStoreInfo, type TenantStoreKind } from "../src/domain/tenant-databases.ts";

@@ -1,104 +1,16 @@
 import type { App, BlockAction, ButtonAction } from "@slack/bolt";
 import { type DecideOutcome, decideCommand } from "../commands/approvals.ts";
-import type { ApprovalAction, ApprovalView, Decision } from "../src/domain/approvals.ts";
+import type { ApprovalView, Decision } from "../src/domain/approvals.ts";
 import { DomainError } from "../src/domain/errors.ts";
 import { ensureSlackUser } from "../src/domain/users.ts";
-import { escapeSlack, type SlackBlock } from "../src/infra/slack-api.ts";
 import type { Logger } from "../src/log.ts";
 import { linkDeploymentChannel } from "../src/reporters/slack-thread.ts";
+import { APPROVE_ACTION, approvalMessage, parseButtonValue } from "./slack-approval-message.ts";
 import type { ChatOpsSlackDeps } from "./slack-command.ts";
 
 export interface SlackInteractionsDeps {
   logger: Logger;
   chatops?: ChatOpsSlackDeps | undefined;
-}
-
-export const APPROVE_ACTION = "approval.approve";
-export const DENY_ACTION = "approval.deny";
-
-/** What the buttons carry: the request and the hash of the exact action it was made for. */
-export function buttonValue(approval: Pick<ApprovalView, "uuid" | "actionHash">): string {
-  return `${approval.uuid}.${approval.actionHash}`;
-}
-
-function parseButtonValue(value: string | undefined): { uuid: string; hash: string } | undefined {
-  const match = /^([0-9a-f-]{36})\.([0-9a-f]{64})$/.exec(value ?? "");
-  return match ? { uuid: match[1] as string, hash: match[2] as string } : undefined;
-}
-
-export function describeAction(action: ApprovalAction, appSlug: string | null): string {
-  const app = `*${appSlug ?? "a destroyed app"}*`;
-  switch (action.kind) {
-    case "deploy":
-      // A branch or tag moves: say which commit will ship, so the approver is not misled.
-      return /^[0-9a-f]{40}$/.test(action.ref)
-        ? `deploy commit \`${action.ref.slice(0, 12)}\` to ${app}`
-        : `deploy \`${escapeSlack(action.ref)}\` to ${app} (whatever it points to when approved)`;
-    case "policy.set":
-      return action.actions === null
-        ? `reset the approval policy of ${app} to its environment's default`
-        : `set the approval policy of ${app} to: ${action.actions.length === 0 ? "nothing" : action.actions.join(", ")}`;
-    case "destroy":
-      return `destroy ${app}`;
-    case "rollback":
-      return `roll ${app} back to v${action.version}`;
-    case "restart":
-      return `restart ${app} (v${action.version})`;
-    case "env.set":
-      return `set env \`${action.key}\` on ${app} (value hidden)`;
-    case "env.unset":
-      return `unset env \`${action.key}\` on ${app}`;
-    case "db.drop":
-      return `drop the ${action.store ?? "postgres"} store of ${app} (all its data)`;
-  }
-}
-
-/** The request message: pending → buttons; decided → who and when, no buttons. */
-export function approvalMessage(a: ApprovalView, now: number): { text: string; blocks: SlackBlock[] } {
-  const what = describeAction(a.action, a.appSlug);
-  const status = a.status === "pending" && a.expiresAt.getTime() <= now ? "expired" : a.status;
-  if (status === "pending") {
-    const text = `Approval needed: ${a.requester.label} asks to ${what}.`;
-    return {
-      text,
-      blocks: [
-        { type: "section", text: { type: "mrkdwn", text: `${text}\nExpires ${a.expiresAt.toISOString()}.` } },
-        {
-          type: "context",
-          elements: [{ type: "mrkdwn", text: `Request ${a.uuid} · action ${a.actionHash.slice(0, 12)}` }],
-        },
-        {
-          type: "actions",
-          block_id: `approval-${a.uuid}`,
-          elements: [
-            {
-              type: "button",
-              action_id: APPROVE_ACTION,
-              style: "primary",
-              text: { type: "plain_text", text: "Approve" },
-              value: buttonValue(a),
-            },
-            {
-              type: "button",
-              action_id: DENY_ACTION,
-              style: "danger",
-              text: { type: "plain_text", text: "Deny" },
-              value: buttonValue(a),
-            },
-          ],
-        },
-      ],
-    };
-  }
-  const when = a.decidedAt ? ` at ${a.decidedAt.toISOString()}` : "";
-  const verdict =
-    status === "approved"
-      ? `:white_check_mark: Approved by ${a.deciderLabel}${when}`
-      : status === "denied"
-        ? `:no_entry: Denied by ${a.deciderLabel}${when}`
-        : `:hourglass: Expired at ${a.expiresAt.toISOString()}`;
-  const text = `${a.requester.label} asked to ${what}. ${verdict}.`;
-  return { text, blocks: [{ type: "section", text: { type: "mrkdwn", text } }] };
 }
 
 function outcomeLine(outcome: DecideOutcome): string {

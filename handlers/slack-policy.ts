@@ -1,4 +1,5 @@
-import type { ChatOpsDeps, Gated } from "../commands/approvals.ts";
+import type { ChatOpsDeps } from "../commands/deps.ts";
+import type { Gated } from "../commands/gate.ts";
 import { changePolicyCommand, showPolicyCommand } from "../commands/policy.ts";
 import { isPolicyAction, POLICY_ACTIONS, type PolicyChange } from "../src/domain/approval-policy.ts";
 import type { Actor } from "../src/domain/users.ts";

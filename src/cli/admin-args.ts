@@ -47,7 +47,7 @@ const kind = (value: string | boolean | undefined) => field("--kind", storeKind,
 const JSON_OPTION = { json: { type: "boolean", default: false } } as const;
 const KIND_OPTION = { kind: { type: "string" } } as const;
 
-function dbSpec(action: Exclude<DbAction, "show">, extraUsage = ""): Spec {
+function dbSpec(action: Exclude<DbAction, "show">, extraUsage = ""): Spec<AdminCommand> {
   return {
     usage: `tussilago db ${action} <app>${extraUsage} [--kind postgres|redis]`,
     options: action === "drop" ? { ...KIND_OPTION, confirm: { type: "string" } } : KIND_OPTION,
@@ -65,7 +65,7 @@ function dbSpec(action: Exclude<DbAction, "show">, extraUsage = ""): Spec {
   };
 }
 
-export const ADMIN_SPECS: Readonly<Record<string, Spec>> = {
+export const ADMIN_SPECS: Readonly<Record<string, Spec<AdminCommand>>> = {
   "users grant": {
     usage:
       'tussilago users grant <TEAM:USER> <viewer|deployer|approver|admin> [--tenant default] [--name "Display Name"]',

@@ -60,7 +60,7 @@ const count = (min: number, max: number) =>
     .transform(Number)
     .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
 
-export const SPECS: Readonly<Record<string, Spec>> = {
+export const SPECS: Readonly<Record<string, Spec<CliCommand>>> = {
   "apps create": {
     usage:
       "tussilago apps create <slug> --git <url> --domain <host> [--branch main] [--tenant default] " +
@@ -174,7 +174,7 @@ function timeout(value: string | boolean | undefined): number {
   return ms;
 }
 
-function pickSpec(argv: readonly string[]): { name: string; spec: Spec; rest: string[] } {
+function pickSpec(argv: readonly string[]): { name: string; spec: Spec<CliCommand>; rest: string[] } {
   const [first, second, ...others] = argv;
   const group = GROUPS.find((g) => g === first);
   if (group !== undefined) {

@@ -1,7 +1,8 @@
 import { createAppCommand, listAppsCommand } from "../../commands/apps.ts";
-import { type DeployResult, deployCommand, rollbackCommand } from "../../commands/deploy.ts";
+import { type DeployResult, deployCommand } from "../../commands/deploy.ts";
 import { logsCommand } from "../../commands/logs.ts";
 import { releasesCommand } from "../../commands/releases.ts";
+import { rollbackCommand } from "../../commands/rollback.ts";
 import { statusCommand } from "../../commands/status.ts";
 import type { NewApp } from "../domain/apps.ts";
 import { getDeployment } from "../domain/deployments.ts";

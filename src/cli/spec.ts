@@ -1,13 +1,15 @@
 import type { ParseArgsOptionsConfig } from "node:util";
 import type { z } from "zod";
-import type { CliCommand } from "./args.ts";
 
-/** One command's command line: parseCli checks options and positional counts, `build` the values. */
-export interface Spec {
+/**
+ * One command's command line: parseCli checks options and positional counts, `build` the values. Generic over the
+ * command it builds, so this module needs neither args.ts nor admin-args.ts (both import it).
+ */
+export interface Spec<Command> {
   usage: string;
   options: ParseArgsOptionsConfig;
   positionals: { required: string[]; optional: string[] };
-  build(values: Record<string, string | boolean | undefined>, positionals: string[]): CliCommand;
+  build(values: Record<string, string | boolean | undefined>, positionals: string[]): Command;
 }
 
 /** A bad option value found while building a command; parseCli adds that command's usage line. */

@@ -2,14 +2,22 @@ import { randomUUID } from "node:crypto";
 import { sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { auditEvents } from "../db/schema.ts";
-import type { Actor } from "./users.ts";
 
 export type AuditOutcome = (typeof auditEvents.$inferSelect)["outcome"];
+
+/**
+ * The acting user as an audit row records it: every `Actor` of users.ts fits. Only this narrow shape, so that
+ * users.ts (whose `authorize` audits refusals) can import this module without a cycle.
+ */
+export interface AuditActor {
+  id: number;
+  label: string;
+}
 
 export interface AuditEntry {
   action: string;
   outcome: AuditOutcome;
-  actor?: Actor | undefined;
+  actor?: AuditActor | undefined;
   /** Who acted when there is no user ("github", "system", "cli"); defaults to the actor's label. */
   actorLabel?: string;
   appUuid?: string | undefined;

@@ -1,6 +1,5 @@
 import { lookup } from "node:dns/promises";
 import { networkInterfaces } from "node:os";
-import type { TenantStoreSettings } from "../domain/tenant-databases.ts";
 import type { Logger } from "../log.ts";
 import { type AppServiceEndpoint, IPV4_RE } from "./podman-args.ts";
 
@@ -33,8 +32,17 @@ const LOOPBACK_HINT =
   "bridge sees it) with the service listening on 0.0.0.0, or to the host's own address with the service " +
   "listening there (the bridge's address exists only while containers run)";
 
+/**
+ * Where apps reach their stores, as the tenant-store settings write DATABASE_URL and REDIS_URL. A plain shape, so
+ * this adapter does not depend on the domain (the domain's `TenantStoreSettings` fits it).
+ */
+export interface StorePublicAddresses {
+  postgres: { publicHost: string; publicPort: number } | undefined;
+  redis: { publicUrl: string } | undefined;
+}
+
 /** DATABASE_URL's and REDIS_URL's host:port, as the tenant-store settings will write them. */
-export function storeTargets(settings: TenantStoreSettings): ServiceTarget[] {
+export function storeTargets(settings: StorePublicAddresses): ServiceTarget[] {
   const targets: ServiceTarget[] = [];
   if (settings.postgres) {
     const { publicHost: host, publicPort: port } = settings.postgres;

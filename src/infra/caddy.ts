@@ -12,8 +12,8 @@
  */
 import { setTimeout as delay } from "node:timers/promises";
 import { Agent, type Dispatcher } from "undici";
+import { type BackoffOptions, cappedExponentialDelay } from "../lib/backoff.ts";
 import type { Logger } from "../log.ts";
-import { type BackoffOptions, cappedExponentialDelay } from "../pipeline/backoff.ts";
 import {
   canonicalJson,
   type ProxyRoute,

@@ -1,8 +1,8 @@
 import { createPrivateKey, type KeyObject, sign } from "node:crypto";
 import { type Dispatcher, request } from "undici";
 import type { GithubAuthConfig } from "../config.ts";
+import { type BackoffOptions, cappedExponentialDelay } from "../lib/backoff.ts";
 import type { Logger } from "../log.ts";
-import { type BackoffOptions, cappedExponentialDelay } from "../pipeline/backoff.ts";
 
 /** What reporters and the source stage need from GitHub; `FakeGithub` (test/helpers/fake-github.ts) is the test double. */
 export interface GithubApi {

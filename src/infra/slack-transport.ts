@@ -1,6 +1,6 @@
 import { type Dispatcher, request } from "undici";
+import { cappedExponentialDelay } from "../lib/backoff.ts";
 import type { Logger } from "../log.ts";
-import { cappedExponentialDelay } from "../pipeline/backoff.ts";
 import { SlackApiError } from "./slack-api.ts";
 
 /**

@@ -1,7 +1,7 @@
 import { type Job, type Processor, Worker, type WorkerOptions } from "bullmq";
 import type { Redis } from "ioredis";
+import { bullBackoffStrategy } from "../lib/backoff.ts";
 import type { Logger } from "../log.ts";
-import { bullBackoffStrategy } from "./backoff.ts";
 
 /**
  * The bot's BullMQ workers, with a shutdown that first lets in-flight jobs finish (bounded), then hands the ones

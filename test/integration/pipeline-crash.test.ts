@@ -7,7 +7,7 @@ import { closeDb, type Db, openDb } from "../../src/db/client.ts";
 import { type AppView, createApp } from "../../src/domain/apps.ts";
 import { getDeployment } from "../../src/domain/deployments.ts";
 import { ExecaRunner, type LongRunning } from "../../src/infra/runner.ts";
-import { cappedExponentialDelay, DEFAULT_BACKOFF } from "../../src/pipeline/backoff.ts";
+import { cappedExponentialDelay, DEFAULT_BACKOFF } from "../../src/lib/backoff.ts";
 import type { StageName } from "../../src/pipeline/events.ts";
 import { BullJobQueue, deployJobId, QUEUE_NAMES } from "../../src/pipeline/queues.ts";
 import { names } from "../../src/pipeline/settings.ts";

@@ -1,5 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_ROLE_LIMITS, tenantRedisPublicUrl } from "../../src/domain/tenant-databases.ts";
+import {
+  DEFAULT_ROLE_LIMITS,
+  type TenantStoreSettings,
+  tenantRedisPublicUrl,
+} from "../../src/domain/tenant-databases.ts";
 import { appServiceEndpoints, assertNotBotRedis, storeTargets } from "../../src/infra/app-services.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 
@@ -16,12 +20,11 @@ const lookup = async (host: string) => {
 
 describe("storeTargets", () => {
   it("takes DATABASE_URL's and REDIS_URL's host and port from the tenant-store settings", () => {
-    expect(
-      storeTargets({
-        postgres: { publicHost: "host.containers.internal", publicPort: 6432, limits: DEFAULT_ROLE_LIMITS },
-        redis: { publicUrl: tenantRedisPublicUrl("redis://admin:pw@127.0.0.1:6380", "cache.internal") },
-      }),
-    ).toEqual([
+    const settings: TenantStoreSettings = {
+      postgres: { publicHost: "host.containers.internal", publicPort: 6432, limits: DEFAULT_ROLE_LIMITS },
+      redis: { publicUrl: tenantRedisPublicUrl("redis://admin:pw@127.0.0.1:6380", "cache.internal") },
+    };
+    expect(storeTargets(settings)).toEqual([
       { variable: "TUSSILAGO_PG_PUBLIC_HOST", host: "host.containers.internal", port: 6432 },
       { variable: "TUSSILAGO_TENANT_REDIS_PUBLIC_HOST", host: "cache.internal", port: 6380 },
     ]);

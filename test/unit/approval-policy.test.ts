@@ -1,6 +1,6 @@
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
-import { APPROVE_ACTION, buttonValue, describeAction } from "../../handlers/slack-interactions.ts";
+import { APPROVE_ACTION, buttonValue, describeAction } from "../../handlers/slack-approval-message.ts";
 import { parsePolicyArgs } from "../../handlers/slack-policy.ts";
 import { approvals, auditEvents, deployments } from "../../src/db/schema.ts";
 import { effectivePolicy, normalizePolicy, planPolicyChange } from "../../src/domain/approval-policy.ts";

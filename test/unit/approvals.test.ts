@@ -1,6 +1,6 @@
 import { eq } from "drizzle-orm";
 import { describe, expect } from "vitest";
-import { APPROVE_ACTION, buttonValue, DENY_ACTION } from "../../handlers/slack-interactions.ts";
+import { APPROVE_ACTION, buttonValue, DENY_ACTION } from "../../handlers/slack-approval-message.ts";
 import { approvals, apps as appsTable, auditEvents, deployments } from "../../src/db/schema.ts";
 import {
   type ApprovalView,

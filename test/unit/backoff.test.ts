@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bullBackoffStrategy, cappedExponentialDelay } from "../../src/pipeline/backoff.ts";
+import { bullBackoffStrategy, cappedExponentialDelay } from "../../src/lib/backoff.ts";
 
 describe("capped exponential backoff", () => {
   it("grows exponentially and never exceeds the cap, with jitter in [step/2, step]", () => {

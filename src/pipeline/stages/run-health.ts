@@ -3,7 +3,7 @@ import { dirname, join } from "node:path";
 import { and, asc, eq } from "drizzle-orm";
 import { appEnvVars, apps } from "../../db/schema.ts";
 import type { AppView } from "../../domain/apps.ts";
-import { cappedExponentialDelay } from "../backoff.ts";
+import { cappedExponentialDelay } from "../../lib/backoff.ts";
 import type { PipelineDeps } from "../deps.ts";
 import { TenantError } from "../errors.ts";
 import { LABELS, names } from "../settings.ts";

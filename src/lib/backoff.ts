@@ -1,7 +1,7 @@
 /**
  * Bounded exponential backoff with full jitter. BullMQ's built-in "exponential" has no cap, so a job with many
- * attempts would wait hours; this one never waits more than `maxMs`, so an outage of Caddy, Slack or GitHub delays a
- * retry by at most that much.
+ * attempts would wait hours; this one never waits more than `maxMs`. Pure (no I/O), so every layer may use it:
+ * the pipeline's job retries and the adapters' HTTP retries alike (docs/architecture.md).
  */
 export interface BackoffOptions {
   baseMs: number;

@@ -1,0 +1,247 @@
+// Fails (exit 1) when an import in the production code points up the layer order of docs/architecture.md, or when
+// imports form a cycle. Every relative import counts: `import`, `import type`, `export … from` and `import()`.
+// Usage: node scripts/check-imports.ts (npm run check:imports). Prints one line per offending edge or cycle.
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { posix } from "node:path";
+import { fileURLToPath } from "node:url";
+import ts from "typescript";
+
+/** Import graph: repository-relative file path → the repository-relative files it imports. */
+export type ImportGraph = ReadonlyMap<string, readonly string[]>;
+
+export interface Layer {
+  name: string;
+  /** Files (`src/bot.ts`) or folders with a trailing slash (`src/cli/`), relative to the repository root. */
+  paths: readonly string[];
+}
+
+/**
+ * Highest first; a file may import files of its own layer or of any layer below it. This is the order drawn in
+ * docs/architecture.md, which must change together with this list.
+ */
+export const LAYERS: readonly Layer[] = [
+  // Test doubles shipped in src/ (if any) sit above everything, so no production module can import them.
+  { name: "testing", paths: ["src/testing/"] },
+  { name: "root", paths: ["src/main.ts", "src/bot.ts", "src/lifecycle.ts"] },
+  { name: "cli", paths: ["src/cli.ts", "src/cli/"] },
+  { name: "http", paths: ["src/http/"] },
+  { name: "handlers", paths: ["handlers/"] },
+  { name: "commands", paths: ["commands/"] },
+  { name: "reporters", paths: ["src/reporters/"] },
+  { name: "pipeline", paths: ["src/pipeline/"] },
+  { name: "domain", paths: ["src/domain/"] },
+  { name: "db", paths: ["src/db/"] },
+  { name: "infra", paths: ["src/infra/"] },
+  // Configuration, the logger and pure helpers with no I/O (src/lib/): anything may import them.
+  { name: "base", paths: ["src/config.ts", "src/log.ts", "src/lib/"] },
+];
+
+/** The folders scanned: production code only (test/, scripts/ and bench/ may import anything). */
+export const PRODUCTION_ROOTS: readonly string[] = ["src", "commands", "handlers"];
+
+/**
+ * Upward edges tolerated for now, as "from -> to". Each entry says why and when it goes; an entry whose edge no longer
+ * exists fails the check, so the list cannot go stale.
+ */
+export const TEMPORARY_ALLOWED_EDGES: readonly string[] = [
+  // The push worker maps a push to a deployment by calling the deploy command directly. That mapping is moving into
+  // a command of its own; delete this entry when it lands (the check fails while the entry outlives the edge).
+  "src/pipeline/push-worker.ts -> commands/deploy.ts",
+];
+
+export function layerOf(file: string, layers: readonly Layer[] = LAYERS): number | undefined {
+  const index = layers.findIndex((layer) =>
+    layer.paths.some((path) => (path.endsWith("/") ? file.startsWith(path) : file === path)),
+  );
+  return index === -1 ? undefined : index;
+}
+
+export interface CheckOptions {
+  layers?: readonly Layer[];
+  allowedEdges?: readonly string[];
+}
+
+/** Pure: every problem of the graph as one line each; no lines means the graph is clean. */
+export function checkImportGraph(graph: ImportGraph, options: CheckOptions = {}): string[] {
+  const layers = options.layers ?? LAYERS;
+  const allowed = new Set(options.allowedEdges ?? TEMPORARY_ALLOWED_EDGES);
+  const used = new Set<string>();
+  const problems: string[] = [];
+  const files = [...new Set([...graph.keys(), ...[...graph.values()].flat()])].sort();
+  for (const file of files) {
+    if (layerOf(file, layers) === undefined) {
+      problems.push(`${file}: in no layer (add it to LAYERS in scripts/check-imports.ts and docs/architecture.md)`);
+    }
+  }
+  for (const [from, targets] of [...graph].sort(([a], [b]) => a.localeCompare(b))) {
+    const fromLayer = layerOf(from, layers);
+    for (const to of [...new Set(targets)].sort()) {
+      const toLayer = layerOf(to, layers);
+      if (fromLayer === undefined || toLayer === undefined || toLayer >= fromLayer) continue;
+      const edge = `${from} -> ${to}`;
+      if (allowed.has(edge)) {
+        used.add(edge);
+        continue;
+      }
+      problems.push(`${edge} (layer ${layers[fromLayer]?.name} imports higher layer ${layers[toLayer]?.name})`);
+    }
+  }
+  for (const edge of allowed) {
+    if (!used.has(edge)) problems.push(`${edge}: allowed upward edge no longer exists; delete it from the allow-list`);
+  }
+  for (const { cycle, component } of findCycles(graph)) {
+    const others = component.filter((file) => !cycle.includes(file));
+    const more = others.length > 0 ? ` (same cycle group: ${others.join(", ")})` : "";
+    problems.push(`cycle: ${[...cycle, cycle[0]].join(" -> ")}${more}`);
+  }
+  return problems;
+}
+
+/**
+ * One cycle per strongly connected component with more than one file (or a file importing itself), starting at the
+ * component's alphabetically first file, with the component's files sorted. Tarjan's algorithm, iterative so a deep
+ * graph cannot overflow the stack.
+ */
+export function findCycles(graph: ImportGraph): { cycle: string[]; component: string[] }[] {
+  const nodes = [...new Set([...graph.keys(), ...[...graph.values()].flat()])].sort();
+  const next = (node: string): string[] => [...new Set(graph.get(node) ?? [])].sort();
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const onStack = new Set<string>();
+  const stack: string[] = [];
+  const components: string[][] = [];
+  let counter = 0;
+  for (const root of nodes) {
+    if (index.has(root)) continue;
+    const work: { node: string; targets: string[]; at: number }[] = [];
+    const visit = (node: string) => {
+      index.set(node, counter);
+      low.set(node, counter);
+      counter += 1;
+      stack.push(node);
+      onStack.add(node);
+      work.push({ node, targets: next(node), at: 0 });
+    };
+    visit(root);
+    while (work.length > 0) {
+      const frame = work[work.length - 1] as (typeof work)[number];
+      const target = frame.targets[frame.at];
+      if (target !== undefined) {
+        frame.at += 1;
+        if (!index.has(target)) visit(target);
+        else if (onStack.has(target)) low.set(frame.node, Math.min(low.get(frame.node) ?? 0, index.get(target) ?? 0));
+        continue;
+      }
+      work.pop();
+      const parent = work[work.length - 1];
+      if (parent) low.set(parent.node, Math.min(low.get(parent.node) ?? 0, low.get(frame.node) ?? 0));
+      if (low.get(frame.node) === index.get(frame.node)) {
+        const component: string[] = [];
+        let member: string | undefined;
+        do {
+          member = stack.pop();
+          if (member === undefined) break;
+          onStack.delete(member);
+          component.push(member);
+        } while (member !== frame.node);
+        components.push(component);
+      }
+    }
+  }
+  const cycles: { cycle: string[]; component: string[] }[] = [];
+  for (const component of components) {
+    const members = new Set(component);
+    const sorted = [...component].sort();
+    const start = sorted[0] as string;
+    if (members.size === 1 && !next(start).includes(start)) continue;
+    cycles.push({ cycle: pathBack(start, members, next), component: sorted });
+  }
+  return cycles.sort((a, b) => (a.component[0] ?? "").localeCompare(b.component[0] ?? ""));
+}
+
+/** Shortest path from `start` back to itself inside one strongly connected component (breadth-first). */
+function pathBack(start: string, members: ReadonlySet<string>, next: (node: string) => string[]): string[] {
+  const previous = new Map<string, string>();
+  const queue = [start];
+  for (let i = 0; i < queue.length; i += 1) {
+    const node = queue[i] as string;
+    for (const target of next(node)) {
+      if (!members.has(target)) continue;
+      if (target === start) {
+        const path = [node];
+        while (path[0] !== start) path.unshift(previous.get(path[0] as string) as string);
+        return path;
+      }
+      if (previous.has(target)) continue;
+      previous.set(target, node);
+      queue.push(target);
+    }
+  }
+  return [start];
+}
+
+/** Relative module specifiers of one source file, in every form that makes a dependency. */
+export function importSpecifiers(fileName: string, text: string): string[] {
+  const source = ts.createSourceFile(fileName, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
+  const found: string[] = [];
+  const literal = (node: ts.Node | undefined) => {
+    if (node && ts.isStringLiteralLike(node)) found.push(node.text);
+  };
+  const walk = (node: ts.Node): void => {
+    if (ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) literal(node.moduleSpecifier);
+    else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) {
+      literal(node.moduleReference.expression);
+    } else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
+      literal(node.arguments[0]);
+    } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) literal(node.argument.literal);
+    ts.forEachChild(node, walk);
+  };
+  walk(source);
+  return found.filter((specifier) => specifier.startsWith("./") || specifier.startsWith("../"));
+}
+
+function listTypeScript(root: string, dir: string): string[] {
+  const absolute = posix.join(root, dir);
+  if (!existsSync(absolute)) return [];
+  return readdirSync(absolute).flatMap((entry) => {
+    const path = posix.join(dir, entry);
+    if (statSync(posix.join(root, path)).isDirectory()) return listTypeScript(root, path);
+    return entry.endsWith(".ts") && !entry.endsWith(".d.ts") ? [path] : [];
+  });
+}
+
+/** Reads the production files under `root` and resolves their relative imports to repository-relative paths. */
+export function buildImportGraph(root: string): { graph: ImportGraph; unresolved: string[] } {
+  const graph = new Map<string, string[]>();
+  const unresolved: string[] = [];
+  for (const file of PRODUCTION_ROOTS.flatMap((dir) => listTypeScript(root, dir)).sort()) {
+    const targets: string[] = [];
+    for (const specifier of importSpecifiers(file, readFileSync(posix.join(root, file), "utf8"))) {
+      const target = posix.normalize(posix.join(posix.dirname(file), specifier));
+      const candidates = [target, target.replace(/\.js$/, ".ts"), `${target}.ts`, posix.join(target, "index.ts")];
+      const hit = candidates.find((candidate) => {
+        const path = posix.join(root, candidate);
+        return existsSync(path) && statSync(path).isFile();
+      });
+      if (hit) targets.push(hit);
+      else unresolved.push(`${file}: cannot resolve import "${specifier}"`);
+    }
+    graph.set(file, targets);
+  }
+  return { graph, unresolved };
+}
+
+if (import.meta.main) {
+  const root = posix.join(posix.dirname(fileURLToPath(import.meta.url)), "..");
+  const { graph, unresolved } = buildImportGraph(root);
+  const problems = [...unresolved, ...checkImportGraph(graph)];
+  if (problems.length > 0) {
+    process.stderr.write(
+      `${problems.join("\n")}\ncheck:imports: ${problems.length} problem(s); see docs/architecture.md\n`,
+    );
+    process.exitCode = 1;
+  } else {
+    const edges = [...graph.values()].reduce((sum, targets) => sum + targets.length, 0);
+    process.stdout.write(`check:imports: ${graph.size} files, ${edges} imports, all point down, no cycles\n`);
+  }
+}
