@@ -29,13 +29,9 @@ import {
 } from "../../src/domain/tenant-databases.ts";
 import { authorize, ensureSlackUser, roleIn } from "../../src/domain/users.ts";
 import { FakePostgresAdmin, FakeRedisAcl } from "../../src/infra/fake-tenant-stores.ts";
-import {
-  type ProvisionJobData,
-  type ProvisionQueue,
-  provisionJobId,
-  runProvisionJob,
-} from "../../src/pipeline/provision-worker.ts";
+import { type ProvisionQueue, runProvisionJob } from "../../src/pipeline/provision-worker.ts";
 import { tagMatches } from "../../src/pipeline/push-worker.ts";
+import { type ProvisionJobData, provisionJobId } from "../../src/pipeline/queues.ts";
 import { memoryLogger, tempDir } from "../helpers/fixtures.ts";
 
 class RecordingQueue implements ProvisionQueue {

@@ -9,12 +9,8 @@ import { SecretBox } from "../../src/domain/crypto.ts";
 import { DomainError } from "../../src/domain/errors.ts";
 import { DEFAULT_ROLE_LIMITS, type TenantStoreDeps, tenantStoreNames } from "../../src/domain/tenant-databases.ts";
 import { FakePostgresAdmin, FakeRedisAcl } from "../../src/infra/fake-tenant-stores.ts";
-import {
-  type ProvisionJobData,
-  type ProvisionQueue,
-  provisionJobId,
-  runProvisionJob,
-} from "../../src/pipeline/provision-worker.ts";
+import { type ProvisionQueue, runProvisionJob } from "../../src/pipeline/provision-worker.ts";
+import { type ProvisionJobData, provisionJobId } from "../../src/pipeline/queues.ts";
 import { memoryLogger, tempDb } from "../helpers/fixtures.ts";
 
 class RecordingQueue implements ProvisionQueue {

@@ -7,7 +7,8 @@ import { appEnvVars, approvals, auditEvents, deployments } from "../../src/db/sc
 import { getApproval } from "../../src/domain/approvals.ts";
 import { setEnvVar } from "../../src/domain/env-vars.ts";
 import { getLock, lockApp } from "../../src/domain/locks.ts";
-import { type ProvisionJobData, type ProvisionQueue, provisionJobId } from "../../src/pipeline/provision-worker.ts";
+import type { ProvisionQueue } from "../../src/pipeline/provision-worker.ts";
+import { type ProvisionJobData, provisionJobId } from "../../src/pipeline/queues.ts";
 import { bareIntegers, slackHarness, chatopsTest as test } from "../helpers/chatops.ts";
 
 describe("parseCommandText", () => {
