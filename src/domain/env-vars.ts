@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { and, asc, eq } from "drizzle-orm";
 import { z } from "zod";
-import type { Db } from "../db/client.ts";
+import type { DbOrTx } from "../db/client.ts";
 import { appEnvVars, apps } from "../db/schema.ts";
 import { appRowId } from "./apps.ts";
 import type { SecretBox } from "./crypto.ts";
@@ -22,7 +22,7 @@ export interface EnvVarView {
 }
 
 /** Keys only: values are never read back out for display. */
-export function listEnvKeys(db: Db, appUuid: string): EnvVarView[] {
+export function listEnvKeys(db: DbOrTx, appUuid: string): EnvVarView[] {
   return db
     .select({ key: appEnvVars.key, updatedAt: appEnvVars.updatedAt })
     .from(appEnvVars)
@@ -37,12 +37,12 @@ export function sealEnvValue(box: SecretBox, input: { appUuid: string; key: stri
   return box.seal(input.value, `${input.appUuid}:${input.key}`);
 }
 
-export function setEnvVar(db: Db, box: SecretBox, input: { appUuid: string; key: string; value: string }): void {
+export function setEnvVar(db: DbOrTx, box: SecretBox, input: { appUuid: string; key: string; value: string }): void {
   storeSealedEnvVar(db, { appUuid: input.appUuid, key: input.key, valueEncrypted: sealEnvValue(box, input) });
 }
 
 /** Stores a value sealed by `sealEnvValue` (an approved request carries it sealed until it is applied). */
-export function storeSealedEnvVar(db: Db, input: { appUuid: string; key: string; valueEncrypted: string }): void {
+export function storeSealedEnvVar(db: DbOrTx, input: { appUuid: string; key: string; valueEncrypted: string }): void {
   const appId = appRowId(db, input.appUuid);
   const { valueEncrypted } = input;
   db.insert(appEnvVars)
@@ -55,7 +55,7 @@ export function storeSealedEnvVar(db: Db, input: { appUuid: string; key: string;
 }
 
 /** True when the key existed. */
-export function unsetEnvVar(db: Db, input: { appUuid: string; key: string }): boolean {
+export function unsetEnvVar(db: DbOrTx, input: { appUuid: string; key: string }): boolean {
   const appId = appRowId(db, input.appUuid);
   const removed = db
     .delete(appEnvVars)

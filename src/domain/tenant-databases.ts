@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { and, eq, inArray } from "drizzle-orm";
-import type { Db } from "../db/client.ts";
+import type { Db, DbOrTx } from "../db/client.ts";
 import { appEnvVars, apps, auditEvents } from "../db/schema.ts";
 import type { PostgresAdmin, RoleLimits } from "../infra/postgres-admin.ts";
 import type { RedisAcl } from "../infra/redis-acl.ts";
@@ -94,7 +94,7 @@ export interface ActionOptions {
   correlationId?: string;
 }
 
-function loadApp(db: Db, appUuid: string, allowDestroyed: boolean): Ctx["app"] {
+function loadApp(db: DbOrTx, appUuid: string, allowDestroyed: boolean): Ctx["app"] {
   const row = db
     .select({ id: apps.id, tenantId: apps.tenantId, uuid: apps.uuid, destroyedAt: apps.destroyedAt })
     .from(apps)
@@ -134,7 +134,7 @@ async function step<T>(ctx: Ctx, name: string, fn: () => Promise<T>): Promise<T>
   }
 }
 
-function readEnv(db: Db, appId: number, keys: readonly string[]) {
+function readEnv(db: DbOrTx, appId: number, keys: readonly string[]) {
   return db
     .select({ key: appEnvVars.key, value: appEnvVars.valueEncrypted, updatedAt: appEnvVars.updatedAt })
     .from(appEnvVars)
@@ -294,7 +294,7 @@ export async function dropTenantStore(
 
 /** Audits a request made through a command (who asked for what), before the job does the work. */
 export function auditTenantStoreRequest(
-  db: Db,
+  db: DbOrTx,
   appUuid: string,
   kind: TenantStoreKind,
   request: "create" | "rotate" | "drop" | "reveal",
