@@ -32,9 +32,34 @@ export function listEnvKeys(db: DbOrTx, appUuid: string): EnvVarView[] {
     .all();
 }
 
-/** Encrypted, bound to `${appUuid}:${key}` so a ciphertext copied to another app or key does not open. */
+/** What a value is sealed to: a ciphertext copied to another app or key does not open. */
+function envBinding(appUuid: string, key: string): string {
+  return `${appUuid}:${key}`;
+}
+
+/** Encrypted, bound to the app and the key (`envBinding`). */
 export function sealEnvValue(box: SecretBox, input: { appUuid: string; key: string; value: string }): string {
-  return box.seal(input.value, `${input.appUuid}:${input.key}`);
+  return box.seal(input.value, envBinding(input.appUuid, input.key));
+}
+
+/** Opens a value sealed by `sealEnvValue` for the same app and key; throws if either differs. */
+export function openEnvValue(box: SecretBox, input: { appUuid: string; key: string; sealed: string }): string {
+  return box.open(input.sealed, envBinding(input.appUuid, input.key));
+}
+
+/**
+ * The app's variables with their values opened, ordered by key: only for the env file of a run (values never go
+ * back out for display). Throws if a value does not open under its binding.
+ */
+export function openEnvVars(db: DbOrTx, box: SecretBox, appUuid: string): Array<{ key: string; value: string }> {
+  return db
+    .select({ key: appEnvVars.key, sealed: appEnvVars.valueEncrypted })
+    .from(appEnvVars)
+    .innerJoin(apps, eq(apps.id, appEnvVars.appId))
+    .where(eq(apps.uuid, appUuid))
+    .orderBy(asc(appEnvVars.key))
+    .all()
+    .map((row) => ({ key: row.key, value: openEnvValue(box, { appUuid, key: row.key, sealed: row.sealed }) }));
 }
 
 export function setEnvVar(db: DbOrTx, box: SecretBox, input: { appUuid: string; key: string; value: string }): void {
@@ -43,10 +68,13 @@ export function setEnvVar(db: DbOrTx, box: SecretBox, input: { appUuid: string; 
 
 /** Stores a value sealed by `sealEnvValue` (an approved request carries it sealed until it is applied). */
 export function storeSealedEnvVar(db: DbOrTx, input: { appUuid: string; key: string; valueEncrypted: string }): void {
-  const appId = appRowId(db, input.appUuid);
-  const { valueEncrypted } = input;
+  upsertSealedEnvVar(db, appRowId(db, input.appUuid), input.key, input.valueEncrypted);
+}
+
+/** Inserts or replaces one sealed value; `appId` is the row id the domain layer joins on. */
+export function upsertSealedEnvVar(db: DbOrTx, appId: number, key: string, valueEncrypted: string): void {
   db.insert(appEnvVars)
-    .values({ uuid: randomUUID(), appId, key: input.key, valueEncrypted })
+    .values({ uuid: randomUUID(), appId, key, valueEncrypted })
     .onConflictDoUpdate({
       target: [appEnvVars.appId, appEnvVars.key],
       set: { valueEncrypted, updatedAt: new Date() },
