@@ -1,8 +1,8 @@
-import { and, eq, isNull, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
-import { apps, deployments } from "../db/schema.ts";
+import { getAppByUuid } from "../domain/apps.ts";
 import { getDeployment } from "../domain/deployments.ts";
 import { currentRelease } from "../domain/releases.ts";
+import { findDeploymentThread, recordDeploymentThread } from "../domain/slack-threads.ts";
 import { compareSlackTs, escapeSlack, type SlackApi, type SlackMetadata } from "../infra/slack-api.ts";
 import type { Logger } from "../log.ts";
 import {
@@ -15,22 +15,7 @@ import {
 import { stripControl } from "./slack-logs.ts";
 import { commitRef } from "./slack-notices.ts";
 
-/**
- * A deployment started from Slack reports in the invoking channel unless its app has a linked channel. Set right
- * after the deployment is recorded; the reporter reads it when it first posts.
- */
-export function linkDeploymentChannel(db: Db, deploymentUuid: string, channel: string): void {
-  db.update(deployments)
-    .set({ slackChannelId: channel })
-    .where(
-      and(
-        eq(deployments.uuid, deploymentUuid),
-        isNull(deployments.slackChannelId),
-        sql`(select ${apps.slackChannelId} from ${apps} where ${apps.id} = ${deployments.appId}) is null`,
-      ),
-    )
-    .run();
-}
+export { linkDeploymentChannel } from "../domain/slack-threads.ts";
 
 export interface Timers {
   set(fn: () => void, ms: number): unknown;
@@ -181,27 +166,16 @@ export function attachSlackThreadReporter(options: SlackThreadOptions): SlackThr
   };
 
   const send = async (s: ThreadState) => {
-    const row = db
-      .select({
-        channel: deployments.slackChannelId,
-        ts: deployments.slackThreadTs,
-        appChannel: apps.slackChannelId,
-        createdAt: deployments.createdAt,
-        startedAt: deployments.startedAt,
-      })
-      .from(deployments)
-      .innerJoin(apps, eq(apps.id, deployments.appId))
-      .where(eq(deployments.uuid, s.uuid))
-      .get();
-    const channel = row?.channel ?? row?.appChannel;
-    if (!row || !channel) return; // no linked or invoking channel: nothing to report to
+    const thread = findDeploymentThread(db, s.uuid);
+    const channel = thread?.channel;
+    if (!thread || !channel) return; // no linked or invoking channel: nothing to report to
     const message = render(db, s);
-    let ts = s.ts ?? row.ts ?? undefined;
-    if (!ts && (s.resumed || (row.startedAt ?? row.createdAt).getTime() < attachedAt)) {
-      ts = await findParent(s.uuid, channel, row.createdAt);
+    let ts = s.ts ?? thread.ts;
+    if (!ts && (s.resumed || (thread.startedAt ?? thread.createdAt).getTime() < attachedAt)) {
+      ts = await findParent(s.uuid, channel, thread.createdAt);
       if (ts) {
         s.ts = ts;
-        saveTs(s.uuid, channel, ts);
+        recordDeploymentThread(db, s.uuid, channel, ts);
       }
     }
     if (ts) {
@@ -211,19 +185,12 @@ export function attachSlackThreadReporter(options: SlackThreadOptions): SlackThr
       const posted = await slack.postMessage({ channel, ...message, metadata: parentMetadata(s.uuid) });
       ts = posted.ts;
       s.ts = ts;
-      saveTs(s.uuid, channel, ts);
+      recordDeploymentThread(db, s.uuid, channel, ts);
     }
     if (s.final && !s.repliesSent) {
       s.repliesSent = true;
       for (const text of replies(db, s)) await slack.postMessage({ channel, text, threadTs: ts });
     }
-  };
-
-  const saveTs = (uuid: string, channel: string, ts: string) => {
-    db.update(deployments)
-      .set({ slackChannelId: channel, slackThreadTs: ts })
-      .where(and(eq(deployments.uuid, uuid), isNull(deployments.slackThreadTs)))
-      .run();
   };
 
   /** The ts of the parent this bot posted for the deployment, from the channel's history; never throws. */
@@ -341,7 +308,7 @@ function pushSource(
   if (!d.author && !d.commitSha) return undefined;
   const by = d.author ? `Pushed by ${escapeSlack(d.author)}` : "Pushed";
   if (!d.commitSha) return by;
-  const repo = db.select({ githubRepo: apps.githubRepo }).from(apps).where(eq(apps.uuid, appUuid)).get()?.githubRepo;
+  const repo = getAppByUuid(db, appUuid).githubRepo;
   return `${by} · commit ${commitRef(repo, d.commitSha)}`;
 }
 
