@@ -165,6 +165,11 @@ export interface QueueOf<N extends QueueName> {
   close(): Promise<void>;
 }
 
+/** The payload as its queue's schema reads it (unknown keys dropped); throws a ZodError when it does not fit. */
+export function parsePayload<N extends QueueName>(name: N, data: JobPayloads[N]): JobPayloads[N] {
+  return SPECS[name].schema.parse(data);
+}
+
 /** The job id of a payload: the caller's, else the table's. */
 export function jobIdOf<N extends QueueName>(name: N, data: JobPayloads[N], jobId?: string): string {
   const derive = SPECS[name].jobId;
@@ -198,7 +203,7 @@ export class BullJobQueue implements JobQueue {
 
   async #add<N extends QueueName>(name: N, data: JobPayloads[N], jobId: string | undefined): Promise<string> {
     const spec = SPECS[name];
-    const payload = spec.schema.parse(data);
+    const payload = parsePayload(name, data);
     const id = jobIdOf(name, payload, jobId);
     const queue = this.queue(name);
     if (spec.replaceFailed) {

@@ -5,7 +5,7 @@ import {
   type JobQueue,
   jobIdOf,
   type LogsJobData,
-  logsJobId,
+  parsePayload,
   type QueueName,
 } from "../../src/pipeline/queues.ts";
 
@@ -20,8 +20,9 @@ export class FakeJobQueue implements JobQueue {
       this.failNext = undefined;
       throw err;
     }
-    const id = jobIdOf(queue, data, jobId);
-    if (!this.jobs.has(id)) this.jobs.set(id, { queue, data });
+    const payload = parsePayload(queue, data);
+    const id = jobIdOf(queue, payload, jobId);
+    if (!this.jobs.has(id)) this.jobs.set(id, { queue, data: payload });
     return id;
   }
 
@@ -37,8 +38,9 @@ export class FakeLogsQueue implements LogsQueue {
   readonly jobs = new Map<string, LogsJobData>();
 
   async enqueue(data: LogsJobData): Promise<string> {
-    const jobId = logsJobId(data.responseUrl);
-    if (!this.jobs.has(jobId)) this.jobs.set(jobId, data);
+    const payload = parsePayload("logs", data);
+    const jobId = jobIdOf("logs", payload);
+    if (!this.jobs.has(jobId)) this.jobs.set(jobId, payload);
     return jobId;
   }
 
