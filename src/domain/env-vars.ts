@@ -21,15 +21,20 @@ export interface EnvVarView {
   updatedAt: Date;
 }
 
-/** Keys only: values are never read back out for display. */
-export function listEnvKeys(db: DbOrTx, appUuid: string): EnvVarView[] {
+/** The app's variables with their sealed values, ordered by key, in one query. */
+function envRows(db: DbOrTx, appUuid: string): Array<{ key: string; updatedAt: Date; sealed: string }> {
   return db
-    .select({ key: appEnvVars.key, updatedAt: appEnvVars.updatedAt })
+    .select({ key: appEnvVars.key, updatedAt: appEnvVars.updatedAt, sealed: appEnvVars.valueEncrypted })
     .from(appEnvVars)
     .innerJoin(apps, eq(apps.id, appEnvVars.appId))
     .where(eq(apps.uuid, appUuid))
     .orderBy(asc(appEnvVars.key))
     .all();
+}
+
+/** Keys only: values are never read back out for display. */
+export function listEnvKeys(db: DbOrTx, appUuid: string): EnvVarView[] {
+  return envRows(db, appUuid).map((row) => ({ key: row.key, updatedAt: row.updatedAt }));
 }
 
 /** What a value is sealed to: a ciphertext copied to another app or key does not open. */
@@ -52,14 +57,10 @@ export function openEnvValue(box: SecretBox, input: { appUuid: string; key: stri
  * back out for display). Throws if a value does not open under its binding.
  */
 export function openEnvVars(db: DbOrTx, box: SecretBox, appUuid: string): Array<{ key: string; value: string }> {
-  return db
-    .select({ key: appEnvVars.key, sealed: appEnvVars.valueEncrypted })
-    .from(appEnvVars)
-    .innerJoin(apps, eq(apps.id, appEnvVars.appId))
-    .where(eq(apps.uuid, appUuid))
-    .orderBy(asc(appEnvVars.key))
-    .all()
-    .map((row) => ({ key: row.key, value: openEnvValue(box, { appUuid, key: row.key, sealed: row.sealed }) }));
+  return envRows(db, appUuid).map((row) => ({
+    key: row.key,
+    value: openEnvValue(box, { appUuid, key: row.key, sealed: row.sealed }),
+  }));
 }
 
 export function setEnvVar(db: DbOrTx, box: SecretBox, input: { appUuid: string; key: string; value: string }): void {
