@@ -208,6 +208,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     const tenantStores = startTenantStores(config, { db, secrets: pipeline.secrets, log, lifecycle });
     registerProvisionWorker(workers, tenantStores);
     const provisionQueue = queue.only(QUEUE_NAMES.provision);
+    lifecycle.onStop("provision queue", () => provisionQueue.close());
     // `/tussilago logs`: the only producer is the slash command, so the queue and worker exist with Slack only.
     let logsQueue: LogsQueue | undefined;
     if (slackApi) {
@@ -217,7 +218,9 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         slack: slackApi,
         log: log.child({ component: "logs" }),
       });
-      logsQueue = queue.only(QUEUE_NAMES.logs);
+      const logs = queue.only(QUEUE_NAMES.logs);
+      lifecycle.onStop("logs queue", () => logs.close());
+      logsQueue = logs;
     }
     // Start-up reconcile in the background: the HTTP edge must come up even while containers are being restored.
     // Reconcile runs as jobs of one queue with concurrency 1, so passes never overlap: once at start-up (in the
