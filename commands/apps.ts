@@ -1,6 +1,6 @@
 import { and, desc, eq, isNull, max, sql } from "drizzle-orm";
 import { alias } from "drizzle-orm/sqlite-core";
-import type { Db } from "../src/db/client.ts";
+import type { Db, DbOrTx } from "../src/db/client.ts";
 import { apps, type DeploymentStatus, deployments, releases } from "../src/db/schema.ts";
 import { type AppView, createApp, getAppBySlug, listApps, type NewApp } from "../src/domain/apps.ts";
 import { recordAudit } from "../src/domain/audit.ts";
@@ -101,7 +101,7 @@ function check(pattern: RegExp, value: string, message: string): string {
   return value;
 }
 
-function channelOf(db: Db, uuid: string): string | null {
+function channelOf(db: DbOrTx, uuid: string): string | null {
   return db.select({ channel: apps.slackChannelId }).from(apps).where(eq(apps.uuid, uuid)).get()?.channel ?? null;
 }
 
@@ -126,8 +126,7 @@ function setChannel<C extends string | null>(
   input: AppAdminInput,
   channel: C,
 ): { app: string; channel: C; previous: string | null } {
-  const previous = deps.db.transaction((tx) => {
-    const db = tx as unknown as Db;
+  const previous = deps.db.transaction((db) => {
     const app = getAppBySlug(db, input.app);
     const before = channelOf(db, app.uuid);
     db.update(apps).set({ slackChannelId: channel }).where(eq(apps.uuid, app.uuid)).run();
@@ -169,8 +168,7 @@ export function linkGithubCommand(deps: { db: Db; log: Logger }, input: LinkGith
     input.tagPattern === undefined
       ? null
       : check(TAG_PATTERN, input.tagPattern, "tag pattern may hold letters, digits, . _ / - and the globs * ?");
-  const link = deps.db.transaction((tx) => {
-    const db = tx as unknown as Db;
+  const link = deps.db.transaction((db) => {
     const app = getAppBySlug(db, input.app);
     const result: GithubLink = { app: app.slug, repo, branch: branch?.data ?? app.branch, tagPattern };
     db.update(apps)

@@ -14,7 +14,8 @@ import {
   type TenantStoreKind,
 } from "../src/domain/tenant-databases.ts";
 import type { Logger } from "../src/log.ts";
-import type { ProvisionAction, ProvisionQueue } from "../src/pipeline/provision-worker.ts";
+import type { ProvisionQueue } from "../src/pipeline/provision-worker.ts";
+import type { ProvisionAction } from "../src/pipeline/queues.ts";
 
 /**
  * `db create|show|rotate|drop|reveal` for the CLI and `/tussilago db …`. create/rotate/drop validate, audit and

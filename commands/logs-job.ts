@@ -1,6 +1,4 @@
-import { createHash } from "node:crypto";
-import { type Job, Queue, UnrecoverableError, type Worker } from "bullmq";
-import type { Redis } from "ioredis";
+import { type Job, UnrecoverableError, type Worker } from "bullmq";
 import type { Db } from "../src/db/client.ts";
 import { getAppByUuid } from "../src/domain/apps.ts";
 import { recordAudit } from "../src/domain/audit.ts";
@@ -9,6 +7,7 @@ import type { ContainerEngine } from "../src/infra/podman.ts";
 import { escapeSlack, type SlackApi, SlackApiError } from "../src/infra/slack-api.ts";
 import { originOf } from "../src/infra/slack-response-url.ts";
 import type { Logger } from "../src/log.ts";
+import { type LogsJobData, QUEUE_NAMES, type QueueOf } from "../src/pipeline/queues.ts";
 import type { WorkerPool } from "../src/pipeline/worker-pool.ts";
 import { formatLogsForSlack } from "../src/reporters/slack-logs.ts";
 import { logsCommand } from "./logs.ts";
@@ -18,63 +17,8 @@ import { logsCommand } from "./logs.ts";
  * enqueues a job; this worker reads the tail and answers the requester through the command's response_url.
  */
 
-export const LOGS_QUEUE = "logs";
-
-export interface LogsJobData {
-  appUuid: string;
-  /** Already bounded 1..5000 by the command parser. */
-  lines: number;
-  /** Slack's response_url of the command: valid 30 minutes, 5 uses. Never logged (it is a credential). */
-  responseUrl: string;
-  /** Who asked, for the audit row. */
-  requester: string;
-  correlationId: string;
-}
-
-/**
- * One id per command invocation: response_url is unique to it and the same on a Slack retry, so a retried request
- * collapses into the queued job. Hashed, so the URL does not show up in job ids (BullMQ's keys, our logs).
- */
-export function logsJobId(responseUrl: string): string {
-  return `logs-${createHash("sha256").update(responseUrl).digest("hex").slice(0, 32)}`;
-}
-
-export interface LogsQueue {
-  /** Returns the job id. */
-  enqueue(data: LogsJobData): Promise<string>;
-  close(): Promise<void>;
-}
-
-export class BullLogsQueue implements LogsQueue {
-  readonly #queue: Queue;
-
-  /** Same connection and prefix as BullJobQueue, so the WorkerPool's worker picks the jobs up. */
-  constructor(connection: Redis, prefix = "tussilago") {
-    this.#queue = new Queue(LOGS_QUEUE, { connection, prefix });
-  }
-
-  get queue(): Queue {
-    return this.#queue;
-  }
-
-  async enqueue(data: LogsJobData): Promise<string> {
-    const jobId = logsJobId(data.responseUrl);
-    await this.#queue.add(LOGS_QUEUE, data, {
-      jobId,
-      // A delivery that failed on a Slack outage gets two more tries; after that the answer is dropped (logged).
-      attempts: 3,
-      backoff: { type: "capped-exponential" },
-      // Kept as long as the response_url is valid (dedupe window), then gone with the URL it carries.
-      removeOnComplete: { age: 30 * 60, count: 500 },
-      removeOnFail: { age: 24 * 3600, count: 500 },
-    });
-    return jobId;
-  }
-
-  async close(): Promise<void> {
-    await this.#queue.close();
-  }
-}
+/** What the logs command needs: add a job (its id comes from the table), nothing else. */
+export type LogsQueue = QueueOf<"logs">;
 
 export interface LogsJobDeps {
   db: Db;
@@ -163,13 +107,8 @@ export async function runLogsJob(deps: LogsJobDeps, data: LogsJobData): Promise<
 }
 
 export function registerLogsWorker(pool: WorkerPool, deps: LogsJobDeps): Worker<LogsJobData, LogsJobOutcome> {
-  return pool.add<LogsJobData, LogsJobOutcome>(
-    LOGS_QUEUE,
-    async (job: Job<LogsJobData>) => {
-      deps.log.info({ jobId: job.id, appId: job.data.appUuid, attempt: job.attemptsMade + 1 }, "logs job");
-      return runLogsJob(deps, job.data);
-    },
-    // Two at a time: a read is short, and one slow podman call should not make everyone else wait.
-    { concurrency: 2, lockDuration: 120_000 },
-  );
+  return pool.add<LogsJobData, LogsJobOutcome>(QUEUE_NAMES.logs, async (job: Job<LogsJobData>) => {
+    deps.log.info({ jobId: job.id, appId: job.data.appUuid, attempt: job.attemptsMade + 1 }, "logs job");
+    return runLogsJob(deps, job.data);
+  });
 }

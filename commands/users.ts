@@ -1,5 +1,5 @@
 import { and, asc, eq } from "drizzle-orm";
-import type { Db } from "../src/db/client.ts";
+import type { Db, DbOrTx } from "../src/db/client.ts";
 import { memberships, ROLES, type Role, tenants, users } from "../src/db/schema.ts";
 import { ensureTenant } from "../src/domain/apps.ts";
 import { recordAudit } from "../src/domain/audit.ts";
@@ -87,7 +87,7 @@ function parseRole(raw: string): Role {
  * A typo in a tenant name must not quietly create a tenant nobody deploys to, so only "default" (which every
  * install has, even before its first app) is created here; other tenants come with their first app.
  */
-function tenantRow(db: Db, slug: string): { id: number; slug: string } {
+function tenantRow(db: DbOrTx, slug: string): { id: number; slug: string } {
   if (slug === "default") return ensureTenant(db, slug);
   const row = db.select({ id: tenants.id, slug: tenants.slug }).from(tenants).where(eq(tenants.slug, slug)).get();
   if (!row) {
@@ -96,7 +96,7 @@ function tenantRow(db: Db, slug: string): { id: number; slug: string } {
   return row;
 }
 
-function findUser(db: Db, ref: SlackUserRef): (Actor & { name: string }) | undefined {
+function findUser(db: DbOrTx, ref: SlackUserRef): (Actor & { name: string }) | undefined {
   const row = db
     .select({ id: users.id, uuid: users.uuid, name: users.displayName })
     .from(users)
@@ -112,8 +112,7 @@ export function grantRoleCommand(deps: UsersCommandDeps, input: GrantInput): Gra
   const tenant = parseTenant(input.tenant);
   const name = input.name?.trim().slice(0, 80);
   if (name === "") throw invalidError("name must not be empty");
-  const result = deps.db.transaction((tx) => {
-    const db = tx as unknown as Db;
+  const result = deps.db.transaction((db) => {
     const t = tenantRow(db, tenant);
     const actor = ensureSlackUser(db, { ...ref, displayName: name ?? ref.userId });
     if (name !== undefined) db.update(users).set({ displayName: name }).where(eq(users.id, actor.id)).run();
@@ -137,8 +136,7 @@ export function grantRoleCommand(deps: UsersCommandDeps, input: GrantInput): Gra
 export function revokeRoleCommand(deps: UsersCommandDeps, input: TenantInput & { user: string }): RevokeResult {
   const ref = parseSlackUserRef(input.user);
   const tenant = parseTenant(input.tenant);
-  const result = deps.db.transaction((tx) => {
-    const db = tx as unknown as Db;
+  const result = deps.db.transaction((db) => {
     const user = findUser(db, ref);
     const t = db.select({ id: tenants.id }).from(tenants).where(eq(tenants.slug, tenant)).get();
     const previous = user && t ? roleIn(db, user, tenant) : undefined;

@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { Redis } from "ioredis";
-import { BullLogsQueue, registerLogsWorker } from "../commands/logs-job.ts";
+import { type LogsQueue, registerLogsWorker } from "../commands/logs-job.ts";
 import type { Config } from "./config.ts";
 import { databasePath, openDb, pingDb } from "./db/client.ts";
 import { SecretBox } from "./domain/crypto.ts";
@@ -36,7 +36,7 @@ import type { Logger } from "./log.ts";
 import { registerDeployWorker } from "./pipeline/deploy-worker.ts";
 import { abortableSleep, type PipelineDeps } from "./pipeline/deps.ts";
 import { PipelineEvents } from "./pipeline/events.ts";
-import { BullProvisionQueue, registerProvisionWorker } from "./pipeline/provision-worker.ts";
+import { registerProvisionWorker } from "./pipeline/provision-worker.ts";
 import { registerPushWorker } from "./pipeline/push-worker.ts";
 import { BullJobQueue, type JobPayloads, QUEUE_NAMES } from "./pipeline/queues.ts";
 import { reconcile } from "./pipeline/reconcile.ts";
@@ -207,10 +207,10 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     }
     const tenantStores = startTenantStores(config, { db, secrets: pipeline.secrets, log, lifecycle });
     registerProvisionWorker(workers, tenantStores);
-    const provisionQueue = new BullProvisionQueue(redis, prefix);
+    const provisionQueue = queue.only(QUEUE_NAMES.provision);
     lifecycle.onStop("provision queue", () => provisionQueue.close());
     // `/tussilago logs`: the only producer is the slash command, so the queue and worker exist with Slack only.
-    let logsQueue: BullLogsQueue | undefined;
+    let logsQueue: LogsQueue | undefined;
     if (slackApi) {
       registerLogsWorker(workers, {
         db,
@@ -218,7 +218,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         slack: slackApi,
         log: log.child({ component: "logs" }),
       });
-      const logs = new BullLogsQueue(redis, prefix);
+      const logs = queue.only(QUEUE_NAMES.logs);
       lifecycle.onStop("logs queue", () => logs.close());
       logsQueue = logs;
     }

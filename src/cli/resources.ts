@@ -5,7 +5,7 @@ import type { TenantStoreDeps } from "../domain/tenant-databases.ts";
 import type { ContainerEngine } from "../infra/podman.ts";
 import type { RedisTarget } from "../infra/redis.ts";
 import type { Logger } from "../log.ts";
-import type { BullProvisionQueue, ProvisionQueue } from "../pipeline/provision-worker.ts";
+import type { ProvisionQueue } from "../pipeline/provision-worker.ts";
 import type { BullJobQueue, JobQueue } from "../pipeline/queues.ts";
 import type { StoreKind } from "./admin-args.ts";
 import { type CliEnv, CliEnvError } from "./env.ts";
@@ -30,7 +30,7 @@ export class CliResources {
   #db: Db | undefined;
   #redis: Redis | undefined;
   #queue: BullJobQueue | undefined;
-  #provisionQueue: BullProvisionQueue | undefined;
+  #provisionQueue: ProvisionQueue | undefined;
   /** Tenant-store admin connections opened by `db reveal`. */
   readonly #closers: Array<() => Promise<void>> = [];
 
@@ -65,8 +65,8 @@ export class CliResources {
   async provisionQueue(): Promise<ProvisionQueue> {
     if (this.#provisionQueue) return this.#provisionQueue;
     const redis = await this.#connectRedis();
-    const { BullProvisionQueue } = await import("../pipeline/provision-worker.ts");
-    this.#provisionQueue = new BullProvisionQueue(redis, this.#env.queuePrefix);
+    const { BullJobQueue } = await import("../pipeline/queues.ts");
+    this.#provisionQueue = new BullJobQueue(redis, this.#env.queuePrefix).only("provision");
     return this.#provisionQueue;
   }
 

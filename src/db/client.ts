@@ -8,6 +8,15 @@ import * as schema from "./schema.ts";
 
 export type Db = BetterSQLite3Database<typeof schema> & { $client: Database.Database };
 
+/** The handle the callback of `db.transaction` gets: the same query builder, without the connection. */
+export type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
+
+/**
+ * What a domain function runs its queries on: the database, or a transaction its caller opened so that several
+ * steps commit together. Functions that open the connection-level handle (`$client`) keep taking `Db`.
+ */
+export type DbOrTx = Db | Tx;
+
 export const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "drizzle");
 
 export function databasePath(dataDir: string): string {

@@ -1,5 +1,5 @@
 import { eq } from "drizzle-orm";
-import type { Db } from "../db/client.ts";
+import type { DbOrTx } from "../db/client.ts";
 import { apps } from "../db/schema.ts";
 import type { AppView } from "./apps.ts";
 import { invalidError } from "./errors.ts";
@@ -86,7 +86,7 @@ export function planPolicyChange(
   };
 }
 
-export function storeApprovalPolicy(db: Db, appUuid: string, next: readonly PolicyAction[] | null): void {
+export function storeApprovalPolicy(db: DbOrTx, appUuid: string, next: readonly PolicyAction[] | null): void {
   db.update(apps)
     .set({ approvalPolicy: next === null ? null : normalizePolicy(next) })
     .where(eq(apps.uuid, appUuid))

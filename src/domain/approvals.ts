@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { and, asc, eq, gt, inArray } from "drizzle-orm";
 import { alias } from "drizzle-orm/sqlite-core";
-import type { Db } from "../db/client.ts";
+import type { DbOrTx } from "../db/client.ts";
 import { approvals, apps, tenants, users } from "../db/schema.ts";
 import { effectivePolicy, type PolicyAction } from "./approval-policy.ts";
 import type { AppView } from "./apps.ts";
@@ -86,7 +86,7 @@ const decider = alias(users, "decider");
 const label = (u: { slackUserId: string | null; displayName: string }) =>
   u.slackUserId ? `<@${u.slackUserId}>` : u.displayName;
 
-function select(db: Db) {
+function select(db: DbOrTx) {
   return db
     .select({
       a: approvals,
@@ -128,7 +128,7 @@ function toView(row: NonNullable<Row>): ApprovalView {
   };
 }
 
-export function getApproval(db: Db, uuid: string): ApprovalView {
+export function getApproval(db: DbOrTx, uuid: string): ApprovalView {
   const row = select(db).where(eq(approvals.uuid, uuid)).get();
   if (!row) throw notFoundError("approval request");
   return toView(row);
@@ -139,12 +139,11 @@ export function getApproval(db: Db, uuid: string): ApprovalView {
  * instead of a second one, so a repeated slash command does not multiply the buttons.
  */
 export function requestApproval(
-  db: Db,
+  db: DbOrTx,
   input: { app: AppView; action: ApprovalAction; requester: Actor; now: number; ttlMs?: number },
 ): { approval: ApprovalView; isNew: boolean } {
   const hash = actionHash(input.action);
-  return db.transaction((tx) => {
-    const t = tx as unknown as Db;
+  return db.transaction((t) => {
     const existing = select(t)
       .where(
         and(
@@ -179,7 +178,7 @@ export function requestApproval(
   });
 }
 
-export function setApprovalMessage(db: Db, uuid: string, channel: string, ts: string): void {
+export function setApprovalMessage(db: DbOrTx, uuid: string, channel: string, ts: string): void {
   db.update(approvals).set({ slackChannelId: channel, slackMessageTs: ts }).where(eq(approvals.uuid, uuid)).run();
 }
 
@@ -199,11 +198,10 @@ export type DecideResult =
  * happens once, whoever clicks twice.
  */
 export function decideApproval(
-  db: Db,
+  db: DbOrTx,
   input: { uuid: string; hash: string; decider: Actor; decision: Decision; now: number },
 ): DecideResult {
-  return db.transaction((tx) => {
-    const t = tx as unknown as Db;
+  return db.transaction((t) => {
     const current = getApproval(t, input.uuid);
     if (input.hash !== current.actionHash || actionHash(current.action) !== current.actionHash) {
       throw new DomainError(409, "action_changed", "this button does not match the requested action; ask again");
@@ -232,7 +230,7 @@ export function decideApproval(
 }
 
 /** Pending, unexpired requests in the given tenants, oldest first; one query. */
-export function listPendingApprovals(db: Db, tenantSlugs: string[], now: number): ApprovalView[] {
+export function listPendingApprovals(db: DbOrTx, tenantSlugs: string[], now: number): ApprovalView[] {
   if (tenantSlugs.length === 0) return [];
   return select(db)
     .where(

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { and, asc, eq, isNull, or } from "drizzle-orm";
 import { z } from "zod";
-import type { Db } from "../db/client.ts";
+import type { DbOrTx } from "../db/client.ts";
 import { apps, tenants } from "../db/schema.ts";
 import { conflictError, invalidError, notFoundError } from "./errors.ts";
 import { domainSchema, gitUrlSchema, refSchema, slugSchema } from "./validation.ts";
@@ -83,7 +83,7 @@ export function toLabel(app: Pick<AppView, "slug" | "tenantSlug">): string {
   return `${app.tenantSlug}/${app.slug}`;
 }
 
-export function ensureTenant(db: Db, slug: string): TenantRow {
+export function ensureTenant(db: DbOrTx, slug: string): TenantRow {
   const parsed = slugSchema.parse(slug);
   db.insert(tenants).values({ uuid: randomUUID(), slug: parsed, name: parsed }).onConflictDoNothing().run();
   const row = db.select().from(tenants).where(eq(tenants.slug, parsed)).get();
@@ -91,7 +91,7 @@ export function ensureTenant(db: Db, slug: string): TenantRow {
   return row;
 }
 
-export function createApp(db: Db, input: NewApp): AppView {
+export function createApp(db: DbOrTx, input: NewApp): AppView {
   const parsed = newAppSchema.safeParse(input);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -99,7 +99,7 @@ export function createApp(db: Db, input: NewApp): AppView {
   }
   const data = parsed.data;
   return db.transaction((tx) => {
-    const tenant = ensureTenant(tx as unknown as Db, data.tenant);
+    const tenant = ensureTenant(tx, data.tenant);
     // Slugs and domains stay reserved after a destroy (unique indexes), so a new app can never inherit an old
     // app's containers, images or routes by name.
     const clash = tx
@@ -129,12 +129,12 @@ export function createApp(db: Db, input: NewApp): AppView {
         gitLfs: data.gitLfs,
       })
       .run();
-    const created = getAppBySlug(tx as unknown as Db, data.slug);
+    const created = getAppBySlug(tx, data.slug);
     return created;
   });
 }
 
-export function findAppBySlug(db: Db, slug: string): AppView | undefined {
+export function findAppBySlug(db: DbOrTx, slug: string): AppView | undefined {
   return db
     .select(selection)
     .from(apps)
@@ -143,13 +143,13 @@ export function findAppBySlug(db: Db, slug: string): AppView | undefined {
     .get();
 }
 
-export function getAppBySlug(db: Db, slug: string): AppView {
+export function getAppBySlug(db: DbOrTx, slug: string): AppView {
   const app = findAppBySlug(db, slug);
   if (!app) throw notFoundError(`app ${slug}`);
   return app;
 }
 
-export function getAppByUuid(db: Db, uuid: string): AppView {
+export function getAppByUuid(db: DbOrTx, uuid: string): AppView {
   const app = db
     .select(selection)
     .from(apps)
@@ -161,7 +161,7 @@ export function getAppByUuid(db: Db, uuid: string): AppView {
 }
 
 /** All live apps with their tenant, in one query (no N+1), oldest first. */
-export function listApps(db: Db): AppView[] {
+export function listApps(db: DbOrTx): AppView[] {
   return db
     .select(selection)
     .from(apps)
@@ -172,7 +172,7 @@ export function listApps(db: Db): AppView[] {
 }
 
 /** Internal key for joins inside the domain layer; never leaves it. */
-export function appRowId(db: Db, uuid: string): number {
+export function appRowId(db: DbOrTx, uuid: string): number {
   const row = db.select({ id: apps.id }).from(apps).where(eq(apps.uuid, uuid)).get();
   if (!row) throw notFoundError("app");
   return row.id;

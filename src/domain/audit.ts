@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { sql } from "drizzle-orm";
-import type { Db } from "../db/client.ts";
+import type { DbOrTx } from "../db/client.ts";
 import { auditEvents } from "../db/schema.ts";
 
 export type AuditOutcome = (typeof auditEvents.$inferSelect)["outcome"];
@@ -28,7 +28,7 @@ export interface AuditEntry {
 }
 
 /** Appends one audit row. App and tenant are resolved by their public keys inside the insert (one statement). */
-export function recordAudit(db: Db, entry: AuditEntry): void {
+export function recordAudit(db: DbOrTx, entry: AuditEntry): void {
   const appId = entry.appUuid === undefined ? null : sql`(select id from apps where uuid = ${entry.appUuid})`;
   const tenantId =
     entry.appUuid !== undefined

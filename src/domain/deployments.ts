@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { and, desc, eq, inArray, ne } from "drizzle-orm";
-import type { Db } from "../db/client.ts";
+import type { DbOrTx } from "../db/client.ts";
 import { apps, type DeploymentStatus, deployments, releases, type StageTiming } from "../db/schema.ts";
 import { appRowId } from "./apps.ts";
 import { notFoundError } from "./errors.ts";
@@ -56,7 +56,7 @@ const selection = {
   finishedAt: deployments.finishedAt,
 };
 
-function baseQuery(db: Db) {
+function baseQuery(db: DbOrTx) {
   return db
     .select(selection)
     .from(deployments)
@@ -68,9 +68,11 @@ function baseQuery(db: Db) {
  * Records a deployment request. Deployments of the same app that are still queued (not started) are superseded
  * by it in the same transaction: only the newest request matters, and the caller removes their jobs.
  */
-export function requestDeployment(db: Db, input: NewDeployment): { deployment: DeploymentView; superseded: string[] } {
-  return db.transaction((tx) => {
-    const t = tx as unknown as Db;
+export function requestDeployment(
+  db: DbOrTx,
+  input: NewDeployment,
+): { deployment: DeploymentView; superseded: string[] } {
+  return db.transaction((t) => {
     const appId = appRowId(t, input.appUuid);
     let rollbackOfReleaseId: number | null = null;
     if (input.rollbackOfReleaseUuid !== undefined) {
@@ -106,13 +108,13 @@ export function requestDeployment(db: Db, input: NewDeployment): { deployment: D
   });
 }
 
-export function getDeployment(db: Db, uuid: string): DeploymentView {
+export function getDeployment(db: DbOrTx, uuid: string): DeploymentView {
   const row = baseQuery(db).where(eq(deployments.uuid, uuid)).get();
   if (!row) throw notFoundError("deployment");
   return row;
 }
 
-export function listDeployments(db: Db, appUuid: string, limit = 20): DeploymentView[] {
+export function listDeployments(db: DbOrTx, appUuid: string, limit = 20): DeploymentView[] {
   return baseQuery(db)
     .where(eq(apps.uuid, appUuid))
     .orderBy(desc(deployments.createdAt), desc(deployments.id))
@@ -130,9 +132,8 @@ export type ClaimResult =
  * One deployment at a time per app: claims `uuid` unless another deployment of the same app is running. A
  * deployment already running (a retried or stalled job of itself) is claimed again: the stages are idempotent.
  */
-export function claimDeployment(db: Db, uuid: string): ClaimResult {
-  return db.transaction((tx) => {
-    const t = tx as unknown as Db;
+export function claimDeployment(db: DbOrTx, uuid: string): ClaimResult {
+  return db.transaction((t) => {
     const current = getDeployment(t, uuid);
     if (FINISHED.includes(current.status)) return { kind: "finished", deployment: current };
     const appId = appRowId(t, current.appUuid);
@@ -150,7 +151,7 @@ export function claimDeployment(db: Db, uuid: string): ClaimResult {
   });
 }
 
-export function recordStage(db: Db, uuid: string, stage: string, timing: StageTiming): void {
+export function recordStage(db: DbOrTx, uuid: string, stage: string, timing: StageTiming): void {
   db.transaction((tx) => {
     const row = tx
       .select({ stageTimings: deployments.stageTimings })
@@ -166,7 +167,7 @@ export function recordStage(db: Db, uuid: string, stage: string, timing: StageTi
 }
 
 export function setDeploymentSource(
-  db: Db,
+  db: DbOrTx,
   uuid: string,
   source: { commitSha: string; commitMessage: string; author: string },
 ): void {
@@ -174,7 +175,7 @@ export function setDeploymentSource(
 }
 
 export function finishDeployment(
-  db: Db,
+  db: DbOrTx,
   uuid: string,
   status: "succeeded" | "failed" | "cancelled",
   failureReason?: string,

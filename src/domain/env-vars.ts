@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { and, asc, eq } from "drizzle-orm";
 import { z } from "zod";
-import type { Db } from "../db/client.ts";
+import type { DbOrTx } from "../db/client.ts";
 import { appEnvVars, apps } from "../db/schema.ts";
 import { appRowId } from "./apps.ts";
 import type { SecretBox } from "./crypto.ts";
@@ -21,10 +21,10 @@ export interface EnvVarView {
   updatedAt: Date;
 }
 
-/** Keys only: values are never read back out for display. */
-export function listEnvKeys(db: Db, appUuid: string): EnvVarView[] {
+/** The app's variables with their sealed values, ordered by key, in one query. */
+function envRows(db: DbOrTx, appUuid: string): Array<{ key: string; updatedAt: Date; sealed: string }> {
   return db
-    .select({ key: appEnvVars.key, updatedAt: appEnvVars.updatedAt })
+    .select({ key: appEnvVars.key, updatedAt: appEnvVars.updatedAt, sealed: appEnvVars.valueEncrypted })
     .from(appEnvVars)
     .innerJoin(apps, eq(apps.id, appEnvVars.appId))
     .where(eq(apps.uuid, appUuid))
@@ -32,21 +32,50 @@ export function listEnvKeys(db: Db, appUuid: string): EnvVarView[] {
     .all();
 }
 
-/** Encrypted, bound to `${appUuid}:${key}` so a ciphertext copied to another app or key does not open. */
-export function sealEnvValue(box: SecretBox, input: { appUuid: string; key: string; value: string }): string {
-  return box.seal(input.value, `${input.appUuid}:${input.key}`);
+/** Keys only: values are never read back out for display. */
+export function listEnvKeys(db: DbOrTx, appUuid: string): EnvVarView[] {
+  return envRows(db, appUuid).map((row) => ({ key: row.key, updatedAt: row.updatedAt }));
 }
 
-export function setEnvVar(db: Db, box: SecretBox, input: { appUuid: string; key: string; value: string }): void {
+/** What a value is sealed to: a ciphertext copied to another app or key does not open. */
+function envBinding(appUuid: string, key: string): string {
+  return `${appUuid}:${key}`;
+}
+
+/** Encrypted, bound to the app and the key (`envBinding`). */
+export function sealEnvValue(box: SecretBox, input: { appUuid: string; key: string; value: string }): string {
+  return box.seal(input.value, envBinding(input.appUuid, input.key));
+}
+
+/** Opens a value sealed by `sealEnvValue` for the same app and key; throws if either differs. */
+export function openEnvValue(box: SecretBox, input: { appUuid: string; key: string; sealed: string }): string {
+  return box.open(input.sealed, envBinding(input.appUuid, input.key));
+}
+
+/**
+ * The app's variables with their values opened, ordered by key: only for the env file of a run (values never go
+ * back out for display). Throws if a value does not open under its binding.
+ */
+export function openEnvVars(db: DbOrTx, box: SecretBox, appUuid: string): Array<{ key: string; value: string }> {
+  return envRows(db, appUuid).map((row) => ({
+    key: row.key,
+    value: openEnvValue(box, { appUuid, key: row.key, sealed: row.sealed }),
+  }));
+}
+
+export function setEnvVar(db: DbOrTx, box: SecretBox, input: { appUuid: string; key: string; value: string }): void {
   storeSealedEnvVar(db, { appUuid: input.appUuid, key: input.key, valueEncrypted: sealEnvValue(box, input) });
 }
 
 /** Stores a value sealed by `sealEnvValue` (an approved request carries it sealed until it is applied). */
-export function storeSealedEnvVar(db: Db, input: { appUuid: string; key: string; valueEncrypted: string }): void {
-  const appId = appRowId(db, input.appUuid);
-  const { valueEncrypted } = input;
+export function storeSealedEnvVar(db: DbOrTx, input: { appUuid: string; key: string; valueEncrypted: string }): void {
+  upsertSealedEnvVar(db, appRowId(db, input.appUuid), input.key, input.valueEncrypted);
+}
+
+/** Inserts or replaces one sealed value; `appId` is the row id the domain layer joins on. */
+export function upsertSealedEnvVar(db: DbOrTx, appId: number, key: string, valueEncrypted: string): void {
   db.insert(appEnvVars)
-    .values({ uuid: randomUUID(), appId, key: input.key, valueEncrypted })
+    .values({ uuid: randomUUID(), appId, key, valueEncrypted })
     .onConflictDoUpdate({
       target: [appEnvVars.appId, appEnvVars.key],
       set: { valueEncrypted, updatedAt: new Date() },
@@ -55,7 +84,7 @@ export function storeSealedEnvVar(db: Db, input: { appUuid: string; key: string;
 }
 
 /** True when the key existed. */
-export function unsetEnvVar(db: Db, input: { appUuid: string; key: string }): boolean {
+export function unsetEnvVar(db: DbOrTx, input: { appUuid: string; key: string }): boolean {
   const appId = appRowId(db, input.appUuid);
   const removed = db
     .delete(appEnvVars)

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { eq } from "drizzle-orm";
-import type { Db } from "../db/client.ts";
+import type { DbOrTx } from "../db/client.ts";
 import { apps, locks, users } from "../db/schema.ts";
 import { appRowId } from "./apps.ts";
 import { DomainError } from "./errors.ts";
@@ -16,7 +16,7 @@ export interface LockView {
 
 export const MAX_LOCK_REASON = 200;
 
-export function getLock(db: Db, appUuid: string): LockView | undefined {
+export function getLock(db: DbOrTx, appUuid: string): LockView | undefined {
   const row = db
     .select({
       holderUuid: users.uuid,
@@ -48,16 +48,18 @@ export class LockedError extends DomainError {
  * The check every deployment entry point runs before recording a deployment (Slack commands here; the push worker
  * must call it too). Throws a 409 naming the holder and the reason.
  */
-export function assertNotLocked(db: Db, appUuid: string, appSlug = "the app"): void {
+export function assertNotLocked(db: DbOrTx, appUuid: string, appSlug = "the app"): void {
   const lock = getLock(db, appUuid);
   if (lock) throw new LockedError(appSlug, lock);
 }
 
 /** Takes the lock; taking a lock you already hold updates its reason. Someone else's lock is a 409. */
-export function lockApp(db: Db, input: { appUuid: string; appSlug: string; actor: Actor; reason: string }): LockView {
+export function lockApp(
+  db: DbOrTx,
+  input: { appUuid: string; appSlug: string; actor: Actor; reason: string },
+): LockView {
   const reason = input.reason.slice(0, MAX_LOCK_REASON);
-  return db.transaction((tx) => {
-    const t = tx as unknown as Db;
+  return db.transaction((t) => {
     const existing = getLock(t, input.appUuid);
     if (existing && existing.holderUuid !== input.actor.uuid) throw new LockedError(input.appSlug, existing);
     const appId = appRowId(t, input.appUuid);
@@ -76,11 +78,10 @@ export function lockApp(db: Db, input: { appUuid: string; appSlug: string; actor
  * audits it. Returns the lock that was released, or undefined when the app was not locked.
  */
 export function unlockApp(
-  db: Db,
+  db: DbOrTx,
   input: { appUuid: string; appSlug: string; actor: Actor; breakOthers: boolean },
 ): LockView | undefined {
-  return db.transaction((tx) => {
-    const t = tx as unknown as Db;
+  return db.transaction((t) => {
     const existing = getLock(t, input.appUuid);
     if (!existing) return undefined;
     if (existing.holderUuid !== input.actor.uuid && !input.breakOthers) {

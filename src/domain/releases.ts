@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { and, desc, eq, isNull, max } from "drizzle-orm";
-import type { Db } from "../db/client.ts";
+import type { DbOrTx } from "../db/client.ts";
 import { apps, deployments, releases } from "../db/schema.ts";
 import { appRowId } from "./apps.ts";
 import { notFoundError } from "./errors.ts";
@@ -32,11 +32,10 @@ const selection = {
  * returns the release it already created. Versions count up per app, rollbacks included (like Heroku's v42).
  */
 export function recordRelease(
-  db: Db,
+  db: DbOrTx,
   input: { deploymentUuid: string; image: string; commitSha: string | null; startCommand: string },
 ): ReleaseView {
-  return db.transaction((tx) => {
-    const t = tx as unknown as Db;
+  return db.transaction((t) => {
     const dep = t
       .select({ id: deployments.id, appId: deployments.appId })
       .from(deployments)
@@ -74,7 +73,7 @@ export function recordRelease(
 }
 
 /** Newest first. */
-export function listReleases(db: Db, appUuid: string, limit = 50): ReleaseView[] {
+export function listReleases(db: DbOrTx, appUuid: string, limit = 50): ReleaseView[] {
   return db
     .select(selection)
     .from(releases)
@@ -86,7 +85,7 @@ export function listReleases(db: Db, appUuid: string, limit = 50): ReleaseView[]
     .all();
 }
 
-export function currentRelease(db: Db, appUuid: string): ReleaseView | undefined {
+export function currentRelease(db: DbOrTx, appUuid: string): ReleaseView | undefined {
   return listReleases(db, appUuid, 1)[0];
 }
 
@@ -94,7 +93,7 @@ export function currentRelease(db: Db, appUuid: string): ReleaseView | undefined
  * The older release that shipped exactly this commit, if the app's current release did not: deploying it would
  * take the app back, which the approval policy treats as a rollback.
  */
-export function olderReleaseOfCommit(db: Db, appUuid: string, commitSha: string): ReleaseView | undefined {
+export function olderReleaseOfCommit(db: DbOrTx, appUuid: string, commitSha: string): ReleaseView | undefined {
   const current = currentRelease(db, appUuid);
   if (!current || current.commitSha === commitSha) return undefined;
   return db
@@ -108,7 +107,7 @@ export function olderReleaseOfCommit(db: Db, appUuid: string, commitSha: string)
 }
 
 /** Resolves "v3", "3" or a release UUID; without one, the release before the current one. */
-export function findRelease(db: Db, appUuid: string, which?: string): ReleaseView {
+export function findRelease(db: DbOrTx, appUuid: string, which?: string): ReleaseView {
   const all = listReleases(db, appUuid, 1000);
   let found: ReleaseView | undefined;
   if (which === undefined) found = all[1];
@@ -119,7 +118,7 @@ export function findRelease(db: Db, appUuid: string, which?: string): ReleaseVie
 }
 
 /** Releases whose images are beyond the newest `keep` live ones, for pruning. */
-export function releasesToPrune(db: Db, appUuid: string, keep: number): ReleaseView[] {
+export function releasesToPrune(db: DbOrTx, appUuid: string, keep: number): ReleaseView[] {
   const appId = appRowId(db, appUuid);
   const live = db
     .select(selection)
@@ -133,6 +132,6 @@ export function releasesToPrune(db: Db, appUuid: string, keep: number): ReleaseV
   return live.slice(keep).filter((r) => !kept.has(r.image));
 }
 
-export function markReleasePruned(db: Db, uuid: string): void {
+export function markReleasePruned(db: DbOrTx, uuid: string): void {
   db.update(releases).set({ prunedAt: new Date() }).where(eq(releases.uuid, uuid)).run();
 }

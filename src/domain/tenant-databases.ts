@@ -1,11 +1,12 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { and, eq, inArray } from "drizzle-orm";
-import type { Db } from "../db/client.ts";
+import type { Db, DbOrTx } from "../db/client.ts";
 import { appEnvVars, apps, auditEvents } from "../db/schema.ts";
 import type { PostgresAdmin, RoleLimits } from "../infra/postgres-admin.ts";
 import type { RedisAcl } from "../infra/redis-acl.ts";
 import type { Logger } from "../log.ts";
 import type { SecretBox } from "./crypto.ts";
+import { openEnvValue, sealEnvValue, upsertSealedEnvVar } from "./env-vars.ts";
 import { conflictError, DomainError, notFoundError } from "./errors.ts";
 
 /**
@@ -94,7 +95,7 @@ export interface ActionOptions {
   correlationId?: string;
 }
 
-function loadApp(db: Db, appUuid: string, allowDestroyed: boolean): Ctx["app"] {
+function loadApp(db: DbOrTx, appUuid: string, allowDestroyed: boolean): Ctx["app"] {
   const row = db
     .select({ id: apps.id, tenantId: apps.tenantId, uuid: apps.uuid, destroyedAt: apps.destroyedAt })
     .from(apps)
@@ -134,7 +135,7 @@ async function step<T>(ctx: Ctx, name: string, fn: () => Promise<T>): Promise<T>
   }
 }
 
-function readEnv(db: Db, appId: number, keys: readonly string[]) {
+function readEnv(db: DbOrTx, appId: number, keys: readonly string[]) {
   return db
     .select({ key: appEnvVars.key, value: appEnvVars.valueEncrypted, updatedAt: appEnvVars.updatedAt })
     .from(appEnvVars)
@@ -142,25 +143,18 @@ function readEnv(db: Db, appId: number, keys: readonly string[]) {
     .all();
 }
 
-/** The stored URL, decrypted with the same associated data run-health.ts uses to open it. */
+/** The stored URL, opened as the env file of a run opens it (env-vars.ts). */
 function storedUrl(ctx: Ctx): URL | undefined {
   const key = ENV_KEYS[ctx.kind][0] as string;
   const row = readEnv(ctx.deps.db, ctx.app.id, [key])[0];
-  return row ? new URL(ctx.deps.secrets.open(row.value, `${ctx.app.uuid}:${key}`)) : undefined;
+  return row ? new URL(openEnvValue(ctx.deps.secrets, { appUuid: ctx.app.uuid, key, sealed: row.value })) : undefined;
 }
 
 function writeEnv(ctx: Ctx, values: Record<string, string>): void {
   const { db, secrets } = ctx.deps;
   db.transaction((tx) => {
     for (const [key, value] of Object.entries(values)) {
-      const sealed = secrets.seal(value, `${ctx.app.uuid}:${key}`);
-      tx.insert(appEnvVars)
-        .values({ uuid: randomUUID(), appId: ctx.app.id, key, valueEncrypted: sealed })
-        .onConflictDoUpdate({
-          target: [appEnvVars.appId, appEnvVars.key],
-          set: { valueEncrypted: sealed, updatedAt: new Date() },
-        })
-        .run();
+      upsertSealedEnvVar(tx, ctx.app.id, key, sealEnvValue(secrets, { appUuid: ctx.app.uuid, key, value }));
     }
   });
   auditTenantStore(ctx, "env-written", "succeeded", { keys: Object.keys(values) });
@@ -294,7 +288,7 @@ export async function dropTenantStore(
 
 /** Audits a request made through a command (who asked for what), before the job does the work. */
 export function auditTenantStoreRequest(
-  db: Db,
+  db: DbOrTx,
   appUuid: string,
   kind: TenantStoreKind,
   request: "create" | "rotate" | "drop" | "reveal",
@@ -325,7 +319,7 @@ export function showTenantStores(deps: Pick<TenantStoreDeps, "db" | "secrets">, 
     const row = rows.find((r) => r.key === key);
     let url: string | null = null;
     if (row) {
-      const parsed = new URL(deps.secrets.open(row.value, `${appUuid}:${key}`));
+      const parsed = new URL(openEnvValue(deps.secrets, { appUuid, key, sealed: row.value }));
       parsed.password = "";
       url = parsed.toString();
     }

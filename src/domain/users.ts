@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { and, eq } from "drizzle-orm";
-import type { Db } from "../db/client.ts";
+import type { DbOrTx } from "../db/client.ts";
 import { memberships, type Role, tenants, users } from "../db/schema.ts";
 import { recordAudit } from "./audit.ts";
 import { DomainError } from "./errors.ts";
@@ -25,7 +25,7 @@ export interface SlackIdentity {
 const SLACK_ID = /^[A-Z0-9]{2,32}$/;
 
 /** Slack user → platform user, created on first sight (with no role: a stranger can read help, nothing else). */
-export function ensureSlackUser(db: Db, identity: SlackIdentity): Actor {
+export function ensureSlackUser(db: DbOrTx, identity: SlackIdentity): Actor {
   if (!SLACK_ID.test(identity.teamId) || !SLACK_ID.test(identity.userId)) {
     throw new DomainError(400, "invalid_identity", "unrecognised Slack identity");
   }
@@ -50,7 +50,7 @@ export function roleAtLeast(role: Role | undefined, needed: Role): boolean {
   return role !== undefined && RANK[role] >= RANK[needed];
 }
 
-export function roleIn(db: Db, actor: Actor, tenantSlug: string): Role | undefined {
+export function roleIn(db: DbOrTx, actor: Actor, tenantSlug: string): Role | undefined {
   return db
     .select({ role: memberships.role })
     .from(memberships)
@@ -60,7 +60,7 @@ export function roleIn(db: Db, actor: Actor, tenantSlug: string): Role | undefin
 }
 
 /** Tenant slug → role, for filtering lists to what the actor may see. One query. */
-export function rolesOf(db: Db, actor: Actor): Map<string, Role> {
+export function rolesOf(db: DbOrTx, actor: Actor): Map<string, Role> {
   const rows = db
     .select({ tenant: tenants.slug, role: memberships.role })
     .from(memberships)
@@ -75,7 +75,7 @@ export function forbiddenError(needed: Role, tenantSlug: string): DomainError {
 }
 
 /** Grants (or changes) a role; the admin CLI and tests use it. */
-export function grantRole(db: Db, actor: Actor, tenantId: number, role: Role): void {
+export function grantRole(db: DbOrTx, actor: Actor, tenantId: number, role: Role): void {
   db.insert(memberships)
     .values({ uuid: randomUUID(), tenantId, userId: actor.id, role })
     .onConflictDoUpdate({ target: [memberships.tenantId, memberships.userId], set: { role } })
@@ -92,7 +92,7 @@ export interface AuthorizeInput {
 }
 
 /** Throws a 403 unless the actor holds `needed` (or higher) in the app's tenant; a refusal is audited. */
-export function authorize(db: Db, input: AuthorizeInput): Role {
+export function authorize(db: DbOrTx, input: AuthorizeInput): Role {
   const role = roleIn(db, input.actor, input.app.tenantSlug);
   if (roleAtLeast(role, input.needed)) return role as Role;
   recordAudit(db, {

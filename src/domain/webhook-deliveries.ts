@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { and, eq } from "drizzle-orm";
-import type { Db } from "../db/client.ts";
+import type { DbOrTx } from "../db/client.ts";
 import { webhookDeliveries } from "../db/schema.ts";
 
 export interface NewGithubDelivery {
@@ -24,7 +24,7 @@ export interface RecordedDelivery {
  * Records a delivery once per `X-GitHub-Delivery`. The unique index makes the insert the idempotency check, so
  * two concurrent redeliveries cannot both see "new".
  */
-export function recordGithubDelivery(db: Db, delivery: NewGithubDelivery): RecordedDelivery {
+export function recordGithubDelivery(db: DbOrTx, delivery: NewGithubDelivery): RecordedDelivery {
   const inserted = db
     .insert(webhookDeliveries)
     .values({ uuid: randomUUID(), source: "github", ...delivery })
@@ -41,10 +41,10 @@ export function recordGithubDelivery(db: Db, delivery: NewGithubDelivery): Recor
   return { ...existing, isNew: false };
 }
 
-export function markDeliveryEnqueued(db: Db, uuid: string, jobId: string): void {
+export function markDeliveryEnqueued(db: DbOrTx, uuid: string, jobId: string): void {
   db.update(webhookDeliveries).set({ status: "enqueued", jobId }).where(eq(webhookDeliveries.uuid, uuid)).run();
 }
 
-export function markDeliveryIgnored(db: Db, uuid: string): void {
+export function markDeliveryIgnored(db: DbOrTx, uuid: string): void {
   db.update(webhookDeliveries).set({ status: "ignored" }).where(eq(webhookDeliveries.uuid, uuid)).run();
 }

@@ -2,14 +2,14 @@ import { DelayedError, type Job } from "bullmq";
 import { runDeployment } from "./deploy-job.ts";
 import type { PipelineDeps } from "./deps.ts";
 import { AppBusyError } from "./errors.ts";
-import type { JobPayloads } from "./queues.ts";
-import { QUEUE_NAMES } from "./queues.ts";
+import { type JobPayloads, QUEUE_NAMES } from "./queues.ts";
 import type { WorkerPool } from "./worker-pool.ts";
 
 /** How long a deployment waits before looking again when another one of the same app is running. */
 export const BUSY_RETRY_MS = 2_000;
 
-export function registerDeployWorker(pool: WorkerPool, deps: PipelineDeps, concurrency = 2): void {
+/** `concurrency` overrides the queue table's. */
+export function registerDeployWorker(pool: WorkerPool, deps: PipelineDeps, concurrency?: number): void {
   pool.add<JobPayloads["deploy"], string>(
     QUEUE_NAMES.deploy,
     async (job: Job<JobPayloads["deploy"]>, token, signal) => {
@@ -25,7 +25,6 @@ export function registerDeployWorker(pool: WorkerPool, deps: PipelineDeps, concu
         throw err;
       }
     },
-    // Several apps deploy in parallel; the same app never does (claimDeployment).
-    { concurrency, lockDuration: 60_000 },
+    concurrency === undefined ? {} : { concurrency },
   );
 }

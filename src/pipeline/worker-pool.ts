@@ -2,6 +2,7 @@ import { type Job, type Processor, Worker, type WorkerOptions } from "bullmq";
 import type { Redis } from "ioredis";
 import { bullBackoffStrategy } from "../lib/backoff.ts";
 import type { Logger } from "../log.ts";
+import { workerOptions } from "./queues.ts";
 
 /**
  * The bot's BullMQ workers, with a shutdown that first lets in-flight jobs finish (bounded), then hands the ones
@@ -20,6 +21,7 @@ export class WorkerPool {
     this.#prefix = prefix;
   }
 
+  /** Concurrency and lock duration come from the queue table (queues.ts); `options` overrides them. */
   add<T, R>(queue: string, processor: Processor<T, R>, options: Partial<WorkerOptions> = {}): Worker<T, R> {
     let worker: Worker<T, R> | undefined;
     const tracked: Processor<T, R> = async (job, token, signal) => {
@@ -36,6 +38,7 @@ export class WorkerPool {
       prefix: this.#prefix,
       concurrency: 1,
       settings: { backoffStrategy: bullBackoffStrategy },
+      ...workerOptions(queue),
       ...options,
     });
     worker.on("failed", (job, err) => {

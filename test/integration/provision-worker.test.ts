@@ -4,7 +4,8 @@ import { test as base, describe, expect } from "vitest";
 import { createApp } from "../../src/domain/apps.ts";
 import { SecretBox } from "../../src/domain/crypto.ts";
 import { DEFAULT_ROLE_LIMITS, type TenantStoreDeps, tenantStoreNames } from "../../src/domain/tenant-databases.ts";
-import { BullProvisionQueue, registerProvisionWorker } from "../../src/pipeline/provision-worker.ts";
+import { registerProvisionWorker } from "../../src/pipeline/provision-worker.ts";
+import { BullJobQueue, QUEUE_NAMES } from "../../src/pipeline/queues.ts";
 import { WorkerPool } from "../../src/pipeline/worker-pool.ts";
 import { FakePostgresAdmin } from "../helpers/fake-tenant-stores.ts";
 import { dropPrefix, memoryLogger, tempDb, testRedis, uniquePrefix } from "../helpers/fixtures.ts";
@@ -45,14 +46,15 @@ describe("provision worker (BullMQ)", () => {
       gitUrl: "https://git.example.com/w.git",
       domain: `${randomUUID()}.test`,
     });
-    const queue = new BullProvisionQueue(redis, prefix);
+    const queues = new BullJobQueue(redis, prefix);
+    const queue = queues.only(QUEUE_NAMES.provision);
     const pool = new WorkerPool(redis, logger, prefix);
     try {
       pg.faults.failOnce("ensureDatabase");
       const data = { appUuid: app.uuid, action: "create", kind: "postgres" } as const;
       const [first, second] = [await queue.enqueue(data), await queue.enqueue(data)];
       expect(second).toBe(first);
-      expect(await queue.queue.getJobCountByTypes("waiting", "prioritized")).toBe(1);
+      expect(await queues.queue(QUEUE_NAMES.provision).getJobCountByTypes("waiting", "prioritized")).toBe(1);
 
       const worker = registerProvisionWorker(pool, deps);
       const done = new Promise<number>((resolve, reject) => {
@@ -67,10 +69,10 @@ describe("provision worker (BullMQ)", () => {
       expect([...pg.databases.keys()]).toEqual([name]);
       expect(pg.faults.calls.filter((c) => c.method === "ensureRole")).toHaveLength(2);
       // Completed jobs are removed, so a later request with the same id is a new job, not silently ignored.
-      expect(await queue.queue.getJob(first)).toBeUndefined();
+      expect(await queues.queue(QUEUE_NAMES.provision).getJob(first)).toBeUndefined();
     } finally {
       await pool.close(5_000);
-      await queue.close();
+      await queues.close();
       t.cleanup();
     }
   });

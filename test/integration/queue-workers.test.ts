@@ -1,7 +1,7 @@
 import type { Job } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { BullLogsQueue, registerLogsWorker } from "../../commands/logs-job.ts";
+import { registerLogsWorker } from "../../commands/logs-job.ts";
 import { currentRelease } from "../../src/domain/releases.ts";
 import { UndiciSlackApi } from "../../src/infra/slack-web-api.ts";
 import { BullJobQueue, QUEUE_NAMES } from "../../src/pipeline/queues.ts";
@@ -35,6 +35,25 @@ describe("BullJobQueue", () => {
     const job = await q.getJob("push-abc");
     expect(job?.data).toEqual({ deliveryUuid: "d1" });
     expect(job?.opts.backoff).toEqual({ type: "capped-exponential" });
+  });
+
+  it("refuses a payload its queue's schema does not accept, and adds nothing", async () => {
+    const bad = { deliveryUuid: "d1", extra: { row: 1 } } as unknown as { deliveryUuid: string };
+    const stripped = await queue.enqueue(QUEUE_NAMES.githubPush, bad, "push-extra");
+    expect((await queue.queue(QUEUE_NAMES.githubPush).getJob(stripped))?.data).toEqual({ deliveryUuid: "d1" });
+    const missing = {} as unknown as { deploymentUuid: string };
+    await expect(queue.enqueue(QUEUE_NAMES.deploy, missing, "deploy-x")).rejects.toThrow(/deploymentUuid/);
+    expect(await queue.queue(QUEUE_NAMES.deploy).getJobCounts("waiting")).toEqual({ waiting: 0 });
+  });
+
+  it("names a job from its payload where the table says how", async () => {
+    const id = await queue.enqueue(QUEUE_NAMES.deploy, { deploymentUuid: "u-1" });
+    expect(id).toBe("deploy-u-1");
+    const provision = queue.only(QUEUE_NAMES.provision);
+    const data = { appUuid: "a-1", action: "rotate", kind: "redis" } as const;
+    expect(await provision.enqueue(data)).toBe("provision-redis-rotate-a-1");
+    const job = await queue.queue(QUEUE_NAMES.provision).getJob("provision-redis-rotate-a-1");
+    expect(job?.opts).toMatchObject({ attempts: 5, removeOnComplete: true });
   });
 });
 
@@ -96,7 +115,7 @@ describe("logs queue → worker → response_url", () => {
     const api = await startFakeSlackApi();
     const { logger } = memoryLogger("silent");
     const engine = new FakeEngine();
-    const logs = new BullLogsQueue(redis, prefix);
+    const logs = queue.only(QUEUE_NAMES.logs);
     const pool = new WorkerPool(redis, logger, prefix);
     try {
       const app = world.app("web-app");
@@ -126,8 +145,8 @@ describe("logs queue → worker → response_url", () => {
       // A second add for the same invocation (a Slack retry) is the same job.
       const [first, second] = [await logs.enqueue(data), await logs.enqueue(data)];
       expect(second).toBe(first);
-      expect(await logs.queue.getJobCountByTypes("waiting", "prioritized")).toBe(1);
-      const job = await logs.queue.getJob(first);
+      expect(await queue.queue(QUEUE_NAMES.logs).getJobCountByTypes("waiting", "prioritized")).toBe(1);
+      const job = await queue.queue(QUEUE_NAMES.logs).getJob(first);
       expect(job?.opts).toMatchObject({ attempts: 3, removeOnComplete: { age: 1800, count: 500 } });
 
       const slack = new UndiciSlackApi({ token: TEST_BOT_TOKEN, apiUrl: api.url, log: logger });

@@ -28,13 +28,9 @@ import {
   tenantStoreNames,
 } from "../../src/domain/tenant-databases.ts";
 import { authorize, ensureSlackUser, roleIn } from "../../src/domain/users.ts";
-import {
-  type ProvisionJobData,
-  type ProvisionQueue,
-  provisionJobId,
-  runProvisionJob,
-} from "../../src/pipeline/provision-worker.ts";
+import { type ProvisionQueue, runProvisionJob } from "../../src/pipeline/provision-worker.ts";
 import { tagMatches } from "../../src/pipeline/push-worker.ts";
+import { type ProvisionJobData, provisionJobId } from "../../src/pipeline/queues.ts";
 import { FakePostgresAdmin, FakeRedisAcl } from "../helpers/fake-tenant-stores.ts";
 import { memoryLogger, tempDir } from "../helpers/fixtures.ts";
 

@@ -8,12 +8,8 @@ import { type AppView, createApp } from "../../src/domain/apps.ts";
 import { SecretBox } from "../../src/domain/crypto.ts";
 import { DomainError } from "../../src/domain/errors.ts";
 import { DEFAULT_ROLE_LIMITS, type TenantStoreDeps, tenantStoreNames } from "../../src/domain/tenant-databases.ts";
-import {
-  type ProvisionJobData,
-  type ProvisionQueue,
-  provisionJobId,
-  runProvisionJob,
-} from "../../src/pipeline/provision-worker.ts";
+import { type ProvisionQueue, runProvisionJob } from "../../src/pipeline/provision-worker.ts";
+import { type ProvisionJobData, provisionJobId } from "../../src/pipeline/queues.ts";
 import { FakePostgresAdmin, FakeRedisAcl } from "../helpers/fake-tenant-stores.ts";
 import { memoryLogger, tempDb } from "../helpers/fixtures.ts";
 

@@ -11,7 +11,8 @@ import { createApp } from "../../src/http/app.ts";
 import { createSlackApp } from "../../src/http/slack-app.ts";
 import { MemoryEventDedupe } from "../../src/http/slack-dedupe.ts";
 import { SlackSocketReceiver } from "../../src/http/slack-socket-receiver.ts";
-import { type ProvisionJobData, type ProvisionQueue, provisionJobId } from "../../src/pipeline/provision-worker.ts";
+import type { ProvisionQueue } from "../../src/pipeline/provision-worker.ts";
+import { type ProvisionJobData, provisionJobId } from "../../src/pipeline/queues.ts";
 import { bareIntegers, chatopsTest, slackHarness } from "../helpers/chatops.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 import {

@@ -1,9 +1,9 @@
 import { eq } from "drizzle-orm";
 import { test as base, describe, expect } from "vitest";
 import { helpMessage } from "../../commands/help.ts";
-import { logsJobId } from "../../commands/logs-job.ts";
 import { parseCommandText } from "../../handlers/slack-command.ts";
 import { auditEvents } from "../../src/db/schema.ts";
+import { logsJobId } from "../../src/pipeline/queues.ts";
 import { chatopsTest, chatopsWorld, slackHarness, type World } from "../helpers/chatops.ts";
 import { FakeLogsQueue } from "../helpers/fake-queue.ts";
 

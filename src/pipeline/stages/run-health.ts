@@ -1,8 +1,7 @@
 import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { and, asc, eq } from "drizzle-orm";
-import { appEnvVars, apps } from "../../db/schema.ts";
 import type { AppView } from "../../domain/apps.ts";
+import { openEnvVars } from "../../domain/env-vars.ts";
 import { cappedExponentialDelay } from "../../lib/backoff.ts";
 import type { PipelineDeps } from "../deps.ts";
 import { TenantError } from "../errors.ts";
@@ -17,14 +16,7 @@ import { workDir } from "./source-build.ts";
 async function writeEnvFile(deps: PipelineDeps, app: AppView, deploymentUuid: string): Promise<string> {
   const dir = join(workDir(deps, deploymentUuid), "run");
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const rows = deps.db
-    .select({ key: appEnvVars.key, value: appEnvVars.valueEncrypted })
-    .from(appEnvVars)
-    .innerJoin(apps, eq(apps.id, appEnvVars.appId))
-    .where(and(eq(apps.uuid, app.uuid)))
-    .orderBy(asc(appEnvVars.key))
-    .all();
-  const lines = rows.map((r) => `${r.key}=${deps.secrets.open(r.value, `${app.uuid}:${r.key}`)}`);
+  const lines = openEnvVars(deps.db, deps.secrets, app.uuid).map((v) => `${v.key}=${v.value}`);
   lines.push(
     `PORT=${deps.settings.appPort}`,
     "HOST=0.0.0.0",
