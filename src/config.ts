@@ -19,7 +19,11 @@ export interface SlackConfig {
 export type GithubAuthConfig = { kind: "token"; token: string } | { kind: "app"; appId: string; privateKeyPem: string };
 
 export interface GithubConfig {
-  webhookSecret: string;
+  /**
+   * GITHUB_WEBHOOK_SECRET: signs the GitHub App's deliveries, and those of links made before per-link secrets;
+   * every other link verifies with its own secret (docs/security.md). Required in App mode only.
+   */
+  webhookSecret: string | undefined;
   apiUrl: string;
   /** `undefined` → no reporting back to GitHub and no authenticated fetches; webhooks still deploy. */
   auth: GithubAuthConfig | undefined;
@@ -176,11 +180,11 @@ export function loadConfig(env: Env): Config {
 
   const webhookSecret = opt(env, "GITHUB_WEBHOOK_SECRET");
   const githubAuth = loadGithubAuth(env);
-  if (githubAuth !== undefined && webhookSecret === undefined) {
-    throw new ConfigError("GITHUB_WEBHOOK_SECRET", "is required when GitHub API credentials are configured");
+  if (githubAuth?.kind === "app" && webhookSecret === undefined) {
+    throw new ConfigError("GITHUB_WEBHOOK_SECRET", "is required in GitHub App mode (the App's webhook secret)");
   }
   const github: GithubConfig | undefined =
-    webhookSecret !== undefined
+    webhookSecret !== undefined || githubAuth !== undefined
       ? {
           webhookSecret,
           apiUrl: parseWith(urlSchema, env, "GITHUB_API_URL", "https://api.github.com"),

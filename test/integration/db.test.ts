@@ -82,6 +82,7 @@ describe("platform database", () => {
       ref: "refs/heads/main",
       headCommit: null,
       payload: {},
+      appUuids: [],
     };
     const first = recordGithubDelivery(t.db, delivery);
     const second = recordGithubDelivery(t.db, delivery);

@@ -1,6 +1,7 @@
 import { eq } from "drizzle-orm";
 import { MockAgent } from "undici";
 import { test as base, describe, expect, it } from "vitest";
+import { processPushDelivery } from "../../commands/push-deploy.ts";
 import { apps, deployments } from "../../src/db/schema.ts";
 import type { AppView } from "../../src/domain/apps.ts";
 import { claimDeployment, getDeployment, requestDeployment } from "../../src/domain/deployments.ts";
@@ -10,7 +11,7 @@ import { FakeSlackApi } from "../../src/infra/fake-slack-api.ts";
 import { SlackApiError, UndiciSlackApi } from "../../src/infra/slack-api.ts";
 import { runDeployment } from "../../src/pipeline/deploy-job.ts";
 import { type PipelineEvent, PipelineEvents, type StageName } from "../../src/pipeline/events.ts";
-import { type PushRefusal, processPushDelivery } from "../../src/pipeline/push-worker.ts";
+import type { PushRefusal } from "../../src/pipeline/push-worker.ts";
 import { lockRefusalNotifier, postLockRefusal } from "../../src/reporters/slack-notices.ts";
 import {
   attachSlackThreadReporter,
@@ -714,7 +715,7 @@ describe("push deployments", () => {
 });
 
 describe("lock refusal notice", () => {
-  function pushTo(world: World, deliveryId: string, pusher: string): string {
+  function pushTo(world: World, appUuid: string, deliveryId: string, pusher: string): string {
     return recordGithubDelivery(world.db, {
       deliveryId,
       event: "push",
@@ -728,6 +729,7 @@ describe("lock refusal notice", () => {
         head_commit: { message: "fix" },
         pusher: { name: pusher },
       },
+      appUuids: [appUuid],
     }).uuid;
   }
 
@@ -736,7 +738,11 @@ describe("lock refusal notice", () => {
     slack,
   }) => {
     const app = linkedApp(world, "C0LINKED");
-    world.db.update(apps).set({ githubRepo: "acme/web-app", branch: "main" }).where(eq(apps.uuid, app.uuid)).run();
+    world.db
+      .update(apps)
+      .set({ githubRepo: "acme/web-app", githubLinkStatus: "active", branch: "main" })
+      .where(eq(apps.uuid, app.uuid))
+      .run();
     const holder = world.user("U0ALICE", "deployer");
     lockApp(world.db, { appUuid: app.uuid, appSlug: app.slug, actor: holder, reason: "db <migration>" });
     const refusals: PushRefusal[] = [];
@@ -746,7 +752,7 @@ describe("lock refusal notice", () => {
       log: world.logger,
       onRefused: (r: PushRefusal) => refusals.push(r),
     };
-    const delivery = pushTo(world, "d-1", "bob <!here>");
+    const delivery = pushTo(world, app.uuid, "d-1", "bob <!here>");
     expect(await processPushDelivery(deps, delivery)).toEqual({
       kind: "processed",
       deployments: [],
