@@ -108,6 +108,8 @@ export const apps = sqliteTable(
     index("apps_tenant_idx").on(t.tenantId, t.createdAt),
     index("apps_github_branch_idx").on(t.githubRepo, t.branch),
     index("apps_github_repo_id_idx").on(t.githubRepoId),
+    // GitHub names are case-insensitive: the webhook route finds links not bound to an id yet by lower(name).
+    index("apps_github_repo_lower_idx").on(sql`lower(${t.githubRepo})`),
     index("apps_slack_channel_idx").on(t.slackChannelId),
   ],
 );
