@@ -31,6 +31,8 @@ export function signatureMatches(secret: string, body: string, header: string): 
 
 export interface LinkCandidate {
   appUuid: string;
+  /** Internal key, compared inside the domain and route only; never shown. */
+  tenantId: number;
   appSlug: string;
   repo: string;
   repoId: number | null;
@@ -49,6 +51,7 @@ export function linkCandidates(db: Db, repoId: number, fullName: string): LinkCa
   return db
     .select({
       appUuid: apps.uuid,
+      tenantId: apps.tenantId,
       appSlug: apps.slug,
       repo: apps.githubRepo,
       repoId: apps.githubRepoId,
@@ -68,6 +71,19 @@ export function linkCandidates(db: Db, repoId: number, fullName: string): LinkCa
     .orderBy(asc(apps.createdAt), asc(apps.id))
     .all()
     .flatMap((r) => (r.repo !== null && r.status !== null ? [{ ...r, repo: r.repo, status: r.status }] : []));
+}
+
+/**
+ * A link's secret is known to its own admin, who can sign a "ping" for any repository name: a signature proves
+ * knowledge of the secret, not control of the repository. So a link may not bind a repository id that a link of
+ * another tenant already holds (active and bound): the first tenant to prove a repository keeps it, and a clash is
+ * refused and audited for the operator to resolve (docs/security.md, *Tenant admin*). `candidates` comes from
+ * linkCandidates, which returns every link bound to the id, so no further query is needed.
+ */
+export function boundByAnotherTenant(link: LinkCandidate, repoId: number, candidates: readonly LinkCandidate[]) {
+  return candidates.some(
+    (other) => other.tenantId !== link.tenantId && other.status === "active" && other.repoId === repoId,
+  );
 }
 
 /** Opens a candidate's sealed secret; undefined when none is set or it does not open (another key, tampering). */

@@ -6,6 +6,7 @@ import type { SecretBox } from "../domain/crypto.ts";
 import {
   applyLinkProof,
   auditLinkRefusal,
+  boundByAnotherTenant,
   type LinkCandidate,
   type LinkProof,
   linkCandidates,
@@ -121,13 +122,8 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
         throw unauthorized("signature does not match a linked repository");
       }
 
-      const verified = verifiedLinks(
-        deps,
-        linkCandidates(deps.db, claim.repoId, claim.fullName),
-        claim,
-        body,
-        signature,
-      );
+      const candidates = linkCandidates(deps.db, claim.repoId, claim.fullName);
+      const verified = verifiedLinks(deps, candidates, claim, body, signature);
       if (verified.length === 0) {
         // Unknown repository, or signed with a secret that is not this repository's: nothing is recorded.
         throw unauthorized(
@@ -144,7 +140,9 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
             ? "repository id differs from the linked repository"
             : via === "app" && link.installationId !== null && link.installationId !== claim.installationId
               ? "installation differs from the linked one"
-              : undefined;
+              : link.repoId === null && boundByAnotherTenant(link, claim.repoId, candidates)
+                ? "repository is linked by another tenant"
+                : undefined;
         if (refusal !== undefined) {
           if (actionable) auditLinkRefusal(deps.db, link, linkProof, refusal);
           log.warn({ appId: link.appUuid, repositoryId: claim.repoId, reason: refusal }, "GitHub delivery refused");

@@ -144,6 +144,23 @@ describe("Tenant admin: a link needs proof of control", () => {
     expect(f.deliveries()).toHaveLength(0);
   });
 
+  it("an admin signing a ping with their own link's secret cannot take over a repository another tenant proved", async () => {
+    const victim = f.linked("b-shop", "tenant-b", EXAMPLE_REPO);
+    await f.ping(victim, EXAMPLE_REPO, EXAMPLE_REPO_ID);
+    // Tenant A links the same repository and forges GitHub's ping itself: it holds its own link's secret.
+    const own = f.linked("a-copy", "tenant-a", EXAMPLE_REPO);
+    const res = await f.ping(own, EXAMPLE_REPO, EXAMPLE_REPO_ID);
+    expect(res.status).toBe(403);
+    expect(f.row("a-copy")).toMatchObject({ githubLinkStatus: "pending", githubRepoId: null });
+    expect(f.audits("github.delivery")[0]?.details).toMatchObject({
+      reason: "repository is linked by another tenant",
+    });
+    // Its forged pushes deploy nothing either; the victim's own link keeps working.
+    expect((await f.send(own, "push", examplePush())).status).toBe(403);
+    expect(f.deliveries()).toHaveLength(0);
+    expect((await f.send(victim, "push", examplePush())).status).toBe(202);
+  });
+
   it("a pending link's first push activates it and does nothing else: no delivery, no job, no deployment", async () => {
     const secret = f.linked("b-shop", "tenant-b", EXAMPLE_REPO);
     const res = await f.send(secret, "push", examplePush());
