@@ -3,6 +3,7 @@ import { eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createAppCommand, linkGithubCommand, rotateWebhookSecretCommand } from "../../commands/apps.ts";
 import { processPushDelivery } from "../../commands/push-deploy.ts";
+import { formatCreatedApp } from "../../src/cli/format.ts";
 import { apps, auditEvents, deployments, webhookDeliveries } from "../../src/db/schema.ts";
 import { getAppBySlug } from "../../src/domain/apps.ts";
 import { SecretBox } from "../../src/domain/crypto.ts";
@@ -211,6 +212,22 @@ describe("Tenant admin: a link needs proof of control", () => {
     expect(linkGithubCommand(f.deps, { app: "b-shop", repo: EXAMPLE_REPO, branch: "main" }).webhookSecret).toBe(
       undefined,
     );
+  });
+
+  it("apps create --github makes the same pending link, its secret printed once by the CLI", async () => {
+    const created = createAppCommand(f.deps, {
+      slug: "made",
+      gitUrl: `https://github.com/${EXAMPLE_REPO}.git`,
+      domain: "made.example.test",
+      githubRepo: EXAMPLE_REPO,
+      branch: "master",
+    });
+    expect(created.githubLinkStatus).toBe("pending");
+    const secret = created.webhookSecret ?? "";
+    expect(formatCreatedApp(created)).toContain(`webhook secret (shown once): ${secret}\n`);
+    expect((await f.ping("nope", EXAMPLE_REPO, EXAMPLE_REPO_ID)).status).toBe(401);
+    expect((await f.ping(secret, EXAMPLE_REPO, EXAMPLE_REPO_ID)).status).toBe(200);
+    expect(f.row("made")?.githubLinkStatus).toBe("active");
   });
 
   it("rotation invalidates the old secret at once; the new one verifies", async () => {
