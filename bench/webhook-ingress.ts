@@ -47,10 +47,28 @@ async function serveTarget(kind: string): Promise<void> {
     const redis = connectRedis({ url: REDIS_URL });
     const prefix = `bench-${randomUUID()}`;
     const queue = new BullJobQueue(redis, prefix);
+    // One app linked to the example's repository, its link active and signed with SECRET (what a ping leaves).
+    const { createApp: createDomainApp } = await import("../src/domain/apps.ts");
+    const { SecretBox } = await import("../src/domain/crypto.ts");
+    const links = await import("../src/domain/github-links.ts");
+    const secrets = new SecretBox("bench-secret-key-0123456789-abcdefghij");
+    const repo = JSON.parse(pushBody()).repository as { id: number; full_name: string };
+    const linked = createDomainApp(db, {
+      slug: "bench",
+      gitUrl: `https://github.com/${repo.full_name}.git`,
+      domain: "bench.example.test",
+      githubRepo: repo.full_name,
+      branch: "master",
+    });
+    links.rotateLinkSecret(db, linked.uuid, links.sealWebhookSecret(secrets, linked.uuid, SECRET));
+    for (const candidate of links.linkCandidates(db, repo.id, repo.full_name)) {
+      const proof = { repoId: repo.id, fullName: repo.full_name, deliveryId: randomUUID(), event: "ping" };
+      links.applyLinkProof(db, candidate, proof);
+    }
     app = createApp({
       logger: createLogger({ level: "warn" }),
       readiness: [],
-      githubRoutes: githubRoute({ webhookSecret: SECRET, maxBodyBytes: 1024 * 1024, db, queue }),
+      githubRoutes: githubRoute({ globalSecret: undefined, appMode: false, secrets, maxBodyBytes: 1 << 20, db, queue }),
     });
     cleanup = async () => {
       await queue.close();

@@ -1,10 +1,12 @@
 import { and, desc, eq, isNull, max, sql } from "drizzle-orm";
 import { alias } from "drizzle-orm/sqlite-core";
 import type { Db, DbOrTx } from "../src/db/client.ts";
-import { apps, type DeploymentStatus, deployments, releases } from "../src/db/schema.ts";
+import { apps, type DeploymentStatus, deployments, type GithubLinkStatus, releases } from "../src/db/schema.ts";
 import { type AppView, createApp, getAppBySlug, listApps, type NewApp } from "../src/domain/apps.ts";
 import { recordAudit } from "../src/domain/audit.ts";
-import { invalidError } from "../src/domain/errors.ts";
+import type { SecretBox } from "../src/domain/crypto.ts";
+import { invalidError, notFoundError } from "../src/domain/errors.ts";
+import { newWebhookSecret, rotateLinkSecret, sealWebhookSecret, setGithubLink } from "../src/domain/github-links.ts";
 import { refSchema } from "../src/domain/validation.ts";
 import type { Logger } from "../src/log.ts";
 
@@ -18,10 +20,28 @@ export interface AppSummary {
   lastDeployment: { uuid: string; status: DeploymentStatus; createdAt: Date } | null;
 }
 
-export function createAppCommand(deps: { db: Db; log: Logger }, input: NewApp): AppView {
-  const app = createApp(deps.db, input);
+/**
+ * Creates an app. With `githubRepo` the link starts pending with its own webhook secret, returned here once
+ * (`webhookSecret`) and stored only sealed: the repository must prove control before any push deploys.
+ */
+export function createAppCommand(
+  deps: { db: Db; log: Logger; secrets?: SecretBox | undefined },
+  input: NewApp,
+): AppView & { webhookSecret?: string } {
+  if (input.githubRepo !== undefined && deps.secrets === undefined) {
+    throw new Error("linking a GitHub repository needs the secret box (TUSSILAGO_SECRET_KEY)");
+  }
+  const created = deps.db.transaction((tx) => {
+    const db = tx as unknown as Db;
+    const app = createApp(db, input);
+    if (app.githubRepo === null || deps.secrets === undefined) return { app, webhookSecret: undefined };
+    const webhookSecret = newWebhookSecret();
+    rotateLinkSecret(db, app.uuid, sealWebhookSecret(deps.secrets, app.uuid, webhookSecret));
+    return { app, webhookSecret };
+  });
+  const { app, webhookSecret } = created;
   deps.log.info({ appId: app.uuid, tenantId: app.tenantUuid, domain: app.domain }, "app created");
-  return app;
+  return webhookSecret === undefined ? app : { ...app, webhookSecret };
 }
 
 /**
@@ -84,7 +104,7 @@ export const SLACK_CHANNEL_ID = /^[CG][A-Z0-9]{2,20}$/;
 /** GitHub `owner/name`, as in newAppSchema. */
 export const GITHUB_REPO = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
 /**
- * Tag glob for push-worker.ts's tagMatches: git ref characters plus `*` and `?`, no leading dash. Bounded below
+ * Tag glob for push-deploy.ts's tagMatches: git ref characters plus `*` and `?`, no leading dash. Bounded below
  * tagMatches' own 200-character cut-off, so a stored pattern is never silently ignored.
  */
 export const TAG_PATTERN = /^(?!-)[A-Za-z0-9._/*?-]{1,100}$/;
@@ -150,6 +170,8 @@ export interface LinkGithubInput extends AppAdminInput {
   branch?: string | undefined;
   /** Tags matching this glob deploy too; omitted → tag pushes are ignored. */
   tagPattern?: string | undefined;
+  /** Re-linking the same repository keeps its secret unless this asks for a new one. */
+  rotateSecret?: boolean | undefined;
 }
 
 export interface GithubLink {
@@ -157,10 +179,19 @@ export interface GithubLink {
   repo: string;
   branch: string;
   tagPattern: string | null;
+  status: GithubLinkStatus;
+  /** The new webhook secret, shown once; undefined when the link kept its secret. */
+  webhookSecret: string | undefined;
 }
 
-/** Pushes to `repo` (GitHub webhooks, mapped in push-worker.ts) deploy the app from now on. */
-export function linkGithubCommand(deps: { db: Db; log: Logger }, input: LinkGithubInput): GithubLink {
+type LinkDeps = { db: Db; log: Logger; secrets: SecretBox };
+
+/**
+ * Pushes to `repo` (GitHub webhooks, mapped in commands/push-deploy.ts) deploy the app once the link is active.
+ * Linking a repository (a new one, or a first link) creates a pending link with a fresh secret; it turns active
+ * when GitHub delivers a ping or push for that repository signed with it (docs/security.md, *Tenant admin*).
+ */
+export function linkGithubCommand(deps: LinkDeps, input: LinkGithubInput): GithubLink {
   const repo = check(GITHUB_REPO, input.repo, "repository must be owner/name");
   const branch = input.branch === undefined ? undefined : refSchema.safeParse(input.branch);
   if (branch && !branch.success) throw invalidError("branch is not a valid git ref");
@@ -168,13 +199,25 @@ export function linkGithubCommand(deps: { db: Db; log: Logger }, input: LinkGith
     input.tagPattern === undefined
       ? null
       : check(TAG_PATTERN, input.tagPattern, "tag pattern may hold letters, digits, . _ / - and the globs * ?");
-  const link = deps.db.transaction((db) => {
+  return deps.db.transaction((db) => {
     const app = getAppBySlug(db, input.app);
-    const result: GithubLink = { app: app.slug, repo, branch: branch?.data ?? app.branch, tagPattern };
-    db.update(apps)
-      .set({ githubRepo: repo, branch: result.branch, deployTagPattern: tagPattern })
-      .where(eq(apps.uuid, app.uuid))
-      .run();
+    const sameRepo = app.githubRepo !== null && app.githubRepo.toLowerCase() === repo.toLowerCase();
+    const webhookSecret =
+      !sameRepo || app.githubLinkStatus === null || input.rotateSecret ? newWebhookSecret() : undefined;
+    const linkBranch = branch?.data ?? app.branch;
+    const status = setGithubLink(
+      db,
+      app.uuid,
+      {
+        repo: sameRepo && app.githubRepo !== null ? app.githubRepo : repo,
+        branch: linkBranch,
+        tagPattern,
+        sealedSecret:
+          webhookSecret === undefined ? undefined : sealWebhookSecret(deps.secrets, app.uuid, webhookSecret),
+      },
+      sameRepo,
+    );
+    const result: GithubLink = { app: app.slug, repo, branch: linkBranch, tagPattern, status, webhookSecret };
     recordAudit(db, {
       action: "app.link-github",
       outcome: "succeeded",
@@ -182,14 +225,41 @@ export function linkGithubCommand(deps: { db: Db; log: Logger }, input: LinkGith
       appUuid: app.uuid,
       details: {
         repo,
-        branch: result.branch,
+        branch: linkBranch,
         tagPattern,
+        status,
+        secret: webhookSecret === undefined ? "kept" : "new",
         previous: { repo: app.githubRepo, branch: app.branch },
       },
       correlationId: input.correlationId,
     });
-    deps.log.info({ appId: app.uuid, tenantId: app.tenantUuid, repo, branch: result.branch }, "app linked to github");
+    deps.log.info(
+      { appId: app.uuid, tenantId: app.tenantUuid, repo, branch: linkBranch, status },
+      "app linked to github",
+    );
     return result;
   });
-  return link;
+}
+
+/** A new webhook secret for the app's GitHub link; the old one (and a legacy global one) stops verifying at once. */
+export function rotateWebhookSecretCommand(
+  deps: LinkDeps,
+  input: AppAdminInput,
+): { app: string; repo: string; status: GithubLinkStatus; webhookSecret: string } {
+  return deps.db.transaction((db) => {
+    const app = getAppBySlug(db, input.app);
+    if (app.githubRepo === null || app.githubLinkStatus === null) throw notFoundError(`GitHub link of ${app.slug}`);
+    const webhookSecret = newWebhookSecret();
+    rotateLinkSecret(db, app.uuid, sealWebhookSecret(deps.secrets, app.uuid, webhookSecret));
+    recordAudit(db, {
+      action: "app.rotate-webhook-secret",
+      outcome: "succeeded",
+      actorLabel: input.actor ?? "cli",
+      appUuid: app.uuid,
+      details: { repo: app.githubRepo },
+      correlationId: input.correlationId,
+    });
+    deps.log.info({ appId: app.uuid, tenantId: app.tenantUuid, repo: app.githubRepo }, "webhook secret rotated");
+    return { app: app.slug, repo: app.githubRepo, status: app.githubLinkStatus, webhookSecret };
+  });
 }

@@ -51,8 +51,9 @@ export const SUBCOMMANDS: readonly SubcommandHelp[] = [
   },
   {
     name: "link",
-    usage: "link <app> github <owner/name> [branch] | link <app> channel",
-    summary: "Deploy on pushes to a GitHub repo, or post the app's deploy threads in this channel (admins).",
+    usage: "link <app> github <owner/name> [branch] | link <app> github --rotate-secret | link <app> channel",
+    summary:
+      "Deploy on pushes to a GitHub repo (you get the webhook secret, once), rotate that secret, or post the app's deploy threads in this channel (admins).",
   },
   { name: "unlink", usage: "unlink <app> channel", summary: "Stop posting the app's deploy threads here (admins)." },
 ];

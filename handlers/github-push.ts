@@ -10,7 +10,10 @@ export const pushPayloadSchema = z.object({
   after: z.string().regex(/^[0-9a-f]{40}$/, "must be a 40-hex commit sha"),
   deleted: z.boolean().optional(),
   forced: z.boolean().optional(),
-  repository: z.object({ full_name: z.string().regex(/^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/) }),
+  repository: z.object({
+    id: z.number().int().positive(),
+    full_name: z.string().regex(/^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/),
+  }),
   head_commit: z
     .object({
       id: z.string(),
@@ -34,7 +37,7 @@ export type PushOutcome =
   | { kind: "duplicate"; deliveryUuid: string };
 
 /**
- * Records the delivery, then enqueues its job under an id derived from `X-GitHub-Delivery`. Mapping the push to
+ * Records the delivery with the apps whose link verified it (src/http/github-route.ts), then enqueues its job under an id derived from `X-GitHub-Delivery`. Mapping the push to
  * apps happens in the worker, not here: a webhook answer must not wait on anything slow.
  *
  * Recording first and enqueueing second means a crash in between leaves a "received" row; GitHub's redelivery (same
@@ -44,6 +47,7 @@ export async function handleGithubPush(
   deps: GithubPushDeps,
   deliveryId: string,
   payload: PushPayload,
+  appUuids: readonly string[],
 ): Promise<PushOutcome> {
   const recorded = recordGithubDelivery(deps.db, {
     deliveryId,
@@ -52,6 +56,7 @@ export async function handleGithubPush(
     ref: payload.ref,
     headCommit: payload.after,
     payload,
+    appUuids: [...appUuids],
   });
   if (!recorded.isNew && recorded.status !== "received") {
     deps.log.info({ deliveryUuid: recorded.uuid }, "duplicate GitHub delivery ignored");

@@ -301,7 +301,10 @@ async function run(deps: ChatOpsSlackDeps, cmd: ParsedCommand, ctx: RunContext):
       return "text" in r ? r : requested(deps, r, ctx);
     }
     case "link":
-      return runLinkSubcommand({ db: deps.db, log: ctx.log }, cmd, { ...base, channel: ctx.channel });
+      return runLinkSubcommand({ db: deps.db, log: ctx.log, secrets: deps.secrets }, cmd, {
+        ...base,
+        channel: ctx.channel,
+      });
     case "approvals": {
       const pending = approvalsCommand(deps, base);
       if (pending.length === 0) return { text: "No pending approval requests." };

@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { Redis } from "ioredis";
 import { type LogsQueue, registerLogsWorker } from "../commands/logs-job.ts";
+import { type PushDeployDeps, processPushDelivery } from "../commands/push-deploy.ts";
 import type { Config } from "./config.ts";
 import { databasePath, openDb, pingDb } from "./db/client.ts";
 import { SecretBox } from "./domain/crypto.ts";
@@ -195,16 +196,17 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     const workers = new WorkerPool(redis, log.child({ component: "workers" }), prefix);
     lifecycle.onStop("workers", () => workers.close(config.shutdownGraceMs));
     registerDeployWorker(workers, pipeline);
-    if (config.github) {
-      registerPushWorker(workers, {
-        db,
-        queue,
-        log: log.child({ component: "push" }),
-        onRefused: slackApi
-          ? lockRefusalNotifier({ db, slack: slackApi, log: log.child({ component: "slack-notices" }) })
-          : undefined,
-      });
-    }
+    // Per-link webhook secrets need no global setting: pushes are always accepted from linked repositories.
+    const pushDeploy: PushDeployDeps = {
+      db,
+      queue,
+      log: log.child({ component: "push" }),
+      github,
+      onRefused: slackApi
+        ? lockRefusalNotifier({ db, slack: slackApi, log: log.child({ component: "slack-notices" }) })
+        : undefined,
+    };
+    registerPushWorker(workers, (deliveryUuid) => processPushDelivery(pushDeploy, deliveryUuid));
     const tenantStores = startTenantStores(config, { db, secrets: pipeline.secrets, log, lifecycle });
     registerProvisionWorker(workers, tenantStores);
     const provisionQueue = queue.only(QUEUE_NAMES.provision);
@@ -269,9 +271,14 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         { name: "database", check: () => pingDb(db) },
         { name: "redis", check: () => pingRedis(redis) },
       ],
-      githubRoutes: config.github
-        ? githubRoute({ webhookSecret: config.github.webhookSecret, maxBodyBytes: config.maxBodyBytes, db, queue })
-        : undefined,
+      githubRoutes: githubRoute({
+        globalSecret: config.github?.webhookSecret,
+        appMode: config.github?.auth?.kind === "app",
+        secrets,
+        maxBodyBytes: config.maxBodyBytes,
+        db,
+        queue,
+      }),
       slackRoutes: slack?.routes,
     });
 

@@ -15,7 +15,11 @@ export interface SlackConfig {
 export type GithubAuthConfig = { kind: "token"; token: string } | { kind: "app"; appId: string; privateKeyPem: string };
 
 export interface GithubConfig {
-  webhookSecret: string;
+  /**
+   * GITHUB_WEBHOOK_SECRET: signs the GitHub App's deliveries, and those of links made before per-link secrets;
+   * every other link verifies with its own secret (docs/security.md). Required in App mode only.
+   */
+  webhookSecret: string | undefined;
   apiUrl: string;
   /** `undefined` → no reporting back to GitHub and no authenticated fetches; webhooks still deploy. */
   auth: GithubAuthConfig | undefined;
@@ -203,10 +207,10 @@ function loadSlack(env: Env): SlackConfig | undefined {
 function loadGithub(env: Env): GithubConfig | undefined {
   const webhookSecret = opt(env, "GITHUB_WEBHOOK_SECRET");
   const auth = loadGithubAuth(env);
-  if (auth !== undefined && webhookSecret === undefined) {
-    throw new ConfigError("GITHUB_WEBHOOK_SECRET", "is required when GitHub API credentials are configured");
+  if (auth?.kind === "app" && webhookSecret === undefined) {
+    throw new ConfigError("GITHUB_WEBHOOK_SECRET", "is required in GitHub App mode (the App's webhook secret)");
   }
-  if (webhookSecret === undefined) return undefined;
+  if (webhookSecret === undefined && auth === undefined) return undefined;
   return { webhookSecret, apiUrl: parseWith(urlSchema, env, "GITHUB_API_URL", "https://api.github.com"), auth };
 }
 

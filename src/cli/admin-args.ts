@@ -30,7 +30,15 @@ export type AdminCommand =
   | { kind: "apps-unlink-channel"; app: string }
   /** `set` undefined → show; [] → nothing gated; null → the environment's default. */
   | { kind: "apps-policy"; app: string; set: string[] | null | undefined; json: boolean }
-  | { kind: "apps-link-github"; app: string; repo: string; branch: string | undefined; tagPattern: string | undefined }
+  | {
+      kind: "apps-link-github";
+      app: string;
+      repo: string;
+      branch: string | undefined;
+      tagPattern: string | undefined;
+      rotateSecret: boolean;
+    }
+  | { kind: "apps-rotate-webhook-secret"; app: string }
   | { kind: "db"; action: "create" | "rotate" | "drop"; app: string; store: StoreKind; confirm: string | undefined }
   | { kind: "db-reveal"; app: string; store: StoreKind }
   | { kind: "db-show"; app: string; store: StoreKind | undefined; json: boolean };
@@ -143,8 +151,12 @@ export const ADMIN_SPECS: Readonly<Record<string, Spec<AdminCommand>>> = {
     },
   },
   "apps link-github": {
-    usage: "tussilago apps link-github <app> <owner/name> [--branch <branch>] [--tag-pattern 'v*']",
-    options: { branch: { type: "string" }, "tag-pattern": { type: "string" } },
+    usage: "tussilago apps link-github <app> <owner/name> [--branch <branch>] [--tag-pattern 'v*'] [--rotate-secret]",
+    options: {
+      branch: { type: "string" },
+      "tag-pattern": { type: "string" },
+      "rotate-secret": { type: "boolean", default: false },
+    },
     positionals: { required: ["app", "owner/name"], optional: [] },
     build: (values, [app, r]) => ({
       kind: "apps-link-github",
@@ -153,7 +165,14 @@ export const ADMIN_SPECS: Readonly<Record<string, Spec<AdminCommand>>> = {
       branch: values.branch === undefined ? undefined : field("--branch", refSchema, values.branch),
       tagPattern:
         values["tag-pattern"] === undefined ? undefined : field("--tag-pattern", tagPattern, values["tag-pattern"]),
+      rotateSecret: values["rotate-secret"] === true,
     }),
+  },
+  "apps rotate-webhook-secret": {
+    usage: "tussilago apps rotate-webhook-secret <app>",
+    options: {},
+    positionals: { required: ["app"], optional: [] },
+    build: (_values, [app]) => ({ kind: "apps-rotate-webhook-secret", app: field("app", slugSchema, app) }),
   },
   "db create": dbSpec("create"),
   "db show": {

@@ -1,4 +1,9 @@
-import { linkChannelCommand, linkGithubCommand, unlinkChannelCommand } from "../../commands/apps.ts";
+import {
+  linkChannelCommand,
+  linkGithubCommand,
+  rotateWebhookSecretCommand,
+  unlinkChannelCommand,
+} from "../../commands/apps.ts";
 import { grantRoleCommand, listUsersCommand, revokeRoleCommand } from "../../commands/users.ts";
 import type { Db } from "../db/client.ts";
 import type { SecretBox } from "../domain/crypto.ts";
@@ -14,6 +19,7 @@ import {
   formatProvisionQueued,
   formatRevoke,
   formatStores,
+  formatWebhookSecret,
   revealWarning,
 } from "./admin-format.ts";
 import { CliEnvError } from "./env-error.ts";
@@ -57,9 +63,16 @@ export async function executeAdmin(
       return EXIT.ok;
     case "apps-policy":
       return appsPolicy(command, res, output);
-    case "apps-link-github":
-      output.out(formatGithubLink(linkGithubCommand({ db: res.db(), log }, { ...command, actor: ACTOR })));
+    case "apps-link-github": {
+      const deps = { db: res.db(), log, secrets: res.secrets("apps link-github") };
+      output.out(formatGithubLink(linkGithubCommand(deps, { ...command, actor: ACTOR })));
       return EXIT.ok;
+    }
+    case "apps-rotate-webhook-secret": {
+      const deps = { db: res.db(), log, secrets: res.secrets("apps rotate-webhook-secret") };
+      output.out(formatWebhookSecret(rotateWebhookSecretCommand(deps, { ...command, actor: ACTOR })));
+      return EXIT.ok;
+    }
     case "db-show":
       return dbShow(command, res, output);
     case "db":

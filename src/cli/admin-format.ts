@@ -39,7 +39,31 @@ export function formatChannel(r: { app: string; channel: string | null; previous
 
 export function formatGithubLink(l: GithubLink): string {
   const tags = l.tagPattern === null ? "tag pushes are ignored" : `tags matching ${l.tagPattern} deploy too`;
-  return `linked ${l.app} to GitHub ${l.repo}: pushes to ${l.branch} deploy; ${tags}\n`;
+  const state = l.status === "pending" ? " once the link is active" : "";
+  const head = `linked ${l.app} to GitHub ${l.repo} (${l.status}): pushes to ${l.branch} deploy${state}; ${tags}\n`;
+  return l.webhookSecret === undefined ? head : head + webhookSecretLines(l.repo, l.webhookSecret, l.status);
+}
+
+export function formatWebhookSecret(r: {
+  app: string;
+  repo: string;
+  status: "pending" | "active";
+  webhookSecret: string;
+}) {
+  return `new webhook secret for ${r.app} (GitHub ${r.repo}); the old one no longer verifies\n${webhookSecretLines(r.repo, r.webhookSecret, r.status)}`;
+}
+
+/** The secret is printed once and stored only sealed: it cannot be shown again, only rotated. */
+export function webhookSecretLines(repo: string, secret: string, status: "pending" | "active"): string {
+  const activation =
+    status === "pending"
+      ? "the link stays pending (nothing deploys) until GitHub's ping for this repository arrives signed with it"
+      : "update the webhook on GitHub now: deliveries signed with the old secret are refused";
+  return (
+    `webhook secret (shown once): ${secret}\n` +
+    `add it at https://github.com/${repo}/settings/hooks (payload URL <bot>/webhooks/github, content type ` +
+    `application/json, push events); ${activation}\n`
+  );
 }
 
 const FOLLOW_UP: Record<"create" | "rotate" | "drop", string> = {

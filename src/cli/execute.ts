@@ -48,6 +48,11 @@ function toNewApp(input: CreateAppArgs): NewApp {
   return app;
 }
 
+/** The secret box only when the new app links GitHub (its webhook secret is sealed); else no TUSSILAGO_SECRET_KEY needed. */
+function appSecrets(input: CreateAppArgs, res: CliResources) {
+  return input.githubRepo === undefined ? undefined : res.secrets("apps create --github");
+}
+
 export async function execute(
   command: Exclude<CliCommand, { kind: "help" }>,
   res: CliResources,
@@ -57,7 +62,11 @@ export async function execute(
   const { output } = options;
   switch (command.kind) {
     case "apps-create":
-      output.out(formatCreatedApp(createAppCommand({ db: res.db(), log }, toNewApp(command.input))));
+      output.out(
+        formatCreatedApp(
+          createAppCommand({ db: res.db(), log, secrets: appSecrets(command.input, res) }, toNewApp(command.input)),
+        ),
+      );
       return EXIT.ok;
     case "apps-list": {
       const apps = listAppsCommand({ db: res.db() });

@@ -4,6 +4,7 @@ import type { AppReleases } from "../../commands/releases.ts";
 import type { AppStatus } from "../../commands/status.ts";
 import type { AppView } from "../domain/apps.ts";
 import type { DeploymentView } from "../domain/deployments.ts";
+import { webhookSecretLines } from "./admin-format.ts";
 import { escapeTerminal, table } from "./output.ts";
 
 /** Human output of the read commands. Only slugs, vN and UUIDs identify things; never internal row ids. */
@@ -30,8 +31,10 @@ export function formatAppList(apps: readonly AppSummary[]): string {
   return `${table([["APP", "TENANT", "DOMAIN", "BRANCH", "RELEASE", "LAST DEPLOY"], ...rows])}\n`;
 }
 
-export function formatCreatedApp(app: AppView): string {
-  return `created app ${app.slug} (tenant ${app.tenantSlug}, ${app.domain}, branch ${app.branch}) ${app.uuid}\n`;
+export function formatCreatedApp(app: AppView & { webhookSecret?: string }): string {
+  const line = `created app ${app.slug} (tenant ${app.tenantSlug}, ${app.domain}, branch ${app.branch}) ${app.uuid}\n`;
+  if (app.githubRepo === null || app.webhookSecret === undefined) return line;
+  return line + webhookSecretLines(app.githubRepo, app.webhookSecret, "pending");
 }
 
 function deploymentRows(deployments: readonly DeploymentView[]): string[][] {

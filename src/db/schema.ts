@@ -55,6 +55,9 @@ export const memberships = sqliteTable(
   ],
 );
 
+export const GITHUB_LINK_STATUSES = ["pending", "active"] as const;
+export type GithubLinkStatus = (typeof GITHUB_LINK_STATUSES)[number];
+
 export const apps = sqliteTable(
   "apps",
   {
@@ -66,6 +69,19 @@ export const apps = sqliteTable(
     gitUrl: text("git_url").notNull(),
     /** `owner/name` on GitHub, for push mapping; null when the app is not linked to GitHub. */
     githubRepo: text("github_repo"),
+    /**
+     * The GitHub link's trust state (docs/security.md, *GitHub sender*). `pending` until a delivery for the
+     * repository proves control (signed with the link's secret, or from the App's installation); null when unlinked.
+     */
+    githubLinkStatus: text("github_link_status", { enum: GITHUB_LINK_STATUSES }),
+    /** GitHub's numeric `repository.id`, recorded at activation: names change (rename, transfer), the id does not. */
+    githubRepoId: integer("github_repo_id"),
+    /** The link's webhook secret, sealed with src/domain/crypto.ts (bound to the app's uuid); shown once. */
+    githubWebhookSecret: text("github_webhook_secret"),
+    /** Links made before per-link secrets: the global GITHUB_WEBHOOK_SECRET still verifies until one is rotated in. */
+    githubLegacySecret: integer("github_legacy_secret", { mode: "boolean" }).notNull().default(false),
+    /** GitHub App mode: the installation that delivered the activating event; later deliveries must match it. */
+    githubInstallationId: integer("github_installation_id"),
     branch: text("branch").notNull().default("main"),
     /** Glob (`*`, `?`) of tag names whose pushes deploy this app; null → tag pushes are ignored. */
     deployTagPattern: text("deploy_tag_pattern"),
@@ -91,6 +107,9 @@ export const apps = sqliteTable(
     uniqueIndex("apps_domain_uq").on(t.domain),
     index("apps_tenant_idx").on(t.tenantId, t.createdAt),
     index("apps_github_branch_idx").on(t.githubRepo, t.branch),
+    index("apps_github_repo_id_idx").on(t.githubRepoId),
+    // GitHub names are case-insensitive: the webhook route finds links not bound to an id yet by lower(name).
+    index("apps_github_repo_lower_idx").on(sql`lower(${t.githubRepo})`),
     index("apps_slack_channel_idx").on(t.slackChannelId),
   ],
 );
@@ -222,6 +241,10 @@ export const appEnvVars = sqliteTable(
   (t) => [uniqueIndex("app_env_vars_app_key_uq").on(t.appId, t.key)],
 );
 
+/** `not-checked`: no GitHub API credentials, so the push was taken as sent (docs/security.md). */
+export const HEAD_CHECKS = ["current", "stale", "not-checked"] as const;
+export type HeadCheck = (typeof HEAD_CHECKS)[number];
+
 export const WEBHOOK_DELIVERY_STATUSES = ["received", "enqueued", "ignored", "processed", "failed"] as const;
 
 /** GitHub deliveries, keyed by `X-GitHub-Delivery` (GitHub reuses it on redelivery). */
@@ -238,6 +261,10 @@ export const webhookDeliveries = sqliteTable(
     payload: text("payload", { mode: "json" }).notNull(),
     status: text("status", { enum: WEBHOOK_DELIVERY_STATUSES }).notNull().default("received"),
     jobId: text("job_id"),
+    /** Public ids of the apps whose link verified this delivery: the push deploys these and no others. */
+    appUuids: text("app_uuids", { mode: "json" }).$type<string[]>().notNull().default([]),
+    /** Whether `after` was the ref's head at GitHub when the push was mapped; null until the worker looked. */
+    headCheck: text("head_check", { enum: HEAD_CHECKS }),
   },
   (t) => [
     uniqueIndex("webhook_deliveries_source_delivery_uq").on(t.source, t.deliveryId),

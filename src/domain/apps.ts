@@ -17,6 +17,8 @@ export interface AppView {
   tenantSlug: string;
   gitUrl: string;
   githubRepo: string | null;
+  /** Pending until the repository proved control (src/domain/github-links.ts); only an active link is trusted. */
+  githubLinkStatus: AppRow["githubLinkStatus"];
   branch: string;
   domain: string;
   environment: AppRow["environment"];
@@ -65,6 +67,7 @@ const selection = {
   tenantSlug: tenants.slug,
   gitUrl: apps.gitUrl,
   githubRepo: apps.githubRepo,
+  githubLinkStatus: apps.githubLinkStatus,
   branch: apps.branch,
   domain: apps.domain,
   environment: apps.environment,
@@ -118,6 +121,8 @@ export function createApp(db: DbOrTx, input: NewApp): AppView {
         slug: data.slug,
         gitUrl: data.gitUrl,
         githubRepo: data.githubRepo ?? null,
+        // A link is unproven until its repository answers (src/domain/github-links.ts).
+        githubLinkStatus: data.githubRepo === undefined ? null : "pending",
         branch: data.branch,
         domain: data.domain,
         environment: data.environment,

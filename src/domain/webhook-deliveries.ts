@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { and, eq } from "drizzle-orm";
 import type { DbOrTx } from "../db/client.ts";
-import { webhookDeliveries } from "../db/schema.ts";
+import { apps, auditEvents, type HeadCheck, webhookDeliveries } from "../db/schema.ts";
+import { recordAudit } from "./audit.ts";
 
 export interface NewGithubDelivery {
   deliveryId: string;
@@ -10,6 +11,8 @@ export interface NewGithubDelivery {
   ref: string | null;
   headCommit: string | null;
   payload: unknown;
+  /** The apps whose link verified the delivery; the push worker deploys these and no others. */
+  appUuids: string[];
 }
 
 export interface RecordedDelivery {
@@ -47,4 +50,63 @@ export function markDeliveryEnqueued(db: DbOrTx, uuid: string, jobId: string): v
 
 export function markDeliveryIgnored(db: DbOrTx, uuid: string): void {
   db.update(webhookDeliveries).set({ status: "ignored" }).where(eq(webhookDeliveries.uuid, uuid)).run();
+}
+
+export interface StoredDelivery {
+  deliveryId: string;
+  status: (typeof webhookDeliveries.$inferSelect)["status"];
+  payload: unknown;
+  appUuids: string[];
+}
+
+export function findDelivery(db: DbOrTx, uuid: string): StoredDelivery | undefined {
+  return db
+    .select({
+      deliveryId: webhookDeliveries.deliveryId,
+      status: webhookDeliveries.status,
+      payload: webhookDeliveries.payload,
+      appUuids: webhookDeliveries.appUuids,
+    })
+    .from(webhookDeliveries)
+    .where(eq(webhookDeliveries.uuid, uuid))
+    .get();
+}
+
+export function markDeliveryProcessed(db: DbOrTx, uuid: string): void {
+  db.update(webhookDeliveries).set({ status: "processed" }).where(eq(webhookDeliveries.uuid, uuid)).run();
+}
+
+/** Whether `after` was the ref's head when the push was mapped (`not-checked` without API credentials). */
+export function recordHeadCheck(db: DbOrTx, uuid: string, check: HeadCheck): void {
+  db.update(webhookDeliveries).set({ headCheck: check }).where(eq(webhookDeliveries.uuid, uuid)).run();
+}
+
+/**
+ * Audits that a push did not deploy `appUuid` (locked, stale head), once per (app, delivery): a retried job sees
+ * the row and returns false, so a notice goes out once too.
+ */
+export function auditPushRefusalOnce(
+  db: DbOrTx,
+  appUuid: string,
+  deliveryId: string,
+  details: { reason: string; ref: string; commit: string; lockedBy?: string },
+): boolean {
+  return db.transaction((t) => {
+    const seen = t
+      .select({ id: auditEvents.id })
+      .from(auditEvents)
+      .innerJoin(apps, eq(apps.id, auditEvents.appId))
+      .where(and(eq(apps.uuid, appUuid), eq(auditEvents.correlationId, deliveryId), eq(auditEvents.action, "deploy")))
+      .get();
+    if (seen) return false;
+    recordAudit(t, {
+      action: "deploy",
+      outcome: "denied",
+      actorLabel: "github",
+      appUuid,
+      details: { trigger: "push", ...details },
+      correlationId: deliveryId,
+    });
+    return true;
+  });
 }

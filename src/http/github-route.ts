@@ -1,14 +1,31 @@
-import { Webhooks } from "@octokit/webhooks";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { handleGithubPush, pushPayloadSchema } from "../../handlers/github-push.ts";
 import type { Db } from "../db/client.ts";
+import type { SecretBox } from "../domain/crypto.ts";
+import {
+  applyLinkProof,
+  auditLinkRefusal,
+  boundByAnotherTenant,
+  type LinkCandidate,
+  type LinkProof,
+  linkCandidates,
+  openWebhookSecret,
+  signatureMatches,
+} from "../domain/github-links.ts";
 import type { JobQueue } from "../pipeline/queues.ts";
 import type { AppEnv } from "./context.ts";
-import { badRequest, tooLarge, unauthorized, unprocessable } from "./errors.ts";
+import { badRequest, forbidden, tooLarge, unauthorized, unprocessable } from "./errors.ts";
 
 export interface GithubRouteDeps {
-  webhookSecret: string;
+  /**
+   * GITHUB_WEBHOOK_SECRET. It verifies deliveries of the GitHub App (when `appMode`) and of links made before
+   * per-link secrets (legacy flag); every other delivery must be signed with its link's own secret.
+   */
+  globalSecret: string | undefined;
+  /** The bot authenticates as a GitHub App: its deliveries carry `installation.id`, checked against the link. */
+  appMode: boolean;
+  secrets: SecretBox;
   maxBodyBytes: number;
   db: Db;
   queue: JobQueue;
@@ -17,14 +34,57 @@ export interface GithubRouteDeps {
 // GitHub's delivery ids are GUIDs; anything else is not from GitHub and must not reach a job id.
 const DELIVERY_ID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const EVENT_NAME = /^[a-z_]{1,64}$/;
+const FULL_NAME = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
+
+interface Claimed {
+  repoId: number;
+  fullName: string;
+  installationId: number | undefined;
+}
+
+/** Only what selects the secret: the repository (id and name) and App installation the body claims. */
+function claimedRepository(json: unknown): Claimed | undefined {
+  if (typeof json !== "object" || json === null) return undefined;
+  const { repository, installation } = json as { repository?: unknown; installation?: unknown };
+  if (typeof repository !== "object" || repository === null) return undefined;
+  const { id, full_name } = repository as { id?: unknown; full_name?: unknown };
+  if (typeof id !== "number" || !Number.isSafeInteger(id) || id <= 0) return undefined;
+  if (typeof full_name !== "string" || !FULL_NAME.test(full_name)) return undefined;
+  const inst = (installation as { id?: unknown } | null | undefined)?.id;
+  const installationId = typeof inst === "number" && Number.isSafeInteger(inst) ? inst : undefined;
+  return { repoId: id, fullName: full_name, installationId };
+}
+
+type Verified = { link: LinkCandidate; via: "link" | "legacy" | "app" };
 
 /**
- * `POST /webhooks/github`. Order matters: size limit → signature over the raw bytes → parse → act. GitHub gives
- * up after 10 s (https://docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks), so the
- * handler only records and enqueues.
+ * The links whose secret signed the body. Each candidate's own secret first; the global secret only for a legacy
+ * link or, in App mode, for a delivery that names an installation. At most one HMAC per candidate plus one for
+ * the global secret.
+ */
+function verifiedLinks(deps: GithubRouteDeps, candidates: LinkCandidate[], claim: Claimed, body: string, sig: string) {
+  let global: boolean | undefined;
+  const globalMatches = () => {
+    global ??= deps.globalSecret !== undefined && signatureMatches(deps.globalSecret, body, sig);
+    return global;
+  };
+  const verified: Verified[] = [];
+  for (const link of candidates) {
+    const own = openWebhookSecret(deps.secrets, link);
+    if (own !== undefined && signatureMatches(own, body, sig)) verified.push({ link, via: "link" });
+    else if (link.legacy && globalMatches()) verified.push({ link, via: "legacy" });
+    else if (deps.appMode && claim.installationId !== undefined && globalMatches()) verified.push({ link, via: "app" });
+  }
+  return verified;
+}
+
+/**
+ * `POST /webhooks/github`. Order matters: size limit → headers → the repository the body names → the signature of
+ * that repository's link over the raw bytes → only then anything else (docs/security.md, *GitHub sender*). GitHub
+ * gives up after 10 s (https://docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks), so
+ * the handler only records and enqueues.
  */
 export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
-  const webhooks = new Webhooks({ secret: deps.webhookSecret });
   const route = new Hono<AppEnv>();
 
   route.post(
@@ -39,15 +99,6 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
       const signature = c.req.header("x-hub-signature-256");
       const body = await c.req.text();
       if (!signature) throw unauthorized("missing X-Hub-Signature-256");
-      let valid = false;
-      try {
-        valid = await webhooks.verify(body, signature);
-      } catch {
-        valid = false; // malformed signature header: same answer as a wrong one
-      }
-      if (!valid)
-        throw unauthorized("signature does not match; check that the webhook secret matches GITHUB_WEBHOOK_SECRET");
-
       const event = c.req.header("x-github-event") ?? "";
       const deliveryId = c.req.header("x-github-delivery") ?? "";
       if (!EVENT_NAME.test(event)) throw badRequest("missing or malformed X-GitHub-Event");
@@ -57,21 +108,71 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
       try {
         json = JSON.parse(body);
       } catch {
-        throw badRequest("body is not valid JSON");
+        // Not JSON: nothing names a repository, so no secret can vouch for it.
+        throw unauthorized("signature does not match a linked repository");
+      }
+      const log = c.get("log").child({ githubEvent: event, githubDelivery: deliveryId });
+      const claim = claimedRepository(json);
+      if (claim === undefined) {
+        // Events without a repository (an App's own ping, installation events) can only be the App's.
+        if (deps.appMode && deps.globalSecret !== undefined && signatureMatches(deps.globalSecret, body, signature)) {
+          log.debug("GitHub App event without a repository ignored");
+          return c.json({ ignored: true, event }, event === "ping" ? 200 : 202);
+        }
+        throw unauthorized("signature does not match a linked repository");
       }
 
-      const log = c.get("log").child({ githubEvent: event, githubDelivery: deliveryId });
-      if (event === "ping") return c.json({ ok: true, event }, 200);
-      if (event !== "push") {
-        log.debug("GitHub event ignored");
-        return c.json({ ignored: true, event }, 202);
+      const candidates = linkCandidates(deps.db, claim.repoId, claim.fullName);
+      const verified = verifiedLinks(deps, candidates, claim, body, signature);
+      if (verified.length === 0) {
+        // Unknown repository, or signed with a secret that is not this repository's: nothing is recorded.
+        throw unauthorized(
+          "signature does not match the webhook secret of the repository this delivery names; check the secret shown by `tussilago apps link-github`",
+        );
       }
+      const actionable = event === "ping" || event === "push";
+      const proof: LinkProof = { repoId: claim.repoId, fullName: claim.fullName, deliveryId, event };
+      const bound: LinkCandidate[] = [];
+      for (const { link, via } of verified) {
+        const linkProof = via === "app" ? { ...proof, installationId: claim.installationId } : proof;
+        const refusal =
+          link.repoId !== null && link.repoId !== claim.repoId
+            ? "repository id differs from the linked repository"
+            : via === "app" && link.installationId !== null && link.installationId !== claim.installationId
+              ? "installation differs from the linked one"
+              : link.repoId === null && boundByAnotherTenant(link, claim.repoId, candidates)
+                ? "repository is linked by another tenant"
+                : undefined;
+        if (refusal !== undefined) {
+          if (actionable) auditLinkRefusal(deps.db, link, linkProof, refusal);
+          log.warn({ appId: link.appUuid, repositoryId: claim.repoId, reason: refusal }, "GitHub delivery refused");
+          continue;
+        }
+        bound.push(link);
+        // Only a ping or a push proves control; other events are verified and ignored.
+        if (actionable && applyLinkProof(deps.db, link, linkProof).activated) {
+          log.info({ appId: link.appUuid, app: link.appSlug, repositoryId: claim.repoId }, "GitHub link activated");
+        }
+      }
+      if (bound.length === 0) throw forbidden("this delivery's repository or installation is not the one linked");
+      if (event !== "push") {
+        if (event !== "ping") log.debug("GitHub event ignored");
+        return event === "ping" ? c.json({ ok: true, event }, 200) : c.json({ ignored: true, event }, 202);
+      }
+      // A pending link's push activates it and nothing else: no delivery row, no job, no status, no message.
+      const deploying = bound.filter((l) => l.status === "active");
+      if (deploying.length === 0) return c.json({ activated: true, event }, 200);
       const parsed = pushPayloadSchema.safeParse(json);
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
         throw unprocessable(`invalid push payload: ${issue ? `${issue.path.join(".")} ${issue.message}` : "unknown"}`);
       }
-      const outcome = await handleGithubPush({ db: deps.db, queue: deps.queue, log }, deliveryId, parsed.data);
+      const outcome = await handleGithubPush(
+        { db: deps.db, queue: deps.queue, log },
+        deliveryId,
+        parsed.data,
+        deploying.map((l) => l.appUuid),
+      );
       if (outcome.kind === "duplicate") {
         return c.json({ duplicate: true, delivery: outcome.deliveryUuid }, 200);
       }

@@ -14,6 +14,11 @@ export interface GithubApi {
     deploymentId: string,
     status: DeploymentStatusInput,
   ): Promise<void>;
+  /**
+   * What `ref` (`heads/main`, `tags/v1`) points to now, or undefined when the ref does not exist. GitHub answers a
+   * prefix match with a list (`heads/ma` → `heads/main`, …): only an exact match counts.
+   */
+  refHead(owner: string, repo: string, ref: string): Promise<string | undefined>;
   /** HTTPS git credentials for `owner/name`: a token readable by the git credential helper, never argv. */
   gitCredentials(owner: string, repo: string): Promise<GitCredentials>;
   /** The git host that matches the API (github.com for api.github.com; the GHE host otherwise). */
@@ -80,6 +85,7 @@ export interface GithubClientOptions {
 
 const NAME = /^[A-Za-z0-9_.-]{1,100}$/;
 const SHA = /^[0-9a-f]{40}$/;
+const REF = /^(heads|tags)\/[A-Za-z0-9._/-]{1,250}$/;
 // GitHub rejects longer descriptions with 422 (commit statuses and deployment statuses alike).
 export const DESCRIPTION_MAX = 140;
 const TOKEN_MARGIN_MS = 60_000;
@@ -158,6 +164,25 @@ export class GithubRestClient implements GithubApi {
     if (!/^\d{1,20}$/.test(deploymentId)) throw new GithubApiError("malformed deployment id", undefined, false);
     const body = { ...status, ...(status.description ? { description: truncateDescription(status.description) } : {}) };
     await this.#repoCall(owner, repo, "POST", `/deployments/${deploymentId}/statuses`, body);
+  }
+
+  async refHead(owner: string, repo: string, ref: string): Promise<string | undefined> {
+    if (!REF.test(ref) || ref.split("/").some((part) => part === "" || part === "." || part === "..")) {
+      throw new GithubApiError("malformed ref", undefined, false);
+    }
+    const path = ref.split("/").map(encodeURIComponent).join("/");
+    let answer: unknown;
+    try {
+      answer = await this.#repoCall(owner, repo, "GET", `/git/ref/${path}`, undefined);
+    } catch (err) {
+      if (err instanceof GithubApiError && err.status === 404) return undefined;
+      throw err;
+    }
+    const found = answer as { ref?: unknown; object?: { sha?: unknown } } | null;
+    if (Array.isArray(answer) || found?.ref !== `refs/${ref}`) return undefined;
+    const sha = found.object?.sha;
+    if (typeof sha !== "string" || !SHA.test(sha)) throw new GithubApiError("malformed ref answer", undefined, false);
+    return sha;
   }
 
   async gitCredentials(owner: string, repo: string): Promise<GitCredentials> {

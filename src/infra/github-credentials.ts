@@ -11,14 +11,15 @@ export function repoOfGitUrl(gitUrl: string, host: string): { owner: string; rep
 
 /**
  * Credentials for the source stage's fetch of a private repository, or undefined (public, non-GitHub, or no
- * auth). Only for the repository the app is linked to: an installation token reaches every repository of the
- * installation, so a git URL pointing elsewhere must not borrow it.
+ * auth). Only for the repository the app is linked to, once that link is active: an installation token reaches
+ * every repository of the installation, so a git URL pointing elsewhere must not borrow it.
  */
 export async function githubGitCredentials(
   github: GithubApi | undefined,
-  app: { gitUrl: string; githubRepo: string | null },
+  app: { gitUrl: string; githubRepo: string | null; githubLinkStatus: string | null },
 ): Promise<GitCredentials | undefined> {
-  if (github === undefined || app.githubRepo === null) return undefined;
+  // A pending link is a claim, not a proof: the operator's token must not fetch a repository nobody proved.
+  if (github === undefined || app.githubRepo === null || app.githubLinkStatus !== "active") return undefined;
   const target = repoOfGitUrl(app.gitUrl, github.gitHost);
   if (target === undefined) return undefined;
   if (`${target.owner}/${target.repo}`.toLowerCase() !== app.githubRepo.toLowerCase()) return undefined;

@@ -143,7 +143,8 @@ export function attachGithubStatusReporter(events: PipelineEvents, deps: GithubS
 function loadTarget(db: Db, deploymentUuid: string): Target | undefined {
   const deployment = getDeployment(db, deploymentUuid);
   const app = getAppByUuid(db, deployment.appUuid);
-  if (app.githubRepo === null || deployment.commitSha === null) return undefined;
+  // A pending link names a repository nobody proved control of: statuses there would write into a stranger's repo.
+  if (app.githubRepo === null || app.githubLinkStatus !== "active" || deployment.commitSha === null) return undefined;
   const [owner, repo] = app.githubRepo.split("/");
   if (!owner || !repo) return undefined;
   const row = db

@@ -3,8 +3,10 @@ import { cpSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { processPushDelivery } from "../../commands/push-deploy.ts";
 import { webhookDeliveries } from "../../src/db/schema.ts";
 import type { AppView } from "../../src/domain/apps.ts";
+import { SecretBox } from "../../src/domain/crypto.ts";
 import { type DeploymentView, listDeployments } from "../../src/domain/deployments.ts";
 import { createApp } from "../../src/http/app.ts";
 import { githubRoute } from "../../src/http/github-route.ts";
@@ -18,11 +20,15 @@ import { attachGithubStatusReporter, type GithubStatusReporter } from "../../src
 import { BASE_IMAGE, type E2EPipeline, FIXTURES, startE2EPipeline } from "../helpers/e2e-pipeline.ts";
 import { FakeGithub } from "../helpers/fake-github.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
-import { examplePush, githubRequest } from "../helpers/github.ts";
+import { EXAMPLE_REPO_ID, examplePush, githubRequest, TEST_SECRET_KEY } from "../helpers/github.ts";
+import { activateLinkForTest } from "../helpers/github-links.ts";
+
+const secrets = new SecretBox(TEST_SECRET_KEY);
 
 // One push's full life on the real pipeline: a signed webhook for a local bare repository → push worker → deploy
 // worker (podman + runsc) → Caddy serves it → the commit status on (a fake) GitHub goes pending → success.
-const SECRET = "e2e-webhook-secret";
+/** The link's own webhook secret (set when the link is activated in beforeAll). */
+let SECRET = "";
 const APP_URL = "http://pushed.e2e.test";
 
 /** FakeGithub that also notes when each call arrived, for the timeline. */
@@ -67,8 +73,10 @@ beforeAll(async () => {
   await p.git(work, ["init", "-q", "-b", "main"]);
   await p.git(work, ["remote", "add", "origin", `file://${bare}`]);
 
-  registerPushWorker(p.pool, { db: p.db, queue: p.queue, log: p.log });
   github = new TimedGithub();
+  // With API credentials the worker checks that `after` is still the branch head (pushRelease records it).
+  const pushDeps = { db: p.db, queue: p.queue, log: p.log, github };
+  registerPushWorker(p.pool, (deliveryUuid) => processPushDelivery(pushDeps, deliveryUuid));
   reporter = attachGithubStatusReporter(p.events, { db: p.db, github, log: p.log });
   p.events.subscribe((event) => {
     events.push({ event, at: Date.now() });
@@ -76,10 +84,18 @@ beforeAll(async () => {
   http = createApp({
     logger: p.log,
     readiness: [],
-    githubRoutes: githubRoute({ webhookSecret: SECRET, maxBodyBytes: 1024 * 1024, db: p.db, queue: p.queue }),
+    githubRoutes: githubRoute({
+      globalSecret: undefined,
+      appMode: false,
+      secrets,
+      maxBodyBytes: 1024 * 1024,
+      db: p.db,
+      queue: p.queue,
+    }),
   });
   // A full core and a half, as in deploy.test.ts: uv sync under gVisor is slow on a busy 2-core machine.
   app = p.createApp("pushed", `file://${bare}`, { githubRepo: "acme/pushed", branch: "main", cpus: "1.5" });
+  SECRET = activateLinkForTest(p.db, secrets, app.uuid, { repo: "acme/pushed", repoId: EXAMPLE_REPO_ID });
 }, 900_000);
 
 afterAll(async () => {
@@ -93,7 +109,9 @@ async function pushRelease(release: string): Promise<string> {
   await p.git(work, ["add", "-A"]);
   await p.git(work, ["commit", "-q", "-m", `release ${release}`]);
   await p.git(work, ["push", "-q", "origin", "main"]);
-  return p.git(work, ["rev-parse", "HEAD"]);
+  const sha = await p.git(work, ["rev-parse", "HEAD"]);
+  github.heads.set("acme/pushed refs/heads/main", sha);
+  return sha;
 }
 
 /** The official example push, pointed at our repo, branch and commit. */

@@ -20,6 +20,8 @@ export class FakeGithub implements GithubApi {
   /** When set, calls wait on it before answering (a slow or hanging GitHub). */
   gate: Promise<void> | undefined;
   token = "fake-installation-token";
+  /** `owner/repo refs/heads/main` → sha: what refHead answers (undefined → the ref does not exist). */
+  readonly heads = new Map<string, string>();
   #nextId = 1000;
 
   constructor(gitHost = "github.com") {
@@ -51,6 +53,11 @@ export class FakeGithub implements GithubApi {
   ): Promise<void> {
     await this.#answer();
     this.calls.push({ kind: "deployment-status", repo: `${owner}/${repo}`, deploymentId, status });
+  }
+
+  async refHead(owner: string, repo: string, ref: string): Promise<string | undefined> {
+    await this.#answer();
+    return this.heads.get(`${owner}/${repo} refs/${ref}`);
   }
 
   async gitCredentials(): Promise<GitCredentials> {

@@ -42,3 +42,17 @@ export function githubRequest(
   if (options.signature !== null) headers["x-hub-signature-256"] = options.signature ?? signGithub(secret, body);
   return { method: "POST", headers, body };
 }
+
+/** The secret-at-rest key of tests that seal webhook secrets. */
+export const TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghij";
+
+/** The official examples' repository (push) and its numeric id. */
+export const EXAMPLE_REPO = "Codertocat/Hello-World";
+export const EXAMPLE_REPO_ID = 186853002;
+
+/** A ping for `fullName`/`repoId`, from the official example with the repository swapped in. */
+export function examplePing(fullName: string, repoId: number): Record<string, unknown> {
+  const ping = structuredClone(githubExamples("ping")[0] as Record<string, unknown>);
+  ping.repository = { ...(ping.repository as object), id: repoId, full_name: fullName };
+  return ping;
+}

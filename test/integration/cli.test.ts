@@ -378,7 +378,10 @@ describe("tussilago CLI: operator commands", () => {
       f.inProcess(["users", "grant", "U0456", "admin"]),
       f.inProcess(["users", "revoke", "T0123:U0456", "--tenant", "acme"]),
       f.inProcess(["apps", "link-channel", "shop", "C0DEPLOYS"]),
-      f.inProcess(["apps", "link-github", "shop", "acme/shop", "--tag-pattern", "v*"]),
+      // The link's webhook secret is sealed with the bot's key, so linking GitHub needs it.
+      f.inProcess(["apps", "link-github", "shop", "acme/shop", "--tag-pattern", "v*"], {
+        TUSSILAGO_SECRET_KEY: "cli-test-secret-key-0123456789abcdef",
+      }),
     ]);
     expect(listed.stdout).toMatch(/^TENANT +USER +NAME +ROLE +SINCE\ndefault +T0123:U0456 +Ann +deployer +\S+\n$/);
     expect(badUser).toEqual({
@@ -391,6 +394,10 @@ describe("tussilago CLI: operator commands", () => {
     expect(unknownTenant).toEqual({ code: 1, stdout: "", stderr: "error: T0123:U0456 has no role in tenant acme\n" });
     expect(linked).toEqual({ code: 0, stdout: "linked shop to Slack channel C0DEPLOYS\n", stderr: "" });
     expect(github.code).toBe(0);
+    expect(github.stdout).toMatch(/\(pending\).*\nwebhook secret \(shown once\): [0-9a-f]{64}\n/);
+    const noKey = await f.inProcess(["apps", "link-github", "shop", "acme/other"]);
+    expect(noKey.code).toBe(1);
+    expect(noKey.stderr).toMatch(/^error: TUSSILAGO_SECRET_KEY is required for apps link-github/);
     const row = f.db
       .select({ channel: apps.slackChannelId, repo: apps.githubRepo, tags: apps.deployTagPattern })
       .from(apps)

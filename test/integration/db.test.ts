@@ -1,8 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import Database from "better-sqlite3";
+import { drizzle } from "drizzle-orm/better-sqlite3";
+import { migrate } from "drizzle-orm/better-sqlite3/migrator";
 import { afterEach, describe, expect, it } from "vitest";
 import { MIGRATIONS_DIR, openDb } from "../../src/db/client.ts";
+import { linkCandidates } from "../../src/domain/github-links.ts";
 import { recordGithubDelivery } from "../../src/domain/webhook-deliveries.ts";
 import { tempDb, tempDir } from "../helpers/fixtures.ts";
 
@@ -55,6 +59,41 @@ describe("platform database", () => {
     second.$client.close();
   });
 
+  it("migration 0004 keeps links of a deployed database working: active, legacy secret; unlinked apps untouched", () => {
+    const dir = tempDir();
+    cleanups.push(dir.cleanup);
+    // A database as deployed before per-link secrets: migrations 0000–0003 only.
+    const before = join(dir.path, "drizzle");
+    cpSync(MIGRATIONS_DIR, before, { recursive: true });
+    const journalPath = join(before, "meta", "_journal.json");
+    const journal = JSON.parse(readFileSync(journalPath, "utf8")) as { entries: { tag: string }[] };
+    journal.entries = journal.entries.filter((e) => e.tag < "0004");
+    writeFileSync(journalPath, JSON.stringify(journal));
+    const path = join(dir.path, "old.sqlite3");
+    const old = new Database(path);
+    migrate(drizzle(old), { migrationsFolder: before });
+    old.exec("insert into tenants (uuid, slug, name) values ('t', 'acme', 'acme')");
+    for (const [slug, repo] of [
+      ["linked", "'acme/shop'"],
+      ["plain", "null"],
+    ]) {
+      old.exec(
+        `insert into apps (uuid, tenant_id, slug, git_url, github_repo, domain) values ('${slug}', 1, '${slug}', 'https://x/y', ${repo}, '${slug}.test')`,
+      );
+    }
+    old.close();
+
+    const db = openDb(path);
+    const rows = db.$client
+      .prepare("select slug, github_link_status as status, github_legacy_secret as legacy from apps order by slug")
+      .all();
+    expect(rows).toEqual([
+      { slug: "linked", status: "active", legacy: 1 },
+      { slug: "plain", status: null, legacy: 0 },
+    ]);
+    db.$client.close();
+  });
+
   it("has an index for the delivery lookup and the app-by-repo lookup", () => {
     const t = tempDb();
     cleanups.push(t.cleanup);
@@ -71,6 +110,24 @@ describe("platform database", () => {
     expect(plan("select * from deployments where app_id = 1 order by created_at")).toContain("USING INDEX");
   });
 
+  it("the webhook's link lookup (by repository id, or by name ignoring case) is served by indexes", () => {
+    const dir = tempDir();
+    cleanups.push(dir.cleanup);
+    const queries: string[] = [];
+    const db = openDb(join(dir.path, "t.sqlite3"), { onQuery: (q) => queries.push(q) });
+    linkCandidates(db, 186853002, "Codertocat/Hello-World");
+    const lookup = queries.at(-1) ?? "";
+    const plan = db.$client
+      .prepare(`explain query plan ${lookup}`)
+      .all(186853002, "codertocat/hello-world")
+      .map((r) => (r as { detail: string }).detail)
+      .join(" ");
+    expect(plan).toContain("USING INDEX apps_github_repo_id_idx");
+    expect(plan).toContain("USING INDEX apps_github_repo_lower_idx");
+    expect(plan).not.toMatch(/SCAN apps(?! USING)/);
+    db.$client.close();
+  });
+
   it("records a GitHub delivery once, however often it arrives", () => {
     const t = tempDb();
     cleanups.push(t.cleanup);
@@ -82,6 +139,7 @@ describe("platform database", () => {
       ref: "refs/heads/main",
       headCommit: null,
       payload: {},
+      appUuids: [],
     };
     const first = recordGithubDelivery(t.db, delivery);
     const second = recordGithubDelivery(t.db, delivery);

@@ -2,8 +2,10 @@ import { randomUUID } from "node:crypto";
 import { eq } from "drizzle-orm";
 import type { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { processPushDelivery } from "../../commands/push-deploy.ts";
 import { deployments, webhookDeliveries } from "../../src/db/schema.ts";
 import { createApp as createDomainApp } from "../../src/domain/apps.ts";
+import { SecretBox } from "../../src/domain/crypto.ts";
 import { listDeployments } from "../../src/domain/deployments.ts";
 import { createApp } from "../../src/http/app.ts";
 import { githubRoute } from "../../src/http/github-route.ts";
@@ -11,9 +13,8 @@ import { registerPushWorker } from "../../src/pipeline/push-worker.ts";
 import { BullJobQueue, QUEUE_NAMES } from "../../src/pipeline/queues.ts";
 import { WorkerPool } from "../../src/pipeline/worker-pool.ts";
 import { dropPrefix, memoryLogger, tempDb, testRedis, uniquePrefix, waitFor } from "../helpers/fixtures.ts";
-import { examplePush, githubRequest } from "../helpers/github.ts";
-
-const SECRET = "It's a Secret to Everybody";
+import { EXAMPLE_REPO, EXAMPLE_REPO_ID, examplePush, githubRequest, TEST_SECRET_KEY } from "../helpers/github.ts";
+import { activateLinkForTest } from "../helpers/github-links.ts";
 
 let redis: Redis;
 let prefix: string;
@@ -47,12 +48,15 @@ describe("push webhook → push worker → deployment", () => {
       githubRepo: "Codertocat/Hello-World",
       branch: "master",
     });
+    const secrets = new SecretBox(TEST_SECRET_KEY);
+    const SECRET = activateLinkForTest(db, secrets, app.uuid, { repo: EXAMPLE_REPO, repoId: EXAMPLE_REPO_ID });
     const http = createApp({
       logger: log.logger,
       readiness: [],
-      githubRoutes: githubRoute({ webhookSecret: SECRET, maxBodyBytes: 1024 * 1024, db, queue }),
+      githubRoutes: githubRoute({ globalSecret: undefined, appMode: false, secrets, maxBodyBytes: 1 << 20, db, queue }),
     });
-    registerPushWorker(pool, { db, queue, log: log.logger });
+    const deps = { db, queue, log: log.logger };
+    registerPushWorker(pool, (deliveryUuid) => processPushDelivery(deps, deliveryUuid));
 
     const push = examplePush();
     const body = JSON.stringify(push);

@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import { test as base, describe, expect } from "vitest";
 import { GITHUB_REPO, SLACK_CHANNEL_ID, TAG_PATTERN } from "../../commands/apps.ts";
+import { tagMatches } from "../../commands/push-deploy.ts";
 import { listUsersCommand, SLACK_USER_REF } from "../../commands/users.ts";
 import {
   type AdminCommand,
@@ -29,7 +30,6 @@ import {
 } from "../../src/domain/tenant-databases.ts";
 import { authorize, ensureSlackUser, roleIn } from "../../src/domain/users.ts";
 import { type ProvisionQueue, runProvisionJob } from "../../src/pipeline/provision-worker.ts";
-import { tagMatches } from "../../src/pipeline/push-worker.ts";
 import { type ProvisionJobData, provisionJobId } from "../../src/pipeline/queues.ts";
 import { FakePostgresAdmin, FakeRedisAcl } from "../helpers/fake-tenant-stores.ts";
 import { memoryLogger, tempDir } from "../helpers/fixtures.ts";
@@ -272,23 +272,57 @@ describe("apps link-channel / link-github", () => {
   });
 
   test("links a GitHub repo: the branch is kept unless given, tag pushes follow the pattern", async ({ w }) => {
-    expect((await w.run(["apps", "link-github", "shop", "acme/shop", "--tag-pattern", "v*"])).stdout).toBe(
-      "linked shop to GitHub acme/shop: pushes to main deploy; tags matching v* deploy too\n",
+    const first = (await w.run(["apps", "link-github", "shop", "acme/shop", "--tag-pattern", "v*"])).stdout;
+    const secret = /webhook secret \(shown once\): ([0-9a-f]{64})\n/.exec(first)?.[1];
+    expect(secret).toBeDefined();
+    expect(first).toBe(
+      "linked shop to GitHub acme/shop (pending): pushes to main deploy once the link is active; tags matching v* deploy too\n" +
+        `webhook secret (shown once): ${secret}\n` +
+        "add it at https://github.com/acme/shop/settings/hooks (payload URL <bot>/webhooks/github, content type " +
+        "application/json, push events); the link stays pending (nothing deploys) until GitHub's ping for this " +
+        "repository arrives signed with it\n",
     );
     const linked = appRow(w.db);
     expect(linked).toEqual({ channel: null, repo: "acme/shop", branch: "main", tags: "v*" });
     expect(tagMatches(linked?.tags ?? "", "v1.2.0")).toBe(true);
     expect(tagMatches(linked?.tags ?? "", "nightly")).toBe(false);
+    // The secret is printed once and stored sealed only.
+    expect(JSON.stringify(w.db.select().from(apps).all())).not.toContain(secret);
 
-    expect((await w.run(["apps", "link-github", "shop", "acme/shop2", "--branch", "release/1"])).stdout).toBe(
-      "linked shop to GitHub acme/shop2: pushes to release/1 deploy; tag pushes are ignored\n",
+    // Same repository again: the link and its secret are kept (nothing printed once more).
+    expect((await w.run(["apps", "link-github", "shop", "acme/shop", "--tag-pattern", "v*"])).stdout).toBe(
+      "linked shop to GitHub acme/shop (pending): pushes to main deploy once the link is active; tags matching v* deploy too\n",
     );
+    const again = (await w.run(["apps", "link-github", "shop", "acme/shop2", "--branch", "release/1"])).stdout;
+    expect(again).toMatch(
+      /^linked shop to GitHub acme\/shop2 \(pending\): pushes to release\/1 deploy once the link is active; tag pushes are ignored\nwebhook secret \(shown once\): [0-9a-f]{64}\n/,
+    );
+    expect(again).not.toContain(secret);
     expect(appRow(w.db)).toEqual({ channel: null, repo: "acme/shop2", branch: "release/1", tags: null });
     expect(w.audit().at(-1)).toMatchObject({
       actorLabel: "cli",
       action: "app.link-github",
-      details: { repo: "acme/shop2", previous: { repo: "acme/shop", branch: "main" } },
+      details: {
+        repo: "acme/shop2",
+        status: "pending",
+        secret: "new",
+        previous: { repo: "acme/shop", branch: "main" },
+      },
     });
+  });
+
+  test("rotates the webhook secret: --rotate-secret or apps rotate-webhook-secret, printed once", async ({ w }) => {
+    await expect(w.run(["apps", "rotate-webhook-secret", "shop"])).rejects.toThrow("GitHub link of shop not found");
+    const first = (await w.run(["apps", "link-github", "shop", "acme/shop"])).stdout;
+    const rotated = (await w.run(["apps", "link-github", "shop", "acme/shop", "--rotate-secret"])).stdout;
+    const secretOf = (text: string) => /webhook secret \(shown once\): ([0-9a-f]{64})/.exec(text)?.[1];
+    expect(secretOf(rotated)).toBeDefined();
+    expect(secretOf(rotated)).not.toBe(secretOf(first));
+    const again = (await w.run(["apps", "rotate-webhook-secret", "shop"])).stdout;
+    expect(again).toMatch(/^new webhook secret for shop \(GitHub acme\/shop\); the old one no longer verifies\n/);
+    expect(secretOf(again)).not.toBe(secretOf(rotated));
+    expect(w.audit().at(-1)).toMatchObject({ action: "app.rotate-webhook-secret", actorLabel: "cli" });
+    expect(JSON.stringify(w.audit())).not.toContain(secretOf(again));
   });
 });
 

@@ -172,6 +172,14 @@ describe("parseCli: operator commands", () => {
       repo: "acme/shop",
       branch: undefined,
       tagPattern: undefined,
+      rotateSecret: false,
+    });
+    expect(parseCli(["apps", "link-github", "shop", "acme/shop", "--rotate-secret"])).toMatchObject({
+      rotateSecret: true,
+    });
+    expect(parseCli(["apps", "rotate-webhook-secret", "shop"])).toEqual({
+      kind: "apps-rotate-webhook-secret",
+      app: "shop",
     });
     expect(
       parseCli(["apps", "link-github", "shop", "acme/shop.py", "--branch", "release/2", "--tag-pattern", "v*.?"]),

@@ -124,8 +124,16 @@ describe("loadConfig", () => {
     const bad = error({ ...base, GITHUB_APP_ID: "123", GITHUB_APP_PRIVATE_KEY: "not-a-key-s3cr3t" });
     expect(bad.variable).toBe("GITHUB_APP_PRIVATE_KEY");
     expect(bad.message).not.toContain("s3cr3t");
-    // Credentials without webhooks would silently do nothing: say so instead.
-    expect(error({ TUSSILAGO_SECRET_KEY: KEY, GITHUB_TOKEN: "t" }).variable).toBe("GITHUB_WEBHOOK_SECRET");
+    // A token needs no global webhook secret (each link has its own); a GitHub App's deliveries are signed with it.
+    expect(loadConfig({ TUSSILAGO_SECRET_KEY: KEY, GITHUB_TOKEN: "t" }).github).toEqual({
+      webhookSecret: undefined,
+      apiUrl: "https://api.github.com",
+      auth: { kind: "token", token: "t" },
+    });
+    expect(
+      error({ TUSSILAGO_SECRET_KEY: KEY, GITHUB_APP_ID: "123", GITHUB_APP_PRIVATE_KEY: pem.replaceAll("\n", "\\n") })
+        .variable,
+    ).toBe("GITHUB_WEBHOOK_SECRET");
   });
 
   it("names the variable for each malformed optional setting", () => {

@@ -91,6 +91,26 @@ function client(auth: GithubAuthConfig = { kind: "token", token: TOKEN }, maxAtt
 }
 
 describe("GithubRestClient requests", () => {
+  it("reads a ref's head: exact match only, 404 → undefined, 5xx retried within the bound", async () => {
+    const OTHER = "b".repeat(40);
+    reply("GET", "/repos/acme/shop/git/ref/heads/main", 200, { ref: "refs/heads/main", object: { sha: SHA } });
+    expect(await client().refHead("acme", "shop", "heads/main")).toBe(SHA);
+    expect(seen[0]?.headers.authorization).toBe(`Bearer ${TOKEN}`);
+    reply("GET", "/repos/acme/shop/git/ref/heads/gone", 404, { message: "Not Found" });
+    expect(await client().refHead("acme", "shop", "heads/gone")).toBeUndefined();
+    // GitHub answers a prefix with a list of refs: not the ref that was pushed.
+    reply("GET", "/repos/acme/shop/git/ref/heads/ma", 200, [{ ref: "refs/heads/main", object: { sha: OTHER } }]);
+    expect(await client().refHead("acme", "shop", "heads/ma")).toBeUndefined();
+    reply("GET", "/repos/acme/shop/git/ref/tags/v1", 502, "bad gateway");
+    reply("GET", "/repos/acme/shop/git/ref/tags/v1", 200, { ref: "refs/tags/v1", object: { sha: OTHER } });
+    expect(await client().refHead("acme", "shop", "tags/v1")).toBe(OTHER);
+    expect(sleeps).toHaveLength(1);
+    for (let i = 0; i < 2; i++) reply("GET", "/repos/acme/shop/git/ref/heads/x", 503, "down");
+    await expect(client(undefined, 2).refHead("acme", "shop", "heads/x")).rejects.toMatchObject({ retryable: true });
+    await expect(client().refHead("acme", "shop", "heads/../../x")).rejects.toThrow("malformed ref");
+    agent.assertNoPendingInterceptors();
+  });
+
   it("posts a commit status with the token, API version and a description cut to 140 characters", async () => {
     reply("POST", `/repos/acme/shop/statuses/${SHA}`, 201, { id: 1 });
     await client().createCommitStatus("acme", "shop", SHA, {
@@ -204,12 +224,14 @@ describe("GitHub App authentication", () => {
   it("gives git an x-access-token credential for the app's own repository only", async () => {
     installation();
     const gh = client(appAuth);
-    const app = { gitUrl: "https://github.com/acme/shop.git", githubRepo: "acme/shop" };
+    const app = { gitUrl: "https://github.com/acme/shop.git", githubRepo: "acme/shop", githubLinkStatus: "active" };
     expect(await githubGitCredentials(gh, app)).toEqual({ username: "x-access-token", password: INSTALLATION_TOKEN });
     expect(await githubGitCredentials(gh, { ...app, gitUrl: "https://github.com/acme/other.git" })).toBeUndefined();
     expect(await githubGitCredentials(gh, { ...app, gitUrl: "https://gitlab.com/acme/shop.git" })).toBeUndefined();
     expect(await githubGitCredentials(gh, { ...app, gitUrl: "git@github.com:acme/shop.git" })).toBeUndefined();
     expect(await githubGitCredentials(gh, { ...app, githubRepo: null })).toBeUndefined();
+    // A pending link is only a claim: the operator's token must not fetch a repository nobody proved control of.
+    expect(await githubGitCredentials(gh, { ...app, githubLinkStatus: "pending" })).toBeUndefined();
     expect(await githubGitCredentials(undefined, app)).toBeUndefined();
     expect(gitHostFor("https://ghe.example/api/v3")).toBe("ghe.example");
   });

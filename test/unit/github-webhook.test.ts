@@ -2,22 +2,50 @@ import { randomUUID } from "node:crypto";
 import { eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { webhookDeliveries } from "../../src/db/schema.ts";
+import { createApp as createDomainApp } from "../../src/domain/apps.ts";
+import { SecretBox } from "../../src/domain/crypto.ts";
 import { createApp } from "../../src/http/app.ts";
 import { githubRoute } from "../../src/http/github-route.ts";
 import { FakeJobQueue } from "../helpers/fake-queue.ts";
 import { memoryLogger, tempDb } from "../helpers/fixtures.ts";
-import { examplePush, githubExamples, githubRequest, signGithub } from "../helpers/github.ts";
+import {
+  EXAMPLE_REPO,
+  EXAMPLE_REPO_ID,
+  examplePing,
+  examplePush,
+  githubExamples,
+  githubRequest,
+  signGithub,
+  TEST_SECRET_KEY,
+} from "../helpers/github.ts";
+import { activateLinkForTest } from "../helpers/github-links.ts";
 
-const SECRET = "It's a Secret to Everybody";
+/** The webhook secret of the one linked app, set per test by setup(). */
+let SECRET = "";
 
 function setup(maxBodyBytes = 1024 * 1024) {
   const database = tempDb();
   const queue = new FakeJobQueue();
   const log = memoryLogger();
+  const secrets = new SecretBox(TEST_SECRET_KEY);
+  const linked = createDomainApp(database.db, {
+    slug: "hello",
+    gitUrl: `https://github.com/${EXAMPLE_REPO}.git`,
+    domain: "hello.example.test",
+    branch: "master",
+  });
+  SECRET = activateLinkForTest(database.db, secrets, linked.uuid, { repo: EXAMPLE_REPO, repoId: EXAMPLE_REPO_ID });
   const app = createApp({
     logger: log.logger,
     readiness: [],
-    githubRoutes: githubRoute({ webhookSecret: SECRET, maxBodyBytes, db: database.db, queue }),
+    githubRoutes: githubRoute({
+      globalSecret: undefined,
+      appMode: false,
+      secrets,
+      maxBodyBytes,
+      db: database.db,
+      queue,
+    }),
   });
   return { ...database, queue, app, log };
 }
@@ -32,7 +60,7 @@ const post = (init: RequestInit) => ctx.app.request("/webhooks/github", init);
 
 describe("POST /webhooks/github", () => {
   it("answers ping with 200 and enqueues nothing", async () => {
-    const body = JSON.stringify(githubExamples("ping")[0]);
+    const body = JSON.stringify(examplePing(EXAMPLE_REPO, EXAMPLE_REPO_ID));
     const res = await post(githubRequest(SECRET, "ping", body));
     expect(res.status).toBe(200);
     expect(ctx.queue.jobs.size).toBe(0);
@@ -135,11 +163,12 @@ describe("POST /webhooks/github", () => {
     expect(res.status).toBe(413);
   });
 
-  it("answers 400 for a correctly signed body that is not JSON", async () => {
+  it("answers 401 for a body that is not JSON: it names no repository whose secret could vouch for it", async () => {
     const body = "{not json";
     const res = await post(githubRequest(SECRET, "push", body));
-    expect(res.status).toBe(400);
-    expect(await res.json()).toMatchObject({ code: "bad_request" });
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ code: "unauthorized" });
+    expect(ctx.db.select().from(webhookDeliveries).all()).toHaveLength(0);
   });
 
   it("answers 400 when X-GitHub-Delivery is missing or not a GUID", async () => {

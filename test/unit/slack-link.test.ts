@@ -25,6 +25,7 @@ describe("parseCommandText: link/unlink", () => {
       { kind: "link", action: "link-github", app: "web-app", repo: "acme/web", branch: "release/1" },
     ],
     ["link web-app channel", { kind: "link", action: "link-channel", app: "web-app" }],
+    ["link web-app github --rotate-secret", { kind: "link", action: "rotate-github-secret", app: "web-app" }],
     ["unlink web-app channel", { kind: "link", action: "unlink-channel", app: "web-app" }],
   ] as const)("%s", ([text, parsed]) => {
     expect(parseCommandText(text)).toEqual({ branch: undefined, ...parsed });
@@ -41,6 +42,7 @@ describe("parseCommandText: link/unlink", () => {
     ["link Web_App channel", "link"],
     ["link web-app channel C0OTHER", "link"],
     ["link web-app gitlab acme/web", "link"],
+    ["link web-app github --rotate-secret main", "link"],
     ["unlink web-app github", "unlink"],
     ["unlink web-app", "unlink"],
   ] as const)("%s → usage of %s", ([text, name]) => {
@@ -53,11 +55,36 @@ describe("/tussilago link over signed HTTP", () => {
     world.app("web-app");
     world.user("U0ADMIN", "admin");
     const { body } = await harness.command("link web-app github acme/web release/1", "U0ADMIN");
+    // The secret is in this answer only: ephemeral, so only the admin who typed the command sees it.
     expect(body.response_type).toBe("ephemeral");
-    expect(body.text).toBe("Pushes to `acme/web` branch `release/1` now deploy *web-app*.");
+    const secret = /Webhook secret \(shown once\): `([0-9a-f]{64})`/.exec(String(body.text))?.[1];
+    expect(secret).toBeDefined();
+    expect(body.text).toBe(
+      "*web-app* is linked to `acme/web` branch `release/1`, *pending*: nothing deploys until GitHub proves the link.\n" +
+        `Webhook secret (shown once): \`${secret}\`\nAdd it at https://github.com/acme/web/settings/hooks ` +
+        "(payload URL `<bot>/webhooks/github`, content type `application/json`); GitHub's ping activates the link.",
+    );
+    expect(JSON.stringify(world.db.select().from(apps).all())).not.toContain(secret);
+    expect(JSON.stringify(world.db.select().from(auditEvents).all())).not.toContain(secret);
     expect(appRow(world, "web-app")).toMatchObject({ repo: "acme/web", branch: "release/1" });
     const audit = audits(world, "app.link-github");
     expect(audit.map((a) => [a.outcome, a.actorLabel])).toEqual([["succeeded", "<@U0ADMIN>"]]);
+  });
+
+  test("an admin rotates the link's webhook secret; a deployer may not", async ({ world, harness }) => {
+    world.app("web-app");
+    world.user("U0ADMIN", "admin");
+    world.user("U0DEPLOY", "deployer");
+    const first = await harness.command("link web-app github acme/web", "U0ADMIN");
+    const refused = await harness.command("link web-app github --rotate-secret", "U0DEPLOY");
+    expect(refused.body.text).toBe("Not allowed: you need the admin role in acme for that");
+    const { body } = await harness.command("link web-app github --rotate-secret", "U0ADMIN");
+    expect(body.response_type).toBe("ephemeral");
+    expect(body.text).toMatch(/^New webhook secret for \*web-app\*; the old one no longer verifies/);
+    const secretOf = (text: unknown) => /`([0-9a-f]{64})`/.exec(String(text))?.[1];
+    expect(secretOf(body.text)).toBeDefined();
+    expect(secretOf(body.text)).not.toBe(secretOf(first.body.text));
+    expect(audits(world, "app.rotate-webhook-secret").map((a) => a.outcome)).toEqual(["succeeded"]);
   });
 
   test("an admin links the channel the command was typed in, then unlinks it", async ({ world, harness }) => {

@@ -1,6 +1,7 @@
 import { eq } from "drizzle-orm";
 import { MockAgent } from "undici";
 import { test as base, describe, expect, it } from "vitest";
+import { processPushDelivery } from "../../commands/push-deploy.ts";
 import { apps, deployments } from "../../src/db/schema.ts";
 import type { AppView } from "../../src/domain/apps.ts";
 import { claimDeployment, getDeployment, requestDeployment } from "../../src/domain/deployments.ts";
@@ -10,7 +11,7 @@ import { SlackApiError } from "../../src/infra/slack-api.ts";
 import { UndiciSlackApi } from "../../src/infra/slack-web-api.ts";
 import { runDeployment } from "../../src/pipeline/deploy-job.ts";
 import { type PipelineEvent, PipelineEvents, type StageName } from "../../src/pipeline/events.ts";
-import { type PushRefusal, processPushDelivery } from "../../src/pipeline/push-worker.ts";
+import type { PushRefusal } from "../../src/pipeline/push-worker.ts";
 import { lockRefusalNotifier, postLockRefusal } from "../../src/reporters/slack-notices.ts";
 import {
   attachSlackThreadReporter,
@@ -715,7 +716,7 @@ describe("push deployments", () => {
 });
 
 describe("lock refusal notice", () => {
-  function pushTo(world: World, deliveryId: string, pusher: string): string {
+  function pushTo(world: World, appUuid: string, deliveryId: string, pusher: string): string {
     return recordGithubDelivery(world.db, {
       deliveryId,
       event: "push",
@@ -729,6 +730,7 @@ describe("lock refusal notice", () => {
         head_commit: { message: "fix" },
         pusher: { name: pusher },
       },
+      appUuids: [appUuid],
     }).uuid;
   }
 
@@ -737,7 +739,11 @@ describe("lock refusal notice", () => {
     slack,
   }) => {
     const app = linkedApp(world, "C0LINKED");
-    world.db.update(apps).set({ githubRepo: "acme/web-app", branch: "main" }).where(eq(apps.uuid, app.uuid)).run();
+    world.db
+      .update(apps)
+      .set({ githubRepo: "acme/web-app", githubLinkStatus: "active", branch: "main" })
+      .where(eq(apps.uuid, app.uuid))
+      .run();
     const holder = world.user("U0ALICE", "deployer");
     lockApp(world.db, { appUuid: app.uuid, appSlug: app.slug, actor: holder, reason: "db <migration>" });
     const refusals: PushRefusal[] = [];
@@ -747,7 +753,7 @@ describe("lock refusal notice", () => {
       log: world.logger,
       onRefused: (r: PushRefusal) => refusals.push(r),
     };
-    const delivery = pushTo(world, "d-1", "bob <!here>");
+    const delivery = pushTo(world, app.uuid, "d-1", "bob <!here>");
     expect(await processPushDelivery(deps, delivery)).toEqual({
       kind: "processed",
       deployments: [],

@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { processPushDelivery, tagMatches } from "../../commands/push-deploy.ts";
 import { apps, auditEvents, deployments, locks, users, webhookDeliveries } from "../../src/db/schema.ts";
 import { createApp } from "../../src/domain/apps.ts";
 import { getDeployment, listDeployments } from "../../src/domain/deployments.ts";
 import { recordGithubDelivery } from "../../src/domain/webhook-deliveries.ts";
-import { processPushDelivery, tagMatches } from "../../src/pipeline/push-worker.ts";
 import { FakeJobQueue } from "../helpers/fake-queue.ts";
 import { memoryLogger, tempDb } from "../helpers/fixtures.ts";
 import { examplePush, githubExamples } from "../helpers/github.ts";
@@ -18,8 +18,9 @@ function setup() {
   const queue = new FakeJobQueue();
   const log = memoryLogger();
   const deps = { db: t.db, queue, log: log.logger };
-  const app = (slug: string, extra: { branch?: string; githubRepo?: string } = {}) =>
-    createApp(t.db, {
+  /** An app with an active link (as a signed ping leaves it). */
+  const app = (slug: string, extra: { branch?: string; githubRepo?: string } = {}) => {
+    const created = createApp(t.db, {
       slug,
       gitUrl: `https://github.com/${REPO}.git`,
       domain: `${slug}.example.test`,
@@ -27,8 +28,23 @@ function setup() {
       branch: "master",
       ...extra,
     });
+    t.db.update(apps).set({ githubLinkStatus: "active" }).where(eq(apps.uuid, created.uuid)).run();
+    return created;
+  };
+  /** The apps whose link the route verified: by default every app linked to REPO (destroyed ones included). */
+  const linkedToRepo = () =>
+    t.db
+      .select({ uuid: apps.uuid })
+      .from(apps)
+      .where(eq(apps.githubRepo, REPO))
+      .all()
+      .map((a) => a.uuid);
   /** Records a delivery as the webhook route does and returns its public id. */
-  const deliver = (payload: Record<string, unknown>, deliveryId: string = randomUUID()) =>
+  const deliver = (
+    payload: Record<string, unknown>,
+    deliveryId: string = randomUUID(),
+    appUuids: string[] = linkedToRepo(),
+  ) =>
     recordGithubDelivery(t.db, {
       deliveryId,
       event: "push",
@@ -36,6 +52,7 @@ function setup() {
       ref: String(payload.ref),
       headCommit: String(payload.after),
       payload,
+      appUuids,
     }).uuid;
   const run = (uuid: string) => processPushDelivery(deps, uuid);
   const deliveryStatus = (uuid: string) =>
@@ -129,6 +146,17 @@ describe("push mapping", () => {
     const forced = { ...examplePush(), forced: true, before: "c".repeat(40), after: "d".repeat(40) };
     await f.run(f.deliver(forced));
     expect(listDeployments(f.db, web.uuid)[0]?.commitSha).toBe("d".repeat(40));
+  });
+
+  it("deploys only the apps whose link verified the delivery, never others following the same repository", async () => {
+    const verified = f.app("web");
+    const other = f.app("worker"); // same repository and branch, its own webhook secret: not this delivery's
+    const pending = f.app("fresh");
+    f.db.update(apps).set({ githubLinkStatus: "pending" }).where(eq(apps.uuid, pending.uuid)).run();
+    await f.run(f.deliver(examplePush(), randomUUID(), [verified.uuid, pending.uuid]));
+    expect(listDeployments(f.db, verified.uuid)).toHaveLength(1);
+    expect(listDeployments(f.db, other.uuid)).toHaveLength(0);
+    expect(listDeployments(f.db, pending.uuid)).toHaveLength(0);
   });
 
   it("ignores pushes to a branch no app follows", async () => {

@@ -1,0 +1,239 @@
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { and, asc, eq, inArray, isNotNull, isNull, or, sql } from "drizzle-orm";
+import type { DbOrTx } from "../db/client.ts";
+import { apps, type GithubLinkStatus } from "../db/schema.ts";
+import { recordAudit } from "./audit.ts";
+import type { SecretBox } from "./crypto.ts";
+
+/**
+ * The trust state of an app's link to a GitHub repository (docs/security.md, *GitHub sender*): which secret may
+ * sign its deliveries, which `repository.id` and App installation it is bound to, and whether it is proven yet.
+ */
+
+/** A fresh per-link webhook secret: 32 random bytes, hex (what GitHub's webhook form accepts verbatim). */
+export function newWebhookSecret(): string {
+  return randomBytes(32).toString("hex");
+}
+
+// Bound to the app: a sealed secret copied onto another app's row does not open there.
+const aad = (appUuid: string) => `github-webhook-secret:${appUuid}`;
+
+export function sealWebhookSecret(secrets: SecretBox, appUuid: string, secret: string): string {
+  return secrets.seal(secret, aad(appUuid));
+}
+
+/** `sha256=<hex>` of the body under `secret`, compared in constant time; any malformed header is a mismatch. */
+export function signatureMatches(secret: string, body: string, header: string): boolean {
+  const expected = Buffer.from(`sha256=${createHmac("sha256", secret).update(body).digest("hex")}`);
+  const given = Buffer.from(header);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+export interface LinkCandidate {
+  appUuid: string;
+  /** Internal key, compared inside the domain and route only; never shown. */
+  tenantId: number;
+  appSlug: string;
+  repo: string;
+  repoId: number | null;
+  status: GithubLinkStatus;
+  sealedSecret: string | null;
+  legacy: boolean;
+  installationId: number | null;
+}
+
+/**
+ * Live links that a delivery naming (`repoId`, `fullName`) could belong to: those bound to the id (served by
+ * apps_github_repo_id_idx), and those whose stored name matches, ignoring case as GitHub does, so that a link not
+ * bound yet can be activated and one bound to another id can be refused. One query.
+ */
+export function linkCandidates(db: DbOrTx, repoId: number, fullName: string): LinkCandidate[] {
+  return db
+    .select({
+      appUuid: apps.uuid,
+      tenantId: apps.tenantId,
+      appSlug: apps.slug,
+      repo: apps.githubRepo,
+      repoId: apps.githubRepoId,
+      status: apps.githubLinkStatus,
+      sealedSecret: apps.githubWebhookSecret,
+      legacy: apps.githubLegacySecret,
+      installationId: apps.githubInstallationId,
+    })
+    .from(apps)
+    .where(
+      and(
+        isNull(apps.destroyedAt),
+        isNotNull(apps.githubLinkStatus),
+        or(eq(apps.githubRepoId, repoId), sql`lower(${apps.githubRepo}) = ${fullName.toLowerCase()}`),
+      ),
+    )
+    .orderBy(asc(apps.createdAt), asc(apps.id))
+    .all()
+    .flatMap((r) => (r.repo !== null && r.status !== null ? [{ ...r, repo: r.repo, status: r.status }] : []));
+}
+
+/**
+ * A link's secret is known to its own admin, who can sign a "ping" for any repository name: a signature proves
+ * knowledge of the secret, not control of the repository. So a link may not bind a repository id that a link of
+ * another tenant already holds (active and bound): the first tenant to prove a repository keeps it, and a clash is
+ * refused and audited for the operator to resolve (docs/security.md, *Tenant admin*). `candidates` comes from
+ * linkCandidates, which returns every link bound to the id, so no further query is needed.
+ */
+export function boundByAnotherTenant(link: LinkCandidate, repoId: number, candidates: readonly LinkCandidate[]) {
+  return candidates.some(
+    (other) => other.tenantId !== link.tenantId && other.status === "active" && other.repoId === repoId,
+  );
+}
+
+/** Opens a candidate's sealed secret; undefined when none is set or it does not open (another key, tampering). */
+export function openWebhookSecret(secrets: SecretBox, link: LinkCandidate): string | undefined {
+  if (link.sealedSecret === null) return undefined;
+  try {
+    return secrets.open(link.sealedSecret, aad(link.appUuid));
+  } catch {
+    return undefined;
+  }
+}
+
+export interface LinkProof {
+  repoId: number;
+  fullName: string;
+  /** Set when the proof came from the GitHub App's installation (App mode). */
+  installationId?: number | undefined;
+  deliveryId: string;
+  event: string;
+}
+
+/**
+ * Applies what a verified delivery proved: binds the repository id (and installation), follows a rename, and
+ * activates a pending link. Audited. Returns whether the link was pending before (its pushes do not deploy).
+ */
+export function applyLinkProof(db: DbOrTx, link: LinkCandidate, proof: LinkProof): { activated: boolean } {
+  const activated = link.status === "pending";
+  const renamed = link.repoId === proof.repoId && link.repo !== proof.fullName;
+  const bindInstallation = proof.installationId !== undefined && link.installationId === null;
+  if (!activated && !renamed && link.repoId !== null && !bindInstallation) return { activated: false };
+  db.transaction((t) => {
+    t.update(apps)
+      .set({
+        githubLinkStatus: "active",
+        githubRepoId: proof.repoId,
+        githubRepo: link.repoId === null || renamed ? proof.fullName : link.repo,
+        ...(bindInstallation ? { githubInstallationId: proof.installationId } : {}),
+      })
+      .where(eq(apps.uuid, link.appUuid))
+      .run();
+    if (activated || renamed) {
+      recordAudit(t, {
+        action: activated ? "app.github-link-activated" : "app.github-repo-renamed",
+        outcome: "succeeded",
+        actorLabel: "github",
+        appUuid: link.appUuid,
+        details: {
+          repo: proof.fullName,
+          previous: link.repo,
+          repositoryId: proof.repoId,
+          event: proof.event,
+          ...(proof.installationId !== undefined ? { installationId: proof.installationId } : {}),
+        },
+        correlationId: proof.deliveryId,
+      });
+    }
+  });
+  return { activated };
+}
+
+/** A verified delivery this link must not accept (another repository id or installation): audited, never acted on. */
+export function auditLinkRefusal(db: DbOrTx, link: LinkCandidate, proof: LinkProof, reason: string): void {
+  recordAudit(db, {
+    action: "github.delivery",
+    outcome: "denied",
+    actorLabel: "github",
+    appUuid: link.appUuid,
+    details: {
+      reason,
+      repo: proof.fullName,
+      repositoryId: proof.repoId,
+      linkedRepositoryId: link.repoId,
+      event: proof.event,
+      ...(proof.installationId !== undefined ? { installationId: proof.installationId } : {}),
+    },
+    correlationId: proof.deliveryId,
+  });
+}
+
+export interface NewGithubLink {
+  repo: string;
+  branch: string;
+  tagPattern: string | null;
+  /** Sealed with sealWebhookSecret; undefined keeps the current link (same repository, no rotation). */
+  sealedSecret: string | undefined;
+}
+
+/**
+ * Links an app to `repo`. A new repository (or a first link) starts `pending` with a fresh secret and nothing
+ * bound; re-linking the same repository only changes branch and tags, unless a new secret is passed (rotation).
+ */
+export function setGithubLink(db: DbOrTx, appUuid: string, link: NewGithubLink, sameRepo: boolean): GithubLinkStatus {
+  const current = db.select({ status: apps.githubLinkStatus }).from(apps).where(eq(apps.uuid, appUuid)).get()?.status;
+  const fresh = !sameRepo || current === null || current === undefined;
+  db.update(apps)
+    .set({
+      githubRepo: link.repo,
+      branch: link.branch,
+      deployTagPattern: link.tagPattern,
+      ...(fresh
+        ? { githubLinkStatus: "pending", githubRepoId: null, githubInstallationId: null, githubLegacySecret: false }
+        : {}),
+      ...(link.sealedSecret !== undefined ? { githubWebhookSecret: link.sealedSecret, githubLegacySecret: false } : {}),
+    })
+    .where(eq(apps.uuid, appUuid))
+    .run();
+  return fresh ? "pending" : (current ?? "pending");
+}
+
+/** A new secret for an existing link; the old one (and the legacy global secret) stops verifying at once. */
+export function rotateLinkSecret(db: DbOrTx, appUuid: string, sealedSecret: string): void {
+  db.update(apps)
+    .set({ githubWebhookSecret: sealedSecret, githubLegacySecret: false })
+    .where(eq(apps.uuid, appUuid))
+    .run();
+}
+
+export interface FollowingApp {
+  uuid: string;
+  slug: string;
+  repo: string;
+}
+
+type Target = { kind: "branch" | "tag"; name: string };
+
+/**
+ * Of the apps a delivery was verified for, the live ones with an active link that follow the branch, or opted in
+ * to the tag by pattern (`matches`); oldest first. One query.
+ */
+export function verifiedAppsFollowing(
+  db: DbOrTx,
+  appUuids: readonly string[],
+  target: Target,
+  matches: (pattern: string, tag: string) => boolean,
+): FollowingApp[] {
+  if (appUuids.length === 0) return [];
+  return db
+    .select({
+      uuid: apps.uuid,
+      slug: apps.slug,
+      repo: apps.githubRepo,
+      branch: apps.branch,
+      pattern: apps.deployTagPattern,
+    })
+    .from(apps)
+    .where(and(inArray(apps.uuid, [...appUuids]), isNull(apps.destroyedAt), eq(apps.githubLinkStatus, "active")))
+    .orderBy(asc(apps.createdAt), asc(apps.id))
+    .all()
+    .filter((a) =>
+      target.kind === "branch" ? a.branch === target.name : a.pattern !== null && matches(a.pattern, target.name),
+    )
+    .flatMap((a) => (a.repo === null ? [] : [{ uuid: a.uuid, slug: a.slug, repo: a.repo }]));
+}
