@@ -31,8 +31,7 @@ export function createAppCommand(
   if (input.githubRepo !== undefined && deps.secrets === undefined) {
     throw new Error("linking a GitHub repository needs the secret box (TUSSILAGO_SECRET_KEY)");
   }
-  const created = deps.db.transaction((tx) => {
-    const db = tx as unknown as Db;
+  const created = deps.db.transaction((db) => {
     const app = createApp(db, input);
     if (app.githubRepo === null || deps.secrets === undefined) return { app, webhookSecret: undefined };
     const webhookSecret = newWebhookSecret();

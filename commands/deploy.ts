@@ -1,5 +1,5 @@
 import { and, eq } from "drizzle-orm";
-import type { Db } from "../src/db/client.ts";
+import type { Db, DbOrTx } from "../src/db/client.ts";
 import { deployments } from "../src/db/schema.ts";
 import { needsApproval } from "../src/domain/approvals.ts";
 import { type AppView, appRowId, getAppBySlug } from "../src/domain/apps.ts";
@@ -64,7 +64,7 @@ export async function deployCommand(deps: CommandDeps, input: DeployInput): Prom
     throw invalidError(`ref ${JSON.stringify(rawRef)} is not a valid git ref`);
   if (input.commitSha !== undefined && !commitShaSchema.safeParse(input.commitSha).success)
     throw invalidError("commit must be a full 40-hex sha");
-  const request = (db: Db) =>
+  const request = (db: DbOrTx) =>
     requestDeployment(db, {
       appUuid: app.uuid,
       trigger: input.trigger ?? "cli",
@@ -87,10 +87,9 @@ function requestOncePerDelivery(
   db: Db,
   appUuid: string,
   deliveryId: string,
-  request: (db: Db) => { deployment: DeploymentView; superseded: string[] },
+  request: (db: DbOrTx) => { deployment: DeploymentView; superseded: string[] },
 ): DeployResult {
-  return db.transaction((tx) => {
-    const t = tx as unknown as Db;
+  return db.transaction((t) => {
     const appId = appRowId(t, appUuid);
     const prior = t
       .select({ uuid: deployments.uuid })
