@@ -63,6 +63,11 @@ export function openEnvVars(db: DbOrTx, box: SecretBox, appUuid: string): Array<
   }));
 }
 
+/** The app's env values in clear, for masking them in text shown to people who may not read them. */
+export function envSecretValues(db: DbOrTx, box: SecretBox, appUuid: string): string[] {
+  return openEnvVars(db, box, appUuid).map((v) => v.value);
+}
+
 export function setEnvVar(db: DbOrTx, box: SecretBox, input: { appUuid: string; key: string; value: string }): void {
   storeSealedEnvVar(db, { appUuid: input.appUuid, key: input.key, valueEncrypted: sealEnvValue(box, input) });
 }

@@ -2,8 +2,10 @@ import { rm } from "node:fs/promises";
 import type { StageTiming } from "../db/schema.ts";
 import { type AppView, getAppByUuid } from "../domain/apps.ts";
 import { claimDeployment, type DeploymentView, finishDeployment, recordStage } from "../domain/deployments.ts";
+import { envSecretValues } from "../domain/env-vars.ts";
 import { currentRelease, findRelease, recordRelease } from "../domain/releases.ts";
 import { tail } from "../infra/runner.ts";
+import { maskSecrets, secretNeedles } from "../lib/mask.ts";
 import { withContext } from "../log.ts";
 import type { PipelineDeps } from "./deps.ts";
 import { AppBusyError, PlatformError, TenantError } from "./errors.ts";
@@ -123,10 +125,13 @@ export async function runDeployment(
     return "succeeded";
   } catch (err) {
     const tenant = err instanceof TenantError;
+    // A tenant error's text carries the app's own output (a build log, the last lines before a failed health check),
+    // which may print its secrets; the thread and the commit status are read by more people than the app's viewers.
+    const shown = tenant ? masked(deps, app.uuid, err.message, tail(err.detail, EXCERPT_BYTES)) : undefined;
     const platform = err instanceof PlatformError;
     const final = tenant || platform || options.finalAttempt;
-    const reason = tenant
-      ? err.message
+    const reason = shown
+      ? shown.reason
       : platform
         ? `platform error: ${err.message}`
         : `infrastructure error in ${current}${final ? "" : " (will retry)"}`;
@@ -142,9 +147,16 @@ export async function runDeployment(
       stage: current,
       status: "failed",
       at: t,
-      excerpt: tenant ? tail(err.detail, EXCERPT_BYTES) : reason,
+      excerpt: shown ? shown.detail : reason,
     });
-    log.warn({ err, stage: current, final }, "deployment stage failed");
+    log.warn(
+      {
+        err: shown ? { type: "TenantError", message: shown.reason, detail: shown.detail } : err,
+        stage: current,
+        final,
+      },
+      "deployment stage failed",
+    );
     if (!final) throw err;
     finishDeployment(deps.db, deployment.uuid, "failed", reason);
     deps.events.emit({ type: "deployment", ...base, status: "failed", at: t, durationMs: t - started, reason });
@@ -167,6 +179,22 @@ async function removeFailedImage(deps: PipelineDeps, app: AppView, deployment: D
     await deps.engine.removeImage(image);
   } catch (err) {
     deps.log.warn({ err, image }, "could not remove the failed deployment's image");
+  }
+}
+
+/** Reason and detail with the app's secret values masked; if they cannot be opened, the detail is withheld. */
+function masked(
+  deps: PipelineDeps,
+  appUuid: string,
+  reason: string,
+  detail: string,
+): { reason: string; detail: string } {
+  try {
+    const needles = secretNeedles(envSecretValues(deps.db, deps.secrets, appUuid));
+    return { reason: maskSecrets(reason, needles), detail: maskSecrets(detail, needles) };
+  } catch (err) {
+    deps.log.warn({ err }, "cannot open the app's env to mask the failure output; the log tail is withheld");
+    return { reason, detail: "(log tail withheld: the app's secrets could not be read to mask it)" };
   }
 }
 

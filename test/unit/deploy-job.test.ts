@@ -2,12 +2,14 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { getDeployment, requestDeployment } from "../../src/domain/deployments.ts";
+import { setEnvVar } from "../../src/domain/env-vars.ts";
 import { listReleases } from "../../src/domain/releases.ts";
 import { GitError } from "../../src/infra/git.ts";
 import { PodmanError } from "../../src/infra/podman.ts";
 import { runDeployment } from "../../src/pipeline/deploy-job.ts";
 import { AppBusyError } from "../../src/pipeline/errors.ts";
 import { names } from "../../src/pipeline/settings.ts";
+import { memoryLogger } from "../helpers/fixtures.ts";
 import { type PipelineFixture, pipelineFixture, SHA } from "../helpers/pipeline.ts";
 
 let f: PipelineFixture;
@@ -139,6 +141,35 @@ describe("runDeployment", () => {
     expect([...f.engine.containers.keys()]).toEqual([oldContainer]);
     expect(f.proxy.routes.get(`app-${f.app.uuid}`)).toEqual(routeBefore);
     expect(listReleases(f.db, f.app.uuid)).toHaveLength(1);
+  });
+
+  it("the log tail of a failed health check has the app's secret values masked, in events, reason and logs", async () => {
+    // Attack: a deploy thread is read by everyone in its channel, not only the app's viewers. An app that prints its
+    // environment at start (a debug dump, a crash with locals) would post DATABASE_URL's password there.
+    setEnvVar(f.db, f.deps.secrets, { appUuid: f.app.uuid, key: "DATABASE_URL", value: "postgres://u:hunter2pw@db/x" });
+    setEnvVar(f.db, f.deps.secrets, { appUuid: f.app.uuid, key: "DEBUG", value: "1" });
+    const logs = memoryLogger("debug");
+    f.deps.log = logs.logger;
+    f.probe.answers = [503];
+    const id = request();
+    const container = names.container(f.app.uuid, id);
+    f.engine.logOutput.set(
+      container,
+      "booting\nDATABASE_URL=postgres://u:hunter2pw@db/x DEBUG=1\nboom: cannot connect\n",
+    );
+    expect(await runDeployment(f.deps, id, { finalAttempt: false })).toBe("failed");
+    const failed = f.events.find((e) => e.type === "stage" && e.status === "failed");
+    const excerpt = failed?.type === "stage" ? (failed.excerpt ?? "") : "";
+    expect(excerpt).toContain("boom: cannot connect");
+    expect(excerpt).toContain("DATABASE_URL=[masked] DEBUG=1"); // values too short to be secrets stay readable
+    const everything =
+      JSON.stringify(f.events) +
+      JSON.stringify(getDeployment(f.db, id)) +
+      logs
+        .lines()
+        .map((l) => JSON.stringify(l))
+        .join("\n");
+    expect(everything).not.toContain("hunter2pw");
   });
 
   it("a failed deployment's image is removed; kept releases keep theirs", async () => {
