@@ -19,6 +19,7 @@ import { refSchema, slugSchema } from "../src/domain/validation.ts";
 import { escapeSlack, type SlackApi } from "../src/infra/slack-api.ts";
 import type { Logger } from "../src/log.ts";
 import { linkDeploymentChannel } from "../src/reporters/slack-thread.ts";
+import { type AuditSubcommand, parseAuditArgs, runAuditSubcommand } from "./slack-audit.ts";
 import { type DbSubcommand, parseDbArgs, runDbSubcommand } from "./slack-db.ts";
 import { approvalMessage } from "./slack-interactions.ts";
 import { type LinkSubcommand, parseLinkArgs, runLinkSubcommand } from "./slack-link.ts";
@@ -55,6 +56,7 @@ export type ParsedCommand =
   | DbSubcommand
   | PolicySubcommand
   | LinkSubcommand
+  | AuditSubcommand
   /** A known subcommand with malformed arguments: answered with its own usage line. */
   | { kind: "usage"; name: string }
   | { kind: "unknown" };
@@ -119,6 +121,8 @@ export function parseCommandText(text: string): ParsedCommand {
     case "link":
     case "unlink":
       return parseLinkArgs(name, args) ?? usage;
+    case "audit":
+      return parseAuditArgs(args) ?? usage;
     default:
       return { kind: "unknown" };
   }
@@ -299,6 +303,8 @@ async function run(deps: ChatOpsSlackDeps, cmd: ParsedCommand, ctx: RunContext):
     }
     case "link":
       return runLinkSubcommand({ db: deps.db, log: ctx.log }, cmd, { ...base, channel: ctx.channel });
+    case "audit":
+      return runAuditSubcommand(deps, cmd, base);
     case "approvals": {
       const pending = approvalsCommand(deps, base);
       if (pending.length === 0) return { text: "No pending approval requests." };

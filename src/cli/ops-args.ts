@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { parseAuditWindow } from "../../commands/audit-window.ts";
 import { slugSchema } from "../domain/validation.ts";
 import { FieldError, field, type Spec } from "./spec.ts";
 
@@ -7,15 +8,10 @@ export type OpsCommand =
   | { kind: "doctor"; json: boolean }
   | { kind: "audit"; app: string | undefined; sinceMs: number | undefined; limit: number; json: boolean };
 
-const UNITS: Readonly<Record<string, number>> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-const MAX_SINCE_MS = 366 * 86_400_000;
-
-/** "90s", "30m", "1h", "7d" → ms: the audit log outlives the 24 h that parseDuration allows for timeouts. */
 function since(value: string | boolean | undefined): number | undefined {
   if (typeof value !== "string") return undefined;
-  const match = /^(\d{1,6})([smhd])$/.exec(value.trim());
-  const ms = match ? Number(match[1]) * (UNITS[match[2] ?? ""] ?? 0) : 0;
-  if (ms < 1_000 || ms > MAX_SINCE_MS) throw new FieldError(`--since ${JSON.stringify(value)}: use e.g. 30m, 1h or 7d`);
+  const ms = parseAuditWindow(value);
+  if (ms === undefined) throw new FieldError(`--since ${JSON.stringify(value)}: use e.g. 30m, 1h or 7d`);
   return ms;
 }
 
