@@ -56,6 +56,7 @@ export const SUBCOMMANDS: readonly SubcommandHelp[] = [
       "Deploy on pushes to a GitHub repo (you get the webhook secret, once), rotate that secret, or post the app's deploy threads in this channel (admins).",
   },
   { name: "unlink", usage: "unlink <app> channel", summary: "Stop posting the app's deploy threads here (admins)." },
+  { name: "audit", usage: "audit <app> [--since 1h]", summary: "Who did what to the app, newest first (admins)." },
 ];
 
 /** The usage line of one subcommand, for malformed arguments. */

@@ -23,6 +23,7 @@ import { escapeSlack, type SlackApi } from "../src/infra/slack-api.ts";
 import type { Logger } from "../src/log.ts";
 import { linkDeploymentChannel } from "../src/reporters/slack-thread.ts";
 import { approvalMessage } from "./slack-approval-message.ts";
+import { type AuditSubcommand, parseAuditArgs, runAuditSubcommand } from "./slack-audit.ts";
 import { type DbSubcommand, parseDbArgs, runDbSubcommand } from "./slack-db.ts";
 import { type LinkSubcommand, parseLinkArgs, runLinkSubcommand } from "./slack-link.ts";
 import { requestLogs } from "./slack-logs.ts";
@@ -58,6 +59,7 @@ export type ParsedCommand =
   | DbSubcommand
   | PolicySubcommand
   | LinkSubcommand
+  | AuditSubcommand
   /** A known subcommand with malformed arguments: answered with its own usage line. */
   | { kind: "usage"; name: string }
   | { kind: "unknown" };
@@ -122,6 +124,8 @@ export function parseCommandText(text: string): ParsedCommand {
     case "link":
     case "unlink":
       return parseLinkArgs(name, args) ?? usage;
+    case "audit":
+      return parseAuditArgs(args) ?? usage;
     default:
       return { kind: "unknown" };
   }
@@ -305,6 +309,8 @@ async function run(deps: ChatOpsSlackDeps, cmd: ParsedCommand, ctx: RunContext):
         ...base,
         channel: ctx.channel,
       });
+    case "audit":
+      return runAuditSubcommand(deps, cmd, base);
     case "approvals": {
       const pending = approvalsCommand(deps, base);
       if (pending.length === 0) return { text: "No pending approval requests." };

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { slugSchema, uuidSchema } from "../domain/validation.ts";
 import { ADMIN_SPECS, type AdminCommand } from "./admin-args.ts";
 import { parseDuration } from "./duration.ts";
+import { OPS_SPECS, type OpsCommand } from "./ops-args.ts";
 import { FieldError, field, required, type Spec, str } from "./spec.ts";
 
 /** What the command line asked for, fully parsed; `run.ts` dispatches on `kind`. */
@@ -16,7 +17,8 @@ export type CliCommand =
   | { kind: "releases"; app: string; json: boolean }
   | { kind: "logs"; app: string; lines: number; json: boolean }
   | { kind: "reconcile" }
-  | AdminCommand;
+  | AdminCommand
+  | OpsCommand;
 
 export interface CreateAppArgs {
   slug: string;
@@ -160,12 +162,14 @@ export const SPECS: Readonly<Record<string, Spec<CliCommand>>> = {
     build: () => ({ kind: "reconcile" }),
   },
   ...ADMIN_SPECS,
+  ...OPS_SPECS,
 };
 
 /** Commands that take a subcommand (`apps create`, `users grant`, `db drop`, …). */
 const GROUPS = ["apps", "users", "db"] as const;
 
-export const GENERAL_USAGE = "tussilago <apps|deploy|rollback|status|releases|logs|reconcile|users|db|help> …";
+export const GENERAL_USAGE =
+  "tussilago <apps|deploy|rollback|status|releases|logs|reconcile|users|db|audit|doctor|help> …";
 
 function timeout(value: string | boolean | undefined): number {
   if (typeof value !== "string") return DEFAULT_FOLLOW_TIMEOUT_MS;

@@ -10,6 +10,7 @@ import type { Logger } from "../log.ts";
 import { QUEUE_NAMES } from "../pipeline/queues.ts";
 import { executeAdmin } from "./admin-execute.ts";
 import type { CliCommand, CreateAppArgs } from "./args.ts";
+import { executeAudit } from "./audit.ts";
 import { formatElapsed } from "./duration.ts";
 import { EXIT } from "./exit-codes.ts";
 import { followDeployment } from "./follow.ts";
@@ -54,7 +55,7 @@ function appSecrets(input: CreateAppArgs, res: CliResources) {
 }
 
 export async function execute(
-  command: Exclude<CliCommand, { kind: "help" }>,
+  command: Exclude<CliCommand, { kind: "help" | "doctor" }>,
   res: CliResources,
   log: Logger,
   options: ExecuteOptions,
@@ -113,6 +114,8 @@ export async function execute(
       if (!command.follow) return EXIT.ok;
       return follow(result, command.app, command.timeoutMs, res, options);
     }
+    case "audit":
+      return executeAudit(command, res, output, options.now);
     default:
       return executeAdmin(command, res, log, output);
   }

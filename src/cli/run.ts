@@ -33,6 +33,10 @@ export async function runCli(argv: readonly string[], options: RunCliOptions): P
     output.out(`${helpText()}\n`);
     return EXIT.ok;
   }
+  if (command.kind === "doctor") {
+    const { runDoctorCli } = await import("./doctor.ts");
+    return runDoctorCli(command, options.env, output);
+  }
   let log: Logger | undefined;
   let resources: CliResources | undefined;
   try {

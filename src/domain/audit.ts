@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
-import { sql } from "drizzle-orm";
+import { and, desc, eq, gte, sql } from "drizzle-orm";
 import type { DbOrTx } from "../db/client.ts";
-import { auditEvents } from "../db/schema.ts";
+import { apps, auditEvents, tenants, users } from "../db/schema.ts";
 
 export type AuditOutcome = (typeof auditEvents.$inferSelect)["outcome"];
 
@@ -49,4 +49,71 @@ export function recordAudit(db: DbOrTx, entry: AuditEntry): void {
       correlationId: entry.correlationId ?? null,
     })
     .run();
+}
+
+/** One audit row as readers see it: slugs, Slack ids and UUIDs, never integer keys. */
+export interface AuditView {
+  uuid: string;
+  at: Date;
+  /** The stored label: a Slack mention (`<@U…>`) or "cli", "github", "system". */
+  actorLabel: string;
+  /** The acting Slack user, when there was one. */
+  actorUser: { teamId: string | null; userId: string | null; name: string } | null;
+  action: string;
+  outcome: AuditOutcome;
+  app: string | null;
+  tenant: string | null;
+  details: Record<string, unknown>;
+  correlationId: string | null;
+}
+
+export interface AuditQuery {
+  /** An app's slug; destroyed apps keep their history. */
+  appSlug?: string | undefined;
+  since?: Date | undefined;
+  /** Capped at AUDIT_LIST_MAX. */
+  limit: number;
+}
+
+export const AUDIT_LIST_MAX = 1_000;
+
+/**
+ * Newest first, one query whatever the number of rows (users, apps and tenants joined). With an app it walks
+ * audit_events_app_created_idx backwards; across all apps it needs an index on created_at alone to avoid a sort.
+ */
+export function listAuditEvents(db: DbOrTx, query: AuditQuery): AuditView[] {
+  const filters = [
+    query.appSlug === undefined
+      ? undefined
+      : sql`${auditEvents.appId} = (select id from apps where slug = ${query.appSlug})`,
+    query.since === undefined ? undefined : gte(auditEvents.createdAt, query.since),
+  ];
+  const rows = db
+    .select({
+      uuid: auditEvents.uuid,
+      at: auditEvents.createdAt,
+      actorLabel: auditEvents.actorLabel,
+      teamId: users.slackTeamId,
+      userId: users.slackUserId,
+      userName: users.displayName,
+      action: auditEvents.action,
+      outcome: auditEvents.outcome,
+      app: apps.slug,
+      tenant: tenants.slug,
+      details: auditEvents.details,
+      correlationId: auditEvents.correlationId,
+    })
+    .from(auditEvents)
+    .leftJoin(users, eq(users.id, auditEvents.actorUserId))
+    .leftJoin(apps, eq(apps.id, auditEvents.appId))
+    .leftJoin(tenants, eq(tenants.id, auditEvents.tenantId))
+    .where(and(...filters))
+    .orderBy(desc(auditEvents.createdAt), desc(auditEvents.id))
+    .limit(Math.max(1, Math.min(query.limit, AUDIT_LIST_MAX)))
+    .all();
+  return rows.map(({ teamId, userId, userName, details, ...row }) => ({
+    ...row,
+    actorUser: userName === null ? null : { teamId, userId, name: userName },
+    details: details !== null && typeof details === "object" ? (details as Record<string, unknown>) : {},
+  }));
 }

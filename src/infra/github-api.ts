@@ -95,6 +95,15 @@ export function truncateDescription(text: string): string {
   return flat.length <= DESCRIPTION_MAX ? flat : `${flat.slice(0, DESCRIPTION_MAX - 1)}…`;
 }
 
+/** RS256 JWT for a GitHub App itself; GitHub allows at most 10 minutes and recommends backdating iat for skew. */
+export function githubAppJwt(appId: string, key: KeyObject | string, nowMs: number): string {
+  const nowS = Math.floor(nowMs / 1000);
+  const enc = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");
+  const unsigned = `${enc({ alg: "RS256", typ: "JWT" })}.${enc({ iat: nowS - 60, exp: nowS + 540, iss: appId })}`;
+  const signingKey = typeof key === "string" ? createPrivateKey(key) : key;
+  return `${unsigned}.${sign("sha256", Buffer.from(unsigned), signingKey).toString("base64url")}`;
+}
+
 /** api.github.com → github.com; GHE (`https://ghe.example/api/v3`) → ghe.example; `api.x.ghe.com` → x.ghe.com. */
 export function gitHostFor(apiUrl: string): string {
   const host = new URL(apiUrl).host;
@@ -241,13 +250,9 @@ export class GithubRestClient implements GithubApi {
     return { token: minted.token, expiresAt: Date.parse(minted.expires_at) };
   }
 
-  /** RS256 JWT for the App itself; GitHub allows at most 10 minutes and recommends backdating iat for skew. */
   #appJwt(): string {
     if (this.#auth.kind !== "app" || this.#key === undefined) throw new Error("not a GitHub App");
-    const nowS = Math.floor(this.#now() / 1000);
-    const enc = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");
-    const unsigned = `${enc({ alg: "RS256", typ: "JWT" })}.${enc({ iat: nowS - 60, exp: nowS + 540, iss: this.#auth.appId })}`;
-    return `${unsigned}.${sign("sha256", Buffer.from(unsigned), this.#key).toString("base64url")}`;
+    return githubAppJwt(this.#auth.appId, this.#key, this.#now());
   }
 
   async #send(method: "GET" | "POST", path: string, token: string, body: unknown): Promise<unknown> {
