@@ -289,5 +289,7 @@ export const auditEvents = sqliteTable(
   (t) => [
     index("audit_events_tenant_created_idx").on(t.tenantId, t.createdAt),
     index("audit_events_app_created_idx").on(t.appId, t.createdAt),
+    // `tussilago audit` without --app: newest first over all apps, without a sort of the whole table.
+    index("audit_events_created_idx").on(t.createdAt),
   ],
 );

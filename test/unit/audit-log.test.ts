@@ -121,6 +121,17 @@ describe("listAuditEvents", () => {
       .join("\n");
     expect(plan).toContain("audit_events_app_created_idx");
     expect(plan).not.toContain("TEMP B-TREE");
+
+    // Without --app: the (created_at) index, newest first, no sort of the whole table.
+    const all = counted(() => auditCommand({ db }, { since: new Date(0), limit: 100 }));
+    const allSql = all.statements.at(-1) ?? "";
+    const allPlan = db.$client
+      .prepare(`EXPLAIN QUERY PLAN ${allSql}`)
+      .all(0, 100)
+      .map((r) => (r as { detail: string }).detail)
+      .join("\n");
+    expect(allPlan).toContain("audit_events_created_idx");
+    expect(allPlan).not.toContain("TEMP B-TREE");
   });
 });
 
