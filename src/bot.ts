@@ -12,24 +12,31 @@ import {
   type TenantStoreSettings,
   tenantRedisPublicUrl,
 } from "./domain/tenant-databases.ts";
-import { createApp } from "./http/app.ts";
+import { createApp, type ReadinessCheck } from "./http/app.ts";
 import { githubRoute } from "./http/github-route.ts";
 import { createSlackApp } from "./http/slack-app.ts";
 import { RedisEventDedupe } from "./http/slack-dedupe.ts";
 import { appServiceEndpoints, assertNotBotRedis, hostAddresses, storeTargets } from "./infra/app-services.ts";
 import { CaddyAdmin } from "./infra/caddy.ts";
-import { startEmbeddedCaddy } from "./infra/embedded-caddy.ts";
-import { startEmbeddedRedis } from "./infra/embedded-redis.ts";
+import { caddySpec, type EmbeddedCaddy, probeCaddyAdmin, startEmbeddedCaddy } from "./infra/embedded-caddy.ts";
+import {
+  type EmbeddedRedis,
+  pingRedis as pingRedisSocket,
+  redisSpec,
+  startEmbeddedRedis,
+} from "./infra/embedded-redis.ts";
 import { GitCli } from "./infra/git.ts";
 import { GithubRestClient } from "./infra/github-api.ts";
 import { githubGitCredentials } from "./infra/github-credentials.ts";
 import { UndiciProbe } from "./infra/http-probe.ts";
+import { acquireInstanceLock } from "./infra/instance-lock.ts";
 import { PodmanEngine } from "./infra/podman.ts";
 import { PgPostgresAdmin } from "./infra/postgres-admin.ts";
 import { connectRedis, pingRedis, type RedisTarget } from "./infra/redis.ts";
 import { IoRedisAcl } from "./infra/redis-acl.ts";
 import { ExecaRunner } from "./infra/runner.ts";
 import { UndiciSlackApi } from "./infra/slack-api.ts";
+import { ServiceSupervisor, type Supervised } from "./infra/supervisor.ts";
 import { readSysctl } from "./infra/sysctl.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
@@ -40,6 +47,7 @@ import { BullProvisionQueue, registerProvisionWorker } from "./pipeline/provisio
 import { registerPushWorker } from "./pipeline/push-worker.ts";
 import { BullJobQueue, type JobPayloads, QUEUE_NAMES } from "./pipeline/queues.ts";
 import { reconcile } from "./pipeline/reconcile.ts";
+import { appsWithoutRoute } from "./pipeline/route-check.ts";
 import { defaultPipelineSettings } from "./pipeline/settings.ts";
 import { WorkerPool } from "./pipeline/worker-pool.ts";
 import { attachGithubStatusReporter } from "./reporters/github-status.ts";
@@ -61,8 +69,18 @@ export interface RunningBot {
  */
 export async function startBot(config: Config, log: Logger): Promise<RunningBot> {
   const lifecycle = new Lifecycle(log);
+  let embeddedRedis: ServiceSupervisor<EmbeddedRedis> | undefined;
+  let embeddedCaddy: ServiceSupervisor<EmbeddedCaddy> | undefined;
+  // Bound once the queues exist; a Caddy that dies before that is restored by the start-up reconcile.
+  let restoreRoutes: (reason: string) => void = () => {};
   try {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    // First of all: one bot per data dir. A lock left by a bot that was SIGKILLed or OOM-killed is stale and
+    // taken over; its Caddy and Redis are then adopted below.
+    const lock = acquireInstanceLock(config.dataDir);
+    lifecycle.onStop("instance lock", () => lock.release());
+    if (lock.staleOwner)
+      log.warn({ previousPid: lock.staleOwner.pid }, "took over the lock of a bot that did not stop");
     const runner = new ExecaRunner(log.child({ component: "runner" }));
 
     const db = openDb(databasePath(config.dataDir));
@@ -75,16 +93,22 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     if (config.redisUrl) {
       redisTarget = { url: config.redisUrl };
     } else {
-      const embedded = await startEmbeddedRedis({
-        runner,
-        dataDir: config.dataDir,
-        log: log.child({ component: "redis" }),
+      const redisLog = log.child({ component: "redis" });
+      const supervisor = new ServiceSupervisor({
+        service: "embedded redis",
+        start: () => startEmbeddedRedis({ runner, dataDir: config.dataDir, log: redisLog }),
+        probe: () => pingRedisSocket(redisSpec(config).socketPath),
+        log: redisLog,
       });
-      lifecycle.onStop("embedded redis", () => embedded.stop());
+      const embedded = await supervisor.start();
+      lifecycle.onStop("embedded redis", () => dataPlaneStep(config, supervisor), 20_000);
       redisTarget = { socketPath: embedded.socketPath };
-      log.info("embedded redis-server started");
+      log.info({ adopted: embedded.adopted }, "embedded redis-server started");
+      embeddedRedis = supervisor;
     }
     const redis = connectRedis(redisTarget);
+    // Without a listener ioredis prints every failed reconnect raw to stderr; one JSON line each instead.
+    redis.on("error", (err: Error) => log.warn({ err: err.message }, "redis connection error"));
     lifecycle.onStop("redis connection", async () => {
       await redis.quit().catch(() => redis.disconnect());
     });
@@ -93,14 +117,20 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     if (config.caddyAdmin) {
       caddyAdmin = config.caddyAdmin;
     } else {
-      const caddy = await startEmbeddedCaddy({
-        runner,
-        dataDir: config.dataDir,
-        log: log.child({ component: "caddy" }),
+      const caddyLog = log.child({ component: "caddy" });
+      const supervisor = new ServiceSupervisor({
+        service: "embedded caddy",
+        start: () => startEmbeddedCaddy({ runner, dataDir: config.dataDir, log: caddyLog }),
+        probe: () => probeCaddyAdmin(caddySpec(config).adminSocket),
+        log: caddyLog,
+        // A new Caddy starts without routes: the reconcile pass restores every one from the database.
+        onRestarted: () => restoreRoutes("caddy restarted"),
       });
-      lifecycle.onStop("embedded caddy", () => caddy.stop());
+      const caddy = await supervisor.start();
+      lifecycle.onStop("embedded caddy", () => dataPlaneStep(config, supervisor));
       caddyAdmin = caddy.adminSocket;
-      log.info("embedded caddy started");
+      log.info({ adopted: caddy.adopted }, "embedded caddy started");
+      embeddedCaddy = supervisor;
     }
 
     // Each route switch reloads Caddy; without this setting connections queued on the old listener are reset
@@ -114,6 +144,10 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     const prefix = config.pipeline.queuePrefix;
     const queue = new BullJobQueue(redis, prefix);
     lifecycle.onStop("queues", () => queue.close());
+    // A BullMQ Queue without an error listener prints each connection error raw to stderr. Its connection is the
+    // shared one above, whose listener already logs every error as one JSON line; creating every queue here (the
+    // instances are cached) gives all of them a listener.
+    for (const name of Object.values(QUEUE_NAMES)) queue.queue(name).on("error", loggedByConnection);
 
     const proxy = new CaddyAdmin({ endpoint: caddyAdmin, log: log.child({ component: "caddy" }) });
     lifecycle.onStop("caddy client", () => proxy.close());
@@ -193,7 +227,8 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     };
 
     const workers = new WorkerPool(redis, log.child({ component: "workers" }), prefix);
-    lifecycle.onStop("workers", () => workers.close(config.shutdownGraceMs));
+    // Bounded by the grace period plus time to hand unfinished jobs back to the queue.
+    lifecycle.onStop("workers", () => workers.close(config.shutdownGraceMs), config.shutdownGraceMs + 2_000);
     registerDeployWorker(workers, pipeline);
     if (config.github) {
       registerPushWorker(workers, {
@@ -208,6 +243,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     const tenantStores = startTenantStores(config, { db, secrets: pipeline.secrets, log, lifecycle });
     registerProvisionWorker(workers, tenantStores);
     const provisionQueue = new BullProvisionQueue(redis, prefix);
+    provisionQueue.queue.on("error", loggedByConnection);
     lifecycle.onStop("provision queue", () => provisionQueue.close());
     // `/tussilago logs`: the only producer is the slash command, so the queue and worker exist with Slack only.
     let logsQueue: BullLogsQueue | undefined;
@@ -219,6 +255,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         log: log.child({ component: "logs" }),
       });
       const logs = new BullLogsQueue(redis, prefix);
+      logs.queue.on("error", loggedByConnection);
       lifecycle.onStop("logs queue", () => logs.close());
       logsQueue = logs;
     }
@@ -231,6 +268,12 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       log.info({ report, reason: job.data.reason }, "reconcile finished");
       return report;
     });
+    restoreRoutes = (reason) => {
+      queue.enqueue(QUEUE_NAMES.reconcile, { reason }, `reconcile-${reason.replace(/\W+/g, "-")}-${Date.now()}`).then(
+        () => log.info({ reason }, "reconcile queued to restore routes"),
+        (err: unknown) => log.error({ err, reason }, "could not queue the reconcile that restores routes"),
+      );
+    };
     if (config.pipeline.reconcileOnStart) {
       await queue.enqueue(QUEUE_NAMES.reconcile, { reason: "start-up" }, `reconcile-start-${Date.now()}`);
     }
@@ -268,6 +311,14 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       readiness: [
         { name: "database", check: () => pingDb(db) },
         { name: "redis", check: () => pingRedis(redis) },
+        {
+          name: "caddy",
+          check: async () => {
+            const missing = await appsWithoutRoute(pipeline);
+            if (missing.length > 0) throw new Error(`caddy serves no route for ${missing.join(", ")}`);
+          },
+        },
+        ...supervisedChecks({ redis: embeddedRedis, caddy: embeddedCaddy }),
       ],
       githubRoutes: config.github
         ? githubRoute({ webhookSecret: config.github.webhookSecret, maxBodyBytes: config.maxBodyBytes, db, queue })
@@ -299,6 +350,35 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
   }
 }
 
+/** For BullMQ queues on the shared connection: its own listener has logged the error already. */
+function loggedByConnection(): void {}
+
+/**
+ * Normal shutdown leaves the embedded Caddy and Redis running (apps stay online; the next bot adopts them);
+ * TUSSILAGO_STOP_DATA_PLANE_ON_EXIT=1 stops them too.
+ */
+async function dataPlaneStep(config: Config, supervisor: Supervised): Promise<void> {
+  if (config.stopDataPlaneOnExit) await supervisor.stopService();
+  else supervisor.detach();
+}
+
+/** `/readyz` names a supervised process that is down (being restarted) as its own failed dependency. */
+function supervisedChecks(services: Record<string, Supervised | undefined>): ReadinessCheck[] {
+  return Object.entries(services).flatMap(([name, supervisor]) =>
+    supervisor
+      ? [
+          {
+            name: `embedded ${name} process`,
+            check: () => {
+              const problem = supervisor.problem;
+              if (problem !== undefined) throw new Error(problem);
+            },
+          },
+        ]
+      : [],
+  );
+}
+
 /** Tenant PostgreSQL / Redis admin connections, when configured (off otherwise: provisioning then says so). */
 function startTenantStores(
   config: Config,
@@ -311,6 +391,7 @@ function startTenantStores(
   if (pgAdmin) deps.lifecycle.onStop("tenant postgres", () => pgAdmin.close());
   const tenantRedis = ts.redisUrl ? new Redis(ts.redisUrl, { maxRetriesPerRequest: 3 }) : undefined;
   if (tenantRedis) {
+    tenantRedis.on("error", (err: Error) => deps.log.warn({ err: err.message }, "tenant redis connection error"));
     deps.lifecycle.onStop("tenant redis", async () => {
       await tenantRedis.quit().catch(() => tenantRedis.disconnect());
     });
