@@ -335,14 +335,6 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     await slack?.start(); // Socket Mode connects here; a no-op in HTTP mode
     const address = server.address() as AddressInfo;
     const url = `http://${address.address.includes(":") ? `[${address.address}]` : address.address}:${address.port}`;
-    log.info(
-      {
-        url,
-        slack: config.slack ? (config.slack.appToken ? "socket-mode" : "http") : "off",
-        github: Boolean(config.github),
-      },
-      "tussilago bot listening",
-    );
     return { url, caddyAdmin, pipeline, lifecycle, log };
   } catch (err) {
     await lifecycle.stop();

@@ -36,6 +36,15 @@ export async function main(env: Env = process.env): Promise<void> {
     // Every step is bounded on its own; this catches the sum. Kept below systemd's TimeoutStopSec (deploy/).
     hardDeadlineMs: config.shutdownGraceMs + SHUTDOWN_MARGIN_MS,
   });
+  // Logged only once the signal handlers are in place: whoever waits for this line may send SIGTERM right away.
+  log.info(
+    {
+      url: bot.url,
+      slack: config.slack ? (config.slack.appToken ? "socket-mode" : "http") : "off",
+      github: Boolean(config.github),
+    },
+    "tussilago bot listening",
+  );
 }
 
 if (import.meta.main) {
