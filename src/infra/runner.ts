@@ -89,7 +89,7 @@ export interface DetachedOptions {
 /**
  * Starts a process that outlives the bot: its own session and process group (setsid), no pipes to the bot, not
  * killed when the bot exits. Used for the embedded Caddy and Redis, the data plane that keeps apps online while
- * the bot restarts (docs/architecture.md). `stop()` signals the whole process group.
+ * the bot restarts (README.md, "Lifecycle and the data plane"). `stop()` signals the whole process group.
  */
 export interface DetachedSpawner {
   spawnDetached(file: string, args: readonly string[], options: DetachedOptions): LongRunning;
