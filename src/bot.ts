@@ -192,7 +192,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       lifecycle.onStop("github reporter", async () => {
         reporter.detach();
         await Promise.race([reporter.idle(), new Promise((r) => setTimeout(r, 5_000))]);
-      });
+      }, 6_000);
     }
     const settings = {
       ...defaultPipelineSettings(config.dataDir),
