@@ -189,10 +189,14 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         log: log.child({ component: "github-status" }),
       });
       // Stops after the workers (registered before them): lets the last statuses reach GitHub, bounded.
-      lifecycle.onStop("github reporter", async () => {
-        reporter.detach();
-        await Promise.race([reporter.idle(), new Promise((r) => setTimeout(r, 5_000))]);
-      }, 6_000);
+      lifecycle.onStop(
+        "github reporter",
+        async () => {
+          reporter.detach();
+          await Promise.race([reporter.idle(), new Promise((r) => setTimeout(r, 5_000))]);
+        },
+        6_000,
+      );
     }
     const settings = {
       ...defaultPipelineSettings(config.dataDir),
