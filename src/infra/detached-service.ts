@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import type { Logger } from "../log.ts";
 import { identityOf, isSameProcess, type ProcessIdentity, processCmdline, terminateProcess } from "./proc.ts";
 import type { DetachedSpawner, LongRunning } from "./runner.ts";
@@ -54,27 +54,36 @@ export function readPidfile(path: string): ProcessIdentity | undefined {
   return undefined;
 }
 
-const ownsMarker = (id: ProcessIdentity, marker: string) =>
-  isSameProcess(id) && processCmdline(id.pid).join(" ").includes(marker);
+/**
+ * The process runs `program` (first word of its command line; redis-server rewrites its title to
+ * "redis-server unixsocket:<path>", so the word, not the argument) and names `marker` in it: an operator's
+ * `redis-cli -s <socket>` names the socket too, but is not the service.
+ */
+function ownsMarker(id: ProcessIdentity, spec: Pick<DetachedServiceSpec, "binary" | "marker">): boolean {
+  if (!isSameProcess(id)) return false;
+  const cmdline = processCmdline(id.pid).join(" ");
+  const program = basename(cmdline.split(" ")[0] ?? "");
+  return program === basename(spec.binary) && cmdline.includes(spec.marker);
+}
 
-/** Processes whose command line names `marker` (orphans of a bot that crashed before its pidfile was written). */
-export function findByMarker(marker: string): ProcessIdentity[] {
+/** This service's processes without a pidfile (orphans of a bot that crashed before it wrote one, or older bots). */
+export function findByMarker(spec: Pick<DetachedServiceSpec, "binary" | "marker">): ProcessIdentity[] {
   const found: ProcessIdentity[] = [];
   for (const entry of readdirSync("/proc")) {
     const pid = Number(entry);
     if (!Number.isInteger(pid) || pid === process.pid) continue;
     const id = identityOf(pid);
-    if (id !== undefined && ownsMarker(id, marker)) found.push(id);
+    if (id !== undefined && ownsMarker(id, spec)) found.push(id);
   }
   return found;
 }
 
 /** The running instance recorded in the pidfile, if it is really ours. */
 export function recordedInstance(
-  spec: Pick<DetachedServiceSpec, "dir" | "name" | "marker">,
+  spec: Pick<DetachedServiceSpec, "dir" | "name" | "binary" | "marker">,
 ): ProcessIdentity | undefined {
   const id = readPidfile(pidfilePath(spec));
-  return id !== undefined && ownsMarker(id, spec.marker) ? id : undefined;
+  return id !== undefined && ownsMarker(id, spec) ? id : undefined;
 }
 
 /** A probe that is given a few tries: a service just adopted may be busy (AOF rewrite, config load). */
@@ -144,7 +153,7 @@ export async function adoptOrStart(
   log: Logger,
 ): Promise<DetachedService> {
   const recorded = recordedInstance(spec);
-  const candidates = recorded ? [recorded] : findByMarker(spec.marker);
+  const candidates = recorded ? [recorded] : findByMarker(spec);
   if (candidates.length === 1 && candidates[0] !== undefined && (await probeWithRetries(spec.probe, 5))) {
     const id = candidates[0];
     writeFileSync(pidfilePath(spec), `${JSON.stringify(id)}\n`, { mode: 0o600 });
@@ -182,10 +191,10 @@ export async function adoptOrStart(
 
 /** `tussilago stop-proxy`: ends the recorded (or orphaned) instance; false when none was running. */
 export async function stopRecorded(
-  spec: Pick<DetachedServiceSpec, "dir" | "name" | "marker" | "stopGraceMs">,
+  spec: Pick<DetachedServiceSpec, "dir" | "name" | "binary" | "marker" | "stopGraceMs">,
 ): Promise<boolean> {
   const recorded = recordedInstance(spec);
-  const targets = recorded ? [recorded] : findByMarker(spec.marker);
+  const targets = recorded ? [recorded] : findByMarker(spec);
   for (const id of targets) {
     await terminateProcess(id, spec.stopGraceMs);
     removePidfile(spec, id);

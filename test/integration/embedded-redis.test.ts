@@ -1,4 +1,5 @@
-import { readFileSync, statSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { describe, expect } from "vitest";
@@ -78,6 +79,27 @@ describe("embedded redis", () => {
     expect(second.adopted).toBe(false);
     expect(second.pid).not.toBe(first.pid);
     expect(await pingRedis(second.socketPath)).toBe(true);
+  });
+
+  test("adopts an orphan left without a pidfile, and never mistakes a client naming its socket for it", async ({
+    dataDir,
+    runner,
+    cleanups,
+  }) => {
+    const log = memoryLogger("silent").logger;
+    const first = await startEmbeddedRedis({ runner, dataDir, log });
+    cleanups.push(() => first.stop());
+    rmSync(join(dataDir, "redis", "redis.pid"));
+    // An operator's client on the same socket: its command line names the socket too.
+    const client = spawn("redis-cli", ["-s", first.socketPath, "monitor"], { stdio: "ignore" });
+    cleanups.push(async () => {
+      client.kill("SIGKILL");
+    });
+    await expect.poll(() => readFileSync(`/proc/${client.pid}/cmdline`, "utf8")).toContain(first.socketPath);
+    const second = await startEmbeddedRedis({ runner, dataDir, log });
+    expect(second.adopted).toBe(true);
+    expect(second.pid).toBe(first.pid);
+    expect(isAlive(client.pid ?? -1)).toBe(true);
   });
 
   test("the supervisor replaces a redis-server killed with SIGKILL", async ({ dataDir, runner, cleanups }) => {
