@@ -49,7 +49,7 @@ import { BullJobQueue, type JobPayloads, QUEUE_NAMES } from "./pipeline/queues.t
 import { reconcile } from "./pipeline/reconcile.ts";
 import { appsWithoutRoute } from "./pipeline/route-check.ts";
 import { defaultPipelineSettings } from "./pipeline/settings.ts";
-import { WorkerPool } from "./pipeline/worker-pool.ts";
+import { HAND_BACK_TIMEOUT_MS, WorkerPool } from "./pipeline/worker-pool.ts";
 import { attachGithubStatusReporter } from "./reporters/github-status.ts";
 import { attachLogReporter } from "./reporters/log-reporter.ts";
 import { lockRefusalNotifier } from "./reporters/slack-notices.ts";
@@ -109,9 +109,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     const redis = connectRedis(redisTarget);
     // Without a listener ioredis prints every failed reconnect raw to stderr; one JSON line each instead.
     redis.on("error", (err: Error) => log.warn({ err: err.message }, "redis connection error"));
-    lifecycle.onStop("redis connection", async () => {
-      await redis.quit().catch(() => redis.disconnect());
-    });
+    lifecycle.onStop("redis connection", () => closeRedis(redis));
 
     let caddyAdmin: string;
     if (config.caddyAdmin) {
@@ -232,7 +230,11 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
 
     const workers = new WorkerPool(redis, log.child({ component: "workers" }), prefix);
     // Bounded by the grace period plus time to hand unfinished jobs back to the queue.
-    lifecycle.onStop("workers", () => workers.close(config.shutdownGraceMs), config.shutdownGraceMs + 2_000);
+    lifecycle.onStop(
+      "workers",
+      () => workers.close(config.shutdownGraceMs),
+      config.shutdownGraceMs + HAND_BACK_TIMEOUT_MS + 500,
+    );
     registerDeployWorker(workers, pipeline);
     if (config.github) {
       registerPushWorker(workers, {
@@ -346,6 +348,16 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
   }
 }
 
+/** QUIT, or a hard disconnect when Redis does not answer within a second (it may be down or hung). */
+async function closeRedis(redis: Redis): Promise<void> {
+  const quit = redis.quit().then(
+    () => true,
+    () => false,
+  );
+  const answered = await Promise.race([quit, new Promise<false>((r) => setTimeout(() => r(false), 1_000))]);
+  if (!answered) redis.disconnect();
+}
+
 /** For BullMQ queues on the shared connection: its own listener has logged the error already. */
 function loggedByConnection(): void {}
 
@@ -388,9 +400,7 @@ function startTenantStores(
   const tenantRedis = ts.redisUrl ? new Redis(ts.redisUrl, { maxRetriesPerRequest: 3 }) : undefined;
   if (tenantRedis) {
     tenantRedis.on("error", (err: Error) => deps.log.warn({ err: err.message }, "tenant redis connection error"));
-    deps.lifecycle.onStop("tenant redis", async () => {
-      await tenantRedis.quit().catch(() => tenantRedis.disconnect());
-    });
+    deps.lifecycle.onStop("tenant redis", () => closeRedis(tenantRedis));
   }
   return {
     db: deps.db,

@@ -250,6 +250,28 @@ describe("faults with two apps under load", () => {
     for (const slug of APPS) expect(results[slug]?.failures).toEqual([]);
   });
 
+  it("embedded Redis SIGKILL: the bot restarts it, is ready again, and the apps do not notice", async () => {
+    const load = loadBoth();
+    await sleep(1_000);
+    const redisPid = pidOf(join(dir.path, "redis", "redis.pid"));
+    const killed = performance.now();
+    process.kill(redisPid, "SIGKILL");
+    let readyMs = -1;
+    while (performance.now() - killed < 30_000) {
+      await sleep(50);
+      const res = await fetch(`${bot?.url}/readyz`).catch(() => undefined);
+      if (res?.status === 200 && pidOf(join(dir.path, "redis", "redis.pid")) !== redisPid) {
+        readyMs = Math.round(performance.now() - killed);
+        break;
+      }
+    }
+    const results = await load.stop();
+    report("embedded Redis SIGKILL", { readyAgainMs: readyMs, apps: summary(results) });
+    expect(readyMs).toBeGreaterThan(0);
+    expect(bot?.lines.some((l) => l.msg === "embedded redis restarted")).toBe(true);
+    for (const slug of APPS) expect(results[slug]?.failures).toEqual([]);
+  });
+
   it("SIGTERM with Redis unreachable: exits within the grace period + 5 s, errors only as JSON lines", async () => {
     const current = bot as BotProcess;
     const redisPid = pidOf(join(dir.path, "redis", "redis.pid"));
@@ -265,7 +287,16 @@ describe("faults with two apps under load", () => {
       .stderr()
       .split("\n")
       .filter((l) => l.trim() !== "");
-    report("SIGTERM with Redis down", { exitMs, graceMs: GRACE_MS, exitCode: exit.code, rawStderrLines: raw.length });
+    const steps = current.lines
+      .filter((l) => l.msg === "stopped" || l.msg === "shutdown step timed out; going on")
+      .map((l) => `${l.step}:${l.ms}${l.msg === "stopped" ? "" : " (timed out)"}`);
+    report("SIGTERM with Redis down", {
+      exitMs,
+      graceMs: GRACE_MS,
+      exitCode: exit.code,
+      rawStderrLines: raw.length,
+      steps,
+    });
     expect(exitMs).toBeLessThan(GRACE_MS + 5_000);
     expect(raw).toEqual([]);
     // The apps did not notice: Caddy serves them whatever happens to the bot and its Redis.
