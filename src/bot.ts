@@ -13,24 +13,31 @@ import {
   type TenantStoreSettings,
   tenantRedisPublicUrl,
 } from "./domain/tenant-databases.ts";
-import { createApp } from "./http/app.ts";
+import { createApp, type ReadinessCheck } from "./http/app.ts";
 import { githubRoute } from "./http/github-route.ts";
 import { createSlackApp } from "./http/slack-app.ts";
 import { RedisEventDedupe } from "./http/slack-dedupe.ts";
 import { appServiceEndpoints, assertNotBotRedis, hostAddresses, storeTargets } from "./infra/app-services.ts";
 import { CaddyAdmin } from "./infra/caddy.ts";
-import { startEmbeddedCaddy } from "./infra/embedded-caddy.ts";
-import { startEmbeddedRedis } from "./infra/embedded-redis.ts";
+import { caddySpec, type EmbeddedCaddy, probeCaddyAdmin, startEmbeddedCaddy } from "./infra/embedded-caddy.ts";
+import {
+  type EmbeddedRedis,
+  pingRedis as pingRedisSocket,
+  redisSpec,
+  startEmbeddedRedis,
+} from "./infra/embedded-redis.ts";
 import { GitCli } from "./infra/git.ts";
 import { GithubRestClient } from "./infra/github-api.ts";
 import { githubGitCredentials } from "./infra/github-credentials.ts";
 import { UndiciProbe } from "./infra/http-probe.ts";
+import { acquireInstanceLock } from "./infra/instance-lock.ts";
 import { PodmanEngine } from "./infra/podman.ts";
 import { PgPostgresAdmin } from "./infra/postgres-admin.ts";
 import { connectRedis, pingRedis, type RedisTarget } from "./infra/redis.ts";
 import { IoRedisAcl } from "./infra/redis-acl.ts";
 import { ExecaRunner } from "./infra/runner.ts";
 import { UndiciSlackApi } from "./infra/slack-web-api.ts";
+import { ServiceSupervisor, type Supervised } from "./infra/supervisor.ts";
 import { readSysctl } from "./infra/sysctl.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
@@ -41,8 +48,9 @@ import { registerProvisionWorker } from "./pipeline/provision-worker.ts";
 import { registerPushWorker } from "./pipeline/push-worker.ts";
 import { BullJobQueue, type JobPayloads, QUEUE_NAMES } from "./pipeline/queues.ts";
 import { reconcile } from "./pipeline/reconcile.ts";
+import { appsWithoutRoute } from "./pipeline/route-check.ts";
 import { defaultPipelineSettings } from "./pipeline/settings.ts";
-import { WorkerPool } from "./pipeline/worker-pool.ts";
+import { HAND_BACK_TIMEOUT_MS, WorkerPool } from "./pipeline/worker-pool.ts";
 import { attachGithubStatusReporter } from "./reporters/github-status.ts";
 import { attachLogReporter } from "./reporters/log-reporter.ts";
 import { lockRefusalNotifier } from "./reporters/slack-notices.ts";
@@ -62,8 +70,18 @@ export interface RunningBot {
  */
 export async function startBot(config: Config, log: Logger): Promise<RunningBot> {
   const lifecycle = new Lifecycle(log);
+  let embeddedRedis: ServiceSupervisor<EmbeddedRedis> | undefined;
+  let embeddedCaddy: ServiceSupervisor<EmbeddedCaddy> | undefined;
+  // Bound once the queues exist; a Caddy that dies before that is restored by the start-up reconcile.
+  let restoreRoutes: (reason: string) => void = () => {};
   try {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    // First of all: one bot per data dir. A lock left by a bot that was SIGKILLed or OOM-killed is stale and
+    // taken over; its Caddy and Redis are then adopted below.
+    const lock = acquireInstanceLock(config.dataDir);
+    lifecycle.onStop("instance lock", () => lock.release());
+    if (lock.staleOwner)
+      log.warn({ previousPid: lock.staleOwner.pid }, "took over the lock of a bot that did not stop");
     const runner = new ExecaRunner(log.child({ component: "runner" }));
 
     const db = openDb(databasePath(config.dataDir));
@@ -76,32 +94,42 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     if (config.redisUrl) {
       redisTarget = { url: config.redisUrl };
     } else {
-      const embedded = await startEmbeddedRedis({
-        runner,
-        dataDir: config.dataDir,
-        log: log.child({ component: "redis" }),
+      const redisLog = log.child({ component: "redis" });
+      const supervisor = new ServiceSupervisor({
+        service: "embedded redis",
+        start: () => startEmbeddedRedis({ runner, dataDir: config.dataDir, log: redisLog }),
+        probe: () => pingRedisSocket(redisSpec(config).socketPath),
+        log: redisLog,
       });
-      lifecycle.onStop("embedded redis", () => embedded.stop());
+      const embedded = await supervisor.start();
+      lifecycle.onStop("embedded redis", () => dataPlaneStep(config, supervisor), 20_000);
       redisTarget = { socketPath: embedded.socketPath };
-      log.info("embedded redis-server started");
+      log.info({ adopted: embedded.adopted }, "embedded redis-server started");
+      embeddedRedis = supervisor;
     }
     const redis = connectRedis(redisTarget);
-    lifecycle.onStop("redis connection", async () => {
-      await redis.quit().catch(() => redis.disconnect());
-    });
+    // Without a listener ioredis prints every failed reconnect raw to stderr; one JSON line each instead.
+    redis.on("error", (err: Error) => log.warn({ err: err.message }, "redis connection error"));
+    lifecycle.onStop("redis connection", () => closeRedis(redis));
 
     let caddyAdmin: string;
     if (config.caddyAdmin) {
       caddyAdmin = config.caddyAdmin;
     } else {
-      const caddy = await startEmbeddedCaddy({
-        runner,
-        dataDir: config.dataDir,
-        log: log.child({ component: "caddy" }),
+      const caddyLog = log.child({ component: "caddy" });
+      const supervisor = new ServiceSupervisor({
+        service: "embedded caddy",
+        start: () => startEmbeddedCaddy({ runner, dataDir: config.dataDir, log: caddyLog }),
+        probe: () => probeCaddyAdmin(caddySpec(config).adminSocket),
+        log: caddyLog,
+        // A new Caddy starts without routes: the reconcile pass restores every one from the database.
+        onRestarted: () => restoreRoutes("caddy restarted"),
       });
-      lifecycle.onStop("embedded caddy", () => caddy.stop());
+      const caddy = await supervisor.start();
+      lifecycle.onStop("embedded caddy", () => dataPlaneStep(config, supervisor));
       caddyAdmin = caddy.adminSocket;
-      log.info("embedded caddy started");
+      log.info({ adopted: caddy.adopted }, "embedded caddy started");
+      embeddedCaddy = supervisor;
     }
 
     // Each route switch reloads Caddy; without this setting connections queued on the old listener are reset
@@ -115,6 +143,10 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     const prefix = config.pipeline.queuePrefix;
     const queue = new BullJobQueue(redis, prefix);
     lifecycle.onStop("queues", () => queue.close());
+    // A BullMQ Queue without an error listener prints each connection error raw to stderr. Its connection is the
+    // shared one above, whose listener already logs every error as one JSON line; creating every queue here (the
+    // instances are cached) gives all of them a listener.
+    for (const name of Object.values(QUEUE_NAMES)) queue.queue(name).on("error", loggedByConnection);
 
     const proxy = new CaddyAdmin({ endpoint: caddyAdmin, log: log.child({ component: "caddy" }) });
     lifecycle.onStop("caddy client", () => proxy.close());
@@ -156,10 +188,14 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         log: log.child({ component: "github-status" }),
       });
       // Stops after the workers (registered before them): lets the last statuses reach GitHub, bounded.
-      lifecycle.onStop("github reporter", async () => {
-        reporter.detach();
-        await Promise.race([reporter.idle(), new Promise((r) => setTimeout(r, 5_000))]);
-      });
+      lifecycle.onStop(
+        "github reporter",
+        async () => {
+          reporter.detach();
+          await Promise.race([reporter.idle(), new Promise((r) => setTimeout(r, 5_000))]);
+        },
+        6_000,
+      );
     }
     const settings = {
       ...defaultPipelineSettings(config.dataDir),
@@ -194,7 +230,12 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     };
 
     const workers = new WorkerPool(redis, log.child({ component: "workers" }), prefix);
-    lifecycle.onStop("workers", () => workers.close(config.shutdownGraceMs));
+    // Bounded by the grace period plus time to hand unfinished jobs back to the queue.
+    lifecycle.onStop(
+      "workers",
+      () => workers.close(config.shutdownGraceMs),
+      config.shutdownGraceMs + HAND_BACK_TIMEOUT_MS + 500,
+    );
     registerDeployWorker(workers, pipeline);
     // Per-link webhook secrets need no global setting: pushes are always accepted from linked repositories.
     const pushDeploy: PushDeployDeps = {
@@ -233,6 +274,12 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       log.info({ report, reason: job.data.reason }, "reconcile finished");
       return report;
     });
+    restoreRoutes = (reason) => {
+      queue.enqueue(QUEUE_NAMES.reconcile, { reason }, `reconcile-${reason.replace(/\W+/g, "-")}-${Date.now()}`).then(
+        () => log.info({ reason }, "reconcile queued to restore routes"),
+        (err: unknown) => log.error({ err, reason }, "could not queue the reconcile that restores routes"),
+      );
+    };
     if (config.pipeline.reconcileOnStart) {
       await queue.enqueue(QUEUE_NAMES.reconcile, { reason: "start-up" }, `reconcile-start-${Date.now()}`);
     }
@@ -270,6 +317,14 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       readiness: [
         { name: "database", check: () => pingDb(db) },
         { name: "redis", check: () => pingRedis(redis) },
+        {
+          name: "caddy",
+          check: async () => {
+            const missing = await appsWithoutRoute(pipeline);
+            if (missing.length > 0) throw new Error(`caddy serves no route for ${missing.join(", ")}`);
+          },
+        },
+        ...supervisedChecks({ redis: embeddedRedis, caddy: embeddedCaddy }),
       ],
       githubRoutes: githubRoute({
         globalSecret: config.github?.webhookSecret,
@@ -291,19 +346,50 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     await slack?.start(); // Socket Mode connects here; a no-op in HTTP mode
     const address = server.address() as AddressInfo;
     const url = `http://${address.address.includes(":") ? `[${address.address}]` : address.address}:${address.port}`;
-    log.info(
-      {
-        url,
-        slack: config.slack ? (config.slack.appToken ? "socket-mode" : "http") : "off",
-        github: Boolean(config.github),
-      },
-      "tussilago bot listening",
-    );
     return { url, caddyAdmin, pipeline, lifecycle, log };
   } catch (err) {
     await lifecycle.stop();
     throw err;
   }
+}
+
+/** QUIT, or a hard disconnect when Redis does not answer within a second (it may be down or hung). */
+async function closeRedis(redis: Redis): Promise<void> {
+  const quit = redis.quit().then(
+    () => true,
+    () => false,
+  );
+  const answered = await Promise.race([quit, new Promise<false>((r) => setTimeout(() => r(false), 1_000))]);
+  if (!answered) redis.disconnect();
+}
+
+/** For BullMQ queues on the shared connection: its own listener has logged the error already. */
+function loggedByConnection(): void {}
+
+/**
+ * Normal shutdown leaves the embedded Caddy and Redis running (apps stay online; the next bot adopts them);
+ * TUSSILAGO_STOP_DATA_PLANE_ON_EXIT=1 stops them too.
+ */
+async function dataPlaneStep(config: Config, supervisor: Supervised): Promise<void> {
+  if (config.stopDataPlaneOnExit) await supervisor.stopService();
+  else supervisor.detach();
+}
+
+/** `/readyz` names a supervised process that is down (being restarted) as its own failed dependency. */
+function supervisedChecks(services: Record<string, Supervised | undefined>): ReadinessCheck[] {
+  return Object.entries(services).flatMap(([name, supervisor]) =>
+    supervisor
+      ? [
+          {
+            name: `embedded ${name} process`,
+            check: () => {
+              const problem = supervisor.problem;
+              if (problem !== undefined) throw new Error(problem);
+            },
+          },
+        ]
+      : [],
+  );
 }
 
 /** Tenant PostgreSQL / Redis admin connections, when configured (off otherwise: provisioning then says so). */
@@ -318,9 +404,8 @@ function startTenantStores(
   if (pgAdmin) deps.lifecycle.onStop("tenant postgres", () => pgAdmin.close());
   const tenantRedis = ts.redisUrl ? new Redis(ts.redisUrl, { maxRetriesPerRequest: 3 }) : undefined;
   if (tenantRedis) {
-    deps.lifecycle.onStop("tenant redis", async () => {
-      await tenantRedis.quit().catch(() => tenantRedis.disconnect());
-    });
+    tenantRedis.on("error", (err: Error) => deps.log.warn({ err: err.message }, "tenant redis connection error"));
+    deps.lifecycle.onStop("tenant redis", () => closeRedis(tenantRedis));
   }
   return {
     db: deps.db,

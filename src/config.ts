@@ -45,6 +45,8 @@ export interface Config {
   github: GithubConfig | undefined;
   /** How long in-flight jobs get to finish on SIGTERM before they are handed back to the queue. */
   shutdownGraceMs: number;
+  /** Embedded Caddy/Redis keep serving after the bot exits unless this is set (`tussilago stop-proxy` does it too). */
+  stopDataPlaneOnExit: boolean;
   /** Largest webhook body we read; bigger ones get 413 before any parsing. */
   maxBodyBytes: number;
   pipeline: PipelineConfig;
@@ -138,6 +140,7 @@ export function loadConfig(env: Env): Config {
     slack,
     github,
     shutdownGraceMs: parseWith(shutdownGraceSchema, env, "TUSSILAGO_SHUTDOWN_GRACE_MS", 25_000),
+    stopDataPlaneOnExit: parseFlag(env, "TUSSILAGO_STOP_DATA_PLANE_ON_EXIT"),
     maxBodyBytes: 1024 * 1024,
     tenantStores: loadTenantStores(env),
     pipeline: loadPipeline(env),

@@ -2,6 +2,9 @@ import { type Config, ConfigError, type Env, loadConfig } from "./config.ts";
 import { installSignalHandlers } from "./lifecycle.ts";
 import { createLogger } from "./log.ts";
 
+/** Time on top of the grace period for everything after the workers (queues, connections, the database). */
+const SHUTDOWN_MARGIN_MS = 4_000;
+
 // The bot itself is imported only after the configuration is known to be good, so a config error answers fast
 // and never loads (or half-starts) anything else.
 /** Entry point: config errors are one line on stderr and exit code 1 (no stack trace). */
@@ -26,7 +29,22 @@ export async function main(env: Env = process.env): Promise<void> {
     process.stderr.write(`tussilago: start-up failed: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   }
-  installSignalHandlers({ lifecycle: bot.lifecycle, log, exit: (code) => process.exit(code) });
+  installSignalHandlers({
+    lifecycle: bot.lifecycle,
+    log,
+    exit: (code) => process.exit(code),
+    // Every step is bounded on its own; this catches the sum. Kept below systemd's TimeoutStopSec (deploy/).
+    hardDeadlineMs: config.shutdownGraceMs + SHUTDOWN_MARGIN_MS,
+  });
+  // Logged only once the signal handlers are in place: whoever waits for this line may send SIGTERM right away.
+  log.info(
+    {
+      url: bot.url,
+      slack: config.slack ? (config.slack.appToken ? "socket-mode" : "http") : "off",
+      github: Boolean(config.github),
+    },
+    "tussilago bot listening",
+  );
 }
 
 if (import.meta.main) {

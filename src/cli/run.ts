@@ -21,6 +21,15 @@ const firstLine = (text: string) => text.split("\n")[0] ?? "";
  */
 export async function runCli(argv: readonly string[], options: RunCliOptions): Promise<number> {
   const { output } = options;
+  if (argv[0] === "stop-proxy") {
+    const { stopProxy } = await import("./stop-proxy.ts");
+    try {
+      return await stopProxy(argv.slice(1), options.env, output);
+    } catch (err) {
+      output.err(`error: ${firstLine(err instanceof Error ? err.message : String(err))}\n`);
+      return EXIT.error;
+    }
+  }
   let command: CliCommand;
   try {
     command = parseCli(argv);

@@ -1,21 +1,12 @@
 import { chmod, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Agent, request } from "undici";
-import {
-  assertSocketPath,
-  assertSpawned,
-  EmbeddedServiceError,
-  type EmbeddedServiceOptions,
-  privateDir,
-  waitUntilReady,
-} from "./wait-for-socket.ts";
+import { adoptOrStart, type DetachedService, type DetachedServiceSpec, recordedInstance } from "./detached-service.ts";
+import { assertSocketPath, type EmbeddedServiceOptions, privateDir } from "./wait-for-socket.ts";
 
-export interface EmbeddedCaddy {
+export interface EmbeddedCaddy extends DetachedService {
   /** Absolute path of the admin API's unix socket (the form CADDY_ADMIN accepts). */
   adminSocket: string;
-  pid: number | undefined;
-  exited: Promise<{ exitCode: number | undefined; signal: string | undefined }>;
-  stop(): Promise<void>;
 }
 
 const SERVICE = "embedded caddy";
@@ -26,9 +17,17 @@ const REMEDY = "install caddy or set CADDY_ADMIN";
  * tenant container can reach) and an empty HTTP app the route adapter fills in. `persist: false` because the bot's
  * database is the source of truth and the reconcile pass rebuilds routes; an autosave would only go stale.
  */
-export function caddyInitConfig(adminSocket: string): object {
+export function caddyInitConfig(adminSocket: string, logFile?: string): object {
   return {
     admin: { listen: `unix/${adminSocket}`, config: { persist: false } },
+    // Caddy outlives the bot, so its log cannot go through the bot's logger: a file it rolls itself (10 MB × 5).
+    ...(logFile !== undefined
+      ? {
+          logging: {
+            logs: { default: { writer: { output: "file", filename: logFile, roll_size_mb: 10, roll_keep: 5 } } },
+          },
+        }
+      : {}),
     apps: { http: { servers: {} } },
   };
 }
@@ -55,53 +54,43 @@ export async function probeCaddyAdmin(adminSocket: string, timeoutMs = 1_000): P
   }
 }
 
-export async function startEmbeddedCaddy(options: EmbeddedServiceOptions): Promise<EmbeddedCaddy> {
-  const { runner, log } = options;
-  const binary = options.binary ?? "caddy";
+/** Where this data dir's Caddy lives; `stop-proxy` and the supervisor use the same spec. */
+export function caddySpec(options: Pick<EmbeddedServiceOptions, "dataDir" | "binary" | "readyTimeoutMs">) {
   const dir = join(options.dataDir, "caddy");
   const adminSocket = join(dir, "admin.sock");
   const configPath = join(dir, "init.json");
-  assertSocketPath(SERVICE, adminSocket);
-  await privateDir(dir);
-
-  // Caddy replaces an existing socket file on start, so a live one means a second bot on this data dir.
-  if (await probeCaddyAdmin(adminSocket)) {
-    throw new EmbeddedServiceError(
-      SERVICE,
-      "in_use",
-      `${SERVICE}: ${adminSocket} already answers; is another bot using this data dir?`,
-    );
-  }
-  await writeFile(configPath, `${JSON.stringify(caddyInitConfig(adminSocket))}\n`, { mode: 0o600 });
-  await chmod(configPath, 0o600);
-
-  const proc = runner.spawn(binary, ["run", "--config", configPath], {
-    cwd: dir,
+  const spec: DetachedServiceSpec = {
+    service: SERVICE,
+    dir,
+    name: "caddy",
+    binary: options.binary ?? "caddy",
+    args: ["run", "--config", configPath],
     // Certificates, locks and autosaves go under the data dir, never into the operator's $HOME.
     env: { XDG_DATA_HOME: join(dir, "data"), XDG_CONFIG_HOME: join(dir, "config") },
-  });
-  await assertSpawned(SERVICE, binary, proc, REMEDY);
-  await waitUntilReady({
-    service: SERVICE,
-    proc,
+    marker: configPath,
     probe: () => probeCaddyAdmin(adminSocket),
-    timeoutMs: options.readyTimeoutMs ?? 10_000,
-  });
-
-  let stopping = false;
-  void proc.exited.then((e) => {
-    if (!stopping) log.error({ adminSocket, ...e }, "embedded caddy exited unexpectedly");
-  });
-  log.info({ adminSocket, pid: proc.pid }, "embedded caddy started");
-
-  return {
-    adminSocket,
-    pid: proc.pid,
-    exited: proc.exited,
-    async stop() {
-      stopping = true;
-      await proc.stop();
-      log.info({ adminSocket }, "embedded caddy stopped");
-    },
+    remedy: REMEDY,
+    stopGraceMs: 5_000,
+    readyTimeoutMs: options.readyTimeoutMs ?? 10_000,
   };
+  return { spec, adminSocket, configPath };
+}
+
+/**
+ * Adopts this data dir's running Caddy or starts one, detached: it keeps serving the apps while the bot is down.
+ * A fresh Caddy starts with no routes; the bot's reconcile pass puts them back from the database.
+ */
+export async function startEmbeddedCaddy(options: EmbeddedServiceOptions): Promise<EmbeddedCaddy> {
+  const { spec, adminSocket, configPath } = caddySpec(options);
+  assertSocketPath(SERVICE, adminSocket);
+  await privateDir(spec.dir);
+  if (recordedInstance(spec) === undefined) {
+    // Rewritten only when no instance of ours runs: the adopted one was started with this file.
+    await writeFile(configPath, `${JSON.stringify(caddyInitConfig(adminSocket, join(spec.dir, "server.log")))}\n`, {
+      mode: 0o600,
+    });
+    await chmod(configPath, 0o600);
+  }
+  const service = await adoptOrStart(spec, options.runner, options.log);
+  return Object.assign(service, { adminSocket });
 }

@@ -1,15 +1,9 @@
 import { connect } from "node:net";
 import { join } from "node:path";
-import {
-  assertSocketPath,
-  assertSpawned,
-  EmbeddedServiceError,
-  type EmbeddedServiceOptions,
-  privateDir,
-  waitUntilReady,
-} from "./wait-for-socket.ts";
+import { adoptOrStart, type DetachedService, type DetachedServiceSpec } from "./detached-service.ts";
+import { assertSocketPath, type EmbeddedServiceOptions, privateDir } from "./wait-for-socket.ts";
 
-export interface EmbeddedRedis {
+export interface EmbeddedRedis extends DetachedService {
   /** `unix://<socketPath>`, for display and for REDIS_URL-style configuration. */
   url: string;
   socketPath: string;
@@ -18,10 +12,6 @@ export interface EmbeddedRedis {
    * parses `unix:///a/b.sock` as host "unix", path "///a/b.sock"), so never pass `url` to it.
    */
   connection: { path: string };
-  pid: number | undefined;
-  /** Resolves when redis-server exits, whether through stop() or not. */
-  exited: Promise<{ exitCode: number | undefined; signal: string | undefined }>;
-  stop(): Promise<void>;
 }
 
 const SERVICE = "embedded redis";
@@ -72,49 +62,38 @@ export function redisArgs(dir: string, socketPath: string): string[] {
   ];
 }
 
-export async function startEmbeddedRedis(options: EmbeddedServiceOptions): Promise<EmbeddedRedis> {
-  const { runner, log } = options;
-  const binary = options.binary ?? "redis-server";
+/** Where this data dir's Redis lives; `stop-proxy` and the supervisor use the same spec. */
+export function redisSpec(options: Pick<EmbeddedServiceOptions, "dataDir" | "binary" | "readyTimeoutMs">) {
   const dir = join(options.dataDir, "redis");
   const socketPath = join(dir, "redis.sock");
-  assertSocketPath(SERVICE, socketPath);
-  await privateDir(dir);
-
-  // redis-server unlinks an existing socket file before bind(), so a second bot on the same data dir would
-  // silently steal the first one's socket: refuse instead. A stale file from a crash does not answer and is fine.
-  if (await pingRedis(socketPath)) {
-    throw new EmbeddedServiceError(
-      SERVICE,
-      "in_use",
-      `${SERVICE}: ${socketPath} already answers; is another bot using this data dir?`,
-    );
-  }
-
-  const proc = runner.spawn(binary, redisArgs(dir, socketPath), { cwd: dir });
-  await assertSpawned(SERVICE, binary, proc, REMEDY);
-  await waitUntilReady({
+  const spec: DetachedServiceSpec = {
     service: SERVICE,
-    proc,
+    dir,
+    name: "redis",
+    binary: options.binary ?? "redis-server",
+    args: redisArgs(dir, socketPath),
+    // redis-server rewrites its command line to "redis-server unixsocket:<path>": the socket path stays in it.
+    marker: socketPath,
     probe: () => pingRedis(socketPath),
-    timeoutMs: options.readyTimeoutMs ?? 10_000,
-  });
+    remedy: REMEDY,
+    stopGraceMs: STOP_GRACE_MS,
+    readyTimeoutMs: options.readyTimeoutMs ?? 10_000,
+  };
+  return { spec, socketPath };
+}
 
-  let stopping = false;
-  void proc.exited.then((e) => {
-    if (!stopping) log.error({ socketPath, ...e }, "embedded redis exited unexpectedly");
-  });
-  log.info({ socketPath, pid: proc.pid }, "embedded redis started");
-
-  return {
+/**
+ * Adopts this data dir's running redis-server or starts one, detached: queued jobs and the bot's locks stay
+ * available across a bot restart, and a restart does not cost an AOF replay.
+ */
+export async function startEmbeddedRedis(options: EmbeddedServiceOptions): Promise<EmbeddedRedis> {
+  const { spec, socketPath } = redisSpec(options);
+  assertSocketPath(SERVICE, socketPath);
+  await privateDir(spec.dir);
+  const service = await adoptOrStart(spec, options.runner, options.log);
+  return Object.assign(service, {
     url: `unix://${socketPath}`,
     socketPath,
     connection: { path: socketPath },
-    pid: proc.pid,
-    exited: proc.exited,
-    async stop() {
-      stopping = true;
-      await proc.stop(STOP_GRACE_MS);
-      log.info({ socketPath }, "embedded redis stopped");
-    },
-  };
+  });
 }

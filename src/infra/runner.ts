@@ -1,3 +1,4 @@
+import { closeSync, openSync } from "node:fs";
 import { ExecaError, execa } from "execa";
 import type { Logger } from "../log.ts";
 
@@ -86,13 +87,29 @@ export interface Runner {
   spawn(file: string, args: readonly string[], options: { cwd?: string; env?: Record<string, string> }): LongRunning;
 }
 
+export interface DetachedOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  /** stdout and stderr are appended here (owner-only): a pipe to the bot would break when the bot goes away. */
+  logFile: string;
+}
+
+/**
+ * Starts a process that outlives the bot: its own session and process group (setsid), no pipes to the bot, not
+ * killed when the bot exits. Used for the embedded Caddy and Redis, the data plane that keeps apps online while
+ * the bot restarts (README.md, "Lifecycle and the data plane"). `stop()` signals the whole process group.
+ */
+export interface DetachedSpawner {
+  spawnDetached(file: string, args: readonly string[], options: DetachedOptions): LongRunning;
+}
+
 function baseEnv(): Record<string, string> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin", LANG: "C.UTF-8" };
   if (process.env.HOME) env.HOME = process.env.HOME;
   return env;
 }
 
-export class ExecaRunner implements Runner {
+export class ExecaRunner implements Runner, DetachedSpawner {
   readonly #log: Logger;
   constructor(log: Logger) {
     this.#log = log;
@@ -180,6 +197,60 @@ export class ExecaRunner implements Runner {
         if (done) return;
         sub.kill("SIGTERM");
         const timer = setTimeout(() => sub.kill("SIGKILL"), graceMs);
+        await exited;
+        clearTimeout(timer);
+      },
+    };
+  }
+
+  spawnDetached(file: string, args: readonly string[], options: DetachedOptions): LongRunning {
+    const fd = openSync(options.logFile, "a", 0o600);
+    const spawn = () =>
+      execa(file, args, {
+        shell: false,
+        reject: false,
+        extendEnv: false,
+        env: { ...baseEnv(), ...(options.env ?? {}) },
+        detached: true,
+        // execa's default kills children when this process exits: the opposite of what a data plane needs.
+        cleanup: false,
+        stdin: "ignore",
+        // A descriptor goes to the child as is (execa's `{ file }` form would pipe through this process and break
+        // when it exits). execa's types take only literal descriptor numbers, hence the cast.
+        stdout: fd as unknown as "ignore",
+        stderr: fd as unknown as "ignore",
+        buffer: false,
+        ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
+      });
+    let sub: ReturnType<typeof spawn>;
+    try {
+      sub = spawn();
+    } finally {
+      // The child has its own copy of the descriptor.
+      closeSync(fd);
+    }
+    let done = false;
+    const exited = sub.then((r) => {
+      done = true;
+      return { exitCode: r.exitCode, signal: r.signal };
+    });
+    const pid = sub.pid;
+    const killGroup = (signal: NodeJS.Signals) => {
+      if (pid === undefined || done) return;
+      try {
+        process.kill(-pid, signal);
+      } catch {
+        sub.kill(signal);
+      }
+    };
+    this.#log.debug({ process: file, pid }, "detached process spawned");
+    return {
+      pid,
+      exited,
+      async stop(graceMs = 5_000) {
+        if (done) return;
+        killGroup("SIGTERM");
+        const timer = setTimeout(() => killGroup("SIGKILL"), graceMs);
         await exited;
         clearTimeout(timer);
       },

@@ -1,6 +1,6 @@
 import { chmod, mkdir } from "node:fs/promises";
 import type { Logger } from "../log.ts";
-import type { LongRunning, Runner } from "./runner.ts";
+import type { DetachedSpawner, LongRunning } from "./runner.ts";
 
 /**
  * Shared pieces for the services the bot supervises itself (embedded redis-server and Caddy): both listen on a
@@ -9,7 +9,7 @@ import type { LongRunning, Runner } from "./runner.ts";
  */
 
 export interface EmbeddedServiceOptions {
-  runner: Runner;
+  runner: DetachedSpawner;
   /** The bot's data dir; the service lives in its own subdirectory. */
   dataDir: string;
   log: Logger;

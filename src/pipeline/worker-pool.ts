@@ -4,6 +4,9 @@ import { bullBackoffStrategy } from "../lib/backoff.ts";
 import type { Logger } from "../log.ts";
 import { workerOptions } from "./queues.ts";
 
+/** After the grace period: how long handing unfinished jobs back and force-closing the workers may take. */
+export const HAND_BACK_TIMEOUT_MS = 1_500;
+
 /**
  * The bot's BullMQ workers, with a shutdown that first lets in-flight jobs finish (bounded), then hands the ones
  * still running back to the queue instead of waiting out their lock (30 s by default) for the stalled-job check.
@@ -64,6 +67,19 @@ export class WorkerPool {
     clearTimeout(timer);
     if (outcome === "done") return;
 
+    // Handing back needs Redis; when it does not answer, the stalled-job check recovers the jobs after the next
+    // start instead. Bounded, so an unreachable Redis cannot hold the shutdown past the grace period.
+    const handBack = this.#handBack().then(() => "done" as const);
+    const bound = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), HAND_BACK_TIMEOUT_MS);
+    });
+    if ((await Promise.race([handBack, bound])) === "timeout") {
+      this.#log.warn({ ms: HAND_BACK_TIMEOUT_MS }, "redis did not answer while handing jobs back; leaving them");
+    }
+    clearTimeout(timer);
+  }
+
+  async #handBack(): Promise<void> {
     const handedBack = [...this.#active.values()];
     this.#log.warn(
       { jobs: handedBack.map((a) => a.job.id) },

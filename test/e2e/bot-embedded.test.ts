@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { execa } from "execa";
 import { Agent, request } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
 import { type BotProcess, startBotProcess } from "../helpers/bot-process.ts";
@@ -19,7 +20,7 @@ const listening = (path: string) =>
     .some((entry) => entry.endsWith(` ${path}`));
 
 describe("bot on embedded defaults", () => {
-  it("starts its own redis-server and Caddy, serves /readyz, and stops both on SIGTERM", async () => {
+  it("starts its own redis-server and Caddy, serves /readyz, leaves both running on SIGTERM; stop-proxy stops them", async () => {
     const dir = tempDir("tsl-");
     dirs.push(dir.cleanup);
     const bot = await startBotProcess({
@@ -40,6 +41,15 @@ describe("bot on embedded defaults", () => {
 
     bot.child.kill("SIGTERM");
     expect((await bot.exit).code).toBe(0);
+    // The data plane outlives the bot: apps stay online while it restarts.
+    expect(listening(redisSocket)).toBe(true);
+    expect(listening(adminSocket)).toBe(true);
+
+    const cli = await execa(process.execPath, ["src/cli.ts", "stop-proxy"], {
+      env: { TUSSILAGO_DATA_DIR: dir.path },
+      reject: false,
+    });
+    expect(cli.exitCode).toBe(0);
     expect(listening(redisSocket)).toBe(false);
     expect(listening(adminSocket)).toBe(false);
   });

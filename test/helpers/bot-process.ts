@@ -7,6 +7,8 @@ export interface BotProcess {
   child: ChildProcess;
   url: string;
   lines: Record<string, unknown>[];
+  /** Everything the process wrote to stderr so far (the bot logs JSON to stdout; stderr should stay empty). */
+  stderr: () => string;
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
@@ -46,7 +48,7 @@ export async function startBotProcess(env: Record<string, string>, timeoutMs = 6
       reject(new Error(`bot exited with ${code} before listening; stderr: ${stderr}`));
     });
   });
-  return { child, url, lines, exit };
+  return { child, url, lines, stderr: () => stderr, exit };
 }
 
 export { isAlive } from "./fixtures.ts";

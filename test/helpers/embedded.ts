@@ -1,16 +1,22 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { test as base } from "vitest";
-import { ExecaRunner, type LongRunning, type Runner } from "../../src/infra/runner.ts";
+import {
+  type DetachedOptions,
+  type DetachedSpawner,
+  ExecaRunner,
+  type LongRunning,
+  type Runner,
+} from "../../src/infra/runner.ts";
 import { memoryLogger } from "./fixtures.ts";
 
 // Fixtures for tests that start real redis-server / caddy processes. Data dirs are short /tmp paths because unix
 // socket paths are capped at 107 bytes.
 
 /** A real runner whose children see a different PATH, so "binary not installed" is a real ENOENT. */
-export class PathRunner implements Runner {
-  readonly #inner: Runner;
+export class PathRunner implements Runner, DetachedSpawner {
+  readonly #inner: Runner & DetachedSpawner;
   readonly #path: string;
-  constructor(inner: Runner, path: string) {
+  constructor(inner: Runner & DetachedSpawner, path: string) {
     this.#inner = inner;
     this.#path = path;
   }
@@ -19,9 +25,12 @@ export class PathRunner implements Runner {
   spawn(file: string, args: readonly string[], options: { cwd?: string; env?: Record<string, string> }): LongRunning {
     return this.#inner.spawn(file, args, { ...options, env: { ...options.env, PATH: this.#path } });
   }
+  spawnDetached(file: string, args: readonly string[], options: DetachedOptions): LongRunning {
+    return this.#inner.spawnDetached(file, args, { ...options, env: { ...options.env, PATH: this.#path } });
+  }
 }
 
-export const test = base.extend<{ dataDir: string; runner: Runner; cleanups: (() => Promise<void>)[] }>({
+export const test = base.extend<{ dataDir: string; runner: ExecaRunner; cleanups: (() => Promise<void>)[] }>({
   // biome-ignore lint/correctness/noEmptyPattern: vitest fixtures must destructure their dependencies.
   dataDir: async ({}, use) => {
     const dir = mkdtempSync("/tmp/tsl-");

@@ -1,6 +1,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { stopRecorded } from "../../src/infra/detached-service.ts";
+import { redisSpec } from "../../src/infra/embedded-redis.ts";
 import { type BotProcess, isAlive, startBotProcess } from "../helpers/bot-process.ts";
 import { tempDir } from "../helpers/fixtures.ts";
 
@@ -9,14 +11,19 @@ import { tempDir } from "../helpers/fixtures.ts";
 const KEY = "lifecycle-test-secret-key-0123456789abcdef";
 const running: BotProcess[] = [];
 const dirs: Array<() => void> = [];
-afterEach(() => {
+const dataDirs: string[] = [];
+afterEach(async () => {
   for (const bot of running.splice(0)) if (bot.child.exitCode === null) bot.child.kill("SIGKILL");
+  await Promise.all(running.map((b) => b.exit));
+  // The embedded redis-server outlives the bot by design; end it so no process outlives the test.
+  for (const dir of dataDirs.splice(0)) await stopRecorded(redisSpec({ dataDir: dir }).spec);
   for (const cleanup of dirs.splice(0)) cleanup();
 });
 
 async function start(extraEnv: Record<string, string> = {}): Promise<{ bot: BotProcess; dataDir: string }> {
   const dir = tempDir("tsl-");
   dirs.push(dir.cleanup);
+  dataDirs.push(dir.path);
   const bot = await startBotProcess({
     ...extraEnv,
     TUSSILAGO_SECRET_KEY: KEY,
@@ -30,6 +37,19 @@ async function start(extraEnv: Record<string, string> = {}): Promise<{ bot: BotP
   return { bot, dataDir: dir.path };
 }
 
+/** A second bot on an existing data dir, with the same settings as `start`. */
+async function startAgain(dataDir: string): Promise<{ bot: BotProcess }> {
+  const bot = await startBotProcess({
+    TUSSILAGO_SECRET_KEY: KEY,
+    TUSSILAGO_DATA_DIR: dataDir,
+    CADDY_ADMIN: join(dataDir, "unused-admin.sock"),
+    TUSSILAGO_RECONCILE_ON_START: "0",
+    TUSSILAGO_RECONCILE_INTERVAL_MS: "0",
+  });
+  running.push(bot);
+  return { bot };
+}
+
 /** Whether some process listens on a unix socket (from /proc/net/unix, so no client has to connect). */
 function socketListening(path: string): boolean {
   return readFileSync("/proc/net/unix", "utf8")
@@ -38,11 +58,13 @@ function socketListening(path: string): boolean {
 }
 
 describe("bot process lifecycle", () => {
-  it("starts on embedded Redis, is ready, and on SIGTERM stops everything and exits 0", async () => {
+  it("starts on embedded Redis, and on SIGTERM stops itself, leaves Redis running and exits 0", async () => {
     const { bot, dataDir } = await start();
     expect((await fetch(`${bot.url}/healthz`)).status).toBe(200);
+    // Nothing answers on CADDY_ADMIN here: /readyz says exactly that dependency failed.
     const ready = await fetch(`${bot.url}/readyz`);
-    expect(ready.status).toBe(200);
+    expect(ready.status).toBe(503);
+    expect(((await ready.json()) as { failed: string[] }).failed).toEqual(["caddy"]);
     expect(socketListening(join(dataDir, "redis", "redis.sock"))).toBe(true);
     const redisLine = bot.lines.find((l) => l.msg === "embedded redis-server started");
     expect(redisLine).toBeDefined();
@@ -62,11 +84,31 @@ describe("bot process lifecycle", () => {
       "redis connection",
       "embedded redis",
       "database",
+      "instance lock",
     ]);
-    // The embedded redis-server is gone: nothing listens on its socket any more.
-    expect(socketListening(join(dataDir, "redis", "redis.sock"))).toBe(false);
-    // And the queued state is on disk (AOF), for the next start.
-    expect(existsSync(join(dataDir, "redis"))).toBe(true);
+    // The embedded redis-server keeps running (queued jobs stay available) and the lock is released.
+    expect(socketListening(join(dataDir, "redis", "redis.sock"))).toBe(true);
+    expect(existsSync(join(dataDir, "tussilago.lock"))).toBe(false);
+
+    // The next start adopts it; a start while that bot runs is refused by the lock.
+    const { bot: next } = await startAgain(dataDir);
+    expect(next.lines.find((l) => l.msg === "embedded redis-server started")?.adopted).toBe(true);
+    const refused = await startAgain(dataDir).catch((e: unknown) => e);
+    expect(String(refused)).toContain("holds");
+    next.child.kill("SIGTERM");
+    expect((await next.exit).code).toBe(0);
+  });
+
+  it("starts again with no clean-up after SIGKILL: takes over the stale lock and adopts Redis", async () => {
+    const { bot, dataDir } = await start();
+    const redisPid = bot.lines.find((l) => l.msg === "embedded redis started")?.pid;
+    bot.child.kill("SIGKILL");
+    await bot.exit;
+    const { bot: next } = await startAgain(dataDir);
+    expect(next.lines.some((l) => l.msg === "took over the lock of a bot that did not stop")).toBe(true);
+    expect(next.lines.find((l) => l.msg === "embedded redis adopted")?.pid).toBe(redisPid);
+    next.child.kill("SIGTERM");
+    expect((await next.exit).code).toBe(0);
   });
 
   it("opens the sandbox firewall to the store endpoints apps are given, and says which ones apps cannot reach", async () => {
