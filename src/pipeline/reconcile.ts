@@ -89,7 +89,11 @@ export async function reconcile(deps: PipelineDeps): Promise<ReconcileReport> {
     }
   }
 
-  for (const c of await deps.engine.listContainers({ [LABELS.managed]: "app" })) {
+  // Only this bot's containers: another bot on the same podman host has apps this database does not know.
+  for (const c of await deps.engine.listContainers({
+    [LABELS.managed]: "app",
+    [LABELS.instance]: deps.settings.instance,
+  })) {
     const appUuid = c.labels[LABELS.app];
     if (wanted.has(c.name)) continue;
     // A container of a live app that is not its current release: an old one left by a crash mid-drain, or a new

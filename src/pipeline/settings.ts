@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 
 /** Pipeline knobs; defaults are what an operator gets without configuring anything. */
@@ -34,6 +35,11 @@ export interface PipelineSettings {
   /** Caddy server listen addresses for app traffic. */
   proxyListen: string[];
   tmpfsMb: number;
+  /**
+   * Which bot made a container (its `io.tussilago.instance` label). Reconcile removes only its own orphans: several
+   * bots, or a bot and a test run, may share one podman host, and each knows only its own apps.
+   */
+  instance: string;
 }
 
 export function defaultPipelineSettings(dataDir: string): PipelineSettings {
@@ -60,7 +66,13 @@ export function defaultPipelineSettings(dataDir: string): PipelineSettings {
     keepReleases: 5,
     proxyListen: [":8080"],
     tmpfsMb: 64,
+    instance: instanceOf(dataDir),
   };
+}
+
+/** One data dir is one bot (its instance lock says so): the label is derived from the dir's path. */
+export function instanceOf(dataDir: string): string {
+  return createHash("sha256").update(dataDir).digest("hex").slice(0, 16);
 }
 
 /** Deterministic names from public UUIDs: a retried stage finds what it made before instead of making a second one. */
@@ -76,4 +88,5 @@ export const LABELS = {
   app: "io.tussilago.app",
   tenant: "io.tussilago.tenant",
   deployment: "io.tussilago.deployment",
+  instance: "io.tussilago.instance",
 } as const;

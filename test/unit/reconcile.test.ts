@@ -66,7 +66,11 @@ describe("reconcile", () => {
       name: "tsl-orphan",
       image: "localhost/orphan:1",
       command: ["true"],
-      labels: { [LABELS.managed]: "app", [LABELS.app]: crypto.randomUUID() },
+      labels: {
+        [LABELS.managed]: "app",
+        [LABELS.app]: crypto.randomUUID(),
+        [LABELS.instance]: f.deps.settings.instance,
+      },
       memoryMb: 128,
       cpus: 0.5,
       pidsLimit: 128,
@@ -81,6 +85,33 @@ describe("reconcile", () => {
     expect(report.routesRemoved).toEqual([ghost]);
     expect(f.engine.containers.size).toBe(1);
     expect(f.proxy.routes.size).toBe(1);
+  });
+
+  it("leaves alone the containers of another bot on the same podman host, and unlabelled ones", async () => {
+    // Two bots (or a bot and a test run) on one host: each database knows only its own apps. Before the instance
+    // label, each reconcile removed the other's running apps as "orphans".
+    await deployed();
+    f.engine.addImage("localhost/other:1");
+    for (const [name, labels] of [
+      ["tsl-other-bot", { [LABELS.instance]: "another-instance" }],
+      ["tsl-unlabelled", {}],
+    ] as const) {
+      await f.engine.runContainer({
+        name,
+        image: "localhost/other:1",
+        command: ["true"],
+        labels: { [LABELS.managed]: "app", [LABELS.app]: crypto.randomUUID(), ...labels },
+        memoryMb: 128,
+        cpus: 0.5,
+        pidsLimit: 128,
+        network: "none",
+        allowEgress: false,
+        tmpfsMb: 16,
+      });
+    }
+    const report = await reconcile(f.deps);
+    expect(report.containersRemoved).toEqual([]);
+    expect([...f.engine.containers.keys()]).toEqual(expect.arrayContaining(["tsl-other-bot", "tsl-unlabelled"]));
   });
 
   it("removes the release images of a destroyed app (with its container and route)", async () => {

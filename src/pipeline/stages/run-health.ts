@@ -51,6 +51,7 @@ export async function runStage(
       [LABELS.app]: app.uuid,
       [LABELS.tenant]: app.tenantUuid,
       [LABELS.deployment]: deploymentUuid,
+      [LABELS.instance]: deps.settings.instance,
     },
     memoryMb: app.memoryMb,
     cpus: Number(app.cpus),
