@@ -103,6 +103,54 @@ export interface LinkProof {
   installationId?: number | undefined;
   deliveryId: string;
   event: string;
+  /** How control of the repository was confirmed through the API (audited); absent without API credentials. */
+  control?: "challenge-file" | "repository-id" | undefined;
+}
+
+/** Where a repository proves that its controller wants a link: this file on the default branch. */
+export const LINK_PROOF_PATH = ".tussilago/link";
+
+/**
+ * The link's challenge: what its repository must hold in LINK_PROOF_PATH (`tussilago-link <challenge>`). Derived
+ * from the link's own secret (one-way, so committing it reveals nothing of the secret), its app and repository:
+ * another app's or repository's challenge does not fit, and a new secret (re-link, rotation) means a new one.
+ */
+export function linkChallenge(secret: string, appUuid: string, repo: string): string {
+  return createHmac("sha256", secret)
+    .update(`tussilago-link-challenge\n${appUuid}\n${repo.toLowerCase()}`)
+    .digest("hex")
+    .slice(0, 40);
+}
+
+export function linkProofLine(challenge: string): string {
+  return `tussilago-link ${challenge}`;
+}
+
+/**
+ * Whether a verified delivery may change this link only after the API confirms it (when the bot has API
+ * credentials): activating a pending link, or following a new name for the bound id. The link's admin can sign
+ * either with their own secret for any repository (docs/security.md, *Tenant admin*).
+ */
+export function needsControlProof(link: LinkCandidate, claim: { repoId: number; fullName: string }): boolean {
+  return link.status === "pending" || (link.repoId === claim.repoId && link.repo !== claim.fullName);
+}
+
+/** A proof of control the API did not confirm: audited, the link is left as it was. */
+export function auditLinkProofDenied(db: DbOrTx, appUuid: string, proof: LinkProof, reason: string): void {
+  recordAudit(db, {
+    action: "app.github-link-proof",
+    outcome: "denied",
+    actorLabel: "github",
+    appUuid,
+    details: {
+      reason,
+      repo: proof.fullName,
+      repositoryId: proof.repoId,
+      event: proof.event,
+      ...(proof.installationId !== undefined ? { installationId: proof.installationId } : {}),
+    },
+    correlationId: proof.deliveryId,
+  });
 }
 
 /**
@@ -136,6 +184,7 @@ export function applyLinkProof(db: DbOrTx, link: LinkCandidate, proof: LinkProof
           repositoryId: proof.repoId,
           event: proof.event,
           ...(proof.installationId !== undefined ? { installationId: proof.installationId } : {}),
+          ...(proof.control !== undefined ? { proof: proof.control } : {}),
         },
         correlationId: proof.deliveryId,
       });
