@@ -32,7 +32,7 @@ export interface LinkProofDeps {
  * proves nothing about the repository. With the bot's credentials at stake, the claim must also hold at GitHub:
  * - the repository under the claimed name has the claimed id (else an id could be bound under a name the admin
  *   controls, and a later signed "rename" would carry the link to the victim's repository);
- * - to activate a pending link: its default branch holds `.tussilago/link` with the link's challenge, which only
+ * - to activate a pending link (or upgrade one proved by a signature alone): its default branch holds `.tussilago/link` with the link's challenge, which only
  *   someone with push access can commit; in App mode the App's installation covers the repository too, and is
  *   the delivery's one.
  * Safe to run twice: it re-reads the link and acts only if the claim still applies. GitHub unreachable → throws
@@ -45,7 +45,10 @@ export async function proveGithubLink(
   const log = deps.log.child({ appId: claim.appUuid, githubDelivery: claim.deliveryId, repositoryId: claim.repoId });
   const candidates = linkCandidates(deps.db, claim.repoId, claim.fullName);
   const link = candidates.find((c) => c.appUuid === claim.appUuid);
-  const activating = link?.status === "pending" && link.repo.toLowerCase() === claim.fullName.toLowerCase();
+  const sameName = link !== undefined && link.repo.toLowerCase() === claim.fullName.toLowerCase();
+  // A pending link, or an active one proved by a signature alone (before the bot had credentials, or migrated).
+  const activating =
+    sameName && (link?.status === "pending" || (link?.proof !== "challenge-file" && link?.repoId === claim.repoId));
   const renaming = link?.status === "active" && link.repoId === claim.repoId && link.repo !== claim.fullName;
   if (link === undefined || (!activating && !renaming)) {
     log.info("link proof no longer applies (re-linked, destroyed or already done)");
@@ -74,7 +77,9 @@ export async function proveGithubLink(
       log.info({ repo: claim.fullName }, "GitHub repository rename confirmed");
       return { kind: "renamed" };
     }
-    if (boundByAnotherTenant(link, claim.repoId, candidates)) return deny("repository is linked by another tenant");
+    if (boundByAnotherTenant(link, claim.repoId, candidates, true)) {
+      return deny("repository is linked by another tenant");
+    }
     if (deps.appMode) {
       const installation = await deps.github.appInstallationId(owner, name);
       if (installation === undefined) return deny("the App's installation does not cover the repository");
@@ -94,6 +99,7 @@ export async function proveGithubLink(
     throw err;
   }
   const { activated } = applyLinkProof(deps.db, link, { ...proof, control: "challenge-file" });
-  log.info({ app: link.appSlug, activated }, "GitHub link activated: control of the repository proved");
+  if (!activated) log.info({ app: link.appSlug }, "GitHub link proved by its challenge (was a signature only)");
+  else log.info({ app: link.appSlug }, "GitHub link activated: control of the repository proved");
   return { kind: "activated" };
 }

@@ -147,7 +147,8 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
             ? "repository id differs from the linked repository"
             : via === "app" && link.installationId !== null && link.installationId !== claim.installationId
               ? "installation differs from the linked one"
-              : link.repoId === null && boundByAnotherTenant(link, claim.repoId, candidates)
+              : link.repoId === null &&
+                  boundByAnotherTenant(link, claim.repoId, candidates, deps.proofOfControl === true)
                 ? "repository is linked by another tenant"
                 : undefined;
         if (refusal !== undefined) {

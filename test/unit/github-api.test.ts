@@ -264,7 +264,12 @@ describe("GitHub App authentication", () => {
   it("gives git an x-access-token credential for the app's own repository only", async () => {
     installation();
     const gh = client(appAuth);
-    const app = { gitUrl: "https://github.com/acme/shop.git", githubRepo: "acme/shop", githubLinkStatus: "active" };
+    const app = {
+      gitUrl: "https://github.com/acme/shop.git",
+      githubRepo: "acme/shop",
+      githubLinkStatus: "active",
+      githubLinkProof: "challenge-file",
+    };
     expect(await githubGitCredentials(gh, app)).toEqual({ username: "x-access-token", password: INSTALLATION_TOKEN });
     expect(await githubGitCredentials(gh, { ...app, gitUrl: "https://github.com/acme/other.git" })).toBeUndefined();
     expect(await githubGitCredentials(gh, { ...app, gitUrl: "https://gitlab.com/acme/shop.git" })).toBeUndefined();
@@ -272,6 +277,9 @@ describe("GitHub App authentication", () => {
     expect(await githubGitCredentials(gh, { ...app, githubRepo: null })).toBeUndefined();
     // A pending link is only a claim: the operator's token must not fetch a repository nobody proved control of.
     expect(await githubGitCredentials(gh, { ...app, githubLinkStatus: "pending" })).toBeUndefined();
+    // Active by a signature alone (its admin can sign for any repository): no token either (docs/security.md).
+    expect(await githubGitCredentials(gh, { ...app, githubLinkProof: "signature" })).toBeUndefined();
+    expect(await githubGitCredentials(gh, { ...app, githubLinkProof: null })).toBeUndefined();
     expect(await githubGitCredentials(undefined, app)).toBeUndefined();
     expect(gitHostFor("https://ghe.example/api/v3")).toBe("ghe.example");
   });

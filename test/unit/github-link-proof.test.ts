@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { linkGithubCommand } from "../../commands/apps.ts";
+import { createAppCommand, linkGithubCommand } from "../../commands/apps.ts";
 import { proveGithubLink } from "../../commands/github-link-proof.ts";
 import { formatGithubLink } from "../../src/cli/admin-format.ts";
 import { apps, auditEvents } from "../../src/db/schema.ts";
@@ -42,19 +42,23 @@ function setup(options: { appMode?: boolean } = {}) {
   github.repos.set(VICTIM, { id: VICTIM_ID, files: new Map() });
   github.repos.set(OWN, { id: OWN_ID, files: new Map() });
   const appMode = options.appMode ?? false;
-  const http = createApp({
-    logger: log.logger,
-    readiness: [],
-    githubRoutes: githubRoute({
-      globalSecret: appMode ? GLOBAL : undefined,
-      appMode,
-      proofOfControl: true,
-      secrets,
-      maxBodyBytes: 1024 * 1024,
-      db: p.db,
-      queue,
-    }),
-  });
+  const http = (proofOfControl: boolean) =>
+    createApp({
+      logger: log.logger,
+      readiness: [],
+      githubRoutes: githubRoute({
+        globalSecret: appMode ? GLOBAL : undefined,
+        appMode,
+        proofOfControl,
+        secrets,
+        maxBodyBytes: 1024 * 1024,
+        db: p.db,
+        queue,
+      }),
+    });
+  const withCredentials = http(true);
+  /** The same bot before GITHUB_TOKEN or an App was configured. */
+  const withoutCredentials = http(false);
   const deps = { db: p.db, log: log.logger, secrets };
   const proofDeps = { db: p.db, log: log.logger, secrets, github, appMode };
   /** The fixture's app, pointed at `repo` on github.com and linked as its tenant admin would. */
@@ -64,12 +68,13 @@ function setup(options: { appMode?: boolean } = {}) {
     p.git.repos.set(gitUrl, { files: FLASK_FILES, commitSha: SHA, message: "m", author: "a" });
     return linkGithubCommand(deps, { app: "shop", repo });
   };
-  const send = (secret: string, event: string, payload: unknown) =>
-    http.request(
+  const send = (secret: string, event: string, payload: unknown, bot = withCredentials) =>
+    bot.request(
       "/webhooks/github",
       githubRequest(secret, event, JSON.stringify(payload), { deliveryId: randomUUID() }),
     );
-  const ping = (secret: string, repo: string, repoId: number) => send(secret, "ping", examplePing(repo, repoId));
+  const ping = (secret: string, repo: string, repoId: number, bot = withCredentials) =>
+    send(secret, "ping", examplePing(repo, repoId), bot);
   /** Runs the proof jobs the route queued, as the worker would, and forgets them. */
   const runProofs = async () => {
     const results = [];
@@ -86,7 +91,21 @@ function setup(options: { appMode?: boolean } = {}) {
     return r;
   };
   const audits = (action: string) => p.db.select().from(auditEvents).where(eq(auditEvents.action, action)).all();
-  return { ...p, queue, log, secrets, github, link, send, ping, runProofs, row, audits };
+  return {
+    ...p,
+    queue,
+    log,
+    secrets,
+    github,
+    linkDeps: deps,
+    link,
+    send,
+    ping,
+    runProofs,
+    row,
+    audits,
+    withoutCredentials,
+  };
 }
 
 let f: ReturnType<typeof setup>;
@@ -144,7 +163,11 @@ describe("with API credentials, a signed ping is not proof of control", () => {
     f.github.repos.get(VICTIM)?.files.set(PROOF_FILE, `# proves this repository's link\ntussilago-link ${challenge}\n`);
     expect((await f.ping(webhookSecret as string, VICTIM, VICTIM_ID)).status).toBe(202);
     expect(await f.runProofs()).toEqual([expect.objectContaining({ kind: "activated" })]);
-    expect(f.row()).toMatchObject({ githubLinkStatus: "active", githubRepoId: VICTIM_ID });
+    expect(f.row()).toMatchObject({
+      githubLinkStatus: "active",
+      githubRepoId: VICTIM_ID,
+      githubLinkProof: "challenge-file",
+    });
     expect(f.audits("app.github-link-activated")[0]?.details).toMatchObject({ proof: "challenge-file" });
     expect(await githubGitCredentials(f.github, getAppBySlug(f.db, "shop"))).toEqual({
       username: "x-access-token",
@@ -228,6 +251,70 @@ describe("with API credentials, a signed ping is not proof of control", () => {
     await f.send(webhookSecret as string, "push", genuine);
     expect(await f.runProofs()).toEqual([expect.objectContaining({ kind: "renamed" })]);
     expect(f.row().githubRepo).toBe("tenant-a/new-site");
+  });
+
+  it("a link activated by a signature alone (before credentials were configured) gets no token and no status until its challenge is read", async () => {
+    const { webhookSecret, challenge } = f.link(VICTIM);
+    const secret = webhookSecret as string;
+    expect((await f.ping(secret, VICTIM, VICTIM_ID, f.withoutCredentials)).status).toBe(200);
+    expect(f.row()).toMatchObject({ githubLinkStatus: "active", githubLinkProof: "signature" });
+
+    // Credentials configured now: the old activation is not trusted with them.
+    expect(await githubGitCredentials(f.github, getAppBySlug(f.db, "shop"))).toBeUndefined();
+    const reporter = attachGithubStatusReporter(f.deps.events, { db: f.db, github: f.github, log: f.log.logger });
+    const { deployment } = requestDeployment(f.db, {
+      appUuid: f.app.uuid,
+      trigger: "command",
+      ref: "main",
+      commitSha: SHA,
+    });
+    expect(await runDeployment(f.deps, deployment.uuid, { finalAttempt: false })).toBe("succeeded");
+    await reporter.idle();
+    reporter.detach();
+    expect(f.github.calls).toEqual([]);
+
+    // Its pushes still deploy (as a public repository) and each queues the proof, denied without the file.
+    const push = {
+      ...examplePush(),
+      repository: { ...(examplePush().repository as object), id: VICTIM_ID, full_name: VICTIM },
+    };
+    expect((await f.send(secret, "push", push)).status).toBe(202);
+    expect([...f.queue.jobs.values()].map((j) => j.queue).sort()).toEqual(["github-link", "github-push"]);
+    expect(await f.runProofs()).toEqual([expect.objectContaining({ kind: "denied" })]);
+    expect(f.row()).toMatchObject({ githubLinkStatus: "active", githubLinkProof: "signature" });
+
+    f.github.repos.get(VICTIM)?.files.set(PROOF_FILE, `tussilago-link ${challenge}`);
+    await f.send(secret, "push", push);
+    expect(await f.runProofs()).toEqual([expect.objectContaining({ kind: "activated" })]);
+    expect(f.row()).toMatchObject({ githubLinkStatus: "active", githubLinkProof: "challenge-file" });
+    expect(f.audits("app.github-link-proved")).toHaveLength(1);
+    expect(await githubGitCredentials(f.github, getAppBySlug(f.db, "shop"))).toBeDefined();
+  });
+
+  it("another tenant's link activated by a signature alone does not keep the repository's controller out", async () => {
+    const squatter = f.link(VICTIM); // tenant of the fixture's app, before credentials were configured
+    await f.ping(squatter.webhookSecret as string, VICTIM, VICTIM_ID, f.withoutCredentials);
+    expect(f.row()).toMatchObject({
+      githubLinkStatus: "active",
+      githubRepoId: VICTIM_ID,
+      githubLinkProof: "signature",
+    });
+
+    createAppCommand(f.linkDeps, {
+      slug: "own",
+      tenant: "victim-tenant",
+      gitUrl: `https://github.com/${VICTIM}.git`,
+      domain: "own.example.test",
+      branch: "main",
+    });
+    const owner = linkGithubCommand(f.linkDeps, { app: "own", repo: VICTIM });
+    f.github.repos.get(VICTIM)?.files.set(PROOF_FILE, `tussilago-link ${owner.challenge}`);
+    expect((await f.ping(owner.webhookSecret as string, VICTIM, VICTIM_ID)).status).toBe(202);
+    expect(await f.runProofs()).toEqual([expect.objectContaining({ kind: "activated" })]);
+    const own = f.db.select().from(apps).where(eq(apps.slug, "own")).get();
+    expect(own).toMatchObject({ githubLinkStatus: "active", githubLinkProof: "challenge-file" });
+    // The squatter's link never gets the bot's credentials.
+    expect(await githubGitCredentials(f.github, getAppBySlug(f.db, "shop"))).toBeUndefined();
   });
 
   it("GitHub unreachable: the proof job fails (and is retried), the link stays pending", async () => {
