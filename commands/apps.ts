@@ -6,7 +6,13 @@ import { type AppView, createApp, getAppBySlug, listApps, type NewApp } from "..
 import { recordAudit } from "../src/domain/audit.ts";
 import type { SecretBox } from "../src/domain/crypto.ts";
 import { invalidError, notFoundError } from "../src/domain/errors.ts";
-import { newWebhookSecret, rotateLinkSecret, sealWebhookSecret, setGithubLink } from "../src/domain/github-links.ts";
+import {
+  linkChallenge,
+  newWebhookSecret,
+  rotateLinkSecret,
+  sealWebhookSecret,
+  setGithubLink,
+} from "../src/domain/github-links.ts";
 import { refSchema } from "../src/domain/validation.ts";
 import type { Logger } from "../src/log.ts";
 
@@ -27,7 +33,7 @@ export interface AppSummary {
 export function createAppCommand(
   deps: { db: Db; log: Logger; secrets?: SecretBox | undefined },
   input: NewApp,
-): AppView & { webhookSecret?: string } {
+): AppView & { webhookSecret?: string; challenge?: string } {
   if (input.githubRepo !== undefined && deps.secrets === undefined) {
     throw new Error("linking a GitHub repository needs the secret box (TUSSILAGO_SECRET_KEY)");
   }
@@ -40,7 +46,8 @@ export function createAppCommand(
   });
   const { app, webhookSecret } = created;
   deps.log.info({ appId: app.uuid, tenantId: app.tenantUuid, domain: app.domain }, "app created");
-  return webhookSecret === undefined ? app : { ...app, webhookSecret };
+  if (webhookSecret === undefined || app.githubRepo === null) return app;
+  return { ...app, webhookSecret, challenge: linkChallenge(webhookSecret, app.uuid, app.githubRepo) };
 }
 
 /**
@@ -181,6 +188,11 @@ export interface GithubLink {
   status: GithubLinkStatus;
   /** The new webhook secret, shown once; undefined when the link kept its secret. */
   webhookSecret: string | undefined;
+  /**
+   * With a new secret: what the repository's `.tussilago/link` must hold for the link to turn active when the bot
+   * has GitHub API credentials (docs/security.md, *Tenant admin*). Not a secret; derived from the link's secret.
+   */
+  challenge: string | undefined;
 }
 
 type LinkDeps = { db: Db; log: Logger; secrets: SecretBox };
@@ -188,7 +200,8 @@ type LinkDeps = { db: Db; log: Logger; secrets: SecretBox };
 /**
  * Pushes to `repo` (GitHub webhooks, mapped in commands/push-deploy.ts) deploy the app once the link is active.
  * Linking a repository (a new one, or a first link) creates a pending link with a fresh secret; it turns active
- * when GitHub delivers a ping or push for that repository signed with it (docs/security.md, *Tenant admin*).
+ * when GitHub delivers a ping or push for that repository signed with it and, when the bot has API credentials,
+ * the repository holds the link's challenge (docs/security.md, *Tenant admin*).
  */
 export function linkGithubCommand(deps: LinkDeps, input: LinkGithubInput): GithubLink {
   const repo = check(GITHUB_REPO, input.repo, "repository must be owner/name");
@@ -216,7 +229,16 @@ export function linkGithubCommand(deps: LinkDeps, input: LinkGithubInput): Githu
       },
       sameRepo,
     );
-    const result: GithubLink = { app: app.slug, repo, branch: linkBranch, tagPattern, status, webhookSecret };
+    const challenge = webhookSecret === undefined ? undefined : linkChallenge(webhookSecret, app.uuid, repo);
+    const result: GithubLink = {
+      app: app.slug,
+      repo,
+      branch: linkBranch,
+      tagPattern,
+      status,
+      webhookSecret,
+      challenge,
+    };
     recordAudit(db, {
       action: "app.link-github",
       outcome: "succeeded",
@@ -244,7 +266,7 @@ export function linkGithubCommand(deps: LinkDeps, input: LinkGithubInput): Githu
 export function rotateWebhookSecretCommand(
   deps: LinkDeps,
   input: AppAdminInput,
-): { app: string; repo: string; status: GithubLinkStatus; webhookSecret: string } {
+): { app: string; repo: string; status: GithubLinkStatus; webhookSecret: string; challenge: string } {
   return deps.db.transaction((db) => {
     const app = getAppBySlug(db, input.app);
     if (app.githubRepo === null || app.githubLinkStatus === null) throw notFoundError(`GitHub link of ${app.slug}`);
@@ -259,6 +281,7 @@ export function rotateWebhookSecretCommand(
       correlationId: input.correlationId,
     });
     deps.log.info({ appId: app.uuid, tenantId: app.tenantUuid, repo: app.githubRepo }, "webhook secret rotated");
-    return { app: app.slug, repo: app.githubRepo, status: app.githubLinkStatus, webhookSecret };
+    const challenge = linkChallenge(webhookSecret, app.uuid, app.githubRepo);
+    return { app: app.slug, repo: app.githubRepo, status: app.githubLinkStatus, webhookSecret, challenge };
   });
 }

@@ -10,6 +10,7 @@ import type { Db } from "../src/db/client.ts";
 import { getAppBySlug } from "../src/domain/apps.ts";
 import type { SecretBox } from "../src/domain/crypto.ts";
 import { invalidError } from "../src/domain/errors.ts";
+import { LINK_PROOF_PATH, linkProofLine } from "../src/domain/github-links.ts";
 import { type Actor, authorize } from "../src/domain/users.ts";
 import { refSchema, slugSchema } from "../src/domain/validation.ts";
 import { escapeSlack } from "../src/infra/slack-api.ts";
@@ -67,7 +68,7 @@ export function runLinkSubcommand(
     return {
       text:
         `*${link.app}* is linked to \`${repo}\` branch \`${branch}\`, *pending*: nothing deploys until GitHub ` +
-        `proves the link.\n${secretInstructions(link.repo, link.webhookSecret)}`,
+        `proves the link.\n${secretInstructions(link.repo, link.webhookSecret, link.challenge, link.status)}`,
     };
   }
   if (cmd.action === "rotate-github-secret") {
@@ -75,7 +76,7 @@ export function runLinkSubcommand(
     return {
       text:
         `New webhook secret for *${r.app}*; the old one no longer verifies, so update the webhook on GitHub now.\n` +
-        secretInstructions(r.repo, r.webhookSecret),
+        secretInstructions(r.repo, r.webhookSecret, r.challenge, r.status),
     };
   }
   if (cmd.action === "unlink-channel") {
@@ -95,10 +96,25 @@ export function runLinkSubcommand(
 }
 
 /** Only the admin sees this answer (ephemeral), and it is the only time the secret is shown. */
-function secretInstructions(repo: string, secret: string | undefined): string {
-  if (secret === undefined) return "The webhook secret is unchanged (`--rotate-secret` makes a new one).";
+function secretInstructions(
+  repo: string,
+  secret: string | undefined,
+  challenge: string | undefined,
+  status: "pending" | "active",
+): string {
+  if (secret === undefined || challenge === undefined) {
+    return "The webhook secret is unchanged (`--rotate-secret` makes a new one).";
+  }
+  const proof =
+    status === "pending"
+      ? `\nTo prove you control the repository, commit the file \`${LINK_PROOF_PATH}\` containing the line ` +
+        `\`${linkProofLine(challenge)}\` to its default branch. Where the bot has GitHub API credentials, the link ` +
+        "turns active only once that file is there when a signed ping or push arrives (redeliver the ping after " +
+        "committing it)."
+      : "";
   return (
     `Webhook secret (shown once): \`${secret}\`\nAdd it at https://github.com/${escapeSlack(repo)}/settings/hooks ` +
-    "(payload URL `<bot>/webhooks/github`, content type `application/json`); GitHub's ping activates the link."
+    "(payload URL `<bot>/webhooks/github`, content type `application/json`); GitHub's ping activates the link." +
+    proof
   );
 }

@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { Redis } from "ioredis";
+import { proveGithubLink } from "../commands/github-link-proof.ts";
 import { type LogsQueue, registerLogsWorker } from "../commands/logs-job.ts";
 import { type PushDeployDeps, processPushDelivery } from "../commands/push-deploy.ts";
 import type { Config } from "./config.ts";
@@ -44,6 +45,7 @@ import type { Logger } from "./log.ts";
 import { registerDeployWorker } from "./pipeline/deploy-worker.ts";
 import { abortableSleep, type PipelineDeps } from "./pipeline/deps.ts";
 import { PipelineEvents } from "./pipeline/events.ts";
+import { registerLinkProofWorker } from "./pipeline/link-proof-worker.ts";
 import { registerProvisionWorker } from "./pipeline/provision-worker.ts";
 import { registerPushWorker } from "./pipeline/push-worker.ts";
 import { BullJobQueue, type JobPayloads, QUEUE_NAMES } from "./pipeline/queues.ts";
@@ -248,6 +250,16 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         : undefined,
     };
     registerPushWorker(workers, (deliveryUuid) => processPushDelivery(pushDeploy, deliveryUuid));
+    if (github) {
+      const linkProof = {
+        db,
+        log: log.child({ component: "github-link" }),
+        github,
+        secrets,
+        appMode: config.github?.auth?.kind === "app",
+      };
+      registerLinkProofWorker(workers, (claim) => proveGithubLink(linkProof, claim));
+    }
     const tenantStores = startTenantStores(config, { db, secrets: pipeline.secrets, log, lifecycle });
     registerProvisionWorker(workers, tenantStores);
     const provisionQueue = queue.only(QUEUE_NAMES.provision);
@@ -329,6 +341,8 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       githubRoutes: githubRoute({
         globalSecret: config.github?.webhookSecret,
         appMode: config.github?.auth?.kind === "app",
+        // With API credentials a link's activation waits for the proof-of-control job (docs/security.md).
+        proofOfControl: github !== undefined,
         secrets,
         maxBodyBytes: config.maxBodyBytes,
         db,

@@ -1,5 +1,6 @@
 import type { GithubLink } from "../../commands/apps.ts";
 import type { GrantResult, MemberView, RevokeResult } from "../../commands/users.ts";
+import { LINK_PROOF_PATH, linkProofLine } from "../domain/github-links.ts";
 import type { TenantStoreInfo } from "../domain/tenant-databases.ts";
 import { escapeTerminal, table } from "./output.ts";
 
@@ -41,7 +42,8 @@ export function formatGithubLink(l: GithubLink): string {
   const tags = l.tagPattern === null ? "tag pushes are ignored" : `tags matching ${l.tagPattern} deploy too`;
   const state = l.status === "pending" ? " once the link is active" : "";
   const head = `linked ${l.app} to GitHub ${l.repo} (${l.status}): pushes to ${l.branch} deploy${state}; ${tags}\n`;
-  return l.webhookSecret === undefined ? head : head + webhookSecretLines(l.repo, l.webhookSecret, l.status);
+  if (l.webhookSecret === undefined || l.challenge === undefined) return head;
+  return head + webhookSecretLines(l.repo, l.webhookSecret, l.status, l.challenge);
 }
 
 export function formatWebhookSecret(r: {
@@ -49,20 +51,33 @@ export function formatWebhookSecret(r: {
   repo: string;
   status: "pending" | "active";
   webhookSecret: string;
+  challenge: string;
 }) {
-  return `new webhook secret for ${r.app} (GitHub ${r.repo}); the old one no longer verifies\n${webhookSecretLines(r.repo, r.webhookSecret, r.status)}`;
+  return `new webhook secret for ${r.app} (GitHub ${r.repo}); the old one no longer verifies\n${webhookSecretLines(r.repo, r.webhookSecret, r.status, r.challenge)}`;
 }
 
 /** The secret is printed once and stored only sealed: it cannot be shown again, only rotated. */
-export function webhookSecretLines(repo: string, secret: string, status: "pending" | "active"): string {
+export function webhookSecretLines(
+  repo: string,
+  secret: string,
+  status: "pending" | "active",
+  challenge: string,
+): string {
   const activation =
     status === "pending"
       ? "the link stays pending (nothing deploys) until GitHub's ping for this repository arrives signed with it"
       : "update the webhook on GitHub now: deliveries signed with the old secret are refused";
+  const proof =
+    status === "pending"
+      ? `prove control of the repository: commit the file ${LINK_PROOF_PATH} containing the line\n` +
+        `  ${linkProofLine(challenge)}\n` +
+        "to its default branch; where the bot has GitHub API credentials the link turns active only once that file " +
+        "is there when a signed ping or push arrives (redeliver the ping after committing it)\n"
+      : "";
   return (
     `webhook secret (shown once): ${secret}\n` +
     `add it at https://github.com/${repo}/settings/hooks (payload URL <bot>/webhooks/github, content type ` +
-    `application/json, push events); ${activation}\n`
+    `application/json, push events); ${activation}\n${proof}`
   );
 }
 

@@ -31,10 +31,10 @@ export function formatAppList(apps: readonly AppSummary[]): string {
   return `${table([["APP", "TENANT", "DOMAIN", "BRANCH", "RELEASE", "LAST DEPLOY"], ...rows])}\n`;
 }
 
-export function formatCreatedApp(app: AppView & { webhookSecret?: string }): string {
+export function formatCreatedApp(app: AppView & { webhookSecret?: string; challenge?: string }): string {
   const line = `created app ${app.slug} (tenant ${app.tenantSlug}, ${app.domain}, branch ${app.branch}) ${app.uuid}\n`;
-  if (app.githubRepo === null || app.webhookSecret === undefined) return line;
-  return line + webhookSecretLines(app.githubRepo, app.webhookSecret, "pending");
+  if (app.githubRepo === null || app.webhookSecret === undefined || app.challenge === undefined) return line;
+  return line + webhookSecretLines(app.githubRepo, app.webhookSecret, "pending", app.challenge);
 }
 
 function deploymentRows(deployments: readonly DeploymentView[]): string[][] {

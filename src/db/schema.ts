@@ -57,6 +57,9 @@ export const memberships = sqliteTable(
 
 export const GITHUB_LINK_STATUSES = ["pending", "active"] as const;
 export type GithubLinkStatus = (typeof GITHUB_LINK_STATUSES)[number];
+/** How an active link was proved: a delivery signed with its secret only, or also the challenge read back via the API. */
+export const GITHUB_LINK_PROOFS = ["signature", "challenge-file"] as const;
+export type GithubLinkProof = (typeof GITHUB_LINK_PROOFS)[number];
 
 export const apps = sqliteTable(
   "apps",
@@ -82,6 +85,11 @@ export const apps = sqliteTable(
     githubLegacySecret: integer("github_legacy_secret", { mode: "boolean" }).notNull().default(false),
     /** GitHub App mode: the installation that delivered the activating event; later deliveries must match it. */
     githubInstallationId: integer("github_installation_id"),
+    /**
+     * How the link was proved (docs/security.md, *Tenant admin*); null while pending and for links made before this
+     * column. The bot's API credentials (fetch token, statuses) serve only `challenge-file` links.
+     */
+    githubLinkProof: text("github_link_proof", { enum: GITHUB_LINK_PROOFS }),
     branch: text("branch").notNull().default("main"),
     /** Glob (`*`, `?`) of tag names whose pushes deploy this app; null → tag pushes are ignored. */
     deployTagPattern: text("deploy_tag_pattern"),

@@ -19,6 +19,8 @@ export interface AppView {
   githubRepo: string | null;
   /** Pending until the repository proved control (src/domain/github-links.ts); only an active link is trusted. */
   githubLinkStatus: AppRow["githubLinkStatus"];
+  /** How the link was proved; the bot's API credentials serve only `challenge-file` links. */
+  githubLinkProof: AppRow["githubLinkProof"];
   branch: string;
   domain: string;
   environment: AppRow["environment"];
@@ -68,6 +70,7 @@ const selection = {
   gitUrl: apps.gitUrl,
   githubRepo: apps.githubRepo,
   githubLinkStatus: apps.githubLinkStatus,
+  githubLinkProof: apps.githubLinkProof,
   branch: apps.branch,
   domain: apps.domain,
   environment: apps.environment,

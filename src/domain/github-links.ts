@@ -1,7 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { and, asc, eq, inArray, isNotNull, isNull, or, sql } from "drizzle-orm";
 import type { DbOrTx } from "../db/client.ts";
-import { apps, type GithubLinkStatus } from "../db/schema.ts";
+import { apps, type GithubLinkProof, type GithubLinkStatus } from "../db/schema.ts";
 import { recordAudit } from "./audit.ts";
 import type { SecretBox } from "./crypto.ts";
 
@@ -40,6 +40,7 @@ export interface LinkCandidate {
   sealedSecret: string | null;
   legacy: boolean;
   installationId: number | null;
+  proof: GithubLinkProof | null;
 }
 
 /**
@@ -59,6 +60,7 @@ export function linkCandidates(db: DbOrTx, repoId: number, fullName: string): Li
       sealedSecret: apps.githubWebhookSecret,
       legacy: apps.githubLegacySecret,
       installationId: apps.githubInstallationId,
+      proof: apps.githubLinkProof,
     })
     .from(apps)
     .where(
@@ -77,12 +79,23 @@ export function linkCandidates(db: DbOrTx, repoId: number, fullName: string): Li
  * A link's secret is known to its own admin, who can sign a "ping" for any repository name: a signature proves
  * knowledge of the secret, not control of the repository. So a link may not bind a repository id that a link of
  * another tenant already holds (active and bound): the first tenant to prove a repository keeps it, and a clash is
- * refused and audited for the operator to resolve (docs/security.md, *Tenant admin*). `candidates` comes from
- * linkCandidates, which returns every link bound to the id, so no further query is needed.
+ * refused and audited for the operator to resolve (docs/security.md, *Tenant admin*). With API credentials
+ * (`proofRequired`) only a link proved by its challenge holds the id: one activated by a signature alone must not
+ * keep the repository's controller out. `candidates` comes from linkCandidates, which returns every link bound to
+ * the id, so no further query is needed.
  */
-export function boundByAnotherTenant(link: LinkCandidate, repoId: number, candidates: readonly LinkCandidate[]) {
+export function boundByAnotherTenant(
+  link: LinkCandidate,
+  repoId: number,
+  candidates: readonly LinkCandidate[],
+  proofRequired = false,
+) {
   return candidates.some(
-    (other) => other.tenantId !== link.tenantId && other.status === "active" && other.repoId === repoId,
+    (other) =>
+      other.tenantId !== link.tenantId &&
+      other.status === "active" &&
+      other.repoId === repoId &&
+      (!proofRequired || other.proof === "challenge-file"),
   );
 }
 
@@ -103,17 +116,71 @@ export interface LinkProof {
   installationId?: number | undefined;
   deliveryId: string;
   event: string;
+  /** How control of the repository was confirmed through the API (audited); absent without API credentials. */
+  control?: "challenge-file" | "repository-id" | undefined;
+}
+
+/** Where a repository proves that its controller wants a link: this file on the default branch. */
+export const LINK_PROOF_PATH = ".tussilago/link";
+
+/**
+ * The link's challenge: what its repository must hold in LINK_PROOF_PATH (`tussilago-link <challenge>`). Derived
+ * from the link's own secret (one-way, so committing it reveals nothing of the secret), its app and repository:
+ * another app's or repository's challenge does not fit, and a new secret (re-link, rotation) means a new one.
+ */
+export function linkChallenge(secret: string, appUuid: string, repo: string): string {
+  return createHmac("sha256", secret)
+    .update(`tussilago-link-challenge\n${appUuid}\n${repo.toLowerCase()}`)
+    .digest("hex")
+    .slice(0, 40);
+}
+
+export function linkProofLine(challenge: string): string {
+  return `tussilago-link ${challenge}`;
 }
 
 /**
- * Applies what a verified delivery proved: binds the repository id (and installation), follows a rename, and
- * activates a pending link. Audited. Returns whether the link was pending before (its pushes do not deploy).
+ * Whether a verified delivery may change this link only after the API confirms it (when the bot has API
+ * credentials): activating a pending link, or following a new name for the bound id. The link's admin can sign
+ * either with their own secret for any repository (docs/security.md, *Tenant admin*).
+ */
+export function needsControlProof(link: LinkCandidate, claim: { repoId: number; fullName: string }): boolean {
+  return (
+    link.status === "pending" ||
+    link.proof !== "challenge-file" ||
+    (link.repoId === claim.repoId && link.repo !== claim.fullName)
+  );
+}
+
+/** A proof of control the API did not confirm: audited, the link is left as it was. */
+export function auditLinkProofDenied(db: DbOrTx, appUuid: string, proof: LinkProof, reason: string): void {
+  recordAudit(db, {
+    action: "app.github-link-proof",
+    outcome: "denied",
+    actorLabel: "github",
+    appUuid,
+    details: {
+      reason,
+      repo: proof.fullName,
+      repositoryId: proof.repoId,
+      event: proof.event,
+      ...(proof.installationId !== undefined ? { installationId: proof.installationId } : {}),
+    },
+    correlationId: proof.deliveryId,
+  });
+}
+
+/**
+ * Applies what a verified delivery proved: binds the repository id (and installation), follows a rename,
+ * activates a pending link, and records how it was proved (an active link proved by a signature alone is upgraded
+ * by its challenge). Audited. Returns whether the link was pending before (its pushes do not deploy).
  */
 export function applyLinkProof(db: DbOrTx, link: LinkCandidate, proof: LinkProof): { activated: boolean } {
   const activated = link.status === "pending";
+  const proved = proof.control === "challenge-file" && link.proof !== "challenge-file";
   const renamed = link.repoId === proof.repoId && link.repo !== proof.fullName;
   const bindInstallation = proof.installationId !== undefined && link.installationId === null;
-  if (!activated && !renamed && link.repoId !== null && !bindInstallation) return { activated: false };
+  if (!activated && !proved && !renamed && link.repoId !== null && !bindInstallation) return { activated: false };
   db.transaction((t) => {
     t.update(apps)
       .set({
@@ -121,12 +188,13 @@ export function applyLinkProof(db: DbOrTx, link: LinkCandidate, proof: LinkProof
         githubRepoId: proof.repoId,
         githubRepo: link.repoId === null || renamed ? proof.fullName : link.repo,
         ...(bindInstallation ? { githubInstallationId: proof.installationId } : {}),
+        ...(activated || proved ? { githubLinkProof: proved ? "challenge-file" : "signature" } : {}),
       })
       .where(eq(apps.uuid, link.appUuid))
       .run();
-    if (activated || renamed) {
+    if (activated || proved || renamed) {
       recordAudit(t, {
-        action: activated ? "app.github-link-activated" : "app.github-repo-renamed",
+        action: activated ? "app.github-link-activated" : proved ? "app.github-link-proved" : "app.github-repo-renamed",
         outcome: "succeeded",
         actorLabel: "github",
         appUuid: link.appUuid,
@@ -136,6 +204,7 @@ export function applyLinkProof(db: DbOrTx, link: LinkCandidate, proof: LinkProof
           repositoryId: proof.repoId,
           event: proof.event,
           ...(proof.installationId !== undefined ? { installationId: proof.installationId } : {}),
+          ...(proof.control !== undefined ? { proof: proof.control } : {}),
         },
         correlationId: proof.deliveryId,
       });
@@ -184,7 +253,13 @@ export function setGithubLink(db: DbOrTx, appUuid: string, link: NewGithubLink, 
       branch: link.branch,
       deployTagPattern: link.tagPattern,
       ...(fresh
-        ? { githubLinkStatus: "pending", githubRepoId: null, githubInstallationId: null, githubLegacySecret: false }
+        ? {
+            githubLinkStatus: "pending",
+            githubRepoId: null,
+            githubInstallationId: null,
+            githubLegacySecret: false,
+            githubLinkProof: null,
+          }
         : {}),
       ...(link.sealedSecret !== undefined ? { githubWebhookSecret: link.sealedSecret, githubLegacySecret: false } : {}),
     })

@@ -10,10 +10,11 @@ import {
   type LinkCandidate,
   type LinkProof,
   linkCandidates,
+  needsControlProof,
   openWebhookSecret,
   signatureMatches,
 } from "../domain/github-links.ts";
-import type { JobQueue } from "../pipeline/queues.ts";
+import { type JobQueue, QUEUE_NAMES } from "../pipeline/queues.ts";
 import type { AppEnv } from "./context.ts";
 import { badRequest, forbidden, tooLarge, unauthorized, unprocessable } from "./errors.ts";
 
@@ -25,6 +26,11 @@ export interface GithubRouteDeps {
   globalSecret: string | undefined;
   /** The bot authenticates as a GitHub App: its deliveries carry `installation.id`, checked against the link. */
   appMode: boolean;
+  /**
+   * The bot has API credentials (GITHUB_TOKEN or the App): activating a link, or following a rename, waits for
+   * the API to confirm control of the repository (commands/github-link-proof.ts); a signature alone does not.
+   */
+  proofOfControl?: boolean | undefined;
   secrets: SecretBox;
   maxBodyBytes: number;
   db: Db;
@@ -133,6 +139,7 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
       const actionable = event === "ping" || event === "push";
       const proof: LinkProof = { repoId: claim.repoId, fullName: claim.fullName, deliveryId, event };
       const bound: LinkCandidate[] = [];
+      let proving = false;
       for (const { link, via } of verified) {
         const linkProof = via === "app" ? { ...proof, installationId: claim.installationId } : proof;
         const refusal =
@@ -140,7 +147,8 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
             ? "repository id differs from the linked repository"
             : via === "app" && link.installationId !== null && link.installationId !== claim.installationId
               ? "installation differs from the linked one"
-              : link.repoId === null && boundByAnotherTenant(link, claim.repoId, candidates)
+              : link.repoId === null &&
+                  boundByAnotherTenant(link, claim.repoId, candidates, deps.proofOfControl === true)
                 ? "repository is linked by another tenant"
                 : undefined;
         if (refusal !== undefined) {
@@ -150,18 +158,33 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
         }
         bound.push(link);
         // Only a ping or a push proves control; other events are verified and ignored.
-        if (actionable && applyLinkProof(deps.db, link, linkProof).activated) {
+        if (!actionable) continue;
+        if (deps.proofOfControl === true && needsControlProof(link, claim)) {
+          // The link's admin can sign this themselves: the API must confirm it first (docs/security.md).
+          await deps.queue.enqueue(QUEUE_NAMES.githubLink, {
+            appUuid: link.appUuid,
+            repoId: claim.repoId,
+            fullName: claim.fullName,
+            installationId: linkProof.installationId ?? null,
+            deliveryId,
+            event,
+          });
+          proving = true;
+          log.info({ appId: link.appUuid, repositoryId: claim.repoId }, "GitHub link proof of control queued");
+        } else if (applyLinkProof(deps.db, link, linkProof).activated) {
           log.info({ appId: link.appUuid, app: link.appSlug, repositoryId: claim.repoId }, "GitHub link activated");
         }
       }
       if (bound.length === 0) throw forbidden("this delivery's repository or installation is not the one linked");
       if (event !== "push") {
         if (event !== "ping") log.debug("GitHub event ignored");
+        if (proving) return c.json({ proving: true, event }, 202);
         return event === "ping" ? c.json({ ok: true, event }, 200) : c.json({ ignored: true, event }, 202);
       }
-      // A pending link's push activates it and nothing else: no delivery row, no job, no status, no message.
+      // A pending link's push activates it (or queues its proof) and nothing else: no delivery row, no push job.
       const deploying = bound.filter((l) => l.status === "active");
-      if (deploying.length === 0) return c.json({ activated: true, event }, 200);
+      if (deploying.length === 0)
+        return c.json(proving ? { proving: true, event } : { activated: true, event }, proving ? 202 : 200);
       const parsed = pushPayloadSchema.safeParse(json);
       if (!parsed.success) {
         const issue = parsed.error.issues[0];

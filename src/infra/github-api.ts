@@ -19,6 +19,18 @@ export interface GithubApi {
    * prefix match with a list (`heads/ma` → `heads/main`, …): only an exact match counts.
    */
   refHead(owner: string, repo: string, ref: string): Promise<string | undefined>;
+  /** The id GitHub gives `owner/name` now, or undefined when the bot's credentials cannot see it (404). */
+  repositoryId(owner: string, repo: string): Promise<number | undefined>;
+  /**
+   * Whether `path` on the default branch is a file of at most 4 KiB that holds `line` as one of its lines (ignoring
+   * surrounding blanks). A yes/no only: the content is never returned, logged or put in an error.
+   */
+  fileHasLine(owner: string, repo: string, path: string, line: string): Promise<boolean>;
+  /**
+   * GitHub App mode: the id of the App's installation that covers `owner/name` (asked with the App's JWT), or
+   * undefined when none does. Token mode: always undefined.
+   */
+  appInstallationId(owner: string, repo: string): Promise<number | undefined>;
   /** HTTPS git credentials for `owner/name`: a token readable by the git credential helper, never argv. */
   gitCredentials(owner: string, repo: string): Promise<GitCredentials>;
   /** The git host that matches the API (github.com for api.github.com; the GHE host otherwise). */
@@ -86,6 +98,9 @@ export interface GithubClientOptions {
 const NAME = /^[A-Za-z0-9_.-]{1,100}$/;
 const SHA = /^[0-9a-f]{40}$/;
 const REF = /^(heads|tags)\/[A-Za-z0-9._/-]{1,250}$/;
+const CONTENT_PATH = /^[A-Za-z0-9._-]{1,100}(\/[A-Za-z0-9._-]{1,100}){0,4}$/;
+/** A proof file is one short line; anything larger is not one. */
+const PROOF_FILE_MAX = 4096;
 // GitHub rejects longer descriptions with 422 (commit statuses and deployment statuses alike).
 export const DESCRIPTION_MAX = 140;
 const TOKEN_MARGIN_MS = 60_000;
@@ -192,6 +207,57 @@ export class GithubRestClient implements GithubApi {
     const sha = found.object?.sha;
     if (typeof sha !== "string" || !SHA.test(sha)) throw new GithubApiError("malformed ref answer", undefined, false);
     return sha;
+  }
+
+  async repositoryId(owner: string, repo: string): Promise<number | undefined> {
+    let answer: unknown;
+    try {
+      answer = await this.#repoCall(owner, repo, "GET", "", undefined);
+    } catch (err) {
+      // 404: not there, or not visible to the bot; a 301 (renamed) is not followed: the caller asks by the new name.
+      if (err instanceof GithubApiError && (err.status === 404 || err.status === 301)) return undefined;
+      throw err;
+    }
+    const id = (answer as { id?: unknown } | null)?.id;
+    if (typeof id !== "number" || !Number.isSafeInteger(id))
+      throw new GithubApiError("malformed repository answer", undefined, false);
+    return id;
+  }
+
+  async fileHasLine(owner: string, repo: string, path: string, line: string): Promise<boolean> {
+    if (!CONTENT_PATH.test(path) || path.split("/").some((part) => part === "." || part === "..")) {
+      throw new GithubApiError("malformed content path", undefined, false);
+    }
+    let answer: unknown;
+    try {
+      // No ref: GitHub reads the default branch, which only people with push access can change.
+      answer = await this.#repoCall(owner, repo, "GET", `/contents/${path}`, undefined);
+    } catch (err) {
+      if (err instanceof GithubApiError && err.status === 404) return false;
+      throw err;
+    }
+    // A directory answers with a list; a submodule or a symlink leaving the repository has another type.
+    const file = answer as { type?: unknown; encoding?: unknown; size?: unknown; content?: unknown } | null;
+    if (Array.isArray(answer) || file?.type !== "file" || file.encoding !== "base64") return false;
+    if (typeof file.size !== "number" || file.size > PROOF_FILE_MAX || typeof file.content !== "string") return false;
+    const text = Buffer.from(file.content, "base64").toString("utf8");
+    return text.split(/\r?\n/).some((l) => l.trim() === line);
+  }
+
+  async appInstallationId(owner: string, repo: string): Promise<number | undefined> {
+    checkName(owner, repo);
+    if (this.#auth.kind !== "app") return undefined;
+    let answer: unknown;
+    try {
+      answer = await this.#send("GET", `/repos/${owner}/${repo}/installation`, this.#appJwt(), undefined);
+    } catch (err) {
+      if (err instanceof GithubApiError && err.status === 404) return undefined;
+      throw err;
+    }
+    const id = (answer as { id?: unknown } | null)?.id;
+    if (typeof id !== "number" || !Number.isSafeInteger(id))
+      throw new GithubApiError("no App installation id", undefined, false);
+    return id;
   }
 
   async gitCredentials(owner: string, repo: string): Promise<GitCredentials> {

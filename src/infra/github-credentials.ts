@@ -1,5 +1,10 @@
 import type { GitCredentials, GithubApi } from "./github-api.ts";
 
+/** A link the bot's API credentials may serve: active, and proved by its challenge read back through the API. */
+export function provedForCredentials(app: { githubLinkStatus: string | null; githubLinkProof: string | null }) {
+  return app.githubLinkStatus === "active" && app.githubLinkProof === "challenge-file";
+}
+
 /** `owner/name` of an https git URL on `host` (`https://github.com/acme/shop(.git)`), else undefined. */
 export function repoOfGitUrl(gitUrl: string, host: string): { owner: string; repo: string } | undefined {
   if (!URL.canParse(gitUrl)) return undefined;
@@ -16,10 +21,11 @@ export function repoOfGitUrl(gitUrl: string, host: string): { owner: string; rep
  */
 export async function githubGitCredentials(
   github: GithubApi | undefined,
-  app: { gitUrl: string; githubRepo: string | null; githubLinkStatus: string | null },
+  app: { gitUrl: string; githubRepo: string | null; githubLinkStatus: string | null; githubLinkProof: string | null },
 ): Promise<GitCredentials | undefined> {
-  // A pending link is a claim, not a proof: the operator's token must not fetch a repository nobody proved.
-  if (github === undefined || app.githubRepo === null || app.githubLinkStatus !== "active") return undefined;
+  // A pending link is a claim, not a proof, and so is a signature alone (its admin holds the secret): the
+  // operator's token must not fetch a repository nobody proved through the API (docs/security.md, *Tenant admin*).
+  if (github === undefined || app.githubRepo === null || !provedForCredentials(app)) return undefined;
   const target = repoOfGitUrl(app.gitUrl, github.gitHost);
   if (target === undefined) return undefined;
   if (`${target.owner}/${target.repo}`.toLowerCase() !== app.githubRepo.toLowerCase()) return undefined;

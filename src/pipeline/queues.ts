@@ -11,6 +11,7 @@ import { TENANT_STORE_KINDS } from "../domain/tenant-databases.ts";
  */
 export const QUEUE_NAMES = {
   githubPush: "github-push",
+  githubLink: "github-link",
   deploy: "deploy",
   reconcile: "reconcile",
   provision: "provision",
@@ -24,6 +25,17 @@ export type ProvisionAction = (typeof PROVISION_ACTIONS)[number];
 /** Job data is public UUIDs and primitives only; the worker refetches rows itself. */
 const payloadSchemas = {
   "github-push": z.object({ deliveryUuid: z.string().min(1) }),
+  /** What a verified delivery claimed for a link, to be confirmed through the API (commands/github-link-proof.ts). */
+  "github-link": z.object({
+    appUuid: z.string().min(1),
+    repoId: z.number().int().positive(),
+    fullName: z.string().min(3),
+    /** The delivery's App installation, when the App's secret verified it. */
+    installationId: z.number().int().nullable(),
+    /** X-GitHub-Delivery (a GUID): the audit's correlation id. */
+    deliveryId: z.string().min(1),
+    event: z.string().min(1),
+  }),
   deploy: z.object({ deploymentUuid: z.string().min(1) }),
   reconcile: z.object({ reason: z.string().min(1) }),
   provision: z.object({
@@ -50,6 +62,11 @@ export type LogsJobData = JobPayloads["logs"];
 /** BullMQ rejects custom ids containing ":" (its key separator); ours are built from UUIDs, hex and dashes. */
 export function pushJobId(githubDeliveryId: string): string {
   return `push-${githubDeliveryId}`;
+}
+
+/** One proof per (link, delivery): a delivery GitHub retries collapses into it; a new ping re-checks. */
+export function linkProofJobId(data: JobPayloads["github-link"]): string {
+  return `link-${data.appUuid}-${data.deliveryId}`;
 }
 
 export function deployJobId(deploymentUuid: string): string {
@@ -95,6 +112,19 @@ const pipelineJob: QueueSpec<unknown>["job"] = {
 
 export const QUEUES = {
   "github-push": { schema: payloadSchemas["github-push"], job: pipelineJob, worker: { concurrency: 1 } },
+  "github-link": {
+    schema: payloadSchemas["github-link"],
+    jobId: linkProofJobId,
+    job: {
+      attempts: 5,
+      backoff: { type: "capped-exponential" },
+      // Done proofs go at once (the audit row is the record), so GitHub's "Redeliver" of a ping checks again.
+      removeOnComplete: true,
+      removeOnFail: { age: 7 * 24 * 3600 },
+    },
+    replaceFailed: true,
+    worker: { concurrency: 1 },
+  },
   deploy: {
     schema: payloadSchemas.deploy,
     jobId: (data) => deployJobId(data.deploymentUuid),

@@ -4,6 +4,7 @@ import { deployments } from "../db/schema.ts";
 import { getAppByUuid } from "../domain/apps.ts";
 import { getDeployment } from "../domain/deployments.ts";
 import { type GithubApi, truncateDescription } from "../infra/github-api.ts";
+import { provedForCredentials } from "../infra/github-credentials.ts";
 import type { Logger } from "../log.ts";
 import type { DeploymentEvent, PipelineEvent, PipelineEvents } from "../pipeline/events.ts";
 
@@ -143,8 +144,9 @@ export function attachGithubStatusReporter(events: PipelineEvents, deps: GithubS
 function loadTarget(db: Db, deploymentUuid: string): Target | undefined {
   const deployment = getDeployment(db, deploymentUuid);
   const app = getAppByUuid(db, deployment.appUuid);
-  // A pending link names a repository nobody proved control of: statuses there would write into a stranger's repo.
-  if (app.githubRepo === null || app.githubLinkStatus !== "active" || deployment.commitSha === null) return undefined;
+  // A pending link (or one proved by a signature alone, which its own admin can forge) names a repository nobody
+  // proved control of: statuses there would write into a stranger's repository (docs/security.md, *Tenant admin*).
+  if (app.githubRepo === null || !provedForCredentials(app) || deployment.commitSha === null) return undefined;
   const [owner, repo] = app.githubRepo.split("/");
   if (!owner || !repo) return undefined;
   const row = db

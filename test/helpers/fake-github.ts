@@ -22,6 +22,13 @@ export class FakeGithub implements GithubApi {
   token = "fake-installation-token";
   /** `owner/repo refs/heads/main` → sha: what refHead answers (undefined → the ref does not exist). */
   readonly heads = new Map<string, string>();
+  /**
+   * Repositories the bot's credentials can see, by `owner/name` (compared ignoring case, as GitHub does): their id,
+   * the files of the default branch, and the App installation covering them (none → the App is not installed).
+   */
+  readonly repos = new Map<string, { id: number; files: Map<string, string>; installationId?: number }>();
+  /** Every read that is not a ref lookup (`repository owner/name`, `file owner/name path`, `installation owner/name`). */
+  readonly reads: string[] = [];
   #nextId = 1000;
 
   constructor(gitHost = "github.com") {
@@ -58,6 +65,30 @@ export class FakeGithub implements GithubApi {
   async refHead(owner: string, repo: string, ref: string): Promise<string | undefined> {
     await this.#answer();
     return this.heads.get(`${owner}/${repo} refs/${ref}`);
+  }
+
+  #repo(owner: string, repo: string) {
+    const wanted = `${owner}/${repo}`.toLowerCase();
+    return [...this.repos].find(([name]) => name.toLowerCase() === wanted)?.[1];
+  }
+
+  async repositoryId(owner: string, repo: string): Promise<number | undefined> {
+    await this.#answer();
+    this.reads.push(`repository ${owner}/${repo}`);
+    return this.#repo(owner, repo)?.id;
+  }
+
+  async fileHasLine(owner: string, repo: string, path: string, line: string): Promise<boolean> {
+    await this.#answer();
+    this.reads.push(`file ${owner}/${repo} ${path}`);
+    const content = this.#repo(owner, repo)?.files.get(path);
+    return content?.split(/\r?\n/).some((l) => l.trim() === line) ?? false;
+  }
+
+  async appInstallationId(owner: string, repo: string): Promise<number | undefined> {
+    await this.#answer();
+    this.reads.push(`installation ${owner}/${repo}`);
+    return this.#repo(owner, repo)?.installationId;
   }
 
   async gitCredentials(): Promise<GitCredentials> {

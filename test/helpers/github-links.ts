@@ -5,8 +5,8 @@ import type { SecretBox } from "../../src/domain/crypto.ts";
 import { newWebhookSecret, rotateLinkSecret, sealWebhookSecret } from "../../src/domain/github-links.ts";
 
 /**
- * Puts an app's GitHub link straight into the active state a signed ping would leave (for tests about what happens
- * after activation); returns the link's webhook secret.
+ * Puts an app's GitHub link straight into the active state a proved link has (signed ping plus the challenge read
+ * back through the API; for tests about what happens after activation); returns the link's webhook secret.
  */
 export function activateLinkForTest(
   db: Db,
@@ -22,6 +22,7 @@ export function activateLinkForTest(
       githubLinkStatus: "active",
       githubRepoId: link.repoId,
       githubInstallationId: link.installationId ?? null,
+      githubLinkProof: "challenge-file",
     })
     .where(eq(apps.uuid, appUuid))
     .run();

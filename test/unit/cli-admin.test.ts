@@ -275,12 +275,20 @@ describe("apps link-channel / link-github", () => {
     const first = (await w.run(["apps", "link-github", "shop", "acme/shop", "--tag-pattern", "v*"])).stdout;
     const secret = /webhook secret \(shown once\): ([0-9a-f]{64})\n/.exec(first)?.[1];
     expect(secret).toBeDefined();
+    // The challenge to commit (docs/security.md, *Tenant admin*): derived from the secret, never the secret.
+    const challenge = /^ {2}tussilago-link ([0-9a-f]{40})$/m.exec(first)?.[1];
+    expect(challenge).toBeDefined();
+    expect(secret).not.toContain(challenge);
     expect(first).toBe(
       "linked shop to GitHub acme/shop (pending): pushes to main deploy once the link is active; tags matching v* deploy too\n" +
         `webhook secret (shown once): ${secret}\n` +
         "add it at https://github.com/acme/shop/settings/hooks (payload URL <bot>/webhooks/github, content type " +
         "application/json, push events); the link stays pending (nothing deploys) until GitHub's ping for this " +
-        "repository arrives signed with it\n",
+        "repository arrives signed with it\n" +
+        "prove control of the repository: commit the file .tussilago/link containing the line\n" +
+        `  tussilago-link ${challenge}\n` +
+        "to its default branch; where the bot has GitHub API credentials the link turns active only once that file " +
+        "is there when a signed ping or push arrives (redeliver the ping after committing it)\n",
     );
     const linked = appRow(w.db);
     expect(linked).toEqual({ channel: null, repo: "acme/shop", branch: "main", tags: "v*" });

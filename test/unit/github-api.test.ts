@@ -111,6 +111,46 @@ describe("GithubRestClient requests", () => {
     agent.assertNoPendingInterceptors();
   });
 
+  it("proof of control: the repository's id, and a yes/no for a line in a file of the default branch", async () => {
+    const CONTENT = "# MARKER-OF-PRIVATE-CONTENT\ntussilago-link abc123\n";
+    const file = (content: string, extra: object = {}) => ({
+      type: "file",
+      encoding: "base64",
+      size: Buffer.byteLength(content),
+      content: Buffer.from(content)
+        .toString("base64")
+        .replace(/(.{60})/g, "$1\n"),
+      ...extra,
+    });
+    reply("GET", "/repos/acme/shop", 200, { id: 42, full_name: "acme/shop" });
+    expect(await client().repositoryId("acme", "shop")).toBe(42);
+    reply("GET", "/repos/acme/gone", 404, { message: "Not Found" });
+    expect(await client().repositoryId("acme", "gone")).toBeUndefined();
+
+    reply("GET", "/repos/acme/shop/contents/.tussilago/link", 200, file(CONTENT));
+    expect(await client().fileHasLine("acme", "shop", ".tussilago/link", "tussilago-link abc123")).toBe(true);
+    reply("GET", "/repos/acme/shop/contents/.tussilago/link", 200, file(CONTENT));
+    expect(await client().fileHasLine("acme", "shop", ".tussilago/link", "tussilago-link abc")).toBe(false);
+    reply("GET", "/repos/acme/shop/contents/.tussilago/link", 404, { message: "Not Found" });
+    expect(await client().fileHasLine("acme", "shop", ".tussilago/link", "tussilago-link abc123")).toBe(false);
+    // A directory (a list), a submodule, or a file over 4 KiB holding the line: no.
+    reply("GET", "/repos/acme/shop/contents/.tussilago/link", 200, [file(CONTENT)]);
+    expect(await client().fileHasLine("acme", "shop", ".tussilago/link", "tussilago-link abc123")).toBe(false);
+    reply("GET", "/repos/acme/shop/contents/.tussilago/link", 200, file(CONTENT, { type: "submodule" }));
+    expect(await client().fileHasLine("acme", "shop", ".tussilago/link", "tussilago-link abc123")).toBe(false);
+    const big = `${"x".repeat(5000)}\ntussilago-link abc123\n`;
+    reply("GET", "/repos/acme/shop/contents/.tussilago/link", 200, file(big));
+    expect(await client().fileHasLine("acme", "shop", ".tussilago/link", "tussilago-link abc123")).toBe(false);
+    await expect(client().fileHasLine("acme", "shop", "../x", "l")).rejects.toThrow("malformed content path");
+
+    // No ref asked: GitHub answers from the default branch. The content never reaches a log.
+    expect(seen.filter((r) => r.path.includes("/contents/")).every((r) => !r.path.includes("?"))).toBe(true);
+    expect(log.text()).not.toContain("MARKER-OF-PRIVATE-CONTENT");
+    // Token mode has no App installation to ask about.
+    expect(await client().appInstallationId("acme", "shop")).toBeUndefined();
+    agent.assertNoPendingInterceptors();
+  });
+
   it("posts a commit status with the token, API version and a description cut to 140 characters", async () => {
     reply("POST", `/repos/acme/shop/statuses/${SHA}`, 201, { id: 1 });
     await client().createCommitStatus("acme", "shop", SHA, {
@@ -224,7 +264,12 @@ describe("GitHub App authentication", () => {
   it("gives git an x-access-token credential for the app's own repository only", async () => {
     installation();
     const gh = client(appAuth);
-    const app = { gitUrl: "https://github.com/acme/shop.git", githubRepo: "acme/shop", githubLinkStatus: "active" };
+    const app = {
+      gitUrl: "https://github.com/acme/shop.git",
+      githubRepo: "acme/shop",
+      githubLinkStatus: "active",
+      githubLinkProof: "challenge-file",
+    };
     expect(await githubGitCredentials(gh, app)).toEqual({ username: "x-access-token", password: INSTALLATION_TOKEN });
     expect(await githubGitCredentials(gh, { ...app, gitUrl: "https://github.com/acme/other.git" })).toBeUndefined();
     expect(await githubGitCredentials(gh, { ...app, gitUrl: "https://gitlab.com/acme/shop.git" })).toBeUndefined();
@@ -232,8 +277,23 @@ describe("GitHub App authentication", () => {
     expect(await githubGitCredentials(gh, { ...app, githubRepo: null })).toBeUndefined();
     // A pending link is only a claim: the operator's token must not fetch a repository nobody proved control of.
     expect(await githubGitCredentials(gh, { ...app, githubLinkStatus: "pending" })).toBeUndefined();
+    // Active by a signature alone (its admin can sign for any repository): no token either (docs/security.md).
+    expect(await githubGitCredentials(gh, { ...app, githubLinkProof: "signature" })).toBeUndefined();
+    expect(await githubGitCredentials(gh, { ...app, githubLinkProof: null })).toBeUndefined();
     expect(await githubGitCredentials(undefined, app)).toBeUndefined();
     expect(gitHostFor("https://ghe.example/api/v3")).toBe("ghe.example");
+  });
+
+  it("asks which installation covers a repository with the App's JWT; none → undefined", async () => {
+    reply("GET", "/repos/acme/shop/installation", 200, { id: 77 });
+    expect(await client(appAuth).appInstallationId("acme", "shop")).toBe(77);
+    expect(seen[0]?.headers.authorization).toMatch(/^Bearer [\w-]+\.[\w-]+\.[\w-]+$/);
+    reply("GET", "/repos/victim/private/installation", 404, { message: "Not Found" });
+    expect(await client(appAuth).appInstallationId("victim", "private")).toBeUndefined();
+    // Not installed there: no installation token, so the repository is invisible to the bot.
+    reply("GET", "/repos/victim/private/installation", 404, { message: "Not Found" });
+    expect(await client(appAuth).repositoryId("victim", "private")).toBeUndefined();
+    agent.assertNoPendingInterceptors();
   });
 
   it("never logs the private key, the JWT or the installation token, even when calls fail", async () => {

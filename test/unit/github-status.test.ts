@@ -17,7 +17,11 @@ let reporter: GithubStatusReporter;
 
 beforeEach(() => {
   f = pipelineFixture();
-  f.db.update(apps).set({ githubRepo: "acme/shop", githubLinkStatus: "active" }).where(eq(apps.uuid, f.app.uuid)).run();
+  f.db
+    .update(apps)
+    .set({ githubRepo: "acme/shop", githubLinkStatus: "active", githubLinkProof: "challenge-file" })
+    .where(eq(apps.uuid, f.app.uuid))
+    .run();
   github = new FakeGithub();
   log = memoryLogger();
   reporter = attachGithubStatusReporter(f.deps.events, { db: f.db, github, log: log.logger });

@@ -59,10 +59,16 @@ describe("/tussilago link over signed HTTP", () => {
     expect(body.response_type).toBe("ephemeral");
     const secret = /Webhook secret \(shown once\): `([0-9a-f]{64})`/.exec(String(body.text))?.[1];
     expect(secret).toBeDefined();
+    const challenge = /`tussilago-link ([0-9a-f]{40})`/.exec(String(body.text))?.[1];
+    expect(challenge).toBeDefined();
     expect(body.text).toBe(
       "*web-app* is linked to `acme/web` branch `release/1`, *pending*: nothing deploys until GitHub proves the link.\n" +
         `Webhook secret (shown once): \`${secret}\`\nAdd it at https://github.com/acme/web/settings/hooks ` +
-        "(payload URL `<bot>/webhooks/github`, content type `application/json`); GitHub's ping activates the link.",
+        "(payload URL `<bot>/webhooks/github`, content type `application/json`); GitHub's ping activates the link.\n" +
+        "To prove you control the repository, commit the file `.tussilago/link` containing the line " +
+        `\`tussilago-link ${challenge}\` to its default branch. Where the bot has GitHub API credentials, the link ` +
+        "turns active only once that file is there when a signed ping or push arrives (redeliver the ping after " +
+        "committing it).",
     );
     expect(JSON.stringify(world.db.select().from(apps).all())).not.toContain(secret);
     expect(JSON.stringify(world.db.select().from(auditEvents).all())).not.toContain(secret);
