@@ -1,7 +1,14 @@
-import { readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { readdirSync, unlinkSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import type { Logger } from "../log.ts";
-import { identityOf, isSameProcess, type ProcessIdentity, processCmdline, terminateProcess } from "./proc.ts";
+import {
+  identityOf,
+  isSameProcess,
+  type ProcessIdentity,
+  processCmdline,
+  readIdentityFile,
+  terminateProcess,
+} from "./proc.ts";
 import type { DetachedSpawner, LongRunning } from "./runner.ts";
 import { assertSpawned, EmbeddedServiceError, waitUntilReady } from "./wait-for-socket.ts";
 
@@ -43,15 +50,7 @@ export interface DetachedService {
 export const pidfilePath = (spec: Pick<DetachedServiceSpec, "dir" | "name">) => join(spec.dir, `${spec.name}.pid`);
 
 export function readPidfile(path: string): ProcessIdentity | undefined {
-  try {
-    const parsed = JSON.parse(readFileSync(path, "utf8")) as Partial<ProcessIdentity>;
-    if (typeof parsed.pid === "number" && typeof parsed.startTime === "string") {
-      return { pid: parsed.pid, startTime: parsed.startTime };
-    }
-  } catch {
-    // missing or garbled: treated as no pidfile
-  }
-  return undefined;
+  return readIdentityFile(path);
 }
 
 /**

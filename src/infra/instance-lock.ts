@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import { linkSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { identityOf, isSameProcess, type ProcessIdentity, processCmdline } from "./proc.ts";
+import { identityOf, isSameProcess, type ProcessIdentity, processCmdline, readIdentityFile } from "./proc.ts";
 
 /**
  * One bot per data dir. The lock is a file holding the owner's pid *and* its start time from /proc/<pid>/stat:
@@ -36,15 +36,7 @@ export interface InstanceLock {
 }
 
 export function readLockOwner(path: string): ProcessIdentity | undefined {
-  try {
-    const parsed = JSON.parse(readFileSync(path, "utf8")) as Partial<ProcessIdentity>;
-    if (typeof parsed.pid === "number" && typeof parsed.startTime === "string") {
-      return { pid: parsed.pid, startTime: parsed.startTime };
-    }
-  } catch {
-    // Missing or unreadable (a crash between open and write cannot happen with link(2), but a disk can lie).
-  }
-  return undefined;
+  return readIdentityFile(path);
 }
 
 /** The live owner of the data dir's lock, if any: what `tussilago stop-proxy` checks before it stops anything. */

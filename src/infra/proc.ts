@@ -11,6 +11,20 @@ export interface ProcessIdentity {
   startTime: string;
 }
 
+/** A recorded identity (a pidfile, the instance lock's file), or undefined when missing or garbled. */
+export function readIdentityFile(path: string): ProcessIdentity | undefined {
+  try {
+    const parsed = JSON.parse(readFileSync(path, "utf8")) as Partial<ProcessIdentity>;
+    if (typeof parsed.pid === "number" && typeof parsed.startTime === "string") {
+      return { pid: parsed.pid, startTime: parsed.startTime };
+    }
+  } catch {
+    // Missing or unreadable: no record. (A crash between open and write cannot leave half a lock file, since it is
+    // created with link(2), but a disk can lie.)
+  }
+  return undefined;
+}
+
 /** Field 22 (`starttime`) of /proc/<pid>/stat, or undefined when the process is gone or a zombie. */
 export function processStartTime(pid: number): string | undefined {
   let stat: string;
