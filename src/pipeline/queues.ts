@@ -110,18 +110,21 @@ const pipelineJob: QueueSpec<unknown>["job"] = {
   removeOnFail: { age: 30 * 24 * 3600 },
 };
 
+/** Rare jobs whose outcome is recorded elsewhere (audit, the store's row): gone when done, kept a week when failed. */
+const oneShotJob: QueueSpec<unknown>["job"] = {
+  attempts: 5,
+  backoff: { type: "capped-exponential" },
+  removeOnComplete: true,
+  removeOnFail: { age: 7 * 24 * 3600 },
+};
+
 export const QUEUES = {
   "github-push": { schema: payloadSchemas["github-push"], job: pipelineJob, worker: { concurrency: 1 } },
   "github-link": {
     schema: payloadSchemas["github-link"],
     jobId: linkProofJobId,
-    job: {
-      attempts: 5,
-      backoff: { type: "capped-exponential" },
-      // Done proofs go at once (the audit row is the record), so GitHub's "Redeliver" of a ping checks again.
-      removeOnComplete: true,
-      removeOnFail: { age: 7 * 24 * 3600 },
-    },
+    // Done proofs go at once (the audit row is the record), so GitHub's "Redeliver" of a ping checks again.
+    job: oneShotJob,
     replaceFailed: true,
     worker: { concurrency: 1 },
   },
@@ -136,12 +139,7 @@ export const QUEUES = {
   provision: {
     schema: payloadSchemas.provision,
     jobId: provisionJobId,
-    job: {
-      attempts: 5,
-      backoff: { type: "capped-exponential" },
-      removeOnComplete: true,
-      removeOnFail: { age: 7 * 24 * 3600 },
-    },
+    job: oneShotJob,
     replaceFailed: true,
     // One at a time: provisioning is rare, and serial DDL keeps the shared cluster's catalog locks short.
     worker: { concurrency: 1, lockDuration: 60_000 },
