@@ -1,4 +1,4 @@
-import type { BuildRunSpec, CommitSpec, RunContainerSpec } from "./podman-args.ts";
+import type { BuildRunSpec, CommitSpec, OneShotSpec, RunContainerSpec } from "./podman-args.ts";
 import { CommandError } from "./runner.ts";
 
 /**
@@ -47,6 +47,11 @@ export interface ContainerEngine {
   imageExists(ref: string): Promise<boolean>;
   removeImage(ref: string): Promise<void>;
   listImages(referenceFilter: string): Promise<ImageInfo[]>;
+  /**
+   * One-shot command in the app's runtime sandbox (the release phase), attached and removed afterwards; a non-zero
+   * exit throws PodmanError "exit", podman's --timeout kill "killed".
+   */
+  runOnce(spec: OneShotSpec, options?: BuildOptions): Promise<ExecResult>;
   /** One-shot build step; a non-zero exit throws PodmanError with code "exit" (the tenant's build failed). */
   buildRun(spec: BuildRunSpec, options?: BuildOptions): Promise<ExecResult>;
   /** Turns a built work dir into an image: base image + the directory copied to /app. */
