@@ -94,6 +94,16 @@ export function toPodmanError(subcommand: string, err: unknown, containerExit: b
   return new PodmanError(subcommand, code, err.exitCode, err.stderrTail);
 }
 
+/**
+ * conmon's `--timeout` kill makes an attached `podman run` exit 255 with nothing on stderr (measured with podman
+ * 4.3.1 + runsc 20221219), which would read as podman's own failure and be retried. When the run lasted at least its
+ * limit, it was the limit: report "timeout", a tenant error.
+ */
+export function conmonTimeout(err: PodmanError, elapsedMs: number, timeoutSeconds: number): PodmanError {
+  if (err.code !== "engine" || err.exitCode !== 255 || elapsedMs < timeoutSeconds * 1_000) return err;
+  return new PodmanError(err.subcommand, "timeout", err.exitCode, err.stderrTail);
+}
+
 export interface InspectJson {
   Name?: string;
   ImageName?: string;

@@ -6,6 +6,7 @@ import {
   type BuildOptions,
   type ContainerEngine,
   type ContainerInfo,
+  conmonTimeout,
   type ExecResult,
   fromInspect,
   type ImageInfo,
@@ -344,6 +345,7 @@ export class PodmanEngine implements ContainerEngine {
   ): Promise<ExecResult> {
     await this.removeContainer(spec.name); // a leftover from a crashed attempt would block the name
     if (spec.network !== "none") await this.ensureNetworks();
+    const started = Date.now();
     try {
       const res = await this.#runner.run(this.#podman, args, {
         // A little beyond podman's own --timeout, so conmon's kill (exit 137) normally wins and is reported.
@@ -355,7 +357,7 @@ export class PodmanEngine implements ContainerEngine {
       });
       return { exitCode: 0, stdout: res.stdout, stderr: res.stderr };
     } catch (err) {
-      const mapped = toPodmanError("run", err, true);
+      const mapped = conmonTimeout(toPodmanError("run", err, true), Date.now() - started, spec.timeoutSeconds);
       // Killing our podman client does not stop an attached container: remove it explicitly.
       if (mapped.code === "timeout" || mapped.code === "aborted" || mapped.code === "output_limit") {
         await this.removeContainer(spec.name);

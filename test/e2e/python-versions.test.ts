@@ -62,4 +62,22 @@ describe("Python version selection", () => {
       expect(JSON.parse((await p.get(HOST, "/")).body)).toMatchObject({ python: "3.14" });
     }
   });
+
+  it("a release command over its time limit fails the deployment; the running release keeps serving", async () => {
+    const path = new URL(repo).pathname;
+    writeFileSync(join(path, "Procfile"), 'release: python -c "import time; time.sleep(120)"\n');
+    await pythonVersion(path, "3.13");
+    p.deps.settings.releaseTimeoutMs = 3_000;
+    try {
+      const d = await p.deploy("versions");
+      expect(d.status).toBe("failed");
+      expect(d.failureReason).toBe(
+        "the release command was stopped: out of memory or over its 3 s limit; nothing was switched, the previous release keeps serving",
+      );
+      expect(d.stageTimings.run).toBeUndefined();
+      expect(JSON.parse((await p.get(HOST, "/")).body)).toMatchObject({ python: "3.14" });
+    } finally {
+      p.deps.settings.releaseTimeoutMs = 600_000;
+    }
+  });
 });
