@@ -89,13 +89,13 @@ export async function runDeployment(
       options.signal,
     );
     const noRelease = releaseSkipReason(deployment, releaseCommand);
-    if (noRelease !== undefined || !releaseCommand) skip("release", noRelease ?? "");
-    else
+    if (releaseCommand && noRelease === undefined) {
       await stage(
         "release",
         () => releaseStage(stageDeps, app, deployment.uuid, image, releaseCommand, options.signal),
         (r) => r.excerpt,
       );
+    } else skip("release", noRelease ?? "no release command");
     const target = await stage(
       "run",
       () => runStage(stageDeps, app, deployment.uuid, image, startCommand),
