@@ -11,7 +11,7 @@ import { type Gated, gate } from "./gate.ts";
 /** Redeploys a kept release's image without rebuilding; default: the release before the current one. */
 export async function rollbackCommand(
   deps: CommandDeps,
-  input: { app: string; release?: string | undefined; author?: string },
+  input: { app: string; release?: string | undefined; author?: string; withRelease?: boolean | undefined },
 ): Promise<DeployResult> {
   const app = getAppBySlug(deps.db, input.app);
   const release = findRelease(deps.db, app.uuid, input.release);
@@ -23,6 +23,8 @@ export async function rollbackCommand(
     commitSha: release.commitSha ?? undefined,
     author: input.author,
     rollbackOfReleaseUuid: release.uuid,
+    // The release phase is skipped for a rollback unless asked (docs/python-apps.md, "Release phase").
+    withRelease: input.withRelease === true,
   });
   return enqueueDeployment(deps, result);
 }

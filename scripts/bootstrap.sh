@@ -190,9 +190,10 @@ ensure_test_postgres() {
 }
 
 # --- base image ---------------------------------------------------------------------------------------------------
-# Without it every build fails; no registry is reachable here, so it is built locally (debootstrap, about a minute).
+# The default Python's (3.14). Without it most builds fail; no registry is reachable here, so it is built locally
+# (debootstrap, about a minute). Other versions (3.11, 3.13) are built on demand: bash scripts/build-base-image.sh 3.13
 ensure_base_image() {
-  local image="${TUSSILAGO_BASE_IMAGE:-localhost/tussilago-python:bookworm}"
+  local image="${TUSSILAGO_BASE_IMAGE:-localhost/tussilago-python:3.14}"
   [[ "$image" == localhost/* ]] || return 0 # a registry image is pulled by podman at the first build
   podman image exists "$image" 2>/dev/null && return 0
   is_root || die "base image $image is missing and building it needs root: sudo bash scripts/build-base-image.sh $image"

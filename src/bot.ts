@@ -201,7 +201,8 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     }
     const settings = {
       ...defaultPipelineSettings(config.dataDir),
-      baseImage: config.pipeline.baseImage,
+      pythonImages: config.pipeline.pythonImages,
+      defaultPython: config.pipeline.defaultPython,
       buildCaBundle: config.pipeline.buildCaBundle,
       proxyListen: config.pipeline.proxyListen,
       drainGraceMs: config.pipeline.drainGraceMs,

@@ -2,6 +2,7 @@ import { createPrivateKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import envPaths from "env-paths";
 import { z } from "zod";
+import { DEFAULT_PYTHON, DEFAULT_PYTHON_IMAGES } from "./lib/python-images.ts";
 
 export interface SlackConfig {
   signingSecret: string;
@@ -68,8 +69,12 @@ export interface TenantStoresConfig {
 }
 
 export interface PipelineConfig {
-  /** Builder + runtime base image (Python 3 + uv). */
+  /** Builder + runtime base image of the default Python version (what `doctor` checks). */
   baseImage: string;
+  /** Python version → builder + runtime base image (python3.X + uv); docs/python-apps.md, "Python versions". */
+  pythonImages: Record<string, string>;
+  /** The version an app that names none gets; a key of `pythonImages`. */
+  defaultPython: string;
   /** Extra CA bundle mounted into builds (intercepting proxies). */
   buildCaBundle: string | undefined;
   /** Caddy listen addresses for app traffic. */
@@ -283,9 +288,41 @@ const runscNetworkSchema = z.enum(["host", "sandbox"], { message: "must be host 
 const queuePrefixSchema = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "must be 1-64 letters, digits, - or _");
 const keepReleasesSchema = z.coerce.number({ message: "must be a number" }).int().min(1).max(100);
 
+const pythonVersionSchema = z.string().regex(/^3\.\d{1,2}$/, "must be a Python version like 3.14");
+const pythonImagesSchema = z
+  .string()
+  .transform((v) => v.split(",").map((pair) => pair.trim().split("=")))
+  .pipe(
+    z
+      .array(z.tuple([pythonVersionSchema, baseImageSchema]), {
+        message: "must be comma-separated VERSION=IMAGE pairs, e.g. 3.13=localhost/tussilago-python:3.13",
+      })
+      .min(1),
+  )
+  .transform((pairs) => Object.fromEntries(pairs));
+
+/**
+ * TUSSILAGO_PYTHON_IMAGES replaces the whole version → image table; TUSSILAGO_BASE_IMAGE (the older, one-image
+ * setting) still names the default version's image.
+ */
+function loadPythonImages(env: Env): Pick<PipelineConfig, "baseImage" | "pythonImages" | "defaultPython"> {
+  const images = parseWith(pythonImagesSchema, env, "TUSSILAGO_PYTHON_IMAGES", { ...DEFAULT_PYTHON_IMAGES });
+  const defaultPython = parseWith(pythonVersionSchema, env, "TUSSILAGO_PYTHON_DEFAULT", DEFAULT_PYTHON);
+  const override = parseWith(baseImageSchema.optional(), env, "TUSSILAGO_BASE_IMAGE", undefined);
+  if (override !== undefined) images[defaultPython] = override;
+  const baseImage = images[defaultPython];
+  if (baseImage === undefined) {
+    throw new ConfigError(
+      "TUSSILAGO_PYTHON_DEFAULT",
+      `Python ${defaultPython} has no image in TUSSILAGO_PYTHON_IMAGES (versions: ${Object.keys(images).join(", ")})`,
+    );
+  }
+  return { baseImage, pythonImages: images, defaultPython };
+}
+
 function loadPipeline(env: Env): PipelineConfig {
   return {
-    baseImage: parseWith(baseImageSchema, env, "TUSSILAGO_BASE_IMAGE", "localhost/tussilago-python:bookworm"),
+    ...loadPythonImages(env),
     buildCaBundle: parseWith(absolutePath.optional(), env, "TUSSILAGO_BUILD_CA_BUNDLE", undefined),
     proxyListen: parseWith(proxyListenSchema, env, "TUSSILAGO_PROXY_LISTEN", [":8080"]),
     gitAllowFileUrls: parseFlag(env, "TUSSILAGO_GIT_ALLOW_FILE_URLS"),

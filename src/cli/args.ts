@@ -12,7 +12,14 @@ export type CliCommand =
   | { kind: "apps-create"; input: CreateAppArgs }
   | { kind: "apps-list"; json: boolean }
   | { kind: "deploy"; app: string; ref: string | undefined; follow: boolean; timeoutMs: number }
-  | { kind: "rollback"; app: string; release: string | undefined; follow: boolean; timeoutMs: number }
+  | {
+      kind: "rollback";
+      app: string;
+      release: string | undefined;
+      withRelease: boolean;
+      follow: boolean;
+      timeoutMs: number;
+    }
   | { kind: "status"; app: string; json: boolean }
   | { kind: "releases"; app: string; json: boolean }
   | { kind: "logs"; app: string; lines: number; json: boolean }
@@ -121,13 +128,15 @@ export const SPECS: Readonly<Record<string, Spec<CliCommand>>> = {
     }),
   },
   rollback: {
-    usage: "tussilago rollback <app> [release] [--no-follow] [--timeout 30m]",
-    options: FOLLOW_OPTIONS,
+    usage: "tussilago rollback <app> [release] [--with-release] [--no-follow] [--timeout 30m]",
+    // --with-release reruns the release's `release:` command (migrations); a rollback skips it by default.
+    options: { ...FOLLOW_OPTIONS, "with-release": { type: "boolean", default: false } },
     positionals: { required: ["app"], optional: ["release"] },
     build: (values, [app, release]) => ({
       kind: "rollback",
       app: field("app", appSlug, app),
       release: release === undefined ? undefined : field("release (vN or a UUID)", releaseRef, release),
+      withRelease: values["with-release"] === true,
       follow: values.follow !== false,
       timeoutMs: timeout(values.timeout),
     }),

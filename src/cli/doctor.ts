@@ -4,6 +4,7 @@ import type { Check } from "../../commands/doctor-verdicts.ts";
 import { ConfigError, defaultDataDir, type Env, loadConfig } from "../config.ts";
 import { RealHostProbe } from "../infra/host-probe.ts";
 import { ExecaRunner } from "../infra/runner.ts";
+import { DEFAULT_PYTHON, DEFAULT_PYTHON_IMAGES } from "../lib/python-images.ts";
 import { createLogger } from "../log.ts";
 import { escapeTerminal, json, type Output } from "./output.ts";
 
@@ -47,7 +48,7 @@ export function doctorSettings(env: Env): DoctorSettings {
   const dataDir = env.TUSSILAGO_DATA_DIR;
   return {
     dataDir: dataDir !== undefined && isAbsolute(dataDir) ? dataDir : defaultDataDir(),
-    baseImage: "localhost/tussilago-python:bookworm",
+    baseImage: DEFAULT_PYTHON_IMAGES[DEFAULT_PYTHON] ?? "",
     runscNetwork: "host",
     caddyAdmin: undefined,
     redisUrl: undefined,

@@ -108,7 +108,11 @@ export async function execute(
       const result =
         command.kind === "deploy"
           ? await deployCommand(deps, { app: command.app, ref: command.ref })
-          : await rollbackCommand(deps, { app: command.app, release: command.release });
+          : await rollbackCommand(deps, {
+              app: command.app,
+              release: command.release,
+              withRelease: command.withRelease,
+            });
       await res.closeQueue();
       output.out(formatEnqueued(result, command.app));
       if (!command.follow) return EXIT.ok;

@@ -54,6 +54,13 @@ export function formatStatus(s: AppStatus): string {
   const release = s.currentRelease
     ? `v${s.currentRelease.version}  ${s.currentRelease.uuid}  commit ${short(s.currentRelease.commitSha)}  ${when(s.currentRelease.createdAt)}`
     : "none yet";
+  const building = s.deployments[0]?.status === "running" ? s.deployments[0].pythonVersion : null;
+  const python = [
+    s.currentRelease?.pythonVersion ? `${s.currentRelease.pythonVersion} (release v${s.currentRelease.version})` : "",
+    building ? `${building} (deployment in progress)` : "",
+  ]
+    .filter((p) => p !== "")
+    .join(", ");
   const head = table([
     ["app", `${app.slug} (tenant ${app.tenantSlug})`],
     ["uuid", app.uuid],
@@ -61,6 +68,7 @@ export function formatStatus(s: AppStatus): string {
     ["git", `${app.gitUrl} (branch ${app.branch})`],
     ["limits", `${app.memoryMb} MB, ${app.cpus} CPU, egress ${app.allowEgress ? "allowed" : "blocked"}`],
     ["release", release],
+    ...(python !== "" ? [["python", python]] : []),
   ]);
   if (s.deployments.length === 0) return `${head}\n\nno deployments yet\n`;
   const deployments = table([

@@ -8,7 +8,8 @@ import { escapeTerminal, type Output } from "./output.ts";
 export type ProgressState = Pick<
   DeploymentView,
   "status" | "stageTimings" | "failureReason" | "createdAt" | "startedAt" | "finishedAt"
->;
+> &
+  Partial<Pick<DeploymentView, "pythonVersion">>;
 
 type StageStatus = StageTiming["status"] | "pending";
 
@@ -33,7 +34,9 @@ export function renderFrame(state: ProgressState, now: number): string[] {
   const lines = STAGES.map((stage) => {
     const timing = state.stageTimings[stage];
     const status = stageStatus(state, stage);
-    return `  ${stage.padEnd(STAGE_WIDTH)}  ${status.padEnd(9)}  ${stageElapsed(timing, now)}`.trimEnd();
+    // The build stage records the Python version it chose (docs/python-apps.md): shown once it is known.
+    const python = stage === "build" && state.pythonVersion ? `  Python ${state.pythonVersion}` : "";
+    return `  ${stage.padEnd(STAGE_WIDTH)}  ${status.padEnd(9)}  ${stageElapsed(timing, now).padEnd(6)}${python}`.trimEnd();
   });
   lines.push(`  ${"status".padEnd(STAGE_WIDTH)}  ${state.status.padEnd(9)}  ${deploymentElapsed(state, now)}`);
   return lines;

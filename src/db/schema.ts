@@ -144,6 +144,10 @@ export const deployments = sqliteTable(
     failureReason: text("failure_reason"),
     /** For rollbacks: the release being redeployed. */
     rollbackOfReleaseId: integer("rollback_of_release_id"),
+    /** A rollback that reruns the release's `release:` command (`--with-release`); deploys always run it. */
+    withRelease: integer("with_release", { mode: "boolean" }).notNull().default(false),
+    /** The Python version the build chose (docs/python-apps.md), set by the build stage. */
+    pythonVersion: text("python_version"),
     slackChannelId: text("slack_channel_id"),
     slackThreadTs: text("slack_thread_ts"),
     /** `X-GitHub-Delivery` of the push that requested it; unique per app, so a replayed job cannot add another. */
@@ -180,6 +184,9 @@ export const releases = sqliteTable(
     image: text("image").notNull(),
     commitSha: text("commit_sha"),
     startCommand: text("start_command").notNull(),
+    /** The `release:` command the build found (rerun only by a rollback with `--with-release`). */
+    releaseCommand: text("release_command"),
+    pythonVersion: text("python_version"),
     prunedAt: integer("pruned_at", { mode: "timestamp_ms" }),
   },
   (t) => [

@@ -20,6 +20,10 @@ export interface DeploymentView {
   stageTimings: Record<string, StageTiming>;
   failureReason: string | null;
   rollbackOfReleaseUuid: string | null;
+  /** A rollback that reruns the release's `release:` command. */
+  withRelease: boolean;
+  /** The Python version the build chose (null until the build stage ran, and for rollbacks: see the release). */
+  pythonVersion: string | null;
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
@@ -33,6 +37,7 @@ export interface NewDeployment {
   commitMessage?: string | undefined;
   author?: string | undefined;
   rollbackOfReleaseUuid?: string | undefined;
+  withRelease?: boolean | undefined;
 }
 
 const ACTIVE: DeploymentStatus[] = ["queued", "running"];
@@ -51,6 +56,8 @@ const selection = {
   stageTimings: deployments.stageTimings,
   failureReason: deployments.failureReason,
   rollbackOfReleaseUuid: releases.uuid,
+  withRelease: deployments.withRelease,
+  pythonVersion: deployments.pythonVersion,
   createdAt: deployments.createdAt,
   startedAt: deployments.startedAt,
   finishedAt: deployments.finishedAt,
@@ -102,6 +109,7 @@ export function requestDeployment(
         commitMessage: input.commitMessage ?? null,
         author: input.author ?? null,
         rollbackOfReleaseId,
+        withRelease: input.withRelease ?? false,
       })
       .run();
     return { deployment: getDeployment(t, uuid), superseded };
@@ -172,6 +180,11 @@ export function setDeploymentSource(
   source: { commitSha: string; commitMessage: string; author: string },
 ): void {
   db.update(deployments).set(source).where(eq(deployments.uuid, uuid)).run();
+}
+
+/** The Python version the build stage chose, shown in `status` (docs/python-apps.md, "Python versions"). */
+export function setDeploymentPython(db: DbOrTx, uuid: string, pythonVersion: string): void {
+  db.update(deployments).set({ pythonVersion }).where(eq(deployments.uuid, uuid)).run();
 }
 
 export function finishDeployment(

@@ -11,6 +11,9 @@ export interface ReleaseView {
   image: string;
   commitSha: string | null;
   startCommand: string;
+  /** The `release:` command of this release's build; rerun only by a rollback with `--with-release`. */
+  releaseCommand: string | null;
+  pythonVersion: string | null;
   deploymentUuid: string;
   createdAt: Date;
   prunedAt: Date | null;
@@ -22,6 +25,8 @@ const selection = {
   image: releases.image,
   commitSha: releases.commitSha,
   startCommand: releases.startCommand,
+  releaseCommand: releases.releaseCommand,
+  pythonVersion: releases.pythonVersion,
   deploymentUuid: deployments.uuid,
   createdAt: releases.createdAt,
   prunedAt: releases.prunedAt,
@@ -33,7 +38,14 @@ const selection = {
  */
 export function recordRelease(
   db: DbOrTx,
-  input: { deploymentUuid: string; image: string; commitSha: string | null; startCommand: string },
+  input: {
+    deploymentUuid: string;
+    image: string;
+    commitSha: string | null;
+    startCommand: string;
+    releaseCommand?: string | null | undefined;
+    pythonVersion?: string | null | undefined;
+  },
 ): ReleaseView {
   return db.transaction((t) => {
     const dep = t
@@ -58,6 +70,8 @@ export function recordRelease(
           image: input.image,
           commitSha: input.commitSha,
           startCommand: input.startCommand,
+          releaseCommand: input.releaseCommand ?? null,
+          pythonVersion: input.pythonVersion ?? null,
         })
         .run();
     }

@@ -1,4 +1,4 @@
-import type { BuildRunSpec, CommitSpec, RunContainerSpec } from "./podman-args.ts";
+import type { BuildRunSpec, CommitSpec, OneShotSpec, RunContainerSpec } from "./podman-args.ts";
 import { CommandError } from "./runner.ts";
 
 /**
@@ -47,6 +47,11 @@ export interface ContainerEngine {
   imageExists(ref: string): Promise<boolean>;
   removeImage(ref: string): Promise<void>;
   listImages(referenceFilter: string): Promise<ImageInfo[]>;
+  /**
+   * One-shot command in the app's runtime sandbox (the release phase), attached and removed afterwards; a non-zero
+   * exit throws PodmanError "exit", podman's --timeout kill "killed".
+   */
+  runOnce(spec: OneShotSpec, options?: BuildOptions): Promise<ExecResult>;
   /** One-shot build step; a non-zero exit throws PodmanError with code "exit" (the tenant's build failed). */
   buildRun(spec: BuildRunSpec, options?: BuildOptions): Promise<ExecResult>;
   /** Turns a built work dir into an image: base image + the directory copied to /app. */
@@ -87,6 +92,16 @@ export function toPodmanError(subcommand: string, err: unknown, containerExit: b
   else if (containerExit && err.exitCode !== undefined && err.exitCode < 125) code = "exit";
   else code = "engine";
   return new PodmanError(subcommand, code, err.exitCode, err.stderrTail);
+}
+
+/**
+ * conmon's `--timeout` kill makes an attached `podman run` exit 255 with nothing on stderr (measured with podman
+ * 4.3.1 + runsc 20221219), which would read as podman's own failure and be retried. When the run lasted at least its
+ * limit, it was the limit: report "timeout", a tenant error.
+ */
+export function conmonTimeout(err: PodmanError, elapsedMs: number, timeoutSeconds: number): PodmanError {
+  if (err.code !== "engine" || err.exitCode !== 255 || elapsedMs < timeoutSeconds * 1_000) return err;
+  return new PodmanError(err.subcommand, "timeout", err.exitCode, err.stderrTail);
 }
 
 export interface InspectJson {

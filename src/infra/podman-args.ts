@@ -292,6 +292,23 @@ export function runContainerArgs(settings: EngineSettings, spec: RunContainerSpe
   return args;
 }
 
+/** A one-shot command in an app's runtime sandbox (the release phase): no published port, bounded in time. */
+export interface OneShotSpec extends Omit<RunContainerSpec, "publish"> {
+  timeoutSeconds: number;
+}
+
+/**
+ * argv for a one-shot command with exactly the app container's confinement, network and env, attached (its output
+ * is the caller's log) and removed when it exits; conmon enforces `--timeout` even if our podman client dies.
+ */
+export function oneShotArgs(settings: EngineSettings, spec: OneShotSpec): string[] {
+  const args = runContainerArgs(settings, { ...spec, publish: undefined });
+  const at = args.indexOf("--detach");
+  if (at < 0) throw new Error("runContainerArgs has no --detach");
+  args.splice(at, 1, "--rm", "--timeout", String(positiveInt(spec.timeoutSeconds, "timeoutSeconds", 86_400)));
+  return args;
+}
+
 /** The directory apps are built in and run from; the same path in both, so venv shebangs stay valid. */
 export const APP_DIR = "/app";
 const CACHE_DIR = "/cache";

@@ -6,6 +6,7 @@ import {
   type BuildOptions,
   type ContainerEngine,
   type ContainerInfo,
+  conmonTimeout,
   type ExecResult,
   fromInspect,
   type ImageInfo,
@@ -24,6 +25,8 @@ import {
   type EngineSettings,
   globalArgs,
   labelArgs,
+  type OneShotSpec,
+  oneShotArgs,
   type RunContainerSpec,
   runContainerArgs,
   validImage,
@@ -324,23 +327,37 @@ export class PodmanEngine implements ContainerEngine {
     return rows.map((r) => ({ id: r.Id ?? "", names: r.Names ?? [], labels: r.Labels ?? {} }));
   }
 
+  async runOnce(spec: OneShotSpec, options: BuildOptions = {}): Promise<ExecResult> {
+    const sandbox = await this.#sandbox();
+    return this.#attached(spec, oneShotArgs(sandbox.settings, spec), sandbox.dir, options);
+  }
+
   async buildRun(spec: BuildRunSpec, options: BuildOptions = {}): Promise<ExecResult> {
     const sandbox = await this.#sandbox();
-    const args = buildRunArgs(sandbox.settings, spec);
+    return this.#attached(spec, buildRunArgs(sandbox.settings, spec), sandbox.dir, options);
+  }
+
+  async #attached(
+    spec: { name: string; network: BuildRunSpec["network"]; timeoutSeconds: number },
+    args: string[],
+    cwd: string,
+    options: BuildOptions,
+  ): Promise<ExecResult> {
     await this.removeContainer(spec.name); // a leftover from a crashed attempt would block the name
     if (spec.network !== "none") await this.ensureNetworks();
+    const started = Date.now();
     try {
       const res = await this.#runner.run(this.#podman, args, {
         // A little beyond podman's own --timeout, so conmon's kill (exit 137) normally wins and is reported.
         timeoutMs: spec.timeoutSeconds * 1_000 + 15_000,
-        cwd: sandbox.dir,
+        cwd,
         signal: options.signal,
         onOutput: options.onOutput,
         maxStreamBytes: options.maxOutputBytes,
       });
       return { exitCode: 0, stdout: res.stdout, stderr: res.stderr };
     } catch (err) {
-      const mapped = toPodmanError("run", err, true);
+      const mapped = conmonTimeout(toPodmanError("run", err, true), Date.now() - started, spec.timeoutSeconds);
       // Killing our podman client does not stop an attached container: remove it explicitly.
       if (mapped.code === "timeout" || mapped.code === "aborted" || mapped.code === "output_limit") {
         await this.removeContainer(spec.name);

@@ -10,7 +10,8 @@ import { withContext } from "../log.ts";
 import type { PipelineDeps } from "./deps.ts";
 import { AppBusyError, PlatformError, TenantError } from "./errors.ts";
 import type { StageName } from "./events.ts";
-import { names } from "./settings.ts";
+import { defaultBaseImage, names } from "./settings.ts";
+import { releaseSkipReason, releaseStage } from "./stages/release.ts";
 import { drainStage, routeStage } from "./stages/route-drain.ts";
 import { healthStage, runStage } from "./stages/run-health.ts";
 import { buildStage, existingBuild, sourceStage, workDir } from "./stages/source-build.ts";
@@ -20,7 +21,8 @@ export const EXCERPT_BYTES = 3_000;
 export type DeployOutcome = "succeeded" | "failed" | "skipped";
 
 /**
- * The deployment stage machine: source → build → run → health → route → drain, one BullMQ job per deployment.
+ * The deployment stage machine: source → build → release → run → health → route → drain, one BullMQ job per
+ * deployment.
  * Each stage checks real state first (image exists? container running? route already pointing there?), so a job
  * that died halfway and is retried continues without duplicates. Tenant failures end the deployment at once;
  * anything else is rethrown for a capped-backoff retry, and only the final attempt marks the deployment failed.
@@ -78,7 +80,7 @@ export async function runDeployment(
   };
 
   try {
-    const { image, startCommand, commitSha } = await sourceAndBuild(
+    const { image, startCommand, commitSha, releaseCommand, pythonVersion } = await sourceAndBuild(
       stageDeps,
       app,
       deployment,
@@ -86,6 +88,14 @@ export async function runDeployment(
       skip,
       options.signal,
     );
+    const noRelease = releaseSkipReason(deployment, releaseCommand);
+    if (releaseCommand && noRelease === undefined) {
+      await stage(
+        "release",
+        () => releaseStage(stageDeps, app, deployment.uuid, image, releaseCommand, options.signal),
+        (r) => r.excerpt,
+      );
+    } else skip("release", noRelease ?? "no release command");
     const target = await stage(
       "run",
       () => runStage(stageDeps, app, deployment.uuid, image, startCommand),
@@ -100,7 +110,14 @@ export async function runDeployment(
       "route",
       async () => {
         const routed = await routeStage(stageDeps, app, target.hostPort);
-        recordRelease(deps.db, { deploymentUuid: deployment.uuid, image, commitSha, startCommand });
+        recordRelease(deps.db, {
+          deploymentUuid: deployment.uuid,
+          image,
+          commitSha,
+          startCommand,
+          releaseCommand: releaseCommand ?? null,
+          pythonVersion: pythonVersion ?? null,
+        });
         return routed;
       },
       () => `http://${app.domain}`,
@@ -207,7 +224,13 @@ async function sourceAndBuild(
   stage: StageFn,
   skip: (name: StageName, why: string) => void,
   signal?: AbortSignal,
-): Promise<{ image: string; startCommand: string; commitSha: string | null }> {
+): Promise<{
+  image: string;
+  startCommand: string;
+  commitSha: string | null;
+  releaseCommand: string | undefined;
+  pythonVersion: string | undefined;
+}> {
   if (deployment.rollbackOfReleaseUuid !== null) {
     const release = findRelease(deps.db, app.uuid, deployment.rollbackOfReleaseUuid);
     if (!(await deps.engine.imageExists(release.image))) {
@@ -218,21 +241,28 @@ async function sourceAndBuild(
     }
     skip("source", `rollback to v${release.version}: no fetch`);
     skip("build", `rollback to v${release.version}: image reused, no rebuild`);
-    return { image: release.image, startCommand: release.startCommand, commitSha: release.commitSha };
+    return {
+      image: release.image,
+      startCommand: release.startCommand,
+      commitSha: release.commitSha,
+      releaseCommand: release.releaseCommand ?? undefined,
+      pythonVersion: release.pythonVersion ?? undefined,
+    };
   }
   const image = names.image(app.uuid, deployment.uuid);
   const built = await existingBuild(deps, image);
   if (built !== undefined) {
     skip("source", "already fetched by an earlier attempt");
     skip("build", "image already built by an earlier attempt");
-    return { image, startCommand: built, commitSha: deployment.commitSha };
+    return { image, ...built, commitSha: deployment.commitSha };
   }
   const src = await stage(
     "source",
     async () => {
-      // Checked before the fetch: without it every build fails the same way after a fetch and three retries. Only
-      // a local image (localhost/…) is final; one from a registry is pulled by podman at the build.
-      const base = deps.settings.baseImage;
+      // The default Python's image, checked before the fetch: without it most builds fail the same way after a
+      // fetch and three retries (the build stage checks the image of the version it chose). Only a local image
+      // (localhost/…) is final; one from a registry is pulled by podman at the build.
+      const base = defaultBaseImage(deps.settings);
       if (base.startsWith("localhost/") && !(await deps.engine.imageExists(base))) {
         throw new PlatformError(
           "build",
@@ -246,9 +276,15 @@ async function sourceAndBuild(
   const build = await stage(
     "build",
     () => buildStage(deps, app, deployment.uuid, src.srcDir, signal),
-    (r) => `image ${r.image.split(":").pop()}`,
+    (r) => `image ${r.image.split(":").pop()} · Python ${r.plan.python.version} (${r.plan.python.source})`,
   );
   // The image holds everything now (a retry skips source and build when it exists): the checkout and its venv go.
   await rm(src.srcDir, { recursive: true, force: true });
-  return { image: build.image, startCommand: build.plan.startCommand, commitSha: src.commitSha };
+  return {
+    image: build.image,
+    startCommand: build.plan.startCommand,
+    commitSha: src.commitSha,
+    releaseCommand: build.plan.releaseCommand,
+    pythonVersion: build.plan.python.version,
+  };
 }

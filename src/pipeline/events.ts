@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 
-export const STAGES = ["source", "build", "run", "health", "route", "drain"] as const;
+/** `release` runs the app's `release:` command (migrations) once, after the build and before any new process. */
+export const STAGES = ["source", "build", "release", "run", "health", "route", "drain"] as const;
 export type StageName = (typeof STAGES)[number];
 
 /** What reporters (the log, the Slack deployment thread, GitHub commit statuses) consume. Public UUIDs only. */

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { DEFAULT_PYTHON, DEFAULT_PYTHON_IMAGES } from "../lib/python-images.ts";
 
 /** Pipeline knobs; defaults are what an operator gets without configuring anything. */
 export interface PipelineSettings {
@@ -7,8 +8,15 @@ export interface PipelineSettings {
   workRoot: string;
   /** Per-tenant uv caches, persisted between builds so a second build of the same lock is fast. */
   cacheRoot: string;
-  /** Builder and runtime base image: Python 3 + uv at /usr/local/bin/uv. */
-  baseImage: string;
+  /**
+   * Builder and runtime base image per Python version ("3.14" → image with python3.14 + uv at /usr/local/bin/uv).
+   * An app asking for a version not listed here fails at once (docs/python-apps.md, "Python versions").
+   */
+  pythonImages: Readonly<Record<string, string>>;
+  /** The version an app gets when it names none; must be a key of `pythonImages`. */
+  defaultPython: string;
+  /** The `release:` command (migrations) runs at most this long; over it the deployment fails, nothing switched. */
+  releaseTimeoutMs: number;
   /** Extra CA bundle for builds behind an intercepting proxy (mounted read-only). */
   buildCaBundle: string | undefined;
   buildTimeoutMs: number;
@@ -42,13 +50,22 @@ export interface PipelineSettings {
   instance: string;
 }
 
+/** The image of the default Python version (what the build of an app that names no version uses). */
+export function defaultBaseImage(settings: Pick<PipelineSettings, "pythonImages" | "defaultPython">): string {
+  const image = settings.pythonImages[settings.defaultPython];
+  if (image === undefined) throw new Error(`no image for the default Python ${settings.defaultPython}`);
+  return image;
+}
+
 export function defaultPipelineSettings(dataDir: string): PipelineSettings {
   return {
     workRoot: join(dataDir, "work"),
     cacheRoot: join(dataDir, "cache"),
-    // Production would name an official Python + uv image (e.g. ghcr.io/astral-sh/uv:python3.12-bookworm-slim);
-    // machines without a registry build this one with scripts/build-base-image.sh.
-    baseImage: "localhost/tussilago-python:bookworm",
+    // Production would name official Python + uv images (e.g. ghcr.io/astral-sh/uv:python3.14-trixie-slim);
+    // machines without a registry build these with scripts/build-base-image.sh VERSION.
+    pythonImages: DEFAULT_PYTHON_IMAGES,
+    defaultPython: DEFAULT_PYTHON,
+    releaseTimeoutMs: 10 * 60_000,
     buildCaBundle: undefined,
     buildTimeoutMs: 10 * 60_000,
     buildMemoryMb: 1024,
@@ -81,6 +98,7 @@ export const names = {
   image: (appUuid: string, deploymentUuid: string) => `localhost/tsl-${appUuid}:${deploymentUuid}`,
   route: (appUuid: string) => `app-${appUuid}`,
   buildContainer: (deploymentUuid: string) => `tsl-build-${deploymentUuid}`,
+  releaseContainer: (deploymentUuid: string) => `tsl-release-${deploymentUuid}`,
 };
 
 export const LABELS = {

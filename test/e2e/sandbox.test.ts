@@ -9,7 +9,7 @@ import { ExecaRunner } from "../../src/infra/runner.ts";
 import { memoryLogger, tempDir } from "../helpers/fixtures.ts";
 
 // Real podman + runsc + nftables. Builds the base image once (≈2-5 min) if it is missing.
-const BASE = process.env.TUSSILAGO_BASE_IMAGE ?? "localhost/tussilago-python:bookworm";
+const BASE = process.env.TUSSILAGO_BASE_IMAGE ?? "localhost/tussilago-python:3.14";
 const id = randomBytes(4).toString("hex");
 const log = memoryLogger("silent").logger;
 const runner = new ExecaRunner(log);

@@ -9,7 +9,7 @@ import { createLogger, type Logger } from "../../src/log.ts";
 import { registerDeployWorker } from "../../src/pipeline/deploy-worker.ts";
 import { abortableSleep, type PipelineDeps } from "../../src/pipeline/deps.ts";
 import { PipelineEvents, STAGES, type StageName } from "../../src/pipeline/events.ts";
-import { defaultPipelineSettings } from "../../src/pipeline/settings.ts";
+import { defaultBaseImage, defaultPipelineSettings } from "../../src/pipeline/settings.ts";
 import { WorkerPool } from "../../src/pipeline/worker-pool.ts";
 import { FileBackedEngine, FileBackedProxy, RecordedGitSource } from "./file-backed-fakes.ts";
 
@@ -30,7 +30,7 @@ export interface WorldWorkerOptions {
   stalledIntervalMs?: number;
 }
 
-export const BASE_IMAGE = defaultPipelineSettings("/unused").baseImage;
+export const BASE_IMAGE = defaultBaseImage(defaultPipelineSettings("/unused"));
 export const SECRET_KEY = "test-secret-key-0123456789abcdefghij";
 
 export function pauseMarker(worldDir: string, stage: StageName): string {

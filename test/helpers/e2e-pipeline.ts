@@ -18,6 +18,7 @@ import { UndiciProbe } from "../../src/infra/http-probe.ts";
 import { PodmanEngine } from "../../src/infra/podman.ts";
 import type { AppServiceEndpoint } from "../../src/infra/podman-args.ts";
 import { ExecaRunner } from "../../src/infra/runner.ts";
+import { DEFAULT_PYTHON, DEFAULT_PYTHON_IMAGES } from "../../src/lib/python-images.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { registerDeployWorker } from "../../src/pipeline/deploy-worker.ts";
 import { abortableSleep, type PipelineDeps } from "../../src/pipeline/deps.ts";
@@ -31,7 +32,17 @@ import { dropPrefix, tempDb, tempDir, testRedis, uniquePrefix } from "./fixtures
  * The real pipeline for the end-to-end suite: podman + runsc (own networks and nftables table per run), a real
  * Caddy on a free loopback port, real git over file://, BullMQ on the test Redis. Apps are served by host name.
  */
-export const BASE_IMAGE = process.env.TUSSILAGO_BASE_IMAGE ?? "localhost/tussilago-python:bookworm";
+/** The default Python's image (3.14); tests that need another version build it by version (buildPythonImages). */
+export const BASE_IMAGE = process.env.TUSSILAGO_BASE_IMAGE ?? DEFAULT_PYTHON_IMAGES[DEFAULT_PYTHON] ?? "";
+
+/** Builds the base images of these Python versions once (skipped when present); each debootstrap takes 1–2 min. */
+export async function buildPythonImages(versions: readonly string[]): Promise<void> {
+  await new ExecaRunner(createLogger({ level: "silent" })).run(
+    "bash",
+    ["scripts/build-base-image.sh", ...versions.map((v) => DEFAULT_PYTHON_IMAGES[v] ?? v)],
+    { timeoutMs: 900_000 },
+  );
+}
 export const FIXTURES = join(import.meta.dirname, "..", "fixtures");
 
 export function freePort(): Promise<number> {
@@ -104,7 +115,7 @@ export async function startE2EPipeline(options: E2EOptions = {}): Promise<E2EPip
   const probe = new UndiciProbe();
   const settings = {
     ...defaultPipelineSettings(dir.path),
-    baseImage: BASE_IMAGE,
+    pythonImages: { ...DEFAULT_PYTHON_IMAGES, [DEFAULT_PYTHON]: BASE_IMAGE },
     buildCaBundle: "/etc/ssl/certs/ca-certificates.crt",
     proxyListen: [`127.0.0.1:${caddyPort}`],
     drainGraceMs: 2_000,

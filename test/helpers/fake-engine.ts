@@ -1,6 +1,6 @@
 import type { BuildOptions, ContainerEngine, ContainerInfo, ExecResult, ImageInfo } from "../../src/infra/podman.ts";
 import { PodmanError } from "../../src/infra/podman.ts";
-import type { BuildRunSpec, CommitSpec, RunContainerSpec } from "../../src/infra/podman-args.ts";
+import type { BuildRunSpec, CommitSpec, OneShotSpec, RunContainerSpec } from "../../src/infra/podman-args.ts";
 import { validImage, validName } from "../../src/infra/podman-args.ts";
 
 /**
@@ -20,6 +20,10 @@ export class FakeEngine implements ContainerEngine {
   /** Set by a test to make the next buildRun fail like a tenant build error (or any PodmanError). */
   nextBuildError: PodmanError | undefined;
   buildOutput = "";
+  readonly oneShots: OneShotSpec[] = [];
+  /** Set by a test to make the next runOnce (the release phase) fail; its output goes to onOutput first. */
+  nextRunOnceError: PodmanError | undefined;
+  runOnceOutput = "";
   execResult: ExecResult = { exitCode: 0, stdout: "", stderr: "" };
   /** Set by a test: a container's whole output; containerLogs returns its last lines like `--tail`. */
   readonly logOutput = new Map<string, string>();
@@ -103,6 +107,19 @@ export class FakeEngine implements ContainerEngine {
     this.calls.push(["listImages", referenceFilter]);
     const prefix = referenceFilter.replace(/\*.*$/, "");
     return [...this.images.values()].filter((i) => i.names.some((n) => n.startsWith(prefix)));
+  }
+
+  async runOnce(spec: OneShotSpec, options: BuildOptions = {}): Promise<ExecResult> {
+    this.calls.push(["runOnce", spec]);
+    validName(spec.name);
+    validImage(spec.image);
+    if (!this.images.has(spec.image)) throw new PodmanError("run", "not_found", 125, "image not known");
+    this.oneShots.push(spec);
+    options.onOutput?.(this.runOnceOutput);
+    const err = this.nextRunOnceError;
+    this.nextRunOnceError = undefined;
+    if (err) throw err;
+    return { exitCode: 0, stdout: this.runOnceOutput, stderr: "" };
   }
 
   async buildRun(spec: BuildRunSpec, options: BuildOptions = {}): Promise<ExecResult> {

@@ -4,7 +4,7 @@ import { CaddyAdminError, type ProxyAdmin } from "../../src/infra/caddy.ts";
 import type { ProxyRoute } from "../../src/infra/caddy-config.ts";
 import type { GitFetchOptions, GitFetchResult, GitSource } from "../../src/infra/git.ts";
 import type { BuildOptions, ContainerEngine, ContainerInfo, ExecResult, ImageInfo } from "../../src/infra/podman.ts";
-import type { BuildRunSpec, CommitSpec, RunContainerSpec } from "../../src/infra/podman-args.ts";
+import type { BuildRunSpec, CommitSpec, OneShotSpec, RunContainerSpec } from "../../src/infra/podman-args.ts";
 import { type FakeContainer, FakeEngine } from "./fake-engine.ts";
 import { FakeGitSource } from "./fake-git.ts";
 import { FakeProxyAdmin } from "./fake-proxy.ts";
@@ -188,6 +188,14 @@ export class FileBackedEngine implements ContainerEngine {
 
   listImages(referenceFilter: string): Promise<ImageInfo[]> {
     return this.#with((f) => f.listImages(referenceFilter));
+  }
+
+  runOnce(spec: OneShotSpec, options: BuildOptions = {}): Promise<ExecResult> {
+    return this.#with(async (f) => {
+      const result = await f.runOnce(spec, options);
+      record(this.#dir, { target: "engine", method: "runOnce", subject: spec.name });
+      return result;
+    });
   }
 
   buildRun(spec: BuildRunSpec, options: BuildOptions = {}): Promise<ExecResult> {

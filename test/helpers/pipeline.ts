@@ -5,7 +5,7 @@ import { SecretBox } from "../../src/domain/crypto.ts";
 import type { HealthProbe } from "../../src/infra/http-probe.ts";
 import type { PipelineDeps } from "../../src/pipeline/deps.ts";
 import { type PipelineEvent, PipelineEvents } from "../../src/pipeline/events.ts";
-import { defaultPipelineSettings } from "../../src/pipeline/settings.ts";
+import { defaultBaseImage, defaultPipelineSettings } from "../../src/pipeline/settings.ts";
 import { FakeEngine } from "./fake-engine.ts";
 import { FakeGitSource } from "./fake-git.ts";
 import { FakeProxyAdmin } from "./fake-proxy.ts";
@@ -56,7 +56,7 @@ export function pipelineFixture(): PipelineFixture {
   settings.cacheRoot = join(t.dir, "cache");
   settings.drainGraceMs = 0;
   settings.healthTimeoutMs = 5_000;
-  engine.addImage(settings.baseImage);
+  engine.addImage(defaultBaseImage(settings));
   const proxy = new FakeProxyAdmin();
   const git = new FakeGitSource({
     [GIT_URL]: { files: FLASK_FILES, commitSha: SHA, message: "Add shop\n\nbody", author: "Ada" },

@@ -306,15 +306,19 @@ describe("tussilago CLI", () => {
       image: "localhost/img:1",
       commitSha: null,
       startCommand: "web",
+      pythonVersion: "3.14",
     });
     finishDeployment(f.db, uuid, "succeeded");
 
-    const [list, status, releases, releasesText] = await Promise.all([
+    const [list, status, releases, releasesText, statusText] = await Promise.all([
       f.inProcess(["apps", "list", "--json"]),
       f.inProcess(["status", "shop", "--json"]),
       f.inProcess(["releases", "shop", "--json"]),
       f.inProcess(["releases", "shop"]),
+      f.inProcess(["status", "shop"]),
     ]);
+    // The live release's Python version (docs/python-apps.md).
+    expect(statusText.stdout).toMatch(/^python +3\.14 \(release v1\)$/m);
     expect(JSON.parse(list.stdout)).toEqual([
       expect.objectContaining({
         slug: "shop",

@@ -93,7 +93,7 @@ describe("tussilago doctor with a fake PATH", () => {
     expect(r.code).toBe(botRunsc ? 0 : 1);
     expect(r.stdout).toMatch(/^PASS {2}runsc +20221219 at /m);
     expect(r.stdout).toMatch(/^PASS {2}nftables /m);
-    expect(r.stdout).toMatch(/^PASS {2}base image +localhost\/tussilago-python:bookworm present$/m);
+    expect(r.stdout).toMatch(/^PASS {2}base image +localhost\/tussilago-python:3\.14 present$/m);
     // The stub's sandbox-network container "works": the doctor suggests the stronger mode.
     expect(r.stdout).toMatch(/^WARN {2}runsc netstack .* — fix: set TUSSILAGO_RUNSC_NETWORK=sandbox$/m);
     // The bot is not running: its embedded Caddy and Redis have no sockets yet.

@@ -87,7 +87,8 @@ describe("parseCli", () => {
     expect(parseCli(["rollback", "shop", "v3"])).toMatchObject({ kind: "rollback", release: "v3", follow: true });
     const uuid = "6f1c2a4e-1d2b-4c3d-8e9f-0a1b2c3d4e5f";
     expect(parseCli(["rollback", "shop", uuid, "--no-follow"])).toMatchObject({ release: uuid, follow: false });
-    expect(parseCli(["rollback", "shop"])).toMatchObject({ release: undefined });
+    expect(parseCli(["rollback", "shop"])).toMatchObject({ release: undefined, withRelease: false });
+    expect(parseCli(["rollback", "shop", "v3", "--with-release"])).toMatchObject({ release: "v3", withRelease: true });
     expect(usageError(["rollback", "shop", "latest"]).message).toContain("release");
   });
 

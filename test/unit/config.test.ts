@@ -179,3 +179,43 @@ describe("loadConfig", () => {
     );
   });
 });
+
+describe("Python images", () => {
+  it("defaults: 3.11, 3.13 and 3.14 built locally, 3.14 the default", () => {
+    expect(loadConfig({ TUSSILAGO_SECRET_KEY: KEY }).pipeline).toMatchObject({
+      pythonImages: {
+        "3.11": "localhost/tussilago-python:3.11",
+        "3.13": "localhost/tussilago-python:3.13",
+        "3.14": "localhost/tussilago-python:3.14",
+      },
+      defaultPython: "3.14",
+      baseImage: "localhost/tussilago-python:3.14",
+    });
+  });
+
+  it("TUSSILAGO_PYTHON_IMAGES replaces the table; TUSSILAGO_BASE_IMAGE names the default version's image", () => {
+    const pipeline = loadConfig({
+      TUSSILAGO_SECRET_KEY: KEY,
+      TUSSILAGO_PYTHON_IMAGES: "3.12=registry.example/python-uv:3.12, 3.13=registry.example/python-uv:3.13",
+      TUSSILAGO_PYTHON_DEFAULT: "3.13",
+      TUSSILAGO_BASE_IMAGE: "registry.example/mine:1",
+    }).pipeline;
+    expect(pipeline.pythonImages).toEqual({
+      "3.12": "registry.example/python-uv:3.12",
+      "3.13": "registry.example/mine:1",
+    });
+    expect(pipeline.baseImage).toBe("registry.example/mine:1");
+  });
+
+  it("refuses malformed pairs and a default without an image, naming the variable", () => {
+    expect(error({ TUSSILAGO_SECRET_KEY: KEY, TUSSILAGO_PYTHON_IMAGES: "python3=img:1" }).variable).toBe(
+      "TUSSILAGO_PYTHON_IMAGES",
+    );
+    expect(error({ TUSSILAGO_SECRET_KEY: KEY, TUSSILAGO_PYTHON_IMAGES: "3.14=Bad Image" }).variable).toBe(
+      "TUSSILAGO_PYTHON_IMAGES",
+    );
+    const noDefault = error({ TUSSILAGO_SECRET_KEY: KEY, TUSSILAGO_PYTHON_DEFAULT: "3.12" });
+    expect(noDefault.variable).toBe("TUSSILAGO_PYTHON_DEFAULT");
+    expect(noDefault.message).toContain("versions: 3.11, 3.13, 3.14");
+  });
+});

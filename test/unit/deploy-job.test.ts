@@ -8,7 +8,7 @@ import { GitError } from "../../src/infra/git.ts";
 import { PodmanError } from "../../src/infra/podman.ts";
 import { runDeployment } from "../../src/pipeline/deploy-job.ts";
 import { AppBusyError } from "../../src/pipeline/errors.ts";
-import { names } from "../../src/pipeline/settings.ts";
+import { defaultBaseImage, names } from "../../src/pipeline/settings.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 import { type PipelineFixture, pipelineFixture, SHA } from "../helpers/pipeline.ts";
 
@@ -28,8 +28,11 @@ describe("runDeployment", () => {
     const dep = getDeployment(f.db, id);
     expect(dep.status).toBe("succeeded");
     expect(dep.commitSha).toBe(SHA);
-    expect(Object.keys(dep.stageTimings)).toEqual(["source", "build", "run", "health", "route", "drain"]);
-    expect(Object.values(dep.stageTimings).every((s) => s.status === "succeeded")).toBe(true);
+    expect(Object.keys(dep.stageTimings)).toEqual(["source", "build", "release", "run", "health", "route", "drain"]);
+    // No release: line in this app's Procfile, so the release phase is recorded as skipped.
+    const { release, ...ran } = dep.stageTimings;
+    expect(release?.status).toBe("skipped");
+    expect(Object.values(ran).every((s) => s.status === "succeeded")).toBe(true);
 
     const container = names.container(f.app.uuid, id);
     expect([...f.engine.containers.keys()]).toEqual([container]);
@@ -70,6 +73,7 @@ describe("runDeployment", () => {
       "source:succeeded",
       "build:started",
       "build:succeeded",
+      "release:skipped",
       "run:started",
       "run:succeeded",
       "health:started",
@@ -213,7 +217,7 @@ describe("runDeployment", () => {
 
   it("a missing base image fails at once, before any fetch, naming the image and the command that builds it", async () => {
     const id = request();
-    const base = f.deps.settings.baseImage;
+    const base = defaultBaseImage(f.deps.settings);
     await f.engine.removeImage(base);
     // Not retried: the job must not throw (BullMQ would retry it three times in silence).
     expect(await runDeployment(f.deps, id, { finalAttempt: false })).toBe("failed");

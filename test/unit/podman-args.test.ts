@@ -5,6 +5,7 @@ import {
   commitImageArgs,
   DEFAULT_SETTINGS,
   InvalidPodmanArgument,
+  oneShotArgs,
   type RunContainerSpec,
   runContainerArgs,
 } from "../../src/infra/podman-args.ts";
@@ -134,6 +135,23 @@ describe("runContainerArgs", () => {
     ["an out-of-range port", { publish: { hostIp: "127.0.0.1", hostPort: 70000, containerPort: 2 } }],
   ])("rejects %s", (_label, over) => {
     expect(() => runContainerArgs(DEFAULT_SETTINGS, runSpec(over))).toThrow(InvalidPodmanArgument);
+  });
+});
+
+describe("oneShotArgs (the release phase)", () => {
+  it("is the app container's argv, attached and removed, with a time limit and no published port", () => {
+    const spec = { ...runSpec(), network: "bridge-host" as const, allowEgress: false, timeoutSeconds: 600 };
+    const app = runContainerArgs(DEFAULT_SETTINGS, { ...spec, publish: undefined });
+    const once = oneShotArgs(DEFAULT_SETTINGS, {
+      ...spec,
+      publish: { hostIp: "127.0.0.1", hostPort: 0, containerPort: 8000 },
+    } as Parameters<typeof oneShotArgs>[1]);
+    expect(once).not.toContain("--detach");
+    expect(once).not.toContain("--publish");
+    expect(flagValue(once, "--timeout")).toBe("600");
+    expect(once).toContain("--rm");
+    // Everything else (confinement, network, env file, command) is exactly what the web container gets.
+    expect(once.filter((a) => !["--rm", "--timeout", "600"].includes(a))).toEqual(app.filter((a) => a !== "--detach"));
   });
 });
 

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { conmonTimeout } from "../../src/infra/container-engine.ts";
 import { PodmanEngine, PodmanError } from "../../src/infra/podman.ts";
 import type { RunContainerSpec } from "../../src/infra/podman-args.ts";
 import { COMMIT_CONTAINERFILE } from "../../src/infra/podman-args.ts";
@@ -344,5 +345,17 @@ describe("PodmanEngine.buildRun / commitImage / exec", () => {
   it("returns a non-zero exec exit as a result", async () => {
     const runner = new FakeRunner().on(has("exec"), fail(1, "touch: cannot touch '/x': Read-only file system"));
     expect(await engine(runner).engine.exec("tsl-web", ["touch", "/x"], 5_000)).toMatchObject({ exitCode: 1 });
+  });
+});
+
+describe("conmonTimeout", () => {
+  const engine255 = new PodmanError("run", "engine", 255, "");
+  it("a podman run that lasted its --timeout and exited 255 was killed by conmon: a timeout", () => {
+    expect(conmonTimeout(engine255, 600_000, 600)).toMatchObject({ code: "timeout", exitCode: 255 });
+  });
+  it("anything else keeps its code: a quick 255, other engine failures, a command's own exit", () => {
+    expect(conmonTimeout(engine255, 2_000, 600).code).toBe("engine");
+    expect(conmonTimeout(new PodmanError("run", "engine", 125, "OCI error"), 700_000, 600).code).toBe("engine");
+    expect(conmonTimeout(new PodmanError("run", "exit", 1, ""), 700_000, 600).code).toBe("exit");
   });
 });

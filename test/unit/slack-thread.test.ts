@@ -204,6 +204,42 @@ describe("deployment thread", () => {
     expect(updates(slack).at(-1)?.text).toBe("*web-app* · deploy `main` · :x: failed at build");
   });
 
+  test("release-phase failure: its own checklist line, the masked log tail, the old release still serves", async ({
+    world,
+    clock,
+    slack,
+    events,
+    reporter,
+  }) => {
+    const app = linkedApp(world);
+    world.release(app);
+    const { deployment } = requestDeployment(world.db, { appUuid: app.uuid, trigger: "command", ref: "main" });
+    const e = emitter(events, clock, app, deployment.uuid);
+    const reason = "the release command failed (exit 1); nothing was switched, the previous release keeps serving";
+    e.deployment("started");
+    for (const stage of ["source", "build"] as const) {
+      e.stage(stage, "started");
+      e.stage(stage, "succeeded", { durationMs: 1_000 });
+    }
+    e.stage("release", "started");
+    e.stage("release", "failed", { excerpt: "django.db.utils.DataError: division by zero" });
+    e.deployment("failed", { reason, durationMs: 4_000 });
+    await drain(clock, reporter);
+    expect(
+      posts(slack)
+        .slice(1)
+        .map((p) => p.text),
+    ).toEqual([
+      `Failed at release: ${reason}`,
+      "Log tail:\n```django.db.utils.DataError: division by zero```",
+      "The previous release v1 keeps serving.",
+    ]);
+    expect(updates(slack).at(-1)?.text).toBe("*web-app* · deploy `main` · :x: failed at release");
+    expect(JSON.stringify(updates(slack).at(-1)?.blocks)).toContain(
+      ":white_check_mark: build 1.0s\\n:x: release\\n:white_small_square: run",
+    );
+  });
+
   test("health failure: the reason, and that the old release still serves", async ({
     world,
     clock,

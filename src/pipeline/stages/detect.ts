@@ -1,17 +1,30 @@
 import { RepoFileError, readRepoFile, repoFileExists } from "../../infra/safe-read.ts";
+import { DEFAULT_PYTHON, DEFAULT_PYTHON_IMAGES } from "../../lib/python-images.ts";
 import { TenantError } from "../errors.ts";
+import { choosePython, type PythonChoice, PythonVersionError } from "./python-version.ts";
 
 /**
  * Reads (never runs) the tenant's repository, only through src/infra/safe-read.ts (no symlinks, FIFOs, devices or
  * oversized files), to decide how to build and start it. The start command comes from `Procfile` (`web:`) or
  * `[tool.tussilago] web = "…"` in pyproject.toml; it runs inside the tenant's own sandbox, but is still bounded to
- * one printable line so it cannot smuggle anything into argv or logs.
+ * one printable line so it cannot smuggle anything into argv or logs. The same holds for the `release:` command (run
+ * once per deployment before the new release starts, docs/python-apps.md) and `[tool.tussilago] build`, run in the
+ * build sandbox after the install. The Python version comes from python-version.ts.
  */
 export type Installer = "uv-lock" | "requirements" | "pyproject";
 
 export interface BuildPlan {
   installer: Installer;
   startCommand: string;
+  releaseCommand: string | undefined;
+  buildCommand: string | undefined;
+  python: PythonChoice;
+}
+
+/** The versions on offer (version → base image) and the one an app gets when it names none. */
+export interface PythonOffer {
+  images: Readonly<Record<string, string>>;
+  defaultVersion: string;
 }
 
 const START_COMMAND = /^[\x20-\x7e]{1,1000}$/;
@@ -27,29 +40,45 @@ export const REPO_FILE_LIMITS = {
   "pyproject.toml": MIB,
   "requirements.txt": MIB,
   "uv.lock": 16 * MIB,
+  ".python-version": 4 * KIB,
 } as const;
 
 async function scan(srcDir: string) {
   const L = REPO_FILE_LIMITS;
-  const [lock, requirements, pyproject, procfile] = await Promise.all([
+  const [lock, requirements, pyproject, procfile, pythonVersionFile] = await Promise.all([
     repoFileExists(srcDir, "uv.lock", L["uv.lock"]),
     repoFileExists(srcDir, "requirements.txt", L["requirements.txt"]),
     readRepoFile(srcDir, "pyproject.toml", L["pyproject.toml"]),
     readRepoFile(srcDir, "Procfile", L.Procfile),
+    readRepoFile(srcDir, ".python-version", L[".python-version"]),
   ]);
-  return { lock, requirements, pyproject, procfile };
+  return { lock, requirements, pyproject, procfile, pythonVersionFile };
 }
 
-export function procfileWeb(text: string): string | undefined {
+/** The command of one Procfile process type (`web`, `release`); the first line for it wins. */
+export function procfileCommand(text: string, type: "web" | "release"): string | undefined {
+  const re = new RegExp(`^${type}:\\s*(.+?)\\s*$`);
   for (const line of text.split(/\r?\n/)) {
-    const m = /^web:\s*(.+?)\s*$/.exec(line);
+    const m = re.exec(line);
     if (m?.[1]) return m[1];
   }
   return undefined;
 }
 
-/** `[tool.tussilago]` → `web = "…"` (a basic or literal TOML string on one line); the rest of TOML is not needed. */
+export function procfileWeb(text: string): string | undefined {
+  return procfileCommand(text, "web");
+}
+
 export function pyprojectWeb(text: string): string | undefined {
+  return pyprojectCommand(text, "web");
+}
+
+/**
+ * `[tool.tussilago]` → `web = "…"`, `release = "…"` or `build = "…"` (a basic or literal TOML string on one line);
+ * the rest of TOML is not needed.
+ */
+export function pyprojectCommand(text: string, key: "web" | "release" | "build"): string | undefined {
+  const re = new RegExp(`^${key}\\s*=\\s*(?:"((?:[^"\\\\]|\\\\.)*)"|'([^']*)')\\s*(?:#.*)?$`);
   let inSection = false;
   for (const raw of text.split(/\r?\n/)) {
     const line = raw.trim();
@@ -58,13 +87,22 @@ export function pyprojectWeb(text: string): string | undefined {
       continue;
     }
     if (!inSection) continue;
-    const m = /^web\s*=\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)')\s*(?:#.*)?$/.exec(line);
+    const m = re.exec(line);
     if (m) return m[1] !== undefined ? JSON.parse(`"${m[1]}"`) : m[2];
   }
   return undefined;
 }
 
-export async function detectBuildPlan(srcDir: string): Promise<BuildPlan> {
+function oneLine(command: string | undefined, what: string): string | undefined {
+  if (command !== undefined && !START_COMMAND.test(command)) {
+    throw new TenantError("build", `the ${what} command must be one line of printable ASCII`);
+  }
+  return command;
+}
+
+const DEFAULT_OFFER: PythonOffer = { images: DEFAULT_PYTHON_IMAGES, defaultVersion: DEFAULT_PYTHON };
+
+export async function detectBuildPlan(srcDir: string, offer: PythonOffer = DEFAULT_OFFER): Promise<BuildPlan> {
   let files: Awaited<ReturnType<typeof scan>>;
   try {
     files = await scan(srcDir);
@@ -73,7 +111,14 @@ export async function detectBuildPlan(srcDir: string): Promise<BuildPlan> {
     if (err instanceof RepoFileError) throw new TenantError("build", err.message);
     throw err;
   }
-  const { lock, requirements, pyproject, procfile } = files;
+  const { lock, requirements, pyproject, procfile, pythonVersionFile } = files;
+  let python: PythonChoice;
+  try {
+    python = choosePython({ pythonVersionFile, pyproject }, offer.images, offer.defaultVersion);
+  } catch (err) {
+    if (err instanceof PythonVersionError) throw new TenantError("build", err.message);
+    throw err;
+  }
   let installer: Installer;
   if (lock && pyproject !== undefined) installer = "uv-lock";
   else if (requirements) installer = "requirements";
@@ -88,21 +133,35 @@ export async function detectBuildPlan(srcDir: string): Promise<BuildPlan> {
       'no start command: add a Procfile with a "web:" line, or web = "…" under [tool.tussilago]',
     );
   }
-  if (!START_COMMAND.test(start))
-    throw new TenantError("build", "the start command must be one line of printable ASCII");
-  return { installer, startCommand: start };
+  oneLine(start, "start");
+  const releaseCommand = oneLine(
+    (procfile !== undefined ? procfileCommand(procfile, "release") : undefined) ??
+      (pyproject ? pyprojectCommand(pyproject, "release") : undefined),
+    "release",
+  );
+  const buildCommand = oneLine(pyproject ? pyprojectCommand(pyproject, "build") : undefined, "build");
+  return { installer, startCommand: start, releaseCommand, buildCommand, python };
 }
 
-/** Our own fixed build script per installer (tenant text never goes into it). */
-export function buildScript(installer: Installer): string {
-  const common =
-    "set -eu; export UV_PROJECT_ENVIRONMENT=/app/.venv UV_PYTHON_DOWNLOADS=never UV_PYTHON_PREFERENCE=only-system; uv --version;";
-  switch (installer) {
-    case "uv-lock":
-      return `${common} uv sync --frozen --no-dev --no-install-project`;
-    case "requirements":
-      return `${common} uv venv /app/.venv && uv pip install --python /app/.venv/bin/python -r requirements.txt`;
-    case "pyproject":
-      return `${common} uv sync --no-dev --no-install-project`;
-  }
+/**
+ * Our own fixed build script per installer. Tenant text never goes into it: the app's `build` command is passed
+ * as the script's first argument (`sh -c SCRIPT tussilago-build "$command"`) and run with the new venv on PATH.
+ * The Python version is one of the `pythonImages` keys (digits and a dot), never tenant text.
+ */
+export function buildScript(installer: Installer, python?: string, withBuildCommand = false): string {
+  if (python !== undefined && !/^3\.\d{1,2}$/.test(python)) throw new Error(`not a Python version: ${python}`);
+  const pin = python !== undefined ? ` UV_PYTHON=${python}` : "";
+  const common = `set -eu; export UV_PROJECT_ENVIRONMENT=/app/.venv UV_PYTHON_DOWNLOADS=never UV_PYTHON_PREFERENCE=only-system${pin}; uv --version;`;
+  const install = (() => {
+    switch (installer) {
+      case "uv-lock":
+        return `${common} uv sync --frozen --no-dev --no-install-project`;
+      case "requirements":
+        return `${common} uv venv /app/.venv && uv pip install --python /app/.venv/bin/python -r requirements.txt`;
+      case "pyproject":
+        return `${common} uv sync --no-dev --no-install-project`;
+    }
+  })();
+  if (!withBuildCommand) return install;
+  return `${install}; echo "build command: $1"; cd /app; PATH=/app/.venv/bin:$PATH VIRTUAL_ENV=/app/.venv /bin/sh -c "$1"`;
 }

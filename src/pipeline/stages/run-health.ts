@@ -11,9 +11,9 @@ import { workDir } from "./source-build.ts";
 /**
  * The app's environment as an `--env-file` (0600, in the deployment's private 0700 dir): values never reach argv
  * or `podman inspect` output visible to other tenants' processes. Decrypted here, at the last moment, and deleted as
- * soon as `podman run` returned (runStage).
+ * soon as `podman run` returned (runStage, and the release phase's one-shot run).
  */
-async function writeEnvFile(deps: PipelineDeps, app: AppView, deploymentUuid: string): Promise<string> {
+export async function writeEnvFile(deps: PipelineDeps, app: AppView, deploymentUuid: string): Promise<string> {
   const dir = join(workDir(deps, deploymentUuid), "run");
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const lines = openEnvVars(deps.db, deps.secrets, app.uuid).map((v) => `${v.key}=${v.value}`);

@@ -1,29 +1,58 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { AppView } from "../../domain/apps.ts";
-import { setDeploymentSource } from "../../domain/deployments.ts";
+import { setDeploymentPython, setDeploymentSource } from "../../domain/deployments.ts";
 import { emptyIfOver, watchDiskUsage } from "../../infra/disk-usage.ts";
 import { GitError } from "../../infra/git.ts";
 import { PodmanError } from "../../infra/podman.ts";
 import { tail } from "../../infra/runner.ts";
 import type { PipelineDeps } from "../deps.ts";
-import { TenantError } from "../errors.ts";
+import { PlatformError, TenantError } from "../errors.ts";
 import { LABELS, names } from "../settings.ts";
 import { type BuildPlan, buildScript, detectBuildPlan } from "./detect.ts";
 
 export const BUILD_LOG_BYTES = 16 * 1024;
 const START_LABEL = "io.tussilago.start";
+const RELEASE_LABEL = "io.tussilago.release-command";
+const PYTHON_LABEL = "io.tussilago.python";
+
+/** What a finished build hands the later stages; also read back from a built image's labels by a retried job. */
+export interface BuiltRelease {
+  startCommand: string;
+  releaseCommand: string | undefined;
+  pythonVersion: string | undefined;
+}
+
+const decode = (v: string | undefined) => (v === undefined ? undefined : Buffer.from(v, "base64url").toString("utf8"));
 
 export function workDir(deps: PipelineDeps, deploymentUuid: string): string {
   return join(deps.settings.workRoot, deploymentUuid);
 }
 
-/** The image of a build that already finished (a retried job): its start command travels as a label. */
-export async function existingBuild(deps: PipelineDeps, image: string): Promise<string | undefined> {
+/** The image of a build that already finished (a retried job): its commands and Python travel as labels. */
+export async function existingBuild(deps: PipelineDeps, image: string): Promise<BuiltRelease | undefined> {
   if (!(await deps.engine.imageExists(image))) return undefined;
   const [info] = await deps.engine.listImages(image);
-  const encoded = info?.labels[START_LABEL];
-  return encoded === undefined ? undefined : Buffer.from(encoded, "base64url").toString("utf8");
+  const startCommand = decode(info?.labels[START_LABEL]);
+  if (startCommand === undefined) return undefined;
+  return {
+    startCommand,
+    releaseCommand: decode(info?.labels[RELEASE_LABEL]),
+    pythonVersion: info?.labels[PYTHON_LABEL],
+  };
+}
+
+/** The base image of the chosen Python; a local one that is missing is the operator's to build, not retried. */
+async function baseImageFor(deps: PipelineDeps, version: string): Promise<string> {
+  const image = deps.settings.pythonImages[version];
+  if (image === undefined) throw new Error(`no image for Python ${version}`);
+  if (image.startsWith("localhost/") && !(await deps.engine.imageExists(image))) {
+    throw new PlatformError(
+      "build",
+      `base image ${image} is missing on this host; an operator builds it with: bash scripts/build-base-image.sh ${image}`,
+    );
+  }
+  return image;
 }
 
 /** source: exactly the requested commit, into a fresh private dir (a retry starts from scratch, so it is safe). */
@@ -75,7 +104,13 @@ export async function buildStage(
   srcDir: string,
   signal?: AbortSignal,
 ): Promise<{ image: string; plan: BuildPlan; log: string }> {
-  const plan = await detectBuildPlan(srcDir);
+  const plan = await detectBuildPlan(srcDir, {
+    images: deps.settings.pythonImages,
+    defaultVersion: deps.settings.defaultPython,
+  });
+  const baseImage = await baseImageFor(deps, plan.python.version);
+  setDeploymentPython(deps.db, deploymentUuid, plan.python.version);
+  deps.log.info({ python: plan.python.version, from: plan.python.source, baseImage }, "python version chosen");
   const image = names.image(app.uuid, deploymentUuid);
   const cacheDir = join(deps.settings.cacheRoot, app.tenantUuid);
   await mkdir(cacheDir, { recursive: true, mode: 0o700 });
@@ -99,8 +134,18 @@ export async function buildStage(
     await deps.engine.buildRun(
       {
         name: names.buildContainer(deploymentUuid),
-        image: deps.settings.baseImage,
-        command: ["/bin/sh", "-c", buildScript(plan.installer)],
+        image: baseImage,
+        // The app's build command is an argument of our fixed script, never part of its text.
+        command:
+          plan.buildCommand !== undefined
+            ? [
+                "/bin/sh",
+                "-c",
+                buildScript(plan.installer, plan.python.version, true),
+                "tussilago-build",
+                plan.buildCommand,
+              ]
+            : ["/bin/sh", "-c", buildScript(plan.installer, plan.python.version)],
         workDir: srcDir,
         cacheDir,
         caBundle: deps.settings.buildCaBundle,
@@ -137,7 +182,7 @@ export async function buildStage(
     watch.stop();
   }
   await deps.engine.commitImage({
-    baseImage: deps.settings.baseImage,
+    baseImage,
     contextDir: srcDir,
     tag: image,
     labels: {
@@ -146,6 +191,10 @@ export async function buildStage(
       [LABELS.deployment]: deploymentUuid,
       // Label values are validated to a strict charset by the podman adapter; base64url fits it.
       [START_LABEL]: Buffer.from(plan.startCommand).toString("base64url"),
+      ...(plan.releaseCommand !== undefined
+        ? { [RELEASE_LABEL]: Buffer.from(plan.releaseCommand).toString("base64url") }
+        : {}),
+      [PYTHON_LABEL]: plan.python.version,
     },
   });
   deps.log.info({ image }, "release image built");
