@@ -2,13 +2,14 @@ import { type Job, type Processor, Worker, type WorkerOptions } from "bullmq";
 import type { Redis } from "ioredis";
 import { bullBackoffStrategy } from "../lib/backoff.ts";
 import type { Logger } from "../log.ts";
+import type { JobHolder } from "./orphaned-jobs.ts";
 import { workerOptions } from "./queues.ts";
 
 /**
  * The bot's BullMQ workers, with a shutdown that first lets in-flight jobs finish (bounded), then hands the ones
  * still running back to the queue instead of waiting out their lock (30 s by default) for the stalled-job check.
  */
-export class WorkerPool {
+export class WorkerPool implements JobHolder {
   readonly #workers: Worker[] = [];
   readonly #active = new Map<string, { job: Job; token: string | undefined; worker: Worker }>();
   readonly #connection: Redis;
@@ -51,6 +52,12 @@ export class WorkerPool {
 
   get activeJobs(): number {
     return this.#active.size;
+  }
+
+  /** BullMQ's lock tokens are `<worker id>:<n>`: a token from none of these workers belongs to another process. */
+  holds(queue: string, jobId: string, lockToken: string | null): boolean {
+    if (this.#active.has(`${queue}/${jobId}`)) return true;
+    return lockToken !== null && this.#workers.some((w) => lockToken.startsWith(`${w.id}:`));
   }
 
   async close(graceMs: number): Promise<void> {
