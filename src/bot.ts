@@ -199,7 +199,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     // Before any worker runs: jobs a killed predecessor left active go back to the queue now, not after the
     // stalled-job check (30–90 s). Safe because one bot runs per data dir and queue prefix (docs/architecture.md).
     const stuck = new StuckDeploymentCheck({ db, queue, redis, holder: workers, pipeline, log: pipeline.log });
-    await stuck.runOnce();
+    await stuck.runAtStartUp();
     registerDeployWorker(workers, pipeline);
     stuck.start();
     lifecycle.onStop("stuck-deployment check", () => stuck.stop());

@@ -121,6 +121,19 @@ export class StuckDeploymentCheck {
     }
   }
 
+  /**
+   * The start-up pass, awaited at most `maxWaitMs`: with Redis unreachable it would wait for it, and start-up must
+   * not. Letting it finish later is safe, because it never touches a job this process's workers hold.
+   */
+  async runAtStartUp(maxWaitMs = 10_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, maxWaitMs);
+    });
+    await Promise.race([this.runOnce(), waited]);
+    clearTimeout(timer);
+  }
+
   start(intervalMs = STUCK_CHECK_INTERVAL_MS): void {
     this.#timer = setInterval(() => void this.runOnce(), intervalMs);
     this.#timer.unref();
