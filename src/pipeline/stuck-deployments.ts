@@ -1,7 +1,13 @@
 import type { Redis } from "ioredis";
 import type { Db } from "../db/client.ts";
 import { getAppByUuid } from "../domain/apps.ts";
-import { activeDeployments, type DeploymentView, finishDeployment, getDeployment } from "../domain/deployments.ts";
+import {
+  activeDeployments,
+  cancelReason,
+  type DeploymentView,
+  finishDeployment,
+  getDeployment,
+} from "../domain/deployments.ts";
 import type { Logger } from "../log.ts";
 import { discardNewRelease } from "./cancel-watch.ts";
 import type { PipelineDeps } from "./deps.ts";
@@ -20,7 +26,9 @@ export type StuckVerdict =
   /** Its job was gone (Redis lost its data, or the enqueue after the row never happened): added again. */
   | { deploymentUuid: string; action: "requeued" }
   /** Its job had ended (failed by BullMQ, e.g. stalled too often) while the row still said queued/running. */
-  | { deploymentUuid: string; action: "failed"; reason: string };
+  | { deploymentUuid: string; action: "failed"; reason: string }
+  /** The same, but someone had asked to cancel it: that is how it ends. */
+  | { deploymentUuid: string; action: "cancelled"; reason: string };
 
 export interface StuckReport {
   reclaimed: ReclaimedJob[];
@@ -74,23 +82,31 @@ export async function checkStuckDeployments(deps: StuckCheckDeps): Promise<Stuck
       continue;
     }
     const why = job?.failedReason ? `: ${job.failedReason}` : "";
-    const reason = `its job ended in the queue without finishing the deployment${why}`;
-    await failStuck(deps, d, reason);
-    verdicts.push({ deploymentUuid: d.uuid, action: "failed", reason });
+    const cancelled = d.cancelRequestedBy !== null;
+    const reason = cancelled
+      ? cancelReason(d.cancelRequestedBy as string)
+      : `its job ended in the queue without finishing the deployment${why}`;
+    await endStuck(deps, d, cancelled ? "cancelled" : "failed", reason);
+    verdicts.push({ deploymentUuid: d.uuid, action: cancelled ? "cancelled" : "failed", reason });
   }
   return { reclaimed, deployments: verdicts };
 }
 
-async function failStuck(deps: StuckCheckDeps, d: DeploymentView, reason: string): Promise<void> {
+async function endStuck(
+  deps: StuckCheckDeps,
+  d: DeploymentView,
+  status: "failed" | "cancelled",
+  reason: string,
+): Promise<void> {
   const app = getAppByUuid(deps.db, d.appUuid);
   const log = deps.log.child({ tenantId: app.tenantUuid, appId: app.uuid, deploymentId: d.uuid });
   // Its container and image go unless the route switch may have begun (then reconcile puts the route back first).
   if (d.stageTimings.route === undefined) await discardNewRelease({ ...deps.pipeline, log }, app, d);
-  finishDeployment(deps.db, d.uuid, "failed", reason);
+  finishDeployment(deps.db, d.uuid, status, reason);
   const at = deps.now?.() ?? Date.now();
   const base = { deploymentUuid: d.uuid, appUuid: app.uuid, appSlug: app.slug };
-  deps.pipeline.events.emit({ type: "deployment", ...base, status: "failed", at, reason });
-  log.error({ reason }, "stuck deployment failed");
+  deps.pipeline.events.emit({ type: "deployment", ...base, status, at, reason });
+  log.error({ reason, status }, "stuck deployment ended");
 }
 
 /** The check at start-up (before any worker runs) and every STUCK_CHECK_INTERVAL_MS; a failed pass is logged. */

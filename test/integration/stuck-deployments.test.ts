@@ -1,7 +1,7 @@
 import { UnrecoverableError, Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { claimDeployment, getDeployment, requestDeployment } from "../../src/domain/deployments.ts";
+import { claimDeployment, getDeployment, requestCancel, requestDeployment } from "../../src/domain/deployments.ts";
 import { MAX_INTERRUPTIONS } from "../../src/pipeline/orphaned-jobs.ts";
 import { BullJobQueue, deployJobId, QUEUE_NAMES } from "../../src/pipeline/queues.ts";
 import { names } from "../../src/pipeline/settings.ts";
@@ -101,6 +101,21 @@ describe("deployments without a live job", () => {
     expect(f.engine.containers.has(container)).toBe(false);
     expect(f.engine.images.has(names.image(f.app.uuid, uuid))).toBe(false);
     expect(f.events.at(-1)).toMatchObject({ type: "deployment", status: "failed", reason, deploymentUuid: uuid });
+  });
+});
+
+describe("a stuck deployment someone asked to cancel", () => {
+  it("ends as cancelled, not failed, when its job ended", async () => {
+    const uuid = request();
+    await queue.enqueue(QUEUE_NAMES.deploy, { deploymentUuid: uuid });
+    claimDeployment(f.db, uuid);
+    requestCancel(f.db, uuid, "@ada");
+    const job = await takeJob("dead:1");
+    await job.moveToFailed(new UnrecoverableError("job stalled more than allowable limit"), "dead:1", false);
+    const report = await checkStuckDeployments(deps);
+    expect(report.deployments).toEqual([{ deploymentUuid: uuid, action: "cancelled", reason: "cancelled by @ada" }]);
+    expect(getDeployment(f.db, uuid)).toMatchObject({ status: "cancelled", failureReason: "cancelled by @ada" });
+    expect(f.events.at(-1)).toMatchObject({ type: "deployment", status: "cancelled", reason: "cancelled by @ada" });
   });
 });
 
