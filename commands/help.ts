@@ -30,6 +30,11 @@ export const SUBCOMMANDS: readonly SubcommandHelp[] = [
     summary: "The app's last lines of output (default 100, at most 5000), sent back to you here.",
   },
   { name: "restart", usage: "restart <app>", summary: "Redeploy the current release (picks up env changes)." },
+  {
+    name: "cancel",
+    usage: "cancel <app>",
+    summary: "Stop the app's queued or running deployment; the release serving now keeps serving.",
+  },
   { name: "env", usage: "env list|set|unset <app> [KEY[=VALUE]]", summary: "Manage env vars; values are never shown." },
   { name: "lock", usage: "lock <app> [reason]", summary: "Refuse deployments of the app until unlocked." },
   { name: "unlock", usage: "unlock <app>", summary: "Release your lock (admins can break anyone's)." },

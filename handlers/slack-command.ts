@@ -3,6 +3,7 @@ import type { App, types } from "@slack/bolt";
 import { z } from "zod";
 import { approvalsCommand } from "../commands/approvals.ts";
 import { listAppsCommand } from "../commands/apps.ts";
+import { type CancelResult, cancelAsActor } from "../commands/cancel.ts";
 import { deployAsActor } from "../commands/deploy.ts";
 import type { ChatOpsDeps } from "../commands/deps.ts";
 import { destroyCommand } from "../commands/destroy.ts";
@@ -51,7 +52,7 @@ export type ParsedCommand =
   | { kind: "approvals" }
   | { kind: "deploy"; app: string; ref?: string | undefined }
   | { kind: "rollback"; app: string; release?: string | undefined }
-  | { kind: "status" | "releases" | "restart" | "unlock" | "destroy" | "env-list"; app: string }
+  | { kind: "status" | "releases" | "restart" | "unlock" | "destroy" | "cancel" | "env-list"; app: string }
   | { kind: "logs"; app: string; lines: number }
   | { kind: "env-set"; app: string; key: string; value: string }
   | { kind: "env-unset"; app: string; key: string }
@@ -83,7 +84,7 @@ export function parseCommandText(text: string): ParsedCommand {
   const args = words.slice(1);
   const usage = { kind: "usage", name } as const;
   const ok = (schema: z.ZodType, value: string | undefined) => value !== undefined && schema.safeParse(value).success;
-  const appOnly = (kind: "status" | "releases" | "restart" | "unlock" | "destroy"): ParsedCommand =>
+  const appOnly = (kind: "status" | "releases" | "restart" | "unlock" | "destroy" | "cancel"): ParsedCommand =>
     args.length === 1 && ok(app, args[0]) ? { kind, app: args[0] as string } : usage;
   switch (name) {
     case "help":
@@ -104,6 +105,7 @@ export function parseCommandText(text: string): ParsedCommand {
     case "restart":
     case "unlock":
     case "destroy":
+    case "cancel":
       return appOnly(name);
     case "logs": {
       if (args.length < 1 || args.length > 2 || !ok(app, args[0])) return usage;
@@ -150,6 +152,22 @@ function parseEnv(text: string, args: string[], usage: ParsedCommand): ParsedCom
 }
 
 type Reply = { text: string; blocks?: types.KnownBlock[] };
+
+/** What `cancel` did, per deployment; the deployment's thread says how a running one ended. */
+function cancelReply(slug: string, outcomes: CancelResult["outcomes"]): string {
+  if (outcomes.length === 0) return `*${slug}* has no queued or running deployment to cancel.`;
+  return outcomes
+    .map((o) => {
+      const d = o.deployment;
+      if (o.kind === "cancelled") return `Cancelled the queued deployment of *${slug}* (${d.uuid}).`;
+      if (o.kind === "requested" && d.stageTimings.route !== undefined)
+        return `Too late to stop deployment ${d.uuid} of *${slug}*: it is already switching traffic, so it finishes.`;
+      if (o.kind === "requested")
+        return `Stopping the running deployment of *${slug}* (${d.uuid}); its thread will say when it stopped. The release serving now keeps serving.`;
+      return `Deployment ${d.uuid} of *${slug}* had already ${d.status === "cancelled" ? "been cancelled" : d.status}.`;
+    })
+    .join("\n");
+}
 const TIMED_OUT = Symbol("timed out");
 
 /** Registers `/tussilago`. Answers are ephemeral: only the caller sees them; deployments get a public thread. */
@@ -254,6 +272,10 @@ async function run(deps: ChatOpsSlackDeps, cmd: ParsedCommand, ctx: RunContext):
       const d = g.result.deployment;
       linkDeploymentChannel(deps.db, d.uuid, ctx.channel);
       return { text: `Restart of *${d.appSlug}* (${d.ref}) queued (${d.uuid}).` };
+    }
+    case "cancel": {
+      const r = await cancelAsActor(deps, { ...base, app: cmd.app });
+      return { text: cancelReply(r.app.slug, r.outcomes) };
     }
     case "rollback": {
       const g = await rollbackAsActor(deps, { ...base, app: cmd.app, release: cmd.release });

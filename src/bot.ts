@@ -52,6 +52,7 @@ import { BullJobQueue, type JobPayloads, QUEUE_NAMES } from "./pipeline/queues.t
 import { reconcile } from "./pipeline/reconcile.ts";
 import { appsWithoutRoute } from "./pipeline/route-check.ts";
 import { defaultPipelineSettings } from "./pipeline/settings.ts";
+import { StuckDeploymentCheck } from "./pipeline/stuck-deployments.ts";
 import { HAND_BACK_TIMEOUT_MS, WorkerPool } from "./pipeline/worker-pool.ts";
 import { attachGithubStatusReporter } from "./reporters/github-status.ts";
 import { attachLogReporter } from "./reporters/log-reporter.ts";
@@ -239,7 +240,13 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       () => workers.close(config.shutdownGraceMs),
       config.shutdownGraceMs + HAND_BACK_TIMEOUT_MS + 500,
     );
+    // Before any worker runs: jobs a killed predecessor left active go back to the queue now, not after the
+    // stalled-job check (30–90 s). Safe because one bot runs per data dir and queue prefix (docs/architecture.md).
+    const stuck = new StuckDeploymentCheck({ db, queue, redis, holder: workers, pipeline, log: pipeline.log });
+    await stuck.runAtStartUp();
     registerDeployWorker(workers, pipeline);
+    stuck.start();
+    lifecycle.onStop("stuck-deployment check", () => stuck.stop());
     // Per-link webhook secrets need no global setting: pushes are always accepted from linked repositories.
     const pushDeploy: PushDeployDeps = {
       db,

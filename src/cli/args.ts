@@ -23,6 +23,7 @@ export type CliCommand =
   | { kind: "status"; app: string; json: boolean }
   | { kind: "releases"; app: string; json: boolean }
   | { kind: "logs"; app: string; lines: number; json: boolean }
+  | { kind: "cancel"; target: string; follow: boolean; timeoutMs: number }
   | { kind: "reconcile" }
   | AdminCommand
   | OpsCommand;
@@ -164,6 +165,17 @@ export const SPECS: Readonly<Record<string, Spec<CliCommand>>> = {
       json: values.json === true,
     }),
   },
+  cancel: {
+    usage: "tussilago cancel <app|deployment-uuid> [--no-follow] [--timeout 30m]",
+    options: FOLLOW_OPTIONS,
+    positionals: { required: ["target"], optional: [] },
+    build: (values, [target]) => ({
+      kind: "cancel",
+      target: field("target (an app or a deployment UUID)", z.union([uuidSchema, appSlug]), target),
+      follow: values.follow !== false,
+      timeoutMs: timeout(values.timeout),
+    }),
+  },
   reconcile: {
     usage: "tussilago reconcile",
     options: {},
@@ -178,7 +190,7 @@ export const SPECS: Readonly<Record<string, Spec<CliCommand>>> = {
 const GROUPS = ["apps", "users", "db"] as const;
 
 export const GENERAL_USAGE =
-  "tussilago <apps|deploy|rollback|status|releases|logs|reconcile|users|db|audit|doctor|help> …";
+  "tussilago <apps|deploy|rollback|cancel|status|releases|logs|reconcile|users|db|audit|doctor|help> …";
 
 function timeout(value: string | boolean | undefined): number {
   if (typeof value !== "string") return DEFAULT_FOLLOW_TIMEOUT_MS;

@@ -1,4 +1,5 @@
 import { createAppCommand, listAppsCommand } from "../../commands/apps.ts";
+import { type CancelResult, CLI_CANCELLER, cancelCommand } from "../../commands/cancel.ts";
 import { type DeployResult, deployCommand } from "../../commands/deploy.ts";
 import { logsCommand } from "../../commands/logs.ts";
 import { releasesCommand } from "../../commands/releases.ts";
@@ -118,6 +119,18 @@ export async function execute(
       if (!command.follow) return EXIT.ok;
       return follow(result, command.app, command.timeoutMs, res, options);
     }
+    case "cancel": {
+      const queue = await res.queue();
+      const result = await cancelCommand(
+        { db: res.db(), queue, log },
+        { target: command.target, by: CLI_CANCELLER, actorLabel: "cli" },
+      );
+      await res.closeQueue();
+      output.out(formatCancel(result));
+      const running = result.outcomes.filter((o) => o.kind === "requested").map((o) => o.deployment.uuid);
+      if (!command.follow || running.length === 0) return EXIT.ok;
+      return followCancel(running, command.timeoutMs, res, options);
+    }
     case "audit":
       return executeAudit(command, res, output, options.now);
     default:
@@ -173,4 +186,61 @@ async function follow(
       output.err(`${line}\n`);
       return EXIT.superseded;
   }
+}
+
+function formatCancel(result: CancelResult): string {
+  const slug = result.app.slug;
+  if (result.outcomes.length === 0) return `${slug} has no queued or running deployment to cancel\n`;
+  const lines = result.outcomes.map(({ kind, deployment: d }) =>
+    kind === "cancelled"
+      ? `deployment ${d.uuid} of ${slug} cancelled (it had not started)`
+      : kind === "requested"
+        ? `deployment ${d.uuid} of ${slug} is running: asked to stop`
+        : `deployment ${d.uuid} of ${slug} had already finished (${d.status})`,
+  );
+  return `${lines.join("\n")}\n`;
+}
+
+/** Follows each running deployment until it ends: cancelled (exit 0), or finished anyway past the route switch. */
+async function followCancel(
+  uuids: string[],
+  timeoutMs: number,
+  res: CliResources,
+  options: ExecuteOptions,
+): Promise<number> {
+  const { output } = options;
+  const now = options.now ?? Date.now;
+  const controller = new AbortController();
+  const off = (options.onInterrupt ?? onSigint)(() => controller.abort());
+  let code: number = EXIT.ok;
+  try {
+    const db = res.db();
+    for (const uuid of uuids) {
+      const outcome = await followDeployment({
+        poll: () => getDeployment(db, uuid),
+        output,
+        timeoutMs,
+        signal: controller.signal,
+        now,
+      });
+      if (outcome.kind === "interrupted") {
+        output.err(`stopped following; the cancel of ${uuid} stands (check it with: tussilago status)\n`);
+        return EXIT.interrupted;
+      }
+      if (outcome.kind === "timeout") {
+        output.err(`error: deployment ${uuid} is still ${outcome.state.status} after ${formatElapsed(timeoutMs)}\n`);
+        code = EXIT.error;
+      } else if (outcome.state.status === "cancelled") {
+        output.out(`${summaryLine(outcome.state, now())}\n`);
+      } else {
+        output.err(
+          `error: deployment ${uuid} was past the route switch and could not be stopped: ${summaryLine(outcome.state, now())}\n`,
+        );
+        code = EXIT.error;
+      }
+    }
+  } finally {
+    off();
+  }
+  return code;
 }

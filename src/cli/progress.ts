@@ -90,8 +90,10 @@ export function summaryLine(state: ProgressState, now: number): string {
       return `deployed in ${elapsed}`;
     case "failed":
       return `deployment failed after ${elapsed}: ${escapeTerminal(state.failureReason ?? "no reason recorded")}`;
-    case "superseded":
     case "cancelled":
+      // The reason names who cancelled: "cancelled by @alice".
+      return `deployment ${escapeTerminal(state.failureReason ?? "cancelled")}`;
+    case "superseded":
       return `deployment ${state.status}${state.failureReason ? `: ${escapeTerminal(state.failureReason)}` : ""}`;
     default:
       return `deployment ${state.status}`;

@@ -156,16 +156,25 @@ export const deployments = sqliteTable(
     githubDeploymentId: text("github_deployment_id"),
     startedAt: integer("started_at", { mode: "timestamp_ms" }),
     finishedAt: integer("finished_at", { mode: "timestamp_ms" }),
+    /**
+     * Set by `cancel` while the deployment runs; the job checks it between stages and polls it during one, then
+     * ends the deployment as `cancelled` (docs/architecture.md, *Cancel*).
+     */
+    cancelRequestedAt: integer("cancel_requested_at", { mode: "timestamp_ms" }),
+    /** Who asked, as the reporters show it ("@alice", "an operator (CLI)"); the audit log has the user. */
+    cancelRequestedBy: text("cancel_requested_by"),
   },
   (t) => [
     index("deployments_app_created_idx").on(t.appId, t.createdAt),
     index("deployments_app_status_idx").on(t.appId, t.status),
+    // The stuck-deployment check lists queued and running deployments of every app.
+    index("deployments_status_idx").on(t.status),
     uniqueIndex("deployments_app_github_delivery_uq").on(t.appId, t.githubDeliveryId),
   ],
 );
 
 export interface StageTiming {
-  status: "running" | "succeeded" | "failed" | "skipped";
+  status: "running" | "succeeded" | "failed" | "skipped" | "cancelled";
   startedAt: number;
   finishedAt?: number;
 }

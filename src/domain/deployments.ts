@@ -24,6 +24,8 @@ export interface DeploymentView {
   withRelease: boolean;
   /** The Python version the build chose (null until the build stage ran, and for rollbacks: see the release). */
   pythonVersion: string | null;
+  /** Who asked to cancel it while it ran ("@alice", "an operator (CLI)"); null when nobody did. */
+  cancelRequestedBy: string | null;
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
@@ -58,6 +60,7 @@ const selection = {
   rollbackOfReleaseUuid: releases.uuid,
   withRelease: deployments.withRelease,
   pythonVersion: deployments.pythonVersion,
+  cancelRequestedBy: deployments.cancelRequestedBy,
   createdAt: deployments.createdAt,
   startedAt: deployments.startedAt,
   finishedAt: deployments.finishedAt,
@@ -197,4 +200,73 @@ export function finishDeployment(
     .set({ status, finishedAt: new Date(), failureReason: failureReason ?? null })
     .where(and(eq(deployments.uuid, uuid), inArray(deployments.status, ACTIVE)))
     .run();
+}
+
+export type CancelOutcome =
+  /** It had not started: it is `cancelled` now, and the caller removes its job. */
+  | { kind: "cancelled"; deployment: DeploymentView }
+  /** It is running: the flag is set, and its job stops it at the next check (deploy-job.ts). */
+  | { kind: "requested"; deployment: DeploymentView }
+  /** It was already over (or a cancel had already stopped it). */
+  | { kind: "finished"; deployment: DeploymentView };
+
+/** The reason a cancelled deployment shows everywhere (thread, commit status, CLI). */
+export function cancelReason(by: string): string {
+  return `cancelled by ${by}`;
+}
+
+/**
+ * Cancels a queued deployment at once, or asks a running one to stop. One transaction, so it cannot cross a claim:
+ * a deployment is either still queued (the claim will find it finished) or running (the job sees the flag). A
+ * second request while one is pending keeps the first requester.
+ */
+export function requestCancel(db: DbOrTx, uuid: string, by: string): CancelOutcome {
+  return db.transaction((t) => {
+    const current = getDeployment(t, uuid);
+    const now = new Date();
+    if (current.status === "queued") {
+      t.update(deployments)
+        .set({
+          status: "cancelled",
+          finishedAt: now,
+          failureReason: cancelReason(by),
+          cancelRequestedAt: now,
+          cancelRequestedBy: by,
+        })
+        .where(eq(deployments.uuid, uuid))
+        .run();
+      return { kind: "cancelled", deployment: getDeployment(t, uuid) };
+    }
+    if (current.status !== "running") return { kind: "finished", deployment: current };
+    if (current.cancelRequestedBy === null) {
+      t.update(deployments)
+        .set({ cancelRequestedAt: now, cancelRequestedBy: by })
+        .where(eq(deployments.uuid, uuid))
+        .run();
+    }
+    return { kind: "requested", deployment: getDeployment(t, uuid) };
+  });
+}
+
+/** Who asked a running deployment to stop, if anyone: one indexed read, cheap enough to poll during a stage. */
+export function cancelRequestedBy(db: DbOrTx, uuid: string): string | undefined {
+  const row = db
+    .select({ by: deployments.cancelRequestedBy })
+    .from(deployments)
+    .where(eq(deployments.uuid, uuid))
+    .get();
+  return row?.by ?? undefined;
+}
+
+/** The app's queued and running deployments, oldest first. */
+export function activeDeploymentsOf(db: DbOrTx, appUuid: string): DeploymentView[] {
+  return baseQuery(db)
+    .where(and(eq(apps.uuid, appUuid), inArray(deployments.status, ACTIVE)))
+    .orderBy(deployments.createdAt, deployments.id)
+    .all();
+}
+
+/** Queued and running deployments of every app, oldest first (deployments_status_idx). */
+export function activeDeployments(db: DbOrTx): DeploymentView[] {
+  return baseQuery(db).where(inArray(deployments.status, ACTIVE)).orderBy(deployments.createdAt, deployments.id).all();
 }

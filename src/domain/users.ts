@@ -43,6 +43,12 @@ export function ensureSlackUser(db: DbOrTx, identity: SlackIdentity): Actor {
   return { id: row.id, uuid: row.uuid, label: `<@${identity.userId}>` };
 }
 
+/** The user as plain text shows them ("@Ada"), where a Slack mention would not render (a commit status, the CLI). */
+export function userHandle(db: DbOrTx, actor: Actor): string {
+  const row = db.select({ name: users.displayName }).from(users).where(eq(users.id, actor.id)).get();
+  return row ? `@${row.name}` : actor.label;
+}
+
 const RANK: Record<Role, number> = { viewer: 0, deployer: 1, approver: 2, admin: 3 };
 
 /** Roles are ordered: each one includes the rights of those below it. */

@@ -1,12 +1,19 @@
 import { rm } from "node:fs/promises";
 import type { StageTiming } from "../db/schema.ts";
 import { type AppView, getAppByUuid } from "../domain/apps.ts";
-import { claimDeployment, type DeploymentView, finishDeployment, recordStage } from "../domain/deployments.ts";
+import {
+  cancelReason,
+  claimDeployment,
+  type DeploymentView,
+  finishDeployment,
+  recordStage,
+} from "../domain/deployments.ts";
 import { envSecretValues } from "../domain/env-vars.ts";
 import { currentRelease, findRelease, recordRelease } from "../domain/releases.ts";
 import { tail } from "../infra/runner.ts";
 import { maskSecrets, secretNeedles } from "../lib/mask.ts";
 import { withContext } from "../log.ts";
+import { CancelWatch, discardNewRelease } from "./cancel-watch.ts";
 import type { PipelineDeps } from "./deps.ts";
 import { AppBusyError, PlatformError, TenantError } from "./errors.ts";
 import type { StageName } from "./events.ts";
@@ -18,7 +25,7 @@ import { buildStage, existingBuild, sourceStage, workDir } from "./stages/source
 
 export const EXCERPT_BYTES = 3_000;
 
-export type DeployOutcome = "succeeded" | "failed" | "skipped";
+export type DeployOutcome = "succeeded" | "failed" | "skipped" | "cancelled";
 
 /**
  * The deployment stage machine: source → build → release → run → health → route → drain, one BullMQ job per
@@ -26,11 +33,13 @@ export type DeployOutcome = "succeeded" | "failed" | "skipped";
  * Each stage checks real state first (image exists? container running? route already pointing there?), so a job
  * that died halfway and is retried continues without duplicates. Tenant failures end the deployment at once;
  * anything else is rethrown for a capped-backoff retry, and only the final attempt marks the deployment failed.
+ * A cancel (cancel-watch.ts) is honoured up to the route switch: between stages, and during one through the signal
+ * its subprocesses get; the new container and image go, the route and the current release are never touched.
  */
 export async function runDeployment(
   deps: PipelineDeps,
   deploymentUuid: string,
-  options: { finalAttempt: boolean; signal?: AbortSignal },
+  options: { finalAttempt: boolean; signal?: AbortSignal; cancelPollMs?: number },
 ): Promise<DeployOutcome> {
   const claim = claimDeployment(deps.db, deploymentUuid);
   if (claim.kind === "finished") return "skipped";
@@ -49,6 +58,9 @@ export async function runDeployment(
     ...(claim.resumed ? { resumed: true } : {}),
   });
   log.info({ trigger: deployment.trigger, ref: deployment.ref }, "deployment started");
+  const cancel = new CancelWatch(deps.db, deployment.uuid, options.cancelPollMs);
+  // Stages before the route switch stop on a cancel as well as on shutdown; drain only on shutdown.
+  const signal = options.signal ? AbortSignal.any([options.signal, cancel.signal]) : cancel.signal;
 
   let current: StageName = "source";
   let currentStartedAt = started;
@@ -56,6 +68,9 @@ export async function runDeployment(
     current = name;
     const t0 = deps.now();
     currentStartedAt = t0;
+    // The last look is just before the route switch; after it the deployment goes live whatever is asked.
+    if (name !== "drain") cancel.throwIfRequested();
+    if (name === "route") cancel.close();
     recordStage(deps.db, deployment.uuid, name, { status: "running", startedAt: t0 });
     deps.events.emit({ type: "stage", ...base, stage: name, status: "started", at: t0 });
     const result = await fn();
@@ -86,13 +101,13 @@ export async function runDeployment(
       deployment,
       stage,
       skip,
-      options.signal,
+      signal,
     );
     const noRelease = releaseSkipReason(deployment, releaseCommand);
     if (releaseCommand && noRelease === undefined) {
       await stage(
         "release",
-        () => releaseStage(stageDeps, app, deployment.uuid, image, releaseCommand, options.signal),
+        () => releaseStage(stageDeps, app, deployment.uuid, image, releaseCommand, signal),
         (r) => r.excerpt,
       );
     } else skip("release", noRelease ?? "no release command");
@@ -103,7 +118,7 @@ export async function runDeployment(
     );
     await stage(
       "health",
-      () => healthStage(stageDeps, app, target, options.signal),
+      () => healthStage(stageDeps, app, target, signal),
       (r) => `HTTP ${r.status} after ${r.attempts} attempt(s)`,
     );
     await stage(
@@ -141,6 +156,9 @@ export async function runDeployment(
     await rm(workDir(deps, deployment.uuid), { recursive: true, force: true });
     return "succeeded";
   } catch (err) {
+    const by = cancel.cancelledBy;
+    if (by !== undefined)
+      return cancelled(stageDeps, app, deployment, { stage: current, startedAt: currentStartedAt, by });
     const tenant = err instanceof TenantError;
     // A tenant error's text carries the app's own output (a build log, the last lines before a failed health check),
     // which may print its secrets; the thread and the commit status are read by more people than the app's viewers.
@@ -180,7 +198,31 @@ export async function runDeployment(
     await rm(workDir(deps, deployment.uuid), { recursive: true, force: true });
     await removeFailedImage(stageDeps, app, deployment);
     return "failed";
+  } finally {
+    cancel.close();
   }
+}
+
+/** Ends a deployment stopped by a cancel: the interrupted stage and the deployment say so, and who asked. */
+async function cancelled(
+  deps: PipelineDeps,
+  app: AppView,
+  deployment: DeploymentView,
+  at: { stage: StageName; startedAt: number; by: string },
+): Promise<DeployOutcome> {
+  const base = { deploymentUuid: deployment.uuid, appUuid: app.uuid, appSlug: app.slug };
+  const reason = cancelReason(at.by);
+  const t = deps.now();
+  // The stage the cancel interrupted; a cancel seen at a boundary interrupts the stage that was about to start.
+  recordStage(deps.db, deployment.uuid, at.stage, { status: "cancelled", startedAt: at.startedAt, finishedAt: t });
+  deps.events.emit({ type: "stage", ...base, stage: at.stage, status: "cancelled", at: t, excerpt: reason });
+  deps.log.info({ stage: at.stage, by: at.by }, "deployment cancelled; removing its container and image");
+  await discardNewRelease(deps, app, deployment);
+  await rm(workDir(deps, deployment.uuid), { recursive: true, force: true });
+  finishDeployment(deps.db, deployment.uuid, "cancelled", reason);
+  const end = deps.now();
+  deps.events.emit({ type: "deployment", ...base, status: "cancelled", at: end, reason });
+  return "cancelled";
 }
 
 /**

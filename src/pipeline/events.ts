@@ -11,7 +11,8 @@ export interface StageEvent {
   appUuid: string;
   appSlug: string;
   stage: StageName;
-  status: "started" | "succeeded" | "failed" | "skipped";
+  /** `cancelled`: a cancel stopped the deployment in (or just before) this stage. */
+  status: "started" | "succeeded" | "failed" | "skipped" | "cancelled";
   at: number;
   durationMs?: number;
   /** Short human text: the commit, the image, the URL, or a bounded log excerpt on failure. */
@@ -23,9 +24,10 @@ export interface DeploymentEvent {
   deploymentUuid: string;
   appUuid: string;
   appSlug: string;
-  status: "started" | "succeeded" | "failed" | "superseded";
+  status: "started" | "succeeded" | "failed" | "superseded" | "cancelled";
   at: number;
   durationMs?: number;
+  /** Why it failed, or who cancelled it ("cancelled by @alice"). */
   reason?: string;
   url?: string;
   /** On `started`: an earlier attempt, maybe in another process, already started this deployment. */

@@ -2,6 +2,7 @@ import { type Job, type Processor, Worker, type WorkerOptions } from "bullmq";
 import type { Redis } from "ioredis";
 import { bullBackoffStrategy } from "../lib/backoff.ts";
 import type { Logger } from "../log.ts";
+import type { JobHolder } from "./orphaned-jobs.ts";
 import { workerOptions } from "./queues.ts";
 
 /** After the grace period: how long handing unfinished jobs back and force-closing the workers may take. */
@@ -11,7 +12,7 @@ export const HAND_BACK_TIMEOUT_MS = 1_500;
  * The bot's BullMQ workers, with a shutdown that first lets in-flight jobs finish (bounded), then hands the ones
  * still running back to the queue instead of waiting out their lock (30 s by default) for the stalled-job check.
  */
-export class WorkerPool {
+export class WorkerPool implements JobHolder {
   readonly #workers: Worker[] = [];
   readonly #active = new Map<string, { job: Job; token: string | undefined; worker: Worker }>();
   readonly #connection: Redis;
@@ -54,6 +55,12 @@ export class WorkerPool {
 
   get activeJobs(): number {
     return this.#active.size;
+  }
+
+  /** BullMQ's lock tokens are `<worker id>:<n>`: a token from none of these workers belongs to another process. */
+  holds(queue: string, jobId: string, lockToken: string | null): boolean {
+    if (this.#active.has(`${queue}/${jobId}`)) return true;
+    return lockToken !== null && this.#workers.some((w) => lockToken.startsWith(`${w.id}:`));
   }
 
   async close(graceMs: number): Promise<void> {

@@ -7,7 +7,7 @@ import { commitRef } from "./slack-notices.ts";
 /** The text of a deployment's Slack thread: the parent's stage checklist and the replies at the end. No I/O. */
 
 export interface StageState {
-  status: "started" | "succeeded" | "failed" | "skipped";
+  status: "started" | "succeeded" | "failed" | "skipped" | "cancelled";
   durationMs?: number | undefined;
 }
 
@@ -36,6 +36,7 @@ const ICON: Record<StageState["status"] | "pending", string> = {
   succeeded: ":white_check_mark:",
   failed: ":x:",
   skipped: ":heavy_minus_sign:",
+  cancelled: ":no_entry_sign:",
 };
 
 /** Bounded and inert: the tail of the text (where the error is), with Slack's control characters escaped. */
@@ -66,7 +67,9 @@ export function renderParent(
       ? `:white_check_mark: live in ${formatDuration(s.final.durationMs ?? 0)}`
       : s.final.status === "failed"
         ? `:x: failed${s.failedStage ? ` at ${s.failedStage}` : ""}`
-        : ":fast_forward: superseded by a newer deployment"
+        : s.final.status === "cancelled"
+          ? `:no_entry_sign: ${escapeSlack(s.final.reason ?? "cancelled")}`
+          : ":fast_forward: superseded by a newer deployment"
     : ":hourglass_flowing_sand: in progress";
   const title = `*${s.appSlug}* · ${what} · ${state}`;
   const source = d.trigger === "push" ? pushSource(d, githubRepo) : undefined;
@@ -102,6 +105,17 @@ export function renderReplies(
   if (!final) return [];
   if (final.status === "succeeded") {
     return [`Live at ${escapeSlack(final.url ?? "")} after ${formatDuration(final.durationMs ?? 0)}.`];
+  }
+  if (final.status === "cancelled") {
+    const kept =
+      serving && serving.deploymentUuid !== s.uuid
+        ? `The previous release v${serving.version} keeps serving.`
+        : "No earlier release was serving; the app stays down until a deployment succeeds.";
+    const stage = [...s.stages].find(([, st]) => st.status === "cancelled")?.[0];
+    const during = stage ? ` during ${stage}` : "";
+    return [
+      `Stopped${during}: ${escapeSlack(final.reason ?? "cancelled")}. Its new container and image were removed. ${kept}`,
+    ];
   }
   if (final.status !== "failed") return [];
   const out: string[] = [];

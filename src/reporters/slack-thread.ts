@@ -132,7 +132,8 @@ export function attachSlackThreadReporter(options: SlackThreadOptions): SlackThr
     }
     if (s.final && !s.repliesSent) {
       s.repliesSent = true;
-      const serving = s.final.status === "failed" ? currentRelease(db, s.appUuid) : undefined;
+      const serving =
+        s.final.status === "failed" || s.final.status === "cancelled" ? currentRelease(db, s.appUuid) : undefined;
       for (const text of renderReplies(s, serving)) await slack.postMessage({ channel, text, threadTs: ts });
     }
   };

@@ -9,7 +9,9 @@ import { createLogger, type Logger } from "../../src/log.ts";
 import { registerDeployWorker } from "../../src/pipeline/deploy-worker.ts";
 import { abortableSleep, type PipelineDeps } from "../../src/pipeline/deps.ts";
 import { PipelineEvents, STAGES, type StageName } from "../../src/pipeline/events.ts";
+import { BullJobQueue } from "../../src/pipeline/queues.ts";
 import { defaultBaseImage, defaultPipelineSettings } from "../../src/pipeline/settings.ts";
+import { StuckDeploymentCheck } from "../../src/pipeline/stuck-deployments.ts";
 import { WorkerPool } from "../../src/pipeline/worker-pool.ts";
 import { FileBackedEngine, FileBackedProxy, RecordedGitSource } from "./file-backed-fakes.ts";
 
@@ -28,6 +30,11 @@ export interface WorldWorkerOptions {
   /** Short locks so a killed worker's job is found stalled in about a second instead of a minute. */
   lockDurationMs?: number;
   stalledIntervalMs?: number;
+  /**
+   * Hand jobs a dead worker left active back to the queue before the worker starts, as the bot does at start-up
+   * (stuck-deployments.ts). Default true; false leaves them to BullMQ's stalled-job check.
+   */
+  reclaimOnStart?: boolean;
 }
 
 export const BASE_IMAGE = defaultBaseImage(defaultPipelineSettings("/unused"));
@@ -100,10 +107,15 @@ export async function startWorldWorker(
     ...(options.lockDurationMs !== undefined ? { lockDuration: options.lockDurationMs } : {}),
     ...(options.stalledIntervalMs !== undefined ? { stalledInterval: options.stalledIntervalMs } : {}),
   });
+  const queue = new BullJobQueue(redis, options.prefix);
+  if (options.reclaimOnStart !== false) {
+    await new StuckDeploymentCheck({ db, queue, redis, holder: pool, pipeline: deps, log }).runOnce();
+  }
   registerDeployWorker(pool, deps);
   return {
     close: async (graceMs = 2_000) => {
       await pool.close(graceMs);
+      await queue.close();
       await redis.quit();
       closeDb(db);
     },

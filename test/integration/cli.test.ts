@@ -283,6 +283,38 @@ describe("tussilago CLI", () => {
     );
   });
 
+  it("cancel: a queued deployment is cancelled and its job removed; a running one is followed until it stopped", async ({
+    onTestFinished,
+  }) => {
+    const f = fixture(onTestFinished);
+    addApp(f.db);
+    const queued = deploymentUuid((await f.inProcess(["deploy", "shop", "--no-follow"])).stdout);
+    const first = await f.inProcess(["cancel", "shop"]);
+    expect(first).toMatchObject({
+      code: 0,
+      stdout: `deployment ${queued} of shop cancelled (it had not started)\n`,
+      stderr: "",
+    });
+    expect(getDeployment(f.db, queued)).toMatchObject({
+      status: "cancelled",
+      failureReason: "cancelled by an operator (CLI)",
+    });
+    expect(await f.redis.exists(`${f.prefix}:deploy:deploy-${queued}`)).toBe(0);
+
+    const running = deploymentUuid((await f.inProcess(["deploy", "shop", "--no-follow"])).stdout);
+    claimDeployment(f.db, running);
+    const following = f.inProcess(["cancel", running]);
+    // What the deploy job does once it sees the flag (test/unit/deploy-cancel.test.ts).
+    await until(() => getDeployment(f.db, running).cancelRequestedBy ?? undefined);
+    finishDeployment(f.db, running, "cancelled", "cancelled by an operator (CLI)");
+    const second = await following;
+    expect(second.code).toBe(0);
+    expect(second.stdout.split("\n")[0]).toBe(`deployment ${running} of shop is running: asked to stop`);
+    expect(second.stdout.trimEnd().split("\n").at(-1)).toBe("deployment cancelled by an operator (CLI)");
+    expect((await f.inProcess(["cancel", "shop"])).stdout).toBe("shop has no queued or running deployment to cancel\n");
+    expect((await f.inProcess(["cancel", "Not_An_App"])).code).toBe(2);
+  });
+
   it("reconcile asks the bot's reconcile worker for a pass now", async ({ onTestFinished }) => {
     const f = fixture(onTestFinished);
     const result = await f.inProcess(["reconcile"]);

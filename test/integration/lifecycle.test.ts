@@ -77,6 +77,7 @@ describe("bot process lifecycle", () => {
     expect(stopped).toEqual([
       "http server",
       "provision queue",
+      "stuck-deployment check",
       "workers",
       "health probe",
       "caddy client",

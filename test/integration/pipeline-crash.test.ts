@@ -24,8 +24,9 @@ import { GIT_URL } from "../helpers/pipeline.ts";
 
 /**
  * Idempotent jobs end to end through real BullMQ, real Redis and one SQLite file shared by processes: a worker
- * SIGKILLed between two stages leaves its job locked; BullMQ's stalled-job check hands it to a fresh worker
- * process, which must finish the deployment without a second build, container or route.
+ * SIGKILLed between two stages leaves its job active and locked; the restarted worker process hands it back to the
+ * queue at start-up (stuck-deployments.ts) or, with that off, BullMQ's stalled-job check does, and it must finish
+ * the deployment without a second build, container or route.
  */
 interface World {
   worldDir: string;
@@ -105,10 +106,16 @@ const finished = (w: World, uuid: string) => async () => {
   return state === "completed" || state === "failed";
 };
 
-async function crashAfter(w: World, stage: StageName): Promise<{ uuid: string; killedPid: number }> {
+/**
+ * Production lock and stalled-check timing (60 s, 30 s) unless `tuning` says otherwise, so that by default only the
+ * start-up hand-back can resume the job before the 20 s wait below runs out.
+ */
+async function crashAfter(
+  w: World,
+  stage: StageName,
+  tuning: Partial<WorldWorkerOptions> = {},
+): Promise<{ uuid: string; killedPid: number; restartedAt: number; finishedAt: number }> {
   const { deployment } = await deploy(w);
-  // Short locks: the killed worker's lock expires in 1 s and the new worker's stalled check runs every 300 ms.
-  const tuning = { lockDurationMs: 1_000, stalledIntervalMs: 300 };
   const first = w.spawnWorker({ ...tuning, pauseAfter: stage });
   await waitFor(
     `the worker to pause after ${stage}\n${w.childOutput()}`,
@@ -119,9 +126,17 @@ async function crashAfter(w: World, stage: StageName): Promise<{ uuid: string; k
   process.kill(first.pid as number, "SIGKILL");
   expect(await first.exited).toMatchObject({ signal: "SIGKILL" });
 
+  const restartedAt = Date.now();
   w.spawnWorker(tuning);
   await waitFor(`the restarted worker to finish\n${w.childOutput()}`, finished(w, deployment.uuid), 20_000);
-  return { uuid: deployment.uuid, killedPid: first.pid as number };
+  return { uuid: deployment.uuid, killedPid: first.pid as number, restartedAt, finishedAt: Date.now() };
+}
+
+/** Milliseconds from the restart to the restarted process's first call into the world (the job resumed). */
+function resumeMs(w: World, killedPid: number, restartedAt: number): number {
+  const first = readCalls(w.worldDir).find((c) => c.pid !== killedPid);
+  if (!first) throw new Error("the restarted worker never touched the world");
+  return first.at - restartedAt;
 }
 
 /** What both processes did to the world, and the one container, route and job that must be left. */
@@ -187,6 +202,36 @@ describe("a worker SIGKILLed between stages", () => {
     expect(o.containers.map((c) => [c.name, c.running])).toEqual([[o.container, true]]);
     expect(o.routes.map((r) => r.upstreams)).toEqual([[`127.0.0.1:${o.containers[0]?.hostPort}`]]);
     expect(o.routeChanges).toEqual(["created"]);
+  }, 45_000);
+});
+
+describe("a bot SIGKILLed mid-build and restarted", () => {
+  test("resumes the job at start-up, without waiting for its lock to expire, and finishes it once", async ({
+    world: w,
+  }) => {
+    // Paused after source: the build has started when the worker dies. Locks as in production (60 s, checked every
+    // 30 s): BullMQ alone would need 30–90 s, so finishing at all within the wait means the start-up hand-back did it.
+    const { uuid, killedPid, restartedAt, finishedAt } = await crashAfter(w, "source");
+    const o = await outcome(w, uuid);
+    expect(getDeployment(w.db, uuid)).toMatchObject({ status: "succeeded", failureReason: null });
+    expect(o.job?.stalledCounter).toBe(1);
+    // One build by the restarted process (the killed one never built), one container, one route.
+    expect(o.calls.filter((c) => c.method === "buildRun").map((c) => c.pid === killedPid)).toEqual([false]);
+    expect(o.containers.map((c) => [c.name, c.running])).toEqual([[o.container, true]]);
+    expect(o.routes).toHaveLength(1);
+    expect(o.routeChanges).toEqual(["created"]);
+    process.stderr.write(
+      `[measured] resumed ${resumeMs(w, killedPid, restartedAt)} ms after the restart, finished after ${finishedAt - restartedAt} ms\n`,
+    );
+  }, 45_000);
+
+  test("without the start-up hand-back, BullMQ's stalled-job check still recovers it (short locks)", async ({
+    world: w,
+  }) => {
+    const tuning = { lockDurationMs: 1_000, stalledIntervalMs: 300, reclaimOnStart: false };
+    const { uuid } = await crashAfter(w, "build", tuning);
+    expect(getDeployment(w.db, uuid).status).toBe("succeeded");
+    expect((await outcome(w, uuid)).job?.stalledCounter).toBe(1);
   }, 45_000);
 });
 
