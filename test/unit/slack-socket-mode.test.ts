@@ -91,7 +91,7 @@ describe("Socket Mode against a fake Slack", () => {
     expect(fake.connections).toHaveLength(0);
 
     await slack.start();
-    expect(fake.calls.map((c) => c.method)).toEqual(["auth.test", "apps.connections.open"]);
+    expect(fake.calls.map((c) => c.method)).toEqual(["apps.connections.open"]);
     expect(fake.openAuthorizations).toEqual([`Bearer ${TEST_APP_TOKEN}`]);
     expect(fake.connections).toHaveLength(1);
     expect(fake.connections[0]?.path).toMatch(/^\/link\/\?ticket=[0-9a-f-]{36}&app_id=A0APP$/);
