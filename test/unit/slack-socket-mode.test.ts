@@ -297,6 +297,41 @@ describe("Socket Mode against a fake Slack", () => {
     expect(fake.protocolErrors).toEqual([]);
   });
 
+  test("Slack down at start (apps.connections.open fails with internal_error): start does not fail, the connection follows", async ({
+    fake,
+    apps,
+  }) => {
+    const { logger, lines } = memoryLogger("info");
+    const receiver = new SlackSocketReceiver({
+      appToken: TEST_APP_TOKEN,
+      logger,
+      slackLogger: slackLogger(logger),
+      clientOptions: { slackApiUrl: `${fake.url}/` },
+      reconnectDelayMs: 10,
+    });
+    const app = new App({
+      authorize: async () => ({ botToken: TEST_BOT_TOKEN }),
+      receiver,
+      logger: slackLogger(logger),
+      clientOptions: { slackApiUrl: `${fake.url}/` },
+      deferInitialization: true,
+    });
+    registerSlackListeners(app, logger);
+    await app.init();
+    apps.push(app);
+    fake.failOpens = 3;
+    await receiver.startOrKeepTrying();
+    expect(fake.connections).toHaveLength(0);
+    expect(lines().map((l) => l.msg)).toContain("Slack Socket Mode cannot connect yet; retrying in the background");
+    await until(() => fake.connections.length === 1, "the connection once Slack answers");
+    await until(() => lines().some((l) => l.msg === "Slack Socket Mode reconnected"), "the connected line");
+    const help = await fake.deliver(commandEnvelope(fake, "help"));
+    expect(help.payload.text).toBe(helpMessage("/tussilago").text);
+    // Connected now: a later drop is reopened like any other.
+    fake.current().drop();
+    await until(() => fake.connections.length === 2, "a second connection");
+  });
+
   test("a dropped connection is reopened, retrying with backoff while Slack refuses", async ({ fake, apps }) => {
     const { logger, lines } = memoryLogger("info");
     // Built by hand (createSlackApp keeps the production delays) to retry after 10, 20 ms instead of 1, 2 s.
