@@ -56,7 +56,7 @@ import { HAND_BACK_TIMEOUT_MS, WorkerPool } from "./pipeline/worker-pool.ts";
 import { attachGithubStatusReporter } from "./reporters/github-status.ts";
 import { attachLogReporter } from "./reporters/log-reporter.ts";
 import { lockRefusalNotifier } from "./reporters/slack-notices.ts";
-import { attachSlackThreadReporter } from "./reporters/slack-thread.ts";
+import { attachSlackThreadReporter, CATCH_UP_WINDOW_MS } from "./reporters/slack-thread.ts";
 
 export interface RunningBot {
   url: string;
@@ -190,6 +190,8 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         slack: slackApi,
         log: log.child({ component: "slack-thread" }),
         availability: slackAvailability,
+        // Threads an earlier process kept for a Slack outage and lost when it stopped: posted from the database.
+        catchUpWindowMs: CATCH_UP_WINDOW_MS,
       });
       lifecycle.onStop("slack threads", async () => {
         await threads.idle();

@@ -2,12 +2,23 @@ import type { Db } from "../db/client.ts";
 import { getAppByUuid } from "../domain/apps.ts";
 import { getDeployment } from "../domain/deployments.ts";
 import { currentRelease } from "../domain/releases.ts";
-import { findDeploymentThread, recordDeploymentThread } from "../domain/slack-threads.ts";
+import {
+  findDeploymentThread,
+  recordDeploymentThread,
+  type UnpostedThread,
+  unpostedFinishedThreads,
+} from "../domain/slack-threads.ts";
 import type { ApiAvailability } from "../infra/api-availability.ts";
 import type { SlackApi } from "../infra/slack-api.ts";
 import { isSlackOutage } from "../infra/slack-availability.ts";
 import type { Logger } from "../log.ts";
-import type { PipelineEvent, PipelineEvents } from "../pipeline/events.ts";
+import {
+  type DeploymentEvent,
+  type PipelineEvent,
+  type PipelineEvents,
+  STAGES,
+  type StageName,
+} from "../pipeline/events.ts";
 import { renderParent, renderReplies, showsCommit, type ThreadView } from "./slack-thread-format.ts";
 import { findParentMessage, parentMetadata } from "./slack-thread-parent.ts";
 
@@ -45,7 +56,16 @@ export interface SlackThreadOptions {
   availability?: Pick<ApiAvailability, "usable" | "onUp" | "reportUnreachable" | "reportUp"> | undefined;
   /** Deployments whose thread waits for Slack at most; past it the oldest one's updates are dropped (logged). */
   maxWaiting?: number;
+  /**
+   * At attach, deployments that finished within this window with a channel but no stored parent get their thread
+   * posted from their recorded state (SQLite): what an earlier process kept in memory for a Slack outage and lost
+   * when it stopped. 0 (the default) turns it off; the bot uses CATCH_UP_WINDOW_MS.
+   */
+  catchUpWindowMs?: number;
 }
+
+/** How far back a starting bot looks for threads an earlier process could not post (Slack down, then a restart). */
+export const CATCH_UP_WINDOW_MS = 6 * 60 * 60 * 1000;
 
 /** Deployments kept waiting for Slack by default: each holds one coalesced view, so memory stays small. */
 export const MAX_WAITING_THREADS = 500;
@@ -205,26 +225,28 @@ export function attachSlackThreadReporter(options: SlackThreadOptions): SlackThr
     }
   };
 
+  const newState = (uuid: string, appUuid: string, appSlug: string): ThreadState => {
+    const s: ThreadState = {
+      uuid,
+      appUuid,
+      appSlug,
+      stages: new Map(),
+      dirty: false,
+      timer: undefined,
+      inFlight: undefined,
+      lastSentAt: undefined,
+      repliesPosted: 0,
+      waiting: false,
+      mayHavePosted: false,
+      ts: undefined,
+      resumed: false,
+    };
+    states.set(uuid, s);
+    return s;
+  };
+
   const unsubscribe = options.events.subscribe((event: PipelineEvent) => {
-    let s = states.get(event.deploymentUuid);
-    if (!s) {
-      s = {
-        uuid: event.deploymentUuid,
-        appUuid: event.appUuid,
-        appSlug: event.appSlug,
-        stages: new Map(),
-        dirty: false,
-        timer: undefined,
-        inFlight: undefined,
-        lastSentAt: undefined,
-        repliesPosted: 0,
-        waiting: false,
-        mayHavePosted: false,
-        ts: undefined,
-        resumed: false,
-      };
-      states.set(s.uuid, s);
-    }
+    const s = states.get(event.deploymentUuid) ?? newState(event.deploymentUuid, event.appUuid, event.appSlug);
     if (event.type === "stage") {
       s.stages.set(event.stage, { status: event.status, durationMs: event.durationMs });
       if (event.status === "failed") {
@@ -244,6 +266,21 @@ export function attachSlackThreadReporter(options: SlackThreadOptions): SlackThr
     schedule(s);
   });
 
+  const window = options.catchUpWindowMs ?? 0;
+  if (window > 0) {
+    const unposted = unpostedFinishedThreads(db, new Date(attachedAt - window), maxWaiting);
+    for (const d of unposted) {
+      if (states.has(d.uuid)) continue;
+      const s = newState(d.uuid, d.appUuid, d.appSlug);
+      recordedView(s, d);
+      // An earlier process may have posted the parent and died before storing its ts: look for it first.
+      s.resumed = true;
+      s.dirty = true;
+      schedule(s);
+    }
+    if (unposted.length > 0) log.info({ count: unposted.length }, "Slack threads of earlier deployments to post");
+  }
+
   return {
     idle: () =>
       new Promise<void>((resolve) => {
@@ -256,6 +293,30 @@ export function attachSlackThreadReporter(options: SlackThreadOptions): SlackThr
       for (const s of states.values()) if (s.timer !== undefined) timers.clear(s.timer);
     },
   };
+}
+
+/** The view of a finished deployment from its row: stage timings, outcome, reason (no log tail: it is not stored). */
+function recordedView(s: ThreadState, d: UnpostedThread): void {
+  for (const [name, timing] of Object.entries(d.stageTimings)) {
+    if (!(STAGES as readonly string[]).includes(name)) continue;
+    const stage = name as StageName;
+    const status = timing.status === "running" ? "started" : timing.status;
+    const durationMs = timing.finishedAt !== undefined ? timing.finishedAt - timing.startedAt : undefined;
+    s.stages.set(stage, { status, durationMs });
+    if (status === "failed") s.failedStage = stage;
+  }
+  const final: DeploymentEvent = {
+    type: "deployment",
+    deploymentUuid: d.uuid,
+    appUuid: d.appUuid,
+    appSlug: d.appSlug,
+    status: d.status,
+    at: d.finishedAt.getTime(),
+  };
+  if (d.startedAt) final.durationMs = d.finishedAt.getTime() - d.startedAt.getTime();
+  if (d.failureReason) final.reason = d.failureReason;
+  if (d.status === "succeeded") final.url = `http://${d.domain}`;
+  s.final = final;
 }
 
 function render(db: Db, s: ThreadState): { text: string; blocks: Record<string, unknown>[] } {

@@ -80,24 +80,25 @@ beforeAll(async () => {
   proxyPort = await freePort();
   // Taken and released: nothing listens there until the test starts the fake Slack on it.
   slackPort = await freePort();
-  bot = await startBotProcess(
-    {
-      TUSSILAGO_SECRET_KEY: "faults-secret-key-0123456789abcdefghijkl",
-      TUSSILAGO_DATA_DIR: dir.path,
-      TUSSILAGO_BASE_IMAGE: BASE_IMAGE,
-      TUSSILAGO_BUILD_CA_BUNDLE: "/etc/ssl/certs/ca-certificates.crt",
-      TUSSILAGO_GIT_ALLOW_FILE_URLS: "1",
-      TUSSILAGO_PROXY_LISTEN: `127.0.0.1:${proxyPort}`,
-      TUSSILAGO_SHUTDOWN_GRACE_MS: "5000",
-      TUSSILAGO_DRAIN_GRACE_MS: "1000",
-      SLACK_SIGNING_SECRET: TEST_SIGNING_SECRET,
-      SLACK_BOT_TOKEN: TEST_BOT_TOKEN,
-      SLACK_API_URL: `http://127.0.0.1:${slackPort}/api`,
-      LOG_LEVEL: "info",
-    },
-    120_000,
-  );
+  bot = await startBotProcess(botEnv(), 120_000);
 }, 900_000);
+
+function botEnv(): Record<string, string> {
+  return {
+    TUSSILAGO_SECRET_KEY: "faults-secret-key-0123456789abcdefghijkl",
+    TUSSILAGO_DATA_DIR: dir.path,
+    TUSSILAGO_BASE_IMAGE: BASE_IMAGE,
+    TUSSILAGO_BUILD_CA_BUNDLE: "/etc/ssl/certs/ca-certificates.crt",
+    TUSSILAGO_GIT_ALLOW_FILE_URLS: "1",
+    TUSSILAGO_PROXY_LISTEN: `127.0.0.1:${proxyPort}`,
+    TUSSILAGO_SHUTDOWN_GRACE_MS: "5000",
+    TUSSILAGO_DRAIN_GRACE_MS: "1000",
+    SLACK_SIGNING_SECRET: TEST_SIGNING_SECRET,
+    SLACK_BOT_TOKEN: TEST_BOT_TOKEN,
+    SLACK_API_URL: `http://127.0.0.1:${slackPort}/api`,
+    LOG_LEVEL: "info",
+  };
+}
 
 afterAll(async () => {
   if (bot && bot.child.exitCode === null && bot.child.signalCode === null) {
@@ -217,5 +218,53 @@ describe("Slack API down at start", () => {
     expect(readyAfter.degraded).toBeUndefined();
     expect(msgs()).toContain("slack API reachable again");
     expect(msgs().filter((m) => m === "slack API unreachable; retrying in the background")).toHaveLength(1);
+  });
+
+  it("Slack down again, a deploy, then a bot restart while it is down: the thread is posted from the database", async () => {
+    await fake?.close(); // Slack goes away again
+    fake = undefined;
+    const repo = join(dir.path, "repos", SLUG);
+    writeFileSync(join(repo, "RELEASE"), `${SLUG}-v2\n`);
+    await git(repo, ["commit", "-q", "-am", "v2"]);
+    await cli(["deploy", SLUG]);
+    expect(await get()).toBe(200);
+
+    // What the running bot kept in memory for Slack goes with it.
+    const previous = bot as BotProcess;
+    previous.child.kill("SIGTERM");
+    expect((await previous.exit).code).toBe(0);
+    bot = await startBotProcess(botEnv(), 120_000);
+    const current = bot;
+    expect(current.lines.map((l) => l.msg)).toContain("slack API unreachable; retrying in the background");
+    expect(current.lines.some((l) => l.msg === "Slack threads of earlier deployments to post" && l.count === 1)).toBe(
+      true,
+    );
+
+    fake = await startFakeSlackApi({ port: slackPort });
+    const back = performance.now();
+    const parentsNow = () => fake?.messages.filter((m) => m.thread_ts === undefined && m.channel === CHANNEL) ?? [];
+    let completeMs = -1;
+    while (performance.now() - back < 60_000) {
+      const parent = parentsNow()[0];
+      if (parent && fake?.messages.some((m) => m.thread_ts === parent.ts)) {
+        completeMs = Math.round(performance.now() - back);
+        break;
+      }
+      await sleep(100);
+    }
+    await sleep(5_000);
+    const parents = parentsNow();
+    const replies = fake.messages.filter((m) => m.thread_ts !== undefined);
+    report("Slack down, deploy, bot restart, Slack back", {
+      threadCompleteAfterSlackBackMs: completeMs,
+      parents: parents.map((p) => p.text),
+      replies: replies.map((r) => r.text),
+      calls: fake.calls.map((c) => c.method),
+    });
+    expect(completeMs).toBeGreaterThan(0);
+    expect(parents).toHaveLength(1);
+    expect(parents[0]?.text).toContain("live");
+    expect(replies).toHaveLength(1);
+    expect(replies[0]?.thread_ts).toBe(parents[0]?.ts);
   });
 });

@@ -1,6 +1,6 @@
 import { eq } from "drizzle-orm";
 import { test as base, describe, expect } from "vitest";
-import { apps } from "../../src/db/schema.ts";
+import { apps, deployments } from "../../src/db/schema.ts";
 import type { AppView } from "../../src/domain/apps.ts";
 import { requestDeployment } from "../../src/domain/deployments.ts";
 import { ApiAvailability } from "../../src/infra/api-availability.ts";
@@ -334,5 +334,94 @@ describe("deployment threads while Slack is down", () => {
     await drain(clock, reporter);
     expect(slack.calls).toEqual([]);
     expect(availability.usable).toBe(true);
+  });
+});
+
+describe("threads lost with the process (Slack down, then a restart): posted from the database", () => {
+  /** A deployment that finished while no reporter could post it (what a restarted bot finds). */
+  function finished(world: World, app: AppView, clock: FakeClock, status: "succeeded" | "failed", ref = "main") {
+    const { deployment } = requestDeployment(world.db, { appUuid: app.uuid, trigger: "push", ref });
+    const t0 = clock.now - 60_000;
+    world.db
+      .update(deployments)
+      .set({
+        status,
+        startedAt: new Date(t0),
+        finishedAt: new Date(t0 + 12_000),
+        failureReason: status === "failed" ? "health check failed: GET /healthz answered 500" : null,
+        stageTimings: {
+          source: { status: "succeeded", startedAt: t0, finishedAt: t0 + 1_000 },
+          build: { status: "succeeded", startedAt: t0 + 1_000, finishedAt: t0 + 9_000 },
+          run: { status: "succeeded", startedAt: t0 + 9_000, finishedAt: t0 + 10_000 },
+          health: {
+            status: status === "failed" ? "failed" : "succeeded",
+            startedAt: t0 + 10_000,
+            finishedAt: t0 + 12_000,
+          },
+        },
+      })
+      .where(eq(deployments.uuid, deployment.uuid))
+      .run();
+    return deployment.uuid;
+  }
+
+  test("a starting reporter posts them once Slack is back: parent (final state) and replies, once, oldest first", async ({
+    world,
+    clock,
+    slack,
+    log,
+    availability,
+    events,
+  }) => {
+    const app = linkedApp(world);
+    // Too old for the window, and one whose parent is stored: both left alone.
+    clock.now -= 7 * 60 * 60 * 1000;
+    finished(world, app, clock, "succeeded", "v0");
+    clock.now += 7 * 60 * 60 * 1000;
+    const posted = finished(world, app, clock, "succeeded", "v1");
+    world.db.update(deployments).set({ slackThreadTs: "1.000001" }).where(eq(deployments.uuid, posted)).run();
+    finished(world, app, clock, "succeeded", "v2");
+    clock.now += 1_000;
+    finished(world, app, clock, "failed", "v3");
+
+    slack.down = FakeSlackApi.outage();
+    await availability.check(); // the bot's start-up probe: Slack unreachable
+    const reporter = attachSlackThreadReporter({
+      events,
+      db: world.db,
+      slack,
+      log: log.logger,
+      now: () => clock.now,
+      timers: clock,
+      availability,
+      catchUpWindowMs: 6 * 60 * 60 * 1000,
+    });
+    try {
+      await drain(clock, reporter);
+      expect(slack.calls).toEqual([]);
+      slack.down = undefined;
+      await drain(clock, reporter);
+      expect(parents(slack).map((p) => p.text)).toEqual([
+        "*web-app* · deploy `v2` · :white_check_mark: live in 12.0s",
+        expect.stringMatching(/^\*web-app\* · deploy `v3` · :x: /),
+      ]);
+      // The earlier process may have posted them: the history was searched before each post.
+      expect(slack.reads.filter((r) => r.method === "conversations.history")).toHaveLength(2);
+      const [v2, v3] = parents(slack);
+      expect(
+        replies(slack)
+          .filter((r) => r.threadTs === v2?.ts)
+          .map((r) => r.text),
+      ).toEqual(["Live at http://web-app.example.com after 12.0s."]);
+      const v3Replies = replies(slack)
+        .filter((r) => r.threadTs === v3?.ts)
+        .map((r) => r.text);
+      expect(v3Replies.join("\n")).toContain("health check failed: GET /healthz answered 500");
+      const sent = slack.calls.length;
+      await drain(clock, reporter);
+      expect(slack.calls).toHaveLength(sent);
+    } finally {
+      reporter.stop();
+    }
   });
 });
