@@ -206,7 +206,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
           log: log.child({ component: "github" }),
         })
       : undefined;
-    // GitHub has no start-up call: it is marked unreachable when a report cannot get through, and up again when one does.
+    // GitHub has no start-up call: it counts as unreachable when a report cannot get through, up when one does.
     const githubAvailability = github
       ? new ApiAvailability({ name: "github", log: log.child({ component: "github" }) })
       : undefined;

@@ -105,6 +105,10 @@ interface ThreadState extends ThreadView {
  * earlier process may have reported (the `started` event says `resumed`, or the deployment began before this
  * reporter was attached), the channel's recent history is searched for it: a parent posted by this bot for this
  * deployment is adopted (slack-thread-parent.ts). Fresh deployments, the common case, cost no extra call.
+ *
+ * While Slack is down (`availability`), a deployment's thread waits instead of losing its updates: no calls, the
+ * latest state kept, and once the availability's probe finds Slack back, the parent is posted or edited and the
+ * replies Slack has not taken yet follow, in order (docs/slack.md, *When Slack is down*).
  */
 export function attachSlackThreadReporter(options: SlackThreadOptions): SlackThreadReporter {
   const { db, slack, log } = options;

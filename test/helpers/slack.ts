@@ -166,10 +166,10 @@ function jsonArg(value: unknown): unknown {
 const tsNumber = (ts: string) => Number(ts);
 
 /**
- * Slack's Web API on 127.0.0.1 (a random port unless `port` is given): records every call and answers `ok: true`. chat.postMessage keeps
- * the message (with its metadata) and hands out increasing `ts` values; conversations.history answers from the
- * kept messages as Slack does (top-level only, after `oldest`, newest first, `limit`, metadata only with
- * `include_all_metadata`).
+ * Slack's Web API on 127.0.0.1 (a random port unless `port` is given): records every call and answers `ok: true`.
+ * chat.postMessage keeps the message (with its metadata) and hands out increasing `ts` values; conversations.history
+ * answers from the kept messages as Slack does (top-level only, after `oldest`, newest first, `limit`, metadata only
+ * with `include_all_metadata`).
  */
 export async function startFakeSlackApi(options: { port?: number } = {}): Promise<FakeSlackApi> {
   const calls: FakeSlackCall[] = [];
