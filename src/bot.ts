@@ -18,6 +18,7 @@ import { createApp, type ReadinessCheck } from "./http/app.ts";
 import { githubRoute } from "./http/github-route.ts";
 import { createSlackApp } from "./http/slack-app.ts";
 import { RedisEventDedupe } from "./http/slack-dedupe.ts";
+import { ApiAvailability } from "./infra/api-availability.ts";
 import { appServiceEndpoints, assertNotBotRedis, hostAddresses, storeTargets } from "./infra/app-services.ts";
 import { CaddyAdmin } from "./infra/caddy.ts";
 import { caddySpec, type EmbeddedCaddy, probeCaddyAdmin, startEmbeddedCaddy } from "./infra/embedded-caddy.ts";
@@ -37,6 +38,7 @@ import { PgPostgresAdmin } from "./infra/postgres-admin.ts";
 import { connectRedis, pingRedis, type RedisTarget } from "./infra/redis.ts";
 import { IoRedisAcl } from "./infra/redis-acl.ts";
 import { ExecaRunner } from "./infra/runner.ts";
+import { SlackTokenRefusedError, slackAuthProbe } from "./infra/slack-availability.ts";
 import { UndiciSlackApi } from "./infra/slack-web-api.ts";
 import { ServiceSupervisor, type Supervised } from "./infra/supervisor.ts";
 import { readSysctl } from "./infra/sysctl.ts";
@@ -57,7 +59,7 @@ import { HAND_BACK_TIMEOUT_MS, WorkerPool } from "./pipeline/worker-pool.ts";
 import { attachGithubStatusReporter } from "./reporters/github-status.ts";
 import { attachLogReporter } from "./reporters/log-reporter.ts";
 import { lockRefusalNotifier } from "./reporters/slack-notices.ts";
-import { attachSlackThreadReporter } from "./reporters/slack-thread.ts";
+import { attachSlackThreadReporter, CATCH_UP_WINDOW_MS } from "./reporters/slack-thread.ts";
 
 export interface RunningBot {
   url: string;
@@ -92,6 +94,26 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       db.$client.close();
     });
     log.info({ dataDir: config.dataDir }, "platform database ready");
+
+    // Slack down is not a reason to stay down (webhooks, the CLI's queue and the apps' supervision do not need it);
+    // a token Slack refuses is: one auth.test decides, and only a refusal stops boot (docs/slack.md).
+    const slackAuth = config.slack
+      ? slackAuthProbe({
+          token: config.slack.botToken,
+          apiUrl: config.slack.apiUrl,
+          log: log.child({ component: "slack-api" }),
+        })
+      : undefined;
+    const slackAvailability = slackAuth
+      ? new ApiAvailability({ name: "slack", probe: () => slackAuth.probe(), log: log.child({ component: "slack" }) })
+      : undefined;
+    if (slackAvailability) {
+      lifecycle.onStop("slack availability", () => slackAvailability.stop());
+      await slackAvailability.check();
+      if (slackAvailability.state === "refused") {
+        throw new SlackTokenRefusedError(slackAvailability.reason ?? "refused");
+      }
+    }
 
     let redisTarget: RedisTarget;
     if (config.redisUrl) {
@@ -170,6 +192,9 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         db,
         slack: slackApi,
         log: log.child({ component: "slack-thread" }),
+        availability: slackAvailability,
+        // Threads an earlier process kept for a Slack outage and lost when it stopped: posted from the database.
+        catchUpWindowMs: CATCH_UP_WINDOW_MS,
       });
       lifecycle.onStop("slack threads", async () => {
         await threads.idle();
@@ -184,11 +209,16 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
           log: log.child({ component: "github" }),
         })
       : undefined;
+    // GitHub has no start-up call: it counts as unreachable when a report cannot get through, up when one does.
+    const githubAvailability = github
+      ? new ApiAvailability({ name: "github", log: log.child({ component: "github" }) })
+      : undefined;
     if (github) {
       const reporter = attachGithubStatusReporter(events, {
         db,
         github,
         log: log.child({ component: "github-status" }),
+        availability: githubAvailability,
       });
       // Stops after the workers (registered before them): lets the last statuses reach GitHub, bounded.
       lifecycle.onStop(
@@ -324,6 +354,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
           logger: log,
           dedupe: new RedisEventDedupe(redis),
           maxBodyBytes: config.maxBodyBytes,
+          identity: () => slackAuth?.identity(),
           chatops: slackApi
             ? { db, queue, log, secrets, slack: slackApi, now: Date.now, provisionQueue, tenantStores, logsQueue }
             : undefined,
@@ -357,6 +388,8 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         queue,
       }),
       slackRoutes: slack?.routes,
+      degraded: () =>
+        [slackAvailability?.detail(), githubAvailability?.detail()].filter((d): d is string => d !== undefined),
     });
 
     const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {

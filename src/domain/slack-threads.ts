@@ -1,6 +1,6 @@
-import { and, eq, isNull, sql } from "drizzle-orm";
+import { and, asc, eq, gte, inArray, isNotNull, isNull, or, sql } from "drizzle-orm";
 import type { DbOrTx } from "../db/client.ts";
-import { apps, deployments } from "../db/schema.ts";
+import { apps, deployments, type StageTiming } from "../db/schema.ts";
 
 /**
  * Where a deployment reports in Slack: one parent message per deployment, in the app's linked channel or else the
@@ -62,4 +62,55 @@ export function recordDeploymentThread(db: DbOrTx, deploymentUuid: string, chann
     .set({ slackChannelId: channel, slackThreadTs: ts })
     .where(and(eq(deployments.uuid, deploymentUuid), isNull(deployments.slackThreadTs)))
     .run();
+}
+
+/** A finished deployment whose thread was never posted, with what its final message shows. */
+export interface UnpostedThread {
+  uuid: string;
+  appUuid: string;
+  appSlug: string;
+  domain: string;
+  status: "succeeded" | "failed";
+  startedAt: Date | null;
+  finishedAt: Date;
+  failureReason: string | null;
+  stageTimings: Record<string, StageTiming>;
+}
+
+/**
+ * Finished (succeeded or failed) deployments since `since` that have a channel to report in and no parent stored:
+ * their thread never reached Slack (Slack was down, then the process restarted and lost what it kept in memory).
+ * Oldest first, at most `limit`; one query, run once at start-up (a scan of the recent rows, no index needed).
+ */
+export function unpostedFinishedThreads(db: DbOrTx, since: Date, limit: number): UnpostedThread[] {
+  const rows = db
+    .select({
+      uuid: deployments.uuid,
+      appUuid: apps.uuid,
+      appSlug: apps.slug,
+      domain: apps.domain,
+      status: deployments.status,
+      startedAt: deployments.startedAt,
+      finishedAt: deployments.finishedAt,
+      failureReason: deployments.failureReason,
+      stageTimings: deployments.stageTimings,
+    })
+    .from(deployments)
+    .innerJoin(apps, eq(apps.id, deployments.appId))
+    .where(
+      and(
+        isNull(deployments.slackThreadTs),
+        inArray(deployments.status, ["succeeded", "failed"]),
+        gte(deployments.finishedAt, since),
+        or(isNotNull(deployments.slackChannelId), isNotNull(apps.slackChannelId)),
+      ),
+    )
+    .orderBy(asc(deployments.finishedAt), asc(deployments.id))
+    .limit(limit)
+    .all();
+  return rows.flatMap((r) =>
+    r.finishedAt !== null && (r.status === "succeeded" || r.status === "failed")
+      ? [{ ...r, status: r.status, finishedAt: r.finishedAt }]
+      : [],
+  );
 }

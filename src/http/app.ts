@@ -18,6 +18,12 @@ export interface AppDeps {
   /** Mounted at `/slack` when Slack runs in HTTP mode (commands, interactions, events). */
   slackRoutes?: Hono<AppEnv> | undefined;
   readinessTimeoutMs?: number;
+  /**
+   * Dependencies the bot works without for a while (Slack's and GitHub's APIs): one line each that is degraded right
+   * now (`slack: unreachable since …, retrying`). They are shown in `/readyz` but never make it fail: a load
+   * balancer must not take the bot (webhooks, the CLI's queue, app supervision) out because Slack is down.
+   */
+  degraded?: () => string[];
 }
 
 function withTimeout(promise: Promise<void>, ms: number, name: string): Promise<void> {
@@ -68,11 +74,13 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         }
       }),
     );
+    const degraded = deps.degraded?.() ?? [];
+    const details = degraded.length > 0 ? { degraded } : {};
     if (failed.length > 0) {
       failed.sort();
-      return c.json({ status: "unavailable", failed, correlationId: c.get("correlationId") }, 503);
+      return c.json({ status: "unavailable", failed, ...details, correlationId: c.get("correlationId") }, 503);
     }
-    return c.json({ status: "ready" });
+    return c.json({ status: "ready", ...details });
   });
 
   if (deps.githubRoutes) app.route("/webhooks/github", deps.githubRoutes);

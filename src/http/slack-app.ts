@@ -4,6 +4,7 @@ import { type ChatOpsSlackDeps, registerSlackCommand } from "../../handlers/slac
 import { registerSlackEvents } from "../../handlers/slack-events.ts";
 import { registerSlackInteractions } from "../../handlers/slack-interactions.ts";
 import type { SlackConfig } from "../config.ts";
+import type { SlackIdentity } from "../infra/slack-api.ts";
 import type { Logger } from "../log.ts";
 import type { AppEnv } from "./context.ts";
 import type { EventDedupe } from "./slack-dedupe.ts";
@@ -19,6 +20,11 @@ export interface SlackAppDeps {
   ackTimeoutMs?: number;
   /** Database, queue, secrets and Web API client for the chat commands; without them only `help` answers. */
   chatops?: ChatOpsSlackDeps | undefined;
+  /**
+   * Who the bot token belongs to, once the start-up probe (or a later one) got it from auth.test; until then Bolt
+   * runs without the bot's ids (they only serve to ignore the bot's own messages, which it does not listen to).
+   */
+  identity?: () => SlackIdentity | undefined;
 }
 
 export interface SlackApp {
@@ -80,10 +86,13 @@ export function registerSlackListeners(app: App, logger: Logger, chatops?: ChatO
 }
 
 /**
- * Builds the Bolt App: Socket Mode when an app-level token is configured, otherwise the HonoReceiver. Token
- * verification (`auth.test`) is deferred to an awaited `app.init()` so a wrong token fails boot here, loudly,
- * instead of as an unhandled rejection later; a wrong app token fails `start()` the same way. `config.apiUrl` applies
- * to both modes (in Socket Mode also to `apps.connections.open`), so tests point it at a fake Slack.
+ * Builds the Bolt App: Socket Mode when an app-level token is configured, otherwise the HonoReceiver. It makes no Web
+ * API call: the bot token is checked by the start-up probe (src/infra/slack-availability.ts; a refused token stops
+ * boot there, an unreachable Slack does not), and Bolt's `authorize` hands out the token with whatever identity is
+ * known, so signed requests are verified and answered even before Slack's API has answered once. A wrong app token
+ * fails `start()`; an unreachable Slack in Socket Mode does not (the receiver keeps connecting in the background).
+ * `config.apiUrl` applies to both modes (in Socket Mode also to `apps.connections.open`), so tests point it at a fake
+ * Slack.
  */
 export async function createSlackApp(deps: SlackAppDeps): Promise<SlackApp> {
   const { config } = deps;
@@ -113,8 +122,17 @@ export async function createSlackApp(deps: SlackAppDeps): Promise<SlackApp> {
     receiver = new HonoReceiver(options);
   }
 
+  const identity = deps.identity ?? (() => undefined);
   const app = new App({
-    token: config.botToken,
+    // Bolt's `token` option would call auth.test before the first event (and fail every event while Slack is down).
+    authorize: async () => {
+      const known = identity();
+      return {
+        botToken: config.botToken,
+        ...(known?.botId !== undefined ? { botId: known.botId } : {}),
+        ...(known !== undefined ? { botUserId: known.userId } : {}),
+      };
+    },
     receiver,
     logger,
     clientOptions,
@@ -131,7 +149,8 @@ export async function createSlackApp(deps: SlackAppDeps): Promise<SlackApp> {
     mode,
     routes: receiver instanceof HonoReceiver ? receiver.routes() : undefined,
     start: async () => {
-      await app.start();
+      if (receiver instanceof SlackSocketReceiver) await receiver.startOrKeepTrying();
+      else await app.start();
     },
     stop: async () => {
       await app.stop();

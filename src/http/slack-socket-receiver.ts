@@ -40,6 +40,16 @@ interface SocketEnvelope {
   retry_reason?: string;
 }
 
+/** Slack answered apps.connections.open with an error code (a wrong or revoked app token): retrying will not help. */
+function refusedBySlack(err: unknown): boolean {
+  const cause = err instanceof Error ? err.cause : undefined;
+  const data = (cause as { data?: { error?: unknown } } | undefined)?.data;
+  return (
+    typeof data?.error === "string" &&
+    !/^(internal_error|fatal_error|service_unavailable|request_timeout)$/.test(data.error)
+  );
+}
+
 function connectError(err: unknown): Error {
   const data = (err as { data?: { error?: unknown } } | undefined)?.data;
   if (typeof data?.error === "string") {
@@ -104,6 +114,22 @@ export class SlackSocketReceiver implements Receiver {
     }
     this.#connected = true;
     this.#log.info("Slack Socket Mode connected");
+  }
+
+  /**
+   * Like `start()`, except that a Slack it cannot reach (network error, timeout, 5xx) does not fail: the connection
+   * is then opened in the background with the reconnect backoff, and the bot runs meanwhile. A refused app token
+   * (Slack answered with an error code) still fails, loudly.
+   */
+  async startOrKeepTrying(): Promise<void> {
+    try {
+      await this.start();
+    } catch (err) {
+      if (refusedBySlack(err)) throw err;
+      this.#log.warn({ err }, "Slack Socket Mode cannot connect yet; retrying in the background");
+      this.#reconnecting = true;
+      this.#reconnect(1);
+    }
   }
 
   /** Lets envelopes already being processed finish (their acks still go out), then closes the connection. */
@@ -196,6 +222,7 @@ export class SlackSocketReceiver implements Receiver {
             void this.#client.disconnect();
             return;
           }
+          this.#connected = true;
           this.#log.info({ attempt: attempt + 1 }, "Slack Socket Mode reconnected");
         },
         (err: unknown) => {

@@ -3,8 +3,10 @@ import type { Db } from "../db/client.ts";
 import { deployments } from "../db/schema.ts";
 import { getAppByUuid } from "../domain/apps.ts";
 import { getDeployment } from "../domain/deployments.ts";
-import { type GithubApi, truncateDescription } from "../infra/github-api.ts";
+import type { ApiAvailability } from "../infra/api-availability.ts";
+import { type GithubApi, GithubApiError, truncateDescription } from "../infra/github-api.ts";
 import { provedForCredentials } from "../infra/github-credentials.ts";
+import { type BackoffOptions, cappedExponentialDelay } from "../lib/backoff.ts";
 import type { Logger } from "../log.ts";
 import type { DeploymentEvent, PipelineEvent, PipelineEvents } from "../pipeline/events.ts";
 
@@ -12,7 +14,23 @@ export interface GithubStatusDeps {
   db: Db;
   github: GithubApi;
   log: Logger;
+  /**
+   * GitHub's availability as the bot sees it (for `/readyz` and the log). With it, a report that fails because
+   * GitHub is unreachable (network error, timeout, 5xx, rate limit) is kept and tried again with bounded backoff
+   * until GitHub answers or `catchUpForMs` has passed; without it, it is dropped after the client's own retries.
+   */
+  availability?: Pick<ApiAvailability, "reportUnreachable" | "reportUp"> | undefined;
+  /** Delays between tries while GitHub is down (default 2 s doubling to 30 s, with jitter). */
+  catchUpBackoff?: BackoffOptions;
+  /** How long one report is kept while GitHub is down (default 6 h); past it, it is dropped with a warning. */
+  catchUpForMs?: number;
+  now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
 }
+
+/** Retries while GitHub is down: a few calls a minute per waiting deployment at most. */
+export const CATCH_UP_BACKOFF: BackoffOptions = { baseMs: 2_000, maxMs: 30_000 };
+export const CATCH_UP_FOR_MS = 6 * 60 * 60 * 1000;
 
 export interface GithubStatusReporter {
   detach(): void;
@@ -47,6 +65,50 @@ interface Tracked {
 export function attachGithubStatusReporter(events: PipelineEvents, deps: GithubStatusDeps): GithubStatusReporter {
   const tracked = new Map<string, Tracked>();
   const pending = new Set<Promise<void>>();
+  // Sleeps between catch-up tries; detach() ends them, so shutdown never waits for GitHub to come back.
+  const sleeping = new Set<() => void>();
+  let detached = false;
+  const now = deps.now ?? Date.now;
+  const sleep =
+    deps.sleep ??
+    ((ms: number) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(done, ms);
+        function done() {
+          clearTimeout(timer);
+          sleeping.delete(done);
+          resolve();
+        }
+        sleeping.add(done);
+      }));
+
+  /**
+   * One report, kept while GitHub is unreachable: tried again with bounded backoff, in its deployment's chain, so
+   * the statuses still reach GitHub in the order they happened and each once (a call that failed was not taken).
+   */
+  const attempt = async <T>(log: Logger, what: string, call: () => Promise<T>): Promise<T | undefined> => {
+    const since = now();
+    for (let n = 1; ; n++) {
+      try {
+        const result = await call();
+        deps.availability?.reportUp();
+        return result;
+      } catch (err) {
+        const outage = deps.availability !== undefined && isGithubOutage(err);
+        if (outage) deps.availability?.reportUnreachable(errText(err));
+        if (!outage || detached || now() - since >= (deps.catchUpForMs ?? CATCH_UP_FOR_MS)) {
+          log.warn({ err: errText(err) }, `GitHub ${what} not sent`);
+          return undefined;
+        }
+        if (n === 1) log.info({ what }, "GitHub unreachable: report kept until it is back");
+        await sleep(cappedExponentialDelay(n, deps.catchUpBackoff ?? CATCH_UP_BACKOFF));
+        if (detached) {
+          log.warn({ err: errText(err) }, `GitHub ${what} not sent (shutting down)`);
+          return undefined;
+        }
+      }
+    }
+  };
 
   const schedule = (uuid: string, step: (t: Tracked) => Promise<void>, last = false) => {
     let entry = tracked.get(uuid);
@@ -81,7 +143,7 @@ export function attachGithubStatusReporter(events: PipelineEvents, deps: GithubS
         description: `Deploying to ${target.environment}`,
       }),
     );
-    const ghId = await ensureGithubDeployment(deps, uuid, target, log);
+    const ghId = await ensureGithubDeployment(deps, uuid, target, log, attempt);
     if (ghId === undefined) return;
     await attempt(log, "in_progress deployment status", () =>
       deps.github.createDeploymentStatus(target.owner, target.repo, ghId, {
@@ -109,7 +171,7 @@ export function attachGithubStatusReporter(events: PipelineEvents, deps: GithubS
         ...(ok ? { target_url: url } : {}),
       }),
     );
-    const ghId = await ensureGithubDeployment(deps, uuid, target, log);
+    const ghId = await ensureGithubDeployment(deps, uuid, target, log, attempt);
     if (ghId !== undefined) {
       await attempt(log, `${state} deployment status`, () =>
         deps.github.createDeploymentStatus(target.owner, target.repo, ghId, {
@@ -123,7 +185,7 @@ export function attachGithubStatusReporter(events: PipelineEvents, deps: GithubS
     log.info({ state }, "GitHub status reported");
   };
 
-  const detach = events.subscribe((event: PipelineEvent) => {
+  const unsubscribe = events.subscribe((event: PipelineEvent) => {
     const uuid = event.deploymentUuid;
     if (event.type === "deployment") {
       if (event.status === "started") schedule(uuid, (t) => begin(uuid, t));
@@ -134,7 +196,11 @@ export function attachGithubStatusReporter(events: PipelineEvents, deps: GithubS
   });
 
   return {
-    detach,
+    detach: () => {
+      unsubscribe();
+      detached = true;
+      for (const wake of [...sleeping]) wake();
+    },
     async idle() {
       while (pending.size > 0) await Promise.all([...pending]);
     },
@@ -172,6 +238,7 @@ async function ensureGithubDeployment(
   uuid: string,
   target: Target,
   log: Logger,
+  attempt: Attempt,
 ): Promise<string | undefined> {
   if (target.githubDeploymentId !== null) return target.githubDeploymentId;
   const created = await attempt(log, "GitHub deployment", () =>
@@ -190,13 +257,11 @@ async function ensureGithubDeployment(
   return created.id;
 }
 
-async function attempt<T>(log: Logger, what: string, call: () => Promise<T>): Promise<T | undefined> {
-  try {
-    return await call();
-  } catch (err) {
-    log.warn({ err: errText(err) }, `GitHub ${what} not sent`);
-    return undefined;
-  }
+type Attempt = <T>(log: Logger, what: string, call: () => Promise<T>) => Promise<T | undefined>;
+
+/** Worth waiting for: no answer, a 5xx or a rate limit (the client's retries ran out); not a 4xx about us. */
+function isGithubOutage(err: unknown): boolean {
+  return err instanceof GithubApiError && err.retryable;
 }
 
 function errText(err: unknown): string {

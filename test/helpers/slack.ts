@@ -166,12 +166,12 @@ function jsonArg(value: unknown): unknown {
 const tsNumber = (ts: string) => Number(ts);
 
 /**
- * Slack's Web API on 127.0.0.1 (random port): records every call and answers `ok: true`. chat.postMessage keeps
- * the message (with its metadata) and hands out increasing `ts` values; conversations.history answers from the
- * kept messages as Slack does (top-level only, after `oldest`, newest first, `limit`, metadata only with
- * `include_all_metadata`).
+ * Slack's Web API on 127.0.0.1 (a random port unless `port` is given): records every call and answers `ok: true`.
+ * chat.postMessage keeps the message (with its metadata) and hands out increasing `ts` values; conversations.history
+ * answers from the kept messages as Slack does (top-level only, after `oldest`, newest first, `limit`, metadata only
+ * with `include_all_metadata`).
  */
-export async function startFakeSlackApi(): Promise<FakeSlackApi> {
+export async function startFakeSlackApi(options: { port?: number } = {}): Promise<FakeSlackApi> {
   const calls: FakeSlackCall[] = [];
   const messages: FakeSlackServerMessage[] = [];
   const failing = new Map<string, string>();
@@ -216,7 +216,8 @@ export async function startFakeSlackApi(): Promise<FakeSlackApi> {
       res.end(JSON.stringify(answer(method, params)));
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  // A fixed port lets a test start the fake after the bot, where SLACK_API_URL already points (Slack coming back).
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}/api`,

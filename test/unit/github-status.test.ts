@@ -3,6 +3,7 @@ import { MockAgent } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { apps, deployments } from "../../src/db/schema.ts";
 import { getDeployment, requestDeployment } from "../../src/domain/deployments.ts";
+import { ApiAvailability } from "../../src/infra/api-availability.ts";
 import { GithubRestClient } from "../../src/infra/github-api.ts";
 import { runDeployment } from "../../src/pipeline/deploy-job.ts";
 import { attachGithubStatusReporter, type GithubStatusReporter } from "../../src/reporters/github-status.ts";
@@ -122,6 +123,80 @@ describe("GitHub status reporter", () => {
     await reporter.idle();
     expect(getDeployment(f.db, id).status).toBe("succeeded");
     expect(log.lines().filter((l) => String(l.msg).includes("not sent")).length).toBeGreaterThan(0);
+  });
+
+  it("GitHub down during the deployment: every report is kept and sent once it is back, in order, each once", async () => {
+    reporter.detach();
+    const availability = new ApiAvailability({ name: "github", log: log.logger });
+    const delays: number[] = [];
+    reporter = attachGithubStatusReporter(f.deps.events, {
+      db: f.db,
+      github,
+      log: log.logger,
+      availability,
+      // Each wait between tries is a turn of the event loop: the reports keep trying until the test brings GitHub back.
+      sleep: async (ms) => {
+        delays.push(ms);
+        await new Promise((resolve) => setImmediate(resolve));
+      },
+    });
+    github.down = true;
+    const id = pushDeployment();
+    expect(await runDeployment(f.deps, id, { finalAttempt: false })).toBe("succeeded");
+    expect(availability.detail()).toMatch(/^github: unreachable since \S+Z, retrying$/);
+    expect(github.calls).toEqual([]);
+    github.down = false;
+    await reporter.idle();
+
+    expect(summary()).toEqual([
+      "status pending",
+      "deployment",
+      "deployment-status in_progress",
+      "status success",
+      "deployment-status success",
+    ]);
+    expect(availability.state).toBe("up");
+    expect(Math.max(...delays)).toBeLessThanOrEqual(30_000);
+    const msgs = log.lines().map((l) => String(l.msg));
+    expect(msgs.filter((m) => m === "github API unreachable; retrying in the background")).toHaveLength(1);
+    expect(msgs.filter((m) => m === "github API reachable again")).toHaveLength(1);
+    expect(msgs.some((m) => m.includes("not sent"))).toBe(false);
+  });
+
+  it("a report kept for GitHub is given up after catchUpForMs, and detach() ends the waiting at once", async () => {
+    reporter.detach();
+    let now = 0;
+    reporter = attachGithubStatusReporter(f.deps.events, {
+      db: f.db,
+      github,
+      log: log.logger,
+      availability: new ApiAvailability({ name: "github", log: log.logger }),
+      catchUpForMs: 60_000,
+      now: () => now,
+      sleep: async (ms) => {
+        now += ms;
+        await new Promise((resolve) => setImmediate(resolve));
+      },
+    });
+    github.down = true;
+    const id = pushDeployment();
+    expect(await runDeployment(f.deps, id, { finalAttempt: false })).toBe("succeeded");
+    await reporter.idle();
+    expect(github.calls).toEqual([]);
+    expect(log.lines().filter((l) => String(l.msg).includes("not sent")).length).toBeGreaterThan(0);
+
+    // With the real sleep, detach() (shutdown) wakes the waiting reports: idle() settles without GitHub.
+    reporter = attachGithubStatusReporter(f.deps.events, {
+      db: f.db,
+      github,
+      log: log.logger,
+      availability: new ApiAvailability({ name: "github", log: log.logger }),
+    });
+    const second = pushDeployment();
+    expect(await runDeployment(f.deps, second, { finalAttempt: false })).toBe("succeeded");
+    reporter.detach();
+    await reporter.idle();
+    expect(github.calls).toEqual([]);
   });
 
   it("never makes a deployment wait for a hanging GitHub", async () => {

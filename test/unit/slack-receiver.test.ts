@@ -65,8 +65,8 @@ describe("HonoReceiver: signatures", () => {
     const body = (await res.json()) as { response_type: string; text: string };
     expect(body.response_type).toBe("ephemeral");
     expect(body.text).toContain("/tussilago help");
-    // auth.test ran once at init against the fake API, never against slack.com.
-    expect(h.api.calls.map((c) => c.method)).toEqual(["auth.test"]);
+    // Verified and answered without any Web API call: it works while Slack's API is down (docs/slack.md).
+    expect(h.api.calls.map((c) => c.method)).toEqual([]);
   });
 
   test("a wrong signature is 401 with the standard error body", async ({ h }) => {

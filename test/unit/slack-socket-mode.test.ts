@@ -91,7 +91,7 @@ describe("Socket Mode against a fake Slack", () => {
     expect(fake.connections).toHaveLength(0);
 
     await slack.start();
-    expect(fake.calls.map((c) => c.method)).toEqual(["auth.test", "apps.connections.open"]);
+    expect(fake.calls.map((c) => c.method)).toEqual(["apps.connections.open"]);
     expect(fake.openAuthorizations).toEqual([`Bearer ${TEST_APP_TOKEN}`]);
     expect(fake.connections).toHaveLength(1);
     expect(fake.connections[0]?.path).toMatch(/^\/link\/\?ticket=[0-9a-f-]{36}&app_id=A0APP$/);
@@ -295,6 +295,41 @@ describe("Socket Mode against a fake Slack", () => {
     expect(help.payload.text).toBe(helpMessage("/tussilago").text);
     expect(fake.current()).toBe(fake.connections[1]);
     expect(fake.protocolErrors).toEqual([]);
+  });
+
+  test("Slack down at start (apps.connections.open fails with internal_error): start does not fail, the connection follows", async ({
+    fake,
+    apps,
+  }) => {
+    const { logger, lines } = memoryLogger("info");
+    const receiver = new SlackSocketReceiver({
+      appToken: TEST_APP_TOKEN,
+      logger,
+      slackLogger: slackLogger(logger),
+      clientOptions: { slackApiUrl: `${fake.url}/` },
+      reconnectDelayMs: 10,
+    });
+    const app = new App({
+      authorize: async () => ({ botToken: TEST_BOT_TOKEN }),
+      receiver,
+      logger: slackLogger(logger),
+      clientOptions: { slackApiUrl: `${fake.url}/` },
+      deferInitialization: true,
+    });
+    registerSlackListeners(app, logger);
+    await app.init();
+    apps.push(app);
+    fake.failOpens = 3;
+    await receiver.startOrKeepTrying();
+    expect(fake.connections).toHaveLength(0);
+    expect(lines().map((l) => l.msg)).toContain("Slack Socket Mode cannot connect yet; retrying in the background");
+    await until(() => fake.connections.length === 1, "the connection once Slack answers");
+    await until(() => lines().some((l) => l.msg === "Slack Socket Mode reconnected"), "the connected line");
+    const help = await fake.deliver(commandEnvelope(fake, "help"));
+    expect(help.payload.text).toBe(helpMessage("/tussilago").text);
+    // Connected now: a later drop is reopened like any other.
+    fake.current().drop();
+    await until(() => fake.connections.length === 2, "a second connection");
   });
 
   test("a dropped connection is reopened, retrying with backoff while Slack refuses", async ({ fake, apps }) => {
