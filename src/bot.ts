@@ -13,6 +13,7 @@ import {
   type TenantStoreSettings,
   tenantRedisPublicUrl,
 } from "./domain/tenant-databases.ts";
+import { deliveryOutbox } from "./domain/webhook-deliveries.ts";
 import { createApp } from "./http/app.ts";
 import { githubRoute } from "./http/github-route.ts";
 import { createSlackApp } from "./http/slack-app.ts";
@@ -34,6 +35,7 @@ import { UndiciSlackApi } from "./infra/slack-web-api.ts";
 import { readSysctl } from "./infra/sysctl.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
+import { DeliveryRelay } from "./pipeline/delivery-relay.ts";
 import { registerDeployWorker } from "./pipeline/deploy-worker.ts";
 import { abortableSleep, type PipelineDeps } from "./pipeline/deps.ts";
 import { PipelineEvents } from "./pipeline/events.ts";
@@ -115,6 +117,10 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     const prefix = config.pipeline.queuePrefix;
     const queue = new BullJobQueue(redis, prefix);
     lifecycle.onStop("queues", () => queue.close());
+    // Webhooks are recorded in SQLite and answered; this relay moves them onto the queue (docs/architecture.md).
+    const relay = new DeliveryRelay({ outbox: deliveryOutbox(db), queue, log: log.child({ component: "relay" }) });
+    relay.start();
+    lifecycle.onStop("delivery relay", () => relay.stop());
 
     const proxy = new CaddyAdmin({ endpoint: caddyAdmin, log: log.child({ component: "caddy" }) });
     lifecycle.onStop("caddy client", () => proxy.close());
@@ -277,7 +283,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         secrets,
         maxBodyBytes: config.maxBodyBytes,
         db,
-        queue,
+        onRecorded: () => relay.wake(),
       }),
       slackRoutes: slack?.routes,
     });

@@ -48,7 +48,19 @@ export interface LinkCandidate {
  * bound yet can be activated and one bound to another id can be refused. One query.
  */
 export function linkCandidates(db: DbOrTx, repoId: number, fullName: string): LinkCandidate[] {
-  return db
+  let prepared = candidateQueries.get(db);
+  if (!prepared) {
+    prepared = candidateQuery(db);
+    candidateQueries.set(db, prepared);
+  }
+  return prepared
+    .all({ repoId, name: fullName.toLowerCase() })
+    .flatMap((r) => (r.repo !== null && r.status !== null ? [{ ...r, repo: r.repo, status: r.status }] : []));
+}
+
+// Prepared once per handle: building the query per webhook request showed in its profile (bench/RESULTS.md).
+const candidateQuery = (db: DbOrTx) =>
+  db
     .select({
       appUuid: apps.uuid,
       tenantId: apps.tenantId,
@@ -65,13 +77,15 @@ export function linkCandidates(db: DbOrTx, repoId: number, fullName: string): Li
       and(
         isNull(apps.destroyedAt),
         isNotNull(apps.githubLinkStatus),
-        or(eq(apps.githubRepoId, repoId), sql`lower(${apps.githubRepo}) = ${fullName.toLowerCase()}`),
+        or(
+          eq(apps.githubRepoId, sql.placeholder("repoId")),
+          sql`lower(${apps.githubRepo}) = ${sql.placeholder("name")}`,
+        ),
       ),
     )
     .orderBy(asc(apps.createdAt), asc(apps.id))
-    .all()
-    .flatMap((r) => (r.repo !== null && r.status !== null ? [{ ...r, repo: r.repo, status: r.status }] : []));
-}
+    .prepare();
+const candidateQueries = new WeakMap<DbOrTx, ReturnType<typeof candidateQuery>>();
 
 /**
  * A link's secret is known to its own admin, who can sign a "ping" for any repository name: a signature proves

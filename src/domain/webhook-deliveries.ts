@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { and, eq } from "drizzle-orm";
-import type { DbOrTx } from "../db/client.ts";
+import type { Db, DbOrTx } from "../db/client.ts";
 import { apps, auditEvents, type HeadCheck, webhookDeliveries } from "../db/schema.ts";
 import { recordAudit } from "./audit.ts";
 
@@ -42,6 +42,80 @@ export function recordGithubDelivery(db: DbOrTx, delivery: NewGithubDelivery): R
     .get();
   if (!existing) throw new Error("webhook delivery vanished between insert and select");
   return { ...existing, isNew: false };
+}
+
+/** A push as the webhook route recorded it: the few fields it checked, and the raw body GitHub signed. */
+export interface RawGithubPush {
+  deliveryId: string;
+  repository: string;
+  ref: string;
+  headCommit: string;
+  /** The request body verbatim (JSON text); the push worker parses it (commands/push-deploy.ts). */
+  rawPayload: string;
+  appUuids: readonly string[];
+}
+
+export type DeliveryRecorder = (push: RawGithubPush) => { uuid: string; isNew: boolean };
+
+/**
+ * The webhook route's hot path: one prepared `INSERT … ON CONFLICT DO NOTHING RETURNING` per delivery (the unique
+ * index on (source, delivery_id) is the dedupe), and a second lookup only for a redelivery. Statements are
+ * prepared once per database handle, and the payload is stored as the raw text GitHub sent (no parse/stringify).
+ */
+export function prepareDeliveryRecorder(db: Db): DeliveryRecorder {
+  const insert = db.$client.prepare<unknown[], { uuid: string }>(
+    `insert into webhook_deliveries (uuid, source, delivery_id, event, repository, ref, head_commit, payload, app_uuids)
+     values (?, 'github', ?, 'push', ?, ?, ?, ?, ?)
+     on conflict (source, delivery_id) do nothing returning uuid`,
+  );
+  const existing = db.$client.prepare<[string], { uuid: string }>(
+    "select uuid from webhook_deliveries where source = 'github' and delivery_id = ?",
+  );
+  return (push) => {
+    const row = insert.get(
+      randomUUID(),
+      push.deliveryId,
+      push.repository,
+      push.ref,
+      push.headCommit,
+      push.rawPayload,
+      JSON.stringify(push.appUuids),
+    );
+    if (row) return { uuid: row.uuid, isNew: true };
+    const found = existing.get(push.deliveryId);
+    if (!found) throw new Error("webhook delivery vanished between insert and select");
+    return { uuid: found.uuid, isNew: false };
+  };
+}
+
+export interface PendingDelivery {
+  uuid: string;
+  deliveryId: string;
+}
+
+export interface DeliveryOutbox {
+  /** Recorded deliveries whose job is not known to be on the queue yet, oldest first. */
+  pending(limit: number): PendingDelivery[];
+  /**
+   * Marks deliveries enqueued, in one transaction. Only rows still `received`: the push worker may already have
+   * processed a job before its add returned to us, and that later status must not be overwritten.
+   */
+  markEnqueued(entries: ReadonlyArray<{ uuid: string; jobId: string }>): void;
+}
+
+/** The outbox side of webhook_deliveries; the poll is served by the partial index webhook_deliveries_received_idx. */
+export function deliveryOutbox(db: Db): DeliveryOutbox {
+  // The literal `status = 'received'` (not a bound parameter) is what lets SQLite use the partial index.
+  const pending = db.$client.prepare<[number], PendingDelivery>(
+    "select uuid, delivery_id as deliveryId from webhook_deliveries where status = 'received' order by id limit ?",
+  );
+  const mark = db.$client.prepare<[string, string]>(
+    "update webhook_deliveries set status = 'enqueued', job_id = ? where uuid = ? and status = 'received'",
+  );
+  const markAll = db.$client.transaction((entries: ReadonlyArray<{ uuid: string; jobId: string }>) => {
+    for (const e of entries) mark.run(e.jobId, e.uuid);
+  });
+  return { pending: (limit) => pending.all(limit), markEnqueued: (entries) => markAll(entries) };
 }
 
 export function markDeliveryEnqueued(db: DbOrTx, uuid: string, jobId: string): void {
