@@ -35,6 +35,7 @@ import { UndiciSlackApi } from "./infra/slack-web-api.ts";
 import { readSysctl } from "./infra/sysctl.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
+import { boundedQueue, boundedQueueOf } from "./pipeline/bounded-queue.ts";
 import { DeliveryRelay } from "./pipeline/delivery-relay.ts";
 import { registerDeployWorker } from "./pipeline/deploy-worker.ts";
 import { abortableSleep, type PipelineDeps } from "./pipeline/deps.ts";
@@ -49,6 +50,8 @@ import { attachGithubStatusReporter } from "./reporters/github-status.ts";
 import { attachLogReporter } from "./reporters/log-reporter.ts";
 import { lockRefusalNotifier } from "./reporters/slack-notices.ts";
 import { attachSlackThreadReporter } from "./reporters/slack-thread.ts";
+
+const COMMAND_QUEUE_TIMEOUT_MS = 1_000;
 
 export interface RunningBot {
   url: string;
@@ -264,7 +267,19 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
           dedupe: new RedisEventDedupe(redis),
           maxBodyBytes: config.maxBodyBytes,
           chatops: slackApi
-            ? { db, queue, log, secrets, slack: slackApi, now: Date.now, provisionQueue, tenantStores, logsQueue }
+            ? {
+                db,
+                // Slack wants an answer within 3 s: a command's add waits at most 1 s, then the user is told the
+                // queue is delayed (the add still lands when Redis is back; src/pipeline/bounded-queue.ts).
+                queue: boundedQueue(queue, COMMAND_QUEUE_TIMEOUT_MS, log),
+                log,
+                secrets,
+                slack: slackApi,
+                now: Date.now,
+                provisionQueue: boundedQueueOf(provisionQueue, QUEUE_NAMES.provision, COMMAND_QUEUE_TIMEOUT_MS, log),
+                tenantStores,
+                logsQueue: logsQueue && boundedQueueOf(logsQueue, QUEUE_NAMES.logs, COMMAND_QUEUE_TIMEOUT_MS, log),
+              }
             : undefined,
         })
       : undefined;
