@@ -5,6 +5,7 @@ import { Redis } from "ioredis";
 import { type LogsQueue, registerLogsWorker } from "../commands/logs-job.ts";
 import { type PushDeployDeps, processPushDelivery } from "../commands/push-deploy.ts";
 import type { Config } from "./config.ts";
+import { startCheckpointer } from "./db/checkpointer.ts";
 import { databasePath, openDb, pingDb } from "./db/client.ts";
 import { SecretBox } from "./domain/crypto.ts";
 import {
@@ -75,6 +76,9 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     lifecycle.onStop("database", () => {
       db.$client.close();
     });
+    // WAL checkpoints (and their fsyncs) in a thread of their own, off the webhook route (src/db/checkpointer.ts).
+    const checkpointer = startCheckpointer(db, databasePath(config.dataDir), log.child({ component: "sqlite" }));
+    lifecycle.onStop("wal checkpointer", () => checkpointer.stop());
     log.info({ dataDir: config.dataDir }, "platform database ready");
 
     let redisTarget: RedisTarget;
