@@ -28,8 +28,8 @@ export type PushOutcome = { kind: "recorded"; deliveryUuid: string } | { kind: "
  * the add and its marking re-adds the same job id, which BullMQ ignores. A redelivery of a recorded id is a no-op:
  * the first record is already on its way to the queue.
  */
-export function recordGithubPush(deps: GithubPushDeps, push: RawGithubPush): PushOutcome {
-  const recorded = deps.record(push);
+export async function recordGithubPush(deps: GithubPushDeps, push: RawGithubPush): Promise<PushOutcome> {
+  const recorded = await deps.record(push);
   if (!recorded.isNew) return { kind: "duplicate", deliveryUuid: recorded.uuid };
   deps.onRecorded();
   return { kind: "recorded", deliveryUuid: recorded.uuid };

@@ -53,9 +53,14 @@ export function linkCandidates(db: DbOrTx, repoId: number, fullName: string): Li
     prepared = candidateQuery(db);
     candidateQueries.set(db, prepared);
   }
+  // Oldest first, sorted here: an ORDER BY over the two-index OR costs SQLite a temporary b-tree per call, several
+  // times the lookup itself, for the one or two rows a repository has.
   return prepared
     .all({ repoId, name: fullName.toLowerCase() })
-    .flatMap((r) => (r.repo !== null && r.status !== null ? [{ ...r, repo: r.repo, status: r.status }] : []));
+    .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id - b.id)
+    .flatMap(({ createdAt: _c, id: _i, ...r }) =>
+      r.repo !== null && r.status !== null ? [{ ...r, repo: r.repo, status: r.status }] : [],
+    );
 }
 
 // Prepared once per handle: building the query per webhook request showed in its profile (bench/RESULTS.md).
@@ -71,6 +76,8 @@ const candidateQuery = (db: DbOrTx) =>
       sealedSecret: apps.githubWebhookSecret,
       legacy: apps.githubLegacySecret,
       installationId: apps.githubInstallationId,
+      createdAt: apps.createdAt,
+      id: apps.id,
     })
     .from(apps)
     .where(
@@ -83,7 +90,6 @@ const candidateQuery = (db: DbOrTx) =>
         ),
       ),
     )
-    .orderBy(asc(apps.createdAt), asc(apps.id))
     .prepare();
 const candidateQueries = new WeakMap<DbOrTx, ReturnType<typeof candidateQuery>>();
 

@@ -55,12 +55,23 @@ export interface RawGithubPush {
   appUuids: readonly string[];
 }
 
-export type DeliveryRecorder = (push: RawGithubPush) => { uuid: string; isNew: boolean };
+export type DeliveryRecorder = (push: RawGithubPush) => Promise<{ uuid: string; isNew: boolean }>;
+
+interface Waiting {
+  push: RawGithubPush;
+  resolve: (recorded: { uuid: string; isNew: boolean }) => void;
+  reject: (err: unknown) => void;
+}
 
 /**
  * The webhook route's hot path: one prepared `INSERT … ON CONFLICT DO NOTHING RETURNING` per delivery (the unique
  * index on (source, delivery_id) is the dedupe), and a second lookup only for a redelivery. Statements are
  * prepared once per database handle, and the payload is stored as the raw text GitHub sent (no parse/stringify).
+ *
+ * Group commit: the deliveries recorded during one turn of the event loop are written in one transaction, and each
+ * caller's promise resolves once that transaction has committed, so every answer still follows its own durable
+ * record. Measured on the webhook bench (bench/RESULTS.md): a commit per request cost more than the insert, and
+ * the first read after each commit (the link lookup of the next request) paid again.
  */
 export function prepareDeliveryRecorder(db: Db): DeliveryRecorder {
   const insert = db.$client.prepare<unknown[], { uuid: string }>(
@@ -71,7 +82,7 @@ export function prepareDeliveryRecorder(db: Db): DeliveryRecorder {
   const existing = db.$client.prepare<[string], { uuid: string }>(
     "select uuid from webhook_deliveries where source = 'github' and delivery_id = ?",
   );
-  return (push) => {
+  const recordOne = (push: RawGithubPush) => {
     const row = insert.get(
       randomUUID(),
       push.deliveryId,
@@ -82,10 +93,41 @@ export function prepareDeliveryRecorder(db: Db): DeliveryRecorder {
       JSON.stringify(push.appUuids),
     );
     if (row) return { uuid: row.uuid, isNew: true };
+    // A redelivery; also the second of two copies within one batch, which sees the first's uncommitted row.
     const found = existing.get(push.deliveryId);
     if (!found) throw new Error("webhook delivery vanished between insert and select");
     return { uuid: found.uuid, isNew: false };
   };
+  const recordAll = db.$client.transaction((batch: readonly Waiting[]) => batch.map((w) => recordOne(w.push)));
+  let batch: Waiting[] = [];
+  const flush = () => {
+    const current = batch;
+    batch = [];
+    let results: { uuid: string; isNew: boolean }[];
+    try {
+      results = recordAll(current);
+    } catch {
+      // The transaction rolled back; one failing row must not fail the others: record them one by one.
+      for (const w of current) {
+        try {
+          w.resolve(recordOne(w.push));
+        } catch (err) {
+          w.reject(err);
+        }
+      }
+      return;
+    }
+    current.forEach((w, i) => {
+      const result = results[i];
+      if (result) w.resolve(result);
+      else w.reject(new Error("delivery batch returned fewer rows than it was given"));
+    });
+  };
+  return (push) =>
+    new Promise((resolve, reject) => {
+      batch.push({ push, resolve, reject });
+      if (batch.length === 1) setImmediate(flush);
+    });
 }
 
 export interface PendingDelivery {

@@ -191,7 +191,7 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
       if (deploying.length === 0) return c.json({ activated: true, event }, 200);
       const fields = pushFields(json);
       if (typeof fields === "string") throw unprocessable(`invalid push payload: ${fields}`);
-      const outcome = recordGithubPush(
+      const outcome = await recordGithubPush(
         { record, onRecorded: deps.onRecorded },
         {
           deliveryId,
