@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { and, eq } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { Db, DbOrTx } from "../db/client.ts";
 import { apps, auditEvents, type HeadCheck, webhookDeliveries } from "../db/schema.ts";
 import { recordAudit } from "./audit.ts";
@@ -165,7 +165,7 @@ export function markDeliveryEnqueued(db: DbOrTx, uuid: string, jobId: string): v
 }
 
 export function markDeliveryIgnored(db: DbOrTx, uuid: string): void {
-  db.update(webhookDeliveries).set({ status: "ignored" }).where(eq(webhookDeliveries.uuid, uuid)).run();
+  stmts(db).ignored.run({ uuid });
 }
 
 export interface StoredDelivery {
@@ -175,8 +175,10 @@ export interface StoredDelivery {
   appUuids: string[];
 }
 
-export function findDelivery(db: DbOrTx, uuid: string): StoredDelivery | undefined {
-  return db
+// The push worker reads and marks every delivery: prepared once per handle, not built and prepared per call
+// (they showed in the webhook bench's profile, bench/RESULTS.md).
+const statements = (db: DbOrTx) => ({
+  find: db
     .select({
       deliveryId: webhookDeliveries.deliveryId,
       status: webhookDeliveries.status,
@@ -184,12 +186,35 @@ export function findDelivery(db: DbOrTx, uuid: string): StoredDelivery | undefin
       appUuids: webhookDeliveries.appUuids,
     })
     .from(webhookDeliveries)
-    .where(eq(webhookDeliveries.uuid, uuid))
-    .get();
+    .where(eq(webhookDeliveries.uuid, sql.placeholder("uuid")))
+    .prepare(),
+  processed: db
+    .update(webhookDeliveries)
+    .set({ status: "processed" })
+    .where(eq(webhookDeliveries.uuid, sql.placeholder("uuid")))
+    .prepare(),
+  ignored: db
+    .update(webhookDeliveries)
+    .set({ status: "ignored" })
+    .where(eq(webhookDeliveries.uuid, sql.placeholder("uuid")))
+    .prepare(),
+});
+const prepared = new WeakMap<DbOrTx, ReturnType<typeof statements>>();
+function stmts(db: DbOrTx) {
+  let s = prepared.get(db);
+  if (!s) {
+    s = statements(db);
+    prepared.set(db, s);
+  }
+  return s;
+}
+
+export function findDelivery(db: DbOrTx, uuid: string): StoredDelivery | undefined {
+  return stmts(db).find.get({ uuid });
 }
 
 export function markDeliveryProcessed(db: DbOrTx, uuid: string): void {
-  db.update(webhookDeliveries).set({ status: "processed" }).where(eq(webhookDeliveries.uuid, uuid)).run();
+  stmts(db).processed.run({ uuid });
 }
 
 /** Whether `after` was the ref's head when the push was mapped (`not-checked` without API credentials). */
