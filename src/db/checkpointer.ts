@@ -27,9 +27,13 @@ export function startCheckpointer(db: Db, path: string, log: Logger, intervalMs 
   worker.unref();
   return {
     stop: async () => {
+      // Referenced again while stopping: otherwise the process may exit in the middle of the shutdown sequence.
+      worker.ref();
       const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
       worker.postMessage("stop");
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 2_000).unref())]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 2_000)))]);
+      clearTimeout(timer);
       await worker.terminate();
     },
   };

@@ -58,9 +58,11 @@ describe("bot process lifecycle", () => {
       "workers",
       "health probe",
       "caddy client",
+      "delivery relay",
       "queues",
       "redis connection",
       "embedded redis",
+      "wal checkpointer",
       "database",
     ]);
     // The embedded redis-server is gone: nothing listens on its socket any more.
