@@ -1,24 +1,47 @@
-// Benchmark: POST /webhooks/github (signature check + SQLite insert + BullMQ enqueue on real Redis) against a bare
-// Hono handler answering 202, on the same machine, in one run. Each server runs in its own child process so the
-// load generator does not steal its event loop. Prints a Markdown table; numbers go in bench/RESULTS.md by hand.
+// Benchmark of the ingress, side by side in one run (issue 13 items 1, 2, 4):
+//   - bare Hono answering 202, Probot 14 (signature check + a no-op `push` handler), and the real bot
+//     (`node src/main.ts`: real SQLite file, real Redis, its workers running), each in its own process, all
+//     receiving the same signed official push payload (@octokit/webhooks-examples) from the same load generator
+//     (32 keep-alive connections, N seconds), in alternating rounds;
+//   - a burst of 10,000 deliveries (plus 1,000 redeliveries of them) at the real bot: every delivery recorded
+//     exactly once, time until the queue has them all, and until the push worker has processed them all;
+//   - the bot's RSS idle, after the rounds, and after the burst;
+//   - a signed `/tussilago help` at 200 concurrent connections against the same bot.
+// Prints Markdown; the numbers go into bench/RESULTS.md with the command that produced them.
 //
-//   npm run bench                   # 5 s per target, 32 connections, Redis at redis://127.0.0.1:6379
-//   BENCH_SECONDS=10 BENCH_CONNECTIONS=64 npm run bench
-import { createHmac, randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+//   npm run bench                                  # 8 s per target and round, 2 rounds
+//   BENCH_SECONDS=5 BENCH_ROUNDS=3 npm run bench
+//   BENCH_BOT_DIR=/tmp/old-checkout npm run bench  # the same load against another checkout of the bot
+//   BENCH_PROFILE_DIR=/tmp/prof npm run bench      # the bot runs with --cpu-prof; see bench/profile-top.ts
+import { createHmac, generateKeyPairSync, randomUUID } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { serve } from "@hono/node-server";
+import Database from "better-sqlite3";
 import { execa } from "execa";
 import { Hono } from "hono";
-import { Pool } from "undici";
+import { Redis } from "ioredis";
+import { commandBody, startFakeSlackApi } from "../test/helpers/slack.ts";
+import { type LoadResult, runLoad } from "./lib/load.ts";
 
 const SECRET = "bench-webhook-secret";
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const SECRET_KEY = "bench-secret-key-0123456789-abcdefghij";
+const SLACK_SIGNING_SECRET = "bench-slack-signing-secret";
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const BURST = Number(process.env.BENCH_BURST ?? 10_000);
+const SLACK_CONNECTIONS = Number(process.env.BENCH_SLACK_CONNECTIONS ?? 200);
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const BOT_DIR = process.env.BENCH_BOT_DIR ?? ROOT;
+const PROFILE_DIR = process.env.BENCH_PROFILE_DIR;
+const TARGETS = (process.env.BENCH_TARGETS ?? "bare,probot,tussilago").split(",");
 
 function pushBody(): string {
   const require = createRequire(import.meta.url);
@@ -28,83 +51,55 @@ function pushBody(): string {
   return JSON.stringify(push);
 }
 
-async function serveTarget(kind: string): Promise<void> {
-  let app: { fetch: (req: Request) => Response | Promise<Response> };
-  let cleanup = async () => {};
+// ---- the two comparison servers, each run as `node bench/webhook-ingress.ts --serve <kind>` ----
+
+async function serveComparison(kind: string): Promise<void> {
+  let port: number;
   if (kind === "bare") {
     const bare = new Hono();
     bare.post("/webhooks/github", (c) => c.json({ accepted: true }, 202));
-    app = bare;
+    port = await new Promise<number>((resolve) => {
+      serve({ fetch: bare.fetch, port: 0, hostname: "127.0.0.1" }, (info) => resolve(info.port));
+    });
   } else {
-    const { openDb } = await import("../src/db/client.ts");
-    const { createApp } = await import("../src/http/app.ts");
-    const { githubRoute } = await import("../src/http/github-route.ts");
-    const { connectRedis } = await import("../src/infra/redis.ts");
-    const { createLogger } = await import("../src/log.ts");
-    const { BullJobQueue } = await import("../src/pipeline/queues.ts");
-    const dir = mkdtempSync(join(tmpdir(), "tussilago-bench-"));
-    const db = openDb(join(dir, "tussilago.sqlite3"));
-    const redis = connectRedis({ url: REDIS_URL });
-    const prefix = `bench-${randomUUID()}`;
-    const queue = new BullJobQueue(redis, prefix);
-    // One app linked to the example's repository, its link active and signed with SECRET (what a ping leaves).
-    const { createApp: createDomainApp } = await import("../src/domain/apps.ts");
-    const { SecretBox } = await import("../src/domain/crypto.ts");
-    const links = await import("../src/domain/github-links.ts");
-    const secrets = new SecretBox("bench-secret-key-0123456789-abcdefghij");
-    const repo = JSON.parse(pushBody()).repository as { id: number; full_name: string };
-    const linked = createDomainApp(db, {
-      slug: "bench",
-      gitUrl: `https://github.com/${repo.full_name}.git`,
-      domain: "bench.example.test",
-      githubRepo: repo.full_name,
-      branch: "master",
+    // Probot as its docs set it up: createProbot + createNodeMiddleware on node:http, a no-op `push` handler.
+    const { createNodeMiddleware, createProbot } = await import("probot");
+    const { privateKey } = generateKeyPairSync("rsa", {
+      modulusLength: 2048,
+      privateKeyEncoding: { type: "pkcs1", format: "pem" },
+      publicKeyEncoding: { type: "spki", format: "pem" },
     });
-    links.rotateLinkSecret(db, linked.uuid, links.sealWebhookSecret(secrets, linked.uuid, SECRET));
-    for (const candidate of links.linkCandidates(db, repo.id, repo.full_name)) {
-      const proof = { repoId: repo.id, fullName: repo.full_name, deliveryId: randomUUID(), event: "ping" };
-      links.applyLinkProof(db, candidate, proof);
-    }
-    app = createApp({
-      logger: createLogger({ level: "warn" }),
-      readiness: [],
-      githubRoutes: githubRoute({ globalSecret: undefined, appMode: false, secrets, maxBodyBytes: 1 << 20, db, queue }),
+    const probot = createProbot({ overrides: { appId: 1, privateKey, secret: SECRET, logLevel: "info" }, env: {} });
+    const middleware = await createNodeMiddleware(
+      (app) => {
+        app.on("push", async () => {});
+      },
+      { probot },
+    );
+    const server = createServer((req, res) => {
+      void middleware(req, res, () => {
+        res.writeHead(404);
+        res.end();
+      });
     });
-    cleanup = async () => {
-      await queue.close();
-      const keys = await redis.keys(`${prefix}:*`);
-      if (keys.length > 0) await redis.del(...keys);
-      await redis.quit();
-      db.$client.close();
-      rmSync(dir, { recursive: true, force: true });
-    };
+    port = await new Promise<number>((resolve) => {
+      server.listen(0, "127.0.0.1", () => resolve((server.address() as { port: number }).port));
+    });
   }
-  const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, (info) => {
-    process.stdout.write(`PORT ${info.port}\n`);
-  });
-  process.on("SIGTERM", () => {
-    server.close();
-    void cleanup().then(() => process.exit(0));
-  });
+  process.stdout.write(`PORT ${port}\n`);
 }
 
-interface Result {
-  target: string;
-  requests: number;
-  errors: number;
-  rps: number;
-  p50: number;
-  p99: number;
+interface Target {
+  name: string;
+  label: string;
+  origin: string;
+  path: string;
+  pid: number;
+  stop: () => Promise<void>;
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
-}
-
-async function load(target: string, body: string): Promise<Result> {
-  const self = fileURLToPath(import.meta.url);
-  const child = execa(process.execPath, [self, "--serve", target], {
+async function startComparison(kind: "bare" | "probot"): Promise<Target> {
+  const child = execa(process.execPath, [fileURLToPath(import.meta.url), "--serve", kind], {
     stdout: "pipe",
     stderr: "inherit",
     reject: false,
@@ -114,76 +109,372 @@ async function load(target: string, body: string): Promise<Result> {
       const m = /PORT (\d+)/.exec(d.toString());
       if (m?.[1]) resolve(Number(m[1]));
     });
-    void child.then(() => reject(new Error(`${target} server exited early`)));
+    void child.then(() => reject(new Error(`${kind} server exited early`)));
   });
-  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: CONNECTIONS, pipelining: 1 });
-  const signature = `sha256=${createHmac("sha256", SECRET).update(body).digest("hex")}`;
-  const latencies: number[] = [];
-  let errors = 0;
-  const send = async () => {
-    const started = performance.now();
-    try {
-      const res = await pool.request({
-        path: "/webhooks/github",
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          "x-github-event": "push",
-          "x-github-delivery": randomUUID(),
-          "x-hub-signature-256": signature,
-        },
-        body,
-      });
-      await res.body.dump();
-      if (res.statusCode !== 202) errors++;
-    } catch {
-      errors++;
-    }
-    latencies.push(performance.now() - started);
-  };
-  // Warm-up (JIT, SQLite page cache, Redis scripts), not counted.
-  await Promise.all(Array.from({ length: CONNECTIONS }, () => send()));
-  latencies.length = 0;
-  errors = 0;
-  const deadline = performance.now() + SECONDS * 1000;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: CONNECTIONS }, async () => {
-      while (performance.now() < deadline) await send();
-    }),
-  );
-  const elapsed = (performance.now() - started) / 1000;
-  await pool.close();
-  child.kill("SIGTERM");
-  await child;
-  latencies.sort((a, b) => a - b);
   return {
-    target,
-    requests: latencies.length,
-    errors,
-    rps: latencies.length / elapsed,
-    p50: percentile(latencies, 50),
-    p99: percentile(latencies, 99),
+    name: kind,
+    label: kind === "bare" ? "bare Hono 202" : "Probot 14 (verify + no-op handler)",
+    origin: `http://127.0.0.1:${port}`,
+    path: kind === "bare" ? "/webhooks/github" : "/api/github/webhooks",
+    pid: child.pid ?? 0,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await child;
+    },
   };
 }
+
+// ---- the real bot ----
+
+interface Bot extends Target {
+  dataDir: string;
+  prefix: string;
+  logLines: () => number;
+}
+
+/** A data dir with one app linked to the example's repository (active, signed with SECRET), following a branch
+ * no push in the bench names: the push worker maps and ignores each delivery instead of starting builds. */
+async function prepareDataDir(): Promise<{ dataDir: string; repo: { id: number; full_name: string } }> {
+  const dataDir = mkdtempSync(join(tmpdir(), "tussilago-bench-"));
+  const { databasePath, openDb } = await import(join(BOT_DIR, "src/db/client.ts"));
+  const { createApp } = await import(join(BOT_DIR, "src/domain/apps.ts"));
+  const { SecretBox } = await import(join(BOT_DIR, "src/domain/crypto.ts"));
+  const links = await import(join(BOT_DIR, "src/domain/github-links.ts"));
+  const db = openDb(databasePath(dataDir));
+  const secrets = new SecretBox(SECRET_KEY);
+  const repo = JSON.parse(pushBody()).repository as { id: number; full_name: string };
+  const app = createApp(db, {
+    slug: "bench",
+    gitUrl: `https://github.com/${repo.full_name}.git`,
+    domain: "bench.example.test",
+    githubRepo: repo.full_name,
+    branch: "bench-not-pushed",
+  });
+  links.rotateLinkSecret(db, app.uuid, links.sealWebhookSecret(secrets, app.uuid, SECRET));
+  for (const candidate of links.linkCandidates(db, repo.id, repo.full_name)) {
+    links.applyLinkProof(db, candidate, {
+      repoId: repo.id,
+      fullName: repo.full_name,
+      deliveryId: randomUUID(),
+      event: "ping",
+    });
+  }
+  db.$client.close();
+  return { dataDir, repo };
+}
+
+async function startBot(slackApiUrl: string): Promise<Bot> {
+  const { dataDir } = await prepareDataDir();
+  const prefix = `bench-${randomUUID()}`;
+  const args = [...(PROFILE_DIR ? ["--cpu-prof", "--cpu-prof-dir", PROFILE_DIR] : []), "src/main.ts"];
+  const child = execa(process.execPath, args, {
+    cwd: BOT_DIR,
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "/tmp",
+      PORT: "0",
+      LOG_LEVEL: "info",
+      TUSSILAGO_DATA_DIR: dataDir,
+      TUSSILAGO_SECRET_KEY: SECRET_KEY,
+      TUSSILAGO_QUEUE_PREFIX: prefix,
+      TUSSILAGO_RECONCILE_ON_START: "false",
+      TUSSILAGO_RECONCILE_INTERVAL_MS: "0",
+      REDIS_URL,
+      CADDY_ADMIN: join(dataDir, "unused-admin.sock"),
+      SLACK_SIGNING_SECRET,
+      SLACK_BOT_TOKEN: "xoxb-bench",
+      SLACK_API_URL: slackApiUrl,
+    },
+    extendEnv: false,
+    stdout: "pipe",
+    stderr: "inherit",
+    reject: false,
+  });
+  let lines = 0;
+  const url = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+      lines++;
+      if (!line.includes("tussilago bot listening")) return;
+      resolve(String((JSON.parse(line) as { url: string }).url));
+    });
+    void child.then((r) => reject(new Error(`bot exited (${r.exitCode}) before listening`)));
+  });
+  return {
+    name: "tussilago",
+    label: "**tussilago `POST /webhooks/github`**",
+    origin: url,
+    path: "/webhooks/github",
+    pid: child.pid ?? 0,
+    dataDir,
+    prefix,
+    logLines: () => lines,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await child;
+      const redis = new Redis(REDIS_URL);
+      let cursor = "0";
+      do {
+        const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000);
+        cursor = next;
+        if (keys.length > 0) await redis.del(...keys);
+      } while (cursor !== "0");
+      await redis.quit();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function rssMiB(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("VmRSS:"));
+  return Number(/(\d+)/.exec(line ?? "")?.[1] ?? Number.NaN) / 1024;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function pushRequests(path: string, body: string, signature: string, ids: () => string) {
+  return () => ({
+    path,
+    headers: {
+      "content-type": "application/json",
+      "x-github-event": "push",
+      "x-github-delivery": ids(),
+      "x-hub-signature-256": signature,
+      "user-agent": "GitHub-Hookshot/bench",
+    },
+    body,
+  });
+}
+
+/** 10,000 fresh deliveries, every tenth request a redelivery of an earlier one; then waits for the queue. */
+async function burst(bot: Bot, body: string, signature: string) {
+  const db = new Database(join(bot.dataDir, "tussilago.sqlite3"), { readonly: true });
+  const count = db.prepare<[number], { n: number }>("select count(*) as n from webhook_deliveries where id > ?");
+  const waiting = db.prepare<[number], { n: number }>(
+    "select count(*) as n from webhook_deliveries where id > ? and status = 'received'",
+  );
+  const unprocessed = db.prepare<[number], { n: number }>(
+    "select count(*) as n from webhook_deliveries where id > ? and status in ('received', 'enqueued')",
+  );
+  const distinct = db.prepare<[number], { n: number }>(
+    "select count(distinct delivery_id) as n from webhook_deliveries where id > ?",
+  );
+  const before = db.prepare<[], { id: number | null }>("select max(id) as id from webhook_deliveries").get()?.id ?? 0;
+  const sent: string[] = [];
+  let i = 0;
+  const ids = () => {
+    i++;
+    if (i % 11 === 0 && sent.length > 0) return sent[Math.floor(Math.random() * sent.length)] as string;
+    const id = randomUUID();
+    sent.push(id);
+    return id;
+  };
+  const started = performance.now();
+  const load = await runLoad({
+    origin: bot.origin,
+    connections: CONNECTIONS,
+    total: BURST + Math.floor(BURST / 10),
+    next: pushRequests(bot.path, body, signature, ids),
+    ok: (s) => s === 202 || s === 200,
+  });
+  const answeredS = (performance.now() - started) / 1000;
+  let queuedS = Number.NaN;
+  let processedS = Number.NaN;
+  const deadline = performance.now() + 600_000;
+  while (performance.now() < deadline) {
+    const now = (performance.now() - started) / 1000;
+    if (Number.isNaN(queuedS) && waiting.get(before)?.n === 0) queuedS = now;
+    if (unprocessed.get(before)?.n === 0) {
+      processedS = now;
+      break;
+    }
+    await sleep(20);
+  }
+  const result = {
+    load,
+    sent: sent.length,
+    rows: count.get(before)?.n ?? 0,
+    distinct: distinct.get(before)?.n ?? 0,
+    answeredS,
+    queuedS,
+    processedS,
+  };
+  db.close();
+  return result;
+}
+
+/** Seconds until every recorded delivery has been enqueued and processed by the push worker. */
+async function drained(bot: Bot): Promise<number> {
+  const db = new Database(join(bot.dataDir, "tussilago.sqlite3"), { readonly: true });
+  const open = db.prepare<[], { n: number }>(
+    "select count(*) as n from webhook_deliveries where status in ('received', 'enqueued')",
+  );
+  const started = performance.now();
+  try {
+    while ((open.get()?.n ?? 0) > 0 && performance.now() - started < 300_000) await sleep(20);
+    return (performance.now() - started) / 1000;
+  } finally {
+    db.close();
+  }
+}
+
+async function slackHelp(bot: Bot): Promise<LoadResult> {
+  const next = () => {
+    // Fresh body per request (Slack's trigger_id differs per invocation), signed as Slack signs it.
+    const raw = commandBody("help");
+    const ts = Math.floor(Date.now() / 1000).toString();
+    const sig = `v0=${createHmac("sha256", SLACK_SIGNING_SECRET).update(`v0:${ts}:${raw}`).digest("hex")}`;
+    return {
+      path: "/slack/commands",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        "x-slack-request-timestamp": ts,
+        "x-slack-signature": sig,
+      },
+      body: raw,
+    };
+  };
+  return runLoad({
+    origin: bot.origin,
+    connections: SLACK_CONNECTIONS,
+    seconds: SECONDS,
+    next,
+    ok: (s) => s === 200,
+    warmup: 1,
+  });
+}
+
+const f0 = (n: number) => n.toLocaleString("en", { maximumFractionDigits: 0 });
+const f1 = (n: number) => n.toFixed(1);
 
 async function drive(): Promise<void> {
   const body = pushBody();
-  const results = [await load("bare", body), await load("webhook", body)];
-  const lines = [
-    `node ${process.version}, ${SECONDS} s per target, ${CONNECTIONS} connections, body ${body.length} bytes`,
-    "",
-    "| target | requests | errors | req/s | p50 ms | p99 ms |",
-    "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ...results.map(
-      (r) =>
-        `| ${r.target === "bare" ? "bare Hono 202" : "POST /webhooks/github (verify + SQLite + BullMQ)"} | ${r.requests} | ${r.errors} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} |`,
-    ),
-  ];
-  process.stdout.write(`${lines.join("\n")}\n`);
-  if (results.some((r) => r.errors > 0)) process.exitCode = 1;
+  const signature = `sha256=${createHmac("sha256", SECRET).update(body).digest("hex")}`;
+  const slackApi = await startFakeSlackApi();
+  const targets: Target[] = [];
+  let bot: Bot | undefined;
+  const out: string[] = [];
+  const say = (line = "") => {
+    out.push(line);
+    process.stdout.write(`${line}\n`);
+  };
+  try {
+    for (const t of TARGETS) {
+      if (t === "bare" || t === "probot") targets.push(await startComparison(t));
+      else if (t === "tussilago") {
+        bot = await startBot(slackApi.url);
+        targets.push(bot);
+      }
+    }
+    await sleep(2_000);
+    const rssIdle = bot ? rssMiB(bot.pid) : Number.NaN;
+    say(
+      `node ${process.version}, ${ROUNDS} alternating rounds × ${SECONDS} s per target, ${CONNECTIONS} connections, ` +
+        `signed push payload of ${body.length} bytes, ${new Date().toISOString()}`,
+    );
+    say();
+    const rounds = new Map<string, LoadResult[]>();
+    const drains: number[] = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const target of targets) {
+        const result = await runLoad({
+          origin: target.origin,
+          connections: CONNECTIONS,
+          seconds: SECONDS,
+          next: pushRequests(target.path, body, signature, randomUUID),
+          ok: (s) => s >= 200 && s < 300,
+          warmup: 2,
+        });
+        rounds.set(target.name, [...(rounds.get(target.name) ?? []), result]);
+        process.stderr.write(`round ${round} ${target.name}: ${f0(result.rps)} req/s, p99 ${f1(result.p99)} ms\n`);
+        if (target === bot) {
+          // The bot's relay and push worker finish this round's deliveries before the next target's round starts,
+          // so their work is not done on the next target's time.
+          const lagS = await drained(bot);
+          drains.push(lagS);
+        }
+      }
+    }
+    say("| target | round | requests | errors | statuses | req/s | p50 ms | p99 ms | max ms |");
+    say("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
+    const best = new Map<string, LoadResult>();
+    for (const target of targets) {
+      const results = rounds.get(target.name) ?? [];
+      results.forEach((r, idx) => {
+        const statuses = Object.entries(r.statuses)
+          .map(([s, n]) => `${s}×${n}`)
+          .join(" ");
+        say(
+          `| ${target.label} | ${idx + 1} | ${f0(r.requests)} | ${r.errors} | ${statuses} | ${f0(r.rps)} | ${f1(r.p50)} | ${f1(r.p99)} | ${f1(r.max)} |`,
+        );
+      });
+      const top = [...results].sort((a, b) => b.rps - a.rps)[0];
+      if (top) best.set(target.name, top);
+    }
+    if (drains.length > 0) {
+      say();
+      say(
+        `After each of its rounds the bot's queue had every delivery processed ${drains.map((d) => `${f1(d)} s`).join(", ")} after the load stopped (waited for before the next round).`,
+      );
+    }
+    const ours = best.get("tussilago");
+    const probot = best.get("probot");
+    if (ours && probot) {
+      say();
+      say(
+        `Best round each: tussilago ${f0(ours.rps)} req/s vs Probot ${f0(probot.rps)} req/s = **${(ours.rps / probot.rps).toFixed(2)}×** ` +
+          `throughput (target ≥ 1.2×); p99 ${f1(ours.p99)} ms vs ${f1(probot.p99)} ms = **${(ours.p99 / probot.p99).toFixed(2)}×** ` +
+          `(target ≤ 2×); p50 ${f1(ours.p50)} vs ${f1(probot.p50)} ms.`,
+      );
+    }
+    if (bot) {
+      const rssAfterRounds = rssMiB(bot.pid);
+      const b = await burst(bot, body, signature);
+      await sleep(2_000);
+      const rssAfterBurst = rssMiB(bot.pid);
+      say();
+      say(
+        `Burst: ${f0(b.sent)} fresh deliveries + ${f0(b.load.requests - b.sent)} redeliveries, ${CONNECTIONS} connections`,
+      );
+      say();
+      say("| measurement | value |");
+      say("| --- | ---: |");
+      say(
+        `| answers (statuses) | ${Object.entries(b.load.statuses)
+          .map(([s, n]) => `${s}×${n}`)
+          .join(" ")} |`,
+      );
+      say(`| errors | ${b.load.errors} |`);
+      say(`| rows recorded / distinct delivery ids | ${f0(b.rows)} / ${f0(b.distinct)} |`);
+      say(`| all answered (s) | ${f1(b.answeredS)} |`);
+      say(`| all on the queue (s, from the first request) | ${f1(b.queuedS)} |`);
+      say(`| all processed by the push worker (s) | ${f1(b.processedS)} |`);
+      say(`| answer p50 / p99 / max (ms) | ${f1(b.load.p50)} / ${f1(b.load.p99)} / ${f1(b.load.max)} |`);
+      say(
+        `| bot RSS idle / after the rounds / after the burst (MiB) | ${f0(rssIdle)} / ${f0(rssAfterRounds)} / ${f0(rssAfterBurst)} |`,
+      );
+      if (b.rows !== b.sent || b.distinct !== b.sent || b.load.errors > 0) process.exitCode = 1;
+
+      const slack = await slackHelp(bot);
+      say();
+      say(`Slack: signed \`/tussilago help\`, ${SLACK_CONNECTIONS} connections, ${SECONDS} s`);
+      say();
+      say("| requests | errors | req/s | p50 ms | p99 ms | max ms |");
+      say("| ---: | ---: | ---: | ---: | ---: | ---: |");
+      say(
+        `| ${f0(slack.requests)} | ${slack.errors} | ${f0(slack.rps)} | ${f1(slack.p50)} | ${f1(slack.p99)} | ${f1(slack.max)} |`,
+      );
+      say();
+      say(`Bot log lines written during the run: ${f0(bot.logLines())}`);
+    }
+    if ([...rounds.values()].flat().some((r) => r.errors > 0)) process.exitCode = 1;
+  } finally {
+    for (const t of targets) await t.stop();
+    await slackApi.close();
+  }
 }
 
 const serveIndex = process.argv.indexOf("--serve");
-if (serveIndex >= 0) await serveTarget(process.argv[serveIndex + 1] ?? "bare");
+if (serveIndex >= 0) await serveComparison(process.argv[serveIndex + 1] ?? "bare");
 else await drive();

@@ -22,6 +22,7 @@ import { type Actor, authorize, ensureSlackUser, rolesOf } from "../src/domain/u
 import { refSchema, slugSchema } from "../src/domain/validation.ts";
 import { escapeSlack, type SlackApi } from "../src/infra/slack-api.ts";
 import type { Logger } from "../src/log.ts";
+import { QueueDelayedError } from "../src/pipeline/bounded-queue.ts";
 import { linkDeploymentChannel } from "../src/reporters/slack-thread.ts";
 import { approvalMessage } from "./slack-approval-message.ts";
 import { type AuditSubcommand, parseAuditArgs, runAuditSubcommand } from "./slack-audit.ts";
@@ -370,6 +371,13 @@ async function requested(
 }
 
 function errorReply(err: unknown, correlationId: string, log: Logger): Reply {
+  if (err instanceof QueueDelayedError) {
+    // True as said: what the command records is in SQLite already, and the add lands when Redis is back.
+    log.warn({ err: err.message }, "slash command answered while the queue is delayed");
+    return {
+      text: `The job queue is delayed: your request is recorded and will run when the queue is back. Reference: ${correlationId}`,
+    };
+  }
   if (err instanceof LockedError) {
     const why = err.lock.reason === "" ? "" : `: ${escapeSlack(err.lock.reason)}`;
     return { text: `Refused: locked by ${err.lock.holderLabel} since ${err.lock.since.toISOString()}${why}` };

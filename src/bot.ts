@@ -6,6 +6,7 @@ import { proveGithubLink } from "../commands/github-link-proof.ts";
 import { type LogsQueue, registerLogsWorker } from "../commands/logs-job.ts";
 import { type PushDeployDeps, processPushDelivery } from "../commands/push-deploy.ts";
 import type { Config } from "./config.ts";
+import { startCheckpointer } from "./db/checkpointer.ts";
 import { databasePath, openDb, pingDb } from "./db/client.ts";
 import { SecretBox } from "./domain/crypto.ts";
 import {
@@ -14,6 +15,7 @@ import {
   type TenantStoreSettings,
   tenantRedisPublicUrl,
 } from "./domain/tenant-databases.ts";
+import { deliveryOutbox } from "./domain/webhook-deliveries.ts";
 import { createApp, type ReadinessCheck } from "./http/app.ts";
 import { githubRoute } from "./http/github-route.ts";
 import { createSlackApp } from "./http/slack-app.ts";
@@ -44,6 +46,8 @@ import { ServiceSupervisor, type Supervised } from "./infra/supervisor.ts";
 import { readSysctl } from "./infra/sysctl.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
+import { boundedQueue, boundedQueueOf } from "./pipeline/bounded-queue.ts";
+import { DeliveryRelay } from "./pipeline/delivery-relay.ts";
 import { registerDeployWorker } from "./pipeline/deploy-worker.ts";
 import { abortableSleep, type PipelineDeps } from "./pipeline/deps.ts";
 import { PipelineEvents } from "./pipeline/events.ts";
@@ -60,6 +64,8 @@ import { attachGithubStatusReporter } from "./reporters/github-status.ts";
 import { attachLogReporter } from "./reporters/log-reporter.ts";
 import { lockRefusalNotifier } from "./reporters/slack-notices.ts";
 import { attachSlackThreadReporter, CATCH_UP_WINDOW_MS } from "./reporters/slack-thread.ts";
+
+const COMMAND_QUEUE_TIMEOUT_MS = 1_000;
 
 export interface RunningBot {
   url: string;
@@ -93,6 +99,9 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     lifecycle.onStop("database", () => {
       db.$client.close();
     });
+    // WAL checkpoints (and their fsyncs) in a thread of their own, off the webhook route (src/db/checkpointer.ts).
+    const checkpointer = startCheckpointer(db, databasePath(config.dataDir), log.child({ component: "sqlite" }));
+    lifecycle.onStop("wal checkpointer", () => checkpointer.stop());
     log.info({ dataDir: config.dataDir }, "platform database ready");
 
     // Slack down is not a reason to stay down (webhooks, the CLI's queue and the apps' supervision do not need it);
@@ -172,6 +181,10 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     // shared one above, whose listener already logs every error as one JSON line; creating every queue here (the
     // instances are cached) gives all of them a listener.
     for (const name of Object.values(QUEUE_NAMES)) queue.queue(name).on("error", loggedByConnection);
+    // Webhooks are recorded in SQLite and answered; this relay moves them onto the queue (docs/architecture.md).
+    const relay = new DeliveryRelay({ outbox: deliveryOutbox(db), queue, log: log.child({ component: "relay" }) });
+    relay.start();
+    lifecycle.onStop("delivery relay", () => relay.stop());
 
     const proxy = new CaddyAdmin({ endpoint: caddyAdmin, log: log.child({ component: "caddy" }) });
     lifecycle.onStop("caddy client", () => proxy.close());
@@ -356,7 +369,19 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
           maxBodyBytes: config.maxBodyBytes,
           identity: () => slackAuth?.identity(),
           chatops: slackApi
-            ? { db, queue, log, secrets, slack: slackApi, now: Date.now, provisionQueue, tenantStores, logsQueue }
+            ? {
+                db,
+                // Slack wants an answer within 3 s: a command's add waits at most 1 s, then the user is told the
+                // queue is delayed (the add still lands when Redis is back; src/pipeline/bounded-queue.ts).
+                queue: boundedQueue(queue, COMMAND_QUEUE_TIMEOUT_MS, log),
+                log,
+                secrets,
+                slack: slackApi,
+                now: Date.now,
+                provisionQueue: boundedQueueOf(provisionQueue, QUEUE_NAMES.provision, COMMAND_QUEUE_TIMEOUT_MS, log),
+                tenantStores,
+                logsQueue: logsQueue && boundedQueueOf(logsQueue, QUEUE_NAMES.logs, COMMAND_QUEUE_TIMEOUT_MS, log),
+              }
             : undefined,
         })
       : undefined;
@@ -385,6 +410,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         secrets,
         maxBodyBytes: config.maxBodyBytes,
         db,
+        onRecorded: () => relay.wake(),
         queue,
       }),
       slackRoutes: slack?.routes,

@@ -293,6 +293,9 @@ export const webhookDeliveries = sqliteTable(
   (t) => [
     uniqueIndex("webhook_deliveries_source_delivery_uq").on(t.source, t.deliveryId),
     index("webhook_deliveries_created_idx").on(t.createdAt),
+    // The outbox relay (src/pipeline/delivery-relay.ts) polls for recorded-but-not-enqueued rows every second; a
+    // partial index keeps that a lookup of the few pending rows instead of a scan of every payload.
+    index("webhook_deliveries_received_idx").on(t.id).where(sql`status = 'received'`),
   ],
 );
 

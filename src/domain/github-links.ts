@@ -49,7 +49,24 @@ export interface LinkCandidate {
  * bound yet can be activated and one bound to another id can be refused. One query.
  */
 export function linkCandidates(db: DbOrTx, repoId: number, fullName: string): LinkCandidate[] {
-  return db
+  let prepared = candidateQueries.get(db);
+  if (!prepared) {
+    prepared = candidateQuery(db);
+    candidateQueries.set(db, prepared);
+  }
+  // Oldest first, sorted here: an ORDER BY over the two-index OR costs SQLite a temporary b-tree per call, several
+  // times the lookup itself, for the one or two rows a repository has.
+  return prepared
+    .all({ repoId, name: fullName.toLowerCase() })
+    .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id - b.id)
+    .flatMap(({ createdAt: _c, id: _i, ...r }) =>
+      r.repo !== null && r.status !== null ? [{ ...r, repo: r.repo, status: r.status }] : [],
+    );
+}
+
+// Prepared once per handle: building the query per webhook request showed in its profile (bench/RESULTS.md).
+const candidateQuery = (db: DbOrTx) =>
+  db
     .select({
       appUuid: apps.uuid,
       tenantId: apps.tenantId,
@@ -61,19 +78,22 @@ export function linkCandidates(db: DbOrTx, repoId: number, fullName: string): Li
       legacy: apps.githubLegacySecret,
       installationId: apps.githubInstallationId,
       proof: apps.githubLinkProof,
+      createdAt: apps.createdAt,
+      id: apps.id,
     })
     .from(apps)
     .where(
       and(
         isNull(apps.destroyedAt),
         isNotNull(apps.githubLinkStatus),
-        or(eq(apps.githubRepoId, repoId), sql`lower(${apps.githubRepo}) = ${fullName.toLowerCase()}`),
+        or(
+          eq(apps.githubRepoId, sql.placeholder("repoId")),
+          sql`lower(${apps.githubRepo}) = ${sql.placeholder("name")}`,
+        ),
       ),
     )
-    .orderBy(asc(apps.createdAt), asc(apps.id))
-    .all()
-    .flatMap((r) => (r.repo !== null && r.status !== null ? [{ ...r, repo: r.repo, status: r.status }] : []));
-}
+    .prepare();
+const candidateQueries = new WeakMap<DbOrTx, ReturnType<typeof candidateQuery>>();
 
 /**
  * A link's secret is known to its own admin, who can sign a "ping" for any repository name: a signature proves

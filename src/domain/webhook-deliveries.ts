@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { and, eq } from "drizzle-orm";
-import type { DbOrTx } from "../db/client.ts";
+import { and, eq, sql } from "drizzle-orm";
+import type { Db, DbOrTx } from "../db/client.ts";
 import { apps, auditEvents, type HeadCheck, webhookDeliveries } from "../db/schema.ts";
 import { recordAudit } from "./audit.ts";
 
@@ -44,12 +44,128 @@ export function recordGithubDelivery(db: DbOrTx, delivery: NewGithubDelivery): R
   return { ...existing, isNew: false };
 }
 
+/** A push as the webhook route recorded it: the few fields it checked, and the raw body GitHub signed. */
+export interface RawGithubPush {
+  deliveryId: string;
+  repository: string;
+  ref: string;
+  headCommit: string;
+  /** The request body verbatim (JSON text); the push worker parses it (commands/push-deploy.ts). */
+  rawPayload: string;
+  appUuids: readonly string[];
+}
+
+export type DeliveryRecorder = (push: RawGithubPush) => Promise<{ uuid: string; isNew: boolean }>;
+
+interface Waiting {
+  push: RawGithubPush;
+  resolve: (recorded: { uuid: string; isNew: boolean }) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * The webhook route's hot path: one prepared `INSERT … ON CONFLICT DO NOTHING RETURNING` per delivery (the unique
+ * index on (source, delivery_id) is the dedupe), and a second lookup only for a redelivery. Statements are
+ * prepared once per database handle, and the payload is stored as the raw text GitHub sent (no parse/stringify).
+ *
+ * Group commit: the deliveries recorded during one turn of the event loop are written in one transaction, and each
+ * caller's promise resolves once that transaction has committed, so every answer still follows its own durable
+ * record. Measured on the webhook bench (bench/RESULTS.md): a commit per request cost more than the insert, and
+ * the first read after each commit (the link lookup of the next request) paid again.
+ */
+export function prepareDeliveryRecorder(db: Db): DeliveryRecorder {
+  const insert = db.$client.prepare<unknown[], { uuid: string }>(
+    `insert into webhook_deliveries (uuid, source, delivery_id, event, repository, ref, head_commit, payload, app_uuids)
+     values (?, 'github', ?, 'push', ?, ?, ?, ?, ?)
+     on conflict (source, delivery_id) do nothing returning uuid`,
+  );
+  const existing = db.$client.prepare<[string], { uuid: string }>(
+    "select uuid from webhook_deliveries where source = 'github' and delivery_id = ?",
+  );
+  const recordOne = (push: RawGithubPush) => {
+    const row = insert.get(
+      randomUUID(),
+      push.deliveryId,
+      push.repository,
+      push.ref,
+      push.headCommit,
+      push.rawPayload,
+      JSON.stringify(push.appUuids),
+    );
+    if (row) return { uuid: row.uuid, isNew: true };
+    // A redelivery; also the second of two copies within one batch, which sees the first's uncommitted row.
+    const found = existing.get(push.deliveryId);
+    if (!found) throw new Error("webhook delivery vanished between insert and select");
+    return { uuid: found.uuid, isNew: false };
+  };
+  const recordAll = db.$client.transaction((batch: readonly Waiting[]) => batch.map((w) => recordOne(w.push)));
+  let batch: Waiting[] = [];
+  const flush = () => {
+    const current = batch;
+    batch = [];
+    let results: { uuid: string; isNew: boolean }[];
+    try {
+      results = recordAll(current);
+    } catch {
+      // The transaction rolled back; one failing row must not fail the others: record them one by one.
+      for (const w of current) {
+        try {
+          w.resolve(recordOne(w.push));
+        } catch (err) {
+          w.reject(err);
+        }
+      }
+      return;
+    }
+    current.forEach((w, i) => {
+      const result = results[i];
+      if (result) w.resolve(result);
+      else w.reject(new Error("delivery batch returned fewer rows than it was given"));
+    });
+  };
+  return (push) =>
+    new Promise((resolve, reject) => {
+      batch.push({ push, resolve, reject });
+      if (batch.length === 1) setImmediate(flush);
+    });
+}
+
+export interface PendingDelivery {
+  uuid: string;
+  deliveryId: string;
+}
+
+export interface DeliveryOutbox {
+  /** Recorded deliveries whose job is not known to be on the queue yet, oldest first. */
+  pending(limit: number): PendingDelivery[];
+  /**
+   * Marks deliveries enqueued, in one transaction. Only rows still `received`: the push worker may already have
+   * processed a job before its add returned to us, and that later status must not be overwritten.
+   */
+  markEnqueued(entries: ReadonlyArray<{ uuid: string; jobId: string }>): void;
+}
+
+/** The outbox side of webhook_deliveries; the poll is served by the partial index webhook_deliveries_received_idx. */
+export function deliveryOutbox(db: Db): DeliveryOutbox {
+  // The literal `status = 'received'` (not a bound parameter) is what lets SQLite use the partial index.
+  const pending = db.$client.prepare<[number], PendingDelivery>(
+    "select uuid, delivery_id as deliveryId from webhook_deliveries where status = 'received' order by id limit ?",
+  );
+  const mark = db.$client.prepare<[string, string]>(
+    "update webhook_deliveries set status = 'enqueued', job_id = ? where uuid = ? and status = 'received'",
+  );
+  const markAll = db.$client.transaction((entries: ReadonlyArray<{ uuid: string; jobId: string }>) => {
+    for (const e of entries) mark.run(e.jobId, e.uuid);
+  });
+  return { pending: (limit) => pending.all(limit), markEnqueued: (entries) => markAll(entries) };
+}
+
 export function markDeliveryEnqueued(db: DbOrTx, uuid: string, jobId: string): void {
   db.update(webhookDeliveries).set({ status: "enqueued", jobId }).where(eq(webhookDeliveries.uuid, uuid)).run();
 }
 
 export function markDeliveryIgnored(db: DbOrTx, uuid: string): void {
-  db.update(webhookDeliveries).set({ status: "ignored" }).where(eq(webhookDeliveries.uuid, uuid)).run();
+  stmts(db).ignored.run({ uuid });
 }
 
 export interface StoredDelivery {
@@ -59,8 +175,10 @@ export interface StoredDelivery {
   appUuids: string[];
 }
 
-export function findDelivery(db: DbOrTx, uuid: string): StoredDelivery | undefined {
-  return db
+// The push worker reads and marks every delivery: prepared once per handle, not built and prepared per call
+// (they showed in the webhook bench's profile, bench/RESULTS.md).
+const statements = (db: DbOrTx) => ({
+  find: db
     .select({
       deliveryId: webhookDeliveries.deliveryId,
       status: webhookDeliveries.status,
@@ -68,12 +186,35 @@ export function findDelivery(db: DbOrTx, uuid: string): StoredDelivery | undefin
       appUuids: webhookDeliveries.appUuids,
     })
     .from(webhookDeliveries)
-    .where(eq(webhookDeliveries.uuid, uuid))
-    .get();
+    .where(eq(webhookDeliveries.uuid, sql.placeholder("uuid")))
+    .prepare(),
+  processed: db
+    .update(webhookDeliveries)
+    .set({ status: "processed" })
+    .where(eq(webhookDeliveries.uuid, sql.placeholder("uuid")))
+    .prepare(),
+  ignored: db
+    .update(webhookDeliveries)
+    .set({ status: "ignored" })
+    .where(eq(webhookDeliveries.uuid, sql.placeholder("uuid")))
+    .prepare(),
+});
+const prepared = new WeakMap<DbOrTx, ReturnType<typeof statements>>();
+function stmts(db: DbOrTx) {
+  let s = prepared.get(db);
+  if (!s) {
+    s = statements(db);
+    prepared.set(db, s);
+  }
+  return s;
+}
+
+export function findDelivery(db: DbOrTx, uuid: string): StoredDelivery | undefined {
+  return stmts(db).find.get({ uuid });
 }
 
 export function markDeliveryProcessed(db: DbOrTx, uuid: string): void {
-  db.update(webhookDeliveries).set({ status: "processed" }).where(eq(webhookDeliveries.uuid, uuid)).run();
+  stmts(db).processed.run({ uuid });
 }
 
 /** Whether `after` was the ref's head when the push was mapped (`not-checked` without API credentials). */

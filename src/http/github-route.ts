@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { handleGithubPush, pushPayloadSchema } from "../../handlers/github-push.ts";
+import { pushFields, recordGithubPush } from "../../handlers/github-push.ts";
 import type { Db } from "../db/client.ts";
 import type { SecretBox } from "../domain/crypto.ts";
 import {
@@ -14,6 +14,8 @@ import {
   openWebhookSecret,
   signatureMatches,
 } from "../domain/github-links.ts";
+import { prepareDeliveryRecorder } from "../domain/webhook-deliveries.ts";
+import type { Logger } from "../log.ts";
 import { type JobQueue, QUEUE_NAMES } from "../pipeline/queues.ts";
 import type { AppEnv } from "./context.ts";
 import { badRequest, forbidden, tooLarge, unauthorized, unprocessable } from "./errors.ts";
@@ -26,15 +28,24 @@ export interface GithubRouteDeps {
   globalSecret: string | undefined;
   /** The bot authenticates as a GitHub App: its deliveries carry `installation.id`, checked against the link. */
   appMode: boolean;
+  secrets: SecretBox;
+  maxBodyBytes: number;
+  db: Db;
+  /**
+   * Called after a push is recorded: wakes the outbox relay (src/pipeline/delivery-relay.ts), which enqueues it.
+   * The route itself never talks to Redis, so its answer does not wait on it.
+   */
+  onRecorded: () => void;
   /**
    * The bot has API credentials (GITHUB_TOKEN or the App): activating a link, or following a rename, waits for
    * the API to confirm control of the repository (commands/github-link-proof.ts); a signature alone does not.
    */
   proofOfControl?: boolean | undefined;
-  secrets: SecretBox;
-  maxBodyBytes: number;
-  db: Db;
-  queue: JobQueue;
+  /**
+   * Where a link's proof-of-control job goes. The only Redis call a delivery can cause in the request, and only for
+   * a ping or first push of a link still to be proved (rare); pushes of active links never wait on Redis.
+   */
+  queue?: Pick<JobQueue, "enqueue"> | undefined;
 }
 
 // GitHub's delivery ids are GUIDs; anything else is not from GitHub and must not reach a job id.
@@ -68,7 +79,14 @@ type Verified = { link: LinkCandidate; via: "link" | "legacy" | "app" };
  * link or, in App mode, for a delivery that names an installation. At most one HMAC per candidate plus one for
  * the global secret.
  */
-function verifiedLinks(deps: GithubRouteDeps, candidates: LinkCandidate[], claim: Claimed, body: string, sig: string) {
+function verifiedLinks(
+  deps: GithubRouteDeps,
+  openSecret: (link: LinkCandidate) => string | undefined,
+  candidates: LinkCandidate[],
+  claim: Claimed,
+  body: string,
+  sig: string,
+) {
   let global: boolean | undefined;
   const globalMatches = () => {
     global ??= deps.globalSecret !== undefined && signatureMatches(deps.globalSecret, body, sig);
@@ -76,7 +94,7 @@ function verifiedLinks(deps: GithubRouteDeps, candidates: LinkCandidate[], claim
   };
   const verified: Verified[] = [];
   for (const link of candidates) {
-    const own = openWebhookSecret(deps.secrets, link);
+    const own = openSecret(link);
     if (own !== undefined && signatureMatches(own, body, sig)) verified.push({ link, via: "link" });
     else if (link.legacy && globalMatches()) verified.push({ link, via: "legacy" });
     else if (deps.appMode && claim.installationId !== undefined && globalMatches()) verified.push({ link, via: "app" });
@@ -92,6 +110,19 @@ function verifiedLinks(deps: GithubRouteDeps, candidates: LinkCandidate[], claim
  */
 export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
   const route = new Hono<AppEnv>();
+  const record = prepareDeliveryRecorder(deps.db);
+  // Opening a sealed secret is an AES-GCM decryption per link per request; the sealed value changes on rotation,
+  // so it is the cache key (bounded: cleared when full).
+  const opened = new Map<string, string | undefined>();
+  const openSecret = (link: LinkCandidate) => {
+    if (link.sealedSecret === null) return undefined;
+    const key = `${link.appUuid}\n${link.sealedSecret}`;
+    if (opened.has(key)) return opened.get(key);
+    if (opened.size >= 1_000) opened.clear();
+    const secret = openWebhookSecret(deps.secrets, link);
+    opened.set(key, secret);
+    return secret;
+  };
 
   route.post(
     "/",
@@ -117,19 +148,21 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
         // Not JSON: nothing names a repository, so no secret can vouch for it.
         throw unauthorized("signature does not match a linked repository");
       }
-      const log = c.get("log").child({ githubEvent: event, githubDelivery: deliveryId });
+      // Built only when something is logged: a child logger per request showed in the profile (bench/RESULTS.md).
+      let child: Logger | undefined;
+      const log = () => (child ??= c.get("log").child({ githubEvent: event, githubDelivery: deliveryId }));
       const claim = claimedRepository(json);
       if (claim === undefined) {
         // Events without a repository (an App's own ping, installation events) can only be the App's.
         if (deps.appMode && deps.globalSecret !== undefined && signatureMatches(deps.globalSecret, body, signature)) {
-          log.debug("GitHub App event without a repository ignored");
+          log().debug("GitHub App event without a repository ignored");
           return c.json({ ignored: true, event }, event === "ping" ? 200 : 202);
         }
         throw unauthorized("signature does not match a linked repository");
       }
 
       const candidates = linkCandidates(deps.db, claim.repoId, claim.fullName);
-      const verified = verifiedLinks(deps, candidates, claim, body, signature);
+      const verified = verifiedLinks(deps, openSecret, candidates, claim, body, signature);
       if (verified.length === 0) {
         // Unknown repository, or signed with a secret that is not this repository's: nothing is recorded.
         throw unauthorized(
@@ -153,7 +186,7 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
                 : undefined;
         if (refusal !== undefined) {
           if (actionable) auditLinkRefusal(deps.db, link, linkProof, refusal);
-          log.warn({ appId: link.appUuid, repositoryId: claim.repoId, reason: refusal }, "GitHub delivery refused");
+          log().warn({ appId: link.appUuid, repositoryId: claim.repoId, reason: refusal }, "GitHub delivery refused");
           continue;
         }
         bound.push(link);
@@ -161,6 +194,7 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
         if (!actionable) continue;
         if (deps.proofOfControl === true && needsControlProof(link, claim)) {
           // The link's admin can sign this themselves: the API must confirm it first (docs/security.md).
+          if (!deps.queue) throw new Error("githubRoute: proofOfControl needs a queue for the proof job");
           await deps.queue.enqueue(QUEUE_NAMES.githubLink, {
             appUuid: link.appUuid,
             repoId: claim.repoId,
@@ -170,14 +204,14 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
             event,
           });
           proving = true;
-          log.info({ appId: link.appUuid, repositoryId: claim.repoId }, "GitHub link proof of control queued");
+          log().info({ appId: link.appUuid, repositoryId: claim.repoId }, "GitHub link proof of control queued");
         } else if (applyLinkProof(deps.db, link, linkProof).activated) {
-          log.info({ appId: link.appUuid, app: link.appSlug, repositoryId: claim.repoId }, "GitHub link activated");
+          log().info({ appId: link.appUuid, app: link.appSlug, repositoryId: claim.repoId }, "GitHub link activated");
         }
       }
       if (bound.length === 0) throw forbidden("this delivery's repository or installation is not the one linked");
       if (event !== "push") {
-        if (event !== "ping") log.debug("GitHub event ignored");
+        if (event !== "ping") log().debug("GitHub event ignored");
         if (proving) return c.json({ proving: true, event }, 202);
         return event === "ping" ? c.json({ ok: true, event }, 200) : c.json({ ignored: true, event }, 202);
       }
@@ -185,18 +219,21 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
       const deploying = bound.filter((l) => l.status === "active");
       if (deploying.length === 0)
         return c.json(proving ? { proving: true, event } : { activated: true, event }, proving ? 202 : 200);
-      const parsed = pushPayloadSchema.safeParse(json);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0];
-        throw unprocessable(`invalid push payload: ${issue ? `${issue.path.join(".")} ${issue.message}` : "unknown"}`);
-      }
-      const outcome = await handleGithubPush(
-        { db: deps.db, queue: deps.queue, log },
-        deliveryId,
-        parsed.data,
-        deploying.map((l) => l.appUuid),
+      const fields = pushFields(json);
+      if (typeof fields === "string") throw unprocessable(`invalid push payload: ${fields}`);
+      const outcome = await recordGithubPush(
+        { record, onRecorded: deps.onRecorded },
+        {
+          deliveryId,
+          repository: claim.fullName,
+          ref: fields.ref,
+          headCommit: fields.after,
+          rawPayload: body,
+          appUuids: deploying.map((l) => l.appUuid),
+        },
       );
       if (outcome.kind === "duplicate") {
+        log().info({ deliveryUuid: outcome.deliveryUuid }, "duplicate GitHub delivery ignored");
         return c.json({ duplicate: true, delivery: outcome.deliveryUuid }, 200);
       }
       return c.json({ accepted: true, delivery: outcome.deliveryUuid }, 202);

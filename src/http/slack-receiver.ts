@@ -14,6 +14,8 @@ export interface HonoReceiverOptions {
   maxBodyBytes?: number;
   /** Answer 200 after this long even if no listener acked; Slack shows the user an error after 3 s. */
   ackTimeoutMs?: number;
+  /** How long the dedupe store may take before the delivery is processed without it. */
+  dedupeTimeoutMs?: number;
   /** Accepted distance between `X-Slack-Request-Timestamp` and our clock, both directions. */
   maxClockSkewSeconds?: number;
   now?: () => number;
@@ -124,6 +126,7 @@ export class HonoReceiver implements Receiver {
   readonly #dedupe: EventDedupe;
   readonly #maxBodyBytes: number;
   readonly #ackTimeoutMs: number;
+  readonly #dedupeTimeoutMs: number;
   readonly #maxClockSkewSeconds: number;
   readonly #now: () => number;
   readonly #inFlight = new Set<Promise<void>>();
@@ -135,6 +138,7 @@ export class HonoReceiver implements Receiver {
     this.#maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
     // Slack's deadline is 3 s; keep a margin for the network between us and Slack.
     this.#ackTimeoutMs = options.ackTimeoutMs ?? 2_500;
+    this.#dedupeTimeoutMs = options.dedupeTimeoutMs ?? 250;
     this.#maxClockSkewSeconds = options.maxClockSkewSeconds ?? 300;
     this.#now = options.now ?? Date.now;
   }
@@ -275,13 +279,25 @@ export class HonoReceiver implements Receiver {
     });
   }
 
-  /** A dedupe store that is down must not drop deliveries: process, and let idempotent jobs absorb a repeat. */
+  /**
+   * A dedupe store that is down must not drop deliveries: process, and let idempotent jobs absorb a repeat. Bounded
+   * too: the store is Redis, whose client waits for ever while it is unreachable, and Slack's 3 s keep running.
+   */
   async #firstSeen(key: string, log: Logger): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
     try {
-      return await this.#dedupe.firstSeen(key);
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`no answer within ${this.#dedupeTimeoutMs} ms`)),
+          this.#dedupeTimeoutMs,
+        );
+      });
+      return await Promise.race([this.#dedupe.firstSeen(key), timeout]);
     } catch (err) {
       log.warn({ err }, "Slack dedupe store failed; processing the delivery anyway");
       return true;
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

@@ -12,6 +12,7 @@ import { createApp } from "../../src/http/app.ts";
 import { githubRoute } from "../../src/http/github-route.ts";
 import type { CommitStatusInput, DeploymentInput, DeploymentStatusInput } from "../../src/infra/github-api.ts";
 import { ExecaRunner } from "../../src/infra/runner.ts";
+import type { DeliveryRelay } from "../../src/pipeline/delivery-relay.ts";
 import { abortableSleep } from "../../src/pipeline/deps.ts";
 import type { PipelineEvent } from "../../src/pipeline/events.ts";
 import { registerPushWorker } from "../../src/pipeline/push-worker.ts";
@@ -22,6 +23,7 @@ import { FakeGithub } from "../helpers/fake-github.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 import { EXAMPLE_REPO_ID, examplePush, githubRequest, TEST_SECRET_KEY } from "../helpers/github.ts";
 import { activateLinkForTest } from "../helpers/github-links.ts";
+import { relayFor } from "../helpers/relay.ts";
 
 const secrets = new SecretBox(TEST_SECRET_KEY);
 
@@ -56,6 +58,7 @@ let p: E2EPipeline;
 let http: ReturnType<typeof createApp>;
 let github: TimedGithub;
 let reporter: GithubStatusReporter;
+let relay: DeliveryRelay;
 let app: AppView;
 let work: string;
 const events: { event: PipelineEvent; at: number }[] = [];
@@ -77,6 +80,8 @@ beforeAll(async () => {
   // With API credentials the worker checks that `after` is still the branch head (pushRelease records it).
   const pushDeps = { db: p.db, queue: p.queue, log: p.log, github };
   registerPushWorker(p.pool, (deliveryUuid) => processPushDelivery(pushDeps, deliveryUuid));
+  relay = relayFor(p.db, p.queue, p.log).relay;
+  relay.start();
   reporter = attachGithubStatusReporter(p.events, { db: p.db, github, log: p.log });
   p.events.subscribe((event) => {
     events.push({ event, at: Date.now() });
@@ -90,7 +95,7 @@ beforeAll(async () => {
       secrets,
       maxBodyBytes: 1024 * 1024,
       db: p.db,
-      queue: p.queue,
+      onRecorded: relay.wake.bind(relay),
     }),
   });
   // A full core and a half, as in deploy.test.ts: uv sync under gVisor is slow on a busy 2-core machine.
@@ -99,6 +104,7 @@ beforeAll(async () => {
 }, 900_000);
 
 afterAll(async () => {
+  await relay?.stop();
   reporter?.detach();
   await p?.close();
 }, 120_000);

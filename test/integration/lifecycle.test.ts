@@ -81,9 +81,11 @@ describe("bot process lifecycle", () => {
       "workers",
       "health probe",
       "caddy client",
+      "delivery relay",
       "queues",
       "redis connection",
       "embedded redis",
+      "wal checkpointer",
       "database",
       "instance lock",
     ]);

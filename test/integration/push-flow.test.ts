@@ -15,6 +15,7 @@ import { WorkerPool } from "../../src/pipeline/worker-pool.ts";
 import { dropPrefix, memoryLogger, tempDb, testRedis, uniquePrefix, waitFor } from "../helpers/fixtures.ts";
 import { EXAMPLE_REPO, EXAMPLE_REPO_ID, examplePush, githubRequest, TEST_SECRET_KEY } from "../helpers/github.ts";
 import { activateLinkForTest } from "../helpers/github-links.ts";
+import { relayFor } from "../helpers/relay.ts";
 
 let redis: Redis;
 let prefix: string;
@@ -49,11 +50,19 @@ describe("push webhook → push worker → deployment", () => {
       branch: "master",
     });
     const secrets = new SecretBox(TEST_SECRET_KEY);
+    const { onRecorded } = relayFor(db, queue, log.logger);
     const SECRET = activateLinkForTest(db, secrets, app.uuid, { repo: EXAMPLE_REPO, repoId: EXAMPLE_REPO_ID });
     const http = createApp({
       logger: log.logger,
       readiness: [],
-      githubRoutes: githubRoute({ globalSecret: undefined, appMode: false, secrets, maxBodyBytes: 1 << 20, db, queue }),
+      githubRoutes: githubRoute({
+        globalSecret: undefined,
+        appMode: false,
+        secrets,
+        maxBodyBytes: 1 << 20,
+        db,
+        onRecorded,
+      }),
     });
     const deps = { db, queue, log: log.logger };
     registerPushWorker(pool, (deliveryUuid) => processPushDelivery(deps, deliveryUuid));

@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createAppCommand, linkGithubCommand } from "../../commands/apps.ts";
 import { proveGithubLink } from "../../commands/github-link-proof.ts";
 import { formatGithubLink } from "../../src/cli/admin-format.ts";
-import { apps, auditEvents } from "../../src/db/schema.ts";
+import { apps, auditEvents, webhookDeliveries } from "../../src/db/schema.ts";
 import { getAppBySlug } from "../../src/domain/apps.ts";
 import { SecretBox } from "../../src/domain/crypto.ts";
 import { requestDeployment } from "../../src/domain/deployments.ts";
@@ -54,6 +54,7 @@ function setup(options: { appMode?: boolean } = {}) {
         maxBodyBytes: 1024 * 1024,
         db: p.db,
         queue,
+        onRecorded: () => {},
       }),
     });
   const withCredentials = http(true);
@@ -182,7 +183,15 @@ describe("with API credentials, a signed ping is not proof of control", () => {
         })
       ).status,
     ).toBe(202);
-    expect([...f.queue.jobs.values()].map((j) => j.queue)).toEqual(["github-push"]);
+    // Recorded for the outbox relay (src/pipeline/delivery-relay.ts), which enqueues the push; no proof job.
+    expect(
+      f.db
+        .select()
+        .from(webhookDeliveries)
+        .all()
+        .map((d) => d.status),
+    ).toEqual(["received"]);
+    expect([...f.queue.jobs.values()].map((j) => j.queue)).toEqual([]);
   });
 
   it("a pending link's first push is checked the same way: no activation, no delivery, no job but the proof", async () => {
@@ -279,7 +288,14 @@ describe("with API credentials, a signed ping is not proof of control", () => {
       repository: { ...(examplePush().repository as object), id: VICTIM_ID, full_name: VICTIM },
     };
     expect((await f.send(secret, "push", push)).status).toBe(202);
-    expect([...f.queue.jobs.values()].map((j) => j.queue).sort()).toEqual(["github-link", "github-push"]);
+    expect([...f.queue.jobs.values()].map((j) => j.queue)).toEqual(["github-link"]);
+    expect(
+      f.db
+        .select()
+        .from(webhookDeliveries)
+        .all()
+        .map((d) => d.status),
+    ).toEqual(["received"]);
     expect(await f.runProofs()).toEqual([expect.objectContaining({ kind: "denied" })]);
     expect(f.row()).toMatchObject({ githubLinkStatus: "active", githubLinkProof: "signature" });
 

@@ -24,6 +24,7 @@ import {
   TEST_SECRET_KEY,
 } from "../helpers/github.ts";
 import { pipelineFixture, SHA } from "../helpers/pipeline.ts";
+import { relayFor } from "../helpers/relay.ts";
 
 /** The App's webhook secret (GITHUB_WEBHOOK_SECRET): only the operator holds it. */
 const GLOBAL = "the operator's App webhook secret";
@@ -44,7 +45,7 @@ function setup(options: { appMode?: boolean; globalSecret?: string } = {}) {
       secrets,
       maxBodyBytes: 1024 * 1024,
       db: t.db,
-      queue,
+      onRecorded: relayFor(t.db, queue, log.logger).onRecorded,
     }),
   });
   const deps = { db: t.db, log: log.logger, secrets };

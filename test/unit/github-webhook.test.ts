@@ -19,6 +19,7 @@ import {
   TEST_SECRET_KEY,
 } from "../helpers/github.ts";
 import { activateLinkForTest } from "../helpers/github-links.ts";
+import { relayFor } from "../helpers/relay.ts";
 
 /** The webhook secret of the one linked app, set per test by setup(). */
 let SECRET = "";
@@ -35,6 +36,7 @@ function setup(maxBodyBytes = 1024 * 1024) {
     branch: "master",
   });
   SECRET = activateLinkForTest(database.db, secrets, linked.uuid, { repo: EXAMPLE_REPO, repoId: EXAMPLE_REPO_ID });
+  const { relay, onRecorded } = relayFor(database.db, queue, log.logger);
   const app = createApp({
     logger: log.logger,
     readiness: [],
@@ -44,10 +46,10 @@ function setup(maxBodyBytes = 1024 * 1024) {
       secrets,
       maxBodyBytes,
       db: database.db,
-      queue,
+      onRecorded,
     }),
   });
-  return { ...database, queue, app, log };
+  return { ...database, queue, relay, app, log };
 }
 
 let ctx: ReturnType<typeof setup>;
@@ -66,26 +68,31 @@ describe("POST /webhooks/github", () => {
     expect(ctx.queue.jobs.size).toBe(0);
   });
 
-  it("records a signed push and enqueues one job under an id derived from the delivery id", async () => {
+  it("records a signed push, answers 202, and the relay enqueues one job under an id derived from the delivery id", async () => {
     const deliveryId = randomUUID();
     const body = JSON.stringify(examplePush());
     const res = await post(githubRequest(SECRET, "push", body, { deliveryId }));
     expect(res.status).toBe(202);
     const json = (await res.json()) as { accepted: boolean; delivery: string };
     expect(json.accepted).toBe(true);
+    const row = () => ctx.db.select().from(webhookDeliveries).where(eq(webhookDeliveries.deliveryId, deliveryId)).get();
+    expect(row()).toMatchObject({ status: "received", jobId: null });
+    await ctx.relay.flush();
     expect([...ctx.queue.jobs.keys()]).toEqual([`push-${deliveryId}`]);
     const job = ctx.queue.jobs.get(`push-${deliveryId}`);
     expect(job).toEqual({ queue: "github-push", data: { deliveryUuid: json.delivery } });
-    const row = ctx.db.select().from(webhookDeliveries).where(eq(webhookDeliveries.deliveryId, deliveryId)).get();
-    expect(row).toMatchObject({
+    expect(row()).toMatchObject({
       event: "push",
       status: "enqueued",
       repository: "Codertocat/Hello-World",
       ref: "refs/heads/master",
       headCommit: "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
       jobId: `push-${deliveryId}`,
+      appUuids: [expect.any(String)],
     });
-    expect(row?.uuid).toBe(json.delivery);
+    expect(row()?.uuid).toBe(json.delivery);
+    // The record is the body GitHub signed, byte for byte (the worker parses it with its own schema).
+    expect(ctx.db.$client.prepare("select payload from webhook_deliveries").pluck().get()).toBe(body);
   });
 
   it("treats a redelivery (same X-GitHub-Delivery) as a 2xx no-op", async () => {
@@ -93,6 +100,7 @@ describe("POST /webhooks/github", () => {
     const body = JSON.stringify(examplePush());
     const first = await post(githubRequest(SECRET, "push", body, { deliveryId }));
     const second = await post(githubRequest(SECRET, "push", body, { deliveryId }));
+    await ctx.relay.flush();
     expect(first.status).toBe(202);
     expect(second.status).toBe(200);
     expect(await second.json()).toMatchObject({ duplicate: true });
@@ -100,15 +108,18 @@ describe("POST /webhooks/github", () => {
     expect(ctx.db.select().from(webhookDeliveries).all()).toHaveLength(1);
   });
 
-  it("enqueues on redelivery when the first attempt was recorded but never enqueued", async () => {
+  it("answers 202 while the queue fails; the relay enqueues the recorded delivery once it works again", async () => {
     const deliveryId = randomUUID();
     const body = JSON.stringify(examplePush());
     ctx.queue.failNext = new Error("redis down");
     const first = await post(githubRequest(SECRET, "push", body, { deliveryId }));
-    expect(first.status).toBe(500);
+    expect(first.status).toBe(202);
+    await expect(ctx.relay.flush()).rejects.toThrow("redis down");
     expect(ctx.queue.jobs.size).toBe(0);
+    expect(ctx.db.select().from(webhookDeliveries).all()[0]?.status).toBe("received");
     const retry = await post(githubRequest(SECRET, "push", body, { deliveryId }));
-    expect(retry.status).toBe(202);
+    expect(retry.status).toBe(200);
+    await ctx.relay.flush();
     expect(ctx.queue.jobs.size).toBe(1);
     const rows = ctx.db.select().from(webhookDeliveries).all();
     expect(rows).toHaveLength(1);
@@ -196,7 +207,9 @@ describe("POST /webhooks/github", () => {
   });
 
   it("an unexpected failure answers a generic 500 and logs the detail with the correlation id", async () => {
-    ctx.queue.failNext = new Error("connect ECONNREFUSED /var/lib/secret/redis.sock");
+    ctx.db.$client.exec(
+      "create trigger fail before insert on webhook_deliveries begin select raise(abort, 'ECONNREFUSED /var/lib/secret/db'); end",
+    );
     const res = await post(githubRequest(SECRET, "push", JSON.stringify(examplePush())));
     expect(res.status).toBe(500);
     const text = await res.text();

@@ -11,9 +11,11 @@ import { createApp } from "../../src/http/app.ts";
 import { createSlackApp } from "../../src/http/slack-app.ts";
 import { MemoryEventDedupe } from "../../src/http/slack-dedupe.ts";
 import { SlackSocketReceiver } from "../../src/http/slack-socket-receiver.ts";
+import { boundedQueue } from "../../src/pipeline/bounded-queue.ts";
 import type { ProvisionQueue } from "../../src/pipeline/provision-worker.ts";
 import { type ProvisionJobData, provisionJobId } from "../../src/pipeline/queues.ts";
 import { bareIntegers, chatopsTest, slackHarness } from "../helpers/chatops.ts";
+import { FakeJobQueue } from "../helpers/fake-queue.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 import {
   commandBody,
@@ -354,6 +356,56 @@ describe("ack deadline", () => {
       await expect.poll(() => harness.responses()).toEqual([expect.stringMatching(/^Deployment of \*web-app\*/)]);
     } finally {
       await harness.stop();
+    }
+  });
+
+  test("a queue that does not answer (Redis down): the deployment is recorded, the user is told the queue is delayed, and the add lands later", async ({
+    world,
+  }) => {
+    world.app("web-app");
+    world.user("U0USER", "deployer");
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const inner = new FakeJobQueue();
+    const enqueue = inner.enqueue.bind(inner);
+    inner.enqueue = async (...args) => {
+      await gate;
+      return enqueue(...args);
+    };
+    world.deps.queue = boundedQueue(inner, 30, world.logger);
+    const harness = await slackHarness(world);
+    try {
+      const { status, body } = await harness.command("deploy web-app");
+      expect(status).toBe(200);
+      expect(body.text).toMatch(
+        /^The job queue is delayed: your request is recorded and will run when the queue is back/,
+      );
+      const recorded = world.db.select().from(deployments).all();
+      expect(recorded.map((d) => d.status)).toEqual(["queued"]);
+      expect(inner.jobs.size).toBe(0);
+      release();
+      await expect.poll(() => [...inner.jobs.keys()]).toEqual([`deploy-${recorded[0]?.uuid}`]);
+    } finally {
+      await harness.stop();
+    }
+  });
+
+  test("a dedupe store that does not answer (Redis down) does not hold the ack", async ({ api }) => {
+    const { logger } = memoryLogger("silent");
+    const slack = await createSlackApp({
+      config: { signingSecret: TEST_SIGNING_SECRET, botToken: TEST_BOT_TOKEN, appToken: undefined, apiUrl: api.url },
+      logger,
+      dedupe: { firstSeen: () => new Promise<boolean>(() => {}), forget: async () => {} },
+    });
+    const http = createApp({ logger, readiness: [], slackRoutes: slack.routes });
+    try {
+      const res = await slackRequest(http, "/slack/commands", commandBody("help"));
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as Answer).text).toContain("/tussilago");
+    } finally {
+      await slack.stop();
     }
   });
 

@@ -1,0 +1,162 @@
+import type { DeliveryOutbox } from "../domain/webhook-deliveries.ts";
+import type { Logger } from "../log.ts";
+import { type JobQueue, pushJobId, QUEUE_NAMES } from "./queues.ts";
+
+export interface DeliveryRelayOptions {
+  outbox: DeliveryOutbox;
+  queue: JobQueue;
+  log: Logger;
+  /** The safety net under the in-process wake-up: recorded rows are looked for at least this often. */
+  pollMs?: number;
+  /** Rows moved per pass step; a burst drains in steps of this size. */
+  batchSize?: number;
+  /** Back-off after a failed pass: doubling from `minBackoffMs` up to this, with jitter. */
+  maxBackoffMs?: number;
+  minBackoffMs?: number;
+}
+
+/**
+ * The outbox relay of GitHub deliveries (docs/architecture.md, *Ingress*): the webhook route only records a
+ * delivery in SQLite and answers, and this loop puts recorded-but-not-enqueued rows on the BullMQ queue, so a
+ * webhook is answered within GitHub's 10 s whatever Redis does.
+ *
+ * - Woken right after a record (`wake`, coalesced to one pass per event-loop turn), and polling every `pollMs`,
+ *   which also picks up rows a crash left behind.
+ * - One pass at a time. While Redis is unreachable an add waits in ioredis's offline queue (the bot's connection
+ *   retries for ever, src/infra/redis.ts): the pass waits with it, nothing is re-added meanwhile, and the queue
+ *   catches up as soon as the connection is back. A pass that fails (Redis answers an error) backs off, bounded.
+ * - Job ids are derived from `X-GitHub-Delivery`: a crash between the add and the marking re-adds the same id on
+ *   the next start, which BullMQ ignores. So nothing recorded is lost and nothing is enqueued twice.
+ */
+export class DeliveryRelay {
+  readonly #outbox: DeliveryOutbox;
+  readonly #queue: JobQueue;
+  readonly #log: Logger;
+  readonly #pollMs: number;
+  readonly #batchSize: number;
+  readonly #minBackoffMs: number;
+  readonly #maxBackoffMs: number;
+  #pass: Promise<void> | undefined;
+  #again = false;
+  #wakeScheduled = false;
+  #failures = 0;
+  #retryAt = 0;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #pollTimer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(options: DeliveryRelayOptions) {
+    this.#outbox = options.outbox;
+    this.#queue = options.queue;
+    this.#log = options.log;
+    this.#pollMs = options.pollMs ?? 1_000;
+    this.#batchSize = options.batchSize ?? 500;
+    this.#minBackoffMs = options.minBackoffMs ?? 200;
+    this.#maxBackoffMs = options.maxBackoffMs ?? 5_000;
+  }
+
+  /** Starts polling and runs a first pass at once (rows left by a previous run). */
+  start(): void {
+    this.#stopped = false;
+    this.#pollTimer = setInterval(() => this.#kick(), this.#pollMs);
+    this.#pollTimer.unref();
+    this.#kick();
+  }
+
+  /** Called after a record. Deferred to the next turn of the event loop, so the answer goes out first. */
+  wake(): void {
+    if (this.#wakeScheduled || this.#stopped) return;
+    this.#wakeScheduled = true;
+    setImmediate(() => {
+      this.#wakeScheduled = false;
+      this.#kick();
+    });
+  }
+
+  /** Runs passes until nothing recorded is left (tests, and the bench's burst); rejects if a pass fails. */
+  async flush(): Promise<void> {
+    for (;;) {
+      if (this.#pass) await this.#pass;
+      else if (this.#outbox.pending(1).length > 0) await this.#runPass(true);
+      else return;
+    }
+  }
+
+  /** Stops the loop; waits for a pass in flight at most `timeoutMs` (it may be waiting for Redis). */
+  async stop(timeoutMs = 2_000): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#pollTimer);
+    clearTimeout(this.#retryTimer);
+    const pass = this.#pass;
+    if (!pass) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([pass, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
+  }
+
+  #kick(): void {
+    if (this.#stopped) return;
+    if (this.#pass) {
+      this.#again = true;
+      return;
+    }
+    if (Date.now() < this.#retryAt) return; // backing off; the retry timer kicks
+    void this.#runPass(false);
+  }
+
+  #runPass(rethrow: boolean): Promise<void> {
+    const pass = this.#drain().then(
+      () => {
+        if (this.#failures > 0) this.#log.info({ failedPasses: this.#failures }, "delivery relay caught up");
+        this.#failures = 0;
+        this.#retryAt = 0;
+      },
+      (err: unknown) => {
+        this.#failures++;
+        const delay = Math.min(this.#maxBackoffMs, this.#minBackoffMs * 2 ** Math.min(this.#failures - 1, 10));
+        const jittered = Math.round(delay / 2 + Math.random() * (delay / 2));
+        this.#retryAt = Date.now() + jittered;
+        // One line per outage, then one per ten failed passes: a long outage must not flood the log.
+        if (this.#failures === 1 || this.#failures % 10 === 0) {
+          this.#log.warn({ err, failedPasses: this.#failures, retryInMs: jittered }, "delivery relay: enqueue failed");
+        }
+        clearTimeout(this.#retryTimer);
+        this.#retryTimer = setTimeout(() => this.#kick(), jittered);
+        this.#retryTimer.unref();
+        if (rethrow) throw err;
+      },
+    );
+    this.#pass = pass.finally(() => {
+      this.#pass = undefined;
+      if (this.#again) {
+        this.#again = false;
+        this.#kick();
+      }
+    });
+    return this.#pass;
+  }
+
+  async #drain(): Promise<void> {
+    for (;;) {
+      this.#again = false;
+      const rows = this.#outbox.pending(this.#batchSize);
+      if (rows.length === 0) return;
+      const settled = await Promise.allSettled(
+        rows.map(async (row) => ({
+          uuid: row.uuid,
+          jobId: await this.#queue.enqueue(
+            QUEUE_NAMES.githubPush,
+            { deliveryUuid: row.uuid },
+            pushJobId(row.deliveryId),
+          ),
+        })),
+      );
+      const marked = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+      if (marked.length > 0) this.#outbox.markEnqueued(marked);
+      this.#log.debug({ count: marked.length }, "deliveries enqueued");
+      const failed = settled.find((s) => s.status === "rejected");
+      if (failed) throw failed.reason;
+      if (rows.length < this.#batchSize && !this.#again) return;
+    }
+  }
+}
