@@ -13,6 +13,7 @@ import {
   PodmanError,
   toPodmanError,
 } from "./container-engine.ts";
+import { readFileTail, tailK8sFileLog } from "./container-log.ts";
 import { egressRuleset, resolveEndpoints, resolversFrom } from "./egress-firewall.ts";
 import {
   type BuildRunSpec,
@@ -244,12 +245,33 @@ export class PodmanEngine implements ContainerEngine {
     this.#log.info({ container: name }, "container removed");
   }
 
+  /**
+   * The container's last lines, stdout and stderr in the order written, from its k8s-file log (container-log.ts says
+   * why not `podman logs --tail`); other log drivers, or a file we cannot read, fall back to `podman logs`.
+   */
   async containerLogs(name: string, lines: number): Promise<string> {
     const n = Math.max(1, Math.min(5_000, Math.floor(lines)));
-    const res = await this.#podmanRun(["logs", "--tail", String(n), "--", validName(name)], {
+    const res = await this.#podmanRun([
+      "container",
+      "inspect",
+      "--format",
+      "{{.HostConfig.LogConfig.Type}}\t{{.HostConfig.LogConfig.Path}}",
+      "--",
+      validName(name),
+    ]);
+    const [driver = "", path = ""] = res.stdout.trim().split("\t");
+    if (driver === "k8s-file" && path.startsWith("/")) {
+      try {
+        const { text, whole } = await readFileTail(path);
+        return tailK8sFileLog(text, n, whole);
+      } catch (err) {
+        this.#log.warn({ err, container: name }, "cannot read the container's log file; asking podman logs");
+      }
+    }
+    const logs = await this.#podmanRun(["logs", "--tail", String(n), "--", validName(name)], {
       maxOutputBytes: 1024 * 1024,
     });
-    return res.stdout + res.stderr;
+    return logs.stdout + logs.stderr;
   }
 
   async listContainers(labelFilter: Readonly<Record<string, string>>): Promise<ContainerInfo[]> {
