@@ -5,12 +5,15 @@ import type { Logger } from "../log.ts";
 import {
   type BuildOptions,
   type ContainerEngine,
+  type ContainerExit,
   type ContainerInfo,
   type ExecResult,
+  type ExitWatch,
   fromInspect,
   type ImageInfo,
   type InspectJson,
   PodmanError,
+  parseExitEvent,
   toPodmanError,
 } from "./container-engine.ts";
 import { readFileTail, tailK8sFileLog } from "./container-log.ts";
@@ -59,8 +62,10 @@ import { seccompProfileJson } from "./seccomp-profile.ts";
 export type {
   BuildOptions,
   ContainerEngine,
+  ContainerExit,
   ContainerInfo,
   ExecResult,
+  ExitWatch,
   ImageInfo,
   PodmanErrorCode,
 } from "./container-engine.ts";
@@ -232,6 +237,44 @@ export class PodmanEngine implements ContainerEngine {
     if (!info) throw new PodmanError("run", "engine", undefined, "container vanished right after start");
     this.#log.info({ container: spec.name, image: spec.image, hostPort: info.hostPort }, "container started");
     return info;
+  }
+
+  /**
+   * runsc's network flag is not stored with the container: `podman start` without it fails ("cannot run with network
+   * enabled in root network namespace"), so the same global flags as at `run` are passed. Only for app containers
+   * (bridge network), the only ones started again.
+   */
+  async startContainer(name: string): Promise<ContainerInfo> {
+    const sandbox = await this.#sandbox();
+    await this.ensureNetworks();
+    const args = [...globalArgs(sandbox.settings, sandbox.settings.runscNetwork), "start", "--", validName(name)];
+    try {
+      await this.#runner.run(this.#podman, args, { timeoutMs: this.#timeoutMs, cwd: sandbox.dir });
+    } catch (err) {
+      throw toPodmanError("start", err, false);
+    }
+    const info = await this.inspectContainer(name);
+    if (!info) throw new PodmanError("start", "engine", undefined, "container vanished right after start");
+    this.#log.info({ container: name, hostPort: info.hostPort }, "container started again");
+    return info;
+  }
+
+  watchExits(labelFilter: Readonly<Record<string, string>>, onExit: (exit: ContainerExit) => void): ExitWatch {
+    const filters = labelArgs(labelFilter).flatMap((a) => (a === "--label" ? ["--filter"] : [`label=${a}`]));
+    const proc = this.#runner.spawn(
+      this.#podman,
+      ["events", "--format", "json", "--filter", "type=container", "--filter", "event=died", ...filters],
+      {
+        onStdoutLine: (line) => {
+          const exit = parseExitEvent(line);
+          if (exit) onExit(exit);
+        },
+      },
+    );
+    return {
+      ended: proc.exited.then(() => undefined),
+      stop: () => proc.stop(2_000),
+    };
   }
 
   async stopContainer(name: string, graceSeconds: number): Promise<void> {
