@@ -36,6 +36,11 @@ export interface SlackThreadOptions {
    * ~50 chat.update per minute per workspace (Tier 3); 1 s per deployment keeps a few parallel deploys inside it.
    */
   minIntervalMs?: number;
+  /**
+   * Asked after a failed deployment when an older release is current: is the app served right now (a probe through
+   * the proxy, src/pipeline/serving-check.ts)? Without it the thread claims nothing about serving.
+   */
+  servingCheck?: ((appUuid: string) => Promise<{ serving: boolean; reason?: string | undefined }>) | undefined;
 }
 
 export interface SlackThreadReporter {
@@ -133,7 +138,14 @@ export function attachSlackThreadReporter(options: SlackThreadOptions): SlackThr
     if (s.final && !s.repliesSent) {
       s.repliesSent = true;
       const serving = s.final.status === "failed" ? currentRelease(db, s.appUuid) : undefined;
-      for (const text of renderReplies(s, serving)) await slack.postMessage({ channel, text, threadTs: ts });
+      const check =
+        serving && serving.deploymentUuid !== s.uuid && options.servingCheck
+          ? await options.servingCheck(s.appUuid).catch((err: unknown) => {
+              log.warn({ err, appId: s.appUuid }, "serving check failed");
+              return { serving: false, reason: "the check itself failed" };
+            })
+          : undefined;
+      for (const text of renderReplies(s, serving, check)) await slack.postMessage({ channel, text, threadTs: ts });
     }
   };
 

@@ -27,6 +27,9 @@ import { memoryLogger } from "../helpers/fixtures.ts";
 import { type PipelineFixture, pipelineFixture } from "../helpers/pipeline.ts";
 import { FAKE_BOT, nowSeconds, startFakeSlackApi } from "../helpers/slack.ts";
 
+/** What the reporter's probe through the proxy finds, per app (default: serving). */
+const servingAnswers = new Map<string, { serving: boolean; reason?: string }>();
+
 /** A manual clock: timers fire only when the test advances time. */
 class FakeClock implements Timers {
   now = 1_000_000;
@@ -78,6 +81,7 @@ const test = base.extend<Ctx>({
       db: world.db,
       slack,
       log: world.logger,
+      servingCheck: async (appUuid) => servingAnswers.get(appUuid) ?? { serving: true },
       now: () => clock.now,
       timers: clock,
     });
@@ -225,6 +229,36 @@ describe("deployment thread", () => {
         .slice(1)
         .map((p) => p.text),
     ).toEqual(["Health check failed: GET / answered 500 three times", "The previous release v2 keeps serving."]);
+  });
+
+  test("health failure while the previous release is not actually serving: the thread does not claim it is", async ({
+    world,
+    clock,
+    slack,
+    events,
+    reporter,
+  }) => {
+    const app = linkedApp(world);
+    world.release(app);
+    world.release(app);
+    servingAnswers.set(app.uuid, { serving: false, reason: "the proxy answered HTTP 502 for web.example.test" });
+    try {
+      const { deployment } = requestDeployment(world.db, { appUuid: app.uuid, trigger: "push", ref: "main" });
+      const e = emitter(events, clock, app, deployment.uuid);
+      e.deployment("started");
+      e.stage("health", "failed", { excerpt: "boom" });
+      e.deployment("failed", { reason: "the app exited" });
+      await drain(clock, reporter);
+      const replies = posts(slack)
+        .slice(1)
+        .map((p) => p.text);
+      expect(replies.join("\n")).not.toContain("keeps serving");
+      expect(replies.at(-1)).toBe(
+        "The previous release v2 is not serving either (the proxy answered HTTP 502 for web.example.test): the app is down.",
+      );
+    } finally {
+      servingAnswers.delete(app.uuid);
+    }
   });
 
   test("rollback: the parent says which release", async ({ world, clock, slack, events, reporter }) => {
