@@ -18,6 +18,8 @@ export interface AppDeps {
   /** Mounted at `/slack` when Slack runs in HTTP mode (commands, interactions, events). */
   slackRoutes?: Hono<AppEnv> | undefined;
   readinessTimeoutMs?: number;
+  /** Extra facts for `/readyz`'s answer that do not make the bot unready (apps the data plane cannot serve). */
+  readinessDetails?: (() => Record<string, unknown>) | undefined;
 }
 
 function withTimeout(promise: Promise<void>, ms: number, name: string): Promise<void> {
@@ -68,11 +70,13 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         }
       }),
     );
+    const details = deps.readinessDetails?.();
+    const extra = details ? { details } : {};
     if (failed.length > 0) {
       failed.sort();
-      return c.json({ status: "unavailable", failed, correlationId: c.get("correlationId") }, 503);
+      return c.json({ status: "unavailable", failed, ...extra, correlationId: c.get("correlationId") }, 503);
     }
-    return c.json({ status: "ready" });
+    return c.json({ status: "ready", ...extra });
   });
 
   if (deps.githubRoutes) app.route("/webhooks/github", deps.githubRoutes);

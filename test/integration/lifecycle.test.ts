@@ -43,6 +43,8 @@ describe("bot process lifecycle", () => {
     expect((await fetch(`${bot.url}/healthz`)).status).toBe(200);
     const ready = await fetch(`${bot.url}/readyz`);
     expect(ready.status).toBe(200);
+    // No app the data plane could not keep serving.
+    expect(await ready.json()).toEqual({ status: "ready", details: { appsDown: 0 } });
     expect(socketListening(join(dataDir, "redis", "redis.sock"))).toBe(true);
     const redisLine = bot.lines.find((l) => l.msg === "embedded redis-server started");
     expect(redisLine).toBeDefined();
@@ -54,6 +56,7 @@ describe("bot process lifecycle", () => {
     const stopped = bot.lines.filter((l) => l.msg === "stopped").map((l) => l.step);
     expect(stopped).toEqual([
       "http server",
+      "exit watcher",
       "provision queue",
       "workers",
       "health probe",
