@@ -63,6 +63,8 @@ export class FakeEngine implements ContainerEngine {
     return toInfo(c);
   }
 
+  /** Set by a test: called after each startContainer (e.g. to make the app die again at once). */
+  onStart: ((name: string) => void) | undefined;
   /** Set by a test: the next startContainer fails with it. */
   nextStartError: PodmanError | undefined;
   readonly #watchers = new Set<{ filter: Readonly<Record<string, string>>; onExit: (e: ContainerExit) => void }>();
@@ -80,6 +82,7 @@ export class FakeEngine implements ContainerEngine {
     if (!this.images.has(c.image)) throw new PodmanError("start", "engine", 125, `${c.image}: image not known`);
     Object.assign(c, { running: true, status: "running" });
     if (c.spec.publish?.hostPort === 0) c.hostPort = this.#nextPort++;
+    this.onStart?.(name);
     return toInfo(c);
   }
 

@@ -21,6 +21,7 @@ import {
   PARENT_EVENT_TYPE,
   type Timers,
 } from "../../src/reporters/slack-thread.ts";
+import { renderReplies } from "../../src/reporters/slack-thread-format.ts";
 import { bareIntegers, chatopsWorld, type World } from "../helpers/chatops.ts";
 import { FakeSlackApi } from "../helpers/fake-slack-api.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
@@ -843,5 +844,28 @@ describe("build log tail", () => {
   it("drops terminal colours and bidi overrides before escaping and bounding", () => {
     expect(logTail("\u001b[31merror\u001b[0m: <missing> \u202eevil")).toBe("error: &lt;missing&gt; evil");
     expect(logTail(`${"x".repeat(50)}\u001b[1mend`, 10)).toBe("…xxxxxxxend");
+  });
+});
+
+describe("renderReplies without a serving check", () => {
+  it("claims nothing about serving when nothing was checked", () => {
+    const view = {
+      uuid: "d-new",
+      appSlug: "web-app",
+      stages: new Map(),
+      failedStage: "health" as const,
+      final: {
+        type: "deployment" as const,
+        deploymentUuid: "d-new",
+        appUuid: "a",
+        appSlug: "web-app",
+        status: "failed" as const,
+        at: 1,
+        reason: "exited",
+      },
+    };
+    const replies = renderReplies(view, { version: 3, deploymentUuid: "d-old" });
+    expect(replies.at(-1)).toBe("The current release is still v3.");
+    expect(replies.join("\n")).not.toContain("serving");
   });
 });
