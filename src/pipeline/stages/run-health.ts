@@ -113,5 +113,9 @@ export async function healthStage(
     { container: target.container, attempts, last },
     `health check failed; container ${options.keepFailed ? "stopped" : "removed"}`,
   );
-  throw new TenantError("health", `health check of ${app.healthPath} failed after ${attempts} attempts (${last})`, logs);
+  throw new TenantError(
+    "health",
+    `health check of ${app.healthPath} failed after ${attempts} attempts (${last})`,
+    logs,
+  );
 }
