@@ -1,12 +1,18 @@
+import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { apps } from "../../src/db/schema.ts";
 import type { PipelineEvent, StageEvent } from "../../src/pipeline/events.ts";
+import { attachSlackThreadReporter, type SlackThreadReporter } from "../../src/reporters/slack-thread.ts";
 import { type E2EPipeline, startE2EPipeline } from "../helpers/e2e-pipeline.ts";
+import { FakeSlackApi } from "../helpers/fake-slack-api.ts";
 
 // A release whose process dies at start: what it printed must reach the deployment's failed stage (the thread's
 // "Log tail"), whole and in order, however conmon happened to split its lines.
 let p: E2EPipeline;
 let repo: string;
 const events: PipelineEvent[] = [];
+const slack = new FakeSlackApi();
+let threads: SlackThreadReporter;
 
 beforeAll(async () => {
   p = await startE2EPipeline();
@@ -14,10 +20,13 @@ beforeAll(async () => {
     events.push(e);
   });
   repo = await p.repo("crash-app", "v1");
-  p.createApp("crashy", repo);
+  const app = p.createApp("crashy", repo);
+  p.db.update(apps).set({ slackChannelId: "C0CRASHY" }).where(eq(apps.uuid, app.uuid)).run();
+  threads = attachSlackThreadReporter({ events: p.events, db: p.db, slack, log: p.log, minIntervalMs: 0 });
 }, 900_000);
 
 afterAll(async () => {
+  threads?.stop();
   await p?.close();
 }, 120_000);
 
@@ -37,6 +46,13 @@ describe("crash output on podman + runsc", () => {
       expect(failed?.excerpt).toMatch(
         new RegExp(`starting release ${release}\\n[\\s\\S]*boom: missing DATABASE_URL\\n`),
       );
+      // And so in the deployment thread's "Log tail" reply.
+      await threads.idle();
+      const tail = slack.calls.find(
+        (c) =>
+          c.method === "chat.postMessage" && c.text.startsWith("Log tail:") && c.text.includes(`release ${release}`),
+      );
+      expect(tail?.method === "chat.postMessage" ? tail.text : "").toContain("boom: missing DATABASE_URL");
     },
   );
 });
