@@ -104,6 +104,9 @@ describe("data plane on podman + runsc + Caddy", () => {
     );
     expect(restartedAt).toBeDefined();
     expect(backAt).toBeDefined();
+    // Started again, not re-created: `tussilago logs` still shows what it printed before it was killed.
+    const logs = await p.engine.containerLogs(container, 40);
+    expect(logs.match(/starting release v1/g)).toHaveLength(2);
     expect(incidents).toEqual([]);
   }, 120_000);
 
