@@ -262,7 +262,10 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       await watcher.stop();
     });
     workers.add<JobPayloads["reconcile"], unknown>(QUEUE_NAMES.reconcile, async (job) => {
-      const report = await reconcile(pipeline, { hooks: dataPlaneHooks, owns: (uuid) => watcher.owns(uuid) });
+      const report = await reconcile(pipeline, {
+        hooks: dataPlaneHooks,
+        exclusive: (uuid, fix) => watcher.exclusive(uuid, fix),
+      });
       log.info({ report, reason: job.data.reason }, "reconcile finished");
       return report;
     });

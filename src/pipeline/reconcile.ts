@@ -26,8 +26,11 @@ export interface ReconcileReport {
 export interface ReconcileOptions {
   /** Incidents (an app that cannot be brought back) go out through these; rebuilds are requested through them. */
   hooks?: DataPlaneHooks;
-  /** Apps the exit watcher is bringing back right now (src/pipeline/watcher.ts). */
-  owns?: (appUuid: string) => boolean;
+  /**
+   * Runs one app's fix unless the exit watcher is bringing that app back right now (then false, nothing run); while it
+   * runs, the watcher leaves the app alone (src/pipeline/watcher.ts `exclusive`).
+   */
+  exclusive?: (appUuid: string, fn: () => Promise<void>) => Promise<boolean>;
 }
 
 /**
@@ -71,33 +74,40 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
     const container = names.container(app.uuid, release.deploymentUuid);
     wanted.set(container, app.uuid);
     if (busyUuids.has(app.uuid)) continue;
-    // The exit watcher is bringing it back (with its crash-loop backoff): a second restart here would race it.
-    if (options.owns?.(app.uuid)) continue;
     const log = deps.log.child({ appId: app.uuid, tenantId: app.tenantUuid });
     const appDeps = { ...deps, log };
-    try {
-      const restored = await restoreApp(appDeps, app, release);
-      if (restored.started) {
-        report.containersStarted.push(app.slug);
-        log.info({ container }, "reconcile: missing container started");
+    const fix = async () => {
+      try {
+        const restored = await restoreApp(appDeps, app, release);
+        if (restored.started) {
+          report.containersStarted.push(app.slug);
+          log.info({ container }, "reconcile: missing container started");
+        }
+        if (restored.routeRestored) {
+          report.routesRestored.push(app.slug);
+          log.info({ routeId: names.route(app.uuid) }, "reconcile: route restored");
+        }
+        // A crash loop is over only after a stable uptime, which the watcher judges.
+        const incident = openIncident(deps.db, app.uuid);
+        if (incident && incident.kind !== "crash_loop") {
+          const check = await checkServing(deps, app);
+          if (check.serving) {
+            reportRecovered(appDeps, hooks, app.uuid, `${app.domain} answered through the proxy just now`);
+          }
+        }
+      } catch (err) {
+        report.errors.push(`${app.slug}: ${err instanceof Error ? err.message : String(err)}`);
+        log.error({ err }, "reconcile: could not fix app");
+        await reportIncident(appDeps, hooks, app, release, describeRestoreFailure(err)).catch((e: unknown) =>
+          log.error({ err: e }, "reconcile: could not record the incident"),
+        );
       }
-      if (restored.routeRestored) {
-        report.routesRestored.push(app.slug);
-        log.info({ routeId: names.route(app.uuid) }, "reconcile: route restored");
-      }
-      // A crash loop is over only after a stable uptime, which the watcher judges.
-      const incident = openIncident(deps.db, app.uuid);
-      if (incident && incident.kind !== "crash_loop") {
-        const check = await checkServing(deps, app);
-        if (check.serving)
-          reportRecovered(appDeps, hooks, app.uuid, `${app.domain} answered through the proxy just now`);
-      }
-    } catch (err) {
-      report.errors.push(`${app.slug}: ${err instanceof Error ? err.message : String(err)}`);
-      log.error({ err }, "reconcile: could not fix app");
-      await reportIncident(appDeps, hooks, app, release, describeRestoreFailure(err)).catch((e: unknown) =>
-        log.error({ err: e }, "reconcile: could not record the incident"),
-      );
+    };
+    // The exit watcher may be bringing it back (with its crash-loop backoff): a second restart would race it.
+    if (options.exclusive) {
+      if (!(await options.exclusive(app.uuid, fix))) log.debug("reconcile: the exit watcher is on this app");
+    } else {
+      await fix();
     }
   }
 

@@ -106,10 +106,20 @@ export class DataPlaneWatcher {
     });
   }
 
-  /** True while the watcher is bringing the app back (reconcile leaves it alone meanwhile). */
-  owns(appUuid: string): boolean {
-    const s = this.#apps.get(appUuid);
-    return s?.busy === true;
+  /**
+   * Runs `fn` (reconcile's fix of one app) unless the watcher is bringing the app back right now (then false). While
+   * it runs, exits of the app's container are left to `fn`'s own health check, as during the watcher's restarts.
+   */
+  async exclusive(appUuid: string, fn: () => Promise<void>): Promise<boolean> {
+    const state = this.#state(appUuid);
+    if (state.busy) return false;
+    state.busy = true;
+    try {
+      await fn();
+    } finally {
+      state.busy = false;
+    }
+    return true;
   }
 
   async #run(): Promise<void> {

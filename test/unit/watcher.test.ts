@@ -165,6 +165,28 @@ describe("exit watcher", () => {
     expect(incidents[0]?.incident.reason).toMatch(/no recorded commit.*stays down/);
   });
 
+  it("reconcile and the watcher never restart the same app at once", async () => {
+    const { container } = await deployed();
+    watcher.start();
+    f.engine.containers.set(container, {
+      ...must(f.engine.containers.get(container)),
+      running: false,
+      status: "exited",
+    });
+    // The container reconcile starts dies at once: its death is reconcile's health check's business, not the watcher's.
+    let starts = 0;
+    f.probe.answers = [new Error("connect ECONNREFUSED")];
+    f.engine.onStart = (name) => {
+      starts++;
+      f.engine.kill(name, 1);
+    };
+    const report = await reconcile(f.deps, { hooks, exclusive: (uuid, fix) => watcher.exclusive(uuid, fix) });
+    await watcher.idle();
+    expect(starts).toBe(1);
+    expect(report.errors).toHaveLength(1);
+    expect(incidents.map((n) => n.incident.kind)).toEqual(["unhealthy"]);
+  });
+
   it("reopens the event stream when it ends, and asks for a reconcile to cover the gap", async () => {
     let gaps = 0;
     const w = new DataPlaneWatcher(f.deps, { hooks, onStreamGap: () => gaps++ });
