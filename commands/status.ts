@@ -1,6 +1,7 @@
 import type { Db } from "../src/db/client.ts";
 import { type AppView, getAppBySlug } from "../src/domain/apps.ts";
 import { type DeploymentView, listDeployments } from "../src/domain/deployments.ts";
+import { type IncidentView, openIncident } from "../src/domain/incidents.ts";
 import { currentRelease, type ReleaseView } from "../src/domain/releases.ts";
 
 export interface AppStatus {
@@ -8,6 +9,8 @@ export interface AppStatus {
   currentRelease: ReleaseView | null;
   /** Newest first. */
   deployments: DeploymentView[];
+  /** The data plane could not keep the current release serving (crash loop, image gone, engine error). */
+  incident: IncidentView | null;
 }
 
 export function statusCommand(deps: { db: Db }, input: { app: string; deployments?: number }): AppStatus {
@@ -16,5 +19,6 @@ export function statusCommand(deps: { db: Db }, input: { app: string; deployment
     app,
     currentRelease: currentRelease(deps.db, app.uuid) ?? null,
     deployments: listDeployments(deps.db, app.uuid, input.deployments ?? 5),
+    incident: openIncident(deps.db, app.uuid) ?? null,
   };
 }

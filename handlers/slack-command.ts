@@ -245,7 +245,10 @@ async function run(deps: ChatOpsSlackDeps, cmd: ParsedCommand, ctx: RunContext):
       const s = statusCommand(deps, { app: cmd.app });
       const rel = s.currentRelease ? `v${s.currentRelease.version}` : "no release yet";
       const deps5 = s.deployments.map((d) => `• ${d.status} · ${d.trigger} \`${escapeSlack(d.ref)}\` · ${d.uuid}`);
-      return { text: [`*${s.app.slug}*: ${rel} at ${s.app.domain}`, ...deps5].join("\n") };
+      const down = s.incident
+        ? [`:rotating_light: down since ${s.incident.createdAt.toISOString()}: ${escapeSlack(s.incident.reason)}`]
+        : [];
+      return { text: [`*${s.app.slug}*: ${rel} at ${s.app.domain}`, ...down, ...deps5].join("\n") };
     }
     case "releases": {
       viewer(cmd.app, "releases");

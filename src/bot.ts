@@ -2,13 +2,16 @@ import { mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { Redis } from "ioredis";
+import { deployCommand } from "../commands/deploy.ts";
 import { proveGithubLink } from "../commands/github-link-proof.ts";
 import { type LogsQueue, registerLogsWorker } from "../commands/logs-job.ts";
 import { type PushDeployDeps, processPushDelivery } from "../commands/push-deploy.ts";
 import type { Config } from "./config.ts";
 import { startCheckpointer } from "./db/checkpointer.ts";
 import { databasePath, openDb, pingDb } from "./db/client.ts";
+import { getAppByUuid } from "./domain/apps.ts";
 import { SecretBox } from "./domain/crypto.ts";
+import { openIncidents } from "./domain/incidents.ts";
 import {
   DEFAULT_ROLE_LIMITS,
   type TenantStoreDeps,
@@ -47,6 +50,7 @@ import { readSysctl } from "./infra/sysctl.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
 import { boundedQueue, boundedQueueOf } from "./pipeline/bounded-queue.ts";
+import type { DataPlaneHooks } from "./pipeline/data-plane.ts";
 import { DeliveryRelay } from "./pipeline/delivery-relay.ts";
 import { registerDeployWorker } from "./pipeline/deploy-worker.ts";
 import { abortableSleep, type PipelineDeps } from "./pipeline/deps.ts";
@@ -57,12 +61,14 @@ import { registerPushWorker } from "./pipeline/push-worker.ts";
 import { BullJobQueue, type JobPayloads, QUEUE_NAMES } from "./pipeline/queues.ts";
 import { reconcile } from "./pipeline/reconcile.ts";
 import { appsWithoutRoute } from "./pipeline/route-check.ts";
+import { checkServing } from "./pipeline/serving-check.ts";
 import { defaultPipelineSettings } from "./pipeline/settings.ts";
 import { StuckDeploymentCheck } from "./pipeline/stuck-deployments.ts";
+import { DataPlaneWatcher } from "./pipeline/watcher.ts";
 import { HAND_BACK_TIMEOUT_MS, WorkerPool } from "./pipeline/worker-pool.ts";
 import { attachGithubStatusReporter } from "./reporters/github-status.ts";
 import { attachLogReporter } from "./reporters/log-reporter.ts";
-import { lockRefusalNotifier } from "./reporters/slack-notices.ts";
+import { dataPlaneNotifier, lockRefusalNotifier } from "./reporters/slack-notices.ts";
 import { attachSlackThreadReporter, CATCH_UP_WINDOW_MS } from "./reporters/slack-thread.ts";
 
 const COMMAND_QUEUE_TIMEOUT_MS = 1_000;
@@ -208,6 +214,8 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         availability: slackAvailability,
         // Threads an earlier process kept for a Slack outage and lost when it stopped: posted from the database.
         catchUpWindowMs: CATCH_UP_WINDOW_MS,
+        servingCheck: (appUuid) =>
+          checkServing({ probe, settings: { proxyListen: config.pipeline.proxyListen } }, getAppByUuid(db, appUuid)),
       });
       lifecycle.onStop("slack threads", async () => {
         await threads.idle();
@@ -332,8 +340,36 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     // Reconcile runs as jobs of one queue with concurrency 1, so passes never overlap: once at start-up (in the
     // background: the HTTP edge comes up while containers are restored) and then periodically, which restarts an
     // app whose sandbox died (a tenant's fork or memory bomb takes its own gVisor sandbox down).
+    // Exits of app containers restart them within seconds (reconcile is the slower safety net); apps that cannot be
+    // brought back are incidents, reported in their channel and counted by /readyz.
+    const dataPlaneHooks: DataPlaneHooks = {
+      requestRebuild: async (target, commitSha) => {
+        await deployCommand(
+          { db, queue, log: log.child({ component: "rebuild" }) },
+          { app: target.slug, ref: commitSha, commitSha, trigger: "rebuild" },
+        );
+      },
+      ...(slackApi ? dataPlaneNotifier({ db, slack: slackApi, log: log.child({ component: "slack-notices" }) }) : {}),
+    };
+    const watcher = new DataPlaneWatcher(pipeline, {
+      hooks: dataPlaneHooks,
+      onStreamGap: () => {
+        queue
+          .enqueue(QUEUE_NAMES.reconcile, { reason: "event-stream-gap" }, `reconcile-gap-${Date.now()}`)
+          .catch((err: unknown) => log.warn({ err }, "could not enqueue a reconcile after the event stream gap"));
+      },
+    });
+    const unfollow = watcher.followDeployments(events);
+    watcher.start();
+    lifecycle.onStop("exit watcher", async () => {
+      unfollow();
+      await watcher.stop();
+    });
     workers.add<JobPayloads["reconcile"], unknown>(QUEUE_NAMES.reconcile, async (job) => {
-      const report = await reconcile(pipeline);
+      const report = await reconcile(pipeline, {
+        hooks: dataPlaneHooks,
+        exclusive: (uuid, fix) => watcher.exclusive(uuid, fix),
+      });
       log.info({ report, reason: job.data.reason }, "reconcile finished");
       return report;
     });
@@ -402,6 +438,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         },
         ...supervisedChecks({ redis: embeddedRedis, caddy: embeddedCaddy }),
       ],
+      readinessDetails: () => ({ appsDown: openIncidents(db).length }),
       githubRoutes: githubRoute({
         globalSecret: config.github?.webhookSecret,
         appMode: config.github?.auth?.kind === "app",

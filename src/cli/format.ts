@@ -69,6 +69,14 @@ export function formatStatus(s: AppStatus): string {
     ["limits", `${app.memoryMb} MB, ${app.cpus} CPU, egress ${app.allowEgress ? "allowed" : "blocked"}`],
     ["release", release],
     ...(python !== "" ? [["python", python]] : []),
+    ...(s.incident
+      ? [
+          [
+            "DOWN",
+            `${s.incident.kind.replace("_", " ")} since ${when(s.incident.createdAt)}: ${escapeTerminal(s.incident.reason)}`,
+          ],
+        ]
+      : []),
   ]);
   if (s.deployments.length === 0) return `${head}\n\nno deployments yet\n`;
   const deployments = table([

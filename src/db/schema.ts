@@ -132,7 +132,8 @@ export const deployments = sqliteTable(
     appId: integer("app_id")
       .notNull()
       .references(() => apps.id, { onDelete: "cascade" }),
-    trigger: text("trigger", { enum: ["push", "command", "cli", "rollback", "reconcile"] }).notNull(),
+    // "rebuild": the data plane found the current release's image gone and builds that release's commit again.
+    trigger: text("trigger", { enum: ["push", "command", "cli", "rollback", "reconcile", "rebuild"] }).notNull(),
     ref: text("ref").notNull(),
     commitSha: text("commit_sha"),
     commitMessage: text("commit_message"),
@@ -318,5 +319,31 @@ export const auditEvents = sqliteTable(
     index("audit_events_app_created_idx").on(t.appId, t.createdAt),
     // `tussilago audit` without --app: newest first over all apps, without a sort of the whole table.
     index("audit_events_created_idx").on(t.createdAt),
+  ],
+);
+
+export const INCIDENT_KINDS = ["crash_loop", "image_missing", "engine", "unhealthy"] as const;
+export type IncidentKind = (typeof INCIDENT_KINDS)[number];
+
+/**
+ * A live app's current release that the bot could not keep serving (its sandbox keeps dying, its image is gone, the
+ * engine refuses it). Open while `resolvedAt` is null, at most one open per app; `reportedAt` makes the Slack notice
+ * once per incident, whichever process or restart saw it first.
+ */
+export const appIncidents = sqliteTable(
+  "app_incidents",
+  {
+    ...base(),
+    appId: integer("app_id")
+      .notNull()
+      .references(() => apps.id, { onDelete: "cascade" }),
+    kind: text("kind", { enum: INCIDENT_KINDS }).notNull(),
+    reason: text("reason").notNull(),
+    reportedAt: integer("reported_at", { mode: "timestamp_ms" }),
+    resolvedAt: integer("resolved_at", { mode: "timestamp_ms" }),
+  },
+  (t) => [
+    index("app_incidents_app_created_idx").on(t.appId, t.createdAt),
+    index("app_incidents_resolved_idx").on(t.resolvedAt),
   ],
 );

@@ -24,6 +24,8 @@ export interface AppDeps {
    * balancer must not take the bot (webhooks, the CLI's queue, app supervision) out because Slack is down.
    */
   degraded?: () => string[];
+  /** Extra facts for `/readyz`'s answer that do not make the bot unready (apps the data plane cannot serve). */
+  readinessDetails?: (() => Record<string, unknown>) | undefined;
 }
 
 function withTimeout(promise: Promise<void>, ms: number, name: string): Promise<void> {
@@ -75,7 +77,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       }),
     );
     const degraded = deps.degraded?.() ?? [];
-    const details = degraded.length > 0 ? { degraded } : {};
+    const facts = deps.readinessDetails?.();
+    const details = { ...(degraded.length > 0 ? { degraded } : {}), ...(facts ? { details: facts } : {}) };
     if (failed.length > 0) {
       failed.sort();
       return c.json({ status: "unavailable", failed, ...details, correlationId: c.get("correlationId") }, 503);

@@ -34,10 +34,29 @@ export interface BuildOptions {
   maxOutputBytes?: number | undefined;
 }
 
+/** A container's process ended (podman's "died" event). */
+export interface ContainerExit {
+  name: string;
+  exitCode: number | undefined;
+  labels: Record<string, string>;
+  /** Epoch ms, from the event. */
+  at: number;
+}
+
+/** A running `podman events` stream; `ended` resolves when it stops for any reason (the caller restarts it). */
+export interface ExitWatch {
+  readonly ended: Promise<void>;
+  stop(): Promise<void>;
+}
+
 export interface ContainerEngine {
   ensureNetworks(): Promise<void>;
   inspectContainer(name: string): Promise<ContainerInfo | null>;
   runContainer(spec: RunContainerSpec): Promise<ContainerInfo>;
+  /** Starts an existing, stopped container again (same config, same log file); its published port may change. */
+  startContainer(name: string): Promise<ContainerInfo>;
+  /** Streams exits of containers carrying all these labels until stopped. */
+  watchExits(labelFilter: Readonly<Record<string, string>>, onExit: (exit: ContainerExit) => void): ExitWatch;
   stopContainer(name: string, graceSeconds: number): Promise<void>;
   removeContainer(name: string): Promise<void>;
   containerLogs(name: string, lines: number): Promise<string>;
@@ -128,4 +147,31 @@ export function fromInspect(raw: InspectJson): ContainerInfo {
     }
   }
   return info;
+}
+
+interface EventJson {
+  Name?: string;
+  Status?: string;
+  Time?: string;
+  timeNano?: number;
+  ContainerExitCode?: number;
+  Attributes?: Record<string, string> | null;
+}
+
+/** One line of `podman events --format json` as an exit, or undefined for anything else (other events, noise). */
+export function parseExitEvent(line: string): ContainerExit | undefined {
+  let raw: EventJson;
+  try {
+    raw = JSON.parse(line) as EventJson;
+  } catch {
+    return undefined;
+  }
+  if (raw.Status !== "died" || typeof raw.Name !== "string") return undefined;
+  const at = raw.Time !== undefined ? Date.parse(raw.Time) : Number.NaN;
+  return {
+    name: raw.Name,
+    exitCode: typeof raw.ContainerExitCode === "number" ? raw.ContainerExitCode : undefined,
+    labels: { ...(raw.Attributes ?? {}) },
+    at: Number.isFinite(at) ? at : Date.now(),
+  };
 }

@@ -5,15 +5,19 @@ import type { Logger } from "../log.ts";
 import {
   type BuildOptions,
   type ContainerEngine,
+  type ContainerExit,
   type ContainerInfo,
   conmonTimeout,
   type ExecResult,
+  type ExitWatch,
   fromInspect,
   type ImageInfo,
   type InspectJson,
   PodmanError,
+  parseExitEvent,
   toPodmanError,
 } from "./container-engine.ts";
+import { readFileTail, tailK8sFileLog } from "./container-log.ts";
 import { egressRuleset, resolveEndpoints, resolversFrom } from "./egress-firewall.ts";
 import {
   type BuildRunSpec,
@@ -61,8 +65,10 @@ import { seccompProfileJson } from "./seccomp-profile.ts";
 export type {
   BuildOptions,
   ContainerEngine,
+  ContainerExit,
   ContainerInfo,
   ExecResult,
+  ExitWatch,
   ImageInfo,
   PodmanErrorCode,
 } from "./container-engine.ts";
@@ -236,6 +242,44 @@ export class PodmanEngine implements ContainerEngine {
     return info;
   }
 
+  /**
+   * runsc's network flag is not stored with the container: `podman start` without it fails ("cannot run with network
+   * enabled in root network namespace"), so the same global flags as at `run` are passed. Only for app containers
+   * (bridge network), the only ones started again.
+   */
+  async startContainer(name: string): Promise<ContainerInfo> {
+    const sandbox = await this.#sandbox();
+    await this.ensureNetworks();
+    const args = [...globalArgs(sandbox.settings, sandbox.settings.runscNetwork), "start", "--", validName(name)];
+    try {
+      await this.#runner.run(this.#podman, args, { timeoutMs: this.#timeoutMs, cwd: sandbox.dir });
+    } catch (err) {
+      throw toPodmanError("start", err, false);
+    }
+    const info = await this.inspectContainer(name);
+    if (!info) throw new PodmanError("start", "engine", undefined, "container vanished right after start");
+    this.#log.info({ container: name, hostPort: info.hostPort }, "container started again");
+    return info;
+  }
+
+  watchExits(labelFilter: Readonly<Record<string, string>>, onExit: (exit: ContainerExit) => void): ExitWatch {
+    const filters = labelArgs(labelFilter).flatMap((a) => (a === "--label" ? ["--filter"] : [`label=${a}`]));
+    const proc = this.#runner.spawn(
+      this.#podman,
+      ["events", "--format", "json", "--filter", "type=container", "--filter", "event=died", ...filters],
+      {
+        onStdoutLine: (line) => {
+          const exit = parseExitEvent(line);
+          if (exit) onExit(exit);
+        },
+      },
+    );
+    return {
+      ended: proc.exited.then(() => undefined),
+      stop: () => proc.stop(2_000),
+    };
+  }
+
   async stopContainer(name: string, graceSeconds: number): Promise<void> {
     const grace = Math.max(0, Math.min(300, Math.floor(graceSeconds)));
     await this.#podmanRun(["stop", "--ignore", "--time", String(grace), "--", validName(name)]);
@@ -247,12 +291,33 @@ export class PodmanEngine implements ContainerEngine {
     this.#log.info({ container: name }, "container removed");
   }
 
+  /**
+   * The container's last lines, stdout and stderr in the order written, from its k8s-file log (container-log.ts says
+   * why not `podman logs --tail`); other log drivers, or a file we cannot read, fall back to `podman logs`.
+   */
   async containerLogs(name: string, lines: number): Promise<string> {
     const n = Math.max(1, Math.min(5_000, Math.floor(lines)));
-    const res = await this.#podmanRun(["logs", "--tail", String(n), "--", validName(name)], {
+    const res = await this.#podmanRun([
+      "container",
+      "inspect",
+      "--format",
+      "{{.HostConfig.LogConfig.Type}}\t{{.HostConfig.LogConfig.Path}}",
+      "--",
+      validName(name),
+    ]);
+    const [driver = "", path = ""] = res.stdout.trim().split("\t");
+    if (driver === "k8s-file" && path.startsWith("/")) {
+      try {
+        const { text, whole } = await readFileTail(path);
+        return tailK8sFileLog(text, n, whole);
+      } catch (err) {
+        this.#log.warn({ err, container: name }, "cannot read the container's log file; asking podman logs");
+      }
+    }
+    const logs = await this.#podmanRun(["logs", "--tail", String(n), "--", validName(name)], {
       maxOutputBytes: 1024 * 1024,
     });
-    return res.stdout + res.stderr;
+    return logs.stdout + logs.stderr;
   }
 
   async listContainers(labelFilter: Readonly<Record<string, string>>): Promise<ContainerInfo[]> {

@@ -83,8 +83,17 @@ export interface LongRunning {
 
 export interface Runner {
   run(file: string, args: readonly string[], options: RunOptions): Promise<RunResult>;
-  /** A supervised long-running process (embedded redis-server, caddy); output goes to the logger. */
-  spawn(file: string, args: readonly string[], options: { cwd?: string; env?: Record<string, string> }): LongRunning;
+  /**
+   * A supervised long-running process (embedded redis-server, caddy, `podman events`); output goes to the logger,
+   * or stdout line by line to `onStdoutLine` when given.
+   */
+  spawn(file: string, args: readonly string[], options: SpawnOptions): LongRunning;
+}
+
+export interface SpawnOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  onStdoutLine?: ((line: string) => void) | undefined;
 }
 
 export interface DetachedOptions {
@@ -169,7 +178,7 @@ export class ExecaRunner implements Runner, DetachedSpawner {
     throw err;
   }
 
-  spawn(file: string, args: readonly string[], options: { cwd?: string; env?: Record<string, string> }): LongRunning {
+  spawn(file: string, args: readonly string[], options: SpawnOptions): LongRunning {
     const log = this.#log.child({ process: file });
     const sub = execa(file, args, {
       shell: false,
@@ -183,7 +192,17 @@ export class ExecaRunner implements Runner, DetachedSpawner {
     const forward = (stream: "stdout" | "stderr") => (d: Buffer) => {
       for (const line of d.toString("utf8").split("\n")) if (line.trim() !== "") log.debug({ stream }, line);
     };
-    sub.stdout?.on("data", forward("stdout"));
+    const onLine = options.onStdoutLine;
+    if (onLine) {
+      let partial = "";
+      sub.stdout?.on("data", (d: Buffer) => {
+        const parts = (partial + d.toString("utf8")).split("\n");
+        partial = parts.pop() ?? "";
+        for (const line of parts) if (line.trim() !== "") onLine(line);
+      });
+    } else {
+      sub.stdout?.on("data", forward("stdout"));
+    }
     sub.stderr?.on("data", forward("stderr"));
     let done = false;
     const exited = sub.then((r) => {

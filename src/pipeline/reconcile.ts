@@ -3,11 +3,13 @@ import { join } from "node:path";
 import { and, eq, inArray, isNotNull, isNull } from "drizzle-orm";
 import { apps, deployments, releases } from "../db/schema.ts";
 import { listApps } from "../domain/apps.ts";
+import { openIncident } from "../domain/incidents.ts";
 import { currentRelease, markReleasePruned, releasesToPrune } from "../domain/releases.ts";
+import { describeRestoreFailure, restoreApp } from "./app-restore.ts";
+import { type DataPlaneHooks, reportIncident, reportRecovered } from "./data-plane.ts";
 import type { PipelineDeps } from "./deps.ts";
+import { checkServing } from "./serving-check.ts";
 import { LABELS, names } from "./settings.ts";
-import { routeStage } from "./stages/route-drain.ts";
-import { healthStage, runStage } from "./stages/run-health.ts";
 
 export interface ReconcileReport {
   containersStarted: string[];
@@ -21,14 +23,27 @@ export interface ReconcileReport {
   errors: string[];
 }
 
+export interface ReconcileOptions {
+  /** Incidents (an app that cannot be brought back) go out through these; rebuilds are requested through them. */
+  hooks?: DataPlaneHooks;
+  /**
+   * Runs one app's fix unless the exit watcher is bringing that app back right now (then false, nothing run); while it
+   * runs, the watcher leaves the app alone (src/pipeline/watcher.ts `exclusive`).
+   */
+  exclusive?: (appUuid: string, fn: () => Promise<void>) => Promise<boolean>;
+}
+
 /**
  * Desired state (the database: each live app's current release) against the real state (podman containers, Caddy
- * routes). Fixes drift and logs every fix: a missing container is started from the release image and health-
- * checked, a missing or stale route is restored (Caddy restarted empty gets every route back), orphan containers
- * and routes of unknown apps are removed. Apps with a deployment in progress are left to that deployment. Disk is
- * given back too: images of destroyed apps, and work dirs a crashed or abandoned attempt left behind.
+ * routes). Fixes drift and logs every fix: a stopped container is started again, a missing one from the release image,
+ * and health-checked (app-restore.ts); an app that cannot be brought back is an incident (data-plane.ts: reported
+ * once, a missing image rebuilt from the release's commit); a missing or stale route is restored (Caddy restarted
+ * empty gets every route back); orphan containers and routes of unknown apps are removed. Apps with a deployment in
+ * progress are left to that deployment. Disk is given back too: images of destroyed apps, and work dirs a crashed or
+ * abandoned attempt left behind.
  */
-export async function reconcile(deps: PipelineDeps): Promise<ReconcileReport> {
+export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = {}): Promise<ReconcileReport> {
+  const hooks = options.hooks ?? {};
   const report: ReconcileReport = {
     containersStarted: [],
     containersRemoved: [],
@@ -60,32 +75,39 @@ export async function reconcile(deps: PipelineDeps): Promise<ReconcileReport> {
     wanted.set(container, app.uuid);
     if (busyUuids.has(app.uuid)) continue;
     const log = deps.log.child({ appId: app.uuid, tenantId: app.tenantUuid });
-    try {
-      let info = await deps.engine.inspectContainer(container);
-      if (!info?.running) {
-        const started = await runStage(
-          { ...deps, log },
-          app,
-          release.deploymentUuid,
-          release.image,
-          release.startCommand,
+    const appDeps = { ...deps, log };
+    const fix = async () => {
+      try {
+        const restored = await restoreApp(appDeps, app, release);
+        if (restored.started) {
+          report.containersStarted.push(app.slug);
+          log.info({ container }, "reconcile: missing container started");
+        }
+        if (restored.routeRestored) {
+          report.routesRestored.push(app.slug);
+          log.info({ routeId: names.route(app.uuid) }, "reconcile: route restored");
+        }
+        // A crash loop is over only after a stable uptime, which the watcher judges.
+        const incident = openIncident(deps.db, app.uuid);
+        if (incident && incident.kind !== "crash_loop") {
+          const check = await checkServing(deps, app);
+          if (check.serving) {
+            reportRecovered(appDeps, hooks, app.uuid, `${app.domain} answered through the proxy just now`);
+          }
+        }
+      } catch (err) {
+        report.errors.push(`${app.slug}: ${err instanceof Error ? err.message : String(err)}`);
+        log.error({ err }, "reconcile: could not fix app");
+        await reportIncident(appDeps, hooks, app, release, describeRestoreFailure(err)).catch((e: unknown) =>
+          log.error({ err: e }, "reconcile: could not record the incident"),
         );
-        await healthStage({ ...deps, log }, app, started);
-        info = await deps.engine.inspectContainer(container);
-        report.containersStarted.push(app.slug);
-        log.info({ container }, "reconcile: missing container started");
       }
-      const port = info?.hostPort;
-      if (port === undefined) throw new Error("running container has no published port");
-      const route = await deps.proxy.getRoute(names.route(app.uuid));
-      if (!route || route.upstreams.join(",") !== `127.0.0.1:${port}` || route.hosts.join(",") !== app.domain) {
-        await routeStage({ ...deps, log }, app, port);
-        report.routesRestored.push(app.slug);
-        log.info({ routeId: names.route(app.uuid) }, "reconcile: route restored");
-      }
-    } catch (err) {
-      report.errors.push(`${app.slug}: ${err instanceof Error ? err.message : String(err)}`);
-      log.error({ err }, "reconcile: could not fix app");
+    };
+    // The exit watcher may be bringing it back (with its crash-loop backoff): a second restart would race it.
+    if (options.exclusive) {
+      if (!(await options.exclusive(app.uuid, fix))) log.debug("reconcile: the exit watcher is on this app");
+    } else {
+      await fix();
     }
   }
 

@@ -3,7 +3,15 @@ import type { Db } from "../db/client.ts";
 import { apps } from "../db/schema.ts";
 import { escapeSlack, type SlackApi } from "../infra/slack-api.ts";
 import type { Logger } from "../log.ts";
+import type { IncidentNotice, RecoveryNotice } from "../pipeline/data-plane.ts";
 import type { PushRefusal } from "../pipeline/push-worker.ts";
+import { stripControl } from "./slack-logs.ts";
+
+/** Bounded and inert, as a deployment thread's log tail (slack-thread-format.ts, which imports this module). */
+function tailText(text: string, max = 2_500): string {
+  const clean = stripControl(text);
+  return escapeSlack(clean.length > max ? `…${clean.slice(-max)}` : clean);
+}
 
 // Both come from GitHub payloads (tenant-controlled): only these shapes become a link, anything else is shown inert.
 const REPO = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
@@ -54,5 +62,58 @@ export function lockRefusalNotifier(deps: SlackNoticeDeps): (info: PushRefusal) 
     postLockRefusal(deps, info).catch((err: unknown) => {
       deps.log.warn({ err, appId: info.appUuid }, "could not post the lock refusal to Slack");
     });
+  };
+}
+
+const INCIDENT_TITLE: Record<IncidentNotice["incident"]["kind"], string> = {
+  crash_loop: "keeps crashing",
+  image_missing: "is down: its release image is gone",
+  engine: "is down: the container engine refuses to run it",
+  unhealthy: "is down: it does not pass its health check",
+};
+
+/** The incident as the app's channel reads it: what, why, what happens next, and the app's last lines (masked). */
+export function incidentText(notice: IncidentNotice): string {
+  const { incident } = notice;
+  const lines = [`:rotating_light: *${escapeSlack(incident.appSlug)}* ${INCIDENT_TITLE[incident.kind]}.`];
+  lines.push(`Reason: ${escapeSlack(incident.reason)}`);
+  if (notice.rebuildOf) {
+    lines.push(
+      `Rebuilding release v${notice.rebuildOf.version} from commit ${commitRef(null, notice.rebuildOf.commitSha)}; the deployment thread follows.`,
+    );
+  }
+  if (notice.logTail.trim() !== "") lines.push(`Last lines before it died:\n\`\`\`${tailText(notice.logTail)}\`\`\``);
+  lines.push(`Incident ${incident.uuid}`);
+  return lines.join("\n");
+}
+
+export function recoveryText(notice: RecoveryNotice): string {
+  return `:white_check_mark: *${escapeSlack(notice.incident.appSlug)}* is serving again (${escapeSlack(notice.checked)}). Incident ${notice.incident.uuid} closed.`;
+}
+
+async function postToAppChannel(deps: SlackNoticeDeps, appUuid: string, text: string): Promise<boolean> {
+  const app = deps.db.select({ channel: apps.slackChannelId }).from(apps).where(eq(apps.uuid, appUuid)).get();
+  if (!app?.channel) return false;
+  await deps.slack.postMessage({ channel: app.channel, text });
+  return true;
+}
+
+/**
+ * The data plane's `onIncident`/`onRecovered` hooks: posted in the app's linked channel, fire and forget (the
+ * incident is already recorded and shown by `status`; a notice lost after the client's bounded retries is logged).
+ */
+export function dataPlaneNotifier(deps: SlackNoticeDeps): {
+  onIncident: (notice: IncidentNotice) => void;
+  onRecovered: (notice: RecoveryNotice) => void;
+} {
+  const post = (appUuid: string, text: string, what: string) => {
+    postToAppChannel(deps, appUuid, text).then(
+      (posted) => posted && deps.log.info({ appId: appUuid }, `${what} posted to Slack`),
+      (err: unknown) => deps.log.warn({ err, appId: appUuid }, `could not post the ${what} to Slack`),
+    );
+  };
+  return {
+    onIncident: (n) => post(n.incident.appUuid, incidentText(n), "incident notice"),
+    onRecovered: (n) => post(n.incident.appUuid, recoveryText(n), "recovery notice"),
   };
 }

@@ -96,10 +96,14 @@ function pushSource(d: ThreadDeployment, githubRepo: string | null | undefined):
   return `${by} · commit ${commitRef(githubRepo, d.commitSha)}`;
 }
 
-/** The thread replies once the deployment is over; `serving` is the app's current release (asked on failure). */
+/**
+ * The thread replies once the deployment is over. On failure, `serving` is the app's current release and `check` what
+ * a probe through the proxy just found: the thread says an older release serves only when that probe said so.
+ */
 export function renderReplies(
   s: ThreadView,
   serving: { version: number; deploymentUuid: string } | undefined,
+  check?: { serving: boolean; reason?: string | undefined } | undefined,
 ): string[] {
   const final = s.final;
   if (!final) return [];
@@ -127,10 +131,20 @@ export function renderReplies(
   );
   if (s.failedExcerpt && s.failedExcerpt !== final.reason)
     out.push(`Log tail:\n\`\`\`${logTail(s.failedExcerpt)}\`\`\``);
-  out.push(
-    serving && serving.deploymentUuid !== s.uuid
-      ? `The previous release v${serving.version} keeps serving.`
-      : "No earlier release was serving, so the app stays down until a deployment succeeds.",
-  );
+  out.push(servingLine(s, serving, check));
   return out;
+}
+
+function servingLine(
+  s: ThreadView,
+  serving: { version: number; deploymentUuid: string } | undefined,
+  check: { serving: boolean; reason?: string | undefined } | undefined,
+): string {
+  if (!serving || serving.deploymentUuid === s.uuid) {
+    return "No earlier release was serving, so the app stays down until a deployment succeeds.";
+  }
+  if (check === undefined) return `The current release is still v${serving.version}.`;
+  if (check.serving) return `The previous release v${serving.version} keeps serving.`;
+  const why = check.reason ? ` (${escapeSlack(check.reason)})` : "";
+  return `The previous release v${serving.version} is not serving either${why}: the app is down.`;
 }

@@ -62,6 +62,11 @@ export interface SlackThreadOptions {
    * when it stopped. 0 (the default) turns it off; the bot uses CATCH_UP_WINDOW_MS.
    */
   catchUpWindowMs?: number;
+  /**
+   * Asked after a failed deployment when an older release is current: is the app served right now (a probe through
+   * the proxy, src/pipeline/serving-check.ts)? Without it the thread claims nothing about serving.
+   */
+  servingCheck?: ((appUuid: string) => Promise<{ serving: boolean; reason?: string | undefined }>) | undefined;
 }
 
 /** How far back a starting bot looks for threads an earlier process could not post (Slack down, then a restart). */
@@ -84,6 +89,8 @@ interface ThreadState extends ThreadView {
   lastSentAt: number | undefined;
   /** How many of the final replies Slack has taken: a retry after an outage goes on from there, never again. */
   repliesPosted: number;
+  /** The serving check's answer for a failed deployment's last reply, once asked. */
+  servingChecked?: { serving: boolean; reason?: string | undefined } | undefined;
   /** Waiting for Slack to come back (not scheduled, not in flight). */
   waiting: boolean;
   /** A chat.postMessage of the parent failed in a way that may still have posted it (timeout, 5xx). */
@@ -220,7 +227,15 @@ export function attachSlackThreadReporter(options: SlackThreadOptions): SlackThr
     if (s.final) {
       const serving =
         s.final.status === "failed" || s.final.status === "cancelled" ? currentRelease(db, s.appUuid) : undefined;
-      const replies = renderReplies(s, serving);
+      // Checked once per deployment (a retry after a Slack outage reuses it): what the thread says about serving is
+      // what a probe through the proxy said, never an assumption.
+      if (s.servingChecked === undefined && serving && serving.deploymentUuid !== s.uuid && options.servingCheck) {
+        s.servingChecked = await options.servingCheck(s.appUuid).catch((err: unknown) => {
+          log.warn({ err, appId: s.appUuid }, "serving check failed");
+          return { serving: false, reason: "the check itself failed" };
+        });
+      }
+      const replies = renderReplies(s, serving, s.servingChecked);
       // In order, each once: the count moves only after Slack took the reply, so a retry starts at the first one
       // it did not take.
       while (s.repliesPosted < replies.length) {

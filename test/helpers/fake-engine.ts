@@ -1,4 +1,12 @@
-import type { BuildOptions, ContainerEngine, ContainerInfo, ExecResult, ImageInfo } from "../../src/infra/podman.ts";
+import type {
+  BuildOptions,
+  ContainerEngine,
+  ContainerExit,
+  ContainerInfo,
+  ExecResult,
+  ExitWatch,
+  ImageInfo,
+} from "../../src/infra/podman.ts";
 import { PodmanError } from "../../src/infra/podman.ts";
 import type { BuildRunSpec, CommitSpec, OneShotSpec, RunContainerSpec } from "../../src/infra/podman-args.ts";
 import { validImage, validName } from "../../src/infra/podman-args.ts";
@@ -57,6 +65,61 @@ export class FakeEngine implements ContainerEngine {
     if (spec.publish) c.hostPort = spec.publish.hostPort === 0 ? this.#nextPort++ : spec.publish.hostPort;
     this.containers.set(spec.name, c);
     return toInfo(c);
+  }
+
+  /** Set by a test: called after each startContainer (e.g. to make the app die again at once). */
+  onStart: ((name: string) => void) | undefined;
+  /** Set by a test: the next startContainer fails with it. */
+  nextStartError: PodmanError | undefined;
+  readonly #watchers = new Set<{ filter: Readonly<Record<string, string>>; onExit: (e: ContainerExit) => void }>();
+  /** How many event streams were opened (a stream that ended is reopened by the watcher). */
+  watchesOpened = 0;
+  #endWatches: Array<() => void> = [];
+
+  async startContainer(name: string): Promise<ContainerInfo> {
+    this.calls.push(["startContainer", name]);
+    const c = this.containers.get(validName(name));
+    if (!c) throw new PodmanError("start", "not_found", 125, "no such container");
+    const err = this.nextStartError;
+    this.nextStartError = undefined;
+    if (err) throw err;
+    if (!this.images.has(c.image)) throw new PodmanError("start", "engine", 125, `${c.image}: image not known`);
+    Object.assign(c, { running: true, status: "running" });
+    if (c.spec.publish?.hostPort === 0) c.hostPort = this.#nextPort++;
+    this.onStart?.(name);
+    return toInfo(c);
+  }
+
+  watchExits(labelFilter: Readonly<Record<string, string>>, onExit: (e: ContainerExit) => void): ExitWatch {
+    this.watchesOpened++;
+    const entry = { filter: labelFilter, onExit };
+    this.#watchers.add(entry);
+    let end: () => void = () => {};
+    const ended = new Promise<void>((resolve) => {
+      end = () => {
+        this.#watchers.delete(entry);
+        resolve();
+      };
+    });
+    this.#endWatches.push(end);
+    return { ended, stop: async () => end() };
+  }
+
+  /** Test helper: the container's process dies (state "exited") and every open event stream hears of it. */
+  kill(name: string, exitCode = 1, at = Date.now()): void {
+    const c = this.containers.get(name);
+    if (!c) throw new Error(`no container ${name}`);
+    Object.assign(c, { running: false, status: "exited" });
+    for (const w of [...this.#watchers]) {
+      if (Object.entries(w.filter).every(([k, v]) => c.labels[k] === v)) {
+        w.onExit({ name, exitCode, labels: { ...c.labels }, at });
+      }
+    }
+  }
+
+  /** Test helper: every open event stream ends, as when `podman events` exits. */
+  endWatches(): void {
+    for (const end of this.#endWatches.splice(0)) end();
   }
 
   async stopContainer(name: string, _graceSeconds: number): Promise<void> {

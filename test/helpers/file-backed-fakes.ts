@@ -3,7 +3,14 @@ import { join } from "node:path";
 import { CaddyAdminError, type ProxyAdmin } from "../../src/infra/caddy.ts";
 import type { ProxyRoute } from "../../src/infra/caddy-config.ts";
 import type { GitFetchOptions, GitFetchResult, GitSource } from "../../src/infra/git.ts";
-import type { BuildOptions, ContainerEngine, ContainerInfo, ExecResult, ImageInfo } from "../../src/infra/podman.ts";
+import type {
+  BuildOptions,
+  ContainerEngine,
+  ContainerInfo,
+  ExecResult,
+  ExitWatch,
+  ImageInfo,
+} from "../../src/infra/podman.ts";
 import type { BuildRunSpec, CommitSpec, OneShotSpec, RunContainerSpec } from "../../src/infra/podman-args.ts";
 import { type FakeContainer, FakeEngine } from "./fake-engine.ts";
 import { FakeGitSource } from "./fake-git.ts";
@@ -147,6 +154,19 @@ export class FileBackedEngine implements ContainerEngine {
       });
       return info;
     });
+  }
+
+  startContainer(name: string): Promise<ContainerInfo> {
+    return this.#with((f) => f.startContainer(name));
+  }
+
+  /** Exits are not shared between processes: a stream that never reports and ends when stopped. */
+  watchExits(): ExitWatch {
+    let end: () => void = () => {};
+    const ended = new Promise<void>((resolve) => {
+      end = resolve;
+    });
+    return { ended, stop: async () => end() };
   }
 
   stopContainer(name: string, graceSeconds: number): Promise<void> {

@@ -28,7 +28,15 @@ export class ScriptedProbe implements HealthProbe {
   constructor(answers: Array<number | Error> = [200]) {
     this.answers = answers;
   }
-  async get(url: string): Promise<number> {
+  /** Checks through the proxy (a Host header given), with their own answer: is the app served right now? */
+  readonly proxyChecks: Array<{ url: string; host: string }> = [];
+  proxyAnswer: number | Error = 200;
+  async get(url: string, _timeoutMs?: number, host?: string): Promise<number> {
+    if (host !== undefined) {
+      this.proxyChecks.push({ url, host });
+      if (this.proxyAnswer instanceof Error) throw this.proxyAnswer;
+      return this.proxyAnswer;
+    }
     this.urls.push(url);
     const next = this.answers.length > 1 ? this.answers.shift() : this.answers[0];
     if (next instanceof Error) throw next;

@@ -17,6 +17,7 @@ import {
   listDeployments,
   recordStage,
 } from "../../src/domain/deployments.ts";
+import { recordIncident } from "../../src/domain/incidents.ts";
 import { recordRelease } from "../../src/domain/releases.ts";
 import {
   DEFAULT_ROLE_LIMITS,
@@ -377,6 +378,16 @@ describe("tussilago CLI", () => {
       expect(r.code).toBe(0);
       expect(r.stdout).not.toMatch(/"(id|appId|tenantId|deploymentId)"/);
     }
+  });
+
+  it("status names an app the data plane could not bring back, with the reason", async ({ onTestFinished }) => {
+    const f = fixture(onTestFinished);
+    const app = addApp(f.db);
+    recordIncident(f.db, { appUuid: app.uuid, kind: "image_missing", reason: "the current release's image is gone" });
+    const text = await f.inProcess(["status", "shop"]);
+    expect(text.stdout).toMatch(/^DOWN +image missing since \S+: the current release's image is gone$/m);
+    const json = JSON.parse((await f.inProcess(["status", "shop", "--json"])).stdout) as { incident: { kind: string } };
+    expect(json.incident.kind).toBe("image_missing");
   });
 
   it("without REDIS_URL or a running bot, deploy fails with a clear message and records nothing", async ({

@@ -29,6 +29,7 @@ describe("platform database", () => {
       .map((r) => (r as { name: string }).name);
     expect(tables).toEqual([
       "app_env_vars",
+      "app_incidents",
       "approvals",
       "apps",
       "audit_events",

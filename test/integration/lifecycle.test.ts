@@ -64,7 +64,10 @@ describe("bot process lifecycle", () => {
     // Nothing answers on CADDY_ADMIN here: /readyz says exactly that dependency failed.
     const ready = await fetch(`${bot.url}/readyz`);
     expect(ready.status).toBe(503);
-    expect(((await ready.json()) as { failed: string[] }).failed).toEqual(["caddy"]);
+    const body = (await ready.json()) as { failed: string[]; details: unknown };
+    expect(body.failed).toEqual(["caddy"]);
+    // No app the data plane could not keep serving (a fact, not a failure).
+    expect(body.details).toEqual({ appsDown: 0 });
     expect(socketListening(join(dataDir, "redis", "redis.sock"))).toBe(true);
     const redisLine = bot.lines.find((l) => l.msg === "embedded redis-server started");
     expect(redisLine).toBeDefined();
@@ -76,6 +79,7 @@ describe("bot process lifecycle", () => {
     const stopped = bot.lines.filter((l) => l.msg === "stopped").map((l) => l.step);
     expect(stopped).toEqual([
       "http server",
+      "exit watcher",
       "provision queue",
       "stuck-deployment check",
       "workers",

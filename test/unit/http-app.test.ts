@@ -31,6 +31,20 @@ describe("HTTP edge", () => {
     expect(await res.json()).toEqual({ status: "ready" });
   });
 
+  it("GET /readyz carries details that do not make it unready: apps the data plane cannot serve", async () => {
+    let down = 0;
+    const app = createApp({
+      logger: memoryLogger().logger,
+      readiness: [{ name: "database", check: () => undefined }],
+      readinessDetails: () => ({ appsDown: down }),
+    });
+    expect(await (await app.request("/readyz")).json()).toEqual({ status: "ready", details: { appsDown: 0 } });
+    down = 2;
+    const res = await app.request("/readyz");
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: "ready", details: { appsDown: 2 } });
+  });
+
   it("GET /readyz answers 503 naming the failed and the hung dependency, without their error text", async () => {
     const app = createApp({
       logger: memoryLogger().logger,

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { conmonTimeout } from "../../src/infra/container-engine.ts";
@@ -258,8 +258,26 @@ describe("PodmanEngine management commands", () => {
     const argv = runner.calls.map((c) => c.args.slice(2));
     expect(argv[0]).toEqual(["rm", "--force", "--ignore", "--time", "0", "--", "tsl-web"]);
     expect(argv[1]).toEqual(["stop", "--ignore", "--time", "300", "--", "tsl-web"]);
-    expect(argv[2]).toEqual(["logs", "--tail", "5000", "--", "tsl-web"]);
-    expect(argv[3]).toEqual(["rmi", "--ignore", "--", "localhost/app:1"]);
+    // No k8s-file log to read (the fake inspect answers nothing): podman logs, bounded.
+    expect(argv[2]?.slice(0, 2)).toEqual(["container", "inspect"]);
+    expect(argv[3]).toEqual(["logs", "--tail", "5000", "--", "tsl-web"]);
+    expect(argv[4]).toEqual(["rmi", "--ignore", "--", "localhost/app:1"]);
+  });
+
+  it("reads a k8s-file container log itself, partial records rejoined, in the order written", async () => {
+    const dir = tempDir("tsl-ctrlog-");
+    try {
+      const path = `${dir.path}/ctr.log`;
+      const t = "2026-12-01T16:13:48.409162086+00:00";
+      writeFileSync(path, `${t} stdout F up\n${t} stderr P boom: missing DATABASE_URL\n${t} stderr F \n`);
+      const runner = new FakeRunner().on(has("inspect"), ok(`k8s-file\t${path}\n`));
+      const { engine: e } = engine(runner);
+      expect(await e.containerLogs("tsl-web", 40)).toBe("up\nboom: missing DATABASE_URL\n");
+      expect(await e.containerLogs("tsl-web", 1)).toBe("boom: missing DATABASE_URL\n");
+      expect(runner.calls.some((c) => c.args.includes("logs"))).toBe(false);
+    } finally {
+      dir.cleanup();
+    }
   });
 
   it("answers imageExists from the exit code", async () => {

@@ -21,11 +21,15 @@ import {
   PARENT_EVENT_TYPE,
   type Timers,
 } from "../../src/reporters/slack-thread.ts";
+import { renderReplies } from "../../src/reporters/slack-thread-format.ts";
 import { bareIntegers, chatopsWorld, type World } from "../helpers/chatops.ts";
 import { FakeSlackApi } from "../helpers/fake-slack-api.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 import { type PipelineFixture, pipelineFixture } from "../helpers/pipeline.ts";
 import { FAKE_BOT, nowSeconds, startFakeSlackApi } from "../helpers/slack.ts";
+
+/** What the reporter's probe through the proxy finds, per app (default: serving). */
+const servingAnswers = new Map<string, { serving: boolean; reason?: string }>();
 
 /** A manual clock: timers fire only when the test advances time. */
 class FakeClock implements Timers {
@@ -78,6 +82,7 @@ const test = base.extend<Ctx>({
       db: world.db,
       slack,
       log: world.logger,
+      servingCheck: async (appUuid) => servingAnswers.get(appUuid) ?? { serving: true },
       now: () => clock.now,
       timers: clock,
     });
@@ -261,6 +266,36 @@ describe("deployment thread", () => {
         .slice(1)
         .map((p) => p.text),
     ).toEqual(["Health check failed: GET / answered 500 three times", "The previous release v2 keeps serving."]);
+  });
+
+  test("health failure while the previous release is not actually serving: the thread does not claim it is", async ({
+    world,
+    clock,
+    slack,
+    events,
+    reporter,
+  }) => {
+    const app = linkedApp(world);
+    world.release(app);
+    world.release(app);
+    servingAnswers.set(app.uuid, { serving: false, reason: "the proxy answered HTTP 502 for web.example.test" });
+    try {
+      const { deployment } = requestDeployment(world.db, { appUuid: app.uuid, trigger: "push", ref: "main" });
+      const e = emitter(events, clock, app, deployment.uuid);
+      e.deployment("started");
+      e.stage("health", "failed", { excerpt: "boom" });
+      e.deployment("failed", { reason: "the app exited" });
+      await drain(clock, reporter);
+      const replies = posts(slack)
+        .slice(1)
+        .map((p) => p.text);
+      expect(replies.join("\n")).not.toContain("keeps serving");
+      expect(replies.at(-1)).toBe(
+        "The previous release v2 is not serving either (the proxy answered HTTP 502 for web.example.test): the app is down.",
+      );
+    } finally {
+      servingAnswers.delete(app.uuid);
+    }
   });
 
   test("rollback: the parent says which release", async ({ world, clock, slack, events, reporter }) => {
@@ -845,5 +880,28 @@ describe("build log tail", () => {
   it("drops terminal colours and bidi overrides before escaping and bounding", () => {
     expect(logTail("\u001b[31merror\u001b[0m: <missing> \u202eevil")).toBe("error: &lt;missing&gt; evil");
     expect(logTail(`${"x".repeat(50)}\u001b[1mend`, 10)).toBe("…xxxxxxxend");
+  });
+});
+
+describe("renderReplies without a serving check", () => {
+  it("claims nothing about serving when nothing was checked", () => {
+    const view = {
+      uuid: "d-new",
+      appSlug: "web-app",
+      stages: new Map(),
+      failedStage: "health" as const,
+      final: {
+        type: "deployment" as const,
+        deploymentUuid: "d-new",
+        appUuid: "a",
+        appSlug: "web-app",
+        status: "failed" as const,
+        at: 1,
+        reason: "exited",
+      },
+    };
+    const replies = renderReplies(view, { version: 3, deploymentUuid: "d-old" });
+    expect(replies.at(-1)).toBe("The current release is still v3.");
+    expect(replies.join("\n")).not.toContain("serving");
   });
 });

@@ -70,13 +70,16 @@ export async function runStage(
 
 /**
  * health: GET the app until it answers 2xx/3xx, with capped backoff, within the deadline. On failure the new
- * container is removed (the old release never stopped serving) and the reason carries the app's last log lines.
+ * container is removed and the reason carries the app's last log lines. Whether an older release still serves is
+ * not this stage's to say (the reporters check it through the proxy). `keepFailed` (restarts of the current release)
+ * stops the container instead: its log keeps what it printed before it died, for `tussilago logs`.
  */
 export async function healthStage(
   deps: PipelineDeps,
   app: AppView,
   target: { container: string; hostPort: number },
   signal?: AbortSignal,
+  options: { keepFailed?: boolean } = {},
 ): Promise<{ attempts: number; status: number }> {
   const url = `http://127.0.0.1:${target.hostPort}${app.healthPath}`;
   const deadline = deps.now() + deps.settings.healthTimeoutMs;
@@ -101,12 +104,19 @@ export async function healthStage(
       signal,
     );
   }
-  const logs = await deps.engine.containerLogs(target.container, 40).catch(() => "");
-  await deps.engine.removeContainer(target.container);
-  deps.log.info({ container: target.container, attempts, last }, "health check failed; new container removed");
+  const logs = await deps.engine.containerLogs(target.container, 40).catch((err: unknown) => {
+    deps.log.warn({ err, container: target.container }, "cannot read the failed container's log");
+    return "";
+  });
+  if (options.keepFailed) await deps.engine.stopContainer(target.container, 0);
+  else await deps.engine.removeContainer(target.container);
+  deps.log.info(
+    { container: target.container, attempts, last },
+    `health check failed; container ${options.keepFailed ? "stopped" : "removed"}`,
+  );
   throw new TenantError(
     "health",
-    `health check of ${app.healthPath} failed after ${attempts} attempts (${last}); the previous release keeps serving`,
+    `health check of ${app.healthPath} failed after ${attempts} attempts (${last})`,
     logs,
   );
 }

@@ -1,0 +1,201 @@
+import { eq } from "drizzle-orm";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { statusCommand } from "../../commands/status.ts";
+import { releases } from "../../src/db/schema.ts";
+import { claimDeployment, requestDeployment } from "../../src/domain/deployments.ts";
+import { setEnvVar } from "../../src/domain/env-vars.ts";
+import { openIncident, openIncidents } from "../../src/domain/incidents.ts";
+import { currentRelease } from "../../src/domain/releases.ts";
+import type { DataPlaneHooks, IncidentNotice, RecoveryNotice } from "../../src/pipeline/data-plane.ts";
+import { runDeployment } from "../../src/pipeline/deploy-job.ts";
+import { reconcile } from "../../src/pipeline/reconcile.ts";
+import { names } from "../../src/pipeline/settings.ts";
+import { DataPlaneWatcher } from "../../src/pipeline/watcher.ts";
+import { incidentText } from "../../src/reporters/slack-notices.ts";
+import { memoryLogger } from "../helpers/fixtures.ts";
+import { type PipelineFixture, pipelineFixture, SHA } from "../helpers/pipeline.ts";
+
+let f: PipelineFixture;
+let incidents: IncidentNotice[];
+let recoveries: RecoveryNotice[];
+let rebuilds: Array<{ app: string; sha: string }>;
+let hooks: DataPlaneHooks;
+let log: ReturnType<typeof memoryLogger>;
+let watcher: DataPlaneWatcher;
+
+beforeEach(() => {
+  f = pipelineFixture();
+  log = memoryLogger("info");
+  f.deps.log = log.logger;
+  incidents = [];
+  recoveries = [];
+  rebuilds = [];
+  hooks = {
+    requestRebuild: async (app, sha) => {
+      rebuilds.push({ app: app.slug, sha });
+    },
+    onIncident: (n) => incidents.push(n),
+    onRecovered: (n) => recoveries.push(n),
+  };
+  watcher = new DataPlaneWatcher(f.deps, { hooks });
+});
+afterEach(async () => {
+  await watcher.stop();
+  f.cleanup();
+});
+
+async function deployed(): Promise<{ deployment: string; container: string }> {
+  const id = requestDeployment(f.db, { appUuid: f.app.uuid, trigger: "cli", ref: "main" }).deployment.uuid;
+  expect(await runDeployment(f.deps, id, { finalAttempt: false })).toBe("succeeded");
+  return { deployment: id, container: names.container(f.app.uuid, id) };
+}
+
+function must<T>(value: T | undefined): T {
+  if (value === undefined) throw new Error("expected a value");
+  return value;
+}
+
+/** The delays the watcher backed off with, from its log. */
+function backoffs(): number[] {
+  return log
+    .lines()
+    .filter((l) => l.msg === "watcher: restart backs off")
+    .map((l) => l.delayMs as number);
+}
+
+describe("exit watcher", () => {
+  it("restarts the current release's dead container at once: the same container started again, route repointed", async () => {
+    const { container } = await deployed();
+    watcher.start();
+    const portBefore = f.engine.containers.get(container)?.hostPort;
+    f.engine.kill(container, 137);
+    await watcher.idle();
+    expect(f.engine.containers.get(container)?.running).toBe(true);
+    // Started again, not re-created: its log (what it printed before dying) stays for `tussilago logs`.
+    expect(f.engine.calls.filter(([m]) => m === "startContainer")).toHaveLength(1);
+    expect(f.engine.calls.filter(([m, a]) => m === "removeContainer" && a === container)).toHaveLength(0);
+    const port = f.engine.containers.get(container)?.hostPort;
+    expect(port).not.toBe(portBefore);
+    expect(f.proxy.routes.get(names.route(f.app.uuid))?.upstreams).toEqual([`127.0.0.1:${port}`]);
+    expect(backoffs()).toEqual([]);
+    expect(incidents).toEqual([]);
+    expect(openIncidents(f.db)).toEqual([]);
+  });
+
+  it("ignores exits of containers that are not the current release, and of apps with a deployment running", async () => {
+    const { container } = await deployed();
+    watcher.start();
+    // An old release drained after a newer one went live.
+    const newer = await deployed();
+    f.engine.containers.set(container, {
+      ...structuredClone(must(f.engine.containers.get(newer.container))),
+      name: container,
+    });
+    f.engine.kill(container);
+    await watcher.idle();
+    expect(f.engine.calls.filter(([m]) => m === "startContainer")).toHaveLength(0);
+    // The current one, while a deployment of the app runs: that deployment owns the app.
+    const running = requestDeployment(f.db, { appUuid: f.app.uuid, trigger: "cli", ref: "main" }).deployment.uuid;
+    expect(claimDeployment(f.db, running).kind).toBe("claimed");
+    f.engine.kill(newer.container);
+    await watcher.idle();
+    expect(f.engine.calls.filter(([m]) => m === "startContainer")).toHaveLength(0);
+  });
+
+  it("a crash loop backs off 1 s, 2 s, 4 s and is reported once with the app's last lines, secrets masked; it ends after a stable uptime", async () => {
+    setEnvVar(f.db, f.deps.secrets, { appUuid: f.app.uuid, key: "DATABASE_URL", value: "postgres://u:hunter2pw@db/x" });
+    const { container } = await deployed();
+    watcher.start();
+    f.engine.logOutput.set(container, "starting\nboom: cannot reach postgres://u:hunter2pw@db/x\n");
+    // Every start dies again before answering, four times; the fifth stays up.
+    let starts = 0;
+    f.probe.answers = [new Error("connect ECONNREFUSED")];
+    f.engine.onStart = (name) => {
+      starts++;
+      if (starts < 5) f.engine.kill(name, 1);
+      else f.probe.answers = [200];
+    };
+    f.engine.kill(container, 1);
+    await watcher.idle();
+    expect(starts).toBe(5);
+    expect(backoffs()).toEqual([1_000, 2_000, 4_000, 8_000]);
+    expect(incidents).toHaveLength(1);
+    const notice = must(incidents[0]);
+    expect(notice.incident.kind).toBe("crash_loop");
+    expect(notice.logTail).toContain("boom: cannot reach");
+    expect(notice.logTail).not.toContain("hunter2pw");
+    expect(incidentText(notice)).toContain("*shop* keeps crashing");
+    // Up for the stable time, then checked through the proxy (with the app's host name): the incident is closed.
+    expect(f.probe.proxyChecks.at(-1)?.host).toBe("shop.example.test");
+    expect(recoveries).toHaveLength(1);
+    expect(openIncident(f.db, f.app.uuid)).toBeUndefined();
+  });
+
+  it("a missing release image: one rebuild of the release's commit requested, one notice, shown by status, counted once", async () => {
+    const { container } = await deployed();
+    watcher.start();
+    const image = must(currentRelease(f.db, f.app.uuid)).image;
+    // `podman rmi -f`: the image and its container go together.
+    f.engine.kill(container);
+    f.engine.containers.delete(container);
+    f.engine.images.delete(image);
+    await watcher.idle();
+    expect(rebuilds).toEqual([{ app: "shop", sha: SHA }]);
+    expect(incidents).toHaveLength(1);
+    expect(incidents[0]?.incident.kind).toBe("image_missing");
+    expect(incidents[0]?.rebuildOf).toEqual({ commitSha: SHA, version: 1 });
+    // The periodic reconcile finds the same: no second rebuild, no second notice.
+    const report = await reconcile(f.deps, { hooks });
+    expect(report.errors).toHaveLength(1);
+    expect(rebuilds).toHaveLength(1);
+    expect(incidents).toHaveLength(1);
+    expect(statusCommand({ db: f.db }, { app: "shop" }).incident?.reason).toContain("image is gone");
+    expect(openIncidents(f.db)).toHaveLength(1);
+  });
+
+  it("a missing image without a recorded commit is reported as down, not rebuilt", async () => {
+    await deployed();
+    const release = must(currentRelease(f.db, f.app.uuid));
+    f.db.update(releases).set({ commitSha: null }).where(eq(releases.uuid, release.uuid)).run();
+    f.engine.containers.clear();
+    f.engine.images.delete(release.image);
+    await reconcile(f.deps, { hooks });
+    expect(rebuilds).toEqual([]);
+    expect(incidents).toHaveLength(1);
+    expect(incidents[0]?.incident.reason).toMatch(/no recorded commit.*stays down/);
+  });
+
+  it("reconcile and the watcher never restart the same app at once", async () => {
+    const { container } = await deployed();
+    watcher.start();
+    f.engine.containers.set(container, {
+      ...must(f.engine.containers.get(container)),
+      running: false,
+      status: "exited",
+    });
+    // The container reconcile starts dies at once: its death is reconcile's health check's business, not the watcher's.
+    let starts = 0;
+    f.probe.answers = [new Error("connect ECONNREFUSED")];
+    f.engine.onStart = (name) => {
+      starts++;
+      f.engine.kill(name, 1);
+    };
+    const report = await reconcile(f.deps, { hooks, exclusive: (uuid, fix) => watcher.exclusive(uuid, fix) });
+    await watcher.idle();
+    expect(starts).toBe(1);
+    expect(report.errors).toHaveLength(1);
+    expect(incidents.map((n) => n.incident.kind)).toEqual(["unhealthy"]);
+  });
+
+  it("reopens the event stream when it ends, and asks for a reconcile to cover the gap", async () => {
+    let gaps = 0;
+    const w = new DataPlaneWatcher(f.deps, { hooks, onStreamGap: () => gaps++ });
+    w.start();
+    expect(f.engine.watchesOpened).toBe(1);
+    f.engine.endWatches();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(f.engine.watchesOpened).toBe(2);
+    expect(gaps).toBe(1);
+    await w.stop();
+  });
+});
