@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -13,6 +14,7 @@ import { LABELS } from "../../src/pipeline/settings.ts";
 import { type BotProcess, startBotProcess } from "../helpers/bot-process.ts";
 import { BASE_IMAGE, FIXTURES, freePort } from "../helpers/e2e-pipeline.ts";
 import { memoryLogger, tempDir } from "../helpers/fixtures.ts";
+import { examplePing, examplePush, signGithub } from "../helpers/github.ts";
 import { type LoadResult, runLoad } from "../helpers/load.ts";
 
 // Fault injection against the real thing (issue 12): a bot process on embedded defaults (its own Caddy and Redis),
@@ -44,7 +46,13 @@ function report(fault: string, numbers: Record<string, unknown>): void {
 
 async function cli(args: string[], timeoutMs = 600_000) {
   const res = await execa(process.execPath, ["src/cli.ts", ...args], {
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", TUSSILAGO_DATA_DIR: dir.path },
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "/tmp",
+      TUSSILAGO_DATA_DIR: dir.path,
+      // The bot's key: linking a repository seals its webhook secret.
+      TUSSILAGO_SECRET_KEY: env().TUSSILAGO_SECRET_KEY as string,
+    },
     reject: false,
     timeout: timeoutMs,
   });
@@ -270,6 +278,100 @@ describe("faults with two apps under load", () => {
     expect(readyMs).toBeGreaterThan(0);
     expect(bot?.lines.some((l) => l.msg === "embedded redis restarted")).toBe(true);
     for (const slug of APPS) expect(results[slug]?.failures).toEqual([]);
+  });
+
+  it("Redis stopped: a signed push is answered 202 at once and deployed exactly once after Redis returns", async () => {
+    // The app follows a GitHub repository through a per-link secret; a signed ping activates the link (no API
+    // credentials here, so the signature is the proof).
+    const slug = "fault-a";
+    const repo = `faults/${slug}`;
+    const repoId = 424_242;
+    const linked = await cli(["apps", "link-github", slug, repo, "--branch", "main"]);
+    const secret = /webhook secret \(shown once\): (\S+)/.exec(linked)?.[1];
+    expect(secret).toBeDefined();
+    const send = async (event: string, payload: unknown, deliveryId = randomUUID()) => {
+      const body = JSON.stringify(payload);
+      const t0 = performance.now();
+      const res = await request(`${bot?.url}/webhooks/github`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "x-github-event": event,
+          "x-github-delivery": deliveryId,
+          "x-hub-signature-256": signGithub(secret as string, body),
+        },
+        body,
+        headersTimeout: 15_000,
+      });
+      await res.body.dump();
+      return { status: res.statusCode, ms: Math.round(performance.now() - t0) };
+    };
+    expect((await send("ping", examplePing(repo, repoId))).status).toBe(200);
+
+    const path = join(dir.path, "repos", slug);
+    writeFileSync(join(path, "RELEASE"), `${slug}-v2\n`);
+    await git(path, ["commit", "-q", "-am", "v2"]);
+    const sha = (await execa("git", ["rev-parse", "HEAD"], { cwd: path })).stdout.trim();
+    const push = examplePush();
+    push.ref = "refs/heads/main";
+    push.after = sha;
+    push.repository = { ...(push.repository as object), id: repoId, full_name: repo };
+    push.head_commit = { ...(push.head_commit as object), id: sha, message: "v2" };
+
+    const load = loadBoth();
+    const redisPid = pidOf(join(dir.path, "redis", "redis.pid"));
+    process.kill(redisPid, "SIGSTOP");
+    const deliveryId = randomUUID();
+    const first = await send("push", push, deliveryId);
+    const again = await send("push", push, deliveryId); // GitHub's redelivery of the same delivery
+    await sleep(3_000); // Redis stays away a while
+    try {
+      process.kill(redisPid, "SIGCONT"); // unless the supervisor already replaced the hung one
+    } catch {
+      // replaced
+    }
+    const returned = performance.now();
+    let liveMs = -1;
+    while (performance.now() - returned < 240_000) {
+      const res = await request(`http://127.0.0.1:${proxyPort}/`, {
+        headers: { host: host(slug), connection: "close" },
+      })
+        .then(async (r) => (r.statusCode === 200 ? ((await r.body.json()) as { release: string }).release : ""))
+        .catch(() => "");
+      if (res === `${slug}-v2`) {
+        liveMs = Math.round(performance.now() - returned);
+        break;
+      }
+      await sleep(250);
+    }
+    const results = await load.stop();
+    // Live is not finished: the old release drains first. Wait for the deployment's own end (bounded).
+    const db = openDb(databasePath(dir.path));
+    const ofCommit = () =>
+      db.$client
+        .prepare(
+          "SELECT d.status FROM deployments d JOIN apps a ON a.id = d.app_id WHERE a.slug = ? AND d.commit_sha = ?",
+        )
+        .all(slug, sha) as Array<{ status: string }>;
+    let pushes = ofCommit();
+    for (let i = 0; i < 120 && pushes.some((d) => d.status === "queued" || d.status === "running"); i++) {
+      await sleep(500);
+      pushes = ofCommit();
+    }
+    db.$client.close();
+    report("Redis stopped during a push", {
+      answeredMs: first.ms,
+      redeliveryStatus: again.status,
+      liveAfterRedisMs: liveMs,
+      deploymentsOfThatCommit: pushes.length,
+      apps: summary(results),
+    });
+    expect(first.status).toBe(202);
+    expect(first.ms).toBeLessThan(1_000);
+    expect(again.status).toBe(200);
+    expect(liveMs).toBeGreaterThan(0);
+    expect(pushes).toEqual([{ status: "succeeded" }]);
+    for (const s of APPS) expect(results[s]?.failures).toEqual([]);
   });
 
   it("SIGTERM with Redis unreachable: exits within the grace period + 5 s, errors only as JSON lines", async () => {
