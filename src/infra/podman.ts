@@ -10,6 +10,8 @@ import {
   fromInspect,
   type ImageInfo,
   type InspectJson,
+  type OneOffOptions,
+  type OneOffResult,
   PodmanError,
   toPodmanError,
 } from "./container-engine.ts";
@@ -24,12 +26,14 @@ import {
   type EngineSettings,
   globalArgs,
   labelArgs,
+  type OneOffSpec,
+  oneOffArgs,
   type RunContainerSpec,
   runContainerArgs,
   validImage,
   validName,
 } from "./podman-args.ts";
-import type { Runner } from "./runner.ts";
+import { CommandError, type Runner } from "./runner.ts";
 import { seccompProfileJson } from "./seccomp-profile.ts";
 
 /**
@@ -61,6 +65,8 @@ export type {
   ContainerInfo,
   ExecResult,
   ImageInfo,
+  OneOffOptions,
+  OneOffResult,
   PodmanErrorCode,
 } from "./container-engine.ts";
 export { PodmanError } from "./container-engine.ts";
@@ -346,6 +352,36 @@ export class PodmanEngine implements ContainerEngine {
         await this.removeContainer(spec.name);
       }
       throw mapped;
+    }
+  }
+
+  async runOneOff(spec: OneOffSpec, options: OneOffOptions): Promise<OneOffResult> {
+    const sandbox = await this.#sandbox();
+    const args = oneOffArgs(sandbox.settings, spec);
+    if (spec.network !== "none") await this.ensureNetworks();
+    this.#log.info({ container: spec.name, image: spec.image }, "one-off container starting");
+    try {
+      await this.#runner.run(this.#podman, args, {
+        timeoutMs: options.timeoutMs,
+        cwd: sandbox.dir,
+        signal: options.signal,
+        onOutput: options.onOutput,
+        maxOutputBytes: options.maxOutputBytes,
+        maxStreamBytes: options.maxOutputBytes,
+      });
+      return { exitCode: 0, outcome: "exited" };
+    } catch (err) {
+      if (!(err instanceof CommandError)) throw err;
+      if (err.kind === "timeout") return { exitCode: 124, outcome: "timeout" };
+      if (err.kind === "aborted") return { exitCode: 130, outcome: "aborted" };
+      // 125 is podman's own failure (bad image, engine error); 126/127 are the command's (not executable, not found).
+      if (err.kind === "exit" && err.exitCode !== undefined && err.exitCode !== 125) {
+        return { exitCode: err.exitCode, outcome: "exited" };
+      }
+      throw toPodmanError("run", err, true);
+    } finally {
+      // Killing the attached client does not stop the container, and without --rm an exited one stays: remove it.
+      await this.removeContainer(spec.name);
     }
   }
 

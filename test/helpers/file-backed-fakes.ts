@@ -3,8 +3,16 @@ import { join } from "node:path";
 import { CaddyAdminError, type ProxyAdmin } from "../../src/infra/caddy.ts";
 import type { ProxyRoute } from "../../src/infra/caddy-config.ts";
 import type { GitFetchOptions, GitFetchResult, GitSource } from "../../src/infra/git.ts";
-import type { BuildOptions, ContainerEngine, ContainerInfo, ExecResult, ImageInfo } from "../../src/infra/podman.ts";
-import type { BuildRunSpec, CommitSpec, RunContainerSpec } from "../../src/infra/podman-args.ts";
+import type {
+  BuildOptions,
+  ContainerEngine,
+  ContainerInfo,
+  ExecResult,
+  ImageInfo,
+  OneOffOptions,
+  OneOffResult,
+} from "../../src/infra/podman.ts";
+import type { BuildRunSpec, CommitSpec, OneOffSpec, RunContainerSpec } from "../../src/infra/podman-args.ts";
 import { type FakeContainer, FakeEngine } from "./fake-engine.ts";
 import { FakeGitSource } from "./fake-git.ts";
 import { FakeProxyAdmin } from "./fake-proxy.ts";
@@ -196,6 +204,10 @@ export class FileBackedEngine implements ContainerEngine {
       record(this.#dir, { target: "engine", method: "buildRun", subject: spec.name });
       return result;
     });
+  }
+
+  runOneOff(spec: OneOffSpec, options: OneOffOptions): Promise<OneOffResult> {
+    return this.#with((f) => f.runOneOff(spec, options));
   }
 
   commitImage(spec: Omit<CommitSpec, "containerfile">): Promise<void> {
