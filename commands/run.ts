@@ -22,6 +22,8 @@ export interface RunInput {
   actor?: AuditActor | undefined;
   actorLabel?: string | undefined;
   correlationId?: string | undefined;
+  /** Merged into the audit rows' details (the Slack job adds its id, so a restarted job sees it already ran). */
+  auditDetails?: Record<string, unknown> | undefined;
   onOutput?: ((chunk: string) => void) | undefined;
   signal?: AbortSignal | undefined;
   maxOutputBytes?: number | undefined;
@@ -31,6 +33,11 @@ export interface RunOutcome {
   app: AppView;
   release: ReleaseView;
   run: OneOffRun;
+}
+
+/** What a `run` approval's response_url is sealed to: it opens for this app's run only. */
+export function runUrlBinding(appUuid: string): string {
+  return `run-response-url:${appUuid}`;
 }
 
 /** argv words: no NUL (execve cannot pass one), bounded count and size. */
@@ -66,7 +73,12 @@ export async function runCommand(deps: OneOffDeps, input: RunInput): Promise<Run
   recordAudit(deps.db, {
     ...base,
     outcome: "allowed",
-    details: { release: `v${release.version}`, program: program(command), words: command.length },
+    details: {
+      ...input.auditDetails,
+      release: `v${release.version}`,
+      program: program(command),
+      words: command.length,
+    },
   });
   let run: OneOffRun;
   try {
@@ -84,7 +96,7 @@ export async function runCommand(deps: OneOffDeps, input: RunInput): Promise<Run
     recordAudit(deps.db, {
       ...base,
       outcome: "failed",
-      details: { release: `v${release.version}`, program: program(command), error: "engine" },
+      details: { ...input.auditDetails, release: `v${release.version}`, program: program(command), error: "engine" },
     });
     throw err;
   }
@@ -92,6 +104,7 @@ export async function runCommand(deps: OneOffDeps, input: RunInput): Promise<Run
     ...base,
     outcome: run.exitCode === 0 ? "succeeded" : "failed",
     details: {
+      ...input.auditDetails,
       run: run.runUuid,
       release: `v${release.version}`,
       program: program(command),

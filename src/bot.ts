@@ -5,6 +5,7 @@ import { Redis } from "ioredis";
 import { proveGithubLink } from "../commands/github-link-proof.ts";
 import { type LogsQueue, registerLogsWorker } from "../commands/logs-job.ts";
 import { type PushDeployDeps, processPushDelivery } from "../commands/push-deploy.ts";
+import { type RunQueue, registerRunWorker } from "../commands/run-job.ts";
 import type { Config } from "./config.ts";
 import { databasePath, openDb, pingDb } from "./db/client.ts";
 import { SecretBox } from "./domain/crypto.ts";
@@ -266,6 +267,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     lifecycle.onStop("provision queue", () => provisionQueue.close());
     // `/tussilago logs`: the only producer is the slash command, so the queue and worker exist with Slack only.
     let logsQueue: LogsQueue | undefined;
+    let runQueue: RunQueue | undefined;
     if (slackApi) {
       registerLogsWorker(workers, {
         db,
@@ -276,6 +278,11 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       const logs = queue.only(QUEUE_NAMES.logs);
       lifecycle.onStop("logs queue", () => logs.close());
       logsQueue = logs;
+      // `/tussilago run`, likewise Slack-only (the CLI runs its one-off commands itself).
+      registerRunWorker(workers, { ...pipeline, slack: slackApi, log: log.child({ component: "run" }) });
+      const runs = queue.only(QUEUE_NAMES.run);
+      lifecycle.onStop("run queue", () => runs.close());
+      runQueue = runs;
     }
     // Start-up reconcile in the background: the HTTP edge must come up even while containers are being restored.
     // Reconcile runs as jobs of one queue with concurrency 1, so passes never overlap: once at start-up (in the
@@ -317,7 +324,18 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
           dedupe: new RedisEventDedupe(redis),
           maxBodyBytes: config.maxBodyBytes,
           chatops: slackApi
-            ? { db, queue, log, secrets, slack: slackApi, now: Date.now, provisionQueue, tenantStores, logsQueue }
+            ? {
+                db,
+                queue,
+                log,
+                secrets,
+                slack: slackApi,
+                now: Date.now,
+                provisionQueue,
+                tenantStores,
+                logsQueue,
+                runQueue,
+              }
             : undefined,
         })
       : undefined;
