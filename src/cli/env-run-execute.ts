@@ -4,6 +4,7 @@ import type { EnvAssignment } from "../../commands/env-operator.ts";
 import type { Env } from "../config.ts";
 import { DotenvError, parseDotenv } from "../lib/dotenv.ts";
 import type { Logger } from "../log.ts";
+import type { OneOffDeps } from "../pipeline/one-off.ts";
 import { formatElapsed } from "./duration.ts";
 import { CliEnvError } from "./env-error.ts";
 import type { EnvRunCommand } from "./env-run-args.ts";
@@ -24,6 +25,8 @@ export interface EnvRunOptions {
   onInterrupt: (handler: () => void) => () => void;
   /** execute.ts's follower, passed in (importing execute.ts from here would be a cycle). */
   follow: (result: DeployResult, app: string, timeoutMs: number) => Promise<number>;
+  /** What `run` runs with; default: the bot's engine and settings from `env` (src/cli/run-engine.ts). Tests pass fakes. */
+  oneOffDeps?: (() => Promise<OneOffDeps>) | undefined;
 }
 
 /** `--from-file`: strict dotenv (src/lib/dotenv.ts); errors name the file and line, never a value. */
@@ -135,7 +138,7 @@ async function runOneOffCli(
     import("../../commands/run.ts"),
     import("./run-engine.ts"),
   ]);
-  const deps = await oneOffDeps(options.env, res, log);
+  const deps = options.oneOffDeps ? await options.oneOffDeps() : await oneOffDeps(options.env, res, log);
   const controller = new AbortController();
   const off = options.onInterrupt(() => controller.abort());
   // The command's output is the tenant's: on a terminal, control sequences could rewrite the operator's screen;
