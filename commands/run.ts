@@ -27,6 +27,8 @@ export interface RunInput {
   onOutput?: ((chunk: string) => void) | undefined;
   signal?: AbortSignal | undefined;
   maxOutputBytes?: number | undefined;
+  /** `tussilago run --tty` only. */
+  tty?: boolean | undefined;
 }
 
 export interface RunOutcome {
@@ -91,6 +93,7 @@ export async function runCommand(deps: OneOffDeps, input: RunInput): Promise<Run
       onOutput: input.onOutput,
       signal: input.signal,
       maxOutputBytes: input.maxOutputBytes,
+      tty: input.tty,
     });
   } catch (err) {
     recordAudit(deps.db, {

@@ -17,7 +17,7 @@ export type EnvRunCommand =
     }
   | { kind: "env-unset"; app: string; keys: string[]; restart: boolean; follow: boolean; timeoutMs: number }
   | { kind: "env-list"; app: string; json: boolean }
-  | { kind: "run"; app: string; command: string[]; timeoutMs: number; memoryMb: number | undefined };
+  | { kind: "run"; app: string; command: string[]; timeoutMs: number; memoryMb: number | undefined; tty: boolean };
 
 export const DEFAULT_RUN_TIMEOUT_MS = 10 * 60_000;
 const DEFAULT_RESTART_FOLLOW_MS = 30 * 60_000;
@@ -89,8 +89,8 @@ export const ENV_RUN_SPECS: Readonly<Record<string, Spec<EnvRunCommand>>> = {
     build: (values, [app]) => ({ kind: "env-list", app: field("app", slugSchema, app), json: values.json === true }),
   },
   run: {
-    usage: "tussilago run <app> [--timeout 10m] [--memory 512] -- <command…>",
-    options: { timeout: { type: "string" }, memory: { type: "string" } },
+    usage: "tussilago run <app> [--timeout 10m] [--memory 512] [--tty] -- <command…>",
+    options: { timeout: { type: "string" }, memory: { type: "string" }, tty: { type: "boolean", default: false } },
     positionals: { required: ["app"], optional: [] },
     trailing: "command…",
     build: (values, [app], command) => ({
@@ -99,6 +99,7 @@ export const ENV_RUN_SPECS: Readonly<Record<string, Spec<EnvRunCommand>>> = {
       command,
       timeoutMs: duration(values.timeout, DEFAULT_RUN_TIMEOUT_MS),
       memoryMb: values.memory === undefined ? undefined : field("--memory", memory, values.memory),
+      tty: values.tty === true,
     }),
   },
 };

@@ -25,6 +25,8 @@ export interface EnvRunOptions {
   onInterrupt: (handler: () => void) => () => void;
   /** execute.ts's follower, passed in (importing execute.ts from here would be a cycle). */
   follow: (result: DeployResult, app: string, timeoutMs: number) => Promise<number>;
+  /** Whether stdin is a terminal: `run --tty` needs one. Default: this process's stdin. */
+  stdinIsTTY?: boolean | undefined;
   /** What `run` runs with; default: the bot's engine and settings from `env` (src/cli/run-engine.ts). Tests pass fakes. */
   oneOffDeps?: (() => Promise<OneOffDeps>) | undefined;
 }
@@ -134,6 +136,9 @@ async function runOneOffCli(
   options: EnvRunOptions,
 ): Promise<number> {
   const { output } = options;
+  if (command.tty && !(options.stdinIsTTY ?? process.stdin.isTTY === true)) {
+    throw new CliEnvError("--tty needs a terminal on stdin; run it without --tty to stream the output instead");
+  }
   const [{ runCommand }, { oneOffDeps }] = await Promise.all([
     import("../../commands/run.ts"),
     import("./run-engine.ts"),
@@ -157,6 +162,7 @@ async function runOneOffCli(
       onOutput: write,
       signal: controller.signal,
       maxOutputBytes: RUN_MAX_OUTPUT_BYTES,
+      tty: command.tty,
     });
   } finally {
     off();

@@ -43,7 +43,9 @@ export async function oneOffDeps(env: Env, res: CliResources, log: Logger): Prom
     log.child({ component: "app-services" }),
   );
   assertNotBotRedis(appServices, config.redisUrl, hostAddresses());
-  const engine = new PodmanEngine(new ExecaRunner(log.child({ component: "runner" })), log, {
+  const runner = new ExecaRunner(log.child({ component: "runner" }));
+  const engine = new PodmanEngine(runner, log, {
+    terminal: runner,
     stateDir: config.dataDir,
     settings: { runscNetwork: config.pipeline.runscNetwork, appServices },
   });

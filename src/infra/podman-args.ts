@@ -417,6 +417,8 @@ export interface OneOffSpec {
   user?: string | undefined;
   /** Enforced by conmon too (`podman run --timeout`), so the container dies even if our podman client is killed. */
   timeoutSeconds: number;
+  /** `--interactive --tty`: the caller's terminal is the command's (`tussilago run --tty`). */
+  tty?: boolean | undefined;
 }
 
 /**
@@ -433,6 +435,7 @@ export function oneOffArgs(settings: EngineSettings, spec: OneOffSpec): string[]
     validName(spec.name),
     "--timeout",
     String(positiveInt(spec.timeoutSeconds, "timeoutSeconds", 86_400)),
+    ...(spec.tty === true ? ["--interactive", "--tty"] : []),
     ...confinementArgs(spec),
     ...seccompArgs(settings),
     ...net.run,

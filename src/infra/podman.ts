@@ -33,7 +33,7 @@ import {
   validImage,
   validName,
 } from "./podman-args.ts";
-import { CommandError, type Runner } from "./runner.ts";
+import { CommandError, type Runner, type TerminalRunner } from "./runner.ts";
 import { seccompProfileJson } from "./seccomp-profile.ts";
 
 /**
@@ -86,6 +86,8 @@ export interface PodmanEngineOptions {
   stateDir?: string | undefined;
   /** Where the host's DNS resolvers are read from: the egress bridge may reach port 53 of those only. */
   resolvConfPath?: string;
+  /** For one-off runs with `tty` (the CLI's `run --tty`); without it such a run is refused. */
+  terminal?: TerminalRunner | undefined;
 }
 
 export class PodmanEngine implements ContainerEngine {
@@ -100,6 +102,7 @@ export class PodmanEngine implements ContainerEngine {
   readonly #stateDir: string | undefined;
   readonly #resolvConfPath: string;
   #withSeccomp: Promise<{ settings: EngineSettings; dir: string }> | undefined;
+  readonly #terminal: TerminalRunner | undefined;
 
   constructor(runner: Runner, log: Logger, options: PodmanEngineOptions = {}) {
     this.#runner = runner;
@@ -111,6 +114,7 @@ export class PodmanEngine implements ContainerEngine {
     this.#nftTable = options.nftTable ?? "tussilago_egress";
     this.#stateDir = options.stateDir;
     this.#resolvConfPath = options.resolvConfPath ?? "/etc/resolv.conf";
+    this.#terminal = options.terminal;
   }
 
   async #podmanRun(args: string[], opts: { containerExit?: boolean; input?: string; maxOutputBytes?: number } = {}) {
@@ -359,16 +363,26 @@ export class PodmanEngine implements ContainerEngine {
     const sandbox = await this.#sandbox();
     const args = oneOffArgs(sandbox.settings, spec);
     if (spec.network !== "none") await this.ensureNetworks();
+    const terminal = this.#terminal;
+    if (spec.tty === true && terminal === undefined) throw new Error("this engine has no terminal for a tty run");
     this.#log.info({ container: spec.name, image: spec.image }, "one-off container starting");
     try {
-      await this.#runner.run(this.#podman, args, {
-        timeoutMs: options.timeoutMs,
-        cwd: sandbox.dir,
-        signal: options.signal,
-        onOutput: options.onOutput,
-        maxOutputBytes: options.maxOutputBytes,
-        maxStreamBytes: options.maxOutputBytes,
-      });
+      if (spec.tty === true) {
+        await terminal?.runInTerminal(this.#podman, args, {
+          timeoutMs: options.timeoutMs,
+          cwd: sandbox.dir,
+          signal: options.signal,
+        });
+      } else {
+        await this.#runner.run(this.#podman, args, {
+          timeoutMs: options.timeoutMs,
+          cwd: sandbox.dir,
+          signal: options.signal,
+          onOutput: options.onOutput,
+          maxOutputBytes: options.maxOutputBytes,
+          maxStreamBytes: options.maxOutputBytes,
+        });
+      }
       return { exitCode: 0, outcome: "exited" };
     } catch (err) {
       if (!(err instanceof CommandError)) throw err;

@@ -37,6 +37,8 @@ export interface OneOffInput {
   onOutput?: ((chunk: string) => void) | undefined;
   signal?: AbortSignal | undefined;
   maxOutputBytes?: number | undefined;
+  /** The caller's terminal is the command's (`tussilago run --tty`); output then bypasses `onOutput`. */
+  tty?: boolean | undefined;
 }
 
 export interface OneOffRun extends OneOffResult {
@@ -108,6 +110,7 @@ export async function runOneOff(deps: OneOffDeps, input: OneOffInput): Promise<O
         tmpfsMb: deps.settings.tmpfsMb,
         // conmon's own kill, a little after ours: it still fires if this process dies mid-run.
         timeoutSeconds: Math.ceil(input.timeoutMs / 1_000) + 30,
+        tty: input.tty,
       },
       {
         timeoutMs: input.timeoutMs,

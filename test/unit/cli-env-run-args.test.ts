@@ -56,10 +56,11 @@ describe("tussilago run …", () => {
       command: ["python", "-c", "print('hi')"],
       timeoutMs: DEFAULT_RUN_TIMEOUT_MS,
       memoryMb: undefined,
+      tty: false,
     });
     expect(
-      parseCli(["run", "shop", "--timeout", "90s", "--memory", "512", "--", "ls", "--timeout", "--", "-x"]),
-    ).toMatchObject({ command: ["ls", "--timeout", "--", "-x"], timeoutMs: 90_000, memoryMb: 512 });
+      parseCli(["run", "shop", "--timeout", "90s", "--memory", "512", "--tty", "--", "ls", "--timeout", "--", "-x"]),
+    ).toMatchObject({ command: ["ls", "--timeout", "--", "-x"], timeoutMs: 90_000, memoryMb: 512, tty: true });
   });
 
   it("needs -- and a command, and one app only", () => {

@@ -29,7 +29,7 @@ function setup(onFinished: (fn: () => Promise<void> | void) => void) {
   engine.addImage(image);
   const run = async (
     script: { output: string; exitCode: number; outcome?: OneOffResult["outcome"] },
-    options: { isTTY?: boolean; timeoutMs?: number } = {},
+    options: { isTTY?: boolean; timeoutMs?: number; tty?: boolean } = {},
   ) => {
     engine.oneOff = script;
     const output = memoryOutput(options.isTTY ?? false);
@@ -40,6 +40,7 @@ function setup(onFinished: (fn: () => Promise<void> | void) => void) {
         command: ["python", "-c", "x"],
         timeoutMs: options.timeoutMs ?? 60_000,
         memoryMb: 512,
+        tty: options.tty ?? false,
       },
       res,
       logger,
@@ -48,6 +49,7 @@ function setup(onFinished: (fn: () => Promise<void> | void) => void) {
         env: {},
         onInterrupt: () => () => {},
         follow: async () => 0,
+        stdinIsTTY: false,
         oneOffDeps: async () => ({
           db,
           secrets: new SecretBox("cli-run-test-key-0123456789abcdefghij"),
@@ -76,6 +78,12 @@ describe("tussilago run (CLI)", () => {
     const out = await run({ output: "", exitCode: 124, outcome: "timeout" }, { timeoutMs: 90_000 });
     expect(out.code).toBe(124);
     expect(out.stderr).toBe("error: shop: the command ran longer than 1m30s; killed and removed\n");
+  });
+
+  it("refuses --tty without a terminal on stdin, before anything runs", async ({ onTestFinished }) => {
+    const { run, engine } = setup(onTestFinished);
+    await expect(run({ output: "", exitCode: 0 }, { tty: true })).rejects.toThrow(/--tty needs a terminal/);
+    expect(engine.oneOffRuns).toEqual([]);
   });
 
   it("shows control sequences escaped on a terminal and passes them through a pipe", async ({ onTestFinished }) => {

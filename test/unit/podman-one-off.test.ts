@@ -123,6 +123,37 @@ describe("PodmanEngine.runOneOff", () => {
     }
   });
 
+  it("with tty, hands podman -it to the terminal runner, then removes the container; no terminal, no run", async ({
+    onTestFinished,
+  }) => {
+    const dir = tempDir("tussilago-oneoff-tty-");
+    onTestFinished(dir.cleanup);
+    const runner = new FakeRunner((args) =>
+      args.includes("network") && args.includes("inspect") ? { ...ok, stdout: "podman9 10.89.0.1\n" } : ok,
+    );
+    const terminal: string[][] = [];
+    const { logger } = memoryLogger("silent");
+    const withTerminal = new PodmanEngine(runner, logger, {
+      stateDir: dir.path,
+      terminal: {
+        async runInTerminal(_file, args) {
+          terminal.push([...args]);
+          throw new CommandError("/usr/bin/podman", "exit", 4, "");
+        },
+      },
+    });
+    expect(await withTerminal.runOneOff({ ...spec, tty: true }, { timeoutMs: 1_000 })).toEqual({
+      exitCode: 4,
+      outcome: "exited",
+    });
+    expect(terminal[0]).toEqual(expect.arrayContaining(["--interactive", "--tty", "--env-file"]));
+    expect(runner.calls.some((c) => isRun(c.args))).toBe(false);
+    expect(runner.calls.at(-1)?.args).toEqual(expect.arrayContaining(["rm", "--force", spec.name]));
+
+    const without = new PodmanEngine(runner, logger, { stateDir: dir.path });
+    await expect(without.runOneOff({ ...spec, tty: true }, { timeoutMs: 1_000 })).rejects.toThrow(/no terminal/);
+  });
+
   it("throws podman's own failure (125) as a PodmanError, after removing the container", async ({ onTestFinished }) => {
     const e = engine(new CommandError("/usr/bin/podman", "exit", 125, "Error: image not known"));
     onTestFinished(e.dir.cleanup);
