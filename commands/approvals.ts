@@ -22,6 +22,7 @@ import { applyDestroy } from "./destroy.ts";
 import { applyEnvSet, applyEnvUnset } from "./env.ts";
 import { applyPolicy } from "./policy.ts";
 import { redeployRelease } from "./rollback.ts";
+import { runUrlBinding } from "./run.ts";
 
 /** Pending requests in every tenant where the actor has a role. */
 export function approvalsCommand(deps: Pick<ChatOpsDeps, "db" | "now">, input: { actor: Actor }): ApprovalView[] {
@@ -98,6 +99,7 @@ const NEEDED_ROLE: Record<ApprovalAction["kind"], Role> = {
   "env.unset": "deployer",
   destroy: "admin",
   "db.drop": "admin",
+  run: "deployer",
   "policy.set": "admin",
 };
 
@@ -115,7 +117,10 @@ function assertStillApplies(deps: ChatOpsDeps, approval: ApprovalView): void {
   if (!roleAtLeast(roleIn(deps.db, approval.requester, app.tenantSlug), needed)) {
     throw new DomainError(409, "stale", `the requester no longer holds the ${needed} role in ${app.tenantSlug}`);
   }
-  if (action.kind === "restart" && currentRelease(deps.db, app.uuid)?.uuid !== action.release) {
+  if (
+    (action.kind === "restart" || action.kind === "run") &&
+    currentRelease(deps.db, app.uuid)?.uuid !== action.release
+  ) {
     throw new DomainError(409, "stale", "the current release changed since the request; ask again");
   }
   if (
@@ -173,6 +178,21 @@ async function runApprovedAction(
         confirm: app.slug,
         actor: actor.label,
         ...(correlationId ? { correlationId } : {}),
+      });
+      return { kind: "queued" };
+    }
+    case "run": {
+      if (!deps.runQueue)
+        throw new DomainError(409, "not_configured", "one-off commands are not configured on this bot");
+      // The requester's own response_url: the output goes to them, as if no approval had been needed.
+      const responseUrl = deps.secrets.open(action.responseUrlSealed, runUrlBinding(app.uuid));
+      await deps.runQueue.enqueue({
+        appUuid: app.uuid,
+        releaseUuid: action.release,
+        command: action.command,
+        responseUrl,
+        requester: actor.label,
+        correlationId: correlationId ?? approval.uuid,
       });
       return { kind: "queued" };
     }

@@ -5,6 +5,7 @@ import type { ProvisionQueue } from "../src/pipeline/provision-worker.ts";
 import type { JobQueue } from "../src/pipeline/queues.ts";
 import type { DbCommandDeps } from "./db.ts";
 import type { LogsQueue } from "./logs-job.ts";
+import type { RunQueue } from "./run-job.ts";
 
 /** Shared by the CLI and Slack: validate, record, supersede, enqueue. Never runs git or podman itself. */
 export interface CommandDeps {
@@ -23,4 +24,6 @@ export interface ChatOpsDeps extends CommandDeps {
   tenantStores?: DbCommandDeps["stores"];
   /** Log reads (`logs`), answered later through the command's response_url; without it `logs` says so. */
   logsQueue?: LogsQueue | undefined;
+  /** One-off commands (`run`), answered later through the command's response_url; without it `run` says so. */
+  runQueue?: RunQueue | undefined;
 }

@@ -29,6 +29,12 @@ export const SUBCOMMANDS: readonly SubcommandHelp[] = [
     usage: "logs <app> [lines]",
     summary: "The app's last lines of output (default 100, at most 5000), sent back to you here.",
   },
+  {
+    name: "run",
+    usage: "run <app> -- <command…>",
+    summary:
+      "Run a one-off command in a fresh container of the current release; its exit code and last output come back here (production needs an approval by default).",
+  },
   { name: "restart", usage: "restart <app>", summary: "Redeploy the current release (picks up env changes)." },
   {
     name: "cancel",
@@ -51,7 +57,7 @@ export const SUBCOMMANDS: readonly SubcommandHelp[] = [
   { name: "approvals", usage: "approvals", summary: "Pending approval requests you can see." },
   {
     name: "policy",
-    usage: "policy <app> [add|remove <deploy|rollback|restart|env|destroy|db.drop>… | reset]",
+    usage: "policy <app> [add|remove <deploy|rollback|restart|env|destroy|db.drop|run>… | reset]",
     summary: "Which actions need a second person's approval (changes: admins; loosening needs an approval).",
   },
   {

@@ -43,6 +43,8 @@ export function describeAction(action: ApprovalAction, appSlug: string | null): 
       return `unset env \`${action.key}\` on ${app}`;
     case "db.drop":
       return `drop the ${action.store ?? "postgres"} store of ${app} (all its data)`;
+    case "run":
+      return `run \`${escapeSlack(action.command.join(" ").slice(0, 300))}\` in ${app} (v${action.version})`;
   }
 }
 

@@ -30,6 +30,7 @@ import { type DbSubcommand, parseDbArgs, runDbSubcommand } from "./slack-db.ts";
 import { type LinkSubcommand, parseLinkArgs, runLinkSubcommand } from "./slack-link.ts";
 import { requestLogs } from "./slack-logs.ts";
 import { type PolicySubcommand, parsePolicyArgs, runPolicySubcommand } from "./slack-policy.ts";
+import { parseRunArgs, type RunSubcommand, requestRun } from "./slack-run.ts";
 
 /** The database, queue and Web API client behind the chat commands; without them only `help` answers. */
 export interface ChatOpsSlackDeps extends ChatOpsDeps {
@@ -62,6 +63,7 @@ export type ParsedCommand =
   | PolicySubcommand
   | LinkSubcommand
   | AuditSubcommand
+  | RunSubcommand
   /** A known subcommand with malformed arguments: answered with its own usage line. */
   | { kind: "usage"; name: string }
   | { kind: "unknown" };
@@ -129,6 +131,9 @@ export function parseCommandText(text: string): ParsedCommand {
       return parseLinkArgs(name, args) ?? usage;
     case "audit":
       return parseAuditArgs(args) ?? usage;
+    case "run":
+      // Quoted words (`python -c "print(1)"`): parsed from the text itself, not from the blank-split words.
+      return parseRunArgs(text) ?? usage;
     default:
       return { kind: "unknown" };
   }
@@ -259,6 +264,11 @@ async function run(deps: ChatOpsSlackDeps, cmd: ParsedCommand, ctx: RunContext):
           `• v${x.version}${i === 0 ? " (current)" : ""} · ${x.commitSha?.slice(0, 12) ?? "no commit"} · ${x.createdAt.toISOString()}`,
       );
       return { text: [`*${r.app.slug}* releases:`, ...lines].join("\n") };
+    }
+    case "run": {
+      // A command runs podman for as long as it takes: a job runs it and answers via response_url.
+      const r = await requestRun(deps, cmd, ctx);
+      return "text" in r ? r : requested(deps, r, ctx);
     }
     case "logs":
       // Reading logs runs podman, which a Slack handler must not do: a job reads them and answers via response_url.

@@ -6,6 +6,7 @@ import { deployCommand } from "../commands/deploy.ts";
 import { proveGithubLink } from "../commands/github-link-proof.ts";
 import { type LogsQueue, registerLogsWorker } from "../commands/logs-job.ts";
 import { type PushDeployDeps, processPushDelivery } from "../commands/push-deploy.ts";
+import { type RunQueue, registerRunWorker } from "../commands/run-job.ts";
 import type { Config } from "./config.ts";
 import { startCheckpointer } from "./db/checkpointer.ts";
 import { databasePath, openDb, pingDb } from "./db/client.ts";
@@ -325,6 +326,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     lifecycle.onStop("provision queue", () => provisionQueue.close());
     // `/tussilago logs`: the only producer is the slash command, so the queue and worker exist with Slack only.
     let logsQueue: LogsQueue | undefined;
+    let runQueue: RunQueue | undefined;
     if (slackApi) {
       registerLogsWorker(workers, {
         db,
@@ -335,6 +337,11 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       const logs = queue.only(QUEUE_NAMES.logs);
       lifecycle.onStop("logs queue", () => logs.close());
       logsQueue = logs;
+      // `/tussilago run`, likewise Slack-only (the CLI runs its one-off commands itself).
+      registerRunWorker(workers, { ...pipeline, slack: slackApi, log: log.child({ component: "run" }) });
+      const runs = queue.only(QUEUE_NAMES.run);
+      lifecycle.onStop("run queue", () => runs.close());
+      runQueue = runs;
     }
     // Start-up reconcile in the background: the HTTP edge must come up even while containers are being restored.
     // Reconcile runs as jobs of one queue with concurrency 1, so passes never overlap: once at start-up (in the
@@ -417,6 +424,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
                 provisionQueue: boundedQueueOf(provisionQueue, QUEUE_NAMES.provision, COMMAND_QUEUE_TIMEOUT_MS, log),
                 tenantStores,
                 logsQueue: logsQueue && boundedQueueOf(logsQueue, QUEUE_NAMES.logs, COMMAND_QUEUE_TIMEOUT_MS, log),
+                runQueue: runQueue && boundedQueueOf(runQueue, QUEUE_NAMES.run, COMMAND_QUEUE_TIMEOUT_MS, log),
               }
             : undefined,
         })

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { slugSchema, uuidSchema } from "../domain/validation.ts";
 import { ADMIN_SPECS, type AdminCommand } from "./admin-args.ts";
 import { parseDuration } from "./duration.ts";
+import { ENV_RUN_SPECS, type EnvRunCommand } from "./env-run-args.ts";
 import { OPS_SPECS, type OpsCommand } from "./ops-args.ts";
 import { FieldError, field, required, type Spec, str } from "./spec.ts";
 
@@ -26,7 +27,8 @@ export type CliCommand =
   | { kind: "cancel"; target: string; follow: boolean; timeoutMs: number }
   | { kind: "reconcile" }
   | AdminCommand
-  | OpsCommand;
+  | OpsCommand
+  | EnvRunCommand;
 
 export interface CreateAppArgs {
   slug: string;
@@ -184,13 +186,14 @@ export const SPECS: Readonly<Record<string, Spec<CliCommand>>> = {
   },
   ...ADMIN_SPECS,
   ...OPS_SPECS,
+  ...ENV_RUN_SPECS,
 };
 
 /** Commands that take a subcommand (`apps create`, `users grant`, `db drop`, …). */
-const GROUPS = ["apps", "users", "db"] as const;
+const GROUPS = ["apps", "users", "db", "env"] as const;
 
 export const GENERAL_USAGE =
-  "tussilago <apps|deploy|rollback|cancel|status|releases|logs|reconcile|users|db|audit|doctor|help> …";
+  "tussilago <apps|deploy|rollback|cancel|status|releases|logs|env|run|reconcile|users|db|audit|doctor|help> …";
 
 function timeout(value: string | boolean | undefined): number {
   if (typeof value !== "string") return DEFAULT_FOLLOW_TIMEOUT_MS;
@@ -227,7 +230,16 @@ function pickSpec(argv: readonly string[]): { name: string; spec: Spec<CliComman
 
 export function parseCli(argv: readonly string[]): CliCommand {
   if (argv.length === 1 && ["help", "--help", "-h"].includes(argv[0] ?? "")) return { kind: "help" };
-  const { spec, rest } = pickSpec(argv);
+  const picked = pickSpec(argv);
+  const { spec } = picked;
+  let rest = picked.rest;
+  let trailing: string[] = [];
+  if (spec.trailing !== undefined) {
+    const dashes = rest.indexOf("--");
+    if (dashes === -1 || dashes === rest.length - 1) throw new UsageError(`missing -- <${spec.trailing}>`, spec.usage);
+    trailing = rest.slice(dashes + 1);
+    rest = rest.slice(0, dashes);
+  }
   if (rest.includes("--help") || rest.includes("-h")) return { kind: "help" };
   let parsed: ReturnType<typeof parseArgs>;
   try {
@@ -248,11 +260,11 @@ export function parseCli(argv: readonly string[]): CliCommand {
   if (parsed.positionals.length < req.length) {
     throw new UsageError(`missing <${req[parsed.positionals.length]}>`, spec.usage);
   }
-  if (parsed.positionals.length > req.length + optional.length) {
+  if (spec.positionals.rest === undefined && parsed.positionals.length > req.length + optional.length) {
     throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals.at(-1))}`, spec.usage);
   }
   try {
-    return spec.build(parsed.values as Record<string, string | boolean | undefined>, parsed.positionals);
+    return spec.build(parsed.values as Record<string, string | boolean | undefined>, parsed.positionals, trailing);
   } catch (err) {
     if (err instanceof FieldError) throw new UsageError(err.message, spec.usage);
     throw err;

@@ -5,6 +5,7 @@ import { logsCommand } from "../../commands/logs.ts";
 import { releasesCommand } from "../../commands/releases.ts";
 import { rollbackCommand } from "../../commands/rollback.ts";
 import { statusCommand } from "../../commands/status.ts";
+import type { Env } from "../config.ts";
 import type { NewApp } from "../domain/apps.ts";
 import { getDeployment } from "../domain/deployments.ts";
 import type { Logger } from "../log.ts";
@@ -22,6 +23,8 @@ import type { CliResources } from "./resources.ts";
 
 export interface ExecuteOptions {
   output: Output;
+  /** The process environment: `run` reads the bot's whole configuration from it (src/cli/run-engine.ts). */
+  env?: Env | undefined;
   /** Registers a Ctrl-C handler while following; returns its removal. Defaults to SIGINT on this process. */
   onInterrupt?: ((handler: () => void) => () => void) | undefined;
   now?: (() => number) | undefined;
@@ -133,6 +136,18 @@ export async function execute(
     }
     case "audit":
       return executeAudit(command, res, output, options.now);
+    case "env-set":
+    case "env-unset":
+    case "env-list":
+    case "run": {
+      const { executeEnvRun } = await import("./env-run-execute.ts");
+      return executeEnvRun(command, res, log, {
+        output,
+        env: options.env ?? {},
+        onInterrupt: options.onInterrupt ?? onSigint,
+        follow: (result, app, timeoutMs) => follow(result, app, timeoutMs, res, options),
+      });
+    }
     default:
       return executeAdmin(command, res, log, output);
   }

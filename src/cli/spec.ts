@@ -8,8 +8,14 @@ import type { z } from "zod";
 export interface Spec<Command> {
   usage: string;
   options: ParseArgsOptionsConfig;
-  positionals: { required: string[]; optional: string[] };
-  build(values: Record<string, string | boolean | undefined>, positionals: string[]): Command;
+  /** `rest`: any number of further positionals (e.g. `KEY=VALUE…`), named in messages. */
+  positionals: { required: string[]; optional: string[]; rest?: string };
+  /**
+   * Set when the command takes a command line of its own after `--` (`tussilago run <app> -- <cmd…>`): everything
+   * after the first `--` is passed to `build` untouched, never parsed as options. Required, at least one word.
+   */
+  trailing?: string;
+  build(values: Record<string, string | boolean | undefined>, positionals: string[], trailing: string[]): Command;
 }
 
 /** A bad option value found while building a command; parseCli adds that command's usage line. */

@@ -22,6 +22,11 @@ export type ApprovalAction =
   | { kind: "env.unset"; app: string; key: string }
   | { kind: "db.drop"; app: string; store?: "postgres" | "redis" | undefined }
   /**
+   * A one-off command in the given release. The requester's response_url (where the output goes, valid 30 minutes
+   * like the request) is a credential: sealed, like env values.
+   */
+  | { kind: "run"; app: string; release: string; version: number; command: string[]; responseUrlSealed: string }
+  /**
    * A policy change that loosens it; `actions: null` returns to the environment's default. `from` is the policy the
    * request was made against: if it changed meanwhile, the approval no longer applies (no silent overwrite).
    */

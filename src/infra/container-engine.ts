@@ -1,4 +1,4 @@
-import type { BuildRunSpec, CommitSpec, OneShotSpec, RunContainerSpec } from "./podman-args.ts";
+import type { BuildRunSpec, CommitSpec, OneOffSpec, OneShotSpec, RunContainerSpec } from "./podman-args.ts";
 import { CommandError } from "./runner.ts";
 
 /**
@@ -49,6 +49,22 @@ export interface ExitWatch {
   stop(): Promise<void>;
 }
 
+export interface OneOffOptions {
+  /** Our own deadline: past it the container is killed and removed, and the outcome is "timeout". */
+  timeoutMs: number;
+  signal?: AbortSignal | undefined;
+  /** Each chunk of the command's combined output, as it arrives. */
+  onOutput?: ((chunk: string) => void) | undefined;
+  /** Output beyond this kills the run: PodmanError "output_limit" (the container is removed first). */
+  maxOutputBytes?: number | undefined;
+}
+
+/** "exited": the command ended by itself (any exit code); "timeout"/"aborted": we killed it. Always removed. */
+export interface OneOffResult {
+  exitCode: number;
+  outcome: "exited" | "timeout" | "aborted";
+}
+
 export interface ContainerEngine {
   ensureNetworks(): Promise<void>;
   inspectContainer(name: string): Promise<ContainerInfo | null>;
@@ -73,6 +89,11 @@ export interface ContainerEngine {
   runOnce(spec: OneShotSpec, options?: BuildOptions): Promise<ExecResult>;
   /** One-shot build step; a non-zero exit throws PodmanError with code "exit" (the tenant's build failed). */
   buildRun(spec: BuildRunSpec, options?: BuildOptions): Promise<ExecResult>;
+  /**
+   * A one-off command in a fresh container, attached: output streams through `onOutput`, a non-zero exit is a
+   * result. The container is removed before this returns or throws, whatever happened.
+   */
+  runOneOff(spec: OneOffSpec, options: OneOffOptions): Promise<OneOffResult>;
   /** Turns a built work dir into an image: base image + the directory copied to /app. */
   commitImage(spec: Omit<CommitSpec, "containerfile">): Promise<void>;
 }

@@ -416,3 +416,53 @@ export function commitImageArgs(settings: EngineSettings, spec: CommitSpec): str
     validPath(spec.contextDir, "contextDir"),
   ];
 }
+
+/** A one-off command (`tussilago run`): the runtime container's confinement, attached, never published. */
+export interface OneOffSpec {
+  name: string;
+  image: string;
+  command: readonly string[];
+  /** `--env-file` path: values never appear in argv. */
+  envFile?: string | undefined;
+  labels: Readonly<Record<string, string>>;
+  memoryMb: number;
+  cpus: number;
+  pidsLimit: number;
+  network: NetworkMode;
+  allowEgress: boolean;
+  tmpfsMb: number;
+  user?: string | undefined;
+  /** Enforced by conmon too (`podman run --timeout`), so the container dies even if our podman client is killed. */
+  timeoutSeconds: number;
+  /** `--interactive --tty`: the caller's terminal is the command's (`tussilago run --tty`). */
+  tty?: boolean | undefined;
+}
+
+/**
+ * argv for an attached one-off run: the same flags as `runContainerArgs` (confinement, seccomp, network, store
+ * hosts, bounded log file) minus `--detach` and `--publish`, plus a conmon-enforced `--timeout`. No `--rm`: the
+ * caller removes the container itself, also after a timeout, when the attached client is already gone.
+ */
+export function oneOffArgs(settings: EngineSettings, spec: OneOffSpec): string[] {
+  const net = networkArgs(settings, spec.network, spec.allowEgress);
+  const args = [
+    ...net.global,
+    "run",
+    "--name",
+    validName(spec.name),
+    "--timeout",
+    String(positiveInt(spec.timeoutSeconds, "timeoutSeconds", 86_400)),
+    ...(spec.tty === true ? ["--interactive", "--tty"] : []),
+    ...confinementArgs(spec),
+    ...seccompArgs(settings),
+    ...net.run,
+    "--log-driver=k8s-file",
+    `--log-opt=max-size=${settings.logMaxBytes}`,
+    ...labelArgs(spec.labels),
+    ...(spec.network === "none" ? [] : addHostArgs(settings.appServices)),
+  ];
+  if (spec.envFile !== undefined) args.push("--env-file", validPath(spec.envFile, "envFile"));
+  if (spec.command.length === 0) throw new InvalidPodmanArgument("command", "must not be empty");
+  args.push("--", validImage(spec.image), ...spec.command);
+  return args;
+}

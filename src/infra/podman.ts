@@ -13,6 +13,8 @@ import {
   fromInspect,
   type ImageInfo,
   type InspectJson,
+  type OneOffOptions,
+  type OneOffResult,
   PodmanError,
   parseExitEvent,
   toPodmanError,
@@ -31,12 +33,14 @@ import {
   labelArgs,
   type OneShotSpec,
   oneShotArgs,
+  type OneOffSpec,
+  oneOffArgs,
   type RunContainerSpec,
   runContainerArgs,
   validImage,
   validName,
 } from "./podman-args.ts";
-import type { Runner } from "./runner.ts";
+import { CommandError, type Runner, type TerminalRunner } from "./runner.ts";
 import { seccompProfileJson } from "./seccomp-profile.ts";
 
 /**
@@ -70,6 +74,8 @@ export type {
   ExecResult,
   ExitWatch,
   ImageInfo,
+  OneOffOptions,
+  OneOffResult,
   PodmanErrorCode,
 } from "./container-engine.ts";
 export { PodmanError } from "./container-engine.ts";
@@ -89,6 +95,8 @@ export interface PodmanEngineOptions {
   stateDir?: string | undefined;
   /** Where the host's DNS resolvers are read from: the egress bridge may reach port 53 of those only. */
   resolvConfPath?: string;
+  /** For one-off runs with `tty` (the CLI's `run --tty`); without it such a run is refused. */
+  terminal?: TerminalRunner | undefined;
 }
 
 export class PodmanEngine implements ContainerEngine {
@@ -103,6 +111,7 @@ export class PodmanEngine implements ContainerEngine {
   readonly #stateDir: string | undefined;
   readonly #resolvConfPath: string;
   #withSeccomp: Promise<{ settings: EngineSettings; dir: string }> | undefined;
+  readonly #terminal: TerminalRunner | undefined;
 
   constructor(runner: Runner, log: Logger, options: PodmanEngineOptions = {}) {
     this.#runner = runner;
@@ -114,6 +123,7 @@ export class PodmanEngine implements ContainerEngine {
     this.#nftTable = options.nftTable ?? "tussilago_egress";
     this.#stateDir = options.stateDir;
     this.#resolvConfPath = options.resolvConfPath ?? "/etc/resolv.conf";
+    this.#terminal = options.terminal;
   }
 
   async #podmanRun(args: string[], opts: { containerExit?: boolean; input?: string; maxOutputBytes?: number } = {}) {
@@ -428,6 +438,46 @@ export class PodmanEngine implements ContainerEngine {
         await this.removeContainer(spec.name);
       }
       throw mapped;
+    }
+  }
+
+  async runOneOff(spec: OneOffSpec, options: OneOffOptions): Promise<OneOffResult> {
+    const sandbox = await this.#sandbox();
+    const args = oneOffArgs(sandbox.settings, spec);
+    if (spec.network !== "none") await this.ensureNetworks();
+    const terminal = this.#terminal;
+    if (spec.tty === true && terminal === undefined) throw new Error("this engine has no terminal for a tty run");
+    this.#log.info({ container: spec.name, image: spec.image }, "one-off container starting");
+    try {
+      if (spec.tty === true) {
+        await terminal?.runInTerminal(this.#podman, args, {
+          timeoutMs: options.timeoutMs,
+          cwd: sandbox.dir,
+          signal: options.signal,
+        });
+      } else {
+        await this.#runner.run(this.#podman, args, {
+          timeoutMs: options.timeoutMs,
+          cwd: sandbox.dir,
+          signal: options.signal,
+          onOutput: options.onOutput,
+          maxOutputBytes: options.maxOutputBytes,
+          maxStreamBytes: options.maxOutputBytes,
+        });
+      }
+      return { exitCode: 0, outcome: "exited" };
+    } catch (err) {
+      if (!(err instanceof CommandError)) throw err;
+      if (err.kind === "timeout") return { exitCode: 124, outcome: "timeout" };
+      if (err.kind === "aborted") return { exitCode: 130, outcome: "aborted" };
+      // 125 is podman's own failure (bad image, engine error); 126/127 are the command's (not executable, not found).
+      if (err.kind === "exit" && err.exitCode !== undefined && err.exitCode !== 125) {
+        return { exitCode: err.exitCode, outcome: "exited" };
+      }
+      throw toPodmanError("run", err, true);
+    } finally {
+      // Killing the attached client does not stop the container, and without --rm an exited one stays: remove it.
+      await this.removeContainer(spec.name);
     }
   }
 

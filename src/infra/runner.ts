@@ -96,6 +96,19 @@ export interface SpawnOptions {
   onStdoutLine?: ((line: string) => void) | undefined;
 }
 
+/**
+ * A process on this process's own terminal (stdin, stdout and stderr inherited): `tussilago run --tty`, where a
+ * person types into the command (`manage.py createsuperuser`). Same rules otherwise: argv, timeout, abort signal,
+ * failures as CommandError (without a stderr tail: the output went to the terminal).
+ */
+export interface TerminalRunner {
+  runInTerminal(
+    file: string,
+    args: readonly string[],
+    options: { timeoutMs: number; signal?: AbortSignal | undefined; cwd?: string | undefined },
+  ): Promise<void>;
+}
+
 export interface DetachedOptions {
   cwd?: string;
   env?: Record<string, string>;
@@ -118,7 +131,7 @@ function baseEnv(): Record<string, string> {
   return env;
 }
 
-export class ExecaRunner implements Runner, DetachedSpawner {
+export class ExecaRunner implements Runner, DetachedSpawner, TerminalRunner {
   readonly #log: Logger;
   constructor(log: Logger) {
     this.#log = log;
@@ -176,6 +189,33 @@ export class ExecaRunner implements Runner, DetachedSpawner {
     const err = new CommandError(file, kind, result.exitCode, tail(stderr.trim() !== "" ? stderr : stdout));
     this.#log.debug({ command: file, kind, exitCode: result.exitCode, durationMs }, "command failed");
     throw err;
+  }
+
+  async runInTerminal(
+    file: string,
+    args: readonly string[],
+    options: { timeoutMs: number; signal?: AbortSignal | undefined; cwd?: string | undefined },
+  ): Promise<void> {
+    const result = await execa(file, args, {
+      shell: false,
+      reject: false,
+      extendEnv: false,
+      env: baseEnv(),
+      stdio: "inherit",
+      timeout: options.timeoutMs,
+      forceKillAfterDelay: 5_000,
+      ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
+      ...(options.signal !== undefined ? { cancelSignal: options.signal } : {}),
+    });
+    if (!(result instanceof ExecaError || result.failed)) return;
+    const kind: RunFailureKind = result.timedOut
+      ? "timeout"
+      : result.isCanceled
+        ? "aborted"
+        : result.exitCode === undefined && result.signal === undefined
+          ? "spawn"
+          : "exit";
+    throw new CommandError(file, kind, result.exitCode, "");
   }
 
   spawn(file: string, args: readonly string[], options: SpawnOptions): LongRunning {

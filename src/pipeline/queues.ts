@@ -16,6 +16,7 @@ export const QUEUE_NAMES = {
   reconcile: "reconcile",
   provision: "provision",
   logs: "logs",
+  run: "run",
 } as const;
 export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];
 
@@ -53,11 +54,21 @@ const payloadSchemas = {
     requester: z.string(),
     correlationId: z.string(),
   }),
+  /** `/tussilago run`: a one-off command of the release the request named, answered through response_url. */
+  run: z.object({
+    appUuid: z.string().min(1),
+    releaseUuid: z.string().min(1),
+    command: z.array(z.string()).min(1).max(256),
+    responseUrl: z.string().min(1),
+    requester: z.string(),
+    correlationId: z.string(),
+  }),
 } as const;
 
 export type JobPayloads = { [N in QueueName]: z.infer<(typeof payloadSchemas)[N]> };
 export type ProvisionJobData = JobPayloads["provision"];
 export type LogsJobData = JobPayloads["logs"];
+export type RunJobData = JobPayloads["run"];
 
 /** BullMQ rejects custom ids containing ":" (its key separator); ours are built from UUIDs, hex and dashes. */
 export function pushJobId(githubDeliveryId: string): string {
@@ -84,6 +95,11 @@ export function provisionJobId(data: ProvisionJobData): string {
  */
 export function logsJobId(responseUrl: string): string {
   return `logs-${createHash("sha256").update(responseUrl).digest("hex").slice(0, 32)}`;
+}
+
+/** Like logsJobId: one job per command invocation (or per approval's original invocation). */
+export function runJobId(responseUrl: string): string {
+  return `run-${createHash("sha256").update(responseUrl).digest("hex").slice(0, 32)}`;
 }
 
 interface QueueSpec<T> {
@@ -156,6 +172,19 @@ export const QUEUES = {
       removeOnFail: { age: 24 * 3600, count: 500 },
     },
     // Two at a time: a read is short, and one slow podman call should not make everyone else wait.
+    worker: { concurrency: 2, lockDuration: 120_000 },
+  },
+  run: {
+    schema: payloadSchemas.run,
+    jobId: (data) => runJobId(data.responseUrl),
+    job: {
+      // Never retried: a command (a migration, a data fix) must not run twice because an answer failed. The job
+      // itself refuses to start again after a crash (commands/run-job.ts).
+      attempts: 1,
+      removeOnComplete: { age: 30 * 60, count: 500 },
+      removeOnFail: { age: 24 * 3600, count: 500 },
+    },
+    // A run may last its whole timeout; the lock is renewed while it runs.
     worker: { concurrency: 2, lockDuration: 120_000 },
   },
 } as const satisfies { [N in QueueName]: QueueSpec<JobPayloads[N]> };

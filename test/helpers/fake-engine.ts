@@ -1,3 +1,4 @@
+import { readFile } from "node:fs/promises";
 import type {
   BuildOptions,
   ContainerEngine,
@@ -6,9 +7,17 @@ import type {
   ExecResult,
   ExitWatch,
   ImageInfo,
+  OneOffOptions,
+  OneOffResult,
 } from "../../src/infra/podman.ts";
 import { PodmanError } from "../../src/infra/podman.ts";
-import type { BuildRunSpec, CommitSpec, OneShotSpec, RunContainerSpec } from "../../src/infra/podman-args.ts";
+import type {
+  BuildRunSpec,
+  CommitSpec,
+  OneOffSpec,
+  OneShotSpec,
+  RunContainerSpec,
+} from "../../src/infra/podman-args.ts";
 import { validImage, validName } from "../../src/infra/podman-args.ts";
 
 /**
@@ -36,6 +45,13 @@ export class FakeEngine implements ContainerEngine {
   /** Set by a test: a container's whole output; containerLogs returns its last lines like `--tail`. */
   readonly logOutput = new Map<string, string>();
   #nextPort = 40_000;
+  /** Set by a test: what the next one-off run prints and how it ends (a PodmanError is thrown). */
+  oneOff: { output: string; exitCode: number; outcome?: OneOffResult["outcome"] } | PodmanError = {
+    output: "",
+    exitCode: 0,
+  };
+  /** Every one-off run: its spec, options, and the env file's content as podman would have read it. */
+  readonly oneOffRuns: Array<{ spec: OneOffSpec; options: OneOffOptions; envFile: string | undefined }> = [];
 
   async ensureNetworks(): Promise<void> {
     this.calls.push(["ensureNetworks", undefined]);
@@ -193,6 +209,31 @@ export class FakeEngine implements ContainerEngine {
     if (err) throw err;
     options.onOutput?.(this.buildOutput);
     return { exitCode: 0, stdout: this.buildOutput, stderr: "" };
+  }
+
+  async runOneOff(spec: OneOffSpec, options: OneOffOptions): Promise<OneOffResult> {
+    this.calls.push(["runOneOff", spec]);
+    validName(spec.name);
+    validImage(spec.image);
+    const envFile = spec.envFile === undefined ? undefined : await readFile(spec.envFile, "utf8");
+    this.oneOffRuns.push({ spec, options, envFile });
+    try {
+      if (!this.images.has(spec.image)) throw new PodmanError("run", "engine", 125, `${spec.image}: image not known`);
+      const script = this.oneOff;
+      if (script instanceof PodmanError) throw script;
+      this.containers.set(spec.name, {
+        name: spec.name,
+        running: true,
+        status: "running",
+        image: spec.image,
+        labels: { ...spec.labels },
+        spec: { ...spec, publish: undefined } as RunContainerSpec,
+      });
+      if (script.output !== "") options.onOutput?.(script.output);
+      return { exitCode: script.exitCode, outcome: script.outcome ?? "exited" };
+    } finally {
+      await this.removeContainer(spec.name);
+    }
   }
 
   async commitImage(spec: Omit<CommitSpec, "containerfile">): Promise<void> {

@@ -10,8 +10,16 @@ import type {
   ExecResult,
   ExitWatch,
   ImageInfo,
+  OneOffOptions,
+  OneOffResult,
 } from "../../src/infra/podman.ts";
-import type { BuildRunSpec, CommitSpec, OneShotSpec, RunContainerSpec } from "../../src/infra/podman-args.ts";
+import type {
+  BuildRunSpec,
+  CommitSpec,
+  OneOffSpec,
+  OneShotSpec,
+  RunContainerSpec,
+} from "../../src/infra/podman-args.ts";
 import { type FakeContainer, FakeEngine } from "./fake-engine.ts";
 import { FakeGitSource } from "./fake-git.ts";
 import { FakeProxyAdmin } from "./fake-proxy.ts";
@@ -224,6 +232,10 @@ export class FileBackedEngine implements ContainerEngine {
       record(this.#dir, { target: "engine", method: "buildRun", subject: spec.name });
       return result;
     });
+  }
+
+  runOneOff(spec: OneOffSpec, options: OneOffOptions): Promise<OneOffResult> {
+    return this.#with((f) => f.runOneOff(spec, options));
   }
 
   commitImage(spec: Omit<CommitSpec, "containerfile">): Promise<void> {
