@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { and, desc, eq, isNull, max } from "drizzle-orm";
+import { and, desc, eq, isNotNull, isNull, max } from "drizzle-orm";
 import type { DbOrTx } from "../db/client.ts";
 import { apps, deployments, releases } from "../db/schema.ts";
 import { appRowId } from "./apps.ts";
@@ -148,4 +148,15 @@ export function releasesToPrune(db: DbOrTx, appUuid: string, keep: number): Rele
 
 export function markReleasePruned(db: DbOrTx, uuid: string): void {
   db.update(releases).set({ prunedAt: new Date() }).where(eq(releases.uuid, uuid)).run();
+}
+
+/** UUIDs of destroyed apps that still have releases whose images were not pruned. */
+export function destroyedAppsWithImages(db: DbOrTx): string[] {
+  return db
+    .selectDistinct({ uuid: apps.uuid })
+    .from(releases)
+    .innerJoin(apps, eq(apps.id, releases.appId))
+    .where(and(isNotNull(apps.destroyedAt), isNull(releases.prunedAt)))
+    .all()
+    .map((r) => r.uuid);
 }
