@@ -215,3 +215,8 @@ export function appNoticeTarget(
     .where(eq(apps.uuid, uuid))
     .get();
 }
+
+/** Sets (or clears, with null) the channel the app's deploy threads go to. */
+export function setAppSlackChannel(db: DbOrTx, uuid: string, channel: string | null): void {
+  db.update(apps).set({ slackChannelId: channel }).where(eq(apps.uuid, uuid)).run();
+}

@@ -1,9 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { and, desc, eq, inArray, ne } from "drizzle-orm";
+import { and, desc, eq, inArray, isNull, ne, sql } from "drizzle-orm";
+import { alias } from "drizzle-orm/sqlite-core";
 import type { Db, DbOrTx } from "../db/client.ts";
 import { apps, type DeploymentStatus, deployments, releases, type StageTiming } from "../db/schema.ts";
 import { appRowId } from "./apps.ts";
 import { notFoundError } from "./errors.ts";
+
+export type { DeploymentStatus } from "../db/schema.ts";
 
 export type DeploymentTrigger = (typeof deployments.$inferSelect)["trigger"];
 
@@ -337,4 +340,28 @@ export function requestOncePerDelivery(
       .run();
     return result;
   });
+}
+
+/** The newest deployment of every live app, in one query (a correlated subquery served by the (app_id, …) index). */
+export function latestDeploymentsOfLiveApps(
+  db: DbOrTx,
+): { appUuid: string; uuid: string; status: DeploymentStatus; createdAt: Date }[] {
+  const d2 = alias(deployments, "d2");
+  const newest = db
+    .select({ id: d2.id })
+    .from(d2)
+    .where(eq(d2.appId, deployments.appId))
+    .orderBy(desc(d2.createdAt), desc(d2.id))
+    .limit(1);
+  return db
+    .select({
+      appUuid: apps.uuid,
+      uuid: deployments.uuid,
+      status: deployments.status,
+      createdAt: deployments.createdAt,
+    })
+    .from(deployments)
+    .innerJoin(apps, eq(apps.id, deployments.appId))
+    .where(and(isNull(apps.destroyedAt), sql`${deployments.id} = (${newest})`))
+    .all();
 }

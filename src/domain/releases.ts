@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { and, desc, eq, isNotNull, isNull, max } from "drizzle-orm";
+import { and, desc, eq, isNotNull, isNull, max, sql } from "drizzle-orm";
+import { alias } from "drizzle-orm/sqlite-core";
 import type { DbOrTx } from "../db/client.ts";
 import { apps, deployments, releases } from "../db/schema.ts";
 import { appRowId } from "./apps.ts";
@@ -159,4 +160,22 @@ export function destroyedAppsWithImages(db: DbOrTx): string[] {
     .where(and(isNotNull(apps.destroyedAt), isNull(releases.prunedAt)))
     .all()
     .map((r) => r.uuid);
+}
+
+/**
+ * The current (highest-version) release of every live app, in one query: "latest per app" is a correlated subquery
+ * served by the (app_id, version) index.
+ */
+export function currentReleasesOfLiveApps(db: DbOrTx): { appUuid: string; uuid: string; version: number }[] {
+  const r2 = alias(releases, "r2");
+  const topVersion = db
+    .select({ v: max(r2.version) })
+    .from(r2)
+    .where(eq(r2.appId, releases.appId));
+  return db
+    .select({ appUuid: apps.uuid, uuid: releases.uuid, version: releases.version })
+    .from(releases)
+    .innerJoin(apps, eq(apps.id, releases.appId))
+    .where(and(isNull(apps.destroyedAt), sql`${releases.version} = (${topVersion})`))
+    .all();
 }
