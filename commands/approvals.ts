@@ -1,4 +1,3 @@
-import type { Role } from "../src/db/schema.ts";
 import { effectivePolicy } from "../src/domain/approval-policy.ts";
 import {
   type ApprovalAction,
@@ -14,6 +13,7 @@ import { recordAudit } from "../src/domain/audit.ts";
 import { DomainError } from "../src/domain/errors.ts";
 import { assertNotLocked } from "../src/domain/locks.ts";
 import { currentRelease } from "../src/domain/releases.ts";
+import type { Role } from "../src/domain/users.ts";
 import { type Actor, roleAtLeast, roleIn, rolesOf } from "../src/domain/users.ts";
 import { dropDbCommand } from "./db.ts";
 import { type DeployResult, startDeploy } from "./deploy.ts";

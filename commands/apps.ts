@@ -1,18 +1,26 @@
-import { and, desc, eq, isNull, max, sql } from "drizzle-orm";
-import { alias } from "drizzle-orm/sqlite-core";
-import type { Db, DbOrTx } from "../src/db/client.ts";
-import { apps, type DeploymentStatus, deployments, type GithubLinkStatus, releases } from "../src/db/schema.ts";
-import { type AppView, createApp, getAppBySlug, listApps, type NewApp } from "../src/domain/apps.ts";
+import type { Db } from "../src/db/client.ts";
+import {
+  type AppView,
+  appSlackChannel,
+  createApp,
+  getAppBySlug,
+  listApps,
+  type NewApp,
+  setAppSlackChannel,
+} from "../src/domain/apps.ts";
 import { recordAudit } from "../src/domain/audit.ts";
 import type { SecretBox } from "../src/domain/crypto.ts";
+import { type DeploymentStatus, latestDeploymentsOfLiveApps } from "../src/domain/deployments.ts";
 import { invalidError, notFoundError } from "../src/domain/errors.ts";
 import {
+  type GithubLinkStatus,
   linkChallenge,
   newWebhookSecret,
   rotateLinkSecret,
   sealWebhookSecret,
   setGithubLink,
 } from "../src/domain/github-links.ts";
+import { currentReleasesOfLiveApps } from "../src/domain/releases.ts";
 import { refSchema } from "../src/domain/validation.ts";
 import type { Logger } from "../src/log.ts";
 
@@ -59,36 +67,8 @@ export function listAppsCommand(deps: { db: Db }): AppSummary[] {
   const all = listApps(db);
   if (all.length === 0) return [];
 
-  const r2 = alias(releases, "r2");
-  const topVersion = db
-    .select({ v: max(r2.version) })
-    .from(r2)
-    .where(eq(r2.appId, releases.appId));
-  const current = db
-    .select({ appUuid: apps.uuid, uuid: releases.uuid, version: releases.version })
-    .from(releases)
-    .innerJoin(apps, eq(apps.id, releases.appId))
-    .where(and(isNull(apps.destroyedAt), sql`${releases.version} = (${topVersion})`))
-    .all();
-
-  const d2 = alias(deployments, "d2");
-  const newest = db
-    .select({ id: d2.id })
-    .from(d2)
-    .where(eq(d2.appId, deployments.appId))
-    .orderBy(desc(d2.createdAt), desc(d2.id))
-    .limit(1);
-  const latest = db
-    .select({
-      appUuid: apps.uuid,
-      uuid: deployments.uuid,
-      status: deployments.status,
-      createdAt: deployments.createdAt,
-    })
-    .from(deployments)
-    .innerJoin(apps, eq(apps.id, deployments.appId))
-    .where(and(isNull(apps.destroyedAt), sql`${deployments.id} = (${newest})`))
-    .all();
+  const current = currentReleasesOfLiveApps(db);
+  const latest = latestDeploymentsOfLiveApps(db);
 
   const releaseByApp = new Map(current.map((r) => [r.appUuid, { uuid: r.uuid, version: r.version }]));
   const deploymentByApp = new Map(
@@ -127,10 +107,6 @@ function check(pattern: RegExp, value: string, message: string): string {
   return value;
 }
 
-function channelOf(db: DbOrTx, uuid: string): string | null {
-  return db.select({ channel: apps.slackChannelId }).from(apps).where(eq(apps.uuid, uuid)).get()?.channel ?? null;
-}
-
 /** Deploy threads of the app go to this channel (reporters/slack-thread.ts) instead of where a deploy was typed. */
 export function linkChannelCommand(
   deps: { db: Db; log: Logger },
@@ -154,8 +130,8 @@ function setChannel<C extends string | null>(
 ): { app: string; channel: C; previous: string | null } {
   const previous = deps.db.transaction((db) => {
     const app = getAppBySlug(db, input.app);
-    const before = channelOf(db, app.uuid);
-    db.update(apps).set({ slackChannelId: channel }).where(eq(apps.uuid, app.uuid)).run();
+    const before = appSlackChannel(db, app.uuid);
+    setAppSlackChannel(db, app.uuid, channel);
     recordAudit(db, {
       action: channel === null ? "app.unlink-channel" : "app.link-channel",
       outcome: "succeeded",

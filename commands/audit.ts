@@ -1,6 +1,5 @@
-import { eq } from "drizzle-orm";
 import type { Db } from "../src/db/client.ts";
-import { apps } from "../src/db/schema.ts";
+import { appSlugEverUsed } from "../src/domain/apps.ts";
 import { type AuditView, listAuditEvents } from "../src/domain/audit.ts";
 import { notFoundError } from "../src/domain/errors.ts";
 
@@ -17,8 +16,7 @@ export interface AuditInput {
  */
 export function auditCommand(deps: { db: Db }, input: AuditInput): AuditView[] {
   if (input.app !== undefined) {
-    const known = deps.db.select({ slug: apps.slug }).from(apps).where(eq(apps.slug, input.app)).get();
-    if (!known) throw notFoundError(`app ${input.app}`);
+    if (!appSlugEverUsed(deps.db, input.app)) throw notFoundError(`app ${input.app}`);
   }
   return listAuditEvents(deps.db, { appSlug: input.app, since: input.since, limit: input.limit });
 }

@@ -1,14 +1,12 @@
-import { and, eq } from "drizzle-orm";
-import type { Db, DbOrTx } from "../src/db/client.ts";
-import { deployments } from "../src/db/schema.ts";
+import type { DbOrTx } from "../src/db/client.ts";
 import { needsApproval } from "../src/domain/approvals.ts";
-import { type AppView, appRowId, getAppBySlug } from "../src/domain/apps.ts";
+import { type AppView, getAppBySlug } from "../src/domain/apps.ts";
 import { recordAudit } from "../src/domain/audit.ts";
 import {
   type DeploymentTrigger,
   type DeploymentView,
-  getDeployment,
   requestDeployment,
+  requestOncePerDelivery,
 } from "../src/domain/deployments.ts";
 import { invalidError } from "../src/domain/errors.ts";
 import { assertNotLocked } from "../src/domain/locks.ts";
@@ -80,30 +78,6 @@ export async function deployCommand(deps: CommandDeps, input: DeployInput): Prom
   // is deterministic, so this is a no-op otherwise) and leaves a started or finished one alone.
   if (result.duplicate && result.deployment.status !== "queued") return result;
   return enqueueDeployment(deps, result);
-}
-
-/** Check, request and tag in one transaction; the (app_id, github_delivery_id) unique index backs the check. */
-function requestOncePerDelivery(
-  db: Db,
-  appUuid: string,
-  deliveryId: string,
-  request: (db: DbOrTx) => { deployment: DeploymentView; superseded: string[] },
-): DeployResult {
-  return db.transaction((t) => {
-    const appId = appRowId(t, appUuid);
-    const prior = t
-      .select({ uuid: deployments.uuid })
-      .from(deployments)
-      .where(and(eq(deployments.appId, appId), eq(deployments.githubDeliveryId, deliveryId)))
-      .get();
-    if (prior) return { deployment: getDeployment(t, prior.uuid), superseded: [], duplicate: true };
-    const result = request(t);
-    t.update(deployments)
-      .set({ githubDeliveryId: deliveryId })
-      .where(eq(deployments.uuid, result.deployment.uuid))
-      .run();
-    return result;
-  });
 }
 
 /**

@@ -1,6 +1,4 @@
-import { and, eq, isNull } from "drizzle-orm";
-import { apps } from "../src/db/schema.ts";
-import { type AppView, getAppBySlug } from "../src/domain/apps.ts";
+import { type AppView, getAppBySlug, markAppDestroyed } from "../src/domain/apps.ts";
 import { recordAudit } from "../src/domain/audit.ts";
 import { assertNotLocked } from "../src/domain/locks.ts";
 import { type Actor, authorize } from "../src/domain/users.ts";
@@ -43,11 +41,7 @@ export async function applyDestroy(
   input: { app: AppView; actor: Actor; correlationId?: string | undefined },
 ): Promise<void> {
   assertNotLocked(deps.db, input.app.uuid, input.app.slug);
-  deps.db
-    .update(apps)
-    .set({ destroyedAt: new Date() })
-    .where(and(eq(apps.uuid, input.app.uuid), isNull(apps.destroyedAt)))
-    .run();
+  markAppDestroyed(deps.db, input.app.uuid);
   await deps.queue.enqueue(QUEUE_NAMES.reconcile, { reason: "destroy" }, `reconcile-destroy-${input.app.uuid}`);
   recordAudit(deps.db, {
     action: "destroy",

@@ -1,10 +1,20 @@
-import { and, asc, eq } from "drizzle-orm";
 import type { Db, DbOrTx } from "../src/db/client.ts";
-import { memberships, ROLES, type Role, tenants, users } from "../src/db/schema.ts";
 import { ensureTenant } from "../src/domain/apps.ts";
 import { recordAudit } from "../src/domain/audit.ts";
 import { DomainError, invalidError, notFoundError } from "../src/domain/errors.ts";
-import { type Actor, ensureSlackUser, grantRole, roleIn } from "../src/domain/users.ts";
+import {
+  type Actor,
+  ensureSlackUser,
+  findSlackUserRow,
+  findTenant,
+  grantRole,
+  listMembers,
+  ROLES,
+  type Role,
+  removeMembership,
+  roleIn,
+  setDisplayName,
+} from "../src/domain/users.ts";
 import { slugSchema } from "../src/domain/validation.ts";
 import type { Logger } from "../src/log.ts";
 
@@ -89,7 +99,7 @@ function parseRole(raw: string): Role {
  */
 function tenantRow(db: DbOrTx, slug: string): { id: number; slug: string } {
   if (slug === "default") return ensureTenant(db, slug);
-  const row = db.select({ id: tenants.id, slug: tenants.slug }).from(tenants).where(eq(tenants.slug, slug)).get();
+  const row = findTenant(db, slug);
   if (!row) {
     throw notFoundError(`tenant ${slug} (tenants are created with their first app: apps create … --tenant ${slug})`);
   }
@@ -97,11 +107,7 @@ function tenantRow(db: DbOrTx, slug: string): { id: number; slug: string } {
 }
 
 function findUser(db: DbOrTx, ref: SlackUserRef): (Actor & { name: string }) | undefined {
-  const row = db
-    .select({ id: users.id, uuid: users.uuid, name: users.displayName })
-    .from(users)
-    .where(and(eq(users.slackTeamId, ref.teamId), eq(users.slackUserId, ref.userId)))
-    .get();
+  const row = findSlackUserRow(db, ref.teamId, ref.userId);
   return row ? { ...row, label: `<@${ref.userId}>` } : undefined;
 }
 
@@ -115,7 +121,7 @@ export function grantRoleCommand(deps: UsersCommandDeps, input: GrantInput): Gra
   const result = deps.db.transaction((db) => {
     const t = tenantRow(db, tenant);
     const actor = ensureSlackUser(db, { ...ref, displayName: name ?? ref.userId });
-    if (name !== undefined) db.update(users).set({ displayName: name }).where(eq(users.id, actor.id)).run();
+    if (name !== undefined) setDisplayName(db, actor.id, name);
     const previous = roleIn(db, actor, tenant) ?? null;
     grantRole(db, actor, t.id, role);
     recordAudit(db, {
@@ -138,14 +144,12 @@ export function revokeRoleCommand(deps: UsersCommandDeps, input: TenantInput & {
   const tenant = parseTenant(input.tenant);
   const result = deps.db.transaction((db) => {
     const user = findUser(db, ref);
-    const t = db.select({ id: tenants.id }).from(tenants).where(eq(tenants.slug, tenant)).get();
+    const t = findTenant(db, tenant);
     const previous = user && t ? roleIn(db, user, tenant) : undefined;
     if (!user || !t || previous === undefined) {
       throw new DomainError(404, "not_found", `${refLabel(ref)} has no role in tenant ${tenant}`);
     }
-    db.delete(memberships)
-      .where(and(eq(memberships.tenantId, t.id), eq(memberships.userId, user.id)))
-      .run();
+    removeMembership(db, t.id, user.id);
     recordAudit(db, {
       action: "role.revoke",
       outcome: "succeeded",
@@ -162,21 +166,7 @@ export function revokeRoleCommand(deps: UsersCommandDeps, input: TenantInput & {
 /** Members with their roles, in one query whatever their number; ordered by tenant, then name. */
 export function listUsersCommand(deps: Pick<UsersCommandDeps, "db">, input: { tenant?: string | undefined }) {
   const tenant = input.tenant === undefined ? undefined : parseTenant(input.tenant);
-  const rows = deps.db
-    .select({
-      tenant: tenants.slug,
-      teamId: users.slackTeamId,
-      userId: users.slackUserId,
-      name: users.displayName,
-      role: memberships.role,
-      since: memberships.createdAt,
-    })
-    .from(memberships)
-    .innerJoin(tenants, eq(tenants.id, memberships.tenantId))
-    .innerJoin(users, eq(users.id, memberships.userId))
-    .where(tenant === undefined ? undefined : eq(tenants.slug, tenant))
-    .orderBy(asc(tenants.slug), asc(users.displayName), asc(users.id))
-    .all();
+  const rows = listMembers(deps.db, tenant);
   return rows.map(
     (r): MemberView => ({
       tenant: r.tenant,

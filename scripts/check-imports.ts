@@ -1,6 +1,8 @@
 // Fails (exit 1) when an import in the production code points up the layer order of docs/architecture.md, or when
 // imports form a cycle. Every relative import counts: `import`, `import type`, `export … from` and `import()`.
-// Usage: node scripts/check-imports.ts (npm run check:imports). Prints one line per offending edge or cycle.
+// It also fails when a file outside src/domain/ and src/db/ imports "drizzle-orm" (any subpath) or a value (a table
+// object) of src/db/schema.ts: data access lives in src/domain/ functions only (docs/architecture.md, "Data access").
+// Usage: node scripts/check-imports.ts (npm run check:imports). Prints one line per offending edge, cycle or import.
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { posix } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -197,6 +199,73 @@ export function importSpecifiers(fileName: string, text: string): string[] {
   return found.filter((specifier) => specifier.startsWith("./") || specifier.startsWith("../"));
 }
 
+/** The only folders whose files may build queries: everything else calls a src/domain/ function. */
+export const DATA_ACCESS_PATHS: readonly string[] = ["src/domain/", "src/db/"];
+const SCHEMA_FILE = "src/db/schema.ts";
+
+/** True when the declaration brings in types only (`import type`, `export type`, or every name marked `type`). */
+function typeOnly(node: ts.ImportDeclaration | ts.ExportDeclaration): boolean {
+  if (ts.isExportDeclaration(node)) {
+    if (node.isTypeOnly) return true;
+    const clause = node.exportClause;
+    return clause !== undefined && ts.isNamedExports(clause) && clause.elements.every((e) => e.isTypeOnly);
+  }
+  const clause = node.importClause;
+  if (clause === undefined) return false; // `import "x"` runs the module
+  if (clause.isTypeOnly) return true;
+  const named = clause.namedBindings;
+  return (
+    clause.name === undefined &&
+    named !== undefined &&
+    ts.isNamedImports(named) &&
+    named.elements.every((e) => e.isTypeOnly)
+  );
+}
+
+/**
+ * Pure: one line per import of `file` that reaches the database around src/domain/: "drizzle-orm" or any of its
+ * subpaths (types included), and any value import of src/db/schema.ts (a table object, ROLES, …). Type-only imports
+ * of the schema's row and status types stay allowed; domain modules re-export the ones callers need.
+ */
+export function dataAccessProblems(file: string, text: string): string[] {
+  if (DATA_ACCESS_PATHS.some((path) => file.startsWith(path))) return [];
+  const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
+  const problems: string[] = [];
+  const report = (node: ts.Node, specifier: string, typesOnly: boolean) => {
+    const line = source.getLineAndCharacterOfPosition(node.getStart(source)).line + 1;
+    if (specifier === "drizzle-orm" || specifier.startsWith("drizzle-orm/")) {
+      problems.push(
+        `${file}:${line}: imports "${specifier}" outside src/domain/ and src/db/ (call a src/domain/ function)`,
+      );
+      return;
+    }
+    if (!specifier.startsWith("./") && !specifier.startsWith("../")) return;
+    const target = posix.normalize(posix.join(posix.dirname(file), specifier)).replace(/\.js$/, ".ts");
+    if ((target === SCHEMA_FILE || `${target}.ts` === SCHEMA_FILE) && !typesOnly) {
+      problems.push(
+        `${file}:${line}: imports values of ${SCHEMA_FILE} outside src/domain/ and src/db/ (call a src/domain/ function; only \`import type\` is allowed)`,
+      );
+    }
+  };
+  const walk = (node: ts.Node): void => {
+    if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier) {
+      if (ts.isStringLiteralLike(node.moduleSpecifier)) report(node, node.moduleSpecifier.text, typeOnly(node));
+    } else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) {
+      const expression = node.moduleReference.expression;
+      if (ts.isStringLiteralLike(expression)) report(node, expression.text, node.isTypeOnly);
+    } else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
+      const argument = node.arguments[0];
+      if (argument && ts.isStringLiteralLike(argument)) report(node, argument.text, false);
+    } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) {
+      const literal = node.argument.literal;
+      if (ts.isStringLiteralLike(literal)) report(node, literal.text, true);
+    }
+    ts.forEachChild(node, walk);
+  };
+  walk(source);
+  return problems;
+}
+
 function listTypeScript(root: string, dir: string): string[] {
   const absolute = posix.join(root, dir);
   if (!existsSync(absolute)) return [];
@@ -208,12 +277,15 @@ function listTypeScript(root: string, dir: string): string[] {
 }
 
 /** Reads the production files under `root` and resolves their relative imports to repository-relative paths. */
-export function buildImportGraph(root: string): { graph: ImportGraph; unresolved: string[] } {
+export function buildImportGraph(root: string): { graph: ImportGraph; unresolved: string[]; dataAccess: string[] } {
   const graph = new Map<string, string[]>();
   const unresolved: string[] = [];
+  const dataAccess: string[] = [];
   for (const file of PRODUCTION_ROOTS.flatMap((dir) => listTypeScript(root, dir)).sort()) {
     const targets: string[] = [];
-    for (const specifier of importSpecifiers(file, readFileSync(posix.join(root, file), "utf8"))) {
+    const text = readFileSync(posix.join(root, file), "utf8");
+    dataAccess.push(...dataAccessProblems(file, text));
+    for (const specifier of importSpecifiers(file, text)) {
       const target = posix.normalize(posix.join(posix.dirname(file), specifier));
       const candidates = [target, target.replace(/\.js$/, ".ts"), `${target}.ts`, posix.join(target, "index.ts")];
       const hit = candidates.find((candidate) => {
@@ -225,13 +297,13 @@ export function buildImportGraph(root: string): { graph: ImportGraph; unresolved
     }
     graph.set(file, targets);
   }
-  return { graph, unresolved };
+  return { graph, unresolved, dataAccess };
 }
 
 if (import.meta.main) {
   const root = posix.join(posix.dirname(fileURLToPath(import.meta.url)), "..");
-  const { graph, unresolved } = buildImportGraph(root);
-  const problems = [...unresolved, ...checkImportGraph(graph)];
+  const { graph, unresolved, dataAccess } = buildImportGraph(root);
+  const problems = [...unresolved, ...checkImportGraph(graph), ...dataAccess];
   if (problems.length > 0) {
     process.stderr.write(
       `${problems.join("\n")}\ncheck:imports: ${problems.length} problem(s); see docs/architecture.md\n`,
@@ -239,6 +311,8 @@ if (import.meta.main) {
     process.exitCode = 1;
   } else {
     const edges = [...graph.values()].reduce((sum, targets) => sum + targets.length, 0);
-    process.stdout.write(`check:imports: ${graph.size} files, ${edges} imports, all point down, no cycles\n`);
+    process.stdout.write(
+      `check:imports: ${graph.size} files, ${edges} imports, all point down, no cycles, no data access outside src/domain/\n`,
+    );
   }
 }

@@ -185,3 +185,38 @@ export function appRowId(db: DbOrTx, uuid: string): number {
   if (!row) throw notFoundError("app");
   return row.id;
 }
+
+/** Whether an app ever had this slug, destroyed ones included (their history stays readable). */
+export function appSlugEverUsed(db: DbOrTx, slug: string): boolean {
+  return db.select({ slug: apps.slug }).from(apps).where(eq(apps.slug, slug)).get() !== undefined;
+}
+
+/** Marks a live app destroyed; its slug and domain stay reserved. A destroyed app is left as it is. */
+export function markAppDestroyed(db: DbOrTx, uuid: string): void {
+  db.update(apps)
+    .set({ destroyedAt: new Date() })
+    .where(and(eq(apps.uuid, uuid), isNull(apps.destroyedAt)))
+    .run();
+}
+
+/** The app's linked Slack channel, or null when it has none (or the app is unknown). */
+export function appSlackChannel(db: DbOrTx, uuid: string): string | null {
+  return db.select({ channel: apps.slackChannelId }).from(apps).where(eq(apps.uuid, uuid)).get()?.channel ?? null;
+}
+
+/** Where a notice about the app goes: its linked channel and repository, in one query. */
+export function appNoticeTarget(
+  db: DbOrTx,
+  uuid: string,
+): { channel: string | null; githubRepo: string | null } | undefined {
+  return db
+    .select({ channel: apps.slackChannelId, githubRepo: apps.githubRepo })
+    .from(apps)
+    .where(eq(apps.uuid, uuid))
+    .get();
+}
+
+/** Sets (or clears, with null) the channel the app's deploy threads go to. */
+export function setAppSlackChannel(db: DbOrTx, uuid: string, channel: string | null): void {
+  db.update(apps).set({ slackChannelId: channel }).where(eq(apps.uuid, uuid)).run();
+}

@@ -1,9 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { and, desc, eq, inArray, ne } from "drizzle-orm";
-import type { DbOrTx } from "../db/client.ts";
+import { and, desc, eq, inArray, isNull, ne, sql } from "drizzle-orm";
+import { alias } from "drizzle-orm/sqlite-core";
+import type { Db, DbOrTx } from "../db/client.ts";
 import { apps, type DeploymentStatus, deployments, releases, type StageTiming } from "../db/schema.ts";
 import { appRowId } from "./apps.ts";
 import { notFoundError } from "./errors.ts";
+
+export type { DeploymentStatus } from "../db/schema.ts";
 
 export type DeploymentTrigger = (typeof deployments.$inferSelect)["trigger"];
 
@@ -269,4 +272,96 @@ export function activeDeploymentsOf(db: DbOrTx, appUuid: string): DeploymentView
 /** Queued and running deployments of every app, oldest first (deployments_status_idx). */
 export function activeDeployments(db: DbOrTx): DeploymentView[] {
   return baseQuery(db).where(inArray(deployments.status, ACTIVE)).orderBy(deployments.createdAt, deployments.id).all();
+}
+
+/** The GitHub Deployment id stored for this deployment, or null before one was created. */
+export function githubDeploymentIdOf(db: DbOrTx, uuid: string): string | null {
+  return (
+    db.select({ id: deployments.githubDeploymentId }).from(deployments).where(eq(deployments.uuid, uuid)).get()?.id ??
+    null
+  );
+}
+
+export function setGithubDeploymentId(db: DbOrTx, uuid: string, githubDeploymentId: string): void {
+  db.update(deployments).set({ githubDeploymentId }).where(eq(deployments.uuid, uuid)).run();
+}
+
+/** UUIDs of apps with a deployment running now. */
+export function appsWithRunningDeployment(db: DbOrTx): string[] {
+  return db
+    .select({ uuid: apps.uuid })
+    .from(deployments)
+    .innerJoin(apps, eq(apps.id, deployments.appId))
+    .where(eq(deployments.status, "running"))
+    .all()
+    .map((r) => r.uuid);
+}
+
+/** UUIDs of deployments queued or running (their work dirs are in use). */
+export function inProgressDeploymentUuids(db: DbOrTx): string[] {
+  return db
+    .select({ uuid: deployments.uuid })
+    .from(deployments)
+    .where(inArray(deployments.status, ["queued", "running"]))
+    .all()
+    .map((r) => r.uuid);
+}
+
+/**
+ * Requests a deployment once per GitHub delivery, in one transaction: a delivery seen before returns its deployment
+ * (`duplicate`); otherwise `request` runs and its deployment is tagged with the delivery. The (app_id,
+ * github_delivery_id) unique index backs the check.
+ */
+export interface DeliveryRequest {
+  deployment: DeploymentView;
+  superseded: string[];
+  /** True when the delivery had already produced this deployment (a replayed job). */
+  duplicate?: boolean;
+}
+
+export function requestOncePerDelivery(
+  db: Db,
+  appUuid: string,
+  deliveryId: string,
+  request: (db: DbOrTx) => { deployment: DeploymentView; superseded: string[] },
+): DeliveryRequest {
+  return db.transaction((t) => {
+    const appId = appRowId(t, appUuid);
+    const prior = t
+      .select({ uuid: deployments.uuid })
+      .from(deployments)
+      .where(and(eq(deployments.appId, appId), eq(deployments.githubDeliveryId, deliveryId)))
+      .get();
+    if (prior) return { deployment: getDeployment(t, prior.uuid), superseded: [], duplicate: true };
+    const result = request(t);
+    t.update(deployments)
+      .set({ githubDeliveryId: deliveryId })
+      .where(eq(deployments.uuid, result.deployment.uuid))
+      .run();
+    return result;
+  });
+}
+
+/** The newest deployment of every live app, in one query (a correlated subquery served by the (app_id, …) index). */
+export function latestDeploymentsOfLiveApps(
+  db: DbOrTx,
+): { appUuid: string; uuid: string; status: DeploymentStatus; createdAt: Date }[] {
+  const d2 = alias(deployments, "d2");
+  const newest = db
+    .select({ id: d2.id })
+    .from(d2)
+    .where(eq(d2.appId, deployments.appId))
+    .orderBy(desc(d2.createdAt), desc(d2.id))
+    .limit(1);
+  return db
+    .select({
+      appUuid: apps.uuid,
+      uuid: deployments.uuid,
+      status: deployments.status,
+      createdAt: deployments.createdAt,
+    })
+    .from(deployments)
+    .innerJoin(apps, eq(apps.id, deployments.appId))
+    .where(and(isNull(apps.destroyedAt), sql`${deployments.id} = (${newest})`))
+    .all();
 }

@@ -5,6 +5,8 @@ import { apps, type GithubLinkProof, type GithubLinkStatus } from "../db/schema.
 import { recordAudit } from "./audit.ts";
 import type { SecretBox } from "./crypto.ts";
 
+export type { GithubLinkStatus } from "../db/schema.ts";
+
 /**
  * The trust state of an app's link to a GitHub repository (docs/security.md, *GitHub sender*): which secret may
  * sign its deliveries, which `repository.id` and App installation it is bound to, and whether it is proven yet.

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { and, desc, eq, isNull, max } from "drizzle-orm";
+import { and, desc, eq, isNotNull, isNull, max, sql } from "drizzle-orm";
+import { alias } from "drizzle-orm/sqlite-core";
 import type { DbOrTx } from "../db/client.ts";
 import { apps, deployments, releases } from "../db/schema.ts";
 import { appRowId } from "./apps.ts";
@@ -148,4 +149,33 @@ export function releasesToPrune(db: DbOrTx, appUuid: string, keep: number): Rele
 
 export function markReleasePruned(db: DbOrTx, uuid: string): void {
   db.update(releases).set({ prunedAt: new Date() }).where(eq(releases.uuid, uuid)).run();
+}
+
+/** UUIDs of destroyed apps that still have releases whose images were not pruned. */
+export function destroyedAppsWithImages(db: DbOrTx): string[] {
+  return db
+    .selectDistinct({ uuid: apps.uuid })
+    .from(releases)
+    .innerJoin(apps, eq(apps.id, releases.appId))
+    .where(and(isNotNull(apps.destroyedAt), isNull(releases.prunedAt)))
+    .all()
+    .map((r) => r.uuid);
+}
+
+/**
+ * The current (highest-version) release of every live app, in one query: "latest per app" is a correlated subquery
+ * served by the (app_id, version) index.
+ */
+export function currentReleasesOfLiveApps(db: DbOrTx): { appUuid: string; uuid: string; version: number }[] {
+  const r2 = alias(releases, "r2");
+  const topVersion = db
+    .select({ v: max(r2.version) })
+    .from(r2)
+    .where(eq(r2.appId, releases.appId));
+  return db
+    .select({ appUuid: apps.uuid, uuid: releases.uuid, version: releases.version })
+    .from(releases)
+    .innerJoin(apps, eq(apps.id, releases.appId))
+    .where(and(isNull(apps.destroyedAt), sql`${releases.version} = (${topVersion})`))
+    .all();
 }

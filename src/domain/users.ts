@@ -1,7 +1,10 @@
 import { randomUUID } from "node:crypto";
-import { and, eq } from "drizzle-orm";
+import { and, asc, eq } from "drizzle-orm";
 import type { DbOrTx } from "../db/client.ts";
 import { memberships, type Role, tenants, users } from "../db/schema.ts";
+
+export { ROLES, type Role } from "../db/schema.ts";
+
 import { recordAudit } from "./audit.ts";
 import { DomainError } from "./errors.ts";
 
@@ -110,4 +113,60 @@ export function authorize(db: DbOrTx, input: AuthorizeInput): Role {
     correlationId: input.correlationId,
   });
   throw forbiddenError(input.needed, input.app.tenantSlug);
+}
+
+/** A tenant by slug, or undefined; never creates one. */
+export function findTenant(db: DbOrTx, slug: string): { id: number; slug: string } | undefined {
+  return db.select({ id: tenants.id, slug: tenants.slug }).from(tenants).where(eq(tenants.slug, slug)).get();
+}
+
+/** The user with this Slack identity, or undefined; `label` is left to the caller. */
+export function findSlackUserRow(
+  db: DbOrTx,
+  teamId: string,
+  userId: string,
+): { id: number; uuid: string; name: string } | undefined {
+  return db
+    .select({ id: users.id, uuid: users.uuid, name: users.displayName })
+    .from(users)
+    .where(and(eq(users.slackTeamId, teamId), eq(users.slackUserId, userId)))
+    .get();
+}
+
+export function setDisplayName(db: DbOrTx, userId: number, displayName: string): void {
+  db.update(users).set({ displayName }).where(eq(users.id, userId)).run();
+}
+
+export function removeMembership(db: DbOrTx, tenantId: number, userId: number): void {
+  db.delete(memberships)
+    .where(and(eq(memberships.tenantId, tenantId), eq(memberships.userId, userId)))
+    .run();
+}
+
+export interface MemberRow {
+  tenant: string;
+  teamId: string | null;
+  userId: string | null;
+  name: string;
+  role: Role;
+  since: Date;
+}
+
+/** Members with their roles (of one tenant, or all), in one query; ordered by tenant, then name. */
+export function listMembers(db: DbOrTx, tenantSlug: string | undefined): MemberRow[] {
+  return db
+    .select({
+      tenant: tenants.slug,
+      teamId: users.slackTeamId,
+      userId: users.slackUserId,
+      name: users.displayName,
+      role: memberships.role,
+      since: memberships.createdAt,
+    })
+    .from(memberships)
+    .innerJoin(tenants, eq(tenants.id, memberships.tenantId))
+    .innerJoin(users, eq(users.id, memberships.userId))
+    .where(tenantSlug === undefined ? undefined : eq(tenants.slug, tenantSlug))
+    .orderBy(asc(tenants.slug), asc(users.displayName), asc(users.id))
+    .all();
 }

@@ -1,10 +1,9 @@
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { and, eq, inArray, isNotNull, isNull } from "drizzle-orm";
-import { apps, deployments, releases } from "../db/schema.ts";
 import { listApps } from "../domain/apps.ts";
+import { appsWithRunningDeployment, inProgressDeploymentUuids } from "../domain/deployments.ts";
 import { openIncident } from "../domain/incidents.ts";
-import { currentRelease, markReleasePruned, releasesToPrune } from "../domain/releases.ts";
+import { currentRelease, destroyedAppsWithImages, markReleasePruned, releasesToPrune } from "../domain/releases.ts";
 import { describeRestoreFailure, restoreApp } from "./app-restore.ts";
 import { type DataPlaneHooks, reportIncident, reportRecovered } from "./data-plane.ts";
 import type { PipelineDeps } from "./deps.ts";
@@ -54,15 +53,7 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
     errors: [],
   };
   const live = listApps(deps.db);
-  const busyUuids = new Set(
-    deps.db
-      .select({ uuid: apps.uuid })
-      .from(deployments)
-      .innerJoin(apps, eq(apps.id, deployments.appId))
-      .where(eq(deployments.status, "running"))
-      .all()
-      .map((r) => r.uuid),
-  );
+  const busyUuids = new Set(appsWithRunningDeployment(deps.db));
   const wanted = new Map<string, string>(); // container name → app uuid
   const liveApps = new Set(live.map((a) => a.uuid));
   await deps.engine.ensureNetworks();
@@ -135,13 +126,7 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
   }
 
   // A destroyed app's containers went above; nothing can roll back to its images any more.
-  const destroyed = deps.db
-    .selectDistinct({ uuid: apps.uuid })
-    .from(releases)
-    .innerJoin(apps, eq(apps.id, releases.appId))
-    .where(and(isNotNull(apps.destroyedAt), isNull(releases.prunedAt)))
-    .all();
-  for (const { uuid } of destroyed) {
+  for (const uuid of destroyedAppsWithImages(deps.db)) {
     for (const release of releasesToPrune(deps.db, uuid, 0)) {
       await deps.engine.removeImage(release.image);
       markReleasePruned(deps.db, release.uuid);
@@ -166,14 +151,7 @@ async function sweepWorkDirs(deps: PipelineDeps): Promise<string[]> {
     throw err;
   });
   if (entries.length === 0) return [];
-  const active = new Set(
-    deps.db
-      .select({ uuid: deployments.uuid })
-      .from(deployments)
-      .where(inArray(deployments.status, ["queued", "running"]))
-      .all()
-      .map((r) => r.uuid),
-  );
+  const active = new Set(inProgressDeploymentUuids(deps.db));
   const removed: string[] = [];
   for (const name of entries) {
     if (active.has(name)) continue;

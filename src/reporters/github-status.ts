@@ -1,8 +1,6 @@
-import { eq } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
-import { deployments } from "../db/schema.ts";
 import { getAppByUuid } from "../domain/apps.ts";
-import { getDeployment } from "../domain/deployments.ts";
+import { getDeployment, githubDeploymentIdOf, setGithubDeploymentId } from "../domain/deployments.ts";
 import type { ApiAvailability } from "../infra/api-availability.ts";
 import { type GithubApi, GithubApiError, truncateDescription } from "../infra/github-api.ts";
 import { provedForCredentials } from "../infra/github-credentials.ts";
@@ -215,11 +213,6 @@ function loadTarget(db: Db, deploymentUuid: string): Target | undefined {
   if (app.githubRepo === null || !provedForCredentials(app) || deployment.commitSha === null) return undefined;
   const [owner, repo] = app.githubRepo.split("/");
   if (!owner || !repo) return undefined;
-  const row = db
-    .select({ id: deployments.githubDeploymentId })
-    .from(deployments)
-    .where(eq(deployments.uuid, deploymentUuid))
-    .get();
   return {
     owner,
     repo,
@@ -228,7 +221,7 @@ function loadTarget(db: Db, deploymentUuid: string): Target | undefined {
     environment: app.environment,
     appSlug: app.slug,
     appUrl: `http://${app.domain}`,
-    githubDeploymentId: row?.id ?? null,
+    githubDeploymentId: githubDeploymentIdOf(db, deploymentUuid),
   };
 }
 
@@ -252,7 +245,7 @@ async function ensureGithubDeployment(
     }),
   );
   if (!created) return undefined;
-  deps.db.update(deployments).set({ githubDeploymentId: created.id }).where(eq(deployments.uuid, uuid)).run();
+  setGithubDeploymentId(deps.db, uuid, created.id);
   target.githubDeploymentId = created.id;
   return created.id;
 }

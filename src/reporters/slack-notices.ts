@@ -1,6 +1,5 @@
-import { eq } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
-import { apps } from "../db/schema.ts";
+import { appNoticeTarget, appSlackChannel } from "../domain/apps.ts";
 import { escapeSlack, type SlackApi } from "../infra/slack-api.ts";
 import type { Logger } from "../log.ts";
 import type { IncidentNotice, RecoveryNotice } from "../pipeline/data-plane.ts";
@@ -43,11 +42,7 @@ export interface SlackNoticeDeps {
 
 /** Posts the refusal in the app's linked channel; apps without one stay quiet (the audit log has the refusal). */
 export async function postLockRefusal(deps: SlackNoticeDeps, info: PushRefusal): Promise<void> {
-  const app = deps.db
-    .select({ channel: apps.slackChannelId, githubRepo: apps.githubRepo })
-    .from(apps)
-    .where(eq(apps.uuid, info.appUuid))
-    .get();
+  const app = appNoticeTarget(deps.db, info.appUuid);
   if (!app?.channel) return;
   await deps.slack.postMessage({ channel: app.channel, text: lockRefusalText(info, app.githubRepo) });
   deps.log.info({ appId: info.appUuid }, "lock refusal posted to Slack");
@@ -92,9 +87,9 @@ export function recoveryText(notice: RecoveryNotice): string {
 }
 
 async function postToAppChannel(deps: SlackNoticeDeps, appUuid: string, text: string): Promise<boolean> {
-  const app = deps.db.select({ channel: apps.slackChannelId }).from(apps).where(eq(apps.uuid, appUuid)).get();
-  if (!app?.channel) return false;
-  await deps.slack.postMessage({ channel: app.channel, text });
+  const channel = appSlackChannel(deps.db, appUuid);
+  if (!channel) return false;
+  await deps.slack.postMessage({ channel, text });
   return true;
 }
 
