@@ -15,9 +15,9 @@ import { SecretBox } from "./domain/crypto.ts";
 import { openIncidents } from "./domain/incidents.ts";
 import {
   DEFAULT_ROLE_LIMITS,
+  storePublicAddresses,
   type TenantStoreDeps,
   type TenantStoreSettings,
-  tenantRedisPublicUrl,
 } from "./domain/tenant-databases.ts";
 import { deliveryOutbox } from "./domain/webhook-deliveries.ts";
 import { createApp, type ReadinessCheck } from "./http/app.ts";
@@ -543,20 +543,12 @@ function startTenantStores(
   };
 }
 
-/** Where apps reach their stores: the hosts/ports written into DATABASE_URL and REDIS_URL. */
+/** Where apps reach their stores (the hosts/ports written into DATABASE_URL and REDIS_URL), with role limits. */
 function tenantStoreSettings(ts: Config["tenantStores"]): TenantStoreSettings {
-  const pgAdminUrl = ts.pgAdminUrl ? new URL(ts.pgAdminUrl) : undefined;
+  const addresses = storePublicAddresses(ts);
   return {
-    postgres: pgAdminUrl
-      ? {
-          publicHost: ts.pgPublicHost ?? pgAdminUrl.hostname,
-          publicPort: ts.pgPublicPort ?? Number(pgAdminUrl.port || 5432),
-          limits: DEFAULT_ROLE_LIMITS,
-        }
-      : undefined,
-    redis: ts.redisUrl
-      ? { publicUrl: tenantRedisPublicUrl(ts.redisUrl, ts.redisPublicHost, ts.redisPublicPort) }
-      : undefined,
+    postgres: addresses.postgres ? { ...addresses.postgres, limits: DEFAULT_ROLE_LIMITS } : undefined,
+    redis: addresses.redis,
   };
 }
 

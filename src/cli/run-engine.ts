@@ -1,35 +1,13 @@
-import { type Config, type Env, loadConfig } from "../config.ts";
+import { type Env, loadConfig } from "../config.ts";
 import { SecretBox } from "../domain/crypto.ts";
-import { tenantRedisPublicUrl } from "../domain/tenant-databases.ts";
-import {
-  appServiceEndpoints,
-  assertNotBotRedis,
-  hostAddresses,
-  type StorePublicAddresses,
-  storeTargets,
-} from "../infra/app-services.ts";
+import { storePublicAddresses } from "../domain/tenant-databases.ts";
+import { appServiceEndpoints, assertNotBotRedis, hostAddresses, storeTargets } from "../infra/app-services.ts";
 import { PodmanEngine } from "../infra/podman.ts";
 import { ExecaRunner } from "../infra/runner.ts";
 import type { Logger } from "../log.ts";
 import type { OneOffDeps } from "../pipeline/one-off.ts";
 import { defaultPipelineSettings } from "../pipeline/settings.ts";
 import type { CliResources } from "./resources.ts";
-
-/** Where apps reach their stores, as src/bot.ts computes it (tenantStoreSettings): the same nftables allow rules. */
-function storeAddresses(ts: Config["tenantStores"]): StorePublicAddresses {
-  const pgAdminUrl = ts.pgAdminUrl ? new URL(ts.pgAdminUrl) : undefined;
-  return {
-    postgres: pgAdminUrl
-      ? {
-          publicHost: ts.pgPublicHost ?? pgAdminUrl.hostname,
-          publicPort: ts.pgPublicPort ?? Number(pgAdminUrl.port || 5432),
-        }
-      : undefined,
-    redis: ts.redisUrl
-      ? { publicUrl: tenantRedisPublicUrl(ts.redisUrl, ts.redisPublicHost, ts.redisPublicPort) }
-      : undefined,
-  };
-}
 
 /**
  * `tussilago run` starts a container itself, so it reads the bot's whole configuration (like `doctor`) and builds
@@ -39,7 +17,7 @@ function storeAddresses(ts: Config["tenantStores"]): StorePublicAddresses {
 export async function oneOffDeps(env: Env, res: CliResources, log: Logger): Promise<OneOffDeps> {
   const config = loadConfig(env);
   const appServices = await appServiceEndpoints(
-    storeTargets(storeAddresses(config.tenantStores)),
+    storeTargets(storePublicAddresses(config.tenantStores)),
     log.child({ component: "app-services" }),
   );
   assertNotBotRedis(appServices, config.redisUrl, hostAddresses());

@@ -1,7 +1,9 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { and, eq, inArray } from "drizzle-orm";
+import type { Config } from "../config.ts";
 import type { Db, DbOrTx } from "../db/client.ts";
 import { appEnvVars, apps, auditEvents } from "../db/schema.ts";
+import type { StorePublicAddresses } from "../infra/app-services.ts";
 import type { PostgresAdmin, RoleLimits } from "../infra/postgres-admin.ts";
 import type { RedisAcl } from "../infra/redis-acl.ts";
 import type { Logger } from "../log.ts";
@@ -29,6 +31,26 @@ export interface TenantStoreSettings {
   postgres: { publicHost: string; publicPort: number; limits: RoleLimits } | undefined;
   /** The tenant Redis as apps reach it, without credentials (`redis://host:port` or `rediss://…`). */
   redis: { publicUrl: string } | undefined;
+}
+
+/**
+ * Where apps reach their stores, from the bot's configuration: the hosts/ports written into DATABASE_URL and
+ * REDIS_URL, and so the exact pairs the sandbox firewall lets apps open (src/infra/app-services.ts). The bot and
+ * `tussilago run` must agree on them, so both take them from here.
+ */
+export function storePublicAddresses(ts: Config["tenantStores"]): StorePublicAddresses {
+  const pgAdminUrl = ts.pgAdminUrl ? new URL(ts.pgAdminUrl) : undefined;
+  return {
+    postgres: pgAdminUrl
+      ? {
+          publicHost: ts.pgPublicHost ?? pgAdminUrl.hostname,
+          publicPort: ts.pgPublicPort ?? Number(pgAdminUrl.port || 5432),
+        }
+      : undefined,
+    redis: ts.redisUrl
+      ? { publicUrl: tenantRedisPublicUrl(ts.redisUrl, ts.redisPublicHost, ts.redisPublicPort) }
+      : undefined,
+  };
 }
 
 /** The tenant Redis as apps reach it: the admin URL without credentials, with the public host/port if given. */

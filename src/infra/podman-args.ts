@@ -418,22 +418,7 @@ export function commitImageArgs(settings: EngineSettings, spec: CommitSpec): str
 }
 
 /** A one-off command (`tussilago run`): the runtime container's confinement, attached, never published. */
-export interface OneOffSpec {
-  name: string;
-  image: string;
-  command: readonly string[];
-  /** `--env-file` path: values never appear in argv. */
-  envFile?: string | undefined;
-  labels: Readonly<Record<string, string>>;
-  memoryMb: number;
-  cpus: number;
-  pidsLimit: number;
-  network: NetworkMode;
-  allowEgress: boolean;
-  tmpfsMb: number;
-  user?: string | undefined;
-  /** Enforced by conmon too (`podman run --timeout`), so the container dies even if our podman client is killed. */
-  timeoutSeconds: number;
+export interface OneOffSpec extends OneShotSpec {
   /** `--interactive --tty`: the caller's terminal is the command's (`tussilago run --tty`). */
   tty?: boolean | undefined;
 }

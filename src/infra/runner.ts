@@ -176,16 +176,7 @@ export class ExecaRunner implements Runner, DetachedSpawner, TerminalRunner {
     const failure = result instanceof ExecaError || result.failed;
     if (!failure) return { stdout, stderr, exitCode: result.exitCode ?? 0, durationMs };
 
-    const kind: RunFailureKind =
-      overLimit || result.isMaxBuffer
-        ? "output_limit"
-        : result.timedOut
-          ? "timeout"
-          : result.isCanceled
-            ? "aborted"
-            : result.exitCode === undefined && result.signal === undefined
-              ? "spawn"
-              : "exit";
+    const kind = failureKind(result, overLimit || result.isMaxBuffer === true);
     const err = new CommandError(file, kind, result.exitCode, tail(stderr.trim() !== "" ? stderr : stdout));
     this.#log.debug({ command: file, kind, exitCode: result.exitCode, durationMs }, "command failed");
     throw err;
@@ -208,14 +199,7 @@ export class ExecaRunner implements Runner, DetachedSpawner, TerminalRunner {
       ...(options.signal !== undefined ? { cancelSignal: options.signal } : {}),
     });
     if (!(result instanceof ExecaError || result.failed)) return;
-    const kind: RunFailureKind = result.timedOut
-      ? "timeout"
-      : result.isCanceled
-        ? "aborted"
-        : result.exitCode === undefined && result.signal === undefined
-          ? "spawn"
-          : "exit";
-    throw new CommandError(file, kind, result.exitCode, "");
+    throw new CommandError(file, failureKind(result, false), result.exitCode, "");
   }
 
   spawn(file: string, args: readonly string[], options: SpawnOptions): LongRunning {
@@ -315,4 +299,16 @@ export class ExecaRunner implements Runner, DetachedSpawner, TerminalRunner {
       },
     };
   }
+}
+
+/** Why a finished subprocess failed, from execa's result (output over its cap first: it was killed for that). */
+function failureKind(
+  result: { timedOut?: boolean; isCanceled?: boolean; exitCode?: number | undefined; signal?: string | undefined },
+  overLimit: boolean,
+): RunFailureKind {
+  if (overLimit) return "output_limit";
+  if (result.timedOut) return "timeout";
+  if (result.isCanceled) return "aborted";
+  if (result.exitCode === undefined && result.signal === undefined) return "spawn";
+  return "exit";
 }

@@ -1,15 +1,15 @@
 import { randomUUID } from "node:crypto";
-import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Db } from "../db/client.ts";
 import type { AppView } from "../domain/apps.ts";
 import type { SecretBox } from "../domain/crypto.ts";
-import { openEnvVars } from "../domain/env-vars.ts";
 import type { ReleaseView } from "../domain/releases.ts";
 import type { ContainerEngine, OneOffResult } from "../infra/container-engine.ts";
 import type { Logger } from "../log.ts";
 import { LABELS, type PipelineSettings } from "./settings.ts";
+import { writeEnvFileIn } from "./stages/run-health.ts";
 
 /**
  * One-off commands (`tussilago run`, `/tussilago run`): a fresh container from the current release's image with the
@@ -51,18 +51,7 @@ const ENV_FILE_POLL_MS = 200;
 /** Same lines as the web container's env file (src/pipeline/stages/run-health.ts): a command sees what the app sees. */
 async function writeEnvFile(deps: OneOffDeps, app: AppView, dir: string): Promise<string> {
   await mkdir(deps.settings.workRoot, { recursive: true, mode: 0o700 });
-  await mkdir(dir, { mode: 0o700 });
-  const lines = openEnvVars(deps.db, deps.secrets, app.uuid).map((v) => `${v.key}=${v.value}`);
-  lines.push(
-    `PORT=${deps.settings.appPort}`,
-    "HOST=0.0.0.0",
-    "PYTHONUNBUFFERED=1",
-    "PATH=/app/.venv/bin:/usr/local/bin:/usr/bin:/bin",
-  );
-  const file = join(dir, "env");
-  await writeFile(file, `${lines.join("\n")}\n`, { mode: 0o600 });
-  await chmod(file, 0o600);
-  return file;
+  return writeEnvFileIn(deps, app, dir);
 }
 
 /**

@@ -14,7 +14,15 @@ import { workDir } from "./source-build.ts";
  * soon as `podman run` returned (runStage, and the release phase's one-shot run).
  */
 export async function writeEnvFile(deps: PipelineDeps, app: AppView, deploymentUuid: string): Promise<string> {
-  const dir = join(workDir(deps, deploymentUuid), "run");
+  return writeEnvFileIn(deps, app, join(workDir(deps, deploymentUuid), "run"));
+}
+
+/** The same env file in `dir` (created 0700): every container of the app (web, release, one-off) sees the same. */
+export async function writeEnvFileIn(
+  deps: Pick<PipelineDeps, "db" | "secrets"> & { settings: Pick<PipelineDeps["settings"], "appPort"> },
+  app: Pick<AppView, "uuid">,
+  dir: string,
+): Promise<string> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const lines = openEnvVars(deps.db, deps.secrets, app.uuid).map((v) => `${v.key}=${v.value}`);
   lines.push(
