@@ -193,7 +193,7 @@ export const SPECS: Readonly<Record<string, Spec<CliCommand>>> = {
 const GROUPS = ["apps", "users", "db", "env"] as const;
 
 export const GENERAL_USAGE =
-  "tussilago <apps|deploy|rollback|cancel|status|releases|logs|env|run|reconcile|users|db|audit|doctor|help> …";
+  "tussilago <apps|deploy|rollback|cancel|status|releases|logs|env|run|reconcile|users|db|audit|doctor|stop-proxy|help> …";
 
 function timeout(value: string | boolean | undefined): number {
   if (typeof value !== "string") return DEFAULT_FOLLOW_TIMEOUT_MS;
@@ -273,5 +273,7 @@ export function parseCli(argv: readonly string[]): CliCommand {
 
 export function helpText(): string {
   const lines = Object.values(SPECS).map((s) => `  ${s.usage}`);
+  // Handled before parsing (src/cli/run.ts): it needs neither the database nor Redis.
+  lines.push("  tussilago stop-proxy   (stops the embedded Caddy and Redis on purpose: every app goes offline)");
   return [`usage: ${GENERAL_USAGE}`, "", ...lines, "", "Read commands accept --json for machine output."].join("\n");
 }
