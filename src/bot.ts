@@ -12,6 +12,7 @@ import { startCheckpointer } from "./db/checkpointer.ts";
 import { databasePath, openDb, pingDb } from "./db/client.ts";
 import { getAppByUuid } from "./domain/apps.ts";
 import { SecretBox } from "./domain/crypto.ts";
+import { getDeployment } from "./domain/deployments.ts";
 import { openIncidents } from "./domain/incidents.ts";
 import {
   DEFAULT_ROLE_LIMITS,
@@ -22,6 +23,7 @@ import {
 import { deliveryOutbox } from "./domain/webhook-deliveries.ts";
 import { createApp, type ReadinessCheck } from "./http/app.ts";
 import { githubRoute } from "./http/github-route.ts";
+import { metricsApp, requestMetrics } from "./http/metrics.ts";
 import { createSlackApp } from "./http/slack-app.ts";
 import { RedisEventDedupe } from "./http/slack-dedupe.ts";
 import { ApiAvailability } from "./infra/api-availability.ts";
@@ -48,6 +50,7 @@ import { SlackTokenRefusedError, slackAuthProbe } from "./infra/slack-availabili
 import { UndiciSlackApi } from "./infra/slack-web-api.ts";
 import { ServiceSupervisor, type Supervised } from "./infra/supervisor.ts";
 import { readSysctl } from "./infra/sysctl.ts";
+import { createMetrics, registerScrapeGauges } from "./lib/metrics.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
 import { boundedQueue, boundedQueueOf } from "./pipeline/bounded-queue.ts";
@@ -59,6 +62,7 @@ import { PipelineEvents } from "./pipeline/events.ts";
 import { registerLinkProofWorker } from "./pipeline/link-proof-worker.ts";
 import { registerProvisionWorker } from "./pipeline/provision-worker.ts";
 import { registerPushWorker } from "./pipeline/push-worker.ts";
+import { queueSnapshots } from "./pipeline/queue-stats.ts";
 import { BullJobQueue, type JobPayloads, QUEUE_NAMES } from "./pipeline/queues.ts";
 import { reconcile } from "./pipeline/reconcile.ts";
 import { appsWithoutRoute } from "./pipeline/route-check.ts";
@@ -69,6 +73,7 @@ import { DataPlaneWatcher } from "./pipeline/watcher.ts";
 import { HAND_BACK_TIMEOUT_MS, WorkerPool } from "./pipeline/worker-pool.ts";
 import { attachGithubStatusReporter } from "./reporters/github-status.ts";
 import { attachLogReporter } from "./reporters/log-reporter.ts";
+import { attachMetricsReporter } from "./reporters/metrics-reporter.ts";
 import { dataPlaneNotifier, lockRefusalNotifier } from "./reporters/slack-notices.ts";
 import { attachSlackThreadReporter, CATCH_UP_WINDOW_MS } from "./reporters/slack-thread.ts";
 
@@ -76,6 +81,8 @@ const COMMAND_QUEUE_TIMEOUT_MS = 1_000;
 
 export interface RunningBot {
   url: string;
+  /** The metrics listener's base URL, when TUSSILAGO_METRICS_LISTEN is set. */
+  metricsUrl: string | undefined;
   caddyAdmin: string;
   pipeline: PipelineDeps;
   lifecycle: Lifecycle;
@@ -224,6 +231,9 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       });
     }
     attachLogReporter(events, log.child({ component: "pipeline" }));
+    // One registry per bot, passed down (never prom-client's global one); served only by the metrics listener.
+    const metrics = createMetrics();
+    attachMetricsReporter(events, metrics, (uuid) => getDeployment(db, uuid).trigger);
     const github = config.github?.auth
       ? new GithubRestClient({
           apiUrl: config.github.apiUrl,
@@ -365,6 +375,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
           .enqueue(QUEUE_NAMES.reconcile, { reason: "event-stream-gap" }, `reconcile-gap-${Date.now()}`)
           .catch((err: unknown) => log.warn({ err }, "could not enqueue a reconcile after the event stream gap"));
       },
+      onRestarted: () => metrics.containerRestarts.inc(),
     });
     const unfollow = watcher.followDeployments(events);
     watcher.start();
@@ -432,20 +443,22 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     // Stops after the HTTP server (registered before it): waits for listeners still working after their ack.
     if (slack) lifecycle.onStop("slack", () => slack.stop());
 
+    const readiness: ReadinessCheck[] = [
+      { name: "database", check: () => pingDb(db) },
+      { name: "redis", check: () => pingRedis(redis) },
+      {
+        name: "caddy",
+        check: async () => {
+          const missing = await appsWithoutRoute(pipeline);
+          if (missing.length > 0) throw new Error(`caddy serves no route for ${missing.join(", ")}`);
+        },
+      },
+      ...supervisedChecks({ redis: embeddedRedis, caddy: embeddedCaddy }),
+    ];
     const app = createApp({
       logger: log,
-      readiness: [
-        { name: "database", check: () => pingDb(db) },
-        { name: "redis", check: () => pingRedis(redis) },
-        {
-          name: "caddy",
-          check: async () => {
-            const missing = await appsWithoutRoute(pipeline);
-            if (missing.length > 0) throw new Error(`caddy serves no route for ${missing.join(", ")}`);
-          },
-        },
-        ...supervisedChecks({ redis: embeddedRedis, caddy: embeddedCaddy }),
-      ],
+      readiness,
+      middleware: [requestMetrics(metrics)],
       readinessDetails: () => ({ appsDown: openIncidents(db).length }),
       githubRoutes: githubRoute({
         globalSecret: config.github?.webhookSecret,
@@ -463,20 +476,72 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         [slackAvailability?.detail(), githubAvailability?.detail()].filter((d): d is string => d !== undefined),
     });
 
-    const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
-      const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
-      s.once("error", reject);
-    });
+    const server = await listen(app.fetch, config);
     // Registered last, so it runs first: stop accepting requests before anything they need goes away.
     lifecycle.onStop("http server", () => closeServer(server));
     await slack?.start(); // Socket Mode connects here; a no-op in HTTP mode
-    const address = server.address() as AddressInfo;
-    const url = `http://${address.address.includes(":") ? `[${address.address}]` : address.address}:${address.port}`;
-    return { url, caddyAdmin, pipeline, lifecycle, log };
+    const url = listenUrl(server);
+    let metricsUrl: string | undefined;
+    if (config.metrics) {
+      registerScrapeGauges(metrics.registry, {
+        queues: () => queueSnapshots(queue),
+        health: () => dependencyHealth(readiness, { slack: slackAvailability, github: githubAvailability }),
+        now: Date.now,
+      });
+      const metricsServer = await listen(metricsApp(metrics, config.metrics.token).fetch, config.metrics);
+      lifecycle.onStop("metrics server", () => closeServer(metricsServer));
+      metricsUrl = listenUrl(metricsServer);
+    }
+    return { url, metricsUrl, caddyAdmin, pipeline, lifecycle, log };
   } catch (err) {
     await lifecycle.stop();
     throw err;
   }
+}
+
+function listen(
+  fetch: Parameters<typeof serve>[0]["fetch"],
+  at: { host: string; port: number },
+): Promise<ReturnType<typeof serve>> {
+  return new Promise((resolve, reject) => {
+    const s = serve({ fetch, port: at.port, hostname: at.host }, () => resolve(s));
+    s.once("error", reject);
+  });
+}
+
+function listenUrl(server: ReturnType<typeof serve>): string {
+  const address = server.address() as AddressInfo;
+  return `http://${address.address.includes(":") ? `[${address.address}]` : address.address}:${address.port}`;
+}
+
+/**
+ * `tussilago_dependency_up`: the readiness checks of `/readyz` (database, redis, caddy, embedded processes), each
+ * bounded, plus what the Slack and GitHub availability objects last saw (absent while they know nothing yet).
+ */
+async function dependencyHealth(
+  readiness: ReadinessCheck[],
+  apis: Record<string, ApiAvailability | undefined>,
+): Promise<Record<string, boolean | undefined>> {
+  const checks = await Promise.all(
+    readiness.map(async ({ name, check }) => {
+      const ok = await Promise.race([
+        Promise.resolve()
+          .then(check)
+          .then(
+            () => true,
+            () => false,
+          ),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 900).unref()),
+      ]);
+      return [name, ok] as const;
+    }),
+  );
+  const result: Record<string, boolean | undefined> = Object.fromEntries(checks);
+  for (const [name, availability] of Object.entries(apis)) {
+    if (!availability || availability.state === "unknown") continue;
+    result[name] = availability.state === "up";
+  }
+  return result;
 }
 
 /** QUIT, or a hard disconnect when Redis does not answer within a second (it may be down or hung). */

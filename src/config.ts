@@ -52,6 +52,15 @@ export interface Config {
   maxBodyBytes: number;
   pipeline: PipelineConfig;
   tenantStores: TenantStoresConfig;
+  /** `GET /metrics` on a listener of its own; `undefined` → no metrics listener (the default). */
+  metrics: MetricsConfig | undefined;
+}
+
+export interface MetricsConfig {
+  host: string;
+  port: number;
+  /** Bearer token a scraper must send; required whenever the listener is on. */
+  token: string;
 }
 
 /** Shared servers for tenant databases (issue: tenant PostgreSQL and Redis); unset → provisioning is off. */
@@ -149,6 +158,7 @@ export function loadConfig(env: Env): Config {
     maxBodyBytes: 1024 * 1024,
     tenantStores: loadTenantStores(env),
     pipeline: loadPipeline(env),
+    metrics: loadMetrics(env),
   };
   assertTenantRedisIsNotOurs(config);
   return config;
@@ -233,6 +243,28 @@ function loadHttp(env: Env): Pick<Config, "port" | "host" | "logLevel"> {
     host: opt(env, "HOST") ?? "127.0.0.1",
     logLevel: parseWith(logLevelSchema, env, "LOG_LEVEL", "info"),
   };
+}
+
+// The metrics listener: off unless an address is given, and then only with a token.
+
+function loadMetrics(env: Env): MetricsConfig | undefined {
+  const listen = opt(env, "TUSSILAGO_METRICS_LISTEN");
+  if (listen === undefined) return undefined;
+  const match = /^(.+):(\d+)$/.exec(listen);
+  const host = match?.[1];
+  if (match === null || host === undefined || !hostSchema.safeParse(host).success) {
+    throw new ConfigError("TUSSILAGO_METRICS_LISTEN", "must be HOST:PORT, e.g. 127.0.0.1:9464");
+  }
+  const port = portSchema.safeParse(match[2]);
+  if (!port.success) throw new ConfigError("TUSSILAGO_METRICS_LISTEN", "must be HOST:PORT with a port of 0-65535");
+  const token = opt(env, "TUSSILAGO_METRICS_TOKEN");
+  if (token === undefined || token.length < 16) {
+    throw new ConfigError(
+      "TUSSILAGO_METRICS_TOKEN",
+      "is required (at least 16 characters) when TUSSILAGO_METRICS_LISTEN is set: scrapers send it as a bearer token",
+    );
+  }
+  return { host, port: port.data, token };
 }
 
 // The bot's own data dir, Redis and Caddy (embedded when unset).

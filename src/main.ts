@@ -40,6 +40,7 @@ export async function main(env: Env = process.env): Promise<void> {
   log.info(
     {
       url: bot.url,
+      ...(bot.metricsUrl ? { metricsUrl: bot.metricsUrl } : {}),
       slack: config.slack ? (config.slack.appToken ? "socket-mode" : "http") : "off",
       github: Boolean(config.github),
     },

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
 import type { Logger } from "../log.ts";
 import type { AppEnv } from "./context.ts";
 import { errorBody, mapError } from "./errors.ts";
@@ -18,6 +18,8 @@ export interface AppDeps {
   /** Mounted at `/slack` when Slack runs in HTTP mode (commands, interactions, events). */
   slackRoutes?: Hono<AppEnv> | undefined;
   readinessTimeoutMs?: number;
+  /** Run for every request after the correlation id is set (the request counters of `/metrics`). */
+  middleware?: MiddlewareHandler<AppEnv>[];
   /**
    * Dependencies the bot works without for a while (Slack's and GitHub's APIs): one line each that is degraded right
    * now (`slack: unreachable since …, retrying`). They are shown in `/readyz` but never make it fail: a load
@@ -61,6 +63,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       "request",
     );
   });
+
+  for (const handler of deps.middleware ?? []) app.use(handler);
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
 

@@ -52,6 +52,7 @@ export class DataPlaneWatcher {
   readonly #hooks: DataPlaneHooks;
   readonly #settings: WatcherSettings;
   readonly #onStreamGap: (() => void) | undefined;
+  readonly #onRestarted: (() => void) | undefined;
   readonly #apps = new Map<string, AppState>();
   readonly #pending = new Set<Promise<void>>();
   readonly #stop = new AbortController();
@@ -60,12 +61,19 @@ export class DataPlaneWatcher {
 
   constructor(
     deps: PipelineDeps,
-    options: { hooks?: DataPlaneHooks; settings?: Partial<WatcherSettings>; onStreamGap?: () => void } = {},
+    options: {
+      hooks?: DataPlaneHooks;
+      settings?: Partial<WatcherSettings>;
+      onStreamGap?: () => void;
+      /** Each time a dead app container runs again (the restart counter of `/metrics`). */
+      onRestarted?: () => void;
+    } = {},
   ) {
     this.#deps = { ...deps, log: deps.log.child({ component: "watcher" }) };
     this.#hooks = options.hooks ?? {};
     this.#settings = { ...DEFAULT_WATCHER_SETTINGS, ...options.settings };
     this.#onStreamGap = options.onStreamGap;
+    this.#onRestarted = options.onRestarted;
   }
 
   start(): void {
@@ -245,6 +253,7 @@ export class DataPlaneWatcher {
       }
       state.upSince = this.#deps.now();
       log.info({ restartMs: state.upSince - started, deaths: state.deaths }, "watcher: app restarted");
+      this.#onRestarted?.();
       return true;
     }
     return false;

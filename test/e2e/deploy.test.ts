@@ -1,8 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runLogsJob } from "../../commands/logs-job.ts";
 import { getAppBySlug } from "../../src/domain/apps.ts";
+import { getDeployment } from "../../src/domain/deployments.ts";
 import { listReleases } from "../../src/domain/releases.ts";
+import { metricsApp } from "../../src/http/metrics.ts";
 import { ExecaRunner } from "../../src/infra/runner.ts";
+import { createMetrics, type Metrics } from "../../src/lib/metrics.ts";
+import type { StageEvent } from "../../src/pipeline/events.ts";
+import { attachMetricsReporter } from "../../src/reporters/metrics-reporter.ts";
 import { BASE_IMAGE, type E2EPipeline, startE2EPipeline } from "../helpers/e2e-pipeline.ts";
 import { FakeSlackApi } from "../helpers/fake-slack-api.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
@@ -12,12 +17,21 @@ import { runLoad } from "../helpers/load.ts";
 // runsc, run hardened under podman + runsc, health-checked and served by Caddy by its host name.
 let p: E2EPipeline;
 let repo: string;
+// The metrics reporter on the harness's events, as src/bot.ts wires it; scraped through the metrics endpoint.
+let metrics: Metrics;
+const finishedStages: StageEvent[] = [];
+const METRICS_TOKEN = "e2e-metrics-token-0123456789";
 
 beforeAll(async () => {
   await new ExecaRunner(memoryLogger("silent").logger).run("bash", ["scripts/build-base-image.sh", BASE_IMAGE], {
     timeoutMs: 900_000,
   });
   p = await startE2EPipeline();
+  metrics = createMetrics();
+  attachMetricsReporter(p.events, metrics, (uuid) => getDeployment(p.db, uuid).trigger);
+  p.events.subscribe((e) => {
+    if (e.type === "stage" && e.status !== "started") finishedStages.push(e);
+  });
   repo = await p.repo("flask-app", "v1");
   // A full core and a half: the 0.5 default caps a threaded Flask dev server at ~70 req/s under gVisor.
   p.createApp("shop", repo, { cpus: "1.5" });
@@ -27,9 +41,26 @@ afterAll(async () => {
   await p?.close();
 }, 120_000);
 
+async function scrapeMetrics(): Promise<string> {
+  const scrape = await metricsApp(metrics, METRICS_TOKEN).request("/metrics", {
+    headers: { authorization: `Bearer ${METRICS_TOKEN}` },
+  });
+  expect(scrape.status).toBe(200);
+  return scrape.text();
+}
+
 describe("deploy pipeline on podman + runsc + Caddy", () => {
   it("deploys and serves the app through Caddy by its host name", async () => {
+    // One scrape while the deployment runs (as its route stage starts): the build is observed, nothing finished yet.
+    let during: Promise<string> | undefined;
+    const stop = p.events.subscribe((e) => {
+      if (e.type === "stage" && e.stage === "route" && e.status === "started") during ??= scrapeMetrics();
+    });
     const d = await p.deploy("shop");
+    stop();
+    const midway = await during;
+    expect(midway).toContain('tussilago_stage_duration_seconds_count{stage="build",status="succeeded"} 1');
+    expect(midway).not.toContain("tussilago_deployments_total{");
     expect(d.failureReason).toBeNull();
     expect(d.status).toBe("succeeded");
     const res = await p.get("shop.e2e.test");
@@ -37,6 +68,15 @@ describe("deploy pipeline on podman + runsc + Caddy", () => {
     expect(JSON.parse(res.body)).toEqual({ release: "v1" });
     // Another host name is not this app.
     expect((await p.get("other.e2e.test")).status).toBe(404);
+
+    // /metrics counts the deployment and observes each stage it ran, once.
+    const text = await scrapeMetrics();
+    expect(text).toContain('tussilago_deployments_total{outcome="succeeded",trigger="cli"} 1');
+    const stages = finishedStages.filter((e) => e.deploymentUuid === d.uuid && e.durationMs !== undefined);
+    expect(stages.map((e) => e.stage)).toEqual(expect.arrayContaining(["source", "build", "run", "health", "route"]));
+    for (const e of stages) {
+      expect(text).toContain(`tussilago_stage_duration_seconds_count{stage="${e.stage}",status="${e.status}"} 1`);
+    }
   });
 
   it("/tussilago logs: the logs job reads the serving container's tail with real podman and answers Slack", async () => {

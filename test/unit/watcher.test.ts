@@ -17,6 +17,7 @@ import { type PipelineFixture, pipelineFixture, SHA } from "../helpers/pipeline.
 
 let f: PipelineFixture;
 let incidents: IncidentNotice[];
+let restarts = 0;
 let recoveries: RecoveryNotice[];
 let rebuilds: Array<{ app: string; sha: string }>;
 let hooks: DataPlaneHooks;
@@ -37,7 +38,8 @@ beforeEach(() => {
     onIncident: (n) => incidents.push(n),
     onRecovered: (n) => recoveries.push(n),
   };
-  watcher = new DataPlaneWatcher(f.deps, { hooks });
+  restarts = 0;
+  watcher = new DataPlaneWatcher(f.deps, { hooks, onRestarted: () => restarts++ });
 });
 afterEach(async () => {
   await watcher.stop();
@@ -80,6 +82,8 @@ describe("exit watcher", () => {
     expect(backoffs()).toEqual([]);
     expect(incidents).toEqual([]);
     expect(openIncidents(f.db)).toEqual([]);
+    // Counted once for /metrics (tussilago_app_container_restarts_total).
+    expect(restarts).toBe(1);
   });
 
   it("ignores exits of containers that are not the current release, and of apps with a deployment running", async () => {
@@ -100,6 +104,7 @@ describe("exit watcher", () => {
     f.engine.kill(newer.container);
     await watcher.idle();
     expect(f.engine.calls.filter(([m]) => m === "startContainer")).toHaveLength(0);
+    expect(restarts).toBe(0);
   });
 
   it("a crash loop backs off 1 s, 2 s, 4 s and is reported once with the app's last lines, secrets masked; it ends after a stable uptime", async () => {
