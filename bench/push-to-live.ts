@@ -1,8 +1,9 @@
 // Benchmark: push→live for the sample Flask app (uv.lock, dependencies from PyPI) through the real pipeline
 // (git → uv build in runsc → hardened run → health → Caddy route), with a cold and a warm uv cache, the route switch
 // time, and beside them the hand-scripted minimum (git clone + the same uv build + podman run + first 200) measured
-// in the same run. Needs root, podman, runsc, caddy, Redis on 127.0.0.1:6379 and the base image
-// (scripts/build-base-image.sh). Prints a Markdown table; copy it into bench/RESULTS.md.
+// in the same run. Time to green: from the request to the deployment's `succeeded` event (what turns the commit
+// status green and closes the Slack thread), with the production drain grace period. Needs root, podman, runsc,
+// caddy, Redis on 127.0.0.1:6379 and the base image (scripts/build-base-image.sh). Prints a Markdown table; copy it into bench/RESULTS.md.
 //
 //   npm run bench:deploy
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -12,6 +13,7 @@ import { getAppBySlug } from "../src/domain/apps.ts";
 import { listDeployments } from "../src/domain/deployments.ts";
 import { ExecaRunner } from "../src/infra/runner.ts";
 import { createLogger } from "../src/log.ts";
+import { defaultPipelineSettings } from "../src/pipeline/settings.ts";
 import { buildScript } from "../src/pipeline/stages/detect.ts";
 import { BASE_IMAGE, freePort, startE2EPipeline } from "../test/helpers/e2e-pipeline.ts";
 
@@ -116,7 +118,12 @@ async function handScripted(repoUrl: string, cacheDir: string, release: string):
 
 async function main(): Promise<void> {
   await runner.run("bash", ["scripts/build-base-image.sh", BASE_IMAGE], { timeoutMs: 900_000 });
-  const p = await startE2EPipeline();
+  const drainGraceMs = defaultPipelineSettings(tmpdir()).drainGraceMs;
+  const p = await startE2EPipeline({ drainGraceMs });
+  const succeededAt = new Map<string, number>();
+  p.events.subscribe((e) => {
+    if (e.type === "deployment" && e.status === "succeeded") succeededAt.set(e.deploymentUuid, performance.now());
+  });
   const rows: string[] = [];
   try {
     const repo = await p.repo("flask-app", "bench-1");
@@ -139,13 +146,16 @@ async function main(): Promise<void> {
         }),
       ]);
       const ms = performance.now() - t0;
-      await deployment;
-      return ms;
+      const d = await deployment;
+      const green = (succeededAt.get(d.uuid) ?? Number.NaN) - t0;
+      // Let the old release drain before the next push, as it would between real pushes.
+      await sleep(drainGraceMs + 2_000);
+      return { ms, green };
     };
-    const cold = await pushToLive("bench-1");
+    const { ms: cold, green: coldGreen } = await pushToLive("bench-1");
     const coldBuildMs = stageMs("build");
     await p.commit(repo, "bench-2");
-    const warm = await pushToLive("bench-2");
+    const { ms: warm, green: warmGreen } = await pushToLive("bench-2");
     const buildMs = stageMs("build");
     const routeMs = stageMs("route");
 
@@ -162,6 +172,8 @@ async function main(): Promise<void> {
       `| push→live, warm uv cache (s) | ${s(warm)} | ${s(minWarm)} |`,
       `| build stage, cold → warm uv cache (s) | ${s(coldBuildMs)} → ${s(buildMs)} | — |`,
       `| route switch (Caddy PATCH + verify, ms) | ${routeMs.toFixed(0)} | — |`,
+      `| time to green: request → \`succeeded\` event, first deploy (s) | ${s(coldGreen)} | — |`,
+      `| time to green: request → \`succeeded\` event, redeploy (drain grace ${s(drainGraceMs)} s) (s) | ${s(warmGreen)} | — |`,
     );
   } finally {
     await p.close();

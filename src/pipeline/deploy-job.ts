@@ -19,7 +19,7 @@ import { AppBusyError, PlatformError, TenantError } from "./errors.ts";
 import type { StageName } from "./events.ts";
 import { defaultBaseImage, names } from "./settings.ts";
 import { releaseSkipReason, releaseStage } from "./stages/release.ts";
-import { drainStage, routeStage } from "./stages/route-drain.ts";
+import { drainOldReleases, routeStage } from "./stages/route-drain.ts";
 import { healthStage, runStage } from "./stages/run-health.ts";
 import { buildStage, existingBuild, sourceStage, workDir } from "./stages/source-build.ts";
 
@@ -28,8 +28,9 @@ export const EXCERPT_BYTES = 3_000;
 export type DeployOutcome = "succeeded" | "failed" | "skipped" | "cancelled";
 
 /**
- * The deployment stage machine: source → build → release → run → health → route → drain, one BullMQ job per
- * deployment.
+ * The deployment stage machine: source → build → release → run → health → route, one BullMQ job per deployment.
+ * It succeeds once the route switch is verified; the replaced release drains after that, in the same job but no
+ * longer holding the app or the deployment's status (drainAfterSuccess).
  * Each stage checks real state first (image exists? container running? route already pointing there?), so a job
  * that died halfway and is retried continues without duplicates. Tenant failures end the deployment at once;
  * anything else is rethrown for a capped-backoff retry, and only the final attempt marks the deployment failed.
@@ -42,7 +43,11 @@ export async function runDeployment(
   options: { finalAttempt: boolean; signal?: AbortSignal; cancelPollMs?: number },
 ): Promise<DeployOutcome> {
   const claim = claimDeployment(deps.db, deploymentUuid);
-  if (claim.kind === "finished") return "skipped";
+  if (claim.kind === "finished") {
+    // A job handed back at shutdown (or retried after a crash) after its success: the drain is what was left.
+    if (claim.deployment.status === "succeeded") await drainAfterSuccess(deps, claim.deployment, options.signal);
+    return "skipped";
+  }
   if (claim.kind === "busy") throw new AppBusyError();
   const deployment = claim.deployment;
   const app = getAppByUuid(deps.db, deployment.appUuid);
@@ -59,7 +64,7 @@ export async function runDeployment(
   });
   log.info({ trigger: deployment.trigger, ref: deployment.ref }, "deployment started");
   const cancel = new CancelWatch(deps.db, deployment.uuid, options.cancelPollMs);
-  // Stages before the route switch stop on a cancel as well as on shutdown; drain only on shutdown.
+  // Stages up to the route switch stop on a cancel as well as on shutdown.
   const signal = options.signal ? AbortSignal.any([options.signal, cancel.signal]) : cancel.signal;
 
   let current: StageName = "source";
@@ -69,7 +74,7 @@ export async function runDeployment(
     const t0 = deps.now();
     currentStartedAt = t0;
     // The last look is just before the route switch; after it the deployment goes live whatever is asked.
-    if (name !== "drain") cancel.throwIfRequested();
+    cancel.throwIfRequested();
     if (name === "route") cancel.close();
     recordStage(deps.db, deployment.uuid, name, { status: "running", startedAt: t0 });
     deps.events.emit({ type: "stage", ...base, stage: name, status: "started", at: t0 });
@@ -94,6 +99,7 @@ export async function runDeployment(
     deps.events.emit({ type: "stage", ...base, stage: name, status: "skipped", at: t, excerpt: why });
   };
 
+  let live = false;
   try {
     const { image, startCommand, commitSha, releaseCommand, pythonVersion } = await sourceAndBuild(
       stageDeps,
@@ -137,12 +143,8 @@ export async function runDeployment(
       },
       () => `http://${app.domain}`,
     );
-    await stage(
-      "drain",
-      () => drainStage(stageDeps, app, target.container, options.signal),
-      (r) => `${r.stopped.length} old container(s) stopped, ${r.pruned} image(s) pruned`,
-    );
     finishDeployment(deps.db, deployment.uuid, "succeeded");
+    live = true;
     const durationMs = deps.now() - started;
     deps.events.emit({
       type: "deployment",
@@ -154,8 +156,11 @@ export async function runDeployment(
     });
     log.info({ durationMs }, "deployment succeeded");
     await rm(workDir(deps, deployment.uuid), { recursive: true, force: true });
+    await drainAfterSuccess(stageDeps, deployment, options.signal);
     return "succeeded";
   } catch (err) {
+    // After the success only a shutdown during the drain lands here: the outcome stands, the job is handed back.
+    if (live) throw err;
     const by = cancel.cancelledBy;
     if (by !== undefined)
       return cancelled(stageDeps, app, deployment, { stage: current, startedAt: currentStartedAt, by });
@@ -200,6 +205,22 @@ export async function runDeployment(
     return "failed";
   } finally {
     cancel.close();
+  }
+}
+
+/**
+ * Drains the releases a succeeded deployment replaced. Its outcome is decided, so a failure here is only logged:
+ * reconcile removes containers of a live app that are not its current release. A shutdown during the grace period
+ * rethrows, so the job is handed back and the next process drains (runDeployment's "finished" path).
+ */
+async function drainAfterSuccess(deps: PipelineDeps, deployment: DeploymentView, signal?: AbortSignal): Promise<void> {
+  try {
+    const app = getAppByUuid(deps.db, deployment.appUuid);
+    const r = await drainOldReleases(deps, app, signal);
+    deps.log.info({ stopped: r.stopped, pruned: r.pruned }, "old release drained");
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    deps.log.warn({ err }, "drain of the old release failed; reconcile removes what is left");
   }
 }
 

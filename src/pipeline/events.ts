@@ -1,7 +1,10 @@
 import { EventEmitter } from "node:events";
 
-/** `release` runs the app's `release:` command (migrations) once, after the build and before any new process. */
-export const STAGES = ["source", "build", "release", "run", "health", "route", "drain"] as const;
+/**
+ * `release` runs the app's `release:` command (migrations) once, after the build and before any new process. The
+ * drain of the replaced release is no stage: it runs after the deployment succeeded (stages/route-drain.ts).
+ */
+export const STAGES = ["source", "build", "release", "run", "health", "route"] as const;
 export type StageName = (typeof STAGES)[number];
 
 /** What reporters (the log, the Slack deployment thread, GitHub commit statuses) consume. Public UUIDs only. */

@@ -9,6 +9,7 @@ import { type DataPlaneHooks, reportIncident, reportRecovered } from "./data-pla
 import type { PipelineDeps } from "./deps.ts";
 import { checkServing } from "./serving-check.ts";
 import { LABELS, names } from "./settings.ts";
+import { isDraining } from "./stages/route-drain.ts";
 
 export interface ReconcileReport {
   containersStarted: string[];
@@ -112,6 +113,9 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
     // A container of a live app that is not its current release: an old one left by a crash mid-drain, or a new
     // one of a deployment in progress (left alone).
     if (appUuid !== undefined && busyUuids.has(appUuid)) continue;
+    // One this process is draining: it stops after its grace period (requests in flight finish), not now. A drain
+    // lost to a crash is not in this process's list, so its leftovers go here.
+    if (appUuid !== undefined && liveApps.has(appUuid) && isDraining(appUuid)) continue;
     await deps.engine.removeContainer(c.name);
     report.containersRemoved.push(c.name);
     deps.log.info({ container: c.name, appId: appUuid }, "reconcile: orphan container removed");

@@ -108,9 +108,14 @@ describe("deploy pipeline on podman + runsc + Caddy", () => {
       concurrency: 64,
     });
     const d = await p.deploy("shop");
-    // Keep the load on through the drain grace period, until the old container is gone.
-    await new Promise((r) => setTimeout(r, 3_000));
+    // The deployment is reported succeeded at the route switch; the old release drains after that. Keep the load on
+    // through the drain grace period, until the old container is gone (bounded), so a drain that cut requests fails.
+    const appUuid = getAppBySlug(p.db, "shop").uuid;
+    const appContainers = () => p.engine.listContainers({ "io.tussilago.app": appUuid, "io.tussilago.managed": "app" });
+    for (let i = 0; i < 60 && (await appContainers()).length > 1; i++) await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 500));
     const result = await load.stop();
+    expect((await appContainers()).map((c) => c.labels["io.tussilago.deployment"])).toEqual([d.uuid]);
     process.stderr.write(
       `redeploy under load: ${result.sent} requests, ${result.rps.toFixed(0)} req/s, ${result.failures.length} failed ${JSON.stringify(result.failures.slice(0, 5))}\n`,
     );

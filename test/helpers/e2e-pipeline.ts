@@ -88,6 +88,8 @@ export interface E2EPipeline {
 export interface E2EOptions {
   /** Services running apps may reach (the bot derives these from the tenant-store settings). */
   appServices?: AppServiceEndpoint[];
+  /** The old release's grace period; 2 s unless given (the bench uses the production default). */
+  drainGraceMs?: number;
 }
 
 export async function startE2EPipeline(options: E2EOptions = {}): Promise<E2EPipeline> {
@@ -118,7 +120,7 @@ export async function startE2EPipeline(options: E2EOptions = {}): Promise<E2EPip
     pythonImages: { ...DEFAULT_PYTHON_IMAGES, [DEFAULT_PYTHON]: BASE_IMAGE },
     buildCaBundle: "/etc/ssl/certs/ca-certificates.crt",
     proxyListen: [`127.0.0.1:${caddyPort}`],
-    drainGraceMs: 2_000,
+    drainGraceMs: options.drainGraceMs ?? 2_000,
     healthTimeoutMs: 30_000,
   };
   const events = new PipelineEvents();

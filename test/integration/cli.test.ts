@@ -223,7 +223,7 @@ describe("tussilago CLI", () => {
     const t = Date.now();
     recordStage(f.db, uuid, "source", { status: "running", startedAt: t });
     await cli.waitFor("source running\n");
-    for (const stage of ["source", "build", "run", "health", "route", "drain"]) {
+    for (const stage of ["source", "build", "run", "health", "route"]) {
       recordStage(f.db, uuid, stage, { status: "succeeded", startedAt: t, finishedAt: t + 1_000 });
     }
     recordRelease(f.db, { deploymentUuid: uuid, image: "localhost/img:1", commitSha: null, startCommand: "web" });
@@ -242,7 +242,6 @@ describe("tussilago CLI", () => {
       "run succeeded (1.0s)",
       "health succeeded (1.0s)",
       "route succeeded (1.0s)",
-      "drain succeeded (1.0s)",
       "deployment succeeded",
       expect.stringMatching(/^deployed in \d/),
     ]);

@@ -174,7 +174,7 @@ describe("a worker SIGKILLed between stages", () => {
       source: { status: "skipped" },
       build: { status: "skipped" },
       run: { status: "succeeded" },
-      drain: { status: "succeeded" },
+      route: { status: "succeeded" },
     });
     expect(o.runs).toEqual(["created"]);
     expect(o.calls.find((c) => c.method === "runContainer")?.pid).not.toBe(killedPid);

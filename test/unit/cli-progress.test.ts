@@ -37,6 +37,7 @@ const succeeded = state({
     run: { status: "succeeded", startedAt: T0 + 6_000, finishedAt: T0 + 6_400 },
     health: { status: "succeeded", startedAt: T0 + 6_400, finishedAt: T0 + 8_000 },
     route: { status: "succeeded", startedAt: T0 + 8_000, finishedAt: T0 + 8_100 },
+    // Rows from before the drain ran after the success still carry it; it is not a stage any more, so not shown.
     drain: { status: "skipped", startedAt: T0 + 8_100, finishedAt: T0 + 8_100 },
   },
 });
@@ -67,7 +68,6 @@ describe("renderFrame", () => {
       "  run      pending",
       "  health   pending",
       "  route    pending",
-      "  drain    pending",
       "  status   running    5.7s",
     ]);
   });
@@ -81,8 +81,8 @@ describe("renderFrame", () => {
   it("uses finishedAt, not the clock, once a stage or the deployment is done", () => {
     const frame = renderFrame(succeeded, T0 + 3_600_000);
     expect(frame[1]).toBe("  build    succeeded  3.5s");
-    expect(frame[6]).toBe("  drain    skipped    0ms");
-    expect(frame[7]).toBe("  status   succeeded  8.0s");
+    expect(frame[6]).toBe("  status   succeeded  8.0s");
+    expect(frame.join("\n")).not.toContain("drain");
   });
 });
 
@@ -93,10 +93,10 @@ describe("ProgressDisplay", () => {
     display.update(state(), T0);
     display.update(running, T0 + 3_000);
     const text = out.stdout();
-    // The second frame moves the cursor up over the eight lines of the first and clears each line it rewrites.
-    expect(text.split("\x1b[8A")).toHaveLength(2);
-    expect(text.split("\x1b[2K")).toHaveLength(17);
-    expect(text.split("\x1b[8A")[1]).toContain("build    running    500ms");
+    // The second frame moves the cursor up over the seven lines of the first and clears each line it rewrites.
+    expect(text.split("\x1b[7A")).toHaveLength(2);
+    expect(text.split("\x1b[2K")).toHaveLength(15);
+    expect(text.split("\x1b[7A")[1]).toContain("build    running    500ms");
   });
 
   it("prints one line per change into a pipe, and nothing when nothing changed", () => {
@@ -116,7 +116,6 @@ describe("ProgressDisplay", () => {
       "run succeeded (400ms)",
       "health succeeded (1.6s)",
       "route succeeded (100ms)",
-      "drain skipped (0ms)",
       "deployment succeeded",
     ]);
   });

@@ -164,7 +164,7 @@ describe("deployment thread", () => {
       ":white_check_mark: source 1.2s\\n:arrows_counterclockwise: build",
     );
 
-    for (const stage of ["build", "run", "health", "route", "drain"] as const) {
+    for (const stage of ["build", "run", "health", "route"] as const) {
       if (stage !== "build") e.stage(stage, "started");
       e.stage(stage, "succeeded", { durationMs: 2_000 });
     }
