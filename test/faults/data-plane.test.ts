@@ -345,7 +345,7 @@ describe("faults with two apps under load", () => {
       await sleep(250);
     }
     const results = await load.stop();
-    // Live is not finished: the old release drains first. Wait for the deployment's own end (bounded).
+    // The deployment is recorded succeeded right after the route switch; wait for that record (bounded).
     const db = openDb(databasePath(dir.path));
     const ofCommit = () =>
       db.$client
