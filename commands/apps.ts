@@ -39,9 +39,20 @@ export interface AppSummary {
  * (`webhookSecret`) and stored only sealed: the repository must prove control before any push deploys.
  */
 export function createAppCommand(
-  deps: { db: Db; log: Logger; secrets?: SecretBox | undefined },
+  deps: {
+    db: Db;
+    log: Logger;
+    secrets?: SecretBox | undefined;
+    /** The bot's TUSSILAGO_GIT_ALLOW_FILE_URLS: a URL the pipeline would refuse is refused now, not at the deploy. */
+    allowFileUrls?: boolean | undefined;
+  },
   input: NewApp,
 ): AppView & { webhookSecret?: string; challenge?: string } {
+  if (deps.allowFileUrls !== true && /^file:/i.test(input.gitUrl)) {
+    throw invalidError(
+      "file:// git URLs are disabled on this bot (TUSSILAGO_GIT_ALLOW_FILE_URLS=1 allows local repositories)",
+    );
+  }
   if (input.githubRepo !== undefined && deps.secrets === undefined) {
     throw new Error("linking a GitHub repository needs the secret box (TUSSILAGO_SECRET_KEY)");
   }

@@ -424,7 +424,7 @@ function loadGithubAuth(env: Env): GithubAuthConfig | undefined {
 }
 
 /** Flags are "1"/"true"/"yes" or "0"/"false"/"no"; z.coerce.boolean() would read "false" as true. */
-function parseFlag(env: Env, name: string): boolean {
+export function parseFlag(env: Env, name: string): boolean {
   const raw = opt(env, name)?.toLowerCase();
   if (raw === undefined) return false;
   if (["1", "true", "yes"].includes(raw)) return true;

@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { z } from "zod";
 import type { LogLevel } from "../config.ts";
-import { defaultDataDir, type Env } from "../config.ts";
+import { ConfigError, defaultDataDir, type Env, parseFlag } from "../config.ts";
 import type { RedisTarget } from "../infra/redis.ts";
 import type { StoreKind } from "./admin-args.ts";
 import { CliEnvError } from "./env-error.ts";
@@ -21,6 +21,8 @@ export interface CliEnv {
   /** Only `db show` and `db reveal` need these; `command` names the command in the error when one is missing. */
   secretKey: (command: string) => string;
   tenantStore: (kind: StoreKind, command: string) => TenantStoreEnv;
+  /** TUSSILAGO_GIT_ALLOW_FILE_URLS, as the bot reads it: `apps create` refuses a URL the bot would refuse later. */
+  gitAllowFileUrls: boolean;
 }
 
 export { CliEnvError };
@@ -69,10 +71,19 @@ export function parseCliEnv(env: Env, exists: (path: string) => boolean = exists
     return { socketPath };
   };
 
+  let gitAllowFileUrls: boolean;
+  try {
+    gitAllowFileUrls = parseFlag(env, "TUSSILAGO_GIT_ALLOW_FILE_URLS");
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliEnvError(err.message);
+    throw err;
+  }
+
   return {
     dataDir,
     redis,
     queuePrefix,
+    gitAllowFileUrls,
     logLevel: level.data,
     secretKey: (command) => secretKeyFrom(env, command),
     tenantStore: (kind, command) => tenantStoreFrom(env, kind, command),

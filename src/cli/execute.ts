@@ -69,7 +69,15 @@ export async function execute(
     case "apps-create":
       output.out(
         formatCreatedApp(
-          createAppCommand({ db: res.db(), log, secrets: appSecrets(command.input, res) }, toNewApp(command.input)),
+          createAppCommand(
+            {
+              db: res.db(),
+              log,
+              secrets: appSecrets(command.input, res),
+              allowFileUrls: res.gitAllowFileUrls,
+            },
+            toNewApp(command.input),
+          ),
         ),
       );
       return EXIT.ok;

@@ -34,6 +34,11 @@ export class CliResources {
   /** Tenant-store admin connections opened by `db reveal`. */
   readonly #closers: Array<() => Promise<void>> = [];
 
+  /** Whether file:// git URLs are allowed (the bot's TUSSILAGO_GIT_ALLOW_FILE_URLS). */
+  get gitAllowFileUrls(): boolean {
+    return this.#env.gitAllowFileUrls;
+  }
+
   constructor(env: CliEnv, log: Logger) {
     this.#env = env;
     this.#log = log;

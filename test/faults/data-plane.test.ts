@@ -52,6 +52,8 @@ async function cli(args: string[], timeoutMs = 600_000) {
       TUSSILAGO_DATA_DIR: dir.path,
       // The bot's key: linking a repository seals its webhook secret.
       TUSSILAGO_SECRET_KEY: env().TUSSILAGO_SECRET_KEY as string,
+      // The apps follow local repositories, as the bot here allows.
+      TUSSILAGO_GIT_ALLOW_FILE_URLS: "1",
     },
     reject: false,
     timeout: timeoutMs,

@@ -43,7 +43,13 @@ function report(fault: string, numbers: Record<string, unknown>): void {
 
 async function cli(args: string[], timeoutMs = 600_000) {
   const res = await execa(process.execPath, ["src/cli.ts", ...args], {
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", TUSSILAGO_DATA_DIR: dir.path },
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "/tmp",
+      TUSSILAGO_DATA_DIR: dir.path,
+      // The apps follow local repositories, as the bot here allows.
+      TUSSILAGO_GIT_ALLOW_FILE_URLS: "1",
+    },
     reject: false,
     timeout: timeoutMs,
   });

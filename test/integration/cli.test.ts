@@ -185,6 +185,21 @@ describe("tussilago CLI", () => {
     expect(unknown).toEqual({ code: 1, stdout: "", stderr: "error: app nope not found\n" });
   });
 
+  it("apps create refuses a file:// URL at once unless the bot allows them (the first deploy would fail later)", async ({
+    onTestFinished,
+  }) => {
+    const f = fixture(onTestFinished);
+    const args = ["apps", "create", "local", "--git", "file:///srv/git/local.git", "--domain", "local.example.com"];
+    const refused = await f.run(args);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe(
+      "error: file:// git URLs are disabled on this bot (TUSSILAGO_GIT_ALLOW_FILE_URLS=1 allows local repositories)\n",
+    );
+    expect((await f.run(["apps", "list", "--json"])).stdout).toBe("[]\n");
+    const allowed = await f.run(args, { TUSSILAGO_GIT_ALLOW_FILE_URLS: "1" });
+    expect(allowed.code).toBe(0);
+  });
+
   it("deploy enqueues deploy-<uuid>; a newer deploy supersedes it, removes its job, and the follower exits 3", async ({
     onTestFinished,
   }) => {
