@@ -1,43 +1,20 @@
 import { eq } from "drizzle-orm";
 import { test as base, describe, expect } from "vitest";
-import { apps, deployments } from "../../src/db/schema.ts";
+import { deployments } from "../../src/db/schema.ts";
 import type { AppView } from "../../src/domain/apps.ts";
 import { requestDeployment } from "../../src/domain/deployments.ts";
 import { ApiAvailability } from "../../src/infra/api-availability.ts";
 import { type SlackApi, SlackApiError } from "../../src/infra/slack-api.ts";
 import { classifySlackAuthFailure } from "../../src/infra/slack-availability.ts";
-import { type PipelineEvent, PipelineEvents, type StageName } from "../../src/pipeline/events.ts";
-import { attachSlackThreadReporter, type Timers } from "../../src/reporters/slack-thread.ts";
+import { PipelineEvents } from "../../src/pipeline/events.ts";
+import { attachSlackThreadReporter } from "../../src/reporters/slack-thread.ts";
 import { chatopsWorld, type World } from "../helpers/chatops.ts";
 import { FakeSlackApi } from "../helpers/fake-slack-api.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
+import { drain as drainAll, emitter, FakeClock, linkedApp, parents, posts } from "../helpers/slack-thread-harness.ts";
 
 // Catch-up of deployment threads (issue 12, "degraded, not dead"): updates produced while Slack is down are kept
 // and posted once it is back, in order, each once.
-
-/** A manual clock: timers fire only when the test advances time. */
-class FakeClock implements Timers {
-  now = 1_000_000;
-  #timers: { fn: () => void; at: number; id: number }[] = [];
-  #seq = 0;
-  set(fn: () => void, ms: number): unknown {
-    this.#seq += 1;
-    this.#timers.push({ fn, at: this.now + ms, id: this.#seq });
-    return this.#seq;
-  }
-  clear(handle: unknown): void {
-    this.#timers = this.#timers.filter((t) => t.id !== handle);
-  }
-  pending(): number {
-    return this.#timers.length;
-  }
-  advance(ms: number): void {
-    this.now += ms;
-    const due = this.#timers.filter((t) => t.at <= this.now);
-    this.#timers = this.#timers.filter((t) => t.at > this.now);
-    for (const t of due) t.fn();
-  }
-}
 
 /** The fake Slack, plus faults the plain fake cannot make: a post Slack took but whose answer was lost. */
 class FlakySlack extends FakeSlackApi {
@@ -118,35 +95,8 @@ const test = base.extend<Ctx>({
   },
 });
 
-function linkedApp(world: World): AppView {
-  const app = world.app("web-app");
-  world.db.update(apps).set({ slackChannelId: "C0APP" }).where(eq(apps.uuid, app.uuid)).run();
-  return app;
-}
-
-function emitter(events: PipelineEvents, clock: FakeClock, app: AppView, deploymentUuid: string) {
-  const base = { deploymentUuid, appUuid: app.uuid, appSlug: app.slug };
-  return {
-    deployment(status: "started" | "succeeded" | "failed", extra: Partial<PipelineEvent> = {}) {
-      events.emit({ type: "deployment", ...base, status, at: clock.now, ...extra } as PipelineEvent);
-    },
-    stage(stage: StageName, status: "started" | "succeeded" | "failed", extra: { durationMs?: number } = {}) {
-      events.emit({ type: "stage", ...base, stage, status, at: clock.now, ...extra });
-    },
-  };
-}
-
-/** Lets in-flight sends finish and fires due timers (the reporter's pacing, the availability's probes). */
-async function drain(clock: FakeClock, reporter: Ctx["reporter"], rounds = 30): Promise<void> {
-  for (let i = 0; i < rounds; i++) {
-    await new Promise((resolve) => setImmediate(resolve));
-    if (clock.pending() > 0) clock.advance(1_000);
-  }
-  await reporter.idle();
-}
-
-const posts = (slack: FakeSlackApi) => slack.calls.filter((c) => c.method === "chat.postMessage");
-const parents = (slack: FakeSlackApi) => posts(slack).filter((c) => c.threadTs === undefined);
+/** The harness's drain with this file's 30 rounds: enough for the availability's background probes. */
+const drain = (clock: FakeClock, reporter: Ctx["reporter"], rounds = 30) => drainAll(clock, reporter, rounds);
 const replies = (slack: FakeSlackApi) => posts(slack).filter((c) => c.threadTs !== undefined);
 const msgs = (log: Ctx["log"]) => log.lines().map((l) => String(l.msg));
 

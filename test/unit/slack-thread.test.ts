@@ -10,7 +10,7 @@ import { recordGithubDelivery } from "../../src/domain/webhook-deliveries.ts";
 import { SlackApiError } from "../../src/infra/slack-api.ts";
 import { UndiciSlackApi } from "../../src/infra/slack-web-api.ts";
 import { runDeployment } from "../../src/pipeline/deploy-job.ts";
-import { type PipelineEvent, PipelineEvents, type StageName } from "../../src/pipeline/events.ts";
+import { PipelineEvents } from "../../src/pipeline/events.ts";
 import type { PushRefusal } from "../../src/pipeline/push-worker.ts";
 import { lockRefusalNotifier, postLockRefusal } from "../../src/reporters/slack-notices.ts";
 import {
@@ -19,7 +19,6 @@ import {
   logTail,
   MAX_LOG_TAIL_CHARS,
   PARENT_EVENT_TYPE,
-  type Timers,
 } from "../../src/reporters/slack-thread.ts";
 import { renderReplies } from "../../src/reporters/slack-thread-format.ts";
 import { bareIntegers, chatopsWorld, type World } from "../helpers/chatops.ts";
@@ -27,33 +26,10 @@ import { FakeSlackApi } from "../helpers/fake-slack-api.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 import { type PipelineFixture, pipelineFixture } from "../helpers/pipeline.ts";
 import { FAKE_BOT, nowSeconds, startFakeSlackApi } from "../helpers/slack.ts";
+import { drain, emitter, FakeClock, linkedApp, parents, posts } from "../helpers/slack-thread-harness.ts";
 
 /** What the reporter's probe through the proxy finds, per app (default: serving). */
 const servingAnswers = new Map<string, { serving: boolean; reason?: string }>();
-
-/** A manual clock: timers fire only when the test advances time. */
-class FakeClock implements Timers {
-  now = 1_000_000;
-  #timers: { fn: () => void; at: number; id: number }[] = [];
-  #seq = 0;
-  set(fn: () => void, ms: number): unknown {
-    this.#seq += 1;
-    this.#timers.push({ fn, at: this.now + ms, id: this.#seq });
-    return this.#seq;
-  }
-  clear(handle: unknown): void {
-    this.#timers = this.#timers.filter((t) => t.id !== handle);
-  }
-  pending(): number {
-    return this.#timers.length;
-  }
-  advance(ms: number): void {
-    this.now += ms;
-    const due = this.#timers.filter((t) => t.at <= this.now);
-    this.#timers = this.#timers.filter((t) => t.at > this.now);
-    for (const t of due) t.fn();
-  }
-}
 
 interface Ctx {
   world: World;
@@ -91,41 +67,7 @@ const test = base.extend<Ctx>({
   },
 });
 
-function linkedApp(world: World, channel = "C0APP"): AppView {
-  const app = world.app("web-app");
-  world.db.update(apps).set({ slackChannelId: channel }).where(eq(apps.uuid, app.uuid)).run();
-  return app;
-}
-
-function emitter(events: PipelineEvents, clock: FakeClock, app: AppView, deploymentUuid: string) {
-  const base = { deploymentUuid, appUuid: app.uuid, appSlug: app.slug };
-  return {
-    deployment(status: "started" | "succeeded" | "failed", extra: Partial<PipelineEvent> = {}) {
-      events.emit({ type: "deployment", ...base, status, at: clock.now, ...extra } as PipelineEvent);
-    },
-    stage(
-      stage: StageName,
-      status: "started" | "succeeded" | "failed",
-      extra: { durationMs?: number; excerpt?: string } = {},
-    ) {
-      events.emit({ type: "stage", ...base, stage, status, at: clock.now, ...extra });
-    },
-  };
-}
-
-/** Lets in-flight sends finish and fires due timers until the reporter is quiet. */
-async function drain(clock: FakeClock, reporter: Ctx["reporter"]): Promise<void> {
-  for (let i = 0; i < 50; i++) {
-    await new Promise((resolve) => setImmediate(resolve));
-    if (clock.pending() > 0) clock.advance(1_000);
-  }
-  await reporter.idle();
-}
-
-const posts = (slack: FakeSlackApi) => slack.calls.filter((c) => c.method === "chat.postMessage");
 const updates = (slack: FakeSlackApi) => slack.calls.filter((c) => c.method === "chat.update");
-/** Top-level messages (parents), as opposed to thread replies. */
-const parents = (slack: FakeSlackApi) => posts(slack).filter((p) => p.threadTs === undefined);
 const historyReads = (slack: FakeSlackApi) => slack.reads.filter((r) => r.method === "conversations.history");
 const parentMeta = (deploymentUuid: string) => ({
   event_type: PARENT_EVENT_TYPE,
