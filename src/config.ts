@@ -1,5 +1,5 @@
 import { createPrivateKey } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import envPaths from "env-paths";
 import { z } from "zod";
 import { DEFAULT_PYTHON, DEFAULT_PYTHON_IMAGES } from "./lib/python-images.ts";
@@ -352,10 +352,24 @@ function loadPythonImages(env: Env): Pick<PipelineConfig, "baseImage" | "pythonI
   return { baseImage, pythonImages: images, defaultPython };
 }
 
+/** The host's CA store (Debian's ca-certificates package). */
+export const HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
+
+/**
+ * Builds trust what the host trusts: by default the host's CA store is mounted into them, so a corporate proxy that
+ * intercepts TLS (and that the host already trusts) does not make every `uv sync` with dependencies fail with
+ * "invalid peer certificate". A path names another bundle; `none` mounts nothing.
+ */
+function loadBuildCaBundle(env: Env): string | undefined {
+  if (opt(env, "TUSSILAGO_BUILD_CA_BUNDLE") === "none") return undefined;
+  const fallback = existsSync(HOST_CA_BUNDLE) ? HOST_CA_BUNDLE : undefined;
+  return parseWith(absolutePath.optional(), env, "TUSSILAGO_BUILD_CA_BUNDLE", fallback);
+}
+
 function loadPipeline(env: Env): PipelineConfig {
   return {
     ...loadPythonImages(env),
-    buildCaBundle: parseWith(absolutePath.optional(), env, "TUSSILAGO_BUILD_CA_BUNDLE", undefined),
+    buildCaBundle: loadBuildCaBundle(env),
     proxyListen: parseWith(proxyListenSchema, env, "TUSSILAGO_PROXY_LISTEN", [":8080"]),
     gitAllowFileUrls: parseFlag(env, "TUSSILAGO_GIT_ALLOW_FILE_URLS"),
     runscNetwork: parseWith(runscNetworkSchema, env, "TUSSILAGO_RUNSC_NETWORK", "host"),

@@ -1,9 +1,9 @@
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, defaultDataDir, loadConfig } from "../../src/config.ts";
+import { ConfigError, defaultDataDir, HOST_CA_BUNDLE, loadConfig } from "../../src/config.ts";
 
 const KEY = "k".repeat(32);
 
@@ -18,6 +18,18 @@ function error(env: Record<string, string>): ConfigError {
 }
 
 describe("loadConfig", () => {
+  it("mounts the host's CA store into builds by default; a path names another bundle, none mounts nothing", () => {
+    const unset = loadConfig({ TUSSILAGO_SECRET_KEY: KEY }).pipeline.buildCaBundle;
+    expect(unset).toBe(existsSync(HOST_CA_BUNDLE) ? HOST_CA_BUNDLE : undefined);
+    const other = loadConfig({ TUSSILAGO_SECRET_KEY: KEY, TUSSILAGO_BUILD_CA_BUNDLE: "/srv/proxy-ca.pem" });
+    expect(other.pipeline.buildCaBundle).toBe("/srv/proxy-ca.pem");
+    const none = loadConfig({ TUSSILAGO_SECRET_KEY: KEY, TUSSILAGO_BUILD_CA_BUNDLE: "none" });
+    expect(none.pipeline.buildCaBundle).toBeUndefined();
+    expect(() => loadConfig({ TUSSILAGO_SECRET_KEY: KEY, TUSSILAGO_BUILD_CA_BUNDLE: "relative.pem" })).toThrow(
+      ConfigError,
+    );
+  });
+
   it("applies the documented defaults", () => {
     const config = loadConfig({ TUSSILAGO_SECRET_KEY: KEY });
     expect(config).toMatchObject({
