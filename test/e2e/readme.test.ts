@@ -31,6 +31,17 @@ function exampleCommand(text: string): string {
   return line.replace(/\s+#.*$/, "");
 }
 
+/**
+ * The environment of the operator's shell: this process's, without what points at the test suite's own services
+ * or bots (a fresh machine has none of those; its proxy and CA variables stay).
+ */
+function operatorShell(): Record<string, string> {
+  const ours = /^(TUSSILAGO_|TEST_|SLACK_|GITHUB_|VITEST|REDIS_URL$|CADDY_ADMIN$|DATABASE_URL$|PORT$|HOST$|LOG_LEVEL$)/;
+  return Object.fromEntries(
+    Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined && !ours.test(e[0])),
+  );
+}
+
 const dirs: Array<() => void> = [];
 let bot: ChildProcess | undefined;
 let clone = "";
@@ -91,8 +102,7 @@ describe("README quick start on a fresh clone", () => {
     const port = await freePort();
     const proxyPort = await freePort();
     env = {
-      PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
-      HOME: process.env.HOME ?? "/root",
+      ...operatorShell(),
       TUSSILAGO_DATA_DIR: join(work.path, "data"),
       PORT: String(port),
       TUSSILAGO_PROXY_LISTEN: `:${proxyPort}`,
