@@ -14,9 +14,15 @@ export const COOKIE_SECRET = "dashboard-cookie-secret-0123456789abcdef";
  * unset the provider must be listening at `issuerUrl` (the browser test); by default it answers in-process.
  */
 export function dashboardWorld(
-  options: { publicUrl?: string; issuerUrl?: string; issuer?: FakeSlackOidc; inProcess?: boolean } = {},
+  options: {
+    publicUrl?: string;
+    issuerUrl?: string;
+    issuer?: FakeSlackOidc;
+    inProcess?: boolean;
+    onQuery?: (sql: string) => void;
+  } = {},
 ) {
-  const world = chatopsWorld();
+  const world = chatopsWorld(options.onQuery ? { onQuery: options.onQuery } : {});
   const issuer = options.issuer ?? new FakeSlackOidc();
   const publicUrl = options.publicUrl ?? "http://127.0.0.1:3000";
   const config: DashboardConfig = {
