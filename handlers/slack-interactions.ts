@@ -63,12 +63,8 @@ export function registerSlackInteractions(app: App, deps: SlackInteractionsDeps)
           displayName: body.user.username ?? body.user.name ?? body.user.id,
         });
         const outcome = await decideCommand(chatops, { ...target, decision, actor, correlationId });
-        // The deployment an approval started reports in the channel where the request was posted.
-        if (outcome.kind === "approved" && outcome.effect.kind === "deployment" && outcome.approval.slackChannelId) {
-          linkDeploymentChannel(chatops.db, outcome.effect.deployment.uuid, outcome.approval.slackChannelId);
-        }
         log.info({ approvalId: target.uuid, outcome: outcome.kind }, "approval click");
-        if (outcome.kind !== "unchanged") await updateRequestMessage(chatops, outcome.approval, log);
+        await reflectDecisionInSlack(chatops, outcome, log);
         await tell(outcomeLine(outcome));
       } catch (err) {
         if (err instanceof DomainError) {
@@ -90,7 +86,26 @@ export function registerSlackInteractions(app: App, deps: SlackInteractionsDeps)
   });
 }
 
-async function updateRequestMessage(deps: ChatOpsSlackDeps, approval: ApprovalView, log: Logger): Promise<void> {
+/**
+ * After a decision, from a click here or on the web dashboard: a deployment the approval started reports in the
+ * channel where the request was posted, and the request message loses its buttons.
+ */
+export async function reflectDecisionInSlack(
+  deps: Pick<ChatOpsSlackDeps, "db" | "slack" | "now">,
+  outcome: DecideOutcome,
+  log: Logger,
+): Promise<void> {
+  if (outcome.kind === "approved" && outcome.effect.kind === "deployment" && outcome.approval.slackChannelId) {
+    linkDeploymentChannel(deps.db, outcome.effect.deployment.uuid, outcome.approval.slackChannelId);
+  }
+  if (outcome.kind !== "unchanged") await updateRequestMessage(deps, outcome.approval, log);
+}
+
+async function updateRequestMessage(
+  deps: Pick<ChatOpsSlackDeps, "slack" | "now">,
+  approval: ApprovalView,
+  log: Logger,
+): Promise<void> {
   if (!approval.slackChannelId || !approval.slackMessageTs) return;
   try {
     await deps.slack.updateMessage({

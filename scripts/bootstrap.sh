@@ -3,7 +3,7 @@
 # Idempotent: it prints what it installs or starts and stays quiet when everything is already there.
 #
 #   bash scripts/bootstrap.sh              # Node >= 22.12 (installs 24), Debian packages, npm dependencies, base image
-#   bash scripts/bootstrap.sh --services   # ... plus Redis on 127.0.0.1:6379 and PostgreSQL 15 for the tests
+#   bash scripts/bootstrap.sh --services   # ... plus Chromium, Redis on 127.0.0.1:6379 and PostgreSQL 15 for the tests
 #
 # The Debian redis-server and caddy packages may start system services on install. The bot never uses them: it
 # starts its own redis-server and caddy on unix sockets in its data dir, so a system Caddy on :80/:2019 is harmless.
@@ -12,6 +12,8 @@ set -euo pipefail
 readonly NODE_MIN="22.12.0"
 readonly APT_PACKAGES=(podman runsc caddy redis-server postgresql postgresql-contrib pgbouncer git uidmap debootstrap nftables curl
   ca-certificates)
+# Test suites only (--services): the dashboard's browser test drives Debian's Chromium through playwright-core.
+readonly TEST_APT_PACKAGES=(chromium)
 readonly PG_VERSION=15
 readonly PG_ADMIN_ROLE=tussilago_admin
 readonly REDIS_PORT=6379
@@ -68,8 +70,9 @@ missing_packages() {
 }
 
 ensure_packages() {
-  local missing
-  mapfile -t missing < <(missing_packages "${APT_PACKAGES[@]}")
+  local missing wanted=("${APT_PACKAGES[@]}")
+  [[ "$start_services" -eq 1 ]] && wanted+=("${TEST_APT_PACKAGES[@]}")
+  mapfile -t missing < <(missing_packages "${wanted[@]}")
   [[ "${#missing[@]}" -eq 0 ]] && return 0
   if ! is_root; then
     echo "bootstrap: missing Debian packages: ${missing[*]}" >&2

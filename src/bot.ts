@@ -3,10 +3,12 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { Redis } from "ioredis";
 import { deployCommand } from "../commands/deploy.ts";
+import type { ChatOpsDeps } from "../commands/deps.ts";
 import { proveGithubLink } from "../commands/github-link-proof.ts";
 import { type LogsQueue, registerLogsWorker } from "../commands/logs-job.ts";
 import { type PushDeployDeps, processPushDelivery } from "../commands/push-deploy.ts";
 import { type RunQueue, registerRunWorker } from "../commands/run-job.ts";
+import { reflectDecisionInSlack } from "../handlers/slack-interactions.ts";
 import type { Config } from "./config.ts";
 import { startCheckpointer } from "./db/checkpointer.ts";
 import { databasePath, openDb, pingDb } from "./db/client.ts";
@@ -22,6 +24,8 @@ import {
 } from "./domain/tenant-databases.ts";
 import { deliveryOutbox } from "./domain/webhook-deliveries.ts";
 import { createApp, type ReadinessCheck } from "./http/app.ts";
+import { dashboardRoutes } from "./http/dashboard.ts";
+import { DashboardLive } from "./http/dashboard-live.ts";
 import { githubRoute } from "./http/github-route.ts";
 import { metricsApp, requestMetrics } from "./http/metrics.ts";
 import { createSlackApp } from "./http/slack-app.ts";
@@ -415,6 +419,20 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       await reconcileQueue.removeJobScheduler("periodic-reconcile");
     }
 
+    // What chat commands and approval clicks run with, from Slack and from the web dashboard alike.
+    const chatops: ChatOpsDeps = {
+      db,
+      // Slack wants an answer within 3 s: a command's add waits at most 1 s, then the user is told the
+      // queue is delayed (the add still lands when Redis is back; src/pipeline/bounded-queue.ts).
+      queue: boundedQueue(queue, COMMAND_QUEUE_TIMEOUT_MS, log),
+      log,
+      secrets,
+      now: Date.now,
+      provisionQueue: boundedQueueOf(provisionQueue, QUEUE_NAMES.provision, COMMAND_QUEUE_TIMEOUT_MS, log),
+      tenantStores,
+      logsQueue: logsQueue && boundedQueueOf(logsQueue, QUEUE_NAMES.logs, COMMAND_QUEUE_TIMEOUT_MS, log),
+      runQueue: runQueue && boundedQueueOf(runQueue, QUEUE_NAMES.run, COMMAND_QUEUE_TIMEOUT_MS, log),
+    };
     const slack = config.slack
       ? await createSlackApp({
           config: config.slack,
@@ -422,23 +440,12 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
           dedupe: new RedisEventDedupe(redis),
           maxBodyBytes: config.maxBodyBytes,
           identity: () => slackAuth?.identity(),
-          chatops: slackApi
-            ? {
-                db,
-                // Slack wants an answer within 3 s: a command's add waits at most 1 s, then the user is told the
-                // queue is delayed (the add still lands when Redis is back; src/pipeline/bounded-queue.ts).
-                queue: boundedQueue(queue, COMMAND_QUEUE_TIMEOUT_MS, log),
-                log,
-                secrets,
-                slack: slackApi,
-                now: Date.now,
-                provisionQueue: boundedQueueOf(provisionQueue, QUEUE_NAMES.provision, COMMAND_QUEUE_TIMEOUT_MS, log),
-                tenantStores,
-                logsQueue: logsQueue && boundedQueueOf(logsQueue, QUEUE_NAMES.logs, COMMAND_QUEUE_TIMEOUT_MS, log),
-                runQueue: runQueue && boundedQueueOf(runQueue, QUEUE_NAMES.run, COMMAND_QUEUE_TIMEOUT_MS, log),
-              }
-            : undefined,
+          chatops: slackApi ? { ...chatops, slack: slackApi } : undefined,
         })
+      : undefined;
+    // The web dashboard (docs/dashboard.md): its live streams end before the HTTP server closes (registered below).
+    const dashboardLive = config.dashboard
+      ? new DashboardLive({ db, events, log: log.child({ component: "dashboard" }) })
       : undefined;
     // Stops after the HTTP server (registered before it): waits for listeners still working after their ack.
     if (slack) lifecycle.onStop("slack", () => slack.stop());
@@ -472,6 +479,17 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         queue,
       }),
       slackRoutes: slack?.routes,
+      dashboardRoutes:
+        config.dashboard && dashboardLive
+          ? dashboardRoutes({
+              config: config.dashboard,
+              chatops,
+              live: dashboardLive,
+              onDecided: slackApi
+                ? (outcome, l) => reflectDecisionInSlack({ db, slack: slackApi, now: Date.now }, outcome, l)
+                : undefined,
+            })
+          : undefined,
       degraded: () =>
         [slackAvailability?.detail(), githubAvailability?.detail()].filter((d): d is string => d !== undefined),
     });
@@ -479,6 +497,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     const server = await listen(app.fetch, config);
     // Registered last, so it runs first: stop accepting requests before anything they need goes away.
     lifecycle.onStop("http server", () => closeServer(server));
+    if (dashboardLive) lifecycle.onStop("dashboard streams", () => dashboardLive.close());
     await slack?.start(); // Socket Mode connects here; a no-op in HTTP mode
     const url = listenUrl(server);
     let metricsUrl: string | undefined;

@@ -54,6 +54,20 @@ export interface Config {
   tenantStores: TenantStoresConfig;
   /** `GET /metrics` on a listener of its own; `undefined` → no metrics listener (the default). */
   metrics: MetricsConfig | undefined;
+  /** The read-only web dashboard with Sign in with Slack (docs/dashboard.md); `undefined` → off (the default). */
+  dashboard: DashboardConfig | undefined;
+}
+
+export interface DashboardConfig {
+  /** Where browsers reach the bot (`https://deploy.example.com`), no trailing slash: the OIDC redirect URI base. */
+  publicUrl: string;
+  /** The Slack app's client id and secret (Basic Information → App Credentials). */
+  clientId: string;
+  clientSecret: string;
+  /** The OpenID Connect issuer; `https://slack.com` unless a test points it at a fake issuer. */
+  issuer: string;
+  /** Seals the session and sign-in cookies; changing it signs everyone out. */
+  cookieSecret: string;
 }
 
 export interface MetricsConfig {
@@ -159,6 +173,7 @@ export function loadConfig(env: Env): Config {
     tenantStores: loadTenantStores(env),
     pipeline: loadPipeline(env),
     metrics: loadMetrics(env),
+    dashboard: loadDashboard(env),
   };
   assertTenantRedisIsNotOurs(config);
   return config;
@@ -265,6 +280,39 @@ function loadMetrics(env: Env): MetricsConfig | undefined {
     );
   }
   return { host, port: port.data, token };
+}
+
+// The web dashboard: off unless the flag is set, and then every setting is required.
+
+const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
+
+/** https, or http on a loopback host only (a test's fake issuer, a dashboard reached through an SSH tunnel). */
+const secureUrlSchema = urlSchema.refine((v) => {
+  const u = new URL(v);
+  return u.protocol === "https:" || LOOPBACK_HOSTS.has(u.hostname);
+}, "must be an https:// URL (http:// only on a loopback host)");
+
+const publicUrlSchema = secureUrlSchema.refine((v) => {
+  const u = new URL(v);
+  return u.pathname === "/" && u.search === "" && u.hash === "" && u.username === "" && u.password === "";
+}, "must be an origin without a path, e.g. https://deploy.example.com");
+
+function loadDashboard(env: Env): DashboardConfig | undefined {
+  if (!parseFlag(env, "TUSSILAGO_DASHBOARD")) return undefined;
+  const required = <T>(schema: z.ZodType<T>, name: string, why: string): T => {
+    if (opt(env, name) === undefined) {
+      throw new ConfigError(name, `is required when TUSSILAGO_DASHBOARD is on (${why})`);
+    }
+    return parseWith(schema, env, name, undefined as T);
+  };
+  const secret = z.string().min(32, "must be at least 32 characters");
+  return {
+    publicUrl: required(publicUrlSchema, "TUSSILAGO_PUBLIC_URL", "the URL browsers reach the bot at"),
+    clientId: required(z.string(), "SLACK_OIDC_CLIENT_ID", "the Slack app's client id"),
+    clientSecret: required(z.string(), "SLACK_OIDC_CLIENT_SECRET", "the Slack app's client secret"),
+    issuer: parseWith(secureUrlSchema, env, "SLACK_OIDC_ISSUER", "https://slack.com"),
+    cookieSecret: required(secret, "TUSSILAGO_DASHBOARD_COOKIE_SECRET", "at least 32 characters; it seals sessions"),
+  };
 }
 
 // The bot's own data dir, Redis and Caddy (embedded when unset).

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Hono, type MiddlewareHandler } from "hono";
 import type { Logger } from "../log.ts";
 import type { AppEnv } from "./context.ts";
+import type { DashEnv } from "./dashboard.ts";
 import { errorBody, mapError } from "./errors.ts";
 
 /** A dependency `/readyz` asks; `check` rejects (or times out) when the dependency is not usable. */
@@ -17,6 +18,8 @@ export interface AppDeps {
   githubRoutes?: Hono<AppEnv> | undefined;
   /** Mounted at `/slack` when Slack runs in HTTP mode (commands, interactions, events). */
   slackRoutes?: Hono<AppEnv> | undefined;
+  /** Mounted at `/dashboard` when the web dashboard is configured (src/http/dashboard.ts). */
+  dashboardRoutes?: Hono<DashEnv> | undefined;
   readinessTimeoutMs?: number;
   /** Run for every request after the correlation id is set (the request counters of `/metrics`). */
   middleware?: MiddlewareHandler<AppEnv>[];
@@ -92,6 +95,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   if (deps.githubRoutes) app.route("/webhooks/github", deps.githubRoutes);
   if (deps.slackRoutes) app.route("/slack", deps.slackRoutes);
+  if (deps.dashboardRoutes) app.route("/dashboard", deps.dashboardRoutes);
 
   app.notFound((c) => c.json(errorBody(c, "not found", "not_found"), 404));
   app.onError(mapError);

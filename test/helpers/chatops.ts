@@ -26,8 +26,8 @@ import {
 export const TEAM = "T0TEAM";
 
 /** A migrated database, fakes for the queue and Slack, a settable clock, and builders for apps, users, releases. */
-export function chatopsWorld() {
-  const { db, cleanup } = tempDb();
+export function chatopsWorld(options: { onQuery?: (sql: string) => void } = {}) {
+  const { db, cleanup } = tempDb(options.onQuery ? { onQuery: options.onQuery } : {});
   const { logger } = memoryLogger("silent");
   const queue = new FakeJobQueue();
   const slack = new FakeSlackApi();

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { Redis } from "ioredis";
-import { type Db, openDb } from "../../src/db/client.ts";
+import { type Db, type OpenDbOptions, openDb } from "../../src/db/client.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 
 /** Redis for integration tests: CI starts one on 6379; REDIS_URL overrides. */
@@ -16,9 +16,9 @@ export function tempDir(prefix = "tussilago-test-"): { path: string; cleanup: ()
 }
 
 /** A fresh SQLite database in its own temp dir, migrated. */
-export function tempDb(): { db: Db; dir: string; cleanup: () => void } {
+export function tempDb(options: OpenDbOptions = {}): { db: Db; dir: string; cleanup: () => void } {
   const dir = tempDir("tussilago-db-");
-  const db = openDb(join(dir.path, "tussilago.sqlite3"));
+  const db = openDb(join(dir.path, "tussilago.sqlite3"), options);
   return {
     db,
     dir: dir.path,

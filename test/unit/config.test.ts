@@ -231,3 +231,54 @@ describe("Python images", () => {
     expect(noDefault.message).toContain("versions: 3.11, 3.13, 3.14");
   });
 });
+
+describe("loadConfig: the web dashboard", () => {
+  const on = {
+    TUSSILAGO_SECRET_KEY: KEY,
+    TUSSILAGO_DASHBOARD: "1",
+    TUSSILAGO_PUBLIC_URL: "https://deploy.example.com/",
+    SLACK_OIDC_CLIENT_ID: "123.456",
+    SLACK_OIDC_CLIENT_SECRET: "client-secret",
+    TUSSILAGO_DASHBOARD_COOKIE_SECRET: "c".repeat(32),
+  };
+
+  it("is off by default, and off with the flag off even when the other settings are there", () => {
+    expect(loadConfig({ TUSSILAGO_SECRET_KEY: KEY }).dashboard).toBeUndefined();
+    expect(loadConfig({ ...on, TUSSILAGO_DASHBOARD: "false" }).dashboard).toBeUndefined();
+  });
+
+  it("reads every setting, with Slack as the default issuer", () => {
+    expect(loadConfig(on).dashboard).toEqual({
+      publicUrl: "https://deploy.example.com",
+      clientId: "123.456",
+      clientSecret: "client-secret",
+      issuer: "https://slack.com",
+      cookieSecret: "c".repeat(32),
+    });
+    expect(loadConfig({ ...on, SLACK_OIDC_ISSUER: "http://127.0.0.1:8123" }).dashboard?.issuer).toBe(
+      "http://127.0.0.1:8123",
+    );
+  });
+
+  it("names the missing or bad variable when the flag is on", () => {
+    for (const name of [
+      "TUSSILAGO_PUBLIC_URL",
+      "SLACK_OIDC_CLIENT_ID",
+      "SLACK_OIDC_CLIENT_SECRET",
+      "TUSSILAGO_DASHBOARD_COOKIE_SECRET",
+    ]) {
+      const err = error({ ...on, [name]: "" });
+      expect(err.variable).toBe(name);
+      expect(err.message).toContain("is required when TUSSILAGO_DASHBOARD is on");
+    }
+    expect(error({ ...on, TUSSILAGO_DASHBOARD_COOKIE_SECRET: "short" }).variable).toBe(
+      "TUSSILAGO_DASHBOARD_COOKIE_SECRET",
+    );
+    // Cookies and sign-in codes would cross the network in clear.
+    expect(error({ ...on, TUSSILAGO_PUBLIC_URL: "http://deploy.example.com" }).variable).toBe("TUSSILAGO_PUBLIC_URL");
+    expect(error({ ...on, TUSSILAGO_PUBLIC_URL: "https://deploy.example.com/bot" }).variable).toBe(
+      "TUSSILAGO_PUBLIC_URL",
+    );
+    expect(error({ ...on, SLACK_OIDC_ISSUER: "http://issuer.example.com" }).variable).toBe("SLACK_OIDC_ISSUER");
+  });
+});

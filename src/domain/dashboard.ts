@@ -1,0 +1,199 @@
+import { and, desc, eq, inArray, isNull, max, sql } from "drizzle-orm";
+import { alias } from "drizzle-orm/sqlite-core";
+import type { DbOrTx } from "../db/client.ts";
+import { apps, auditEvents, deployments, releases, tenants, users } from "../db/schema.ts";
+import type { AuditView } from "./audit.ts";
+import type { DeploymentView } from "./deployments.ts";
+import { notFoundError } from "./errors.ts";
+
+/**
+ * Read models of the web dashboard (src/http/dashboard.ts): each list is one query whatever its length, filtered to
+ * the tenants the signed-in user holds a role in. Public keys only (UUIDs, slugs), never integer row ids.
+ */
+
+/** A deployment with the tenant it belongs to, so the dashboard can tell who may see it. */
+export interface DashboardDeployment extends DeploymentView {
+  tenantSlug: string;
+}
+
+export interface DashboardApp {
+  uuid: string;
+  slug: string;
+  tenantSlug: string;
+  environment: string;
+  domain: string;
+  branch: string;
+  release: {
+    version: number;
+    commitSha: string | null;
+    startCommand: string;
+    pythonVersion: string | null;
+    createdAt: Date;
+  } | null;
+  latest: { uuid: string; status: DeploymentView["status"]; createdAt: Date } | null;
+}
+
+const rollbackOf = alias(releases, "rollback_of");
+
+const deploymentSelection = {
+  uuid: deployments.uuid,
+  appUuid: apps.uuid,
+  appSlug: apps.slug,
+  tenantSlug: tenants.slug,
+  trigger: deployments.trigger,
+  ref: deployments.ref,
+  commitSha: deployments.commitSha,
+  commitMessage: deployments.commitMessage,
+  author: deployments.author,
+  status: deployments.status,
+  stageTimings: deployments.stageTimings,
+  failureReason: deployments.failureReason,
+  rollbackOfReleaseUuid: rollbackOf.uuid,
+  withRelease: deployments.withRelease,
+  pythonVersion: deployments.pythonVersion,
+  cancelRequestedBy: deployments.cancelRequestedBy,
+  createdAt: deployments.createdAt,
+  startedAt: deployments.startedAt,
+  finishedAt: deployments.finishedAt,
+};
+
+function deploymentQuery(db: DbOrTx) {
+  return db
+    .select(deploymentSelection)
+    .from(deployments)
+    .innerJoin(apps, eq(apps.id, deployments.appId))
+    .innerJoin(tenants, eq(tenants.id, apps.tenantId))
+    .leftJoin(rollbackOf, eq(rollbackOf.id, deployments.rollbackOfReleaseId));
+}
+
+/** Newest first, across the given tenants' apps (destroyed apps included: their history stays readable). */
+export function recentDeployments(db: DbOrTx, tenantSlugs: readonly string[], limit = 50): DashboardDeployment[] {
+  if (tenantSlugs.length === 0) return [];
+  return deploymentQuery(db)
+    .where(inArray(tenants.slug, [...tenantSlugs]))
+    .orderBy(desc(deployments.createdAt), desc(deployments.id))
+    .limit(Math.max(1, Math.min(limit, 200)))
+    .all();
+}
+
+/** One app's deployments, newest first. */
+export function deploymentsOfApp(db: DbOrTx, appUuid: string, limit = 20): DashboardDeployment[] {
+  return deploymentQuery(db)
+    .where(eq(apps.uuid, appUuid))
+    .orderBy(desc(deployments.createdAt), desc(deployments.id))
+    .limit(limit)
+    .all();
+}
+
+export function dashboardDeployment(db: DbOrTx, uuid: string): DashboardDeployment {
+  const row = deploymentQuery(db).where(eq(deployments.uuid, uuid)).get();
+  if (!row) throw notFoundError("deployment");
+  return row;
+}
+
+/** The live apps of the given tenants with their current release and newest deployment, in one query. */
+export function dashboardApps(db: DbOrTx, tenantSlugs: readonly string[]): DashboardApp[] {
+  if (tenantSlugs.length === 0) return [];
+  const r2 = alias(releases, "r2");
+  const d2 = alias(deployments, "d2");
+  const topVersion = db
+    .select({ v: max(r2.version) })
+    .from(r2)
+    .where(eq(r2.appId, apps.id));
+  const newest = db
+    .select({ id: d2.id })
+    .from(d2)
+    .where(eq(d2.appId, apps.id))
+    .orderBy(desc(d2.createdAt), desc(d2.id))
+    .limit(1);
+  const rows = db
+    .select({
+      uuid: apps.uuid,
+      slug: apps.slug,
+      tenantSlug: tenants.slug,
+      environment: apps.environment,
+      domain: apps.domain,
+      branch: apps.branch,
+      version: releases.version,
+      commitSha: releases.commitSha,
+      startCommand: releases.startCommand,
+      pythonVersion: releases.pythonVersion,
+      releasedAt: releases.createdAt,
+      latestUuid: deployments.uuid,
+      latestStatus: deployments.status,
+      latestAt: deployments.createdAt,
+    })
+    .from(apps)
+    .innerJoin(tenants, eq(tenants.id, apps.tenantId))
+    .leftJoin(releases, and(eq(releases.appId, apps.id), sql`${releases.version} = (${topVersion})`))
+    .leftJoin(deployments, sql`${deployments.id} = (${newest})`)
+    .where(and(isNull(apps.destroyedAt), inArray(tenants.slug, [...tenantSlugs])))
+    .orderBy(tenants.slug, apps.slug)
+    .all();
+  return rows.map((r) => ({
+    uuid: r.uuid,
+    slug: r.slug,
+    tenantSlug: r.tenantSlug,
+    environment: r.environment,
+    domain: r.domain,
+    branch: r.branch,
+    release:
+      r.version === null || r.startCommand === null || r.releasedAt === null
+        ? null
+        : {
+            version: r.version,
+            commitSha: r.commitSha,
+            startCommand: r.startCommand,
+            pythonVersion: r.pythonVersion,
+            createdAt: r.releasedAt,
+          },
+    latest:
+      r.latestUuid === null || r.latestStatus === null || r.latestAt === null
+        ? null
+        : { uuid: r.latestUuid, status: r.latestStatus, createdAt: r.latestAt },
+  }));
+}
+
+/** The audit log of the given tenants, newest first, one query (users, apps and tenants joined). */
+export function tenantAuditEvents(db: DbOrTx, tenantSlugs: readonly string[], limit = 200): AuditView[] {
+  if (tenantSlugs.length === 0) return [];
+  const rows = db
+    .select({
+      uuid: auditEvents.uuid,
+      at: auditEvents.createdAt,
+      actorLabel: auditEvents.actorLabel,
+      teamId: users.slackTeamId,
+      userId: users.slackUserId,
+      userName: users.displayName,
+      action: auditEvents.action,
+      outcome: auditEvents.outcome,
+      app: apps.slug,
+      tenant: tenants.slug,
+      details: auditEvents.details,
+      correlationId: auditEvents.correlationId,
+    })
+    .from(auditEvents)
+    .innerJoin(tenants, eq(tenants.id, auditEvents.tenantId))
+    .leftJoin(users, eq(users.id, auditEvents.actorUserId))
+    .leftJoin(apps, eq(apps.id, auditEvents.appId))
+    .where(inArray(tenants.slug, [...tenantSlugs]))
+    .orderBy(desc(auditEvents.createdAt), desc(auditEvents.id))
+    .limit(Math.max(1, Math.min(limit, 1_000)))
+    .all();
+  return rows.map(({ teamId, userId, userName, details, ...row }) => ({
+    ...row,
+    actorUser: userName === null ? null : { teamId, userId, name: userName },
+    details: details !== null && typeof details === "object" ? (details as Record<string, unknown>) : {},
+  }));
+}
+
+/** Display names of users by their public UUID (who asked for an approval), in one query. */
+export function displayNames(db: DbOrTx, userUuids: readonly string[]): Map<string, string> {
+  if (userUuids.length === 0) return new Map();
+  const rows = db
+    .select({ uuid: users.uuid, name: users.displayName })
+    .from(users)
+    .where(inArray(users.uuid, [...new Set(userUuids)]))
+    .all();
+  return new Map(rows.map((r) => [r.uuid, r.name]));
+}
