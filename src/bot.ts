@@ -21,6 +21,7 @@ import {
   type TenantStoreSettings,
 } from "./domain/tenant-databases.ts";
 import { deliveryOutbox } from "./domain/webhook-deliveries.ts";
+import { apiRoutes } from "./http/api.ts";
 import { createApp, type ReadinessCheck } from "./http/app.ts";
 import { githubRoute } from "./http/github-route.ts";
 import { metricsApp, requestMetrics } from "./http/metrics.ts";
@@ -472,6 +473,16 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         queue,
       }),
       slackRoutes: slack?.routes,
+      apiRoutes: apiRoutes({
+        db,
+        // Like Slack's: a request waits at most 1 s on Redis, then answers that its job is recorded and delayed.
+        queue: boundedQueue(queue, COMMAND_QUEUE_TIMEOUT_MS, log),
+        log: log.child({ component: "api" }),
+        secrets,
+        engine: pipeline.engine,
+        allowFileUrls: config.pipeline.gitAllowFileUrls,
+        trustForwarded: config.apiTrustForwarded,
+      }),
       degraded: () =>
         [slackAvailability?.detail(), githubAvailability?.detail()].filter((d): d is string => d !== undefined),
     });

@@ -54,6 +54,12 @@ export interface Config {
   tenantStores: TenantStoresConfig;
   /** `GET /metrics` on a listener of its own; `undefined` → no metrics listener (the default). */
   metrics: MetricsConfig | undefined;
+  /**
+   * The operator API (docs/api.md) counts failed authentications per client. Behind a TLS-terminating proxy every
+   * client is the proxy: TUSSILAGO_API_TRUST_FORWARDED=1 counts per X-Forwarded-For client instead (only safe when the
+   * proxy sets that header itself).
+   */
+  apiTrustForwarded: boolean;
 }
 
 export interface MetricsConfig {
@@ -159,6 +165,7 @@ export function loadConfig(env: Env): Config {
     tenantStores: loadTenantStores(env),
     pipeline: loadPipeline(env),
     metrics: loadMetrics(env),
+    apiTrustForwarded: parseFlag(env, "TUSSILAGO_API_TRUST_FORWARDED"),
   };
   assertTenantRedisIsNotOurs(config);
   return config;

@@ -1,9 +1,9 @@
-import { createAppCommand, listAppsCommand } from "../../commands/apps.ts";
+import { listAppsCommand } from "../../commands/apps.ts";
 import { type CancelResult, CLI_CANCELLER, cancelCommand } from "../../commands/cancel.ts";
-import { type DeployResult, deployCommand } from "../../commands/deploy.ts";
+import type { DeployResult } from "../../commands/deploy.ts";
 import { logsCommand } from "../../commands/logs.ts";
+import { operatorCreateApp, operatorDeploy, operatorRollback } from "../../commands/operator.ts";
 import { releasesCommand } from "../../commands/releases.ts";
-import { rollbackCommand } from "../../commands/rollback.ts";
 import { statusCommand } from "../../commands/status.ts";
 import type { Env } from "../config.ts";
 import type { NewApp } from "../domain/apps.ts";
@@ -29,6 +29,9 @@ export interface ExecuteOptions {
   onInterrupt?: ((handler: () => void) => () => void) | undefined;
   now?: (() => number) | undefined;
 }
+
+/** Audit rows of CLI actions name the CLI: whoever runs it on the bot's host owns the data directory. */
+const CLI_ACTOR = "cli";
 
 function onSigint(handler: () => void): () => void {
   process.once("SIGINT", handler);
@@ -69,7 +72,7 @@ export async function execute(
     case "apps-create":
       output.out(
         formatCreatedApp(
-          createAppCommand(
+          operatorCreateApp(
             {
               db: res.db(),
               log,
@@ -77,6 +80,7 @@ export async function execute(
               allowFileUrls: res.gitAllowFileUrls,
             },
             toNewApp(command.input),
+            { actorLabel: CLI_ACTOR },
           ),
         ),
       );
@@ -119,11 +123,12 @@ export async function execute(
       const deps = { db: res.db(), queue, log };
       const result =
         command.kind === "deploy"
-          ? await deployCommand(deps, { app: command.app, ref: command.ref })
-          : await rollbackCommand(deps, {
+          ? await operatorDeploy(deps, { app: command.app, ref: command.ref, actorLabel: CLI_ACTOR })
+          : await operatorRollback(deps, {
               app: command.app,
               release: command.release,
               withRelease: command.withRelease,
+              actorLabel: CLI_ACTOR,
             });
       await res.closeQueue();
       output.out(formatEnqueued(result, command.app));

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Hono, type MiddlewareHandler } from "hono";
 import type { Logger } from "../log.ts";
+import { API_BASE, type ApiEnv } from "./api-auth.ts";
 import type { AppEnv } from "./context.ts";
 import { errorBody, mapError } from "./errors.ts";
 
@@ -17,6 +18,8 @@ export interface AppDeps {
   githubRoutes?: Hono<AppEnv> | undefined;
   /** Mounted at `/slack` when Slack runs in HTTP mode (commands, interactions, events). */
   slackRoutes?: Hono<AppEnv> | undefined;
+  /** Mounted at API_BASE (`/api/v1`): the operator API (src/http/api.ts, docs/api.md). */
+  apiRoutes?: Hono<ApiEnv> | undefined;
   readinessTimeoutMs?: number;
   /** Run for every request after the correlation id is set (the request counters of `/metrics`). */
   middleware?: MiddlewareHandler<AppEnv>[];
@@ -92,6 +95,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   if (deps.githubRoutes) app.route("/webhooks/github", deps.githubRoutes);
   if (deps.slackRoutes) app.route("/slack", deps.slackRoutes);
+  if (deps.apiRoutes) app.route(API_BASE, deps.apiRoutes);
 
   app.notFound((c) => c.json(errorBody(c, "not found", "not_found"), 404));
   app.onError(mapError);
