@@ -80,7 +80,11 @@ export async function runCli(argv: readonly string[], options: RunCliOptions): P
     } else {
       // Not a user mistake: keep the details (stack included) for LOG_LEVEL=debug, show one line.
       log?.debug({ err }, "command failed");
-      output.err(`error: ${firstLine(err instanceof Error ? err.message : String(err))}\n`);
+      // An adapter's failure names its component and cause (podman's own message for an engine error).
+      const { describeInfraFailure } = await import("../infra/failure-summary.ts");
+      output.err(
+        `error: ${describeInfraFailure(err) ?? firstLine(err instanceof Error ? err.message : String(err))}\n`,
+      );
     }
     return EXIT.error;
   } finally {
