@@ -23,6 +23,7 @@ import {
   type TenantStoreSettings,
 } from "./domain/tenant-databases.ts";
 import { deliveryOutbox } from "./domain/webhook-deliveries.ts";
+import { apiRoutes } from "./http/api.ts";
 import { createApp, type ReadinessCheck } from "./http/app.ts";
 import { dashboardRoutes } from "./http/dashboard.ts";
 import { DashboardLive } from "./http/dashboard-live.ts";
@@ -490,6 +491,16 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
                 : undefined,
             })
           : undefined,
+      apiRoutes: apiRoutes({
+        db,
+        // Like Slack's: a request waits at most 1 s on Redis, then answers that its job is recorded and delayed.
+        queue: boundedQueue(queue, COMMAND_QUEUE_TIMEOUT_MS, log),
+        log: log.child({ component: "api" }),
+        secrets,
+        engine: pipeline.engine,
+        allowFileUrls: config.pipeline.gitAllowFileUrls,
+        trustForwarded: config.apiTrustForwarded,
+      }),
       degraded: () =>
         [slackAvailability?.detail(), githubAvailability?.detail()].filter((d): d is string => d !== undefined),
     });

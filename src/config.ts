@@ -54,6 +54,12 @@ export interface Config {
   tenantStores: TenantStoresConfig;
   /** `GET /metrics` on a listener of its own; `undefined` → no metrics listener (the default). */
   metrics: MetricsConfig | undefined;
+  /**
+   * The operator API (docs/api.md) counts failed authentications per client. Behind a TLS-terminating proxy every
+   * client is the proxy: TUSSILAGO_API_TRUST_FORWARDED=1 counts per X-Forwarded-For client instead (only safe when the
+   * proxy sets that header itself).
+   */
+  apiTrustForwarded: boolean;
   /** The read-only web dashboard with Sign in with Slack (docs/dashboard.md); `undefined` → off (the default). */
   dashboard: DashboardConfig | undefined;
 }
@@ -174,6 +180,7 @@ export function loadConfig(env: Env): Config {
     pipeline: loadPipeline(env),
     metrics: loadMetrics(env),
     dashboard: loadDashboard(env),
+    apiTrustForwarded: parseFlag(env, "TUSSILAGO_API_TRUST_FORWARDED"),
   };
   assertTenantRedisIsNotOurs(config);
   return config;

@@ -6,6 +6,7 @@ import { parseDuration } from "./duration.ts";
 import { ENV_RUN_SPECS, type EnvRunCommand } from "./env-run-args.ts";
 import { OPS_SPECS, type OpsCommand } from "./ops-args.ts";
 import { FieldError, field, required, type Spec, str } from "./spec.ts";
+import { TOKEN_SPECS, type TokenCommand } from "./token-args.ts";
 
 /** What the command line asked for, fully parsed; `run.ts` dispatches on `kind`. */
 export type CliCommand =
@@ -28,7 +29,8 @@ export type CliCommand =
   | { kind: "reconcile" }
   | AdminCommand
   | OpsCommand
-  | EnvRunCommand;
+  | EnvRunCommand
+  | TokenCommand;
 
 export interface CreateAppArgs {
   slug: string;
@@ -187,13 +189,14 @@ export const SPECS: Readonly<Record<string, Spec<CliCommand>>> = {
   ...ADMIN_SPECS,
   ...OPS_SPECS,
   ...ENV_RUN_SPECS,
+  ...TOKEN_SPECS,
 };
 
 /** Commands that take a subcommand (`apps create`, `users grant`, `db drop`, …). */
-const GROUPS = ["apps", "users", "db", "env"] as const;
+const GROUPS = ["apps", "users", "db", "env", "tokens"] as const;
 
 export const GENERAL_USAGE =
-  "tussilago <apps|deploy|rollback|cancel|status|releases|logs|env|run|reconcile|users|db|audit|doctor|stop-proxy|help> …";
+  "tussilago <apps|deploy|rollback|cancel|status|releases|logs|env|run|reconcile|users|db|tokens|audit|doctor|stop-proxy|help> …";
 
 function timeout(value: string | boolean | undefined): number {
   if (typeof value !== "string") return DEFAULT_FOLLOW_TIMEOUT_MS;
@@ -275,5 +278,10 @@ export function helpText(): string {
   const lines = Object.values(SPECS).map((s) => `  ${s.usage}`);
   // Handled before parsing (src/cli/run.ts): it needs neither the database nor Redis.
   lines.push("  tussilago stop-proxy   (stops the embedded Caddy and Redis on purpose: every app goes offline)");
+  lines.push(
+    "",
+    "On another host: --api-url https://<bot> (or TUSSILAGO_API_URL) with TUSSILAGO_API_TOKEN or TUSSILAGO_API_TOKEN_FILE",
+    "runs apps, deploy, rollback, cancel, status, releases, logs, env and audit over the bot's operator API (docs/api.md).",
+  );
   return [`usage: ${GENERAL_USAGE}`, "", ...lines, "", "Read commands accept --json for machine output."].join("\n");
 }

@@ -32,7 +32,7 @@ export interface EnvRunOptions {
 }
 
 /** `--from-file`: strict dotenv (src/lib/dotenv.ts); errors name the file and line, never a value. */
-async function readEnvFile(path: string): Promise<EnvAssignment[]> {
+export async function readEnvFile(path: string): Promise<EnvAssignment[]> {
   let text: string;
   try {
     const info = await stat(path);
@@ -51,8 +51,8 @@ async function readEnvFile(path: string): Promise<EnvAssignment[]> {
   }
 }
 
-const policyNote = (app: string) =>
-  `note: ${app}'s approval policy gates env changes in Slack; the CLI acts as the operator and applied it directly (audited as "cli")\n`;
+export const policyNote = (app: string, actor = ACTOR) =>
+  `note: ${app}'s approval policy gates env changes in Slack; the CLI acts as the operator and applied it directly (audited as "${actor}")\n`;
 
 export async function executeEnvRun(
   command: EnvRunCommand,

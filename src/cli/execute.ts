@@ -1,9 +1,9 @@
-import { createAppCommand, listAppsCommand } from "../../commands/apps.ts";
-import { type CancelResult, CLI_CANCELLER, cancelCommand } from "../../commands/cancel.ts";
-import { type DeployResult, deployCommand } from "../../commands/deploy.ts";
+import { listAppsCommand } from "../../commands/apps.ts";
+import { CLI_CANCELLER, cancelCommand } from "../../commands/cancel.ts";
+import type { DeployResult } from "../../commands/deploy.ts";
 import { logsCommand } from "../../commands/logs.ts";
+import { operatorCreateApp, operatorDeploy, operatorRollback } from "../../commands/operator.ts";
 import { releasesCommand } from "../../commands/releases.ts";
-import { rollbackCommand } from "../../commands/rollback.ts";
 import { statusCommand } from "../../commands/status.ts";
 import type { Env } from "../config.ts";
 import type { NewApp } from "../domain/apps.ts";
@@ -15,8 +15,17 @@ import type { CliCommand, CreateAppArgs } from "./args.ts";
 import { executeAudit } from "./audit.ts";
 import { formatElapsed } from "./duration.ts";
 import { EXIT } from "./exit-codes.ts";
-import { followDeployment } from "./follow.ts";
-import { formatAppList, formatCreatedApp, formatEnqueued, formatLogs, formatReleases, formatStatus } from "./format.ts";
+import { followDeployment, followToExit } from "./follow.ts";
+import {
+  formatAppList,
+  formatCancel,
+  formatCreatedApp,
+  formatEnqueued,
+  formatLogs,
+  formatReleases,
+  formatStatus,
+} from "./format.ts";
+import { onSigint } from "./interrupt.ts";
 import { json, type Output } from "./output.ts";
 import { summaryLine } from "./progress.ts";
 import type { CliResources } from "./resources.ts";
@@ -30,10 +39,8 @@ export interface ExecuteOptions {
   now?: (() => number) | undefined;
 }
 
-function onSigint(handler: () => void): () => void {
-  process.once("SIGINT", handler);
-  return () => process.off("SIGINT", handler);
-}
+/** Audit rows of CLI actions name the CLI: whoever runs it on the bot's host owns the data directory. */
+const CLI_ACTOR = "cli";
 
 function toNewApp(input: CreateAppArgs): NewApp {
   const app: NewApp = {
@@ -69,7 +76,7 @@ export async function execute(
     case "apps-create":
       output.out(
         formatCreatedApp(
-          createAppCommand(
+          operatorCreateApp(
             {
               db: res.db(),
               log,
@@ -77,6 +84,7 @@ export async function execute(
               allowFileUrls: res.gitAllowFileUrls,
             },
             toNewApp(command.input),
+            { actorLabel: CLI_ACTOR },
           ),
         ),
       );
@@ -119,11 +127,12 @@ export async function execute(
       const deps = { db: res.db(), queue, log };
       const result =
         command.kind === "deploy"
-          ? await deployCommand(deps, { app: command.app, ref: command.ref })
-          : await rollbackCommand(deps, {
+          ? await operatorDeploy(deps, { app: command.app, ref: command.ref, actorLabel: CLI_ACTOR })
+          : await operatorRollback(deps, {
               app: command.app,
               release: command.release,
               withRelease: command.withRelease,
+              actorLabel: CLI_ACTOR,
             });
       await res.closeQueue();
       output.out(formatEnqueued(result, command.app));
@@ -144,6 +153,12 @@ export async function execute(
     }
     case "audit":
       return executeAudit(command, res, output, options.now);
+    case "tokens-create":
+    case "tokens-list":
+    case "tokens-revoke": {
+      const { executeTokens } = await import("./tokens.ts");
+      return executeTokens(command, res, log, output);
+    }
     case "env-set":
     case "env-unset":
     case "env-list":
@@ -161,67 +176,20 @@ export async function execute(
   }
 }
 
-async function follow(
+function follow(
   result: DeployResult,
   app: string,
   timeoutMs: number,
   res: CliResources,
   options: ExecuteOptions,
 ): Promise<number> {
-  const { output } = options;
-  const now = options.now ?? Date.now;
+  const db = res.db();
   const uuid = result.deployment.uuid;
-  const controller = new AbortController();
-  const off = (options.onInterrupt ?? onSigint)(() => controller.abort());
-  let outcome: Awaited<ReturnType<typeof followDeployment>>;
-  try {
-    const db = res.db();
-    outcome = await followDeployment({
-      poll: () => getDeployment(db, uuid),
-      output,
-      timeoutMs,
-      signal: controller.signal,
-      now,
-    });
-  } finally {
-    off();
-  }
-  const hint = `check it with: tussilago status ${app}`;
-  if (outcome.kind === "interrupted") {
-    output.err(`stopped following; deployment ${uuid} was not cancelled and goes on (${hint})\n`);
-    return EXIT.interrupted;
-  }
-  if (outcome.kind === "timeout") {
-    output.err(
-      `error: stopped following after ${formatElapsed(timeoutMs)}; deployment ${uuid} is still ${outcome.state.status} (${hint})\n`,
-    );
-    return EXIT.error;
-  }
-  const line = summaryLine(outcome.state, now());
-  switch (outcome.state.status) {
-    case "succeeded":
-      output.out(`${line}\n`);
-      return EXIT.ok;
-    case "failed":
-      output.err(`error: ${line}\n`);
-      return EXIT.error;
-    default:
-      output.err(`${line}\n`);
-      return EXIT.superseded;
-  }
-}
-
-function formatCancel(result: CancelResult): string {
-  const slug = result.app.slug;
-  if (result.outcomes.length === 0) return `${slug} has no queued or running deployment to cancel\n`;
-  const lines = result.outcomes.map(({ kind, deployment: d }) =>
-    kind === "cancelled"
-      ? `deployment ${d.uuid} of ${slug} cancelled (it had not started)`
-      : kind === "requested"
-        ? `deployment ${d.uuid} of ${slug} is running: asked to stop`
-        : `deployment ${d.uuid} of ${slug} had already finished (${d.status})`,
-  );
-  return `${lines.join("\n")}\n`;
+  return followToExit({ uuid, app, poll: () => getDeployment(db, uuid) }, timeoutMs, {
+    output: options.output,
+    onInterrupt: options.onInterrupt ?? onSigint,
+    now: options.now,
+  });
 }
 
 /** Follows each running deployment until it ends: cancelled (exit 0), or finished anyway past the route switch. */

@@ -1,4 +1,5 @@
 import type { AppSummary } from "../../commands/apps.ts";
+import type { CancelResult } from "../../commands/cancel.ts";
 import type { DeployResult } from "../../commands/deploy.ts";
 import type { AppReleases } from "../../commands/releases.ts";
 import type { AppStatus } from "../../commands/status.ts";
@@ -114,4 +115,17 @@ export function formatEnqueued(result: DeployResult, slug: string): string {
 export function formatLogs(text: string): string {
   const escaped = escapeTerminal(text);
   return escaped === "" || escaped.endsWith("\n") ? escaped : `${escaped}\n`;
+}
+
+export function formatCancel(result: CancelResult): string {
+  const slug = result.app.slug;
+  if (result.outcomes.length === 0) return `${slug} has no queued or running deployment to cancel\n`;
+  const lines = result.outcomes.map(({ kind, deployment: d }) =>
+    kind === "cancelled"
+      ? `deployment ${d.uuid} of ${slug} cancelled (it had not started)`
+      : kind === "requested"
+        ? `deployment ${d.uuid} of ${slug} is running: asked to stop`
+        : `deployment ${d.uuid} of ${slug} had already finished (${d.status})`,
+  );
+  return `${lines.join("\n")}\n`;
 }

@@ -5,12 +5,18 @@ import { type CliCommand, helpText, parseCli, UsageError } from "./args.ts";
 import { CliEnvError, parseCliEnv } from "./env.ts";
 import type { ExecuteOptions } from "./execute.ts";
 import { EXIT } from "./exit-codes.ts";
+import { onSigint } from "./interrupt.ts";
 import type { Output } from "./output.ts";
+import { RemoteError, remoteTarget, takeApiUrl } from "./remote.ts";
 import type { CliResources } from "./resources.ts";
 
 export interface RunCliOptions extends ExecuteOptions {
   env: Env;
   output: Output;
+  /** The remote CLI's HTTP client (tests may pass their own); default: the global fetch. */
+  fetch?: typeof fetch | undefined;
+  /** Between polls of a remote deployment; default 1 s. */
+  followIntervalMs?: number | undefined;
 }
 
 const firstLine = (text: string) => text.split("\n")[0] ?? "";
@@ -30,9 +36,10 @@ export async function runCli(argv: readonly string[], options: RunCliOptions): P
       return EXIT.error;
     }
   }
+  const { apiUrl, argv: args } = takeApiUrl(argv);
   let command: CliCommand;
   try {
-    command = parseCli(argv);
+    command = parseCli(args);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     output.err(`tussilago: ${err.message}\nusage: ${err.usage}\n`);
@@ -49,18 +56,35 @@ export async function runCli(argv: readonly string[], options: RunCliOptions): P
   let log: Logger | undefined;
   let resources: CliResources | undefined;
   try {
+    const remote = remoteTarget(options.env, apiUrl);
+    if (remote !== undefined) {
+      const [{ ApiClient }, { executeRemote }] = await Promise.all([
+        import("./remote.ts"),
+        import("./remote-execute.ts"),
+      ]);
+      return await executeRemote(command, new ApiClient(remote, options.fetch), {
+        output,
+        onInterrupt: options.onInterrupt ?? onSigint,
+        now: options.now,
+        followIntervalMs: options.followIntervalMs,
+      });
+    }
     const env = parseCliEnv(options.env);
     log = createLogger({ level: env.logLevel, destination: { write: (line: string) => output.err(line) } });
     const [{ CliResources }, { execute }] = await Promise.all([import("./resources.ts"), import("./execute.ts")]);
     resources = new CliResources(env, log);
     return await execute(command, resources, log, options);
   } catch (err) {
-    if (err instanceof DomainError || err instanceof CliEnvError) {
+    if (err instanceof DomainError || err instanceof CliEnvError || err instanceof RemoteError) {
       output.err(`error: ${firstLine(err.message)}\n`);
     } else {
       // Not a user mistake: keep the details (stack included) for LOG_LEVEL=debug, show one line.
       log?.debug({ err }, "command failed");
-      output.err(`error: ${firstLine(err instanceof Error ? err.message : String(err))}\n`);
+      // An adapter's failure names its component and cause (podman's own message for an engine error).
+      const { describeInfraFailure } = await import("../infra/failure-summary.ts");
+      output.err(
+        `error: ${describeInfraFailure(err) ?? firstLine(err instanceof Error ? err.message : String(err))}\n`,
+      );
     }
     return EXIT.error;
   } finally {

@@ -347,3 +347,28 @@ export const appIncidents = sqliteTable(
     index("app_incidents_resolved_idx").on(t.resolvedAt),
   ],
 );
+
+/**
+ * Operator API tokens (docs/api.md). A token reads `tsg_<lookupId>_<secret>`: `lookupId` finds the row, and the
+ * SHA-256 of the whole token is compared in constant time with `secretHash`; the token itself is never stored.
+ * `name` is the operator the token acts as (audit rows say `api:<name>`); one operator may hold several tokens.
+ */
+export const apiTokens = sqliteTable(
+  "api_tokens",
+  {
+    ...base(),
+    name: text("name").notNull(),
+    role: text("role", { enum: ROLES }).notNull(),
+    lookupId: text("lookup_id").notNull(),
+    secretHash: text("secret_hash").notNull(),
+    /** Who created it ("cli"). */
+    createdBy: text("created_by").notNull(),
+    lastUsedAt: integer("last_used_at", { mode: "timestamp_ms" }),
+    revokedAt: integer("revoked_at", { mode: "timestamp_ms" }),
+  },
+  (t) => [
+    uniqueIndex("api_tokens_lookup_id_uq").on(t.lookupId),
+    index("api_tokens_name_idx").on(t.name, t.createdAt),
+    index("api_tokens_created_idx").on(t.createdAt),
+  ],
+);

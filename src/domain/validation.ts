@@ -17,7 +17,10 @@ export const domainSchema = z
   .regex(
     /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/,
     "must be a lowercase DNS name such as app.example.com",
-  );
+  )
+  // What the proxy accepts as a host (src/infra/caddy-config.ts isValidHostname): an all-numeric last label would make
+  // it an IPv4 address, which the route stage refuses; refused here, when the app is created, instead.
+  .refine((d) => !/\.[0-9]+$/.test(d), "must be a DNS name, not an IP address");
 
 /** Branch or tag names: git's rules, narrowed (no leading dash so it can never be read as an option). */
 export const refSchema = z

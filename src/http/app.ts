@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Hono, type MiddlewareHandler } from "hono";
 import type { Logger } from "../log.ts";
+import { API_BASE, type ApiEnv } from "./api-auth.ts";
 import type { AppEnv } from "./context.ts";
 import type { DashEnv } from "./dashboard.ts";
 import { errorBody, mapError } from "./errors.ts";
@@ -20,6 +21,8 @@ export interface AppDeps {
   slackRoutes?: Hono<AppEnv> | undefined;
   /** Mounted at `/dashboard` when the web dashboard is configured (src/http/dashboard.ts). */
   dashboardRoutes?: Hono<DashEnv> | undefined;
+  /** Mounted at API_BASE (`/api/v1`): the operator API (src/http/api.ts, docs/api.md). */
+  apiRoutes?: Hono<ApiEnv> | undefined;
   readinessTimeoutMs?: number;
   /** Run for every request after the correlation id is set (the request counters of `/metrics`). */
   middleware?: MiddlewareHandler<AppEnv>[];
@@ -96,6 +99,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   if (deps.githubRoutes) app.route("/webhooks/github", deps.githubRoutes);
   if (deps.slackRoutes) app.route("/slack", deps.slackRoutes);
   if (deps.dashboardRoutes) app.route("/dashboard", deps.dashboardRoutes);
+  if (deps.apiRoutes) app.route(API_BASE, deps.apiRoutes);
 
   app.notFound((c) => c.json(errorBody(c, "not found", "not_found"), 404));
   app.onError(mapError);

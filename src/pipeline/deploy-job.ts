@@ -10,6 +10,7 @@ import {
 } from "../domain/deployments.ts";
 import { envSecretValues } from "../domain/env-vars.ts";
 import { currentRelease, findRelease, recordRelease } from "../domain/releases.ts";
+import { describeInfraFailure } from "../infra/failure-summary.ts";
 import { tail } from "../infra/runner.ts";
 import { maskSecrets, secretNeedles } from "../lib/mask.ts";
 import { withContext } from "../log.ts";
@@ -170,11 +171,14 @@ export async function runDeployment(
     const shown = tenant ? masked(deps, app.uuid, err.message, tail(err.detail, EXCERPT_BYTES)) : undefined;
     const platform = err instanceof PlatformError;
     const final = tenant || platform || options.finalAttempt;
+    // An infrastructure failure names the component and its cause in one line (podman's own message for an engine
+    // error), masked like a tenant's output: podman echoes arguments, and an app's secret could be one.
+    const cause = tenant || platform ? undefined : maskedCause(deps, app.uuid, describeInfraFailure(err));
     const reason = shown
       ? shown.reason
       : platform
         ? `platform error: ${err.message}`
-        : `infrastructure error in ${current}${final ? "" : " (will retry)"}`;
+        : `infrastructure error in ${current}${cause === undefined ? "" : `: ${cause}`}${final ? "" : " (will retry)"}`;
     const t = deps.now();
     recordStage(deps.db, deployment.uuid, current, {
       status: "failed",
@@ -263,6 +267,16 @@ async function removeFailedImage(deps: PipelineDeps, app: AppView, deployment: D
 }
 
 /** Reason and detail with the app's secret values masked; if they cannot be opened, the detail is withheld. */
+/** An infrastructure failure's one-line cause with the app's secrets masked; left out when they cannot be read. */
+function maskedCause(deps: PipelineDeps, appUuid: string, cause: string | undefined): string | undefined {
+  if (cause === undefined) return undefined;
+  try {
+    return maskSecrets(cause, secretNeedles(envSecretValues(deps.db, deps.secrets, appUuid)));
+  } catch {
+    return undefined;
+  }
+}
+
 function masked(
   deps: PipelineDeps,
   appUuid: string,

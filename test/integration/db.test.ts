@@ -28,6 +28,7 @@ describe("platform database", () => {
       .all()
       .map((r) => (r as { name: string }).name);
     expect(tables).toEqual([
+      "api_tokens",
       "app_env_vars",
       "app_incidents",
       "approvals",

@@ -272,7 +272,7 @@ describe("retry caps", () => {
     await waitFor("the deployment to fail", finished(w, deployment.uuid), 40_000);
     expect(getDeployment(w.db, deployment.uuid)).toMatchObject({
       status: "failed",
-      failureReason: "infrastructure error in route",
+      failureReason: "infrastructure error in route: caddy admin API: fake caddy admin unreachable",
     });
     const job = await w.queue.queue(QUEUE_NAMES.deploy).getJob(deployJobId(deployment.uuid));
     const attempts = job?.opts.attempts;

@@ -203,7 +203,25 @@ describe("runDeployment", () => {
     expect(getDeployment(f.db, id).status).toBe("running");
     f.git.nextError = new GitError("timeout", "timed out");
     expect(await runDeployment(f.deps, id, { finalAttempt: true })).toBe("failed");
-    expect(getDeployment(f.db, id).failureReason).toBe("infrastructure error in source");
+    expect(getDeployment(f.db, id).failureReason).toBe("infrastructure error in source: git: timed out (timeout)");
+  });
+
+  it("an engine failure names podman's own message in the reason, one line, with the app's secrets masked", async () => {
+    setEnvVar(f.db, f.deps.secrets, { appUuid: f.app.uuid, key: "API_TOKEN", value: "sekrit-value-123" });
+    const id = request();
+    f.engine.runContainer = async () => {
+      throw new PodmanError(
+        "run",
+        "engine",
+        125,
+        "Error: crun: setting env API_TOKEN=sekrit-value-123 in /var/lib/containers/x/config.json: invalid argument\n",
+      );
+    };
+    await expect(runDeployment(f.deps, id, { finalAttempt: false })).rejects.toThrow();
+    expect(await runDeployment(f.deps, id, { finalAttempt: true })).toBe("failed");
+    expect(getDeployment(f.db, id).failureReason).toBe(
+      "infrastructure error in run: podman run exited 125: crun: setting env API_TOKEN=[masked] in <path>: invalid argument",
+    );
   });
 
   it("a missing repository is a tenant error: no retry", async () => {
