@@ -1,24 +1,39 @@
-// Benchmark: push→live for the sample Flask app (uv.lock, dependencies from PyPI) through the real pipeline
-// (git → uv build in runsc → hardened run → health → Caddy route), with a cold and a warm uv cache, the route switch
-// time, and beside them the hand-scripted minimum (git clone + the same uv build + podman run + first 200) measured
-// in the same run. Time to green: from the request to the deployment's `succeeded` event (what turns the commit
-// status green and closes the Slack thread), with the production drain grace period. Needs root, podman, runsc,
-// caddy, Redis on 127.0.0.1:6379 and the base image (scripts/build-base-image.sh). Prints a Markdown table; copy it into bench/RESULTS.md.
+// Benchmark: push→live through the real pipeline (git → build in runsc → hardened run → health → Caddy route), and
+// beside it the hand-scripted minimum (git clone + the same uv install in the same base image under runsc + a
+// COPY-only `podman build` + `podman run --runtime runsc` + first 200) measured in the same run. Measured:
 //
-//   npm run bench:deploy
+// - stdlib app (test/fixtures/version-app: standard library only, pyproject.toml without dependencies): the first
+//   deploy, then two code-only pushes (only the RELEASE marker changes);
+// - the sample Flask app (test/fixtures/flask-app: Flask + gunicorn from a uv.lock, from PyPI through the host's
+//   proxy): the first deploy (cold uv cache), then a code-only push;
+// - the scale curve: 1, 4 and 8 stdlib apps pushed at once (each already deployed once, so every push is a code-only
+//   redeploy with a drain), queue wait (request → the job starts) against work (job start → first 200);
+// - a profile: every podman/git/nft subprocess of the last stdlib push, with its start offset and duration.
+//
+// Push→live is the deploy request (what the push worker makes of a webhook) → the first 200 of the new release
+// through Caddy by its host name. Needs root, podman, runsc, caddy, Redis on 127.0.0.1:6379 and the base image
+// (scripts/build-base-image.sh). Prints Markdown; copy it into bench/RESULTS.md.
+//
+//   npm run bench:deploy                      everything
+//   BENCH_PARTS=stdlib,flask npm run bench:deploy
+//   BENCH_SCALE=1,4 npm run bench:deploy
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { getAppBySlug } from "../src/domain/apps.ts";
-import { listDeployments } from "../src/domain/deployments.ts";
+import { deployCommand } from "../commands/deploy.ts";
+import { getDeployment } from "../src/domain/deployments.ts";
 import { ExecaRunner } from "../src/infra/runner.ts";
 import { createLogger } from "../src/log.ts";
+import type { PipelineEvent } from "../src/pipeline/events.ts";
 import { defaultPipelineSettings } from "../src/pipeline/settings.ts";
-import { buildScript } from "../src/pipeline/stages/detect.ts";
-import { BASE_IMAGE, freePort, startE2EPipeline } from "../test/helpers/e2e-pipeline.ts";
+import { buildScript, type Installer } from "../src/pipeline/stages/detect.ts";
+import { BASE_IMAGE, type E2EPipeline, freePort, startE2EPipeline } from "../test/helpers/e2e-pipeline.ts";
 
 const runner = new ExecaRunner(createLogger({ level: "warn" }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const parts = new Set((process.env.BENCH_PARTS ?? "stdlib,flask,scale").split(","));
+const scaleSizes = (process.env.BENCH_SCALE ?? "1,4,8").split(",").map(Number);
+const STAGES = ["source", "build", "release", "run", "health", "route"] as const;
 
 async function untilServed(get: () => Promise<{ status: number; body: string }>, expect: string, timeoutMs = 600_000) {
   const deadline = Date.now() + timeoutMs;
@@ -29,18 +44,25 @@ async function untilServed(get: () => Promise<{ status: number; body: string }>,
     } catch {
       // not up yet
     }
-    await sleep(50);
+    await sleep(20);
   }
   throw new Error(`not served: ${expect}`);
 }
 
 /** The minimum by hand: no queue, no records, no hardening beyond what runsc needs to start here. */
-async function handScripted(repoUrl: string, cacheDir: string, release: string): Promise<number> {
+async function handScripted(
+  repoUrl: string,
+  cacheDir: string,
+  release: string,
+  installer: Installer,
+  start: string,
+): Promise<number> {
   const work = mkdtempSync(join(tmpdir(), "tsl-bench-min-"));
   const tag = `localhost/tsl-bench-min:${release}`;
   const name = `tsl-bench-min-${release}`;
   const podman = (args: string[], timeoutMs = 600_000) => runner.run("podman", args, { timeoutMs });
   const runsc = ["--runtime", "/usr/bin/runsc", "--runtime-flag=network=host"];
+  const ulimits = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"];
   const started = performance.now();
   try {
     await runner.run("git", ["clone", "-q", "--depth", "1", repoUrl, join(work, "src")], { timeoutMs: 60_000 });
@@ -48,10 +70,7 @@ async function handScripted(repoUrl: string, cacheDir: string, release: string):
       ...runsc,
       "run",
       "--rm",
-      "--ulimit",
-      "nofile=4096:4096",
-      "--ulimit",
-      "nproc=4096:4096",
+      ...ulimits,
       "--volume",
       `${join(work, "src")}:/app:rw`,
       "--volume",
@@ -71,7 +90,7 @@ async function handScripted(repoUrl: string, cacheDir: string, release: string):
       BASE_IMAGE,
       "/bin/sh",
       "-c",
-      buildScript("uv-lock"),
+      buildScript(installer),
     ]);
     // A file, not stdin: podman build cannot open /dev/stdin under the runner (ENXIO).
     const containerfile = join(work, "Containerfile");
@@ -87,10 +106,7 @@ async function handScripted(repoUrl: string, cacheDir: string, release: string):
       "-d",
       "--name",
       name,
-      "--ulimit",
-      "nofile=4096:4096",
-      "--ulimit",
-      "nproc=4096:4096",
+      ...ulimits,
       "-p",
       `127.0.0.1:${port}:8000`,
       "--env",
@@ -102,7 +118,7 @@ async function handScripted(repoUrl: string, cacheDir: string, release: string):
       tag,
       "/bin/sh",
       "-c",
-      "exec gunicorn --workers 2 --threads 4 --bind 0.0.0.0:8000 app:app",
+      `exec ${start}`,
     ]);
     await untilServed(async () => {
       const res = await fetch(`http://127.0.0.1:${port}/`);
@@ -116,69 +132,217 @@ async function handScripted(repoUrl: string, cacheDir: string, release: string):
   }
 }
 
+interface Push {
+  /** request → first 200 of the new release through Caddy */
+  liveMs: number;
+  /** request → the job started (the `started` event) */
+  waitMs: number;
+  /** request → `succeeded` (what turns the commit status green) */
+  greenMs: number;
+  stages: Partial<Record<(typeof STAGES)[number], number>>;
+  buildExcerpt: string;
+  healthExcerpt: string;
+}
+
+/** Subprocesses (podman, git, nft, …) with start time and duration, recorded by wrapping the harness's runner. */
+interface Call {
+  at: number;
+  ms: number;
+  what: string;
+}
+
+function recordCalls(p: E2EPipeline): Call[] {
+  const calls: Call[] = [];
+  const run = p.runner.run.bind(p.runner);
+  p.runner.run = async (file, args, options) => {
+    const at = performance.now();
+    try {
+      return await run(file, args, options);
+    } finally {
+      calls.push({ at, ms: performance.now() - at, what: describe(file, args) });
+    }
+  };
+  return calls;
+}
+
+/** `podman run` → "podman run (image, first words of the command)"; never the env file or tenant values. */
+function describe(file: string, args: readonly string[]): string {
+  const bin = file.split("/").pop() ?? file;
+  const rest = args.filter((a, i) => !a.startsWith("-") && !(args[i - 1] ?? "").match(/^--(runtime|name|label)$/));
+  const sub = rest.slice(0, bin === "podman" ? 2 : 1).join(" ");
+  const image = args.find((a) => a.startsWith("localhost/"));
+  return `${bin} ${sub}${image ? ` (${image.replace(/:[0-9a-f-]{36}$/, ":…").replace(/tsl-[0-9a-f-]{36}/, "tsl-APP")})` : ""}`;
+}
+
 async function main(): Promise<void> {
   await runner.run("bash", ["scripts/build-base-image.sh", BASE_IMAGE], { timeoutMs: 900_000 });
   const drainGraceMs = defaultPipelineSettings(tmpdir()).drainGraceMs;
   const p = await startE2EPipeline({ drainGraceMs });
+  const calls = recordCalls(p);
+  const startedAt = new Map<string, number>();
   const succeededAt = new Map<string, number>();
-  p.events.subscribe((e) => {
+  const excerpts = new Map<string, string>();
+  p.events.subscribe((e: PipelineEvent) => {
+    if (e.type === "deployment" && e.status === "started") startedAt.set(e.deploymentUuid, performance.now());
     if (e.type === "deployment" && e.status === "succeeded") succeededAt.set(e.deploymentUuid, performance.now());
+    if (e.type === "stage" && e.status === "succeeded" && e.excerpt !== undefined) {
+      excerpts.set(`${e.deploymentUuid}:${e.stage}`, e.excerpt);
+    }
   });
-  const rows: string[] = [];
-  try {
-    const repo = await p.repo("flask-app", "bench-1");
-    p.createApp("bench", repo, { cpus: "1.5" });
-    const stageMs = (name: "build" | "route") => {
-      const [latest] = listDeployments(p.db, getAppBySlug(p.db, "bench").uuid, 1);
-      const t = latest?.stageTimings[name];
-      return t?.finishedAt !== undefined ? t.finishedAt - t.startedAt : Number.NaN;
-    };
-    // Push→live: from the request to the first 200 of the new release through Caddy (the drain of the old release
-    // goes on after that, so it is not waited for here).
-    const pushToLive = async (release: string) => {
-      const t0 = performance.now();
-      const deployment = p.deploy("bench");
-      await Promise.race([
-        untilServed(() => p.get("bench.e2e.test"), release),
-        deployment.then((d) => {
-          if (d.status !== "succeeded") throw new Error(`deployment ${release} ${d.status}: ${d.failureReason}`);
-          return new Promise<void>(() => {}); // succeeded: let untilServed decide
-        }),
-      ]);
-      const ms = performance.now() - t0;
-      const d = await deployment;
-      const green = (succeededAt.get(d.uuid) ?? Number.NaN) - t0;
-      // Let the old release drain before the next push, as it would between real pushes.
-      await sleep(drainGraceMs + 2_000);
-      return { ms, green };
-    };
-    const { ms: cold, green: coldGreen } = await pushToLive("bench-1");
-    const coldBuildMs = stageMs("build");
-    await p.commit(repo, "bench-2");
-    const { ms: warm, green: warmGreen } = await pushToLive("bench-2");
-    const buildMs = stageMs("build");
-    const routeMs = stageMs("route");
+  const out: string[] = [];
+  const s = (ms: number) => (Number.isFinite(ms) ? (ms / 1000).toFixed(2) : "—");
 
-    const minCache = mkdtempSync(join(tmpdir(), "tsl-bench-cache-"));
-    const minCold = await handScripted(repo, minCache, "bench-2");
-    const minWarm = await handScripted(repo, minCache, "bench-2");
-    rmSync(minCache, { recursive: true, force: true });
-
-    const s = (ms: number) => (ms / 1000).toFixed(1);
-    rows.push(
-      "| measurement | tussilago | hand-scripted minimum |",
-      "| --- | ---: | ---: |",
-      `| push→live, cold uv cache (s) | ${s(cold)} | ${s(minCold)} |`,
-      `| push→live, warm uv cache (s) | ${s(warm)} | ${s(minWarm)} |`,
-      `| build stage, cold → warm uv cache (s) | ${s(coldBuildMs)} → ${s(buildMs)} | — |`,
-      `| route switch (Caddy PATCH + verify, ms) | ${routeMs.toFixed(0)} | — |`,
-      `| time to green: request → \`succeeded\` event, first deploy (s) | ${s(coldGreen)} | — |`,
-      `| time to green: request → \`succeeded\` event, redeploy (drain grace ${s(drainGraceMs)} s) (s) | ${s(warmGreen)} | — |`,
+  const push = async (slug: string, release: string): Promise<Push> => {
+    const t0 = performance.now();
+    const { deployment } = await deployCommand({ db: p.db, queue: p.queue, log: p.log }, { app: slug });
+    const finished = p.waitFinished(deployment.uuid);
+    await Promise.race([
+      untilServed(() => p.get(`${slug}.e2e.test`), release),
+      finished.then((d) => {
+        if (d.status !== "succeeded") throw new Error(`deployment ${slug} ${release} ${d.status}: ${d.failureReason}`);
+        return new Promise<void>(() => {}); // succeeded: let untilServed decide
+      }),
+    ]);
+    const liveMs = performance.now() - t0;
+    await finished;
+    const d = getDeployment(p.db, deployment.uuid);
+    const stages: Push["stages"] = {};
+    for (const name of STAGES) {
+      const t = d.stageTimings[name];
+      if (t?.finishedAt !== undefined && t.status === "succeeded") stages[name] = t.finishedAt - t.startedAt;
+    }
+    return {
+      liveMs,
+      waitMs: (startedAt.get(d.uuid) ?? Number.NaN) - t0,
+      greenMs: (succeededAt.get(d.uuid) ?? Number.NaN) - t0,
+      stages,
+      buildExcerpt: excerpts.get(`${d.uuid}:build`) ?? "",
+      healthExcerpt: excerpts.get(`${d.uuid}:health`) ?? "",
+    };
+  };
+  const table = (rows: Array<[string, Push]>) => {
+    out.push(
+      "| push | push→live (s) | queue wait | source | build | release | run | health | route | green (s) | health probes |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     );
+    for (const [label, r] of rows) {
+      const st = STAGES.map((n) => (r.stages[n] === undefined ? "—" : s(r.stages[n] ?? 0)));
+      out.push(
+        `| ${label} | **${s(r.liveMs)}** | ${s(r.waitMs)} | ${st.join(" | ")} | ${s(r.greenMs)} | ${r.healthExcerpt} |`,
+      );
+    }
+    out.push("");
+  };
+  // Between pushes of one app: the old release drains before the next push, as it would between real pushes.
+  const settle = () => sleep(drainGraceMs + 2_000);
+
+  try {
+    if (parts.has("stdlib")) {
+      const repo = await p.repo("version-app", "std-1");
+      p.createApp("std", repo, { cpus: "1.5" });
+      const first = await push("std", "std-1");
+      await settle();
+      await p.commit(repo, "std-2");
+      const second = await push("std", "std-2");
+      await settle();
+      await p.commit(repo, "std-3");
+      const mark = performance.now();
+      const from = calls.length;
+      const third = await push("std", "std-3");
+      const profile = calls.slice(from).filter((c) => c.at >= mark);
+      await settle();
+      const minCache = mkdtempSync(join(tmpdir(), "tsl-bench-cache-"));
+      const min = [
+        await handScripted(repo, minCache, "std-3", "pyproject", "python app.py"),
+        await handScripted(repo, minCache, "std-3", "pyproject", "python app.py"),
+      ];
+      rmSync(minCache, { recursive: true, force: true });
+      out.push("### stdlib app (test/fixtures/version-app)", "");
+      table([
+        ["first deploy", first],
+        ["code-only push", second],
+        ["code-only push", third],
+      ]);
+      out.push(`Hand-scripted minimum (same run): ${min.map(s).join(" s, ")} s.`, "");
+      out.push(
+        "Subprocesses of the last code-only push (start offset from the request, duration; the rest of push→live is",
+        "the bot's own work between them: queue, SQLite, Caddy admin API, health probes):",
+        "",
+        "| at (s) | took (s) | command |",
+        "| ---: | ---: | --- |",
+        ...profile.map((c) => `| ${s(c.at - mark)} | ${s(c.ms)} | ${c.what} |`),
+        "",
+      );
+    }
+
+    if (parts.has("flask")) {
+      const repo = await p.repo("flask-app", "flask-1");
+      p.createApp("flask", repo, { cpus: "1.5" });
+      const cold = await push("flask", "flask-1");
+      await settle();
+      await p.commit(repo, "flask-2");
+      const warm = await push("flask", "flask-2");
+      await settle();
+      const minCache = mkdtempSync(join(tmpdir(), "tsl-bench-cache-"));
+      const gunicorn = "gunicorn --workers 2 --threads 4 --bind 0.0.0.0:8000 app:app";
+      const minCold = await handScripted(repo, minCache, "flask-2", "uv-lock", gunicorn);
+      const minWarm = await handScripted(repo, minCache, "flask-2", "uv-lock", gunicorn);
+      rmSync(minCache, { recursive: true, force: true });
+      out.push("### Flask sample (test/fixtures/flask-app, uv.lock)", "");
+      table([
+        ["first deploy (cold uv cache)", cold],
+        ["code-only push", warm],
+      ]);
+      out.push(
+        `Hand-scripted minimum (same run), cold → warm uv cache: ${s(minCold)} → ${s(minWarm)} s. `,
+        `Ratio, code-only push to the warm minimum: **${(warm.liveMs / minWarm).toFixed(2)}×**; first deploy to the cold minimum: ${(cold.liveMs / minCold).toFixed(2)}×.`,
+        "",
+      );
+    }
+
+    if (parts.has("scale")) {
+      const max = Math.max(...scaleSizes);
+      const repos: string[] = [];
+      for (let i = 0; i < max; i++) {
+        const repo = await p.repo("version-app", "scale-0");
+        p.createApp(`scale${i}`, repo, { cpus: "1" });
+        repos.push(repo);
+      }
+      // Deployed once each (so every measured push is a redeploy that has a release to drain).
+      await Promise.all(repos.map((_, i) => push(`scale${i}`, "scale-0")));
+      await settle();
+      out.push(
+        "### Scale: N stdlib apps pushed at once (code-only redeploys)",
+        "",
+        "| apps | all live (s) | push→live p50 / max (s) | queue wait p50 / max (s) | work p50 / max (s) |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+      );
+      let round = 0;
+      for (const n of scaleSizes) {
+        round++;
+        const release = `scale-${round}`;
+        for (let i = 0; i < n; i++) await p.commit(repos[i] ?? "", release);
+        const t0 = performance.now();
+        const results = await Promise.all(Array.from({ length: n }, (_, i) => push(`scale${i}`, release)));
+        const all = performance.now() - t0;
+        const q = (xs: number[]) => {
+          const sorted = [...xs].sort((a, b) => a - b);
+          return `${s(sorted[Math.floor((sorted.length - 1) / 2)] ?? Number.NaN)} / ${s(sorted.at(-1) ?? Number.NaN)}`;
+        };
+        out.push(
+          `| ${n} | ${s(all)} | ${q(results.map((r) => r.liveMs))} | ${q(results.map((r) => r.waitMs))} | ${q(results.map((r) => r.liveMs - r.waitMs))} |`,
+        );
+        await settle();
+      }
+      out.push("");
+    }
   } finally {
     await p.close();
   }
-  process.stdout.write(`node ${process.version}, base image ${BASE_IMAGE}\n\n${rows.join("\n")}\n`);
+  const load = (await runner.run("cat", ["/proc/loadavg"], { timeoutMs: 5_000 })).stdout.trim();
+  process.stdout.write(
+    `node ${process.version}, base image ${BASE_IMAGE}, drain grace ${s(drainGraceMs)} s, ${new Date().toISOString()}, load average at the end: ${load}\n\n${out.join("\n")}\n`,
+  );
 }
 
 await main();

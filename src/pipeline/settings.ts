@@ -96,6 +96,8 @@ export function instanceOf(dataDir: string): string {
 export const names = {
   container: (appUuid: string, deploymentUuid: string) => `tsl-${appUuid}-${deploymentUuid}`,
   image: (appUuid: string, deploymentUuid: string) => `localhost/tsl-${appUuid}:${deploymentUuid}`,
+  /** The app's dependency layer for one deps-cache key (stages/deps-cache.ts); same repository as its releases. */
+  depsImage: (appUuid: string, key: string) => `localhost/tsl-${appUuid}:deps-${key.slice(0, 32)}`,
   route: (appUuid: string) => `app-${appUuid}`,
   buildContainer: (deploymentUuid: string) => `tsl-build-${deploymentUuid}`,
   releaseContainer: (deploymentUuid: string) => `tsl-release-${deploymentUuid}`,

@@ -21,6 +21,16 @@ export const FLASK_FILES = {
   "app.py": "from flask import Flask\napp = Flask(__name__)\n",
 };
 
+/**
+ * A new uv.lock for the fixture's repository: the next deployment installs its dependencies again instead of reusing
+ * the app's dependency layer (stages/deps-cache.ts).
+ */
+export function changeLock(git: FakeGitSource, marker: string): void {
+  const repo = git.repos.get(GIT_URL);
+  if (!repo) throw new Error("no fixture repository");
+  repo.files = { ...repo.files, "uv.lock": `version = 1\n# ${marker}\n` };
+}
+
 /** A probe whose answers a test scripts: a number is a status, an Error a connection failure. */
 export class ScriptedProbe implements HealthProbe {
   readonly urls: string[] = [];

@@ -53,7 +53,8 @@ describe("a build printing 64 MiB", () => {
   it("fails as a tenant error, and the build container is removed", async () => {
     const calls = join(scratch.path, "calls");
     const podman = join(scratch.path, "podman");
-    // `podman run` of the build prints 64 MiB; everything else (rm, network exists/inspect) succeeds.
+    // `podman run` of the build prints 64 MiB; the base image is listed, the app's dependency layer does not exist
+    // yet (so the install runs); everything else (rm, network exists/inspect) succeeds.
     await writeFile(
       podman,
       `#!/bin/sh
@@ -62,6 +63,8 @@ for a in "$@"; do
   case "$a" in
     run) exec head -c ${SIXTY_FOUR_MIB} /dev/zero ;;
     inspect) echo "tsl0 10.89.0.1"; exit 0 ;;
+    images) echo '[{"Id":"sha256:base"}]'; exit 0 ;;
+    exists) case "$*" in *:deps-*) exit 1 ;; esac; exit 0 ;;
   esac
 done
 exit 0

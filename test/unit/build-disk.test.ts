@@ -6,7 +6,7 @@ import { getDeployment, requestDeployment } from "../../src/domain/deployments.t
 import { PodmanError } from "../../src/infra/podman.ts";
 import type { BuildRunSpec } from "../../src/infra/podman-args.ts";
 import { runDeployment } from "../../src/pipeline/deploy-job.ts";
-import { type PipelineFixture, pipelineFixture } from "../helpers/pipeline.ts";
+import { changeLock, type PipelineFixture, pipelineFixture } from "../helpers/pipeline.ts";
 
 /** Disk is a quota (docs/security.md, "Disk"): the build's mounts and the per-tenant uv cache are bounded. */
 
@@ -60,6 +60,7 @@ describe("build disk limits", () => {
     expect(atBuild).toEqual(["small"]); // under the cap: kept, that is what the cache is for
 
     writeFileSync(join(cache, "big"), Buffer.alloc(2 * 1024 * 1024));
+    changeLock(f.git, "v2"); // an unchanged lock would not install at all
     expect((await deploy()).outcome).toBe("succeeded");
     expect(atBuild).toEqual([]);
     expect(readdirSync(f.deps.settings.cacheRoot)).toEqual([f.app.tenantUuid]);

@@ -11,7 +11,7 @@ import { deployJobId, QUEUE_NAMES } from "../../src/pipeline/queues.ts";
 import { names } from "../../src/pipeline/settings.ts";
 import { FakeJobQueue } from "../helpers/fake-queue.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
-import { type PipelineFixture, pipelineFixture } from "../helpers/pipeline.ts";
+import { changeLock, type PipelineFixture, pipelineFixture } from "../helpers/pipeline.ts";
 
 /** A build that runs until its signal aborts, like `podman run` killed by the runner's cancelSignal. */
 class BlockingBuild {
@@ -98,6 +98,7 @@ describe("cancel of a running deployment", () => {
     const before = live();
     const build = new BlockingBuild();
     f.engine.buildRun = (spec, options) => build.run(spec, options);
+    changeLock(f.git, "v2"); // an unchanged lock would not install at all
     const uuid = request();
     const outcome = run(uuid);
     await build.started;
@@ -141,6 +142,7 @@ describe("cancel of a running deployment", () => {
   it("a shutdown abort is not a cancel: the job is handed back for a retry", async () => {
     const build = new BlockingBuild();
     f.engine.buildRun = (spec, options) => build.run(spec, options);
+    changeLock(f.git, "v2"); // an unchanged lock would not install at all
     const uuid = request();
     const shutdown = new AbortController();
     const outcome = runDeployment(f.deps, uuid, { finalAttempt: false, signal: shutdown.signal, cancelPollMs: 5 });

@@ -11,7 +11,7 @@ import { AppBusyError } from "../../src/pipeline/errors.ts";
 import { reconcile } from "../../src/pipeline/reconcile.ts";
 import { defaultBaseImage, names } from "../../src/pipeline/settings.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
-import { type PipelineFixture, pipelineFixture, SHA } from "../helpers/pipeline.ts";
+import { changeLock, type PipelineFixture, pipelineFixture, SHA } from "../helpers/pipeline.ts";
 
 let f: PipelineFixture;
 beforeEach(() => {
@@ -106,6 +106,7 @@ describe("runDeployment", () => {
     const first = request();
     await runDeployment(f.deps, first, { finalAttempt: false });
     const routeBefore = structuredClone([...f.proxy.routes.values()]);
+    changeLock(f.git, "v2"); // an unchanged lock would not install at all
     const id = request();
     f.engine.nextBuildError = new PodmanError(
       "run",

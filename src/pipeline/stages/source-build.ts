@@ -1,4 +1,4 @@
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { AppView } from "../../domain/apps.ts";
 import { setDeploymentPython, setDeploymentSource } from "../../domain/deployments.ts";
@@ -6,15 +6,18 @@ import { emptyIfOver, watchDiskUsage } from "../../infra/disk-usage.ts";
 import { GitError } from "../../infra/git.ts";
 import { PodmanError } from "../../infra/podman.ts";
 import { tail } from "../../infra/runner.ts";
+import { RepoFileError, readRepoFile } from "../../infra/safe-read.ts";
 import type { PipelineDeps } from "../deps.ts";
 import { PlatformError, TenantError } from "../errors.ts";
 import { LABELS, names } from "../settings.ts";
-import { type BuildPlan, buildScript, detectBuildPlan } from "./detect.ts";
+import { DEPS_FILES, depsCacheDecision, depsCacheKey } from "./deps-cache.ts";
+import { type BuildPlan, buildScript, detectBuildPlan, REPO_FILE_LIMITS } from "./detect.ts";
 
 export const BUILD_LOG_BYTES = 16 * 1024;
 const START_LABEL = "io.tussilago.start";
 const RELEASE_LABEL = "io.tussilago.release-command";
 const PYTHON_LABEL = "io.tussilago.python";
+const DEPS_LABEL = "io.tussilago.deps-key";
 
 /** What a finished build hands the later stages; also read back from a built image's labels by a retried job. */
 export interface BuiltRelease {
@@ -42,17 +45,25 @@ export async function existingBuild(deps: PipelineDeps, image: string): Promise<
   };
 }
 
-/** The base image of the chosen Python; a local one that is missing is the operator's to build, not retried. */
-async function baseImageFor(deps: PipelineDeps, version: string): Promise<string> {
+/**
+ * The base image of the chosen Python and its ID (part of the dependency cache key); a local one that is missing is
+ * the operator's to build, not retried.
+ */
+async function baseImageFor(deps: PipelineDeps, version: string): Promise<{ image: string; id: string }> {
   const image = deps.settings.pythonImages[version];
   if (image === undefined) throw new Error(`no image for Python ${version}`);
+  const [info] = await deps.engine.listImages(image);
+  if (info !== undefined && info.id !== "") return { image, id: info.id };
+  // Not listed is not yet missing (a listing that names no ID): only `image exists` says it is.
   if (image.startsWith("localhost/") && !(await deps.engine.imageExists(image))) {
     throw new PlatformError(
       "build",
       `base image ${image} is missing on this host; an operator builds it with: bash scripts/build-base-image.sh ${image}`,
     );
   }
-  return image;
+  // A registry image not pulled yet (podman pulls it at the first build), or one listed without an ID: its name stands
+  // in for the ID in the dependency cache key.
+  return { image, id: image };
 }
 
 /** source: exactly the requested commit, into a fresh private dir (a retry starts from scratch, so it is safe). */
@@ -94,8 +105,12 @@ export async function sourceStage(
 }
 
 /**
- * build: inside runsc with CPU/memory/pids/time limits, network only for the package index. The venv lands in the
- * work dir (mounted at /app), then a COPY-only build turns base image + /app into the release image.
+ * build: the release image is the app's dependency layer (deps-cache.ts) + a COPY of the checkout. The layer is
+ * reused when its inputs are unchanged, so a code-only push runs no installer at all; otherwise the install runs
+ * inside runsc with CPU/memory/pids/time limits and network only for the package index, in a directory holding only
+ * the dependency files, and becomes the new layer. Apps whose install needs the whole checkout (deps-cache.ts says
+ * which) install into the checkout (mounted at /app) at every build, and the release image is base image + /app.
+ * Either way only a COPY-only `podman build` makes images (podman.ts says why).
  */
 export async function buildStage(
   deps: PipelineDeps,
@@ -103,15 +118,122 @@ export async function buildStage(
   deploymentUuid: string,
   srcDir: string,
   signal?: AbortSignal,
-): Promise<{ image: string; plan: BuildPlan; log: string }> {
+): Promise<{ image: string; plan: BuildPlan; log: string; depsLayer: "reused" | "built" | "none" }> {
   const plan = await detectBuildPlan(srcDir, {
     images: deps.settings.pythonImages,
     defaultVersion: deps.settings.defaultPython,
   });
-  const baseImage = await baseImageFor(deps, plan.python.version);
+  const base = await baseImageFor(deps, plan.python.version);
   setDeploymentPython(deps.db, deploymentUuid, plan.python.version);
-  deps.log.info({ python: plan.python.version, from: plan.python.source, baseImage }, "python version chosen");
+  deps.log.info(
+    { python: plan.python.version, from: plan.python.source, baseImage: base.image },
+    "python version chosen",
+  );
   const image = names.image(app.uuid, deploymentUuid);
+  const labels = {
+    [LABELS.managed]: "release",
+    [LABELS.app]: app.uuid,
+    [LABELS.deployment]: deploymentUuid,
+    // Label values are validated to a strict charset by the podman adapter; base64url fits it.
+    [START_LABEL]: Buffer.from(plan.startCommand).toString("base64url"),
+    ...(plan.releaseCommand !== undefined
+      ? { [RELEASE_LABEL]: Buffer.from(plan.releaseCommand).toString("base64url") }
+      : {}),
+    [PYTHON_LABEL]: plan.python.version,
+  };
+  const layer = await dependencyLayer(deps, app, deploymentUuid, srcDir, plan, base, signal);
+  let log = layer?.log ?? "";
+  if (layer === undefined) log = await install(deps, app, deploymentUuid, srcDir, plan, base.image, signal);
+  await deps.engine.commitImage({ baseImage: layer?.image ?? base.image, contextDir: srcDir, tag: image, labels });
+  deps.log.info({ image, depsLayer: layer?.state ?? "none" }, "release image built");
+  return { image, plan, log, depsLayer: layer?.state ?? "none" };
+}
+
+/**
+ * The app's dependency layer for this build's inputs: the existing image when one was built from the same inputs,
+ * otherwise a fresh install in a directory with only the dependency files, committed as the new layer (the app's
+ * older layers are untagged; release images built on them keep their layers). `undefined`: the install needs the
+ * whole checkout (deps-cache.ts).
+ */
+async function dependencyLayer(
+  deps: PipelineDeps,
+  app: AppView,
+  deploymentUuid: string,
+  srcDir: string,
+  plan: BuildPlan,
+  base: { image: string; id: string },
+  signal?: AbortSignal,
+): Promise<{ image: string; state: "reused" | "built"; log: string } | undefined> {
+  const files: Record<string, string> = {};
+  try {
+    for (const name of DEPS_FILES[plan.installer]) {
+      const text = await readRepoFile(srcDir, name, REPO_FILE_LIMITS[name as keyof typeof REPO_FILE_LIMITS]);
+      if (text !== undefined) files[name] = text;
+    }
+  } catch (err) {
+    if (err instanceof RepoFileError) throw new TenantError("build", err.message);
+    throw err;
+  }
+  const decision = depsCacheDecision(plan, files);
+  if (!decision.cacheable) {
+    deps.log.info({ why: decision.why }, "dependencies installed with the whole checkout (not cached)");
+    return undefined;
+  }
+  const key = depsCacheKey({
+    script: buildScript(plan.installer, plan.python.version),
+    baseImageId: base.id,
+    pythonVersion: plan.python.version,
+    files,
+  });
+  const image = names.depsImage(app.uuid, key);
+  const what = Object.keys(files).sort().join(" + ");
+  if (await deps.engine.imageExists(image)) {
+    deps.log.info({ depsImage: image }, "dependencies unchanged: layer reused, no install");
+    return { image, state: "reused", log: `dependencies unchanged (${what}, Python ${plan.python.version}): reused\n` };
+  }
+  const dir = join(workDir(deps, deploymentUuid), "deps");
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  try {
+    // Copies of the checked contents (read through safe-read), never the tenant's files themselves.
+    for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text, { mode: 0o644 });
+    const log = await install(deps, app, deploymentUuid, dir, plan, base.image, signal);
+    await deps.engine.commitImage({
+      baseImage: base.image,
+      contextDir: dir,
+      tag: image,
+      labels: { [LABELS.managed]: "deps", [LABELS.app]: app.uuid, [DEPS_LABEL]: key },
+    });
+    deps.log.info({ depsImage: image }, "dependency layer built");
+    await untagOlderLayers(deps, app, image);
+    return { image, state: "built", log };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** One dependency layer per app is tagged: the newest. A failure here only leaves an image behind (logged). */
+async function untagOlderLayers(deps: PipelineDeps, app: AppView, keep: string): Promise<void> {
+  try {
+    const images = await deps.engine.listImages(`localhost/tsl-${app.uuid}`);
+    for (const name of images.flatMap((i) => i.names)) {
+      if (name !== keep && name.startsWith(`localhost/tsl-${app.uuid}:deps-`)) await deps.engine.removeImage(name);
+    }
+  } catch (err) {
+    deps.log.warn({ err }, "could not untag older dependency layers");
+  }
+}
+
+/** The install (and the app's build command, if any) in the build sandbox, with `dir` mounted at /app. */
+async function install(
+  deps: PipelineDeps,
+  app: AppView,
+  deploymentUuid: string,
+  dir: string,
+  plan: BuildPlan,
+  baseImage: string,
+  signal?: AbortSignal,
+): Promise<string> {
   const cacheDir = join(deps.settings.cacheRoot, app.tenantUuid);
   await mkdir(cacheDir, { recursive: true, mode: 0o700 });
   const cache = await emptyIfOver(cacheDir, deps.settings.uvCacheMaxBytes);
@@ -121,7 +243,7 @@ export async function buildStage(
   const limitMib = Math.round(deps.settings.buildMaxBytes / (1024 * 1024));
   const overDisk = new AbortController();
   const watch = watchDiskUsage(
-    [srcDir, cacheDir],
+    [dir, cacheDir],
     deps.settings.buildMaxBytes + deps.settings.uvCacheMaxBytes,
     deps.settings.diskWatchIntervalMs,
     () => overDisk.abort(),
@@ -146,7 +268,7 @@ export async function buildStage(
                 plan.buildCommand,
               ]
             : ["/bin/sh", "-c", buildScript(plan.installer, plan.python.version)],
-        workDir: srcDir,
+        workDir: dir,
         cacheDir,
         caBundle: deps.settings.buildCaBundle,
         labels: { [LABELS.managed]: "build", [LABELS.app]: app.uuid, [LABELS.deployment]: deploymentUuid },
@@ -181,22 +303,5 @@ export async function buildStage(
   } finally {
     watch.stop();
   }
-  await deps.engine.commitImage({
-    baseImage,
-    contextDir: srcDir,
-    tag: image,
-    labels: {
-      [LABELS.managed]: "release",
-      [LABELS.app]: app.uuid,
-      [LABELS.deployment]: deploymentUuid,
-      // Label values are validated to a strict charset by the podman adapter; base64url fits it.
-      [START_LABEL]: Buffer.from(plan.startCommand).toString("base64url"),
-      ...(plan.releaseCommand !== undefined
-        ? { [RELEASE_LABEL]: Buffer.from(plan.releaseCommand).toString("base64url") }
-        : {}),
-      [PYTHON_LABEL]: plan.python.version,
-    },
-  });
-  deps.log.info({ image }, "release image built");
-  return { image, plan, log };
+  return log;
 }
