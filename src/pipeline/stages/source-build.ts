@@ -15,12 +15,14 @@ export const BUILD_LOG_BYTES = 16 * 1024;
 const START_LABEL = "io.tussilago.start";
 const RELEASE_LABEL = "io.tussilago.release-command";
 const PYTHON_LABEL = "io.tussilago.python";
+const PROCESSES_LABEL = "io.tussilago.processes";
 
 /** What a finished build hands the later stages; also read back from a built image's labels by a retried job. */
 export interface BuiltRelease {
   startCommand: string;
   releaseCommand: string | undefined;
   pythonVersion: string | undefined;
+  processes: Record<string, string>;
 }
 
 const decode = (v: string | undefined) => (v === undefined ? undefined : Buffer.from(v, "base64url").toString("utf8"));
@@ -39,6 +41,7 @@ export async function existingBuild(deps: PipelineDeps, image: string): Promise<
     startCommand,
     releaseCommand: decode(info?.labels[RELEASE_LABEL]),
     pythonVersion: info?.labels[PYTHON_LABEL],
+    processes: JSON.parse(decode(info?.labels[PROCESSES_LABEL]) ?? "{}") as Record<string, string>,
   };
 }
 
@@ -195,6 +198,7 @@ export async function buildStage(
         ? { [RELEASE_LABEL]: Buffer.from(plan.releaseCommand).toString("base64url") }
         : {}),
       [PYTHON_LABEL]: plan.python.version,
+      [PROCESSES_LABEL]: Buffer.from(JSON.stringify(plan.processes)).toString("base64url"),
     },
   });
   deps.log.info({ image }, "release image built");
