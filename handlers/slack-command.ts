@@ -13,7 +13,7 @@ import { lockCommand, unlockCommand } from "../commands/lock.ts";
 import { releasesCommand } from "../commands/releases.ts";
 import { restartCommand } from "../commands/restart.ts";
 import { rollbackAsActor } from "../commands/rollback.ts";
-import { statusCommand } from "../commands/status.ts";
+import { describeProcesses, statusCommand } from "../commands/status.ts";
 import { setApprovalMessage } from "../src/domain/approvals.ts";
 import { getAppBySlug } from "../src/domain/apps.ts";
 import { DomainError } from "../src/domain/errors.ts";
@@ -253,7 +253,9 @@ async function run(deps: ChatOpsSlackDeps, cmd: ParsedCommand, ctx: RunContext):
       const down = s.incident
         ? [`:rotating_light: down since ${s.incident.createdAt.toISOString()}: ${escapeSlack(s.incident.reason)}`]
         : [];
-      return { text: [`*${s.app.slug}*: ${rel} at ${s.app.domain}`, ...down, ...deps5].join("\n") };
+      // Wanted counts from the database: the handler answers within Slack's 3 s and runs no podman.
+      const procs = s.processes.length > 0 ? [`processes: ${escapeSlack(describeProcesses(s))}`] : [];
+      return { text: [`*${s.app.slug}*: ${rel} at ${s.app.domain}`, ...procs, ...down, ...deps5].join("\n") };
     }
     case "releases": {
       viewer(cmd.app, "releases");

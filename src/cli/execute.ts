@@ -4,7 +4,7 @@ import type { DeployResult } from "../../commands/deploy.ts";
 import { logsCommand } from "../../commands/logs.ts";
 import { operatorCreateApp, operatorDeploy, operatorRollback } from "../../commands/operator.ts";
 import { releasesCommand } from "../../commands/releases.ts";
-import { statusCommand } from "../../commands/status.ts";
+import { processStates, statusCommand } from "../../commands/status.ts";
 import type { Env } from "../config.ts";
 import type { NewApp } from "../domain/apps.ts";
 import { getDeployment } from "../domain/deployments.ts";
@@ -96,7 +96,12 @@ export async function execute(
     }
     case "status": {
       const status = statusCommand({ db: res.db() }, { app: command.app });
-      output.out(command.json ? json(status) : formatStatus(status));
+      // What runs, per process type; the database alone still answers when podman does not.
+      const states = await processStates({ engine: await res.engine() }, status).catch((err: unknown) => {
+        log.warn({ err }, "cannot list the app's containers; status shows the wanted counts only");
+        return undefined;
+      });
+      output.out(command.json ? json({ ...status, containers: states ?? null }) : formatStatus(status, states));
       return EXIT.ok;
     }
     case "releases": {

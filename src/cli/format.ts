@@ -2,7 +2,7 @@ import type { AppSummary } from "../../commands/apps.ts";
 import type { CancelResult } from "../../commands/cancel.ts";
 import type { DeployResult } from "../../commands/deploy.ts";
 import type { AppReleases } from "../../commands/releases.ts";
-import type { AppStatus } from "../../commands/status.ts";
+import { type AppStatus, describeProcesses, type ProcessStates } from "../../commands/status.ts";
 import type { AppView } from "../domain/apps.ts";
 import type { DeploymentView } from "../domain/deployments.ts";
 import { webhookSecretLines } from "./admin-format.ts";
@@ -50,7 +50,7 @@ function deploymentRows(deployments: readonly DeploymentView[]): string[][] {
   ]);
 }
 
-export function formatStatus(s: AppStatus): string {
+export function formatStatus(s: AppStatus, states?: ProcessStates): string {
   const { app } = s;
   const release = s.currentRelease
     ? `v${s.currentRelease.version}  ${s.currentRelease.uuid}  commit ${short(s.currentRelease.commitSha)}  ${when(s.currentRelease.createdAt)}`
@@ -70,6 +70,7 @@ export function formatStatus(s: AppStatus): string {
     ["limits", `${app.memoryMb} MB, ${app.cpus} CPU, egress ${app.allowEgress ? "allowed" : "blocked"}`],
     ["release", release],
     ...(python !== "" ? [["python", python]] : []),
+    ...(s.processes.length > 0 ? [["processes", describeProcesses(s, states)]] : []),
     ...(s.incident
       ? [
           [

@@ -108,6 +108,11 @@ export const apps = sqliteTable(
     slackChannelId: text("slack_channel_id"),
     /** Actions that need a second person's approval (JSON list); null → the environment's default policy. */
     approvalPolicy: text("approval_policy", { mode: "json" }).$type<string[]>(),
+    /**
+     * How many containers of each process type run (`{"web": 2, "worker": 1}`, docs/python-apps.md "Scale"); a type
+     * not named runs one container. Null → one of each.
+     */
+    formation: text("formation", { mode: "json" }).$type<Record<string, number>>(),
     destroyedAt: integer("destroyed_at", { mode: "timestamp_ms" }),
   },
   (t) => [
@@ -197,6 +202,11 @@ export const releases = sqliteTable(
     /** The `release:` command the build found (rerun only by a rollback with `--with-release`). */
     releaseCommand: text("release_command"),
     pythonVersion: text("python_version"),
+    /**
+     * The release's other process types besides `web` and `release` (`{"worker": "celery -A shop worker"}`), run
+     * as their own containers; a rollback restores exactly this set. Null → none (releases before process types).
+     */
+    processes: text("processes", { mode: "json" }).$type<Record<string, string>>(),
     prunedAt: integer("pruned_at", { mode: "timestamp_ms" }),
   },
   (t) => [

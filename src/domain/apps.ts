@@ -33,6 +33,8 @@ export interface AppView {
   gitLfs: boolean;
   /** Stored approval policy (src/domain/approval-policy.ts); null → the environment's default. */
   approvalPolicy: string[] | null;
+  /** Containers per process type (`tussilago scale`); a type not named runs one. Null → one of each. */
+  formation: Record<string, number> | null;
   createdAt: Date;
 }
 
@@ -82,6 +84,7 @@ const selection = {
   gitSubmodules: apps.gitSubmodules,
   gitLfs: apps.gitLfs,
   approvalPolicy: apps.approvalPolicy,
+  formation: apps.formation,
   createdAt: apps.createdAt,
 };
 
@@ -219,4 +222,9 @@ export function appNoticeTarget(
 /** Sets (or clears, with null) the channel the app's deploy threads go to. */
 export function setAppSlackChannel(db: DbOrTx, uuid: string, channel: string | null): void {
   db.update(apps).set({ slackChannelId: channel }).where(eq(apps.uuid, uuid)).run();
+}
+
+/** Stores the app's formation (containers per process type); the caller validated it (src/domain/formation.ts). */
+export function setAppFormation(db: DbOrTx, uuid: string, formation: Record<string, number>): void {
+  db.update(apps).set({ formation }).where(eq(apps.uuid, uuid)).run();
 }

@@ -15,6 +15,8 @@ export interface ReleaseView {
   /** The `release:` command of this release's build; rerun only by a rollback with `--with-release`. */
   releaseCommand: string | null;
   pythonVersion: string | null;
+  /** The other process types (`worker`, `beat`, …) → command; `web` is `startCommand`. Empty for older releases. */
+  processes: Record<string, string>;
   deploymentUuid: string;
   createdAt: Date;
   prunedAt: Date | null;
@@ -28,6 +30,7 @@ const selection = {
   startCommand: releases.startCommand,
   releaseCommand: releases.releaseCommand,
   pythonVersion: releases.pythonVersion,
+  processes: sql<Record<string, string>>`coalesce(${releases.processes}, '{}')`.mapWith((v: string) => JSON.parse(v)),
   deploymentUuid: deployments.uuid,
   createdAt: releases.createdAt,
   prunedAt: releases.prunedAt,
@@ -46,6 +49,7 @@ export function recordRelease(
     startCommand: string;
     releaseCommand?: string | null | undefined;
     pythonVersion?: string | null | undefined;
+    processes?: Record<string, string> | undefined;
   },
 ): ReleaseView {
   return db.transaction((t) => {
@@ -73,6 +77,7 @@ export function recordRelease(
           startCommand: input.startCommand,
           releaseCommand: input.releaseCommand ?? null,
           pythonVersion: input.pythonVersion ?? null,
+          processes: input.processes ?? {},
         })
         .run();
     }

@@ -145,6 +145,10 @@ export class DashboardLive {
 }
 
 function lineOf(event: PipelineEvent): string {
+  if (event.type === "drain") {
+    const stopped = Object.entries(event.stopped).map(([type, n]) => `${type} ×${n}`);
+    return `old release stopped: ${stopped.join(", ") || "nothing"} (SIGTERM, ${event.graceSeconds} s grace)`;
+  }
   const took = event.durationMs === undefined ? "" : ` in ${(event.durationMs / 1000).toFixed(1)} s`;
   if (event.type === "stage") {
     return `${event.stage} ${event.status}${took}${event.excerpt ? `: ${event.excerpt}` : ""}`;

@@ -1,11 +1,12 @@
 import type { AppView } from "../domain/apps.ts";
+import { wantedContainers } from "../domain/formation.ts";
 import type { ReleaseView } from "../domain/releases.ts";
 import { PodmanError } from "../infra/container-engine.ts";
 import type { PipelineDeps } from "./deps.ts";
 import { TenantError } from "./errors.ts";
-import { names } from "./settings.ts";
+import { LABELS, names } from "./settings.ts";
 import { routeStage } from "./stages/route-drain.ts";
-import { healthStage, runStage } from "./stages/run-health.ts";
+import { healthStage, runProcess } from "./stages/run-health.ts";
 
 /** The current release's image is not on this host any more (an operator's `podman image prune`, a disk clean-up). */
 export class ImageMissingError extends Error {
@@ -18,48 +19,100 @@ export class ImageMissingError extends Error {
 }
 
 export interface RestoreOutcome {
-  /** The container was not running and was started (again) and health-checked. */
+  /** Some container was not running and was started (again); web ones health-checked. */
   started: boolean;
+  /** Which (container names), in start order. */
+  startedContainers: string[];
+  /** Containers of the release beyond its formation (after a `scale` down), stopped and removed. */
+  stoppedContainers: string[];
   routeRestored: boolean;
 }
 
 /**
- * One live app's current release brought back: its container running and health-checked, its route pointing at it.
- * A stopped container of the release is started again rather than re-created, so its log keeps what the app printed
- * before it died; a health failure then stops it (not removes it) for the same reason. Reconcile and the exit
- * watcher both use this; neither may run it for an app with a deployment in progress.
+ * One live app's current release brought back to its formation: every process type's containers running (web ones
+ * health-checked), the route pointing at all web containers, containers beyond the formation stopped after the route
+ * no longer sends them anything. A stopped container of the release is started again rather than re-created, so its
+ * log keeps what the app printed before it died; a health failure then stops it (not removes it) for the same
+ * reason. Reconcile, the exit watcher and `scale` use this; none may run it for an app with a deployment in progress.
  */
 export async function restoreApp(deps: PipelineDeps, app: AppView, release: ReleaseView): Promise<RestoreOutcome> {
-  const container = names.container(app.uuid, release.deploymentUuid);
-  let info = await deps.engine.inspectContainer(container);
-  let started = false;
-  if (!info?.running) {
-    let target: { container: string; hostPort: number } | undefined;
-    if (info && info.image === release.image) {
-      try {
-        const again = await deps.engine.startContainer(container);
-        if (again.hostPort !== undefined) target = { container, hostPort: again.hostPort };
-      } catch (err) {
-        deps.log.warn({ err, container }, "cannot start the stopped container again; creating it anew");
+  const wanted = wantedContainers(release, app.formation);
+  const startedContainers: string[] = [];
+  const webPorts: number[] = [];
+  for (const w of wanted) {
+    const container = names.container(app.uuid, release.deploymentUuid, w.type, w.index);
+    let info = await deps.engine.inspectContainer(container);
+    if (!info?.running) {
+      let target: { container: string; hostPort: number | undefined } | undefined;
+      if (info && info.image === release.image) {
+        try {
+          const again = await deps.engine.startContainer(container);
+          target = { container, hostPort: again.hostPort };
+        } catch (err) {
+          deps.log.warn({ err, container }, "cannot start the stopped container again; creating it anew");
+        }
       }
+      if (target === undefined || (w.type === "web" && target.hostPort === undefined)) {
+        if (!(await deps.engine.imageExists(release.image))) throw new ImageMissingError(release.image);
+        if (info) await deps.engine.removeContainer(container);
+        target = await runProcess(deps, app, release.deploymentUuid, release.image, w);
+      }
+      if (w.type === "web" && target.hostPort !== undefined) {
+        await healthStage(deps, app, { container, hostPort: target.hostPort }, undefined, { keepFailed: true });
+      }
+      info = await deps.engine.inspectContainer(container);
+      startedContainers.push(container);
+      deps.log.info({ container, process: w.type }, "container of the current release started");
     }
-    if (target === undefined) {
-      if (!(await deps.engine.imageExists(release.image))) throw new ImageMissingError(release.image);
-      target = await runStage(deps, app, release.deploymentUuid, release.image, release.startCommand);
+    if (w.type === "web") {
+      const port = info?.hostPort;
+      if (port === undefined) throw new Error("running container has no published port");
+      webPorts.push(port);
     }
-    await healthStage(deps, app, target, undefined, { keepFailed: true });
-    info = await deps.engine.inspectContainer(container);
-    started = true;
   }
-  const port = info?.hostPort;
-  if (port === undefined) throw new Error("running container has no published port");
   const route = await deps.proxy.getRoute(names.route(app.uuid));
+  const upstreams = webPorts.map((p) => `127.0.0.1:${p}`);
   let routeRestored = false;
-  if (!route || route.upstreams.join(",") !== `127.0.0.1:${port}` || route.hosts.join(",") !== app.domain) {
-    await routeStage(deps, app, port);
+  if (!route || route.upstreams.join(",") !== upstreams.join(",") || route.hosts.join(",") !== app.domain) {
+    await routeStage(deps, app, webPorts);
     routeRestored = true;
   }
-  return { started, routeRestored };
+  const stoppedContainers = await stopBeyondFormation(
+    deps,
+    app,
+    release,
+    new Set(wanted.map((w) => `${w.type}-${w.index}`)),
+  );
+  return { started: startedContainers.length > 0, startedContainers, stoppedContainers, routeRestored };
+}
+
+/**
+ * The release's containers its formation no longer asks for (a `scale` down, a type scaled to 0): stopped with the
+ * app's grace period (SIGTERM: a worker finishes its task; the route no longer sends web ones anything).
+ */
+async function stopBeyondFormation(
+  deps: PipelineDeps,
+  app: AppView,
+  release: ReleaseView,
+  keep: ReadonlySet<string>,
+): Promise<string[]> {
+  const listed = await deps.engine.listContainers({
+    [LABELS.app]: app.uuid,
+    [LABELS.deployment]: release.deploymentUuid,
+    [LABELS.managed]: "app",
+  });
+  const extra = listed.filter((c) => {
+    const type = c.labels[LABELS.process];
+    return type !== undefined && !keep.has(`${type}-${c.labels[LABELS.replica] ?? ""}`);
+  });
+  await Promise.all(
+    extra.map(async (c) => {
+      await deps.engine.stopContainer(c.name, deps.settings.stopGraceSeconds);
+      await deps.engine.removeContainer(c.name);
+      deps.log.info({ container: c.name, process: c.labels[LABELS.process] }, "container beyond the formation stopped");
+    }),
+  );
+  return extra.map((c) => c.name);
 }
 
 export type RestoreFailureKind = "image_missing" | "unhealthy" | "engine";

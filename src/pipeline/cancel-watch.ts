@@ -3,7 +3,7 @@ import type { AppView } from "../domain/apps.ts";
 import { cancelRequestedBy, type DeploymentView } from "../domain/deployments.ts";
 import { currentRelease } from "../domain/releases.ts";
 import type { PipelineDeps } from "./deps.ts";
-import { names } from "./settings.ts";
+import { LABELS, names } from "./settings.ts";
 
 /** How often a running stage looks at the cancel flag; a cancel takes effect within about this long. */
 export const CANCEL_POLL_MS = 1_000;
@@ -81,17 +81,44 @@ export async function discardNewRelease(
   deployment: DeploymentView,
 ): Promise<void> {
   if (currentRelease(deps.db, app.uuid)?.deploymentUuid === deployment.uuid) return;
-  const container = names.container(app.uuid, deployment.uuid);
-  try {
-    await deps.engine.removeContainer(container);
-  } catch (err) {
-    deps.log.warn({ err, container }, "could not remove the cancelled deployment's container");
-  }
+  await removeDeploymentContainers(deps, app, deployment.uuid);
   if (deployment.rollbackOfReleaseUuid !== null) return;
   const image = names.image(app.uuid, deployment.uuid);
   try {
     await deps.engine.removeImage(image);
   } catch (err) {
     deps.log.warn({ err, image }, "could not remove the cancelled deployment's image");
+  }
+}
+
+/**
+ * Every container a deployment started (web and other process types), for a deployment that did not go live. The
+ * caller checked it is not the current release. Failures are logged; reconcile removes what is left.
+ */
+export async function removeDeploymentContainers(
+  deps: Pick<PipelineDeps, "engine" | "log">,
+  app: Pick<AppView, "uuid">,
+  deploymentUuid: string,
+): Promise<void> {
+  let listed: string[];
+  try {
+    listed = (
+      await deps.engine.listContainers({
+        [LABELS.app]: app.uuid,
+        [LABELS.deployment]: deploymentUuid,
+        [LABELS.managed]: "app",
+      })
+    ).map((c) => c.name);
+  } catch (err) {
+    deps.log.warn({ err }, "could not list the deployment's containers to remove them");
+    return;
+  }
+  for (const container of listed) {
+    try {
+      await deps.engine.removeContainer(container);
+      deps.log.info({ container }, "container of a deployment that did not go live removed");
+    } catch (err) {
+      deps.log.warn({ err, container }, "could not remove the deployment's container");
+    }
   }
 }

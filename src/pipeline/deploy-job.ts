@@ -9,18 +9,20 @@ import {
   recordStage,
 } from "../domain/deployments.ts";
 import { envSecretValues } from "../domain/env-vars.ts";
+import { wantedContainers } from "../domain/formation.ts";
 import { currentRelease, findRelease, recordRelease } from "../domain/releases.ts";
 import { describeInfraFailure } from "../infra/failure-summary.ts";
 import { tail } from "../infra/runner.ts";
 import { maskSecrets, secretNeedles } from "../lib/mask.ts";
 import { withContext } from "../log.ts";
-import { CancelWatch, discardNewRelease } from "./cancel-watch.ts";
+import { CancelWatch, discardNewRelease, removeDeploymentContainers } from "./cancel-watch.ts";
 import type { PipelineDeps } from "./deps.ts";
 import { AppBusyError, PlatformError, TenantError } from "./errors.ts";
 import type { StageName } from "./events.ts";
 import { defaultBaseImage, names } from "./settings.ts";
+import { processesStage } from "./stages/processes.ts";
 import { releaseSkipReason, releaseStage } from "./stages/release.ts";
-import { drainOldReleases, routeStage } from "./stages/route-drain.ts";
+import { drainOldReleases, processOf, routeStage } from "./stages/route-drain.ts";
 import { healthStage, runStage } from "./stages/run-health.ts";
 import { buildStage, existingBuild, sourceStage, workDir } from "./stages/source-build.ts";
 
@@ -29,7 +31,8 @@ export const EXCERPT_BYTES = 3_000;
 export type DeployOutcome = "succeeded" | "failed" | "skipped" | "cancelled";
 
 /**
- * The deployment stage machine: source → build → release → run → health → route, one BullMQ job per deployment.
+ * The deployment stage machine: source → build → release → run → health → processes → route, one BullMQ job per
+ * deployment. `run`/`health` are the formation's web containers, `processes` the other process types.
  * It succeeds once the route switch is verified; the replaced release drains after that, in the same job but no
  * longer holding the app or the deployment's status (drainAfterSuccess).
  * Each stage checks real state first (image exists? container running? route already pointing there?), so a job
@@ -102,7 +105,7 @@ export async function runDeployment(
 
   let live = false;
   try {
-    const { image, startCommand, commitSha, releaseCommand, pythonVersion } = await sourceAndBuild(
+    const { image, startCommand, commitSha, releaseCommand, pythonVersion, processes } = await sourceAndBuild(
       stageDeps,
       app,
       deployment,
@@ -118,20 +121,35 @@ export async function runDeployment(
         (r) => r.excerpt,
       );
     } else skip("release", noRelease ?? "no release command");
-    const target = await stage(
+    // The formation as it is now: a `scale` during the deployment is applied to the new release by app-restore.ts.
+    const wanted = wantedContainers({ startCommand, processes }, app.formation);
+    const webs = wanted.filter((w) => w.type === "web");
+    const others = wanted.filter((w) => w.type !== "web");
+    const targets = await stage(
       "run",
-      () => runStage(stageDeps, app, deployment.uuid, image, startCommand),
-      (r) => `listening on 127.0.0.1:${r.hostPort}`,
+      () => settleAll(webs.map((w) => runStage(stageDeps, app, deployment.uuid, image, startCommand, w.index))),
+      (r) => `web ×${r.length} listening on ${r.map((t) => `127.0.0.1:${t.hostPort}`).join(", ")}`,
     );
     await stage(
       "health",
-      () => healthStage(stageDeps, app, target, signal),
-      (r) => `HTTP ${r.status} after ${r.attempts} attempt(s)`,
+      () => settleAll(targets.map((target) => healthStage(stageDeps, app, target, signal))),
+      (r) => r.map((h) => `HTTP ${h.status} after ${h.attempts} attempt(s)`).join("; "),
     );
+    if (others.length > 0) {
+      await stage(
+        "processes",
+        () => processesStage(stageDeps, app, deployment.uuid, image, others, signal),
+        (r) => r.excerpt,
+      );
+    } else skip("processes", "no other process types (Procfile worker:, beat:, …)");
     await stage(
       "route",
       async () => {
-        const routed = await routeStage(stageDeps, app, target.hostPort);
+        const routed = await routeStage(
+          stageDeps,
+          app,
+          targets.map((t) => t.hostPort),
+        );
         recordRelease(deps.db, {
           deploymentUuid: deployment.uuid,
           image,
@@ -139,6 +157,7 @@ export async function runDeployment(
           startCommand,
           releaseCommand: releaseCommand ?? null,
           pythonVersion: pythonVersion ?? null,
+          processes,
         });
         return routed;
       },
@@ -205,6 +224,10 @@ export async function runDeployment(
     finishDeployment(deps.db, deployment.uuid, "failed", reason);
     deps.events.emit({ type: "deployment", ...base, status: "failed", at: t, durationMs: t - started, reason });
     await rm(workDir(deps, deployment.uuid), { recursive: true, force: true });
+    // Its web containers that passed the health check and the processes it started are of no use either.
+    if (currentRelease(deps.db, app.uuid)?.deploymentUuid !== deployment.uuid) {
+      await removeDeploymentContainers(stageDeps, app, deployment.uuid);
+    }
     await removeFailedImage(stageDeps, app, deployment);
     return "failed";
   } finally {
@@ -221,7 +244,20 @@ async function drainAfterSuccess(deps: PipelineDeps, deployment: DeploymentView,
   try {
     const app = getAppByUuid(deps.db, deployment.appUuid);
     const r = await drainOldReleases(deps, app, signal);
-    deps.log.info({ stopped: r.stopped, pruned: r.pruned }, "old release drained");
+    deps.log.info({ stopped: r.stopped.map((c) => c.name), pruned: r.pruned }, "old release drained");
+    if (r.stopped.length > 0) {
+      const stopped: Record<string, number> = {};
+      for (const c of r.stopped) stopped[processOf(c)] = (stopped[processOf(c)] ?? 0) + 1;
+      deps.events.emit({
+        type: "drain",
+        deploymentUuid: deployment.uuid,
+        appUuid: app.uuid,
+        appSlug: app.slug,
+        stopped,
+        graceSeconds: deps.settings.stopGraceSeconds,
+        at: deps.now(),
+      });
+    }
   } catch (err) {
     if (signal?.aborted) throw err;
     deps.log.warn({ err }, "drain of the old release failed; reconcile removes what is left");
@@ -307,6 +343,7 @@ async function sourceAndBuild(
   commitSha: string | null;
   releaseCommand: string | undefined;
   pythonVersion: string | undefined;
+  processes: Record<string, string>;
 }> {
   if (deployment.rollbackOfReleaseUuid !== null) {
     const release = findRelease(deps.db, app.uuid, deployment.rollbackOfReleaseUuid);
@@ -324,6 +361,8 @@ async function sourceAndBuild(
       commitSha: release.commitSha,
       releaseCommand: release.releaseCommand ?? undefined,
       pythonVersion: release.pythonVersion ?? undefined,
+      // A rollback restores exactly the process set of the release it goes back to.
+      processes: release.processes,
     };
   }
   const image = names.image(app.uuid, deployment.uuid);
@@ -363,5 +402,17 @@ async function sourceAndBuild(
     commitSha: src.commitSha,
     releaseCommand: build.plan.releaseCommand,
     pythonVersion: build.plan.python.version,
+    processes: build.plan.processes,
   };
+}
+
+/**
+ * Promise.all that waits for every promise before it rejects (with the first failure): one web container failing its
+ * health check must not leave the others' checks running unobserved while the failure path removes their containers.
+ */
+export async function settleAll<T>(promises: readonly Promise<T>[]): Promise<T[]> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
 }

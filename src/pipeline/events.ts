@@ -1,10 +1,12 @@
 import { EventEmitter } from "node:events";
 
 /**
- * `release` runs the app's `release:` command (migrations) once, after the build and before any new process. The
- * drain of the replaced release is no stage: it runs after the deployment succeeded (stages/route-drain.ts).
+ * `release` runs the app's `release:` command (migrations) once, after the build and before any new process. `run`
+ * and `health` are the web containers; `processes` starts the other process types (worker, beat, …) once the web
+ * ones are healthy, before the route switch. The drain of the replaced release is no stage: it runs after the
+ * deployment succeeded (stages/route-drain.ts) and is reported by a DrainEvent.
  */
-export const STAGES = ["source", "build", "release", "run", "health", "route"] as const;
+export const STAGES = ["source", "build", "release", "run", "health", "processes", "route"] as const;
 export type StageName = (typeof STAGES)[number];
 
 /** What reporters (the log, the Slack deployment thread, GitHub commit statuses) consume. Public UUIDs only. */
@@ -37,7 +39,21 @@ export interface DeploymentEvent {
   resumed?: boolean;
 }
 
-export type PipelineEvent = StageEvent | DeploymentEvent;
+/**
+ * The replaced releases' containers a succeeded deployment stopped (SIGTERM, then `graceSeconds` before SIGKILL),
+ * counted per process type; sent once the drain is over. Nothing stopped → no event.
+ */
+export interface DrainEvent {
+  type: "drain";
+  deploymentUuid: string;
+  appUuid: string;
+  appSlug: string;
+  stopped: Record<string, number>;
+  graceSeconds: number;
+  at: number;
+}
+
+export type PipelineEvent = StageEvent | DeploymentEvent | DrainEvent;
 
 /**
  * The pipeline emits; reporters subscribe. The pipeline does not know Slack or GitHub exist, and a reporter that

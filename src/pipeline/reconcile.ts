@@ -2,6 +2,7 @@ import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { listApps } from "../domain/apps.ts";
 import { appsWithRunningDeployment, inProgressDeploymentUuids } from "../domain/deployments.ts";
+import { wantedContainers } from "../domain/formation.ts";
 import { openIncident } from "../domain/incidents.ts";
 import { currentRelease, destroyedAppsWithImages, markReleasePruned, releasesToPrune } from "../domain/releases.ts";
 import { describeRestoreFailure, restoreApp } from "./app-restore.ts";
@@ -34,9 +35,9 @@ export interface ReconcileOptions {
 }
 
 /**
- * Desired state (the database: each live app's current release) against the real state (podman containers, Caddy
- * routes). Fixes drift and logs every fix: a stopped container is started again, a missing one from the release image,
- * and health-checked (app-restore.ts); an app that cannot be brought back is an incident (data-plane.ts: reported
+ * Desired state (the database: each live app's current release and formation) against the real state (podman
+ * containers, Caddy routes). Fixes drift and logs every fix: a stopped container of any process type is started
+ * again, a missing one from the release image, web ones health-checked (app-restore.ts); an app that cannot be brought back is an incident (data-plane.ts: reported
  * once, a missing image rebuilt from the release's commit); a missing or stale route is restored (Caddy restarted
  * empty gets every route back); orphan containers and routes of unknown apps are removed. Apps with a deployment in
  * progress are left to that deployment. Disk is given back too: images of destroyed apps, and work dirs a crashed or
@@ -63,8 +64,9 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
   for (const app of live) {
     const release = currentRelease(deps.db, app.uuid);
     if (!release) continue;
-    const container = names.container(app.uuid, release.deploymentUuid);
-    wanted.set(container, app.uuid);
+    for (const w of wantedContainers(release, app.formation)) {
+      wanted.set(names.container(app.uuid, release.deploymentUuid, w.type, w.index), app.uuid);
+    }
     if (busyUuids.has(app.uuid)) continue;
     const log = deps.log.child({ appId: app.uuid, tenantId: app.tenantUuid });
     const appDeps = { ...deps, log };
@@ -73,7 +75,7 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
         const restored = await restoreApp(appDeps, app, release);
         if (restored.started) {
           report.containersStarted.push(app.slug);
-          log.info({ container }, "reconcile: missing container started");
+          log.info({ containers: restored.startedContainers }, "reconcile: missing containers started");
         }
         if (restored.routeRestored) {
           report.routesRestored.push(app.slug);

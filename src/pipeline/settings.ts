@@ -38,6 +38,16 @@ export interface PipelineSettings {
   healthTimeoutMs: number;
   /** How long the old release keeps running after traffic moved, so in-flight requests finish. */
   drainGraceMs: number;
+  /**
+   * How long a new release's other processes (`worker`, `beat`, …) must keep running before the route switches: one
+   * that exits within this time fails the deployment (docs/python-apps.md, "Process types").
+   */
+  processSettleMs: number;
+  /**
+   * SIGTERM → SIGKILL time for an old release's processes (`podman stop --time`): a Celery worker finishes its
+   * current task in it. Web containers get it too, after `drainGraceMs` without traffic.
+   */
+  stopGraceSeconds: number;
   /** Images kept per app for rollbacks; older ones are pruned. */
   keepReleases: number;
   /** Caddy server listen addresses for app traffic. */
@@ -80,6 +90,8 @@ export function defaultPipelineSettings(dataDir: string): PipelineSettings {
     appPort: 8000,
     healthTimeoutMs: 60_000,
     drainGraceMs: 10_000,
+    processSettleMs: 3_000,
+    stopGraceSeconds: 30,
     keepReleases: 5,
     proxyListen: [":8080"],
     tmpfsMb: 64,
@@ -94,7 +106,12 @@ export function instanceOf(dataDir: string): string {
 
 /** Deterministic names from public UUIDs: a retried stage finds what it made before instead of making a second one. */
 export const names = {
-  container: (appUuid: string, deploymentUuid: string) => `tsl-${appUuid}-${deploymentUuid}`,
+  /**
+   * One container of a release's process type: `web-1`, `worker-2`. Types are `[a-z][a-z0-9_]*` (detect.ts), so the
+   * name reads one way only; the same facts are on the container's labels (LABELS.process, LABELS.replica).
+   */
+  container: (appUuid: string, deploymentUuid: string, type = "web", index = 1) =>
+    `tsl-${appUuid}-${deploymentUuid}-${type}-${index}`,
   image: (appUuid: string, deploymentUuid: string) => `localhost/tsl-${appUuid}:${deploymentUuid}`,
   /** The app's dependency layer for one deps-cache key (stages/deps-cache.ts); same repository as its releases. */
   depsImage: (appUuid: string, key: string) => `localhost/tsl-${appUuid}:deps-${key.slice(0, 32)}`,
@@ -109,4 +126,7 @@ export const LABELS = {
   tenant: "io.tussilago.tenant",
   deployment: "io.tussilago.deployment",
   instance: "io.tussilago.instance",
+  /** The container's process type (`web`, `worker`, …) and its index within the type (1-based). */
+  process: "io.tussilago.process",
+  replica: "io.tussilago.replica",
 } as const;

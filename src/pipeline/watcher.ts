@@ -1,5 +1,6 @@
 import { type AppView, getAppByUuid } from "../domain/apps.ts";
 import { listDeployments } from "../domain/deployments.ts";
+import { wantedContainers } from "../domain/formation.ts";
 import { openIncident } from "../domain/incidents.ts";
 import { currentRelease, type ReleaseView } from "../domain/releases.ts";
 import type { ContainerExit, ExitWatch } from "../infra/container-engine.ts";
@@ -171,7 +172,12 @@ export class DataPlaneWatcher {
       return undefined; // destroyed: reconcile removes what is left
     }
     const release = currentRelease(this.#deps.db, app.uuid);
-    if (!release || names.container(app.uuid, release.deploymentUuid) !== container) return undefined;
+    if (!release) return undefined;
+    // Any process type's container the formation asks for (web-1, worker-2, …); one beyond it was scaled away.
+    const wanted = wantedContainers(release, app.formation).map((w) =>
+      names.container(app.uuid, release.deploymentUuid, w.type, w.index),
+    );
+    if (!wanted.includes(container)) return undefined;
     // A deployment in progress replaces or restarts the app itself; restarting here would race its route switch.
     if (listDeployments(this.#deps.db, app.uuid, 1)[0]?.status === "running") return undefined;
     return { app, release };
@@ -199,7 +205,7 @@ export class DataPlaneWatcher {
       const raw = await this.#deps.engine.containerLogs(container, this.#settings.logLines).catch(() => "");
       state.lastTail = raw;
       this.#countDeath(state);
-      if (!(await this.#restoreWithBackoff(app, release, state))) return;
+      if (!(await this.#restoreWithBackoff(app, release, state, container))) return;
     } finally {
       state.busy = false;
     }
@@ -214,7 +220,7 @@ export class DataPlaneWatcher {
   }
 
   /** True once the app runs again (health-checked); false when it gave up (image gone, stopped, moved on). */
-  async #restoreWithBackoff(app: AppView, release: ReleaseView, state: AppState): Promise<boolean> {
+  async #restoreWithBackoff(app: AppView, release: ReleaseView, state: AppState, container: string): Promise<boolean> {
     const log = this.#deps.log.child({ appId: app.uuid, tenantId: app.tenantUuid });
     const deps = { ...this.#deps, log };
     while (!this.#stop.signal.aborted) {
@@ -235,10 +241,12 @@ export class DataPlaneWatcher {
         }
       }
       // The world may have moved on while we waited: a new release, a deployment started, the app destroyed.
-      if (!this.#target(app.uuid, names.container(app.uuid, release.deploymentUuid))) return false;
+      const target = this.#target(app.uuid, container);
+      if (!target) return false;
       const started = this.#deps.now();
       try {
-        await restoreApp(deps, app, release);
+        // The app as it is now: a `scale` while we waited changes what is restored.
+        await restoreApp(deps, target.app, release);
       } catch (err) {
         const failure = describeRestoreFailure(err);
         log.warn({ err, kind: failure.kind }, "watcher: could not bring the app back");

@@ -188,7 +188,7 @@ export function attachGithubStatusReporter(events: PipelineEvents, deps: GithubS
     if (event.type === "deployment") {
       if (event.status === "started") schedule(uuid, (t) => begin(uuid, t));
       else schedule(uuid, (t) => finish(uuid, t, event), true);
-    } else if (event.stage === "source" && event.status === "succeeded") {
+    } else if (event.type === "stage" && event.stage === "source" && event.status === "succeeded") {
       schedule(uuid, (t) => begin(uuid, t));
     }
   });

@@ -11,6 +11,11 @@ export function attachLogReporter(events: PipelineEvents, log: Logger): () => vo
         { ...ctx, stage: event.stage, status: event.status, durationMs: event.durationMs, excerpt: event.excerpt },
         `stage ${event.stage} ${event.status}`,
       );
+    } else if (event.type === "drain") {
+      log.info(
+        { ...ctx, stopped: event.stopped, graceSeconds: event.graceSeconds },
+        "old release's containers stopped",
+      );
     } else {
       const level = event.status === "failed" ? "warn" : "info";
       log[level](

@@ -15,7 +15,7 @@ export function attachMetricsReporter(events: PipelineEvents, metrics: Metrics, 
       metrics.stageDuration.observe({ stage: event.stage, status: event.status }, event.durationMs / 1_000);
       return;
     }
-    if (event.status === "started") return;
+    if (event.type === "drain" || event.status === "started") return;
     let trigger: string | undefined;
     try {
       trigger = triggerOf(event.deploymentUuid);

@@ -9,6 +9,8 @@ import { commitRef } from "./slack-notices.ts";
 export interface StageState {
   status: "started" | "succeeded" | "failed" | "skipped" | "cancelled";
   durationMs?: number | undefined;
+  /** What the stage started (`web ×2 …`, `worker ×1 …`): shown for the process stages. */
+  detail?: string | undefined;
 }
 
 /** What the reporter has heard about one deployment, as far as the text shows it. */
@@ -19,6 +21,8 @@ export interface ThreadView {
   failedStage?: StageName;
   failedExcerpt?: string | undefined;
   final?: DeploymentEvent;
+  /** The replaced release's containers stopped after the switch, per process type. */
+  drained?: { stopped: Record<string, number>; graceSeconds: number };
 }
 
 export const MAX_LOG_TAIL_CHARS = 2_500;
@@ -76,8 +80,11 @@ export function renderParent(
   const checklist = STAGES.map((name) => {
     const st = s.stages.get(name);
     const time = st?.durationMs === undefined ? "" : ` ${formatDuration(st.durationMs)}`;
-    return `${ICON[st?.status ?? "pending"]} ${name}${time}`;
-  }).join("\n");
+    const detail = st?.detail ? ` · ${escapeSlack(st.detail)}` : "";
+    return `${ICON[st?.status ?? "pending"]} ${name}${time}${detail}`;
+  })
+    .concat(s.drained ? [`${ICON.succeeded} old release stopped · ${drainedText(s.drained)}`] : [])
+    .join("\n");
   return {
     text: source ? `${title}\n${source}` : title,
     blocks: [
@@ -86,6 +93,13 @@ export function renderParent(
       { type: "context", elements: [{ type: "mrkdwn", text: `Deployment ${s.uuid}` }] },
     ],
   };
+}
+
+function drainedText(d: { stopped: Record<string, number>; graceSeconds: number }): string {
+  const counts = Object.entries(d.stopped)
+    .map(([type, n]) => `${escapeSlack(type)} ×${n}`)
+    .join(", ");
+  return `${counts} (SIGTERM, ${d.graceSeconds} s grace)`;
 }
 
 /** "Pushed by alice · <commit link>": who set a push deployment off, and what it builds. */

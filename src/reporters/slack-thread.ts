@@ -265,10 +265,15 @@ export function attachSlackThreadReporter(options: SlackThreadOptions): SlackThr
     return s;
   };
 
+  const PROCESS_STAGES: ReadonlySet<StageName> = new Set(["run", "processes"]);
   const unsubscribe = options.events.subscribe((event: PipelineEvent) => {
     const s = states.get(event.deploymentUuid) ?? newState(event.deploymentUuid, event.appUuid, event.appSlug);
-    if (event.type === "stage") {
-      s.stages.set(event.stage, { status: event.status, durationMs: event.durationMs });
+    if (event.type === "drain") {
+      s.drained = { stopped: event.stopped, graceSeconds: event.graceSeconds };
+    } else if (event.type === "stage") {
+      // The process stages' excerpt is platform text (counts of validated process type names), shown beside them.
+      const detail = PROCESS_STAGES.has(event.stage) && event.status === "succeeded" ? event.excerpt : undefined;
+      s.stages.set(event.stage, { status: event.status, durationMs: event.durationMs, detail });
       if (event.status === "failed") {
         s.failedStage = event.stage;
         s.failedExcerpt = event.excerpt;

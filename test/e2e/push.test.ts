@@ -176,7 +176,7 @@ function printTimeline(t0: number, accepted: number, deployment: DeploymentView,
     if (event.type === "deployment") {
       const total = event.durationMs === undefined ? "" : ` after ${event.durationMs} ms`;
       entries.push([at, `deployment ${event.status}${total}`]);
-    } else if (event.status !== "started") {
+    } else if (event.type === "stage" && event.status !== "started") {
       const took = event.durationMs === undefined ? "" : ` ${event.durationMs} ms`;
       entries.push([at, `stage ${event.stage.padEnd(6)} ${event.status}${took}  ${event.excerpt ?? ""}`]);
     }

@@ -159,6 +159,8 @@ export function bareIntegers(text: string): string[] {
     .replace(/\bv\d+\b/g, "")
     .replace(/\b\d+(\.\d+)?(ms|s|m)\b/g, "")
     .replace(/<@[A-Z0-9]+>/g, "")
+    // Container counts per process type ("web ×2"), not ids.
+    .replace(/×\d+\b/g, "")
     .replace(/\b[0-9a-f]{64}\b|\b[0-9a-f]{12}\b/g, "");
   return stripped.match(/\b\d+\b/g) ?? [];
 }

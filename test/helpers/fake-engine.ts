@@ -80,9 +80,15 @@ export class FakeEngine implements ContainerEngine {
     };
     if (spec.publish) c.hostPort = spec.publish.hostPort === 0 ? this.#nextPort++ : spec.publish.hostPort;
     this.containers.set(spec.name, c);
-    return toInfo(c);
+    const info = toInfo(c);
+    this.onRun?.(spec.name);
+    return info;
   }
 
+  /** Set by a test: called after each runContainer (e.g. to make a worker exit right after its start). */
+  onRun: ((name: string) => void) | undefined;
+  /** Every stop with its grace period (podman stop --time), in order. */
+  readonly stops: Array<{ name: string; graceSeconds: number }> = [];
   /** Set by a test: called after each startContainer (e.g. to make the app die again at once). */
   onStart: ((name: string) => void) | undefined;
   /** Set by a test: the next startContainer fails with it. */
@@ -138,8 +144,9 @@ export class FakeEngine implements ContainerEngine {
     for (const end of this.#endWatches.splice(0)) end();
   }
 
-  async stopContainer(name: string, _graceSeconds: number): Promise<void> {
+  async stopContainer(name: string, graceSeconds: number): Promise<void> {
     this.calls.push(["stopContainer", name]);
+    this.stops.push({ name, graceSeconds });
     const c = this.containers.get(validName(name));
     if (c) Object.assign(c, { running: false, status: "exited" });
   }

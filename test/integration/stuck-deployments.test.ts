@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { claimDeployment, getDeployment, requestCancel, requestDeployment } from "../../src/domain/deployments.ts";
 import { MAX_INTERRUPTIONS } from "../../src/pipeline/orphaned-jobs.ts";
 import { BullJobQueue, deployJobId, QUEUE_NAMES } from "../../src/pipeline/queues.ts";
-import { names } from "../../src/pipeline/settings.ts";
+import { LABELS, names } from "../../src/pipeline/settings.ts";
 import { checkStuckDeployments, QUEUED_GRACE_MS, type StuckCheckDeps } from "../../src/pipeline/stuck-deployments.ts";
 import { dropPrefix, memoryLogger, testRedis, uniquePrefix } from "../helpers/fixtures.ts";
 import { type PipelineFixture, pipelineFixture } from "../helpers/pipeline.ts";
@@ -89,7 +89,8 @@ describe("deployments without a live job", () => {
       name: container,
       image: names.image(f.app.uuid, uuid),
       command: ["true"],
-      labels: {},
+      // As runProcess labels it: the deployment's containers are found by these.
+      labels: { [LABELS.managed]: "app", [LABELS.app]: f.app.uuid, [LABELS.deployment]: uuid },
     } as unknown as Parameters<typeof f.engine.runContainer>[0]);
     const job = await takeJob("dead:1");
     await job.moveToFailed(new UnrecoverableError("job stalled more than allowable limit"), "dead:1", false);

@@ -62,26 +62,27 @@ function scripted(states: ProgressState[], startAt = T0 + 3_000) {
 describe("renderFrame", () => {
   it("shows one line per stage with status and elapsed time, then the deployment status", () => {
     expect(renderFrame(running, T0 + 6_700)).toEqual([
-      "  source   succeeded  1.5s",
-      "  build    running    4.2s",
-      "  release  pending",
-      "  run      pending",
-      "  health   pending",
-      "  route    pending",
-      "  status   running    5.7s",
+      "  source     succeeded  1.5s",
+      "  build      running    4.2s",
+      "  release    pending",
+      "  run        pending",
+      "  health     pending",
+      "  processes  pending",
+      "  route      pending",
+      "  status     running    5.7s",
     ]);
   });
 
   it("shows the Python version on the build line once the build chose it", () => {
     const frame = renderFrame({ ...succeeded, pythonVersion: "3.14" }, T0 + 3_600_000);
-    expect(frame[1]).toBe("  build    succeeded  3.5s    Python 3.14");
-    expect(frame[2]).toBe("  release  succeeded  1.0s");
+    expect(frame[1]).toBe("  build      succeeded  3.5s    Python 3.14");
+    expect(frame[2]).toBe("  release    succeeded  1.0s");
   });
 
   it("uses finishedAt, not the clock, once a stage or the deployment is done", () => {
     const frame = renderFrame(succeeded, T0 + 3_600_000);
-    expect(frame[1]).toBe("  build    succeeded  3.5s");
-    expect(frame[6]).toBe("  status   succeeded  8.0s");
+    expect(frame[1]).toBe("  build      succeeded  3.5s");
+    expect(frame[7]).toBe("  status     succeeded  8.0s");
     expect(frame.join("\n")).not.toContain("drain");
   });
 });
@@ -93,10 +94,10 @@ describe("ProgressDisplay", () => {
     display.update(state(), T0);
     display.update(running, T0 + 3_000);
     const text = out.stdout();
-    // The second frame moves the cursor up over the seven lines of the first and clears each line it rewrites.
-    expect(text.split("\x1b[7A")).toHaveLength(2);
-    expect(text.split("\x1b[2K")).toHaveLength(15);
-    expect(text.split("\x1b[7A")[1]).toContain("build    running    500ms");
+    // The second frame moves the cursor up over the eight lines of the first and clears each line it rewrites.
+    expect(text.split("\x1b[8A")).toHaveLength(2);
+    expect(text.split("\x1b[2K")).toHaveLength(17);
+    expect(text.split("\x1b[8A")[1]).toContain("build      running    500ms");
   });
 
   it("prints one line per change into a pipe, and nothing when nothing changed", () => {

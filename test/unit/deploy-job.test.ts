@@ -29,10 +29,19 @@ describe("runDeployment", () => {
     const dep = getDeployment(f.db, id);
     expect(dep.status).toBe("succeeded");
     expect(dep.commitSha).toBe(SHA);
-    expect(Object.keys(dep.stageTimings)).toEqual(["source", "build", "release", "run", "health", "route"]);
-    // No release: line in this app's Procfile, so the release phase is recorded as skipped.
-    const { release, ...ran } = dep.stageTimings;
+    expect(Object.keys(dep.stageTimings)).toEqual([
+      "source",
+      "build",
+      "release",
+      "run",
+      "health",
+      "processes",
+      "route",
+    ]);
+    // No release: line and no other process type in this app's Procfile: both are recorded as skipped.
+    const { release, processes, ...ran } = dep.stageTimings;
     expect(release?.status).toBe("skipped");
+    expect(processes?.status).toBe("skipped");
     expect(Object.values(ran).every((s) => s.status === "succeeded")).toBe(true);
 
     const container = names.container(f.app.uuid, id);
@@ -79,6 +88,7 @@ describe("runDeployment", () => {
       "run:succeeded",
       "health:started",
       "health:succeeded",
+      "processes:skipped",
       "route:started",
       "route:succeeded",
     ]);
@@ -357,9 +367,13 @@ describe("drain after success", () => {
     expect(sleeps).toEqual([GRACE]);
     expect(stopped()).toEqual([names.container(f.app.uuid, v1)]);
     expect(running(v2)).toBe(true);
-    // No stage or deployment event after the success: reporters have already closed the deployment.
-    const last = f.events.filter((e) => e.deploymentUuid === v2).at(-1);
-    expect(last).toMatchObject({ type: "deployment", status: "succeeded" });
+    // No stage or deployment event after the success (reporters have closed the deployment); only what the drain
+    // stopped, once it is over.
+    const after = f.events.filter((e) => e.deploymentUuid === v2).slice(-2);
+    expect(after).toMatchObject([
+      { type: "deployment", status: "succeeded" },
+      { type: "drain", stopped: { web: 1 }, graceSeconds: 30 },
+    ]);
     expect(getDeployment(f.db, v2).stageTimings).not.toHaveProperty("drain");
   });
 

@@ -230,6 +230,7 @@ describe("/tussilago over signed HTTP", () => {
     expect(apps).toContain("*web-app* (acme) v2");
     const status = (await harness.command("status web-app", "U0VIEW")).body.text ?? "";
     expect(status).toContain("*web-app*: v2 at web-app.example.com");
+    expect(status).toContain("processes: web ×1");
     const releases = (await harness.command("releases web-app", "U0VIEW")).body.text ?? "";
     expect(releases).toContain("v2 (current)");
     expect(releases).toContain("v1");

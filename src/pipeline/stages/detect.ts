@@ -8,8 +8,9 @@ import { choosePython, type PythonChoice, PythonVersionError } from "./python-ve
  * oversized files), to decide how to build and start it. The start command comes from `Procfile` (`web:`) or
  * `[tool.tussilago] web = "…"` in pyproject.toml; it runs inside the tenant's own sandbox, but is still bounded to
  * one printable line so it cannot smuggle anything into argv or logs. The same holds for the `release:` command (run
- * once per deployment before the new release starts, docs/python-apps.md) and `[tool.tussilago] build`, run in the
- * build sandbox after the install. The Python version comes from python-version.ts.
+ * once per deployment before the new release starts, docs/python-apps.md), every other process type (`worker:`,
+ * or `[tool.tussilago.processes]`, each its own containers) and `[tool.tussilago] build`, run in the build sandbox
+ * after the install. The Python version comes from python-version.ts.
  */
 export type Installer = "uv-lock" | "requirements" | "pyproject";
 
@@ -17,6 +18,8 @@ export interface BuildPlan {
   installer: Installer;
   startCommand: string;
   releaseCommand: string | undefined;
+  /** The other process types (`worker`, `beat`, …) → command; each runs as its own containers, never routed. */
+  processes: Record<string, string>;
   buildCommand: string | undefined;
   python: PythonChoice;
 }
@@ -53,6 +56,68 @@ async function scan(srcDir: string) {
     readRepoFile(srcDir, ".python-version", L[".python-version"]),
   ]);
   return { lock, requirements, pyproject, procfile, pythonVersionFile };
+}
+
+/**
+ * A process type's name becomes part of container names and labels (settings.ts `names.process`): lowercase
+ * letters, digits and underscores, so `<type>-<index>` can never be read two ways.
+ */
+export const PROCESS_TYPE = /^[a-z][a-z0-9_]{0,29}$/;
+/** Process types besides web and release a release may declare. */
+export const MAX_PROCESS_TYPES = 10;
+/** Names the pipeline gives a meaning of its own; never a background process. */
+const SPECIAL = new Set(["web", "release", "build"]);
+
+/**
+ * Every other process type of a Procfile (`worker: celery -A shop worker`), first line per type wins; blank lines,
+ * `#` comments and lines without `name:` are ignored as before. A name the platform cannot carry is the tenant's to fix.
+ */
+export function procfileProcesses(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split(/\r?\n/)) {
+    const m = /^([A-Za-z0-9_.-]+):\s*(.*?)\s*$/.exec(line);
+    if (!m?.[1] || SPECIAL.has(m[1])) continue;
+    addProcess(out, m[1], m[2] ?? "", "the Procfile");
+  }
+  return out;
+}
+
+/** `[tool.tussilago.processes]` → `worker = "…"` (one-line TOML strings, as for `web`). */
+export function pyprojectProcesses(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  let inSection = false;
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line.startsWith("[")) {
+      inSection = line === "[tool.tussilago.processes]";
+      continue;
+    }
+    if (!inSection || line === "" || line.startsWith("#")) continue;
+    const m = /^([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)')\s*(?:#.*)?$/.exec(line);
+    if (!m?.[1]) throw new TenantError("build", '[tool.tussilago.processes] takes lines of the form name = "command"');
+    if (SPECIAL.has(m[1])) {
+      throw new TenantError("build", `[tool.tussilago.processes] cannot declare "${m[1]}"; set it in [tool.tussilago]`);
+    }
+    addProcess(
+      out,
+      m[1],
+      m[2] !== undefined ? (JSON.parse(`"${m[2]}"`) as string) : (m[3] ?? ""),
+      "[tool.tussilago.processes]",
+    );
+  }
+  return out;
+}
+
+function addProcess(out: Record<string, string>, name: string, command: string, where: string): void {
+  if (!PROCESS_TYPE.test(name)) {
+    throw new TenantError(
+      "build",
+      `process type "${name.slice(0, 40)}" in ${where}: names are lowercase letters, digits and underscores (at most 30, starting with a letter)`,
+    );
+  }
+  if (Object.hasOwn(out, name)) return;
+  if (command === "") throw new TenantError("build", `process type "${name}" in ${where} has no command`);
+  out[name] = command;
 }
 
 /** The command of one Procfile process type (`web`, `release`); the first line for it wins. */
@@ -140,7 +205,20 @@ export async function detectBuildPlan(srcDir: string, offer: PythonOffer = DEFAU
     "release",
   );
   const buildCommand = oneLine(pyproject ? pyprojectCommand(pyproject, "build") : undefined, "build");
-  return { installer, startCommand: start, releaseCommand, buildCommand, python };
+  // The Procfile's line for a type wins over pyproject's, as for web and release.
+  const processes = {
+    ...(pyproject ? pyprojectProcesses(pyproject) : {}),
+    ...(procfile !== undefined ? procfileProcesses(procfile) : {}),
+  };
+  const types = Object.keys(processes);
+  if (types.length > MAX_PROCESS_TYPES) {
+    throw new TenantError(
+      "build",
+      `${types.length} process types besides web and release; at most ${MAX_PROCESS_TYPES}`,
+    );
+  }
+  for (const [name, command] of Object.entries(processes)) oneLine(command, `"${name}" process`);
+  return { installer, startCommand: start, releaseCommand, buildCommand, processes, python };
 }
 
 /**

@@ -37,22 +37,38 @@ export async function writeEnvFileIn(
   return file;
 }
 
-/** run: the hardened container for this release; an existing one (retried job) is reused, never duplicated. */
-export async function runStage(
+/** One container to run: a process type of the release, its 1-based index and its command. */
+export interface ProcessSpec {
+  type: string;
+  index: number;
+  command: string;
+}
+
+/**
+ * One container of a release's process type, with the hardening every app container gets (the same confinement,
+ * limits, network and env for web, worker, beat, …); only `web` publishes a loopback port for the proxy. An existing
+ * one (retried job) is reused, never duplicated. Each container gets its own env file dir, so several start at once.
+ */
+export async function runProcess(
   deps: PipelineDeps,
   app: AppView,
   deploymentUuid: string,
   image: string,
-  startCommand: string,
-): Promise<{ container: string; hostPort: number }> {
-  const container = names.container(app.uuid, deploymentUuid);
+  proc: ProcessSpec,
+): Promise<{ container: string; hostPort: number | undefined }> {
+  const container = names.container(app.uuid, deploymentUuid, proc.type, proc.index);
   await deps.engine.ensureNetworks();
-  const envFile = await writeEnvFile(deps, app, deploymentUuid);
+  const web = proc.type === "web";
+  const envFile = await writeEnvFileIn(
+    deps,
+    app,
+    join(workDir(deps, deploymentUuid), `run-${proc.type}-${proc.index}`),
+  );
   const starting = deps.engine.runContainer({
     name: container,
     image,
-    // The tenant's own start command, in the tenant's own sandbox; `exec` so signals reach the app.
-    command: ["/bin/sh", "-c", `cd /app && exec ${startCommand}`],
+    // The tenant's own command, in the tenant's own sandbox; `exec` so signals (SIGTERM at a drain) reach the app.
+    command: ["/bin/sh", "-c", `cd /app && exec ${proc.command}`],
     envFile,
     labels: {
       [LABELS.managed]: "app",
@@ -60,20 +76,36 @@ export async function runStage(
       [LABELS.tenant]: app.tenantUuid,
       [LABELS.deployment]: deploymentUuid,
       [LABELS.instance]: deps.settings.instance,
+      [LABELS.process]: proc.type,
+      [LABELS.replica]: String(proc.index),
     },
     memoryMb: app.memoryMb,
     cpus: Number(app.cpus),
     pidsLimit: Math.max(app.pidsLimit, 128),
     network: "bridge-host",
-    publish: { hostIp: "127.0.0.1", hostPort: 0, containerPort: deps.settings.appPort },
+    publish: web ? { hostIp: "127.0.0.1", hostPort: 0, containerPort: deps.settings.appPort } : undefined,
     allowEgress: app.allowEgress,
     tmpfsMb: deps.settings.tmpfsMb,
   });
   // podman copied the values into the container's own config: no plaintext copy stays in the data dir.
   const info = await starting.finally(() => rm(dirname(envFile), { recursive: true, force: true }));
-  if (info.hostPort === undefined) throw new Error("container has no published port");
-  deps.log.info({ container, hostPort: info.hostPort }, "container started");
+  if (web && info.hostPort === undefined) throw new Error("container has no published port");
+  deps.log.info({ container, process: proc.type, hostPort: info.hostPort }, "container started");
   return { container, hostPort: info.hostPort };
+}
+
+/** run: one web container of the release (index `index`), published on a loopback port for the proxy. */
+export async function runStage(
+  deps: PipelineDeps,
+  app: AppView,
+  deploymentUuid: string,
+  image: string,
+  startCommand: string,
+  index = 1,
+): Promise<{ container: string; hostPort: number }> {
+  const started = await runProcess(deps, app, deploymentUuid, image, { type: "web", index, command: startCommand });
+  if (started.hostPort === undefined) throw new Error("container has no published port");
+  return { container: started.container, hostPort: started.hostPort };
 }
 
 /**

@@ -18,12 +18,14 @@ const START_LABEL = "io.tussilago.start";
 const RELEASE_LABEL = "io.tussilago.release-command";
 const PYTHON_LABEL = "io.tussilago.python";
 const DEPS_LABEL = "io.tussilago.deps-key";
+const PROCESSES_LABEL = "io.tussilago.processes";
 
 /** What a finished build hands the later stages; also read back from a built image's labels by a retried job. */
 export interface BuiltRelease {
   startCommand: string;
   releaseCommand: string | undefined;
   pythonVersion: string | undefined;
+  processes: Record<string, string>;
 }
 
 const decode = (v: string | undefined) => (v === undefined ? undefined : Buffer.from(v, "base64url").toString("utf8"));
@@ -42,6 +44,7 @@ export async function existingBuild(deps: PipelineDeps, image: string): Promise<
     startCommand,
     releaseCommand: decode(info?.labels[RELEASE_LABEL]),
     pythonVersion: info?.labels[PYTHON_LABEL],
+    processes: JSON.parse(decode(info?.labels[PROCESSES_LABEL]) ?? "{}") as Record<string, string>,
   };
 }
 
@@ -140,6 +143,7 @@ export async function buildStage(
       ? { [RELEASE_LABEL]: Buffer.from(plan.releaseCommand).toString("base64url") }
       : {}),
     [PYTHON_LABEL]: plan.python.version,
+    [PROCESSES_LABEL]: Buffer.from(JSON.stringify(plan.processes)).toString("base64url"),
   };
   const layer = await dependencyLayer(deps, app, deploymentUuid, srcDir, plan, base, signal);
   let log = layer?.log ?? "";

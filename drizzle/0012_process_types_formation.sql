@@ -1,0 +1,2 @@
+ALTER TABLE `apps` ADD `formation` text;--> statement-breakpoint
+ALTER TABLE `releases` ADD `processes` text;
