@@ -65,6 +65,7 @@ export async function runStage(
     cpus: Number(app.cpus),
     pidsLimit: Math.max(app.pidsLimit, 128),
     network: "bridge-host",
+    appNetwork: names.appNetwork(app.uuid),
     publish: { hostIp: "127.0.0.1", hostPort: 0, containerPort: deps.settings.appPort },
     allowEgress: app.allowEgress,
     tmpfsMb: deps.settings.tmpfsMb,
