@@ -291,21 +291,29 @@ export class PodmanAppRedis implements AppRedisServers {
     }
   }
 
+  /**
+   * Containers, and networks without one (a network outlives its server while an app container still uses it, e.g.
+   * after a destroy, until reconcile removed those containers): both count, so a later pass can finish the clean-up.
+   */
   async list(): Promise<Array<{ appUuid: string; running: boolean }>> {
-    const res = await this.#podmanRun([
-      "ps",
-      "--all",
-      "--format",
-      "json",
+    const filters = [
       "--filter",
       `label=${APP_REDIS_LABELS.managed}=app-redis`,
       "--filter",
       `label=${APP_REDIS_LABELS.instance}=${validName(this.#instance, "instance")}`,
-    ]);
+    ];
+    const res = await this.#podmanRun(["ps", "--all", "--format", "json", ...filters]);
     const rows = JSON.parse(res.stdout || "[]") as Array<{ State?: string; Labels?: Record<string, string> | null }>;
-    return rows.flatMap((r) => {
+    const found = new Map<string, boolean>();
+    for (const r of rows) {
       const appUuid = r.Labels?.[APP_REDIS_LABELS.app];
-      return appUuid === undefined ? [] : [{ appUuid, running: r.State === "running" }];
-    });
+      if (appUuid !== undefined) found.set(appUuid, r.State === "running");
+    }
+    const nets = await this.#podmanRun(["network", "ls", "--format", "json", ...filters]);
+    for (const n of JSON.parse(nets.stdout || "[]") as Array<{ labels?: Record<string, string> | null }>) {
+      const appUuid = n.labels?.[APP_REDIS_LABELS.app];
+      if (appUuid !== undefined && !found.has(appUuid)) found.set(appUuid, false);
+    }
+    return [...found].map(([appUuid, running]) => ({ appUuid, running }));
   }
 }

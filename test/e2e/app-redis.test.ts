@@ -267,5 +267,13 @@ describe("a private Redis per app", () => {
     const ny = appRedisNames(y.uuid);
     expect(await exists("container", ny.container)).toBe(false);
     expect(await exists("volume", ny.volume)).toBe(false);
+    // Y's web container still uses the network (reconcile removes it as an orphan later in the same pass): the
+    // network stays until then, and the next pass takes it.
+    expect(await exists("network", ny.network)).toBe(true);
+    for (const c of await p.engine.listContainers({ "io.tussilago.app": y.uuid }))
+      await p.engine.removeContainer(c.name);
+    expect((await reconcileAppRedis(p.deps)).removed).toEqual([y.uuid]);
+    expect(await exists("network", ny.network)).toBe(false);
+    expect((await reconcileAppRedis(p.deps)).removed).toEqual([]);
   });
 });

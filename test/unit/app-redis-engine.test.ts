@@ -159,6 +159,44 @@ describe("PodmanAppRedis.remove", () => {
   });
 });
 
+describe("PodmanAppRedis.list", () => {
+  it("finds this bot's servers, and networks left without a server (to finish their clean-up)", async () => {
+    const other = "22222222-3333-4444-8555-666666666666";
+    const runner = new ScriptedRunner()
+      .on(
+        has("ps"),
+        ok(
+          JSON.stringify([
+            { State: "exited", Labels: { "io.tussilago.app": APP, "io.tussilago.managed": "app-redis" } },
+          ]),
+        ),
+      )
+      .on(
+        has("network", "ls"),
+        ok(
+          JSON.stringify([
+            { name: NET, labels: { "io.tussilago.app": APP } },
+            { labels: { "io.tussilago.app": other } },
+          ]),
+        ),
+      );
+    const { s, cleanup } = servers(runner);
+    try {
+      expect(await s.list()).toEqual([
+        { appUuid: APP, running: false },
+        { appUuid: other, running: false },
+      ]);
+      for (const call of [runner.find("ps")[0], runner.find("network", "ls")[0]]) {
+        expect(call).toEqual(
+          expect.arrayContaining(["label=io.tussilago.managed=app-redis", "label=io.tussilago.instance=abc123"]),
+        );
+      }
+    } finally {
+      cleanup();
+    }
+  });
+});
+
 describe("PodmanEngine and the app network", () => {
   const appSpec: RunContainerSpec = {
     name: "tsl-web",
