@@ -3,6 +3,7 @@ import { test as base, describe, expect } from "vitest";
 import { appEnvVars, auditEvents } from "../../src/db/schema.ts";
 import { type AppView, createApp, markAppDestroyed } from "../../src/domain/apps.ts";
 import { SecretBox } from "../../src/domain/crypto.ts";
+import { requestDeployment } from "../../src/domain/deployments.ts";
 import { openEnvVars, setEnvVar } from "../../src/domain/env-vars.ts";
 import {
   assertConfigured,
@@ -15,9 +16,13 @@ import {
   type TenantStoreDeps,
 } from "../../src/domain/tenant-databases.ts";
 import { reconcileAppRedis } from "../../src/pipeline/app-redis-reconcile.ts";
+import { runDeployment } from "../../src/pipeline/deploy-job.ts";
 import type { PipelineDeps } from "../../src/pipeline/deps.ts";
+import { reconcile } from "../../src/pipeline/reconcile.ts";
+import { names } from "../../src/pipeline/settings.ts";
 import { FakeAppRedis, FakeRedisAcl } from "../helpers/fake-tenant-stores.ts";
 import { memoryLogger, tempDb } from "../helpers/fixtures.ts";
+import { pipelineFixture } from "../helpers/pipeline.ts";
 
 interface World {
   deps: TenantStoreDeps;
@@ -233,5 +238,55 @@ describe("reconcile of private Redis servers", () => {
     expect(report.errors).toEqual([expect.stringContaining("injected failure")]);
     expect(report.repaired).toEqual([other.uuid]);
     expect(w.deps.db.select().from(appEnvVars).where(eq(appEnvVars.key, "REDIS_URL")).all()).toHaveLength(2);
+  });
+});
+
+describe("reconcile() and private Redis", () => {
+  test("brings a dead Redis back before the app's own container, and reports a Redis it cannot", async () => {
+    const f = pipelineFixture();
+    try {
+      const servers = new FakeAppRedis();
+      f.deps.appRedis = servers;
+      const stores: TenantStoreDeps = {
+        db: f.db,
+        secrets: f.deps.secrets,
+        log: f.deps.log,
+        postgres: undefined,
+        redisAcl: undefined,
+        appRedis: servers,
+        settings: { postgres: undefined, redis: undefined },
+      };
+      await provisionTenantStore(stores, f.app.uuid, "redis");
+      const id = requestDeployment(f.db, { appUuid: f.app.uuid, trigger: "cli", ref: "main" }).deployment.uuid;
+      await runDeployment(f.deps, id, { finalAttempt: false });
+      // The deployment's container asked to join the app's network.
+      expect(f.engine.containers.get(names.container(f.app.uuid, id))?.spec.appNetwork).toBe(
+        names.appNetwork(f.app.uuid),
+      );
+
+      const order: string[] = [];
+      const ensure = servers.ensure.bind(servers);
+      servers.ensure = async (spec) => {
+        order.push("redis");
+        return ensure(spec);
+      };
+      const run = f.engine.runContainer.bind(f.engine);
+      f.engine.runContainer = async (spec) => {
+        order.push("app");
+        return run(spec);
+      };
+      const server = servers.servers.get(f.app.uuid);
+      if (server) server.running = false;
+      f.engine.containers.delete(names.container(f.app.uuid, id));
+      const report = await reconcile(f.deps);
+      expect(order).toEqual(["redis", "app"]);
+      expect(servers.servers.get(f.app.uuid)?.running).toBe(true);
+      expect(report.containersStarted).toEqual(["shop"]);
+
+      servers.faults.failOnce("ensure");
+      expect((await reconcile(f.deps)).errors).toEqual([expect.stringMatching(/^redis .*injected failure/)]);
+    } finally {
+      f.cleanup();
+    }
   });
 });
