@@ -1,5 +1,6 @@
 import { eq } from "drizzle-orm";
 import { test as base, describe, expect } from "vitest";
+import { createDbCommand } from "../../commands/db.ts";
 import { appEnvVars, auditEvents } from "../../src/db/schema.ts";
 import { type AppView, createApp, markAppDestroyed } from "../../src/domain/apps.ts";
 import { SecretBox } from "../../src/domain/crypto.ts";
@@ -288,5 +289,26 @@ describe("reconcile() and private Redis", () => {
     } finally {
       f.cleanup();
     }
+  });
+});
+
+describe("db create --kind redis", () => {
+  test("is accepted with private servers alone, refused with no Redis of either kind", async ({ w }) => {
+    const jobs: unknown[] = [];
+    const queue = {
+      enqueue: async (data: unknown) => {
+        jobs.push(data);
+        return "job";
+      },
+      close: async () => {},
+    };
+    const none = { postgres: undefined, redisAcl: undefined, settings: { postgres: undefined, redis: undefined } };
+    const base = { db: w.deps.db, queue, log: w.deps.log };
+    await createDbCommand({ ...base, stores: { ...none, appRedis: w.servers } }, { app: "shop", kind: "redis" });
+    expect(jobs).toHaveLength(1);
+    await expect(createDbCommand({ ...base, stores: none }, { app: "shop", kind: "redis" })).rejects.toMatchObject({
+      status: 409,
+    });
+    expect(jobs).toHaveLength(1);
   });
 });
