@@ -29,7 +29,7 @@ export interface DbCommandDeps {
    * Which stores this bot can provision (from config), to refuse early where the configuration is at hand (Slack,
    * inside the bot). The CLI cannot see the bot's configuration: it leaves this out and the worker decides.
    */
-  stores?: Pick<TenantStoreDeps, "postgres" | "redisAcl" | "settings"> | undefined;
+  stores?: Pick<TenantStoreDeps, "postgres" | "redisAcl" | "appRedis" | "settings"> | undefined;
 }
 
 export interface DbCommandInput {

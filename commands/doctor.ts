@@ -18,6 +18,8 @@ import { type Check, fail, oneLine, pass, skip, warn } from "./doctor-verdicts.t
 export interface DoctorSettings extends ServiceSettings {
   dataDir: string;
   baseImage: string;
+  /** The apps' private Redis image; undefined when tenants share one Redis (TUSSILAGO_TENANT_REDIS_MODE=shared). */
+  appRedisImage?: string | undefined;
   runscNetwork: "host" | "sandbox";
   /** The ConfigError message when the bot's configuration does not load from this environment. */
   configError: string | undefined;
@@ -203,6 +205,24 @@ export async function baseImageCheck(probe: HostProbe, podman: string | undefine
   return fail(name, `cannot ask podman about ${image}: ${lastLine(out.stderrTail)}`, fix);
 }
 
+/** The private Redis servers' image (docs/tenant-databases.md): without it `db create --kind redis` fails. */
+export async function appRedisImageCheck(
+  probe: HostProbe,
+  podman: string | undefined,
+  image: string | undefined,
+): Promise<Check> {
+  const name = "private redis image";
+  if (image === undefined) return skip(name, "skipped: tenants share one Redis (TUSSILAGO_TENANT_REDIS_MODE=shared)");
+  if (podman === undefined) return skip(name, `${image}: skipped, podman missing`);
+  const out = await probe.run(podman, ["image", "exists", image], COMMAND_TIMEOUT_MS);
+  if (out.ok) return pass(name, `${image} present`);
+  const fix = `bash scripts/build-redis-image.sh ${image}`;
+  if (out.kind === "exit" && out.exitCode === 1) {
+    return fail(name, `${image} missing (creating an app's Redis fails, and so does restoring one)`, fix);
+  }
+  return fail(name, `cannot ask podman about ${image}: ${lastLine(out.stderrTail)}`, fix);
+}
+
 export function diskCheck(dataDir: string, space: Awaited<ReturnType<HostProbe["diskSpace"]>>): Check {
   const name = "disk space";
   if (space === undefined) return fail(name, `cannot measure ${dataDir}`, `create it: mkdir -p ${dataDir}`);
@@ -239,6 +259,7 @@ export async function runDoctor(settings: DoctorSettings, probe: HostProbe): Pro
   ]);
   const [caddy, redis] = await Promise.all([caddyCheck(probe, settings), redisCheck(probe, settings)]);
   const image = await baseImageCheck(probe, podman.path, settings.baseImage);
+  const redisImage = await appRedisImageCheck(probe, podman.path, settings.appRedisImage);
   const netstack = await netstackCheck(
     probe,
     { podman: podman.path, runsc: runsc.path, imagePresent: image.verdict === "PASS" },
@@ -253,6 +274,7 @@ export async function runDoctor(settings: DoctorSettings, probe: HostProbe): Pro
     nft,
     sysctl,
     image,
+    redisImage,
     caddy,
     redis,
     disk,

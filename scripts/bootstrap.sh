@@ -204,10 +204,22 @@ ensure_base_image() {
   bash "$repo_root/scripts/build-base-image.sh" "$image"
 }
 
+# --- private Redis image ----------------------------------------------------------------------------------------
+# The apps' private Redis servers (docs/tenant-databases.md): the host's redis-server in a minimal image, about 2 s.
+ensure_redis_image() {
+  local image="${TUSSILAGO_APP_REDIS_IMAGE:-localhost/tussilago-redis:7}"
+  [[ "$image" == localhost/* ]] || return 0
+  podman image exists "$image" 2>/dev/null && return 0
+  is_root || die "image $image is missing and building it needs root: sudo bash scripts/build-redis-image.sh $image"
+  say "building the private Redis image $image"
+  bash "$repo_root/scripts/build-redis-image.sh" "$image"
+}
+
 ensure_packages
 ensure_node
 ensure_npm_dependencies
 ensure_base_image
+ensure_redis_image
 if [[ "$start_services" -eq 1 ]]; then
   ensure_test_redis
   ensure_test_postgres

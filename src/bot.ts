@@ -32,6 +32,7 @@ import { metricsApp, requestMetrics } from "./http/metrics.ts";
 import { createSlackApp } from "./http/slack-app.ts";
 import { RedisEventDedupe } from "./http/slack-dedupe.ts";
 import { ApiAvailability } from "./infra/api-availability.ts";
+import { PodmanAppRedis } from "./infra/app-redis.ts";
 import { appServiceEndpoints, assertNotBotRedis, hostAddresses, storeTargets } from "./infra/app-services.ts";
 import { CaddyAdmin } from "./infra/caddy.ts";
 import { caddySpec, type EmbeddedCaddy, probeCaddyAdmin, startEmbeddedCaddy } from "./infra/embedded-caddy.ts";
@@ -282,8 +283,19 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       log.child({ component: "app-services" }),
     );
     assertNotBotRedis(appServices, config.redisUrl, hostAddresses());
+    // Each app's own Redis server (docs/tenant-databases.md), unless tenants share one server with ACL users.
+    const appRedis =
+      config.tenantStores.redisMode === "private"
+        ? new PodmanAppRedis(runner, log, {
+            image: config.tenantStores.appRedisImage,
+            instance: settings.instance,
+            stateDir: config.dataDir,
+            settings: { runscNetwork: config.pipeline.runscNetwork },
+          })
+        : undefined;
     const pipeline: PipelineDeps = {
       db,
+      appRedis,
       engine: new PodmanEngine(runner, log, {
         stateDir: config.dataDir,
         settings: { runscNetwork: config.pipeline.runscNetwork, appServices },
@@ -335,7 +347,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       };
       registerLinkProofWorker(workers, (claim) => proveGithubLink(linkProof, claim));
     }
-    const tenantStores = startTenantStores(config, { db, secrets: pipeline.secrets, log, lifecycle });
+    const tenantStores = { ...startTenantStores(config, { db, secrets: pipeline.secrets, log, lifecycle }), appRedis };
     registerProvisionWorker(workers, tenantStores);
     const provisionQueue = queue.only(QUEUE_NAMES.provision);
     lifecycle.onStop("provision queue", () => provisionQueue.close());

@@ -2,6 +2,7 @@ import { createPrivateKey } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import envPaths from "env-paths";
 import { z } from "zod";
+import { DEFAULT_APP_REDIS_IMAGE } from "./lib/app-redis-image.ts";
 import { DEFAULT_PYTHON, DEFAULT_PYTHON_IMAGES } from "./lib/python-images.ts";
 
 export interface SlackConfig {
@@ -95,6 +96,14 @@ export interface TenantStoresConfig {
   /** Host/port apps get in REDIS_URL; default: the admin URL's. */
   redisPublicHost: string | undefined;
   redisPublicPort: number | undefined;
+  /**
+   * "private": each app's Redis is its own redis-server in a sandboxed container (docs/tenant-databases.md);
+   * "shared": an ACL user on `redisUrl`'s server (no Lua scripts, so no Celery). Default: shared when `redisUrl`
+   * is set, private otherwise.
+   */
+  redisMode: "private" | "shared";
+  /** The image of the private servers (scripts/build-redis-image.sh builds the default). */
+  appRedisImage: string;
 }
 
 export interface PipelineConfig {
@@ -361,6 +370,14 @@ function loadTenantStores(env: Env): TenantStoresConfig {
     redisUrl: parseWith(tenantRedisUrlSchema.optional(), env, "TUSSILAGO_TENANT_REDIS_URL", undefined),
     redisPublicHost: parseWith(hostSchema.optional(), env, "TUSSILAGO_TENANT_REDIS_PUBLIC_HOST", undefined),
     redisPublicPort: parseWith(portSchema.optional(), env, "TUSSILAGO_TENANT_REDIS_PUBLIC_PORT", undefined),
+    redisMode:
+      parseWith(
+        z.enum(["private", "shared"], { message: "must be private or shared" }).optional(),
+        env,
+        "TUSSILAGO_TENANT_REDIS_MODE",
+        undefined,
+      ) ?? (env.TUSSILAGO_TENANT_REDIS_URL ? "shared" : "private"),
+    appRedisImage: parseWith(baseImageSchema, env, "TUSSILAGO_APP_REDIS_IMAGE", DEFAULT_APP_REDIS_IMAGE),
   };
 }
 

@@ -24,6 +24,7 @@ export function doctorSettings(env: Env): DoctorSettings {
       return {
         dataDir: config.dataDir,
         baseImage: config.pipeline.baseImage,
+        appRedisImage: config.tenantStores.redisMode === "private" ? config.tenantStores.appRedisImage : undefined,
         runscNetwork: config.pipeline.runscNetwork,
         caddyAdmin: config.caddyAdmin,
         redisUrl: config.redisUrl,

@@ -1,8 +1,10 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { and, eq, inArray } from "drizzle-orm";
+import { and, asc, eq, inArray, isNull } from "drizzle-orm";
 import type { Config } from "../config.ts";
 import type { Db, DbOrTx } from "../db/client.ts";
-import { appEnvVars, apps, auditEvents } from "../db/schema.ts";
+import { appEnvVars, apps, auditEvents, tenants } from "../db/schema.ts";
+import type { AppRedisServers } from "../infra/app-redis.ts";
+import { DEFAULT_EVICTION_POLICY, type EvictionPolicy, isEvictionPolicy } from "../infra/app-redis-args.ts";
 import type { StorePublicAddresses } from "../infra/app-services.ts";
 import type { PostgresAdmin, RoleLimits } from "../infra/postgres-admin.ts";
 import type { RedisAcl } from "../infra/redis-acl.ts";
@@ -12,8 +14,9 @@ import { openEnvValue, sealEnvValue, upsertSealedEnvVar } from "./env-vars.ts";
 import { conflictError, DomainError, notFoundError } from "./errors.ts";
 
 /**
- * Per-app PostgreSQL database + role and Redis ACL user. Names derive from the app UUID, so no extra state is
- * needed to find them again; generated credentials live only in the app's sealed env vars (DATABASE_URL,
+ * Per-app PostgreSQL database + role, and per-app Redis: a private redis-server in a sandboxed container (the
+ * default, src/infra/app-redis.ts) or an ACL user on a shared server. Names derive from the app UUID, so no extra
+ * state is needed to find them again; generated credentials live only in the app's sealed env vars (DATABASE_URL,
  * REDIS_URL, REDIS_KEY_PREFIX), which the app receives on its next deploy. Every step against a server is
  * idempotent and audited, so a job that dies half-way just runs again.
  */
@@ -75,9 +78,17 @@ export interface TenantStoreDeps {
   log: Logger;
   postgres: PostgresAdmin | undefined;
   redisAcl: RedisAcl | undefined;
+  /**
+   * Private Redis servers (one sandboxed container per app). When set, new Redis stores are private ones; apps
+   * whose REDIS_URL names a shared-server ACL user keep that until dropped.
+   */
+  appRedis?: AppRedisServers | undefined;
   settings: TenantStoreSettings;
   generatePassword?: () => string;
 }
+
+/** The app's own env var that picks its private Redis' `maxmemory-policy` (docs/tenant-databases.md). */
+export const REDIS_POLICY_KEY = "REDIS_MAXMEMORY_POLICY";
 
 /** What `show` returns: never the password. */
 export interface TenantStoreInfo {
@@ -207,12 +218,79 @@ function requireRedis(deps: TenantStoreDeps) {
   return { acl: deps.redisAcl, settings: deps.settings.redis };
 }
 
+function requireAppRedis(deps: TenantStoreDeps): AppRedisServers {
+  if (!deps.appRedis) throw new DomainError(409, "not_configured", "private Redis servers are not configured here");
+  return deps.appRedis;
+}
+
+/**
+ * Which Redis an app's store is: "shared" when its REDIS_URL names an ACL user (`app-<uuid>`), "private" when it
+ * names none (the private server's `default` user); with nothing stored yet, what this bot provisions.
+ */
+function redisMode(ctx: Ctx): "private" | "shared" {
+  const url = storedUrl(ctx);
+  if (url) return url.username === "" ? "private" : "shared";
+  return ctx.deps.appRedis ? "private" : "shared";
+}
+
 export function assertConfigured(
-  deps: Pick<TenantStoreDeps, "postgres" | "redisAcl" | "settings">,
+  deps: Pick<TenantStoreDeps, "postgres" | "redisAcl" | "settings" | "appRedis">,
   kind: TenantStoreKind,
 ) {
   if (kind === "postgres") requirePostgres(deps as TenantStoreDeps);
-  else requireRedis(deps as TenantStoreDeps);
+  else if (!deps.appRedis) requireRedis(deps as TenantStoreDeps);
+}
+
+interface AppSize {
+  tenantUuid: string;
+  memoryMb: number;
+  cpus: number;
+}
+
+function appSize(db: DbOrTx, appId: number): AppSize {
+  const row = db
+    .select({ tenantUuid: tenants.uuid, memoryMb: apps.memoryMb, cpus: apps.cpus })
+    .from(apps)
+    .innerJoin(tenants, eq(tenants.id, apps.tenantId))
+    .where(eq(apps.id, appId))
+    .get();
+  if (!row) throw notFoundError("app");
+  return { tenantUuid: row.tenantUuid, memoryMb: row.memoryMb, cpus: Number(row.cpus) };
+}
+
+/** The app's `REDIS_MAXMEMORY_POLICY` when it is a valid policy, else the broker-safe default (noeviction). */
+function redisPolicy(deps: Pick<TenantStoreDeps, "db" | "secrets" | "log">, app: Ctx["app"]): EvictionPolicy {
+  const row = readEnv(deps.db, app.id, [REDIS_POLICY_KEY])[0];
+  if (!row) return DEFAULT_EVICTION_POLICY;
+  const value = openEnvValue(deps.secrets, { appUuid: app.uuid, key: REDIS_POLICY_KEY, sealed: row.value }).trim();
+  if (isEvictionPolicy(value)) return value;
+  deps.log.warn({ appId: app.uuid, key: REDIS_POLICY_KEY }, "not a maxmemory-policy; using noeviction");
+  return DEFAULT_EVICTION_POLICY;
+}
+
+/** Creates or repairs the app's private server with this password; returns the values its env vars get. */
+async function ensurePrivateRedis(ctx: Ctx, password: string, knownAddress?: string): Promise<Record<string, string>> {
+  const servers = requireAppRedis(ctx.deps);
+  const size = appSize(ctx.deps.db, ctx.app.id);
+  const endpoint = await step(ctx, "ensure-server", () =>
+    servers.ensure({
+      appUuid: ctx.app.uuid,
+      tenantUuid: size.tenantUuid,
+      password,
+      appMemoryMb: size.memoryMb,
+      appCpus: size.cpus,
+      policy: redisPolicy(ctx.deps, ctx.app),
+      knownAddress,
+    }),
+  );
+  return privateRedisEnv(ctx.app.uuid, password, endpoint.host, endpoint.port);
+}
+
+function privateRedisEnv(appUuid: string, password: string, host: string, port: number): Record<string, string> {
+  // No user name: the private server's `default` user, which every Redis client understands.
+  const url = `redis://:${password}@${host}:${port}/0`;
+  // The prefix still comes along: settings written for the shared server (Celery's global_keyprefix) keep working.
+  return { REDIS_URL: url, REDIS_KEY_PREFIX: `${tenantStoreNames(appUuid).redisPrefix}:` };
 }
 
 function context(
@@ -248,6 +326,10 @@ export async function provisionTenantStore(
     const { admin, settings } = requirePostgres(deps);
     await step(ctx, "ensure-role", () => admin.ensureRole(names.pg, password, settings.limits));
     await step(ctx, "ensure-database", () => admin.ensureDatabase(names.pg, names.pg));
+  } else if (redisMode(ctx) === "private") {
+    writeEnv(ctx, await ensurePrivateRedis(ctx, password, storedUrl(ctx)?.hostname));
+    deps.log.info({ appId: appUuid, kind, mode: "private" }, "tenant store provisioned");
+    return;
   } else {
     const { acl } = requireRedis(deps);
     await step(ctx, "ensure-user", () => acl.ensureUser(names.redisUser, password, names.redisPrefix));
@@ -267,9 +349,18 @@ export async function rotateTenantStore(
   opts: ActionOptions = {},
 ): Promise<{ url: string }> {
   const ctx = context(deps, appUuid, kind, opts);
-  if (!storedUrl(ctx)) throw conflictError(`no ${kind} store is provisioned for this app`);
+  const stored = storedUrl(ctx);
+  if (!stored) throw conflictError(`no ${kind} store is provisioned for this app`);
   const names = tenantStoreNames(appUuid);
   const password = (deps.generatePassword ?? generatePassword)();
+  if (kind === "redis" && redisMode(ctx) === "private") {
+    // The server restarts with the new password (its data stays on the volume); the app's running containers
+    // lose their connections and need the new URL: restart or deploy the app right after.
+    const values = await ensurePrivateRedis(ctx, password, stored.hostname);
+    writeEnv(ctx, values);
+    deps.log.info({ appId: appUuid, kind, mode: "private" }, "tenant store credentials rotated");
+    return { url: values.REDIS_URL as string };
+  }
   if (kind === "postgres") {
     const { admin } = requirePostgres(deps);
     await step(ctx, "rotate-password", () => admin.rotatePassword(names.pg, password));
@@ -296,6 +387,9 @@ export async function dropTenantStore(
     const { admin } = requirePostgres(deps);
     await step(ctx, "drop-database", () => admin.dropDatabase(names.pg));
     await step(ctx, "drop-role", () => admin.dropRole(names.pg));
+  } else if (redisMode(ctx) === "private") {
+    const servers = requireAppRedis(deps);
+    await step(ctx, "remove-server", () => servers.remove(appUuid));
   } else {
     const { acl } = requireRedis(deps);
     await step(ctx, "delete-user", () => acl.deleteUser(names.redisUser));
@@ -348,6 +442,69 @@ export function showTenantStores(deps: Pick<TenantStoreDeps, "db" | "secrets">, 
     const base = { kind, provisioned: row !== undefined, url, updatedAt: row?.updatedAt ?? null };
     return kind === "postgres"
       ? { ...base, user: names.pg, database: names.pg }
-      : { ...base, user: names.redisUser, keyPrefix: `${names.redisPrefix}:` };
+      : {
+          ...base,
+          user: url !== null && new URL(url).username === "" ? "default" : names.redisUser,
+          keyPrefix: `${names.redisPrefix}:`,
+        };
   });
+}
+
+/** A live app's private Redis as its sealed REDIS_URL describes it (the password never leaves this process). */
+export interface PrivateRedisWanted {
+  appUuid: string;
+  password: string;
+  host: string;
+}
+
+/** Live apps whose REDIS_URL names a private server (no ACL user): the servers reconcile keeps running. */
+export function privateRedisApps(deps: Pick<TenantStoreDeps, "db" | "secrets">): PrivateRedisWanted[] {
+  const rows = deps.db
+    .select({ uuid: apps.uuid, value: appEnvVars.valueEncrypted })
+    .from(appEnvVars)
+    .innerJoin(apps, eq(apps.id, appEnvVars.appId))
+    .where(and(eq(appEnvVars.key, "REDIS_URL"), isNull(apps.destroyedAt)))
+    .orderBy(asc(apps.id))
+    .all();
+  return rows.flatMap((r) => {
+    const url = new URL(openEnvValue(deps.secrets, { appUuid: r.uuid, key: "REDIS_URL", sealed: r.value }));
+    return url.username === ""
+      ? [{ appUuid: r.uuid, password: decodeURIComponent(url.password), host: url.hostname }]
+      : [];
+  });
+}
+
+/**
+ * Brings an app's private Redis back (reconcile: a dead or missing container, a lost network or volume) with the
+ * password it already has; if the server had to move to another address, REDIS_URL is rewritten (the app gets it
+ * on its next deploy or restart). Returns what ensure did.
+ */
+export async function repairPrivateRedis(
+  deps: TenantStoreDeps,
+  wanted: PrivateRedisWanted,
+): Promise<"none" | "started" | "created"> {
+  const ctx = context(deps, wanted.appUuid, "redis", { actor: "system" });
+  const servers = requireAppRedis(deps);
+  const size = appSize(deps.db, ctx.app.id);
+  const endpoint = await servers.ensure({
+    appUuid: wanted.appUuid,
+    tenantUuid: size.tenantUuid,
+    password: wanted.password,
+    appMemoryMb: size.memoryMb,
+    appCpus: size.cpus,
+    policy: redisPolicy(deps, ctx.app),
+    knownAddress: wanted.host,
+  });
+  if (endpoint.action !== "none") auditTenantStore(ctx, `server-${endpoint.action}`, "succeeded");
+  if (endpoint.host !== wanted.host) {
+    writeEnv(ctx, privateRedisEnv(wanted.appUuid, wanted.password, endpoint.host, endpoint.port));
+    deps.log.warn({ appId: wanted.appUuid }, "app redis moved to a new address; REDIS_URL rewritten");
+  }
+  return endpoint.action;
+}
+
+/** Whether an app of this database is live (not destroyed): reconcile removes private servers of the others. */
+export function isLiveApp(db: DbOrTx, appUuid: string): boolean {
+  const row = db.select({ destroyedAt: apps.destroyedAt }).from(apps).where(eq(apps.uuid, appUuid)).get();
+  return row !== undefined && row.destroyedAt === null;
 }

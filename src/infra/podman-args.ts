@@ -38,6 +38,11 @@ export interface RunContainerSpec {
   tmpfsMb: number;
   user?: string | undefined;
   readOnlyMounts?: readonly ReadOnlyMount[] | undefined;
+  /**
+   * A second, internal podman network the container also joins: the app's own one, where its private Redis listens
+   * (src/infra/app-redis.ts). Other apps' containers are not on it, so they cannot reach that Redis.
+   */
+  appNetwork?: string | undefined;
 }
 
 /**
@@ -109,6 +114,8 @@ export const IPV4_RE = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|
 const HOST_NAME_RE =
   /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const USER_RE = /^[0-9]{1,10}:[0-9]{1,10}$/;
+/** An app's own network (src/infra/app-redis-args.ts names it); never `host`, `none` or another podman mode. */
+export const APP_NETWORK_RE = /^tsl-net-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Absolute, no "..", no commas or colons (they separate fields in --mount / -v / --tmpfs). */
 const PATH_RE = /^\/(?!.*(?:^|\/)\.\.(?:\/|$))[A-Za-z0-9._/@+-]*$/;
 
@@ -186,7 +193,7 @@ export function globalArgs(settings: EngineSettings, runscNetwork?: RunscNetwork
   return args;
 }
 
-function seccompArgs(settings: EngineSettings): string[] {
+export function seccompArgs(settings: EngineSettings): string[] {
   return settings.seccompProfile === undefined
     ? []
     : ["--security-opt", `seccomp=${validPath(settings.seccompProfile, "seccompProfile")}`];
@@ -233,12 +240,15 @@ function networkArgs(
   settings: EngineSettings,
   network: NetworkMode,
   allowEgress: boolean,
+  appNetwork?: string | undefined,
 ): { global: string[]; run: string[] } {
   if (network === "none") return { global: globalArgs(settings, "none"), run: ["--network", "none"] };
   const podmanNetwork = allowEgress ? settings.egressNetwork : settings.isolatedNetwork;
+  // The first network holds the default route and the published port; the app's own network only its Redis.
+  const extra = appNetwork === undefined ? [] : ["--network", check(APP_NETWORK_RE, appNetwork, "appNetwork")];
   return {
     global: globalArgs(settings, settings.runscNetwork),
-    run: ["--network", validName(podmanNetwork, "network")],
+    run: ["--network", validName(podmanNetwork, "network"), ...extra],
   };
 }
 
@@ -264,7 +274,7 @@ function mountArgs(mounts: readonly ReadOnlyMount[] | undefined): string[] {
 
 /** argv for a detached, hardened, long-running app container. */
 export function runContainerArgs(settings: EngineSettings, spec: RunContainerSpec): string[] {
-  const net = networkArgs(settings, spec.network, spec.allowEgress);
+  const net = networkArgs(settings, spec.network, spec.allowEgress, spec.appNetwork);
   const args = [
     ...net.global,
     "run",
@@ -429,7 +439,7 @@ export interface OneOffSpec extends OneShotSpec {
  * caller removes the container itself, also after a timeout, when the attached client is already gone.
  */
 export function oneOffArgs(settings: EngineSettings, spec: OneOffSpec): string[] {
-  const net = networkArgs(settings, spec.network, spec.allowEgress);
+  const net = networkArgs(settings, spec.network, spec.allowEgress, spec.appNetwork);
   const args = [
     ...net.global,
     "run",

@@ -234,10 +234,28 @@ export class PodmanEngine implements ContainerEngine {
     return this.#withSeccomp;
   }
 
-  async runContainer(spec: RunContainerSpec): Promise<ContainerInfo> {
-    const existing = await this.inspectContainer(spec.name);
-    if (existing?.running && existing.image === spec.image) return existing;
-    if (existing) await this.removeContainer(spec.name);
+  /**
+   * The app's own network is joined only while it exists: it exists exactly while the app has a private Redis
+   * (src/infra/app-redis.ts), so an app without one, or whose Redis was dropped, runs on the shared bridge only.
+   */
+  async #withAppNetwork<T extends { appNetwork?: string | undefined; network: RunContainerSpec["network"] }>(
+    spec: T,
+  ): Promise<T> {
+    if (spec.appNetwork === undefined || spec.network === "none") return { ...spec, appNetwork: undefined };
+    try {
+      await this.#podmanRun(["network", "exists", validName(spec.appNetwork, "appNetwork")]);
+      return spec;
+    } catch (err) {
+      if (err instanceof PodmanError && err.exitCode === 1) return { ...spec, appNetwork: undefined };
+      throw err;
+    }
+  }
+
+  async runContainer(requested: RunContainerSpec): Promise<ContainerInfo> {
+    const existing = await this.inspectContainer(requested.name);
+    if (existing?.running && existing.image === requested.image) return existing;
+    if (existing) await this.removeContainer(requested.name);
+    const spec = await this.#withAppNetwork(requested);
     if (spec.network !== "none") await this.ensureNetworks();
     const sandbox = await this.#sandbox();
     const args = runContainerArgs(sandbox.settings, spec);
@@ -402,7 +420,8 @@ export class PodmanEngine implements ContainerEngine {
     return rows.map((r) => ({ id: r.Id ?? "", names: r.Names ?? [], labels: r.Labels ?? {} }));
   }
 
-  async runOnce(spec: OneShotSpec, options: BuildOptions = {}): Promise<ExecResult> {
+  async runOnce(requested: OneShotSpec, options: BuildOptions = {}): Promise<ExecResult> {
+    const spec = await this.#withAppNetwork(requested);
     const sandbox = await this.#sandbox();
     return this.#attached(spec, oneShotArgs(sandbox.settings, spec), sandbox.dir, options);
   }
@@ -441,7 +460,8 @@ export class PodmanEngine implements ContainerEngine {
     }
   }
 
-  async runOneOff(spec: OneOffSpec, options: OneOffOptions): Promise<OneOffResult> {
+  async runOneOff(requested: OneOffSpec, options: OneOffOptions): Promise<OneOffResult> {
+    const spec = await this.#withAppNetwork(requested);
     const sandbox = await this.#sandbox();
     const args = oneOffArgs(sandbox.settings, spec);
     if (spec.network !== "none") await this.ensureNetworks();

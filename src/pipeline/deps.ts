@@ -1,6 +1,7 @@
 import type { Db } from "../db/client.ts";
 import type { AppView } from "../domain/apps.ts";
 import type { SecretBox } from "../domain/crypto.ts";
+import type { AppRedisServers } from "../infra/app-redis.ts";
 import type { ProxyAdmin } from "../infra/caddy.ts";
 import type { GitSource } from "../infra/git.ts";
 import type { HealthProbe } from "../infra/http-probe.ts";
@@ -24,6 +25,8 @@ export interface PipelineDeps {
   now: () => number;
   /** Credentials for a private repository (a GitHub token), handed to git through the environment only. */
   gitCredentials?: ((app: AppView) => Promise<{ username: string; password: string } | undefined>) | undefined;
+  /** Private Redis servers per app (src/infra/app-redis.ts), which reconcile keeps running; unset when off. */
+  appRedis?: AppRedisServers | undefined;
 }
 
 export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -8,7 +8,7 @@ import type { SecretBox } from "../domain/crypto.ts";
 import type { ReleaseView } from "../domain/releases.ts";
 import type { ContainerEngine, OneOffResult } from "../infra/container-engine.ts";
 import type { Logger } from "../log.ts";
-import { LABELS, type PipelineSettings } from "./settings.ts";
+import { LABELS, names, type PipelineSettings } from "./settings.ts";
 import { writeEnvFileIn } from "./stages/run-health.ts";
 
 /**
@@ -95,6 +95,7 @@ export async function runOneOff(deps: OneOffDeps, input: OneOffInput): Promise<O
         cpus: Number(app.cpus),
         pidsLimit: Math.max(app.pidsLimit, 128),
         network: "bridge-host",
+        appNetwork: names.appNetwork(app.uuid),
         allowEgress: app.allowEgress,
         tmpfsMb: deps.settings.tmpfsMb,
         // conmon's own kill, a little after ours: it still fires if this process dies mid-run.

@@ -5,6 +5,7 @@ import { appsWithRunningDeployment, inProgressDeploymentUuids } from "../domain/
 import { wantedContainers } from "../domain/formation.ts";
 import { openIncident } from "../domain/incidents.ts";
 import { currentRelease, destroyedAppsWithImages, markReleasePruned, releasesToPrune } from "../domain/releases.ts";
+import { reconcileAppRedis } from "./app-redis-reconcile.ts";
 import { describeRestoreFailure, restoreApp } from "./app-restore.ts";
 import { type DataPlaneHooks, reportIncident, reportRecovered } from "./data-plane.ts";
 import type { PipelineDeps } from "./deps.ts";
@@ -60,6 +61,8 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
   const liveApps = new Set(live.map((a) => a.uuid));
   await deps.engine.ensureNetworks();
   await deps.proxy.ensureServer({ listen: deps.settings.proxyListen });
+  // Private Redis servers first (app-redis-reconcile.ts), so the app containers brought back below find theirs up.
+  report.errors.push(...(await reconcileAppRedis(deps)).errors);
 
   for (const app of live) {
     const release = currentRelease(deps.db, app.uuid);

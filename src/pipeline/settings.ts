@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { appRedisNames } from "../infra/app-redis-args.ts";
 import { DEFAULT_PYTHON, DEFAULT_PYTHON_IMAGES } from "../lib/python-images.ts";
 
 /** Pipeline knobs; defaults are what an operator gets without configuring anything. */
@@ -118,6 +119,8 @@ export const names = {
   route: (appUuid: string) => `app-${appUuid}`,
   buildContainer: (deploymentUuid: string) => `tsl-build-${deploymentUuid}`,
   releaseContainer: (deploymentUuid: string) => `tsl-release-${deploymentUuid}`,
+  /** The app's own internal network, where its private Redis listens (src/infra/app-redis-args.ts names it). */
+  appNetwork: (appUuid: string) => appRedisNames(appUuid).network,
 };
 
 export const LABELS = {

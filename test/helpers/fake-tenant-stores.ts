@@ -1,3 +1,4 @@
+import type { AppRedisEndpoint, AppRedisServers, AppRedisSpec } from "../../src/infra/app-redis.ts";
 import type { PostgresAdmin, RoleLimits, TenantDbState } from "../../src/infra/postgres-admin.ts";
 import type { RedisAcl } from "../../src/infra/redis-acl.ts";
 
@@ -91,5 +92,44 @@ export class FakeRedisAcl implements RedisAcl {
 
   async userExists(name: string): Promise<boolean> {
     return this.users.has(name);
+  }
+}
+
+type AppRedisMethod = "ensure" | "remove";
+
+/** Private Redis servers in memory: one per app, with the spec it was last ensured with. */
+export class FakeAppRedis implements AppRedisServers {
+  readonly servers = new Map<
+    string,
+    { spec: AppRedisSpec; host: string; running: boolean; data: Map<string, string> }
+  >();
+  readonly faults = new FailureInjector<AppRedisMethod>();
+  /** The address the next new server gets (a lost network may come back elsewhere). */
+  nextHost = "10.89.7.2";
+
+  async ensure(spec: AppRedisSpec): Promise<AppRedisEndpoint> {
+    this.faults.record("ensure", spec.appUuid);
+    const current = this.servers.get(spec.appUuid);
+    if (!current) {
+      this.servers.set(spec.appUuid, { spec, host: this.nextHost, running: true, data: new Map() });
+      return { host: this.nextHost, port: 6379, action: "created" };
+    }
+    const same =
+      JSON.stringify({ ...current.spec, knownAddress: undefined }) ===
+      JSON.stringify({ ...spec, knownAddress: undefined });
+    const action = !same ? "created" : current.running ? "none" : "started";
+    current.spec = spec;
+    current.running = true;
+    return { host: current.host, port: 6379, action };
+  }
+
+  async remove(appUuid: string): Promise<{ networkKept: boolean }> {
+    this.faults.record("remove", appUuid);
+    this.servers.delete(appUuid);
+    return { networkKept: false };
+  }
+
+  async list(): Promise<Array<{ appUuid: string; running: boolean }>> {
+    return [...this.servers.entries()].map(([appUuid, s]) => ({ appUuid, running: s.running }));
   }
 }

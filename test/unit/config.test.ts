@@ -67,6 +67,22 @@ describe("loadConfig", () => {
     });
   });
 
+  it("gives apps private Redis servers unless a shared tenant Redis is configured or chosen", () => {
+    expect(loadConfig({ TUSSILAGO_SECRET_KEY: KEY }).tenantStores).toMatchObject({
+      redisMode: "private",
+      appRedisImage: "localhost/tussilago-redis:7",
+    });
+    const shared = { TUSSILAGO_SECRET_KEY: KEY, TUSSILAGO_TENANT_REDIS_URL: "redis://127.0.0.1:6380" };
+    expect(loadConfig(shared).tenantStores.redisMode).toBe("shared");
+    expect(loadConfig({ ...shared, TUSSILAGO_TENANT_REDIS_MODE: "private" }).tenantStores.redisMode).toBe("private");
+    expect(error({ TUSSILAGO_SECRET_KEY: KEY, TUSSILAGO_TENANT_REDIS_MODE: "both" }).variable).toBe(
+      "TUSSILAGO_TENANT_REDIS_MODE",
+    );
+    expect(error({ TUSSILAGO_SECRET_KEY: KEY, TUSSILAGO_APP_REDIS_IMAGE: "--privileged" }).variable).toBe(
+      "TUSSILAGO_APP_REDIS_IMAGE",
+    );
+  });
+
   it("requires TUSSILAGO_SECRET_KEY of at least 32 characters", () => {
     expect(error({}).variable).toBe("TUSSILAGO_SECRET_KEY");
     expect(error({ TUSSILAGO_SECRET_KEY: "   " }).variable).toBe("TUSSILAGO_SECRET_KEY");

@@ -2,6 +2,7 @@ import { generateKeyPairSync, verify } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
+  appRedisImageCheck,
   baseImageCheck,
   type DoctorSettings,
   diskCheck,
@@ -155,6 +156,22 @@ describe("doctor: host tools", () => {
       fix: "bash scripts/build-base-image.sh localhost/img:1",
     });
     expect((await baseImageCheck(probe, undefined, "localhost/img:1")).verdict).toBe("SKIP");
+  });
+
+  it("private redis image: present passes, missing fails with the build script, shared mode skips", async () => {
+    const probe = new FakeHostProbe();
+    expect((await appRedisImageCheck(probe, "/usr/bin/podman", "localhost/r:7")).verdict).toBe("PASS");
+    expect(probe.runs.at(-1)?.args).toEqual(["image", "exists", "localhost/r:7"]);
+    probe.onRun = () => exited(1);
+    expect(await appRedisImageCheck(probe, "/usr/bin/podman", "localhost/r:7")).toMatchObject({
+      verdict: "FAIL",
+      fix: "bash scripts/build-redis-image.sh localhost/r:7",
+    });
+    expect((await appRedisImageCheck(probe, "/usr/bin/podman", undefined)).verdict).toBe("SKIP");
+    expect(doctorSettings({ TUSSILAGO_SECRET_KEY: "k".repeat(32) }).appRedisImage).toBe("localhost/tussilago-redis:7");
+    expect(
+      doctorSettings({ TUSSILAGO_SECRET_KEY: "k".repeat(32), TUSSILAGO_TENANT_REDIS_MODE: "shared" }).appRedisImage,
+    ).toBeUndefined();
   });
 
   it("disk: under 1 GiB fails, under 5 GiB warns, with the numbers", () => {
@@ -317,7 +334,7 @@ describe("runDoctor", () => {
       ask.url.endsWith("/auth.test")
         ? answer(200, '{"ok":true}', { "x-oauth-scopes": ALL_SCOPES, date }, Date.parse(date))
         : answer(200, "{}");
-    const checks = await runDoctor(settings({ slack: SLACK }), probe);
+    const checks = await runDoctor(settings({ slack: SLACK, appRedisImage: "localhost/tussilago-redis:7" }), probe);
     expect(checks.map((c) => c.name)).toEqual([
       "configuration",
       "node",
@@ -327,6 +344,7 @@ describe("runDoctor", () => {
       "nftables",
       "sysctl net.ipv4.tcp_migrate_req",
       "base image",
+      "private redis image",
       "caddy admin",
       "redis",
       "disk space",

@@ -67,6 +67,7 @@ export async function releaseStage(
         cpus: Number(app.cpus),
         pidsLimit: Math.max(app.pidsLimit, 128),
         network: "bridge-host",
+        appNetwork: names.appNetwork(app.uuid),
         allowEgress: app.allowEgress,
         tmpfsMb: deps.settings.tmpfsMb,
         timeoutSeconds,

@@ -83,6 +83,7 @@ export async function runProcess(
     cpus: Number(app.cpus),
     pidsLimit: Math.max(app.pidsLimit, 128),
     network: "bridge-host",
+    appNetwork: names.appNetwork(app.uuid),
     publish: web ? { hostIp: "127.0.0.1", hostPort: 0, containerPort: deps.settings.appPort } : undefined,
     allowEgress: app.allowEgress,
     tmpfsMb: deps.settings.tmpfsMb,
