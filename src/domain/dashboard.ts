@@ -5,6 +5,7 @@ import { apps, auditEvents, deployments, releases, tenants, users } from "../db/
 import type { AuditView } from "./audit.ts";
 import type { DeploymentView } from "./deployments.ts";
 import { notFoundError } from "./errors.ts";
+import { releaseCommands, replicasOf } from "./formation.ts";
 
 /**
  * Read models of the web dashboard (src/http/dashboard.ts): each list is one query whatever its length, filtered to
@@ -29,6 +30,8 @@ export interface DashboardApp {
     startCommand: string;
     pythonVersion: string | null;
     createdAt: Date;
+    /** Every process type with the containers its formation asks for, web first. */
+    processes: Array<{ type: string; command: string; wanted: number }>;
   } | null;
   latest: { uuid: string; status: DeploymentView["status"]; createdAt: Date } | null;
 }
@@ -117,6 +120,8 @@ export function dashboardApps(db: DbOrTx, tenantSlugs: readonly string[]): Dashb
       version: releases.version,
       commitSha: releases.commitSha,
       startCommand: releases.startCommand,
+      processes: releases.processes,
+      formation: apps.formation,
       pythonVersion: releases.pythonVersion,
       releasedAt: releases.createdAt,
       latestUuid: deployments.uuid,
@@ -146,6 +151,10 @@ export function dashboardApps(db: DbOrTx, tenantSlugs: readonly string[]): Dashb
             startCommand: r.startCommand,
             pythonVersion: r.pythonVersion,
             createdAt: r.releasedAt,
+            processes: releaseCommands({ startCommand: r.startCommand, processes: r.processes ?? {} }).map((p) => ({
+              ...p,
+              wanted: replicasOf(r.formation, p.type),
+            })),
           },
     latest:
       r.latestUuid === null || r.latestStatus === null || r.latestAt === null

@@ -155,7 +155,7 @@ ${apps.map(
   (a) => h`<tr id="app-${a.slug}"><td><a href="${BASE}/apps/${a.slug}">${a.slug}</a><br><small>${a.domain}</small></td>
 <td>${a.tenantSlug}</td><td>${a.environment}</td>
 <td>${a.release ? h`v${a.release.version} <code>${a.release.commitSha?.slice(0, 12) ?? ""}</code>` : "none yet"}</td>
-<td>${a.release ? h`<code>web: ${a.release.startCommand}</code>` : ""}</td>
+<td>${a.release ? a.release.processes.map((p) => h`<code>${p.type} ×${String(p.wanted)}</code> `) : ""}</td>
 <td>${a.latest ? h`<a href="${BASE}/deployments/${a.latest.uuid}">${badge(a.latest.status)}</a> ${time(a.latest.createdAt)}` : ""}</td></tr>`,
 )}</tbody></table>${apps.length === 0 ? h`<p class="empty">No apps in your tenants.</p>` : ""}`;
   return layout("Apps", body, { viewer, section: "apps" });
@@ -170,6 +170,8 @@ export interface AppPageData {
     pythonVersion: string | null;
     createdAt: Date;
   } | null;
+  /** The release's process types with their commands and the containers the formation asks for, web first. */
+  processes: Array<{ type: string; command: string; wanted: number }>;
   incident: IncidentView | null;
   deployments: DashboardDeployment[];
 }
@@ -182,7 +184,7 @@ export function appPage(data: AppPageData, viewer: Viewer): Html {
 <dt>Current release</dt><dd>${release ? h`v${release.version} <code>${release.commitSha ?? ""}</code> (Python ${release.pythonVersion ?? "?"}), ${time(release.createdAt)}` : "none yet"}</dd></dl>
 ${incident ? h`<p class="notice incident">Not serving: ${incident.reason}</p>` : ""}
 <h2>Processes</h2>
-${release ? h`<table><thead><tr><th>Type</th><th>Command</th></tr></thead><tbody><tr><td>web</td><td><code>${release.startCommand}</code></td></tr></tbody></table>` : h`<p class="empty">Nothing released yet.</p>`}
+${release ? h`<table><thead><tr><th>Type</th><th>Containers</th><th>Command</th></tr></thead><tbody>${data.processes.map((p) => h`<tr><td>${p.type}</td><td>${String(p.wanted)}</td><td><code>${p.command}</code></td></tr>`)}</tbody></table>` : h`<p class="empty">Nothing released yet.</p>`}
 <h2>Deployments</h2>${deploymentTable(data.deployments, app.slug)}`;
   return layout(app.slug, body, { viewer, section: "apps", live: true });
 }

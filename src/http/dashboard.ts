@@ -18,6 +18,7 @@ import {
   tenantAuditEvents,
 } from "../domain/dashboard.ts";
 import { DomainError } from "../domain/errors.ts";
+import { releaseCommands } from "../domain/formation.ts";
 import { type Actor, findSlackUserRow, type Role, roleAtLeast, rolesOf } from "../domain/users.ts";
 import type { Logger } from "../log.ts";
 import { QueueDelayedError } from "../pipeline/bounded-queue.ts";
@@ -205,6 +206,12 @@ export function dashboardRoutes(deps: DashboardDeps): Hono<DashEnv> {
       {
         app: status.app,
         release: status.currentRelease,
+        processes: status.currentRelease
+          ? releaseCommands(status.currentRelease).map((p) => ({
+              ...p,
+              wanted: status.processes.find((w) => w.type === p.type)?.wanted ?? 0,
+            }))
+          : [],
         incident: status.incident,
         deployments: deploymentsOfApp(db, status.app.uuid, 20),
       },

@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { getApproval, requestApproval } from "../../src/domain/approvals.ts";
-import { ensureTenant } from "../../src/domain/apps.ts";
+import { ensureTenant, setAppFormation } from "../../src/domain/apps.ts";
 import { recordAudit } from "../../src/domain/audit.ts";
 import { claimDeployment, recordStage, requestDeployment, setDeploymentSource } from "../../src/domain/deployments.ts";
+import { recordRelease } from "../../src/domain/releases.ts";
 import { grantRole } from "../../src/domain/users.ts";
 import { csrfOf, type DashboardWorld, dashboardWorld, get, post, signIn, slackUser } from "../helpers/dashboard.ts";
 
@@ -155,6 +156,27 @@ describe("dashboard pages", () => {
     expect((await get(w, "/dashboard/apps/shop", s)).status).toBe(404);
     expect((await get(w, `/dashboard/deployments/${deployment.uuid}`, s)).status).toBe(404);
     expect((await get(w, "/dashboard/deployments/not-a-uuid", s)).status).toBe(404);
+  });
+
+  it("shows every process type of the current release with the containers its formation asks for", async () => {
+    w = dashboardWorld();
+    const app = w.app("shop");
+    const { deployment } = requestDeployment(w.db, { appUuid: app.uuid, trigger: "cli", ref: "main" });
+    recordRelease(w.db, {
+      deploymentUuid: deployment.uuid,
+      image: "localhost/tsl-shop:1",
+      commitSha: null,
+      startCommand: "gunicorn shop.wsgi",
+      processes: { worker: "celery -A shop worker", beat: "celery -A shop beat" },
+    });
+    setAppFormation(w.db, app.uuid, { web: 2, worker: 3 });
+    w.user("UVIEW", "viewer");
+    const s = await session("UVIEW");
+    const list = await (await get(w, "/dashboard", s)).text();
+    expect(list).toContain("<code>web ×2</code> <code>beat ×1</code> <code>worker ×3</code>");
+    const page = await (await get(w, "/dashboard/apps/shop", s)).text();
+    expect(page).toContain("<tr><td>worker</td><td>3</td><td><code>celery -A shop worker</code></td></tr>");
+    expect(page).toContain("<tr><td>web</td><td>2</td><td><code>gunicorn shop.wsgi</code></td></tr>");
   });
 
   it("shows the audit log to tenant admins only", async () => {
