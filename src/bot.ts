@@ -5,7 +5,7 @@ import { Redis } from "ioredis";
 import { deployCommand } from "../commands/deploy.ts";
 import { proveGithubLink } from "../commands/github-link-proof.ts";
 import { type LogsQueue, registerLogsWorker } from "../commands/logs-job.ts";
-import { type PushDeployDeps, processPushDelivery } from "../commands/push-deploy.ts";
+import { type PushDeployDeps, processPushDelivery, triageRecordedPushes } from "../commands/push-deploy.ts";
 import { type RunQueue, registerRunWorker } from "../commands/run-job.ts";
 import type { Config } from "./config.ts";
 import { startCheckpointer } from "./db/checkpointer.ts";
@@ -196,7 +196,13 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     // instances are cached) gives all of them a listener.
     for (const name of Object.values(QUEUE_NAMES)) queue.queue(name).on("error", loggedByConnection);
     // Webhooks are recorded in SQLite and answered; this relay moves them onto the queue (docs/architecture.md).
-    const relay = new DeliveryRelay({ outbox: deliveryOutbox(db), queue, log: log.child({ component: "relay" }) });
+    // Pushes no verified app follows are marked ignored there, without a job (commands/push-deploy.ts).
+    const relay = new DeliveryRelay({
+      outbox: deliveryOutbox(db),
+      queue,
+      log: log.child({ component: "relay" }),
+      triage: (rows) => triageRecordedPushes(db, rows),
+    });
     relay.start();
     lifecycle.onStop("delivery relay", () => relay.stop());
 

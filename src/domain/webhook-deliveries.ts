@@ -133,6 +133,11 @@ export function prepareDeliveryRecorder(db: Db): DeliveryRecorder {
 export interface PendingDelivery {
   uuid: string;
   deliveryId: string;
+  /** The columns the route recorded from the verified body, so the relay can triage without the payload. */
+  ref: string | null;
+  headCommit: string | null;
+  /** `app_uuids` as stored (JSON text of an array of app UUIDs). */
+  appUuidsJson: string;
 }
 
 export interface DeliveryOutbox {
@@ -143,21 +148,34 @@ export interface DeliveryOutbox {
    * processed a job before its add returned to us, and that later status must not be overwritten.
    */
   markEnqueued(entries: ReadonlyArray<{ uuid: string; jobId: string }>): void;
+  /** Marks deliveries that need no job `ignored`, in one transaction; again only rows still `received`. */
+  markIgnored(uuids: readonly string[]): void;
 }
 
 /** The outbox side of webhook_deliveries; the poll is served by the partial index webhook_deliveries_received_idx. */
 export function deliveryOutbox(db: Db): DeliveryOutbox {
   // The literal `status = 'received'` (not a bound parameter) is what lets SQLite use the partial index.
   const pending = db.$client.prepare<[number], PendingDelivery>(
-    "select uuid, delivery_id as deliveryId from webhook_deliveries where status = 'received' order by id limit ?",
+    `select uuid, delivery_id as deliveryId, ref, head_commit as headCommit, app_uuids as appUuidsJson
+     from webhook_deliveries where status = 'received' order by id limit ?`,
   );
   const mark = db.$client.prepare<[string, string]>(
     "update webhook_deliveries set status = 'enqueued', job_id = ? where uuid = ? and status = 'received'",
   );
+  const ignore = db.$client.prepare<[string]>(
+    "update webhook_deliveries set status = 'ignored' where uuid = ? and status = 'received'",
+  );
   const markAll = db.$client.transaction((entries: ReadonlyArray<{ uuid: string; jobId: string }>) => {
     for (const e of entries) mark.run(e.jobId, e.uuid);
   });
-  return { pending: (limit) => pending.all(limit), markEnqueued: (entries) => markAll(entries) };
+  const ignoreAll = db.$client.transaction((uuids: readonly string[]) => {
+    for (const uuid of uuids) ignore.run(uuid);
+  });
+  return {
+    pending: (limit) => pending.all(limit),
+    markEnqueued: (entries) => markAll(entries),
+    markIgnored: (uuids) => ignoreAll(uuids),
+  };
 }
 
 export function markDeliveryEnqueued(db: DbOrTx, uuid: string, jobId: string): void {
