@@ -1,5 +1,4 @@
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { pushFields, recordGithubPush } from "../../handlers/github-push.ts";
 import type { Db } from "../db/client.ts";
 import type { SecretBox } from "../domain/crypto.ts";
@@ -17,6 +16,7 @@ import {
 import { prepareDeliveryRecorder } from "../domain/webhook-deliveries.ts";
 import type { Logger } from "../log.ts";
 import { type JobQueue, QUEUE_NAMES } from "../pipeline/queues.ts";
+import { requestBodyLimit } from "./body-limit.ts";
 import type { AppEnv } from "./context.ts";
 import { badRequest, forbidden, tooLarge, unauthorized, unprocessable } from "./errors.ts";
 
@@ -126,7 +126,7 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
 
   route.post(
     "/",
-    bodyLimit({
+    requestBodyLimit({
       maxSize: deps.maxBodyBytes,
       onError: () => {
         throw tooLarge(`webhook body exceeds ${deps.maxBodyBytes} bytes`);
