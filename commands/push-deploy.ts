@@ -190,31 +190,51 @@ export function triageRecordedPushes<T extends RecordedPush>(
   db: Db,
   rows: readonly T[],
 ): { enqueue: T[]; ignore: T[] } {
+  const decide = batchDecider(db);
   const enqueue: T[] = [];
   const ignore: T[] = [];
-  const decided = new Map<string, boolean>();
   for (const row of rows) {
-    const key = `${row.ref}\n${row.headCommit}\n${row.appUuidsJson}`;
-    let needsJob = decided.get(key);
-    if (needsJob === undefined) {
-      needsJob = needsPushJob(db, row);
-      decided.set(key, needsJob);
+    let appUuids: unknown;
+    try {
+      appUuids = JSON.parse(row.appUuidsJson);
+    } catch {
+      appUuids = undefined;
     }
-    (needsJob ? enqueue : ignore).push(row);
+    (decide(row.ref, row.headCommit, appUuids, row.appUuidsJson) ? enqueue : ignore).push(row);
   }
   return { enqueue, ignore };
 }
 
-function needsPushJob(db: Db, row: RecordedPush): boolean {
-  if (row.ref === null || row.headCommit === null) return true;
-  let appUuids: unknown;
-  try {
-    appUuids = JSON.parse(row.appUuidsJson);
-  } catch {
-    return true;
-  }
+/**
+ * The same decision for pushes the webhook route is about to record (handlers/github-push.ts): `false` for a push
+ * the job would only ignore, which is then recorded `ignored` in the same insert.
+ */
+export function pushesNeedingJob(
+  db: Db,
+  pushes: ReadonlyArray<{ ref: string; headCommit: string; appUuids: readonly string[] }>,
+): boolean[] {
+  const decide = batchDecider(db);
+  return pushes.map((p) => decide(p.ref, p.headCommit, p.appUuids, p.appUuids.join(",")));
+}
+
+/** Decisions cached for one batch by (ref, after, apps): a batch of one busy branch costs one query. */
+function batchDecider(db: Db) {
+  const decided = new Map<string, boolean>();
+  return (ref: string | null, after: string | null, appUuids: unknown, appsKey: string): boolean => {
+    const key = `${ref}\n${after}\n${appsKey}`;
+    let needsJob = decided.get(key);
+    if (needsJob === undefined) {
+      needsJob = needsPushJob(db, ref, after, appUuids);
+      decided.set(key, needsJob);
+    }
+    return needsJob;
+  };
+}
+
+function needsPushJob(db: Db, ref: string | null, after: string | null, appUuids: unknown): boolean {
+  if (ref === null || after === null) return true;
   if (!Array.isArray(appUuids) || !appUuids.every((u) => typeof u === "string")) return true;
-  const target = refTarget(row.ref, row.headCommit);
+  const target = refTarget(ref, after);
   if (typeof target === "string") return false;
   return verifiedAppsFollowing(db, appUuids, target, tagMatches).length > 0;
 }

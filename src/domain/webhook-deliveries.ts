@@ -55,11 +55,25 @@ export interface RawGithubPush {
   appUuids: readonly string[];
 }
 
-export type DeliveryRecorder = (push: RawGithubPush) => Promise<{ uuid: string; isNew: boolean }>;
+/** `received`: for the outbox relay to enqueue; `ignored`: nothing to do (the recorder's `needsJob` said so). */
+export type RecordedStatus = "received" | "ignored";
+
+export type DeliveryRecorder = (
+  push: RawGithubPush,
+) => Promise<{ uuid: string; isNew: boolean; status: RecordedStatus }>;
+
+export interface DeliveryRecorderOptions {
+  /**
+   * Whether each push of a batch needs the push job. Those that do not are recorded `ignored` in the same insert,
+   * so the relay never reads or rewrites them. Asked once per batch, before its transaction; if it throws, the
+   * whole batch is recorded `received` and the relay and the job decide as usual.
+   */
+  needsJob?: (pushes: readonly RawGithubPush[]) => boolean[];
+}
 
 interface Waiting {
   push: RawGithubPush;
-  resolve: (recorded: { uuid: string; isNew: boolean }) => void;
+  resolve: (recorded: { uuid: string; isNew: boolean; status: RecordedStatus }) => void;
   reject: (err: unknown) => void;
 }
 
@@ -73,16 +87,16 @@ interface Waiting {
  * record. Measured on the webhook bench (bench/RESULTS.md): a commit per request cost more than the insert, and
  * the first read after each commit (the link lookup of the next request) paid again.
  */
-export function prepareDeliveryRecorder(db: Db): DeliveryRecorder {
+export function prepareDeliveryRecorder(db: Db, options: DeliveryRecorderOptions = {}): DeliveryRecorder {
   const insert = db.$client.prepare<unknown[], { uuid: string }>(
-    `insert into webhook_deliveries (uuid, source, delivery_id, event, repository, ref, head_commit, payload, app_uuids)
-     values (?, 'github', ?, 'push', ?, ?, ?, ?, ?)
+    `insert into webhook_deliveries (uuid, source, delivery_id, event, repository, ref, head_commit, payload, app_uuids, status)
+     values (?, 'github', ?, 'push', ?, ?, ?, ?, ?, ?)
      on conflict (source, delivery_id) do nothing returning uuid`,
   );
-  const existing = db.$client.prepare<[string], { uuid: string }>(
-    "select uuid from webhook_deliveries where source = 'github' and delivery_id = ?",
+  const existing = db.$client.prepare<[string], { uuid: string; status: string }>(
+    "select uuid, status from webhook_deliveries where source = 'github' and delivery_id = ?",
   );
-  const recordOne = (push: RawGithubPush) => {
+  const recordOne = (push: RawGithubPush, status: RecordedStatus) => {
     const row = insert.get(
       randomUUID(),
       push.deliveryId,
@@ -91,30 +105,44 @@ export function prepareDeliveryRecorder(db: Db): DeliveryRecorder {
       push.headCommit,
       push.rawPayload,
       JSON.stringify(push.appUuids),
+      status,
     );
-    if (row) return { uuid: row.uuid, isNew: true };
+    if (row) return { uuid: row.uuid, isNew: true, status };
     // A redelivery; also the second of two copies within one batch, which sees the first's uncommitted row.
     const found = existing.get(push.deliveryId);
     if (!found) throw new Error("webhook delivery vanished between insert and select");
-    return { uuid: found.uuid, isNew: false };
+    return { uuid: found.uuid, isNew: false, status: found.status === "ignored" ? "ignored" : "received" } as const;
   };
-  const recordAll = db.$client.transaction((batch: readonly Waiting[]) => batch.map((w) => recordOne(w.push)));
+  const statusesOf = (batch: readonly Waiting[]): RecordedStatus[] => {
+    const received = (): RecordedStatus[] => batch.map(() => "received");
+    if (!options.needsJob) return received();
+    try {
+      const needs = options.needsJob(batch.map((w) => w.push));
+      return batch.map((_, i) => (needs[i] === false ? "ignored" : "received"));
+    } catch {
+      return received();
+    }
+  };
+  const recordAll = db.$client.transaction((batch: readonly Waiting[], statuses: readonly RecordedStatus[]) =>
+    batch.map((w, i) => recordOne(w.push, statuses[i] ?? "received")),
+  );
   let batch: Waiting[] = [];
   const flush = () => {
     const current = batch;
     batch = [];
-    let results: { uuid: string; isNew: boolean }[];
+    const statuses = statusesOf(current);
+    let results: { uuid: string; isNew: boolean; status: RecordedStatus }[];
     try {
-      results = recordAll(current);
+      results = recordAll(current, statuses);
     } catch {
       // The transaction rolled back; one failing row must not fail the others: record them one by one.
-      for (const w of current) {
+      current.forEach((w, i) => {
         try {
-          w.resolve(recordOne(w.push));
+          w.resolve(recordOne(w.push, statuses[i] ?? "received"));
         } catch (err) {
           w.reject(err);
         }
-      }
+      });
       return;
     }
     current.forEach((w, i) => {

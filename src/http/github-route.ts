@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { pushFields, recordGithubPush } from "../../handlers/github-push.ts";
+import { githubPushRecorder, pushFields, recordGithubPush } from "../../handlers/github-push.ts";
 import type { Db } from "../db/client.ts";
 import type { SecretBox } from "../domain/crypto.ts";
 import {
@@ -13,7 +13,6 @@ import {
   openWebhookSecret,
   signatureMatches,
 } from "../domain/github-links.ts";
-import { prepareDeliveryRecorder } from "../domain/webhook-deliveries.ts";
 import type { Logger } from "../log.ts";
 import { type JobQueue, QUEUE_NAMES } from "../pipeline/queues.ts";
 import { requestBodyLimit } from "./body-limit.ts";
@@ -110,7 +109,7 @@ function verifiedLinks(
  */
 export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
   const route = new Hono<AppEnv>();
-  const record = prepareDeliveryRecorder(deps.db);
+  const record = githubPushRecorder(deps.db);
   // Opening a sealed secret is an AES-GCM decryption per link per request; the sealed value changes on rotation,
   // so it is the cache key (bounded: cleared when full).
   const opened = new Map<string, string | undefined>();

@@ -117,3 +117,26 @@ describe("delivery relay", () => {
     expect(database.db.select().from(webhookDeliveries).all()).toHaveLength(120);
   });
 });
+
+describe("delivery recorder", () => {
+  it("records a batch received when its triage fails, so the relay and the job still decide", async () => {
+    const recorder = prepareDeliveryRecorder(database.db, {
+      needsJob: () => {
+        throw new Error("database is locked");
+      },
+    });
+    const push = examplePush();
+    const deliveryId = randomUUID();
+    const recorded = await recorder({
+      deliveryId,
+      repository: EXAMPLE_REPO,
+      ref: "refs/heads/feature",
+      headCommit: String(push.after),
+      rawPayload: JSON.stringify(push),
+      appUuids: [appUuid],
+    });
+    expect(recorded).toMatchObject({ isNew: true, status: "received" });
+    await relay().flush();
+    expect(statuses()).toEqual({ [deliveryId]: "ignored" });
+  });
+});
