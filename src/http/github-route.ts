@@ -232,7 +232,8 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
         },
       );
       if (outcome.kind === "duplicate") {
-        log().info({ deliveryUuid: outcome.deliveryUuid }, "duplicate GitHub delivery ignored");
+        // Debug: a redelivery changes nothing, and a burst of them must not cost a line each.
+        log().debug({ deliveryUuid: outcome.deliveryUuid }, "duplicate GitHub delivery ignored");
         return c.json({ duplicate: true, delivery: outcome.deliveryUuid }, 200);
       }
       return c.json({ accepted: true, delivery: outcome.deliveryUuid }, 202);
