@@ -231,6 +231,41 @@ function rssMiB(pid: number): number {
   return Number(/(\d+)/.exec(line ?? "")?.[1] ?? Number.NaN) / 1024;
 }
 
+// USER_HZ, the unit of /proc's CPU times: 100 on every Linux this runs on (sysconf(_SC_CLK_TCK)).
+const CLK_TCK = 100;
+
+/** CPU seconds (user + system, every thread) a process has used: fields 14 and 15 of /proc/<pid>/stat. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
+/** Busy and total CPU seconds of the whole machine (all cores), from the first line of /proc/stat. */
+function machineCpu(): { busy: number; total: number } {
+  const [, ...ticks] = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "").trim().split(/\s+/);
+  const n = ticks.map(Number);
+  const total = n.reduce((a, b) => a + b, 0);
+  const idle = (n[3] ?? 0) + (n[4] ?? 0);
+  return { busy: (total - idle) / CLK_TCK, total: total / CLK_TCK };
+}
+
+/** Where the CPU went while `work` ran: the target process, this driver (the load generator), everything else. */
+async function measuredCpu<T>(pid: number, work: () => Promise<T>) {
+  const server0 = cpuSeconds(pid);
+  const client0 = process.cpuUsage();
+  const machine0 = machineCpu();
+  const value = await work();
+  const client = process.cpuUsage(client0);
+  const machine1 = machineCpu();
+  const serverS = cpuSeconds(pid) - server0;
+  const clientS = (client.user + client.system) / 1e6;
+  const busyS = machine1.busy - machine0.busy;
+  const totalS = machine1.total - machine0.total;
+  return { value, serverS, clientS, busyS, totalS, othersS: Math.max(0, busyS - serverS - clientS) };
+}
+type Cpu = Omit<Awaited<ReturnType<typeof measuredCpu>>, "value">;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function pushRequests(path: string, body: string, signature: string, ids: () => string) {
@@ -375,25 +410,31 @@ async function drive(): Promise<void> {
     );
     say();
     const rounds = new Map<string, LoadResult[]>();
+    const cpus = new Map<string, Cpu[]>();
     const drains: number[] = [];
     for (let round = 1; round <= ROUNDS; round++) {
       for (const target of targets) {
-        const result = await runLoad({
-          origin: target.origin,
-          connections: CONNECTIONS,
-          seconds: SECONDS,
-          next: pushRequests(target.path, body, signature, randomUUID),
-          ok: (s) => s >= 200 && s < 300,
-          warmup: 2,
-        });
+        const { value: result, ...cpu } = await measuredCpu(target.pid, () =>
+          runLoad({
+            origin: target.origin,
+            connections: CONNECTIONS,
+            seconds: SECONDS,
+            next: pushRequests(target.path, body, signature, randomUUID),
+            ok: (s) => s >= 200 && s < 300,
+            warmup: 2,
+          }),
+        );
         rounds.set(target.name, [...(rounds.get(target.name) ?? []), result]);
         process.stderr.write(`round ${round} ${target.name}: ${f0(result.rps)} req/s, p99 ${f1(result.p99)} ms\n`);
         if (target === bot) {
           // The bot's relay and push worker finish this round's deliveries before the next target's round starts,
-          // so their work is not done on the next target's time.
+          // so their work is not done on the next target's time; the CPU they use meanwhile counts for the bot.
+          const before = cpuSeconds(bot.pid);
           const lagS = await drained(bot);
           drains.push(lagS);
+          cpu.serverS += cpuSeconds(bot.pid) - before;
         }
+        cpus.set(target.name, [...(cpus.get(target.name) ?? []), cpu]);
       }
     }
     say("| target | round | requests | errors | statuses | req/s | p50 ms | p99 ms | max ms |");
@@ -411,6 +452,27 @@ async function drive(): Promise<void> {
       });
       const top = [...results].sort((a, b) => b.rps - a.rps)[0];
       if (top) best.set(target.name, top);
+    }
+    say();
+    say(
+      "CPU per round (user + system seconds from /proc; the machine has 2 cores): the target process (all its threads; " +
+        "for the bot including the drain after the load), the load generator (this driver), and everything else " +
+        "on the machine (other sessions, Redis, the kernel's softirq time not charged to a process).",
+    );
+    say();
+    say(
+      "| target | round | target CPU µs/request | load generator CPU µs/request | target / generator / others, % of 2 cores |",
+    );
+    say("| --- | ---: | ---: | ---: | --- |");
+    for (const target of targets) {
+      (cpus.get(target.name) ?? []).forEach((c, idx) => {
+        const r = rounds.get(target.name)?.[idx];
+        const n = r?.requests ?? Number.NaN;
+        const pct = (x: number) => f0((100 * x) / c.totalS);
+        say(
+          `| ${target.label} | ${idx + 1} | ${f0((1e6 * c.serverS) / n)} | ${f0((1e6 * c.clientS) / n)} | ${pct(c.serverS)} / ${pct(c.clientS)} / ${pct(c.othersS)} |`,
+        );
+      });
     }
     if (drains.length > 0) {
       say();
@@ -456,7 +518,8 @@ async function drive(): Promise<void> {
       );
       if (b.rows !== b.sent || b.distinct !== b.sent || b.load.errors > 0) process.exitCode = 1;
 
-      const slack = await slackHelp(bot);
+      const running = bot;
+      const { value: slack, ...slackCpu } = await measuredCpu(running.pid, () => slackHelp(running));
       say();
       say(`Slack: signed \`/tussilago help\`, ${SLACK_CONNECTIONS} connections, ${SECONDS} s`);
       say();
@@ -464,6 +527,13 @@ async function drive(): Promise<void> {
       say("| ---: | ---: | ---: | ---: | ---: | ---: |");
       say(
         `| ${f0(slack.requests)} | ${slack.errors} | ${f0(slack.rps)} | ${f1(slack.p50)} | ${f1(slack.p99)} | ${f1(slack.max)} |`,
+      );
+      say();
+      say(
+        `Slack CPU: the bot ${f0((1e6 * slackCpu.serverS) / slack.requests)} µs/request, the load generator ` +
+          `${f0((1e6 * slackCpu.clientS) / slack.requests)} µs/request; bot / generator / others ` +
+          `${f0((100 * slackCpu.serverS) / slackCpu.totalS)} / ${f0((100 * slackCpu.clientS) / slackCpu.totalS)} / ` +
+          `${f0((100 * slackCpu.othersS) / slackCpu.totalS)} % of 2 cores.`,
       );
       say();
       say(`Bot log lines written during the run: ${f0(bot.logLines())}`);
