@@ -22,7 +22,7 @@ export function pushFields(json: unknown): { ref: string; after: string } | stri
 
 /**
  * The webhook route's recorder: a push no verified app follows (a feature branch, a deleted ref) is recorded
- * `ignored` in the insert itself, by the push mapping's own rules (commands/push-deploy.ts). Before, each such push
+ * `ignored` in the insert itself, without its body, by the push mapping's own rules (commands/push-deploy.ts). Before, each such push
  * was written, read and rewritten by the relay, and parsed by a job, to end as the same "ignored" (bench/RESULTS.md).
  */
 export function githubPushRecorder(db: Db): DeliveryRecorder {
