@@ -41,7 +41,7 @@ const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const BOT_DIR = process.env.BENCH_BOT_DIR ?? ROOT;
 const PROFILE_DIR = process.env.BENCH_PROFILE_DIR;
-const TARGETS = (process.env.BENCH_TARGETS ?? "bare,probot,tussilago").split(",");
+const TARGETS = (process.env.BENCH_TARGETS ?? "bare,probot,tussilago,tussilago-followed").split(",");
 
 function pushBody(): string {
   const require = createRequire(import.meta.url);
@@ -132,9 +132,15 @@ interface Bot extends Target {
   logLines: () => number;
 }
 
-/** A data dir with one app linked to the example's repository (active, signed with SECRET), following a branch
- * no push in the bench names: the push worker maps and ignores each delivery instead of starting builds. */
-async function prepareDataDir(): Promise<{ dataDir: string; repo: { id: number; full_name: string } }> {
+/**
+ * A data dir with one app linked to the example's repository (active, signed with SECRET). By default it follows a
+ * branch no push in the bench names, so each delivery is recorded `ignored` and starts no build. With `followed`
+ * it follows the pushed branch and is locked: each delivery takes the whole path short of a build (body stored,
+ * relay, BullMQ job, push worker: payload parse, lock check, audit row of the refusal).
+ */
+async function prepareDataDir(
+  followed: boolean,
+): Promise<{ dataDir: string; repo: { id: number; full_name: string } }> {
   const dataDir = mkdtempSync(join(tmpdir(), "tussilago-bench-"));
   const { databasePath, openDb } = await import(join(BOT_DIR, "src/db/client.ts"));
   const { createApp } = await import(join(BOT_DIR, "src/domain/apps.ts"));
@@ -142,14 +148,21 @@ async function prepareDataDir(): Promise<{ dataDir: string; repo: { id: number; 
   const links = await import(join(BOT_DIR, "src/domain/github-links.ts"));
   const db = openDb(databasePath(dataDir));
   const secrets = new SecretBox(SECRET_KEY);
-  const repo = JSON.parse(pushBody()).repository as { id: number; full_name: string };
+  const push = JSON.parse(pushBody()) as { ref: string; repository: { id: number; full_name: string } };
+  const repo = push.repository;
   const app = createApp(db, {
     slug: "bench",
     gitUrl: `https://github.com/${repo.full_name}.git`,
     domain: "bench.example.test",
     githubRepo: repo.full_name,
-    branch: "bench-not-pushed",
+    branch: followed ? push.ref.replace(/^refs\/heads\//, "") : "bench-not-pushed",
   });
+  if (followed) {
+    const { lockApp } = await import(join(BOT_DIR, "src/domain/locks.ts"));
+    const { ensureSlackUser } = await import(join(BOT_DIR, "src/domain/users.ts"));
+    const actor = ensureSlackUser(db, { teamId: "TBENCH", userId: "UBENCH", displayName: "bench" });
+    lockApp(db, { appUuid: app.uuid, appSlug: "bench", actor, reason: "bench: every push takes the full path" });
+  }
   links.rotateLinkSecret(db, app.uuid, links.sealWebhookSecret(secrets, app.uuid, SECRET));
   for (const candidate of links.linkCandidates(db, repo.id, repo.full_name)) {
     links.applyLinkProof(db, candidate, {
@@ -163,8 +176,8 @@ async function prepareDataDir(): Promise<{ dataDir: string; repo: { id: number; 
   return { dataDir, repo };
 }
 
-async function startBot(slackApiUrl: string): Promise<Bot> {
-  const { dataDir } = await prepareDataDir();
+async function startBot(slackApiUrl: string, followed = false): Promise<Bot> {
+  const { dataDir } = await prepareDataDir(followed);
   const prefix = `bench-${randomUUID()}`;
   const args = [...(PROFILE_DIR ? ["--cpu-prof", "--cpu-prof-dir", PROFILE_DIR] : []), "src/main.ts"];
   const child = execa(process.execPath, args, {
@@ -200,8 +213,10 @@ async function startBot(slackApiUrl: string): Promise<Bot> {
     void child.then((r) => reject(new Error(`bot exited (${r.exitCode}) before listening`)));
   });
   return {
-    name: "tussilago",
-    label: "**tussilago `POST /webhooks/github`**",
+    name: followed ? "tussilago-followed" : "tussilago",
+    label: followed
+      ? "tussilago, pushes of a followed branch of a locked app (full path short of a build)"
+      : "**tussilago `POST /webhooks/github`**",
     origin: url,
     path: "/webhooks/github",
     pid: child.pid ?? 0,
@@ -389,6 +404,7 @@ async function drive(): Promise<void> {
   const slackApi = await startFakeSlackApi();
   const targets: Target[] = [];
   let bot: Bot | undefined;
+  const followedBots: Bot[] = [];
   const out: string[] = [];
   const say = (line = "") => {
     out.push(line);
@@ -400,6 +416,10 @@ async function drive(): Promise<void> {
       else if (t === "tussilago") {
         bot = await startBot(slackApi.url);
         targets.push(bot);
+      } else if (t === "tussilago-followed") {
+        const followed = await startBot(slackApi.url, true);
+        followedBots.push(followed);
+        targets.push(followed);
       }
     }
     await sleep(2_000);
@@ -410,11 +430,11 @@ async function drive(): Promise<void> {
     );
     say();
     const rounds = new Map<string, LoadResult[]>();
-    const cpus = new Map<string, Cpu[]>();
-    const drains: number[] = [];
+    const cpus = new Map<string, Array<Cpu & { drainS: number }>>();
+    const drains = new Map<string, number[]>();
     for (let round = 1; round <= ROUNDS; round++) {
       for (const target of targets) {
-        const { value: result, ...cpu } = await measuredCpu(target.pid, () =>
+        const { value: result, ...window } = await measuredCpu(target.pid, () =>
           runLoad({
             origin: target.origin,
             connections: CONNECTIONS,
@@ -424,15 +444,18 @@ async function drive(): Promise<void> {
             warmup: 2,
           }),
         );
+        const cpu: Cpu & { drainS: number } = { ...window, drainS: 0 };
         rounds.set(target.name, [...(rounds.get(target.name) ?? []), result]);
         process.stderr.write(`round ${round} ${target.name}: ${f0(result.rps)} req/s, p99 ${f1(result.p99)} ms\n`);
-        if (target === bot) {
+        const asBot = target === bot ? bot : followedBots.find((b) => b === target);
+        if (asBot) {
           // The bot's relay and push worker finish this round's deliveries before the next target's round starts,
           // so their work is not done on the next target's time; the CPU they use meanwhile counts for the bot.
-          const before = cpuSeconds(bot.pid);
-          const lagS = await drained(bot);
-          drains.push(lagS);
-          cpu.serverS += cpuSeconds(bot.pid) - before;
+          const before = cpuSeconds(asBot.pid);
+          const lagS = await drained(asBot);
+          drains.set(target.name, [...(drains.get(target.name) ?? []), lagS]);
+          process.stderr.write(`  drained ${target.name} in ${f1(lagS)} s\n`);
+          cpu.drainS = cpuSeconds(asBot.pid) - before;
         }
         cpus.set(target.name, [...(cpus.get(target.name) ?? []), cpu]);
       }
@@ -456,8 +479,8 @@ async function drive(): Promise<void> {
     say();
     say(
       "CPU per round (user + system seconds from /proc; the machine has 2 cores): the target process (all its threads; " +
-        "for the bot including the drain after the load), the load generator (this driver), and everything else " +
-        "on the machine (other sessions, Redis, the kernel's softirq time not charged to a process).",
+        "per request including, for the bot, the drain after the load; the shares are of the load's seconds only), " +
+        "the load generator (this driver), and everything else on the machine (other sessions, Redis, the kernel).",
     );
     say();
     say(
@@ -470,14 +493,14 @@ async function drive(): Promise<void> {
         const n = r?.requests ?? Number.NaN;
         const pct = (x: number) => f0((100 * x) / c.totalS);
         say(
-          `| ${target.label} | ${idx + 1} | ${f0((1e6 * c.serverS) / n)} | ${f0((1e6 * c.clientS) / n)} | ${pct(c.serverS)} / ${pct(c.clientS)} / ${pct(c.othersS)} |`,
+          `| ${target.label} | ${idx + 1} | ${f0((1e6 * (c.serverS + c.drainS)) / n)} | ${f0((1e6 * c.clientS) / n)} | ${pct(c.serverS)} / ${pct(c.clientS)} / ${pct(c.othersS)} |`,
         );
       });
     }
-    if (drains.length > 0) {
+    for (const [name, lags] of drains) {
       say();
       say(
-        `After each of its rounds the bot's queue had every delivery processed ${drains.map((d) => `${f1(d)} s`).join(", ")} after the load stopped (waited for before the next round).`,
+        `After each of its rounds ${targets.find((t) => t.name === name)?.label ?? name} had every delivery processed ${lags.map((d) => `${f1(d)} s`).join(", ")} after the load stopped (waited for before the next round).`,
       );
     }
     const ours = best.get("tussilago");
@@ -488,6 +511,14 @@ async function drive(): Promise<void> {
         `Best round each: tussilago ${f0(ours.rps)} req/s vs Probot ${f0(probot.rps)} req/s = **${(ours.rps / probot.rps).toFixed(2)}×** ` +
           `throughput (target ≥ 1.2×); p99 ${f1(ours.p99)} ms vs ${f1(probot.p99)} ms = **${(ours.p99 / probot.p99).toFixed(2)}×** ` +
           `(target ≤ 2×); p50 ${f1(ours.p50)} vs ${f1(probot.p50)} ms.`,
+      );
+    }
+    const full = best.get("tussilago-followed");
+    if (full && probot) {
+      say();
+      say(
+        `Full path (followed branch, locked app): ${f0(full.rps)} req/s = ${(full.rps / probot.rps).toFixed(2)}× Probot; ` +
+          `p99 ${f1(full.p99)} ms = ${(full.p99 / probot.p99).toFixed(2)}× Probot's.`,
       );
     }
     if (bot) {
