@@ -2,7 +2,11 @@
 //   - bare Hono answering 202, Probot 14 (signature check + a no-op `push` handler), and the real bot
 //     (`node src/main.ts`: real SQLite file, real Redis, its workers running), each in its own process, all
 //     receiving the same signed official push payload (@octokit/webhooks-examples) from the same load generator
-//     (32 keep-alive connections, N seconds), in alternating rounds;
+//     (32 keep-alive connections, N seconds), in alternating rounds; the bot twice: its app following a branch
+//     the payload does not name (recorded and ignored), and following the pushed branch while locked (every
+//     delivery takes the full path short of a build);
+//   - CPU seconds per request of each target (all threads, for the bot including the processing after the load),
+//     of the load generator, and of everything else on the machine during the round;
 //   - a burst of 10,000 deliveries (plus 1,000 redeliveries of them) at the real bot: every delivery recorded
 //     exactly once, time until the queue has them all, and until the push worker has processed them all;
 //   - the bot's RSS idle, after the rounds, and after the burst;
