@@ -2,7 +2,11 @@
 //   - bare Hono answering 202, Probot 14 (signature check + a no-op `push` handler), and the real bot
 //     (`node src/main.ts`: real SQLite file, real Redis, its workers running), each in its own process, all
 //     receiving the same signed official push payload (@octokit/webhooks-examples) from the same load generator
-//     (32 keep-alive connections, N seconds), in alternating rounds;
+//     (32 keep-alive connections, N seconds), in alternating rounds; the bot twice: its app following a branch
+//     the payload does not name (recorded and ignored), and following the pushed branch while locked (every
+//     delivery takes the full path short of a build);
+//   - CPU seconds per request of each target (all threads, for the bot including the processing after the load),
+//     of the load generator, and of everything else on the machine during the round;
 //   - a burst of 10,000 deliveries (plus 1,000 redeliveries of them) at the real bot: every delivery recorded
 //     exactly once, time until the queue has them all, and until the push worker has processed them all;
 //   - the bot's RSS idle, after the rounds, and after the burst;
@@ -41,7 +45,7 @@ const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const BOT_DIR = process.env.BENCH_BOT_DIR ?? ROOT;
 const PROFILE_DIR = process.env.BENCH_PROFILE_DIR;
-const TARGETS = (process.env.BENCH_TARGETS ?? "bare,probot,tussilago").split(",");
+const TARGETS = (process.env.BENCH_TARGETS ?? "bare,probot,tussilago,tussilago-followed").split(",");
 
 function pushBody(): string {
   const require = createRequire(import.meta.url);
@@ -132,9 +136,15 @@ interface Bot extends Target {
   logLines: () => number;
 }
 
-/** A data dir with one app linked to the example's repository (active, signed with SECRET), following a branch
- * no push in the bench names: the push worker maps and ignores each delivery instead of starting builds. */
-async function prepareDataDir(): Promise<{ dataDir: string; repo: { id: number; full_name: string } }> {
+/**
+ * A data dir with one app linked to the example's repository (active, signed with SECRET). By default it follows a
+ * branch no push in the bench names, so each delivery is recorded `ignored` and starts no build. With `followed`
+ * it follows the pushed branch and is locked: each delivery takes the whole path short of a build (body stored,
+ * relay, BullMQ job, push worker: payload parse, lock check, audit row of the refusal).
+ */
+async function prepareDataDir(
+  followed: boolean,
+): Promise<{ dataDir: string; repo: { id: number; full_name: string } }> {
   const dataDir = mkdtempSync(join(tmpdir(), "tussilago-bench-"));
   const { databasePath, openDb } = await import(join(BOT_DIR, "src/db/client.ts"));
   const { createApp } = await import(join(BOT_DIR, "src/domain/apps.ts"));
@@ -142,14 +152,21 @@ async function prepareDataDir(): Promise<{ dataDir: string; repo: { id: number; 
   const links = await import(join(BOT_DIR, "src/domain/github-links.ts"));
   const db = openDb(databasePath(dataDir));
   const secrets = new SecretBox(SECRET_KEY);
-  const repo = JSON.parse(pushBody()).repository as { id: number; full_name: string };
+  const push = JSON.parse(pushBody()) as { ref: string; repository: { id: number; full_name: string } };
+  const repo = push.repository;
   const app = createApp(db, {
     slug: "bench",
     gitUrl: `https://github.com/${repo.full_name}.git`,
     domain: "bench.example.test",
     githubRepo: repo.full_name,
-    branch: "bench-not-pushed",
+    branch: followed ? push.ref.replace(/^refs\/heads\//, "") : "bench-not-pushed",
   });
+  if (followed) {
+    const { lockApp } = await import(join(BOT_DIR, "src/domain/locks.ts"));
+    const { ensureSlackUser } = await import(join(BOT_DIR, "src/domain/users.ts"));
+    const actor = ensureSlackUser(db, { teamId: "TBENCH", userId: "UBENCH", displayName: "bench" });
+    lockApp(db, { appUuid: app.uuid, appSlug: "bench", actor, reason: "bench: every push takes the full path" });
+  }
   links.rotateLinkSecret(db, app.uuid, links.sealWebhookSecret(secrets, app.uuid, SECRET));
   for (const candidate of links.linkCandidates(db, repo.id, repo.full_name)) {
     links.applyLinkProof(db, candidate, {
@@ -163,8 +180,8 @@ async function prepareDataDir(): Promise<{ dataDir: string; repo: { id: number; 
   return { dataDir, repo };
 }
 
-async function startBot(slackApiUrl: string): Promise<Bot> {
-  const { dataDir } = await prepareDataDir();
+async function startBot(slackApiUrl: string, followed = false): Promise<Bot> {
+  const { dataDir } = await prepareDataDir(followed);
   const prefix = `bench-${randomUUID()}`;
   const args = [...(PROFILE_DIR ? ["--cpu-prof", "--cpu-prof-dir", PROFILE_DIR] : []), "src/main.ts"];
   const child = execa(process.execPath, args, {
@@ -200,8 +217,10 @@ async function startBot(slackApiUrl: string): Promise<Bot> {
     void child.then((r) => reject(new Error(`bot exited (${r.exitCode}) before listening`)));
   });
   return {
-    name: "tussilago",
-    label: "**tussilago `POST /webhooks/github`**",
+    name: followed ? "tussilago-followed" : "tussilago",
+    label: followed
+      ? "tussilago, pushes of a followed branch of a locked app (full path short of a build)"
+      : "**tussilago `POST /webhooks/github`**",
     origin: url,
     path: "/webhooks/github",
     pid: child.pid ?? 0,
@@ -230,6 +249,41 @@ function rssMiB(pid: number): number {
     .find((l) => l.startsWith("VmRSS:"));
   return Number(/(\d+)/.exec(line ?? "")?.[1] ?? Number.NaN) / 1024;
 }
+
+// USER_HZ, the unit of /proc's CPU times: 100 on every Linux this runs on (sysconf(_SC_CLK_TCK)).
+const CLK_TCK = 100;
+
+/** CPU seconds (user + system, every thread) a process has used: fields 14 and 15 of /proc/<pid>/stat. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
+/** Busy and total CPU seconds of the whole machine (all cores), from the first line of /proc/stat. */
+function machineCpu(): { busy: number; total: number } {
+  const [, ...ticks] = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "").trim().split(/\s+/);
+  const n = ticks.map(Number);
+  const total = n.reduce((a, b) => a + b, 0);
+  const idle = (n[3] ?? 0) + (n[4] ?? 0);
+  return { busy: (total - idle) / CLK_TCK, total: total / CLK_TCK };
+}
+
+/** Where the CPU went while `work` ran: the target process, this driver (the load generator), everything else. */
+async function measuredCpu<T>(pid: number, work: () => Promise<T>) {
+  const server0 = cpuSeconds(pid);
+  const client0 = process.cpuUsage();
+  const machine0 = machineCpu();
+  const value = await work();
+  const client = process.cpuUsage(client0);
+  const machine1 = machineCpu();
+  const serverS = cpuSeconds(pid) - server0;
+  const clientS = (client.user + client.system) / 1e6;
+  const busyS = machine1.busy - machine0.busy;
+  const totalS = machine1.total - machine0.total;
+  return { value, serverS, clientS, busyS, totalS, othersS: Math.max(0, busyS - serverS - clientS) };
+}
+type Cpu = Omit<Awaited<ReturnType<typeof measuredCpu>>, "value">;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -354,6 +408,7 @@ async function drive(): Promise<void> {
   const slackApi = await startFakeSlackApi();
   const targets: Target[] = [];
   let bot: Bot | undefined;
+  const followedBots: Bot[] = [];
   const out: string[] = [];
   const say = (line = "") => {
     out.push(line);
@@ -365,6 +420,10 @@ async function drive(): Promise<void> {
       else if (t === "tussilago") {
         bot = await startBot(slackApi.url);
         targets.push(bot);
+      } else if (t === "tussilago-followed") {
+        const followed = await startBot(slackApi.url, true);
+        followedBots.push(followed);
+        targets.push(followed);
       }
     }
     await sleep(2_000);
@@ -375,25 +434,34 @@ async function drive(): Promise<void> {
     );
     say();
     const rounds = new Map<string, LoadResult[]>();
-    const drains: number[] = [];
+    const cpus = new Map<string, Array<Cpu & { drainS: number }>>();
+    const drains = new Map<string, number[]>();
     for (let round = 1; round <= ROUNDS; round++) {
       for (const target of targets) {
-        const result = await runLoad({
-          origin: target.origin,
-          connections: CONNECTIONS,
-          seconds: SECONDS,
-          next: pushRequests(target.path, body, signature, randomUUID),
-          ok: (s) => s >= 200 && s < 300,
-          warmup: 2,
-        });
+        const { value: result, ...window } = await measuredCpu(target.pid, () =>
+          runLoad({
+            origin: target.origin,
+            connections: CONNECTIONS,
+            seconds: SECONDS,
+            next: pushRequests(target.path, body, signature, randomUUID),
+            ok: (s) => s >= 200 && s < 300,
+            warmup: 2,
+          }),
+        );
+        const cpu: Cpu & { drainS: number } = { ...window, drainS: 0 };
         rounds.set(target.name, [...(rounds.get(target.name) ?? []), result]);
         process.stderr.write(`round ${round} ${target.name}: ${f0(result.rps)} req/s, p99 ${f1(result.p99)} ms\n`);
-        if (target === bot) {
+        const asBot = target === bot ? bot : followedBots.find((b) => b === target);
+        if (asBot) {
           // The bot's relay and push worker finish this round's deliveries before the next target's round starts,
-          // so their work is not done on the next target's time.
-          const lagS = await drained(bot);
-          drains.push(lagS);
+          // so their work is not done on the next target's time; the CPU they use meanwhile counts for the bot.
+          const before = cpuSeconds(asBot.pid);
+          const lagS = await drained(asBot);
+          drains.set(target.name, [...(drains.get(target.name) ?? []), lagS]);
+          process.stderr.write(`  drained ${target.name} in ${f1(lagS)} s\n`);
+          cpu.drainS = cpuSeconds(asBot.pid) - before;
         }
+        cpus.set(target.name, [...(cpus.get(target.name) ?? []), cpu]);
       }
     }
     say("| target | round | requests | errors | statuses | req/s | p50 ms | p99 ms | max ms |");
@@ -412,10 +480,31 @@ async function drive(): Promise<void> {
       const top = [...results].sort((a, b) => b.rps - a.rps)[0];
       if (top) best.set(target.name, top);
     }
-    if (drains.length > 0) {
+    say();
+    say(
+      "CPU per round (user + system seconds from /proc; the machine has 2 cores): the target process (all its threads; " +
+        "per request including, for the bot, the drain after the load; the shares are of the load's seconds only), " +
+        "the load generator (this driver), and everything else on the machine (other sessions, Redis, the kernel).",
+    );
+    say();
+    say(
+      "| target | round | target CPU µs/request | load generator CPU µs/request | target / generator / others, % of 2 cores |",
+    );
+    say("| --- | ---: | ---: | ---: | --- |");
+    for (const target of targets) {
+      (cpus.get(target.name) ?? []).forEach((c, idx) => {
+        const r = rounds.get(target.name)?.[idx];
+        const n = r?.requests ?? Number.NaN;
+        const pct = (x: number) => f0((100 * x) / c.totalS);
+        say(
+          `| ${target.label} | ${idx + 1} | ${f0((1e6 * (c.serverS + c.drainS)) / n)} | ${f0((1e6 * c.clientS) / n)} | ${pct(c.serverS)} / ${pct(c.clientS)} / ${pct(c.othersS)} |`,
+        );
+      });
+    }
+    for (const [name, lags] of drains) {
       say();
       say(
-        `After each of its rounds the bot's queue had every delivery processed ${drains.map((d) => `${f1(d)} s`).join(", ")} after the load stopped (waited for before the next round).`,
+        `After each of its rounds ${targets.find((t) => t.name === name)?.label ?? name} had every delivery processed ${lags.map((d) => `${f1(d)} s`).join(", ")} after the load stopped (waited for before the next round).`,
       );
     }
     const ours = best.get("tussilago");
@@ -426,6 +515,14 @@ async function drive(): Promise<void> {
         `Best round each: tussilago ${f0(ours.rps)} req/s vs Probot ${f0(probot.rps)} req/s = **${(ours.rps / probot.rps).toFixed(2)}×** ` +
           `throughput (target ≥ 1.2×); p99 ${f1(ours.p99)} ms vs ${f1(probot.p99)} ms = **${(ours.p99 / probot.p99).toFixed(2)}×** ` +
           `(target ≤ 2×); p50 ${f1(ours.p50)} vs ${f1(probot.p50)} ms.`,
+      );
+    }
+    const full = best.get("tussilago-followed");
+    if (full && probot) {
+      say();
+      say(
+        `Full path (followed branch, locked app): ${f0(full.rps)} req/s = ${(full.rps / probot.rps).toFixed(2)}× Probot; ` +
+          `p99 ${f1(full.p99)} ms = ${(full.p99 / probot.p99).toFixed(2)}× Probot's.`,
       );
     }
     if (bot) {
@@ -456,7 +553,8 @@ async function drive(): Promise<void> {
       );
       if (b.rows !== b.sent || b.distinct !== b.sent || b.load.errors > 0) process.exitCode = 1;
 
-      const slack = await slackHelp(bot);
+      const running = bot;
+      const { value: slack, ...slackCpu } = await measuredCpu(running.pid, () => slackHelp(running));
       say();
       say(`Slack: signed \`/tussilago help\`, ${SLACK_CONNECTIONS} connections, ${SECONDS} s`);
       say();
@@ -464,6 +562,13 @@ async function drive(): Promise<void> {
       say("| ---: | ---: | ---: | ---: | ---: | ---: |");
       say(
         `| ${f0(slack.requests)} | ${slack.errors} | ${f0(slack.rps)} | ${f1(slack.p50)} | ${f1(slack.p99)} | ${f1(slack.max)} |`,
+      );
+      say();
+      say(
+        `Slack CPU: the bot ${f0((1e6 * slackCpu.serverS) / slack.requests)} µs/request, the load generator ` +
+          `${f0((1e6 * slackCpu.clientS) / slack.requests)} µs/request; bot / generator / others ` +
+          `${f0((100 * slackCpu.serverS) / slackCpu.totalS)} / ${f0((100 * slackCpu.clientS) / slackCpu.totalS)} / ` +
+          `${f0((100 * slackCpu.othersS) / slackCpu.totalS)} % of 2 cores.`,
       );
       say();
       say(`Bot log lines written during the run: ${f0(bot.logLines())}`);

@@ -148,7 +148,8 @@ export async function processPushDelivery(deps: PushDeployDeps, deliveryUuid: st
     }
   }
   markDeliveryProcessed(deps.db, deliveryUuid);
-  log.info({ deployments, refused }, "push delivery processed");
+  // Debug: each deployment and refusal has its own line above; this one per delivery only adds volume.
+  log.debug({ deployments, refused }, "push delivery processed");
   return { kind: "processed", deployments, refused };
 }
 
@@ -156,11 +157,86 @@ type Target = { kind: "branch" | "tag"; name: string };
 
 /** The branch or tag a push deploys, or why it deploys nothing. */
 function targetOf(push: StoredPush): Target | string {
-  if (push.deleted === true || push.after === ZERO_SHA) return "ref deleted";
-  const match = /^refs\/(heads|tags)\/(.+)$/.exec(push.ref);
+  if (push.deleted === true) return "ref deleted";
+  return refTarget(push.ref, push.after);
+}
+
+function refTarget(ref: string, after: string): Target | string {
+  if (after === ZERO_SHA) return "ref deleted";
+  const match = /^refs\/(heads|tags)\/(.+)$/.exec(ref);
   if (!match?.[2]) return "not a branch or tag";
   if (!refSchema.safeParse(match[2]).success) return "unsupported ref name";
   return { kind: match[1] === "tags" ? "tag" : "branch", name: match[2] };
+}
+
+/** A recorded push as the outbox relay reads it: the columns the route stored from the verified body. */
+export interface RecordedPush {
+  ref: string | null;
+  headCommit: string | null;
+  /** `app_uuids` as stored: JSON text of the apps whose link verified the delivery. */
+  appUuidsJson: string;
+}
+
+/**
+ * Splits recorded pushes into those that need the push job and those it would only mark ignored: pushes of a ref
+ * that no app the delivery verified follows (feature branches, mostly), or of no branch or tag at all. Decided from
+ * the columns the route recorded, in a bounded number of queries per batch (one per distinct apps × ref), with no
+ * payload parse and no Redis round trip; the job parsed the whole payload and took four Redis round trips to reach
+ * the same "ignored" (bench/RESULTS.md). Never ignores a push the job would deploy: whatever it cannot decide from
+ * the columns (a missing column, unreadable app list, a following app) goes to the job, which decides everything
+ * again from the full payload.
+ */
+export function triageRecordedPushes<T extends RecordedPush>(
+  db: Db,
+  rows: readonly T[],
+): { enqueue: T[]; ignore: T[] } {
+  const decide = batchDecider(db);
+  const enqueue: T[] = [];
+  const ignore: T[] = [];
+  for (const row of rows) {
+    let appUuids: unknown;
+    try {
+      appUuids = JSON.parse(row.appUuidsJson);
+    } catch {
+      appUuids = undefined;
+    }
+    (decide(row.ref, row.headCommit, appUuids, row.appUuidsJson) ? enqueue : ignore).push(row);
+  }
+  return { enqueue, ignore };
+}
+
+/**
+ * The same decision for pushes the webhook route is about to record (handlers/github-push.ts): `false` for a push
+ * the job would only ignore, which is then recorded `ignored` in the same insert.
+ */
+export function pushesNeedingJob(
+  db: Db,
+  pushes: ReadonlyArray<{ ref: string; headCommit: string; appUuids: readonly string[] }>,
+): boolean[] {
+  const decide = batchDecider(db);
+  return pushes.map((p) => decide(p.ref, p.headCommit, p.appUuids, p.appUuids.join(",")));
+}
+
+/** Decisions cached for one batch by (ref, after, apps): a batch of one busy branch costs one query. */
+function batchDecider(db: Db) {
+  const decided = new Map<string, boolean>();
+  return (ref: string | null, after: string | null, appUuids: unknown, appsKey: string): boolean => {
+    const key = `${ref}\n${after}\n${appsKey}`;
+    let needsJob = decided.get(key);
+    if (needsJob === undefined) {
+      needsJob = needsPushJob(db, ref, after, appUuids);
+      decided.set(key, needsJob);
+    }
+    return needsJob;
+  };
+}
+
+function needsPushJob(db: Db, ref: string | null, after: string | null, appUuids: unknown): boolean {
+  if (ref === null || after === null) return true;
+  if (!Array.isArray(appUuids) || !appUuids.every((u) => typeof u === "string")) return true;
+  const target = refTarget(ref, after);
+  if (typeof target === "string") return false;
+  return verifiedAppsFollowing(db, appUuids, target, tagMatches).length > 0;
 }
 
 /**
@@ -178,7 +254,8 @@ async function checkHead(
 ): Promise<"current" | "not-checked" | string> {
   if (deps.github === undefined) {
     recordHeadCheck(deps.db, deliveryUuid, "not-checked");
-    log.info("push head not checked: no GitHub API credentials");
+    // Recorded in the delivery's head_check column; a line per push would only repeat the configuration.
+    log.debug("push head not checked: no GitHub API credentials");
     return "not-checked";
   }
   const [owner, repo] = (apps[0]?.repo ?? push.repository.full_name).split("/");
@@ -231,6 +308,7 @@ export function tagMatches(pattern: string, tag: string): boolean {
 
 function ignore(deps: PushDeployDeps, log: Logger, deliveryUuid: string, reason: string): PushResult {
   markDeliveryIgnored(deps.db, deliveryUuid);
-  log.info({ reason }, "push delivery ignored");
+  // Most pushes are of branches nothing follows: one info line each flooded the log (bench/RESULTS.md).
+  log.debug({ reason }, "push delivery ignored");
   return { kind: "ignored", reason };
 }

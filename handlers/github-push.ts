@@ -1,4 +1,10 @@
-import type { DeliveryRecorder, RawGithubPush } from "../src/domain/webhook-deliveries.ts";
+import { pushesNeedingJob } from "../commands/push-deploy.ts";
+import type { Db } from "../src/db/client.ts";
+import {
+  type DeliveryRecorder,
+  prepareDeliveryRecorder,
+  type RawGithubPush,
+} from "../src/domain/webhook-deliveries.ts";
 
 const SHA = /^[0-9a-f]{40}$/;
 
@@ -12,6 +18,15 @@ export function pushFields(json: unknown): { ref: string; after: string } | stri
   if (typeof ref !== "string" || ref.length === 0 || ref.length > 255) return "ref must be a string of 1-255 chars";
   if (typeof after !== "string" || !SHA.test(after)) return "after must be a 40-hex commit sha";
   return { ref, after };
+}
+
+/**
+ * The webhook route's recorder: a push no verified app follows (a feature branch, a deleted ref) is recorded
+ * `ignored` in the insert itself, without its body, by the push mapping's own rules (commands/push-deploy.ts). Before, each such push
+ * was written, read and rewritten by the relay, and parsed by a job, to end as the same "ignored" (bench/RESULTS.md).
+ */
+export function githubPushRecorder(db: Db): DeliveryRecorder {
+  return prepareDeliveryRecorder(db, { needsJob: (pushes) => pushesNeedingJob(db, pushes) });
 }
 
 export interface GithubPushDeps {
@@ -31,6 +46,6 @@ export type PushOutcome = { kind: "recorded"; deliveryUuid: string } | { kind: "
 export async function recordGithubPush(deps: GithubPushDeps, push: RawGithubPush): Promise<PushOutcome> {
   const recorded = await deps.record(push);
   if (!recorded.isNew) return { kind: "duplicate", deliveryUuid: recorded.uuid };
-  deps.onRecorded();
+  if (recorded.status === "received") deps.onRecorded();
   return { kind: "recorded", deliveryUuid: recorded.uuid };
 }

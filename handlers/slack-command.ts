@@ -176,16 +176,45 @@ function cancelReply(slug: string, outcomes: CancelResult["outcomes"]): string {
 }
 const TIMED_OUT = Symbol("timed out");
 
+/** The ack of a command that needs no state: help, a usage line; undefined for anything else. */
+function statelessReply(parsed: ParsedCommand): Record<string, unknown> | undefined {
+  if (parsed.kind === "help") return { response_type: "ephemeral", ...helpMessage(SLASH_COMMAND) };
+  if (parsed.kind === "unknown") return { response_type: "ephemeral", text: usageLine(SLASH_COMMAND) };
+  if (parsed.kind === "usage") return { response_type: "ephemeral", text: subcommandUsage(parsed.name) };
+  return undefined;
+}
+
+let helpAck: string | undefined;
+
+/**
+ * The ack of `/tussilago help` (or a usage line) as JSON text, for the HTTP receiver to send before Bolt, the
+ * dedupe store and the database (src/http/slack-receiver.ts): these answers depend on the text alone, and at a few
+ * thousand commands a second the Bolt dispatch and the dedupe round trip were most of the ack's cost
+ * (bench/RESULTS.md). The help text is serialised once. Undefined for any other command or subcommand.
+ */
+export function statelessCommandAck(command: string, text: string): string | undefined {
+  if (command !== SLASH_COMMAND) return undefined;
+  const parsed = parseCommandText(text);
+  if (parsed.kind === "help") {
+    helpAck ??= JSON.stringify(statelessReply(parsed));
+    return helpAck;
+  }
+  const reply = statelessReply(parsed);
+  return reply === undefined ? undefined : JSON.stringify(reply);
+}
+
 /** Registers `/tussilago`. Answers are ephemeral: only the caller sees them; deployments get a public thread. */
 export function registerSlackCommand(bolt: App, deps: SlackCommandDeps): void {
   bolt.command(SLASH_COMMAND, async ({ command, ack, respond, context }) => {
     const correlationId = typeof context.correlationId === "string" ? context.correlationId : randomUUID();
     const log = deps.logger.child({ correlationId, slackCommand: SLASH_COMMAND });
     const parsed = parseCommandText(command.text ?? "");
+    const stateless = statelessReply(parsed);
+    if (stateless !== undefined) {
+      log.debug({ subcommand: parsed.kind }, "slash command");
+      return ack(stateless);
+    }
     log.info({ subcommand: parsed.kind }, "slash command");
-    if (parsed.kind === "help") return ack({ response_type: "ephemeral", ...helpMessage(SLASH_COMMAND) });
-    if (parsed.kind === "unknown") return ack({ response_type: "ephemeral", text: usageLine(SLASH_COMMAND) });
-    if (parsed.kind === "usage") return ack({ response_type: "ephemeral", text: subcommandUsage(parsed.name) });
     const chatops = deps.chatops;
     if (!chatops) return ack({ response_type: "ephemeral", text: "This bot is not set up for that command yet." });
 

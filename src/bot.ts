@@ -6,7 +6,7 @@ import { deployCommand } from "../commands/deploy.ts";
 import type { ChatOpsDeps } from "../commands/deps.ts";
 import { proveGithubLink } from "../commands/github-link-proof.ts";
 import { type LogsQueue, registerLogsWorker } from "../commands/logs-job.ts";
-import { type PushDeployDeps, processPushDelivery } from "../commands/push-deploy.ts";
+import { type PushDeployDeps, processPushDelivery, triageRecordedPushes } from "../commands/push-deploy.ts";
 import { type RunQueue, registerRunWorker } from "../commands/run-job.ts";
 import { reflectDecisionInSlack } from "../handlers/slack-interactions.ts";
 import type { Config } from "./config.ts";
@@ -202,7 +202,13 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     // instances are cached) gives all of them a listener.
     for (const name of Object.values(QUEUE_NAMES)) queue.queue(name).on("error", loggedByConnection);
     // Webhooks are recorded in SQLite and answered; this relay moves them onto the queue (docs/architecture.md).
-    const relay = new DeliveryRelay({ outbox: deliveryOutbox(db), queue, log: log.child({ component: "relay" }) });
+    // Pushes no verified app follows are marked ignored there, without a job (commands/push-deploy.ts).
+    const relay = new DeliveryRelay({
+      outbox: deliveryOutbox(db),
+      queue,
+      log: log.child({ component: "relay" }),
+      triage: (rows) => triageRecordedPushes(db, rows),
+    });
     relay.start();
     lifecycle.onStop("delivery relay", () => relay.stop());
 

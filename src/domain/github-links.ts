@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { and, asc, eq, inArray, isNotNull, isNull, or, sql } from "drizzle-orm";
+import { and, eq, isNotNull, isNull, or, sql } from "drizzle-orm";
 import type { DbOrTx } from "../db/client.ts";
 import { apps, type GithubLinkProof, type GithubLinkStatus } from "../db/schema.ts";
 import { recordAudit } from "./audit.ts";
@@ -308,7 +308,9 @@ type Target = { kind: "branch" | "tag"; name: string };
 
 /**
  * Of the apps a delivery was verified for, the live ones with an active link that follow the branch, or opted in
- * to the tag by pattern (`matches`); oldest first. One query.
+ * to the tag by pattern (`matches`); oldest first. One prepared lookup per verified app (a delivery verifies one
+ * or two): the webhook route asks this for every batch it records, and building an `IN (…)` query per call
+ * showed in its profile (bench/RESULTS.md).
  */
 export function verifiedAppsFollowing(
   db: DbOrTx,
@@ -317,20 +319,33 @@ export function verifiedAppsFollowing(
   matches: (pattern: string, tag: string) => boolean,
 ): FollowingApp[] {
   if (appUuids.length === 0) return [];
-  return db
+  let lookup = followingQueries.get(db);
+  if (!lookup) {
+    lookup = followingQuery(db);
+    followingQueries.set(db, lookup);
+  }
+  const prepared = lookup;
+  return [...new Set(appUuids)]
+    .flatMap((uuid) => prepared.all({ uuid }))
+    .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id - b.id)
+    .filter((a) =>
+      target.kind === "branch" ? a.branch === target.name : a.pattern !== null && matches(a.pattern, target.name),
+    )
+    .flatMap((a) => (a.repo === null ? [] : [{ uuid: a.uuid, slug: a.slug, repo: a.repo }]));
+}
+
+const followingQuery = (db: DbOrTx) =>
+  db
     .select({
       uuid: apps.uuid,
       slug: apps.slug,
       repo: apps.githubRepo,
       branch: apps.branch,
       pattern: apps.deployTagPattern,
+      createdAt: apps.createdAt,
+      id: apps.id,
     })
     .from(apps)
-    .where(and(inArray(apps.uuid, [...appUuids]), isNull(apps.destroyedAt), eq(apps.githubLinkStatus, "active")))
-    .orderBy(asc(apps.createdAt), asc(apps.id))
-    .all()
-    .filter((a) =>
-      target.kind === "branch" ? a.branch === target.name : a.pattern !== null && matches(a.pattern, target.name),
-    )
-    .flatMap((a) => (a.repo === null ? [] : [{ uuid: a.uuid, slug: a.slug, repo: a.repo }]));
-}
+    .where(and(eq(apps.uuid, sql.placeholder("uuid")), isNull(apps.destroyedAt), eq(apps.githubLinkStatus, "active")))
+    .prepare();
+const followingQueries = new WeakMap<DbOrTx, ReturnType<typeof followingQuery>>();

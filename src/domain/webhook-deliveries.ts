@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { and, eq, sql } from "drizzle-orm";
+import { and, eq, gte, sql } from "drizzle-orm";
 import type { Db, DbOrTx } from "../db/client.ts";
 import { apps, auditEvents, type HeadCheck, webhookDeliveries } from "../db/schema.ts";
 import { recordAudit } from "./audit.ts";
@@ -55,11 +55,28 @@ export interface RawGithubPush {
   appUuids: readonly string[];
 }
 
-export type DeliveryRecorder = (push: RawGithubPush) => Promise<{ uuid: string; isNew: boolean }>;
+/** The payload column of a push recorded `ignored`: JSON `null` (the column is not nullable). */
+const IGNORED_PAYLOAD = "null";
+
+/** `received`: for the outbox relay to enqueue; `ignored`: nothing to do (the recorder's `needsJob` said so). */
+export type RecordedStatus = "received" | "ignored";
+
+export type DeliveryRecorder = (
+  push: RawGithubPush,
+) => Promise<{ uuid: string; isNew: boolean; status: RecordedStatus }>;
+
+export interface DeliveryRecorderOptions {
+  /**
+   * Whether each push of a batch needs the push job. Those that do not are recorded `ignored` in the same insert,
+   * without their body, so the relay never reads or rewrites them. Asked once per batch, before its transaction; if it throws, the
+   * whole batch is recorded `received` and the relay and the job decide as usual.
+   */
+  needsJob?: (pushes: readonly RawGithubPush[]) => boolean[];
+}
 
 interface Waiting {
   push: RawGithubPush;
-  resolve: (recorded: { uuid: string; isNew: boolean }) => void;
+  resolve: (recorded: { uuid: string; isNew: boolean; status: RecordedStatus }) => void;
   reject: (err: unknown) => void;
 }
 
@@ -73,48 +90,64 @@ interface Waiting {
  * record. Measured on the webhook bench (bench/RESULTS.md): a commit per request cost more than the insert, and
  * the first read after each commit (the link lookup of the next request) paid again.
  */
-export function prepareDeliveryRecorder(db: Db): DeliveryRecorder {
+export function prepareDeliveryRecorder(db: Db, options: DeliveryRecorderOptions = {}): DeliveryRecorder {
   const insert = db.$client.prepare<unknown[], { uuid: string }>(
-    `insert into webhook_deliveries (uuid, source, delivery_id, event, repository, ref, head_commit, payload, app_uuids)
-     values (?, 'github', ?, 'push', ?, ?, ?, ?, ?)
+    `insert into webhook_deliveries (uuid, source, delivery_id, event, repository, ref, head_commit, payload, app_uuids, status)
+     values (?, 'github', ?, 'push', ?, ?, ?, ?, ?, ?)
      on conflict (source, delivery_id) do nothing returning uuid`,
   );
-  const existing = db.$client.prepare<[string], { uuid: string }>(
-    "select uuid from webhook_deliveries where source = 'github' and delivery_id = ?",
+  const existing = db.$client.prepare<[string], { uuid: string; status: string }>(
+    "select uuid, status from webhook_deliveries where source = 'github' and delivery_id = ?",
   );
-  const recordOne = (push: RawGithubPush) => {
+  const recordOne = (push: RawGithubPush, status: RecordedStatus) => {
     const row = insert.get(
       randomUUID(),
       push.deliveryId,
       push.repository,
       push.ref,
       push.headCommit,
-      push.rawPayload,
+      // An ignored push keeps its columns (delivery id, ref, after, apps: enough to say why nothing deployed) but
+      // not the body: nothing will read it, and writing 7–30 KB per delivery was the largest cost of the route.
+      status === "ignored" ? IGNORED_PAYLOAD : push.rawPayload,
       JSON.stringify(push.appUuids),
+      status,
     );
-    if (row) return { uuid: row.uuid, isNew: true };
+    if (row) return { uuid: row.uuid, isNew: true, status };
     // A redelivery; also the second of two copies within one batch, which sees the first's uncommitted row.
     const found = existing.get(push.deliveryId);
     if (!found) throw new Error("webhook delivery vanished between insert and select");
-    return { uuid: found.uuid, isNew: false };
+    return { uuid: found.uuid, isNew: false, status: found.status === "ignored" ? "ignored" : "received" } as const;
   };
-  const recordAll = db.$client.transaction((batch: readonly Waiting[]) => batch.map((w) => recordOne(w.push)));
+  const statusesOf = (batch: readonly Waiting[]): RecordedStatus[] => {
+    const received = (): RecordedStatus[] => batch.map(() => "received");
+    if (!options.needsJob) return received();
+    try {
+      const needs = options.needsJob(batch.map((w) => w.push));
+      return batch.map((_, i) => (needs[i] === false ? "ignored" : "received"));
+    } catch {
+      return received();
+    }
+  };
+  const recordAll = db.$client.transaction((batch: readonly Waiting[], statuses: readonly RecordedStatus[]) =>
+    batch.map((w, i) => recordOne(w.push, statuses[i] ?? "received")),
+  );
   let batch: Waiting[] = [];
   const flush = () => {
     const current = batch;
     batch = [];
-    let results: { uuid: string; isNew: boolean }[];
+    const statuses = statusesOf(current);
+    let results: { uuid: string; isNew: boolean; status: RecordedStatus }[];
     try {
-      results = recordAll(current);
+      results = recordAll(current, statuses);
     } catch {
       // The transaction rolled back; one failing row must not fail the others: record them one by one.
-      for (const w of current) {
+      current.forEach((w, i) => {
         try {
-          w.resolve(recordOne(w.push));
+          w.resolve(recordOne(w.push, statuses[i] ?? "received"));
         } catch (err) {
           w.reject(err);
         }
-      }
+      });
       return;
     }
     current.forEach((w, i) => {
@@ -133,6 +166,11 @@ export function prepareDeliveryRecorder(db: Db): DeliveryRecorder {
 export interface PendingDelivery {
   uuid: string;
   deliveryId: string;
+  /** The columns the route recorded from the verified body, so the relay can triage without the payload. */
+  ref: string | null;
+  headCommit: string | null;
+  /** `app_uuids` as stored (JSON text of an array of app UUIDs). */
+  appUuidsJson: string;
 }
 
 export interface DeliveryOutbox {
@@ -143,21 +181,34 @@ export interface DeliveryOutbox {
    * processed a job before its add returned to us, and that later status must not be overwritten.
    */
   markEnqueued(entries: ReadonlyArray<{ uuid: string; jobId: string }>): void;
+  /** Marks deliveries that need no job `ignored`, in one transaction; again only rows still `received`. */
+  markIgnored(uuids: readonly string[]): void;
 }
 
 /** The outbox side of webhook_deliveries; the poll is served by the partial index webhook_deliveries_received_idx. */
 export function deliveryOutbox(db: Db): DeliveryOutbox {
   // The literal `status = 'received'` (not a bound parameter) is what lets SQLite use the partial index.
   const pending = db.$client.prepare<[number], PendingDelivery>(
-    "select uuid, delivery_id as deliveryId from webhook_deliveries where status = 'received' order by id limit ?",
+    `select uuid, delivery_id as deliveryId, ref, head_commit as headCommit, app_uuids as appUuidsJson
+     from webhook_deliveries where status = 'received' order by id limit ?`,
   );
   const mark = db.$client.prepare<[string, string]>(
     "update webhook_deliveries set status = 'enqueued', job_id = ? where uuid = ? and status = 'received'",
   );
+  const ignore = db.$client.prepare<[string]>(
+    "update webhook_deliveries set status = 'ignored' where uuid = ? and status = 'received'",
+  );
   const markAll = db.$client.transaction((entries: ReadonlyArray<{ uuid: string; jobId: string }>) => {
     for (const e of entries) mark.run(e.jobId, e.uuid);
   });
-  return { pending: (limit) => pending.all(limit), markEnqueued: (entries) => markAll(entries) };
+  const ignoreAll = db.$client.transaction((uuids: readonly string[]) => {
+    for (const uuid of uuids) ignore.run(uuid);
+  });
+  return {
+    pending: (limit) => pending.all(limit),
+    markEnqueued: (entries) => markAll(entries),
+    markIgnored: (uuids) => ignoreAll(uuids),
+  };
 }
 
 export function markDeliveryEnqueued(db: DbOrTx, uuid: string, jobId: string): void {
@@ -222,6 +273,8 @@ export function recordHeadCheck(db: DbOrTx, uuid: string, check: HeadCheck): voi
   db.update(webhookDeliveries).set({ headCheck: check }).where(eq(webhookDeliveries.uuid, uuid)).run();
 }
 
+const CLOCK_SLACK_MS = 5 * 60_000;
+
 /**
  * Audits that a push did not deploy `appUuid` (locked, stale head), once per (app, delivery): a retried job sees
  * the row and returns false, so a notice goes out once too.
@@ -233,11 +286,23 @@ export function auditPushRefusalOnce(
   details: { reason: string; ref: string; commit: string; lockedBy?: string },
 ): boolean {
   return db.transaction((t) => {
+    // The refusal can only have been audited after the delivery was recorded: bounding the app's audit rows by the
+    // delivery's own time keeps this a range of audit_events_app_created_idx instead of a scan of every audit row of
+    // the app (quadratic for a locked app that keeps receiving pushes; bench/RESULTS.md). The slack absorbs a clock
+    // stepped back between the record and the job; without a recorded delivery the whole history is searched.
+    const since = sql`coalesce((select created_at from webhook_deliveries where source = 'github' and delivery_id = ${deliveryId}), ${CLOCK_SLACK_MS}) - ${CLOCK_SLACK_MS}`;
     const seen = t
       .select({ id: auditEvents.id })
       .from(auditEvents)
       .innerJoin(apps, eq(apps.id, auditEvents.appId))
-      .where(and(eq(apps.uuid, appUuid), eq(auditEvents.correlationId, deliveryId), eq(auditEvents.action, "deploy")))
+      .where(
+        and(
+          eq(apps.uuid, appUuid),
+          gte(auditEvents.createdAt, since),
+          eq(auditEvents.correlationId, deliveryId),
+          eq(auditEvents.action, "deploy"),
+        ),
+      )
       .get();
     if (seen) return false;
     recordAudit(t, {

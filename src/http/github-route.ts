@@ -1,6 +1,5 @@
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
-import { pushFields, recordGithubPush } from "../../handlers/github-push.ts";
+import { githubPushRecorder, pushFields, recordGithubPush } from "../../handlers/github-push.ts";
 import type { Db } from "../db/client.ts";
 import type { SecretBox } from "../domain/crypto.ts";
 import {
@@ -14,9 +13,9 @@ import {
   openWebhookSecret,
   signatureMatches,
 } from "../domain/github-links.ts";
-import { prepareDeliveryRecorder } from "../domain/webhook-deliveries.ts";
 import type { Logger } from "../log.ts";
 import { type JobQueue, QUEUE_NAMES } from "../pipeline/queues.ts";
+import { requestBodyLimit } from "./body-limit.ts";
 import type { AppEnv } from "./context.ts";
 import { badRequest, forbidden, tooLarge, unauthorized, unprocessable } from "./errors.ts";
 
@@ -110,7 +109,7 @@ function verifiedLinks(
  */
 export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
   const route = new Hono<AppEnv>();
-  const record = prepareDeliveryRecorder(deps.db);
+  const record = githubPushRecorder(deps.db);
   // Opening a sealed secret is an AES-GCM decryption per link per request; the sealed value changes on rotation,
   // so it is the cache key (bounded: cleared when full).
   const opened = new Map<string, string | undefined>();
@@ -126,7 +125,7 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
 
   route.post(
     "/",
-    bodyLimit({
+    requestBodyLimit({
       maxSize: deps.maxBodyBytes,
       onError: () => {
         throw tooLarge(`webhook body exceeds ${deps.maxBodyBytes} bytes`);
@@ -233,7 +232,8 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
         },
       );
       if (outcome.kind === "duplicate") {
-        log().info({ deliveryUuid: outcome.deliveryUuid }, "duplicate GitHub delivery ignored");
+        // Debug: a redelivery changes nothing, and a burst of them must not cost a line each.
+        log().debug({ deliveryUuid: outcome.deliveryUuid }, "duplicate GitHub delivery ignored");
         return c.json({ duplicate: true, delivery: outcome.deliveryUuid }, 200);
       }
       return c.json({ accepted: true, delivery: outcome.deliveryUuid }, 202);

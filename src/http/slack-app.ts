@@ -1,6 +1,6 @@
 import { App, LogLevel, type Logger as SlackLogger, type webApi } from "@slack/bolt";
 import type { Hono } from "hono";
-import { type ChatOpsSlackDeps, registerSlackCommand } from "../../handlers/slack-command.ts";
+import { type ChatOpsSlackDeps, registerSlackCommand, statelessCommandAck } from "../../handlers/slack-command.ts";
 import { registerSlackEvents } from "../../handlers/slack-events.ts";
 import { registerSlackInteractions } from "../../handlers/slack-interactions.ts";
 import type { SlackConfig } from "../config.ts";
@@ -116,6 +116,7 @@ export async function createSlackApp(deps: SlackAppDeps): Promise<SlackApp> {
     const options: ConstructorParameters<typeof HonoReceiver>[0] = {
       signingSecret: config.signingSecret,
       dedupe: deps.dedupe,
+      statelessCommand: statelessCommandAck,
     };
     if (deps.maxBodyBytes !== undefined) options.maxBodyBytes = deps.maxBodyBytes;
     if (deps.ackTimeoutMs !== undefined) options.ackTimeoutMs = deps.ackTimeoutMs;

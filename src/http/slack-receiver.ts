@@ -1,9 +1,9 @@
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, createSecretKey, type KeyObject, timingSafeEqual } from "node:crypto";
 import type { AckFn, App, Receiver, ReceiverEvent } from "@slack/bolt";
 import { type Context, Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
 import type { Logger } from "../log.ts";
+import { requestBodyLimit } from "./body-limit.ts";
 import type { AppEnv } from "./context.ts";
 import { badRequest, tooLarge, unauthorized } from "./errors.ts";
 import type { EventDedupe } from "./slack-dedupe.ts";
@@ -19,6 +19,12 @@ export interface HonoReceiverOptions {
   /** Accepted distance between `X-Slack-Request-Timestamp` and our clock, both directions. */
   maxClockSkewSeconds?: number;
   now?: () => number;
+  /**
+   * The JSON answer to a slash command whose reply depends on its text alone (help, a usage line), or undefined.
+   * Such a command is answered right after the signature check, without the dedupe store (a Redis round trip)
+   * and without Bolt: a replay of it can only show the same text again.
+   */
+  statelessCommand?: ((command: string, text: string) => string | undefined) | undefined;
 }
 
 type Kind = "command" | "interaction" | "event";
@@ -45,7 +51,8 @@ const eventSchema = z.looseObject({
  * `v0:{timestamp}:{raw body}`. The timestamp window stops a captured request from being replayed later.
  */
 export function verifySlackSignature(args: {
-  signingSecret: string;
+  /** The secret, or a key object made from it once (saves preparing the key on every request). */
+  signingSecret: string | KeyObject;
   rawBody: Buffer;
   signature: string | undefined;
   timestamp: string | undefined;
@@ -71,12 +78,12 @@ function parseForm(text: string): Record<string, string> {
   return Object.fromEntries(new URLSearchParams(text));
 }
 
-function parseBody(kind: Kind, text: string): Record<string, unknown> {
+function parseBody(kind: Kind, text: string, form?: Record<string, string>): Record<string, unknown> {
   let candidate: unknown;
   let schema: z.ZodType<Record<string, unknown>>;
   try {
     if (kind === "command") {
-      candidate = parseForm(text);
+      candidate = form ?? parseForm(text);
       schema = commandSchema;
     } else if (kind === "interaction") {
       const { payload } = parseForm(text);
@@ -122,7 +129,8 @@ function ackResponse(c: Context<AppEnv>, response: unknown): Response {
  * of the listener keeps running after the response.
  */
 export class HonoReceiver implements Receiver {
-  readonly #signingSecret: string;
+  readonly #signingSecret: KeyObject;
+  readonly #statelessCommand: HonoReceiverOptions["statelessCommand"];
   readonly #dedupe: EventDedupe;
   readonly #maxBodyBytes: number;
   readonly #ackTimeoutMs: number;
@@ -133,7 +141,8 @@ export class HonoReceiver implements Receiver {
   #app: App | undefined;
 
   constructor(options: HonoReceiverOptions) {
-    this.#signingSecret = options.signingSecret;
+    this.#signingSecret = createSecretKey(Buffer.from(options.signingSecret, "utf8"));
+    this.#statelessCommand = options.statelessCommand;
     this.#dedupe = options.dedupe;
     this.#maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
     // Slack's deadline is 3 s; keep a margin for the network between us and Slack.
@@ -157,7 +166,7 @@ export class HonoReceiver implements Receiver {
 
   routes(): Hono<AppEnv> {
     const routes = new Hono<AppEnv>();
-    const limit = bodyLimit({
+    const limit = requestBodyLimit({
       maxSize: this.#maxBodyBytes,
       onError: () => {
         throw tooLarge(`Slack request body exceeds ${this.#maxBodyBytes} bytes`);
@@ -174,7 +183,8 @@ export class HonoReceiver implements Receiver {
     const text = rawBody.toString("utf8");
     // Slack checks a slash command's certificate with `ssl_check=1` and may not sign it (Bolt skips verification
     // too); it dispatches nothing, so answering it unverified reveals nothing.
-    if (kind === "command" && parseForm(text).ssl_check === "1") return c.body(null, 200);
+    const form = kind === "command" ? parseForm(text) : undefined;
+    if (form?.ssl_check === "1") return c.body(null, 200);
 
     verifySlackSignature({
       signingSecret: this.#signingSecret,
@@ -184,7 +194,7 @@ export class HonoReceiver implements Receiver {
       nowMs: this.#now(),
       maxClockSkewSeconds: this.#maxClockSkewSeconds,
     });
-    const body = parseBody(kind, text);
+    const body = parseBody(kind, text, form);
     if (kind === "command" && typeof body.text === "string" && body.text.length > MAX_COMMAND_TEXT) {
       c.get("log").info({ length: body.text.length }, "over-long Slack command refused");
       return c.json(
@@ -194,6 +204,10 @@ export class HonoReceiver implements Receiver {
         },
         200,
       );
+    }
+    if (kind === "command" && this.#statelessCommand) {
+      const answer = this.#statelessCommand(String(body.command), typeof body.text === "string" ? body.text : "");
+      if (answer !== undefined) return c.body(answer, 200, { "Content-Type": "application/json" });
     }
     if (kind === "event" && body.type === "url_verification") {
       if (typeof body.challenge !== "string") throw badRequest("url_verification without a challenge");

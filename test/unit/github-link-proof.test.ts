@@ -179,6 +179,8 @@ describe("with API credentials, a signed ping is not proof of control", () => {
       (
         await f.send(webhookSecret as string, "push", {
           ...examplePush(),
+          // The app's own branch: a push of a branch it does not follow is recorded ignored, with no job at all.
+          ref: `refs/heads/${f.row().branch}`,
           repository: { ...(examplePush().repository as object), id: VICTIM_ID, full_name: VICTIM },
         })
       ).status,
@@ -285,6 +287,7 @@ describe("with API credentials, a signed ping is not proof of control", () => {
     // Its pushes still deploy (as a public repository) and each queues the proof, denied without the file.
     const push = {
       ...examplePush(),
+      ref: `refs/heads/${f.row().branch}`,
       repository: { ...(examplePush().repository as object), id: VICTIM_ID, full_name: VICTIM },
     };
     expect((await f.send(secret, "push", push)).status).toBe(202);

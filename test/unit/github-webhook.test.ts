@@ -95,6 +95,21 @@ describe("POST /webhooks/github", () => {
     expect(ctx.db.$client.prepare("select payload from webhook_deliveries").pluck().get()).toBe(body);
   });
 
+  it("records a push no app follows as ignored, without its body: 202, no relay work, no job; a redelivery is a no-op", async () => {
+    const deliveryId = randomUUID();
+    const body = JSON.stringify({ ...examplePush(), ref: "refs/heads/feature/x" });
+    const res = await post(githubRequest(SECRET, "push", body, { deliveryId }));
+    expect(res.status).toBe(202);
+    const row = () => ctx.db.select().from(webhookDeliveries).where(eq(webhookDeliveries.deliveryId, deliveryId)).get();
+    expect(row()).toMatchObject({ status: "ignored", jobId: null, ref: "refs/heads/feature/x", payload: null });
+    const again = await post(githubRequest(SECRET, "push", body, { deliveryId }));
+    expect(again.status).toBe(200);
+    await ctx.relay.flush();
+    expect(ctx.queue.jobs.size).toBe(0);
+    expect(row()?.status).toBe("ignored");
+    expect(ctx.db.select().from(webhookDeliveries).all()).toHaveLength(1);
+  });
+
   it("treats a redelivery (same X-GitHub-Delivery) as a 2xx no-op", async () => {
     const deliveryId = randomUUID();
     const body = JSON.stringify(examplePush());

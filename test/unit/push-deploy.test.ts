@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { processPushDelivery, tagMatches } from "../../commands/push-deploy.ts";
+import { processPushDelivery, tagMatches, triageRecordedPushes } from "../../commands/push-deploy.ts";
 import { apps, auditEvents, deployments, locks, users, webhookDeliveries } from "../../src/db/schema.ts";
 import { createApp } from "../../src/domain/apps.ts";
 import { getDeployment, listDeployments } from "../../src/domain/deployments.ts";
-import { recordGithubDelivery } from "../../src/domain/webhook-deliveries.ts";
+import { deliveryOutbox, recordGithubDelivery } from "../../src/domain/webhook-deliveries.ts";
 import { FakeJobQueue } from "../helpers/fake-queue.ts";
 import { memoryLogger, tempDb } from "../helpers/fixtures.ts";
 import { examplePush, githubExamples } from "../helpers/github.ts";
@@ -273,5 +273,69 @@ describe("locked apps", () => {
       details: { reason: "deploy refused: locked", trigger: "push", ref: "master", commit: HEAD, lockedBy: "Grace" },
     });
     expect(f.log.lines().some((l) => l.msg === "deploy refused: locked" && l.app === "web")).toBe(true);
+  });
+});
+
+describe("relay triage", () => {
+  it("sets aside only pushes the job would ignore, and sends every push the job deploys to the job", async () => {
+    const web = f.app("web");
+    f.app("tags", { branch: "release" });
+    f.db.update(apps).set({ deployTagPattern: "v*" }).where(eq(apps.uuid, web.uuid)).run();
+    const gone = f.app("gone", { branch: "gone-branch" });
+    f.db.update(apps).set({ destroyedAt: new Date() }).where(eq(apps.uuid, gone.uuid)).run();
+    const pending = f.app("pending", { branch: "pending-branch" });
+    f.db.update(apps).set({ githubLinkStatus: "pending" }).where(eq(apps.uuid, pending.uuid)).run();
+    const push = (ref: string, extra: Record<string, unknown> = {}) => ({ ...examplePush(), ref, ...extra });
+    const cases: Array<[string, Record<string, unknown>, string[]?]> = [
+      ["followed branch", push("refs/heads/master")],
+      ["branch of the other app", push("refs/heads/release")],
+      ["unfollowed branch", push("refs/heads/feature/x")],
+      ["matching tag", push("refs/tags/v1.2")],
+      ["tag nothing matches", push("refs/tags/nightly")],
+      ["deleted branch", push("refs/heads/master", { deleted: true, after: "0".repeat(40) })],
+      ["not a branch or tag", push("refs/pull/1/head")],
+      ["branch of a destroyed app", push("refs/heads/gone-branch")],
+      ["branch of a pending link", push("refs/heads/pending-branch")],
+      ["followed branch, no verified app", push("refs/heads/master"), []],
+      ["followed branch, skip marker", { ...push("refs/heads/master"), head_commit: { message: "x [skip deploy]" } }],
+    ];
+    const uuids = new Map(cases.map(([name, payload, appUuids]) => [f.deliver(payload, randomUUID(), appUuids), name]));
+    const rows = deliveryOutbox(f.db).pending(100);
+    expect(rows).toHaveLength(cases.length);
+    const { enqueue, ignore } = triageRecordedPushes(f.db, rows);
+    const name = (r: { uuid: string }) => uuids.get(r.uuid);
+    expect(ignore.map(name).sort()).toEqual(
+      [
+        "unfollowed branch",
+        "tag nothing matches",
+        "deleted branch",
+        "not a branch or tag",
+        "branch of a destroyed app",
+        "branch of a pending link",
+        "followed branch, no verified app",
+      ].sort(),
+    );
+    // What the job does with every delivery: none the triage set aside deploys anything.
+    for (const row of rows) {
+      const result = await f.run(row.uuid);
+      if (ignore.includes(row)) expect(result, name(row)).toMatchObject({ kind: "ignored" });
+    }
+    expect(enqueue.map(name).sort()).toEqual(
+      ["followed branch", "branch of the other app", "matching tag", "followed branch, skip marker"].sort(),
+    );
+    expect(f.allDeployments()).toHaveLength(3);
+  });
+
+  it("sends a row it cannot read to the job", () => {
+    const uuid = f.deliver(examplePush());
+    const row = deliveryOutbox(f.db).pending(1)[0];
+    if (!row) throw new Error("no pending row");
+    const unreadable = [
+      { ...row, appUuidsJson: "not json" },
+      { ...row, appUuidsJson: '{"a":1}' },
+      { ...row, ref: null },
+    ];
+    expect(triageRecordedPushes(f.db, unreadable).enqueue).toHaveLength(3);
+    expect(row.uuid).toBe(uuid);
   });
 });

@@ -202,13 +202,62 @@ describe("HonoReceiver: acks and retries", () => {
     expect(seen).toEqual([undefined, 2]);
   });
 
-  test("a command retry (deduped by body hash) is answered empty, without a second help", async ({ h }) => {
-    const body = commandBody("help");
+  test("a command retry (deduped by body hash) is answered empty, without a second run", async ({ h }) => {
+    const runs: string[] = [];
+    h.slack.app.command("/retried", async ({ ack, command }) => {
+      runs.push(command.trigger_id);
+      await ack("ran");
+    });
+    const body = commandBody("status shop", "/retried");
     const first = await slackRequest(h.http, "/slack/commands", body);
-    expect(((await first.json()) as { text: string }).text).toContain("help");
+    expect(await first.text()).toBe("ran");
     const retry = await slackRequest(h.http, "/slack/commands", body, { headers: { "x-slack-retry-num": "1" } });
     expect(retry.status).toBe(200);
     expect(await retry.text()).toBe("");
+    await h.slack.app.stop();
+    expect(runs).toHaveLength(1);
+  });
+
+  test("help and usage lines are answered before Bolt and the dedupe store; a replay shows the same text", async () => {
+    const api = await startFakeSlackApi();
+    const logs = memoryLogger("debug");
+    const dedupe = new MemoryEventDedupe();
+    const firstSeen = vi.spyOn(dedupe, "firstSeen");
+    const slack = await createSlackApp({
+      config: { signingSecret: TEST_SIGNING_SECRET, botToken: TEST_BOT_TOKEN, appToken: undefined, apiUrl: api.url },
+      logger: logs.logger,
+      dedupe,
+    });
+    const dispatched = vi.spyOn(slack.app, "processEvent");
+    const http = createApp({ logger: logs.logger, readiness: [], slackRoutes: slack.routes });
+    try {
+      const body = commandBody("help");
+      const answers = [
+        await slackRequest(http, "/slack/commands", body),
+        await slackRequest(http, "/slack/commands", body, { headers: { "x-slack-retry-num": "1" } }),
+      ];
+      for (const res of answers) {
+        expect(res.status).toBe(200);
+        expect(res.headers.get("content-type")).toContain("application/json");
+        const json = (await res.json()) as { response_type: string; text: string; blocks: unknown[] };
+        expect(json.response_type).toBe("ephemeral");
+        expect(json.text).toContain("/tussilago deploy <app> [ref]");
+        expect(json.blocks.length).toBeGreaterThan(0);
+      }
+      const usage = await slackRequest(http, "/slack/commands", commandBody("deploy"));
+      expect(((await usage.json()) as { text: string }).text).toBe("Usage: /tussilago deploy <app> [ref]");
+      // Still verified first: a bad signature on a help is a 401, as for every command.
+      expect((await slackRequest(http, "/slack/commands", body, { secret: "wrong" })).status).toBe(401);
+      expect(firstSeen).not.toHaveBeenCalled();
+      expect(dispatched).not.toHaveBeenCalled();
+      // A command that needs state still goes through the dedupe store and Bolt.
+      await slackRequest(http, "/slack/commands", commandBody("apps"));
+      expect(firstSeen).toHaveBeenCalledTimes(1);
+      expect(dispatched).toHaveBeenCalledTimes(1);
+    } finally {
+      await slack.stop();
+      await api.close();
+    }
   });
 
   test("an exact replay of a signed request inside the 5-minute window is processed once", async ({ h }) => {
