@@ -57,7 +57,7 @@ export const SUBCOMMANDS: readonly SubcommandHelp[] = [
   { name: "approvals", usage: "approvals", summary: "Pending approval requests you can see." },
   {
     name: "policy",
-    usage: "policy <app> [add|remove <deploy|rollback|restart|env|destroy|db.drop|run>… | reset]",
+    usage: "policy <app> [add|remove <deploy|rollback|restart|scale|env|destroy|db.drop|run>… | reset]",
     summary: "Which actions need a second person's approval (changes: admins; loosening needs an approval).",
   },
   {
