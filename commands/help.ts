@@ -37,6 +37,12 @@ export const SUBCOMMANDS: readonly SubcommandHelp[] = [
   },
   { name: "restart", usage: "restart <app>", summary: "Redeploy the current release (picks up env changes)." },
   {
+    name: "scale",
+    usage: "scale <app> [web=2 worker=1 …]",
+    summary:
+      "Show or change how many containers of each process type run; applied at once, no rebuild (production needs an approval by default).",
+  },
+  {
     name: "cancel",
     usage: "cancel <app>",
     summary: "Stop the app's queued or running deployment; the release serving now keeps serving.",

@@ -523,6 +523,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         engine: pipeline.engine,
         allowFileUrls: config.pipeline.gitAllowFileUrls,
         trustForwarded: config.apiTrustForwarded,
+        tenantQuota: config.pipeline.tenantQuota,
       }),
       degraded: () =>
         [slackAvailability?.detail(), githubAvailability?.detail()].filter((d): d is string => d !== undefined),
