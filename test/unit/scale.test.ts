@@ -5,7 +5,7 @@ import { APPROVE_ACTION, buttonValue } from "../../handlers/slack-approval-messa
 import { listPendingApprovals } from "../../src/domain/approvals.ts";
 import { getAppBySlug, setAppFormation } from "../../src/domain/apps.ts";
 import { listAuditEvents } from "../../src/domain/audit.ts";
-import { claimDeployment, requestDeployment } from "../../src/domain/deployments.ts";
+import { claimDeployment, getDeployment, requestDeployment } from "../../src/domain/deployments.ts";
 import { recordRelease } from "../../src/domain/releases.ts";
 import { privateRedisMemoryMb, QuotaExceededError, tenantUsage } from "../../src/domain/tenant-quota.ts";
 import { redisSizing } from "../../src/infra/app-redis-args.ts";
@@ -13,7 +13,7 @@ import { runDeployment } from "../../src/pipeline/deploy-job.ts";
 import { names } from "../../src/pipeline/settings.ts";
 import { chatopsWorld, chatopsTest as test, type World } from "../helpers/chatops.ts";
 import { FakeJobQueue } from "../helpers/fake-queue.ts";
-import { type PipelineFixture, pipelineFixture } from "../helpers/pipeline.ts";
+import { FLASK_FILES, GIT_URL, type PipelineFixture, pipelineFixture } from "../helpers/pipeline.ts";
 
 /** A live release of `slug` that declares `web` and `worker`. */
 function releaseWithWorker(world: World, slug: string): void {
@@ -142,7 +142,7 @@ describe("/tussilago scale", () => {
     const [job] = [...world.queue.jobs.values()];
     // The outcome goes to the requester's own response_url, sealed in the approval until then.
     expect(job).toMatchObject({ queue: "scale", data: { requester: "<@U0DEP>" } });
-    expect((job?.data as { responseUrl?: string }).responseUrl).toMatch(/\/response$/);
+    expect((job?.data as { responseUrl?: string } | undefined)?.responseUrl).toMatch(/\/response$/);
   });
 
   test("staging applies at once and answers that the outcome follows", async ({ world, harness }) => {
@@ -203,5 +203,25 @@ describe("the scale job", () => {
     const job = { appUuid: f.app.uuid, requestUuid: "r1", requester: "cli", correlationId: "c1" };
     expect(await runScaleJob(f.deps, job, { finalAttempt: true })).toEqual({ kind: "busy" });
     expect([...f.engine.containers.keys()]).toEqual(before);
+  });
+
+  it("fails a deployment whose release would take the tenant over its quota; the old release keeps serving", async () => {
+    const first = requestDeployment(f.db, { appUuid: f.app.uuid, trigger: "cli", ref: "main" }).deployment.uuid;
+    await runDeployment(f.deps, first, { finalAttempt: false });
+    const route = structuredClone(f.proxy.routes.get(names.route(f.app.uuid)));
+    // The next commit adds a worker: 2 × 256 MiB where the tenant may use 256 MiB.
+    f.git.repos.set(GIT_URL, {
+      files: { ...FLASK_FILES, Procfile: `${FLASK_FILES.Procfile}worker: python worker.py\n` },
+      commitSha: "b".repeat(40),
+      message: "m",
+      author: "Ada",
+    });
+    const deps = { ...f.deps, settings: { ...f.deps.settings, tenantQuota: { maxMemoryMb: 256 } } };
+    const second = requestDeployment(f.db, { appUuid: f.app.uuid, trigger: "cli", ref: "main" }).deployment.uuid;
+    expect(await runDeployment(deps, second, { finalAttempt: false })).toBe("failed");
+    expect(getDeployment(f.db, second).failureReason).toBe(
+      "tenant default would use 512 MiB of 256 MiB (TUSSILAGO_TENANT_MAX_MEMORY_MB): shop 2×=512 MiB; scale a process type down (tussilago scale) or ask for a larger quota",
+    );
+    expect(f.proxy.routes.get(names.route(f.app.uuid))).toEqual(route);
   });
 });
