@@ -23,6 +23,7 @@ import { applyEnvSet, applyEnvUnset } from "./env.ts";
 import { applyPolicy } from "./policy.ts";
 import { redeployRelease } from "./rollback.ts";
 import { runUrlBinding } from "./run.ts";
+import { applyScale, scaleUrlBinding } from "./scale.ts";
 
 /** Pending requests in every tenant where the actor has a role. */
 export function approvalsCommand(deps: Pick<ChatOpsDeps, "db" | "now">, input: { actor: Actor }): ApprovalView[] {
@@ -95,6 +96,7 @@ const NEEDED_ROLE: Record<ApprovalAction["kind"], Role> = {
   deploy: "deployer",
   rollback: "deployer",
   restart: "deployer",
+  scale: "deployer",
   "env.set": "deployer",
   "env.unset": "deployer",
   destroy: "admin",
@@ -155,6 +157,16 @@ async function runApprovedAction(
       const release = { uuid: action.release, version: action.version };
       const result = await redeployRelease(deps, action.kind, app, release, { actor, correlationId });
       return { kind: "deployment", deployment: result.deployment };
+    }
+    case "scale": {
+      assertNotLocked(deps.db, app.uuid, app.slug);
+      // The requester's own response_url: the outcome goes to them, as if no approval had been needed.
+      const responseUrl =
+        action.responseUrlSealed === undefined
+          ? undefined
+          : deps.secrets.open(action.responseUrlSealed, scaleUrlBinding(app.uuid));
+      await applyScale(deps, { app, counts: action.counts, actor, correlationId, responseUrl });
+      return { kind: "queued" };
     }
     case "env.set":
       applyEnvSet(deps, { app, key: action.key, valueSealed: action.valueSealed, actor: actor, correlationId });

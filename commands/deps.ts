@@ -1,5 +1,6 @@
 import type { Db } from "../src/db/client.ts";
 import type { SecretBox } from "../src/domain/crypto.ts";
+import type { TenantQuota } from "../src/domain/tenant-quota.ts";
 import type { Logger } from "../src/log.ts";
 import type { ProvisionQueue } from "../src/pipeline/provision-worker.ts";
 import type { JobQueue } from "../src/pipeline/queues.ts";
@@ -26,4 +27,6 @@ export interface ChatOpsDeps extends CommandDeps {
   logsQueue?: LogsQueue | undefined;
   /** One-off commands (`run`), answered later through the command's response_url; without it `run` says so. */
   runQueue?: RunQueue | undefined;
+  /** The tenant-wide cap `scale` checks (TUSSILAGO_TENANT_MAX_*); unset → none. */
+  tenantQuota?: TenantQuota | undefined;
 }

@@ -37,6 +37,12 @@ export const SUBCOMMANDS: readonly SubcommandHelp[] = [
   },
   { name: "restart", usage: "restart <app>", summary: "Redeploy the current release (picks up env changes)." },
   {
+    name: "scale",
+    usage: "scale <app> [web=2 worker=1 …]",
+    summary:
+      "Show or change how many containers of each process type run; applied at once, no rebuild (production needs an approval by default).",
+  },
+  {
     name: "cancel",
     usage: "cancel <app>",
     summary: "Stop the app's queued or running deployment; the release serving now keeps serving.",
@@ -57,7 +63,7 @@ export const SUBCOMMANDS: readonly SubcommandHelp[] = [
   { name: "approvals", usage: "approvals", summary: "Pending approval requests you can see." },
   {
     name: "policy",
-    usage: "policy <app> [add|remove <deploy|rollback|restart|env|destroy|db.drop|run>… | reset]",
+    usage: "policy <app> [add|remove <deploy|rollback|restart|scale|env|destroy|db.drop|run>… | reset]",
     summary: "Which actions need a second person's approval (changes: admins; loosening needs an approval).",
   },
   {

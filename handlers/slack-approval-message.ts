@@ -1,4 +1,5 @@
 import type { ApprovalAction, ApprovalView } from "../src/domain/approvals.ts";
+import { describeCounts } from "../src/domain/formation.ts";
 import { escapeSlack, type SlackBlock } from "../src/infra/slack-api.ts";
 
 /**
@@ -37,6 +38,8 @@ export function describeAction(action: ApprovalAction, appSlug: string | null): 
       return `roll ${app} back to v${action.version}`;
     case "restart":
       return `restart ${app} (v${action.version})`;
+    case "scale":
+      return `scale ${app} to ${escapeSlack(describeCounts(action.counts))}`;
     case "env.set":
       return `set env \`${action.key}\` on ${app} (value hidden)`;
     case "env.unset":

@@ -13,6 +13,7 @@ import { lockCommand, unlockCommand } from "../commands/lock.ts";
 import { releasesCommand } from "../commands/releases.ts";
 import { restartCommand } from "../commands/restart.ts";
 import { rollbackAsActor } from "../commands/rollback.ts";
+import { describeChanges, describeFormation, scaleAsActor, showFormation } from "../commands/scale.ts";
 import { describeProcesses, statusCommand } from "../commands/status.ts";
 import { setApprovalMessage } from "../src/domain/approvals.ts";
 import { getAppBySlug } from "../src/domain/apps.ts";
@@ -59,6 +60,8 @@ export type ParsedCommand =
   | { kind: "env-set"; app: string; key: string; value: string }
   | { kind: "env-unset"; app: string; key: string }
   | { kind: "lock"; app: string; reason: string }
+  /** `scale <app>` shows the formation; `scale <app> web=2 …` changes it (counts judged by parseScaleArgs). */
+  | { kind: "scale"; app: string; args: string[] }
   | DbSubcommand
   | PolicySubcommand
   | LinkSubcommand
@@ -117,6 +120,10 @@ export function parseCommandText(text: string): ParsedCommand {
       if (!Number.isInteger(lines) || lines < 1 || lines > 5000) return usage;
       return { kind: "logs", app: args[0] as string, lines };
     }
+    case "scale":
+      if (args.length < 1 || args.length > 17 || !ok(app, args[0])) return usage;
+      if (!args.slice(1).every((a) => /^[a-z][a-z0-9_]{0,29}=[0-9]{1,3}$/.test(a))) return usage;
+      return { kind: "scale", app: args[0] as string, args: args.slice(1) };
     case "lock":
       if (args.length < 1 || !ok(app, args[0])) return usage;
       return { kind: "lock", app: args[0] as string, reason: unescapeSlack(args.slice(1).join(" ")).slice(0, 200) };
@@ -317,6 +324,19 @@ async function run(deps: ChatOpsSlackDeps, cmd: ParsedCommand, ctx: RunContext):
       const d = g.result.deployment;
       linkDeploymentChannel(deps.db, d.uuid, ctx.channel);
       return { text: `Restart of *${d.appSlug}* (${d.ref}) queued (${d.uuid}).` };
+    }
+    case "scale": {
+      if (cmd.args.length === 0) {
+        authorize(deps.db, { ...base, app: getAppBySlug(deps.db, cmd.app), needed: "viewer", action: "scale.show" });
+        const v = showFormation(deps, { app: cmd.app });
+        return { text: `*${v.app}* (${v.release ?? "no release yet"}): ${describeFormation(v.formation)}` };
+      }
+      // Applying runs podman (health checks included): a job does it and answers via response_url.
+      const g = await scaleAsActor(deps, { ...base, app: cmd.app, args: cmd.args, responseUrl: ctx.responseUrl });
+      if (g.kind === "approval") return requested(deps, g, ctx);
+      const r = g.result;
+      const next = r.applying ? "applying now; the outcome follows here" : "its first deployment starts it";
+      return { text: `Scale of *${r.app}*: ${escapeSlack(describeChanges(r.changes))} recorded; ${next}.` };
     }
     case "cancel": {
       const r = await cancelAsActor(deps, { ...base, app: cmd.app });

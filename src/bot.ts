@@ -8,6 +8,7 @@ import { proveGithubLink } from "../commands/github-link-proof.ts";
 import { type LogsQueue, registerLogsWorker } from "../commands/logs-job.ts";
 import { type PushDeployDeps, processPushDelivery, triageRecordedPushes } from "../commands/push-deploy.ts";
 import { type RunQueue, registerRunWorker } from "../commands/run-job.ts";
+import { registerScaleWorker } from "../commands/scale-job.ts";
 import { reflectDecisionInSlack } from "../handlers/slack-interactions.ts";
 import type { Config } from "./config.ts";
 import { startCheckpointer } from "./db/checkpointer.ts";
@@ -282,6 +283,8 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       proxyListen: config.pipeline.proxyListen,
       drainGraceMs: config.pipeline.drainGraceMs,
       keepReleases: config.pipeline.keepReleases,
+      tenantQuota: config.pipeline.tenantQuota,
+      loadBalancing: config.pipeline.loadBalancing,
     };
     // Running apps may open connections to their stores, and to nothing else (never to the bot's own Redis).
     const appServices = await appServiceEndpoints(
@@ -406,6 +409,13 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       unfollow();
       await watcher.stop();
     });
+    // `scale`: the formation applied at once, never beside the watcher's restart of the same app.
+    registerScaleWorker(workers, {
+      ...pipeline,
+      log: log.child({ component: "scale" }),
+      slack: slackApi,
+      exclusive: (uuid, fn) => watcher.exclusive(uuid, fn),
+    });
     workers.add<JobPayloads["reconcile"], unknown>(QUEUE_NAMES.reconcile, async (job) => {
       const report = await reconcile(pipeline, {
         hooks: dataPlaneHooks,
@@ -451,6 +461,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       tenantStores,
       logsQueue: logsQueue && boundedQueueOf(logsQueue, QUEUE_NAMES.logs, COMMAND_QUEUE_TIMEOUT_MS, log),
       runQueue: runQueue && boundedQueueOf(runQueue, QUEUE_NAMES.run, COMMAND_QUEUE_TIMEOUT_MS, log),
+      tenantQuota: config.pipeline.tenantQuota,
     };
     const slack = config.slack
       ? await createSlackApp({
@@ -518,6 +529,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         engine: pipeline.engine,
         allowFileUrls: config.pipeline.gitAllowFileUrls,
         trustForwarded: config.apiTrustForwarded,
+        tenantQuota: config.pipeline.tenantQuota,
       }),
       degraded: () =>
         [slackAvailability?.detail(), githubAvailability?.detail()].filter((d): d is string => d !== undefined),

@@ -133,6 +133,16 @@ export interface PipelineConfig {
   reconcileOnStart: boolean;
   /** Run it again every this many ms, so a crashed app container is restarted (0 = never). */
   reconcileIntervalMs: number;
+  /** Caps on what each tenant's apps run together (docs/python-apps.md, "Scale"); unset fields do not cap. */
+  tenantQuota: TenantQuotaConfig;
+  /** How Caddy spreads requests over an app's web containers. */
+  loadBalancing: "round_robin" | "least_conn";
+}
+
+export interface TenantQuotaConfig {
+  /** Sum over a tenant's apps of containers × the app's memory, private Redis servers included. */
+  maxMemoryMb: number | undefined;
+  maxContainers: number | undefined;
 }
 
 /** A configuration problem the operator must fix; `variable` names the environment variable at fault. */
@@ -451,6 +461,19 @@ function loadPipeline(env: Env): PipelineConfig {
       opt(env, "TUSSILAGO_RECONCILE_ON_START") === undefined || parseFlag(env, "TUSSILAGO_RECONCILE_ON_START"),
     reconcileIntervalMs: parseWith(millisSchema(0, 86_400_000), env, "TUSSILAGO_RECONCILE_INTERVAL_MS", 30_000),
     keepReleases: parseWith(keepReleasesSchema, env, "TUSSILAGO_KEEP_RELEASES", 5),
+    tenantQuota: loadTenantQuota(env),
+    loadBalancing: parseWith(loadBalancingSchema, env, "TUSSILAGO_PROXY_LB_POLICY", "round_robin"),
+  };
+}
+
+const quotaSchema = (max: number) => z.coerce.number({ message: "must be a number" }).int().min(1).max(max);
+const loadBalancingSchema = z.enum(["round_robin", "least_conn"], { message: "must be round_robin or least_conn" });
+
+/** Also read by the CLI on the bot's host (src/cli/env.ts): `tussilago scale` checks the same caps. */
+export function loadTenantQuota(env: Env): TenantQuotaConfig {
+  return {
+    maxMemoryMb: parseWith(quotaSchema(16 * 1024 * 1024), env, "TUSSILAGO_TENANT_MAX_MEMORY_MB", undefined),
+    maxContainers: parseWith(quotaSchema(100_000), env, "TUSSILAGO_TENANT_MAX_CONTAINERS", undefined),
   };
 }
 

@@ -17,7 +17,16 @@ export const CLI_PATTERNS = {
 export const CLI_ROLES = ["viewer", "deployer", "approver", "admin"] as const;
 export const CLI_STORE_KINDS = ["postgres", "redis"] as const;
 export const DB_ACTIONS = ["create", "show", "rotate", "drop", "reveal"] as const;
-export const CLI_POLICY_ACTIONS = ["deploy", "rollback", "restart", "env", "destroy", "db.drop", "run"] as const;
+export const CLI_POLICY_ACTIONS = [
+  "deploy",
+  "rollback",
+  "restart",
+  "scale",
+  "env",
+  "destroy",
+  "db.drop",
+  "run",
+] as const;
 
 export type DbAction = (typeof DB_ACTIONS)[number];
 export type StoreKind = (typeof CLI_STORE_KINDS)[number];
@@ -125,7 +134,7 @@ export const ADMIN_SPECS: Readonly<Record<string, Spec<AdminCommand>>> = {
   },
   "apps policy": {
     usage:
-      "tussilago apps policy <app> [--set deploy,rollback,restart,env,destroy,db.drop,run | --set '' | --default] [--json]",
+      "tussilago apps policy <app> [--set deploy,rollback,restart,scale,env,destroy,db.drop,run | --set '' | --default] [--json]",
     options: { set: { type: "string" }, default: { type: "boolean", default: false }, ...JSON_OPTION },
     positionals: { required: ["app"], optional: [] },
     build(values, [app]) {

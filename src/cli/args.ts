@@ -5,6 +5,7 @@ import { ADMIN_SPECS, type AdminCommand } from "./admin-args.ts";
 import { parseDuration } from "./duration.ts";
 import { ENV_RUN_SPECS, type EnvRunCommand } from "./env-run-args.ts";
 import { OPS_SPECS, type OpsCommand } from "./ops-args.ts";
+import { SCALE_SPECS, type ScaleCommand } from "./scale.ts";
 import { FieldError, field, required, type Spec, str } from "./spec.ts";
 import { TOKEN_SPECS, type TokenCommand } from "./token-args.ts";
 
@@ -30,6 +31,7 @@ export type CliCommand =
   | AdminCommand
   | OpsCommand
   | EnvRunCommand
+  | ScaleCommand
   | TokenCommand;
 
 export interface CreateAppArgs {
@@ -189,6 +191,7 @@ export const SPECS: Readonly<Record<string, Spec<CliCommand>>> = {
   ...ADMIN_SPECS,
   ...OPS_SPECS,
   ...ENV_RUN_SPECS,
+  ...SCALE_SPECS,
   ...TOKEN_SPECS,
 };
 

@@ -164,6 +164,35 @@ export async function execute(
       const { executeTokens } = await import("./tokens.ts");
       return executeTokens(command, res, log, output);
     }
+    case "scale": {
+      const [{ operatorScale, scaleStatus, showFormation }, { loadTenantQuota }, { executeScale }] = await Promise.all([
+        import("../../commands/scale.ts"),
+        import("../config.ts"),
+        import("./scale.ts"),
+      ]);
+      const tenantQuota = loadTenantQuota(options.env ?? {});
+      const capped = tenantQuota.maxMemoryMb !== undefined || tenantQuota.maxContainers !== undefined;
+      return executeScale(
+        command,
+        {
+          show: (app) => showFormation({ db: res.db() }, { app }),
+          request: async (app, args) =>
+            operatorScale(
+              {
+                db: res.db(),
+                queue: await res.queue(),
+                log,
+                tenantQuota,
+                // Private Redis servers count against the quota; their REDIS_URLs are sealed.
+                secrets: capped ? res.secrets("scale") : undefined,
+              },
+              { app, args, actorLabel: CLI_ACTOR },
+            ),
+          status: (app, request) => scaleStatus({ db: res.db() }, { app, request }),
+        },
+        { output, onInterrupt: options.onInterrupt ?? onSigint, now: options.now },
+      );
+    }
     case "env-set":
     case "env-unset":
     case "env-list":

@@ -2,6 +2,7 @@ import type { AppSummary } from "../../commands/apps.ts";
 import type { CancelResult } from "../../commands/cancel.ts";
 import type { DeployResult } from "../../commands/deploy.ts";
 import type { AppReleases } from "../../commands/releases.ts";
+import type { FormationView, ScaleResult, ScaleStatus } from "../../commands/scale.ts";
 import type { AppStatus } from "../../commands/status.ts";
 import type { AppView } from "../domain/apps.ts";
 import type { AuditView } from "../domain/audit.ts";
@@ -48,6 +49,18 @@ type EnvChange = {
 export async function executeRemote(command: CliCommand, api: ApiClient, options: RemoteOptions): Promise<number> {
   const { output } = options;
   switch (command.kind) {
+    case "scale": {
+      const { executeScale } = await import("./scale.ts");
+      return executeScale(
+        command,
+        {
+          show: (app) => api.get<FormationView>(`/apps/${app}/scale`),
+          request: (app, args) => api.post<ScaleResult>(`/apps/${app}/scale`, { counts: args }),
+          status: (app, request) => api.get<ScaleStatus>(`/apps/${app}/scale/${request}`),
+        },
+        { output, onInterrupt: options.onInterrupt, now: options.now, intervalMs: options.followIntervalMs },
+      );
+    }
     case "apps-list": {
       const { apps } = await api.get<{ apps: AppSummary[] }>("/apps");
       output.out(command.json ? json(apps) : formatAppList(apps));

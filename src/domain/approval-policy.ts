@@ -7,18 +7,29 @@ import { invalidError } from "./errors.ts";
 /**
  * Which actions on an app wait for a second person's approval. An app without a stored policy follows its
  * environment's default: production gates everything destructive or that changes what runs from a kept release
- * (destroy, rollback, env changes, database drop, one-off commands); other environments gate nothing. `deploy` and `restart` are
+ * (destroy, rollback, scale, env changes, database drop, one-off commands); other environments gate nothing. `deploy` and `restart` are
  * opt-in. A stored policy replaces the default entirely.
  *
  * Making a policy stricter takes effect at once; making it looser (any gated action dropped, including by a reset
  * to a laxer default) is itself an action that needs an approval, so one admin cannot first switch the rule off
  * and then act alone.
  */
-export const POLICY_ACTIONS = ["deploy", "rollback", "restart", "env", "destroy", "db.drop", "run"] as const;
+export const POLICY_ACTIONS = ["deploy", "rollback", "restart", "scale", "env", "destroy", "db.drop", "run"] as const;
 export type PolicyAction = (typeof POLICY_ACTIONS)[number];
 
-/** `run` (a one-off command, e.g. a manual migration) runs arbitrary code against production data. */
-export const PRODUCTION_DEFAULT_POLICY: readonly PolicyAction[] = ["rollback", "env", "destroy", "db.drop", "run"];
+/**
+ * `run` (a one-off command, e.g. a manual migration) runs arbitrary code against production data. `scale` changes
+ * the capacity that serves production (web=1 under load) and spends the tenant's shared quota, which a deploy of
+ * any of the tenant's apps then needs (docs/python-apps.md, "Scale").
+ */
+export const PRODUCTION_DEFAULT_POLICY: readonly PolicyAction[] = [
+  "rollback",
+  "scale",
+  "env",
+  "destroy",
+  "db.drop",
+  "run",
+];
 
 export function isPolicyAction(value: string): value is PolicyAction {
   return (POLICY_ACTIONS as readonly string[]).includes(value);

@@ -18,6 +18,11 @@ export type ApprovalAction =
   | { kind: "destroy"; app: string }
   | { kind: "rollback"; app: string; release: string; version: number }
   | { kind: "restart"; app: string; release: string; version: number }
+  /**
+   * Containers per process type (only the types named; the others keep theirs). The requester's response_url, when
+   * the request came from Slack, is sealed like a run's: the outcome goes to them once approved.
+   */
+  | { kind: "scale"; app: string; counts: Record<string, number>; responseUrlSealed?: string | undefined }
   | { kind: "env.set"; app: string; key: string; valueSealed: string }
   | { kind: "env.unset"; app: string; key: string }
   | { kind: "db.drop"; app: string; store?: "postgres" | "redis" | undefined }

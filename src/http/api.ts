@@ -19,6 +19,7 @@ import {
 import { logsCommand } from "../../commands/logs.ts";
 import { operatorCreateApp, operatorDeploy, operatorRollback } from "../../commands/operator.ts";
 import { releasesCommand } from "../../commands/releases.ts";
+import { operatorScale, scaleStatus, showFormation } from "../../commands/scale.ts";
 import { statusCommand } from "../../commands/status.ts";
 import type { Db } from "../db/client.ts";
 import { type ApiPrincipal, verifyApiToken } from "../domain/api-tokens.ts";
@@ -26,6 +27,7 @@ import { recordAudit } from "../domain/audit.ts";
 import type { SecretBox } from "../domain/crypto.ts";
 import { getDeployment } from "../domain/deployments.ts";
 import { DomainError } from "../domain/errors.ts";
+import type { TenantQuota } from "../domain/tenant-quota.ts";
 import { type Role, roleAtLeast } from "../domain/users.ts";
 import { slugSchema, uuidSchema } from "../domain/validation.ts";
 import type { ContainerEngine } from "../infra/podman.ts";
@@ -51,6 +53,8 @@ export interface ApiDeps {
   limiter?: AuthFailureLimiter | undefined;
   /** Count failed authentications per X-Forwarded-For client (set when a trusted proxy terminates TLS in front). */
   trustForwarded?: boolean | undefined;
+  /** The tenant-wide cap `scale` checks (TUSSILAGO_TENANT_MAX_*); unset → none. */
+  tenantQuota?: TenantQuota | undefined;
   /** Token → operator; default: the api_tokens table. */
   verify?: ((token: string) => ApiPrincipal | undefined) | undefined;
 }
@@ -88,6 +92,8 @@ const envUnsetBody = z.strictObject({
   keys: z.array(z.string().max(200)).min(1).max(1_000),
   restart: z.boolean().default(false),
 });
+// Each `TYPE=COUNT` is judged by parseScaleArgs (src/domain/formation.ts), as on the command line.
+const scaleBody = z.strictObject({ counts: z.array(z.string().max(64)).min(1).max(32) });
 const logsQuery = z.object({ lines: z.coerce.number().int().min(1).max(5_000).default(100) });
 const auditQuery = z.object({
   app: slugSchema.optional(),
@@ -253,6 +259,26 @@ export function apiRoutes(deps: ApiDeps): Hono<ApiEnv> {
     const uuid = uuidSchema.safeParse(c.req.param("uuid"));
     if (!uuid.success) throw badRequest("uuid: not a deployment UUID");
     return c.json({ deployment: getDeployment(deps.db, uuid.data) });
+  });
+
+  api.get("/apps/:app/scale", (c) => {
+    need(c, "viewer", "status");
+    return c.json(showFormation({ db: deps.db }, { app: slug(c) }));
+  });
+
+  api.post("/apps/:app/scale", async (c) => {
+    const principal = need(c, "deployer", "scale");
+    const { counts } = await body(c, scaleBody);
+    const scaleDeps = { ...commandDeps(c), tenantQuota: deps.tenantQuota, secrets: deps.secrets };
+    const result = await operatorScale(scaleDeps, { app: slug(c), args: counts, ...who(c, principal) });
+    return c.json(result, 202);
+  });
+
+  api.get("/apps/:app/scale/:request", (c) => {
+    need(c, "viewer", "status");
+    const request = uuidSchema.safeParse(c.req.param("request"));
+    if (!request.success) throw badRequest("request: not a scale request UUID");
+    return c.json(scaleStatus({ db: deps.db }, { app: slug(c), request: request.data }));
   });
 
   api.get("/apps/:app/env", (c) => {

@@ -1,6 +1,7 @@
 import type { ApprovalAction, ApprovalView } from "../domain/approvals.ts";
 import type { AuditView } from "../domain/audit.ts";
 import type { DashboardApp, DashboardDeployment } from "../domain/dashboard.ts";
+import { describeCounts } from "../domain/formation.ts";
 import type { IncidentView } from "../domain/incidents.ts";
 import { STAGES } from "../pipeline/events.ts";
 import { type Html, h } from "./dashboard-html.ts";
@@ -213,6 +214,8 @@ export function describeApproval(action: ApprovalAction, app: string): string {
       return `roll ${app} back to v${action.version}`;
     case "restart":
       return `restart ${app} (v${action.version})`;
+    case "scale":
+      return `scale ${app} to ${describeCounts(action.counts)}`;
     case "env.set":
       return `set env ${action.key} on ${app} (value hidden)`;
     case "env.unset":

@@ -9,7 +9,16 @@ export interface ProxyRoute {
   hosts: string[];
   /** `127.0.0.1:<port>` or `[::1]:<port>`: the proxy only ever reaches apps published on loopback. */
   upstreams: string[];
+  /**
+   * The app's health path: Caddy checks every upstream on it in the background and stops sending requests to one
+   * that fails, until it passes again. Absent: passive checks only (a route read back from Caddy has it, too).
+   */
+  healthPath?: string | undefined;
+  /** How requests are spread over the upstreams; default round_robin. */
+  loadBalancing?: LoadBalancingPolicy | undefined;
 }
+
+export type LoadBalancingPolicy = "round_robin" | "least_conn";
 
 /** An argument that must not reach Caddy's config. Not retryable: the caller passed something invalid. */
 export class InvalidProxyArgumentError extends Error {
@@ -39,6 +48,18 @@ const MAX_UPSTREAMS = 16;
  */
 export const LOAD_BALANCING = { try_duration: "5s", try_interval: "100ms" } as const;
 export const PASSIVE_HEALTH = { fail_duration: "2s", max_fails: 1 } as const;
+
+/**
+ * Active checks (same JSON page, `health_checks.active`): every `interval` Caddy asks each upstream for the health
+ * path; an answer outside 2xx/3xx (Caddy's default, the same rule as the pipeline's own health check) or none within
+ * `timeout` takes it out of the rotation until a check passes. Requests then go to the other replicas, and one that
+ * dies between two checks is covered by the passive check and `try_duration` above: the request is retried on
+ * another upstream, not answered 502.
+ */
+export const ACTIVE_HEALTH = { interval: "2s", timeout: "2s" } as const;
+
+/** A path (and query) for Caddy's `uri`: printable ASCII without spaces, starting with "/". */
+const HEALTH_PATH_PATTERN = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,200}$/;
 
 export function validateRouteId(id: string): string {
   if (!ROUTE_ID_PATTERN.test(id)) throw new InvalidProxyArgumentError("id", "must match /^[a-z0-9][a-z0-9-]{0,80}$/");
@@ -87,11 +108,18 @@ export function validateListen(listen: readonly string[]): string[] {
   return [...listen];
 }
 
+export function validateHealthPath(path: string): string {
+  if (!HEALTH_PATH_PATTERN.test(path)) throw new InvalidProxyArgumentError("healthPath", "must be a path like /health");
+  return path;
+}
+
 export function validateRoute(route: ProxyRoute): ProxyRoute {
   return {
     id: validateRouteId(route.id),
     hosts: validateHosts(route.hosts),
     upstreams: validateUpstreams(route.upstreams),
+    ...(route.healthPath !== undefined ? { healthPath: validateHealthPath(route.healthPath) } : {}),
+    ...(route.loadBalancing !== undefined ? { loadBalancing: route.loadBalancing } : {}),
   };
 }
 
@@ -116,9 +144,16 @@ export const NOT_FOUND_ROUTE = {
   handle: [{ handler: "static_response", status_code: 404, body: "no app is served at this address\n" }],
 } as const;
 
-/** One app route: host matcher → reverse proxy to loopback upstreams. `terminal` stops later routes from running. */
+/**
+ * One app route: host matcher → reverse proxy to loopback upstreams (an app's web containers), spread by the
+ * selection policy, with active checks on the app's health path when given. `terminal` stops later routes.
+ */
 export function routeConfig(route: ProxyRoute): Record<string, unknown> {
   const valid = validateRoute(route);
+  const policy = valid.loadBalancing ?? "round_robin";
+  if (policy !== "round_robin" && policy !== "least_conn") {
+    throw new InvalidProxyArgumentError("loadBalancing", "must be round_robin or least_conn");
+  }
   return {
     "@id": valid.id,
     match: [{ host: valid.hosts }],
@@ -126,8 +161,11 @@ export function routeConfig(route: ProxyRoute): Record<string, unknown> {
       {
         handler: "reverse_proxy",
         upstreams: valid.upstreams.map((dial) => ({ dial })),
-        load_balancing: { ...LOAD_BALANCING },
-        health_checks: { passive: { ...PASSIVE_HEALTH } },
+        load_balancing: { selection_policy: { policy }, ...LOAD_BALANCING },
+        health_checks: {
+          passive: { ...PASSIVE_HEALTH },
+          ...(valid.healthPath !== undefined ? { active: { uri: valid.healthPath, ...ACTIVE_HEALTH } } : {}),
+        },
       },
     ],
     terminal: true,
@@ -154,10 +192,16 @@ export function parseRoute(raw: unknown): ProxyRoute | null {
   const handle = Array.isArray(raw.handle) ? raw.handle : [];
   const proxy = handle.find((h) => isRecord(h) && h.handler === "reverse_proxy");
   const upstreams = isRecord(proxy) && Array.isArray(proxy.upstreams) ? proxy.upstreams : [];
+  const checks = isRecord(proxy) && isRecord(proxy.health_checks) ? proxy.health_checks : {};
+  const active = isRecord(checks.active) ? checks.active : {};
+  const lb = isRecord(proxy) && isRecord(proxy.load_balancing) ? proxy.load_balancing : {};
+  const selection = isRecord(lb.selection_policy) ? lb.selection_policy.policy : undefined;
   return {
     id,
     hosts,
     upstreams: upstreams.flatMap((u) => (isRecord(u) && typeof u.dial === "string" ? [u.dial] : [])),
+    ...(typeof active.uri === "string" ? { healthPath: active.uri } : {}),
+    ...(selection === "round_robin" || selection === "least_conn" ? { loadBalancing: selection } : {}),
   };
 }
 

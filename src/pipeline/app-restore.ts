@@ -73,7 +73,13 @@ export async function restoreApp(deps: PipelineDeps, app: AppView, release: Rele
   const route = await deps.proxy.getRoute(names.route(app.uuid));
   const upstreams = webPorts.map((p) => `127.0.0.1:${p}`);
   let routeRestored = false;
-  if (!route || route.upstreams.join(",") !== upstreams.join(",") || route.hosts.join(",") !== app.domain) {
+  if (
+    !route ||
+    route.upstreams.join(",") !== upstreams.join(",") ||
+    route.hosts.join(",") !== app.domain ||
+    // A route written before active health checks existed (or with another path) gets them.
+    route.healthPath !== app.healthPath
+  ) {
     await routeStage(deps, app, webPorts);
     routeRestored = true;
   }

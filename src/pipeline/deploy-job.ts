@@ -21,6 +21,7 @@ import { AppBusyError, PlatformError, TenantError } from "./errors.ts";
 import type { StageName } from "./events.ts";
 import { defaultBaseImage, names } from "./settings.ts";
 import { processesStage } from "./stages/processes.ts";
+import { assertReleaseWithinQuota } from "./stages/quota.ts";
 import { releaseSkipReason, releaseStage } from "./stages/release.ts";
 import { drainOldReleases, processOf, routeStage } from "./stages/route-drain.ts";
 import { healthStage, runStage } from "./stages/run-health.ts";
@@ -113,6 +114,7 @@ export async function runDeployment(
       skip,
       signal,
     );
+    assertReleaseWithinQuota(stageDeps, app, { startCommand, processes });
     const noRelease = releaseSkipReason(deployment, releaseCommand);
     if (releaseCommand && noRelease === undefined) {
       await stage(

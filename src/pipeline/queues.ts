@@ -17,6 +17,7 @@ export const QUEUE_NAMES = {
   provision: "provision",
   logs: "logs",
   run: "run",
+  scale: "scale",
 } as const;
 export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];
 
@@ -63,12 +64,26 @@ const payloadSchemas = {
     requester: z.string(),
     correlationId: z.string(),
   }),
+  /**
+   * `scale`: bring the app's current release to its stored formation (src/pipeline/app-restore.ts). The formation is
+   * read when the job runs, so a later scale supersedes an earlier one that has not run yet.
+   */
+  scale: z.object({
+    appUuid: z.string().min(1),
+    /** The scale request's public id: the job id, and how its outcome is found (commands/scale.ts). */
+    requestUuid: z.string().min(1),
+    /** Slack's response_url of `/tussilago scale`, when it came from Slack; never logged. */
+    responseUrl: z.string().min(1).optional(),
+    requester: z.string(),
+    correlationId: z.string(),
+  }),
 } as const;
 
 export type JobPayloads = { [N in QueueName]: z.infer<(typeof payloadSchemas)[N]> };
 export type ProvisionJobData = JobPayloads["provision"];
 export type LogsJobData = JobPayloads["logs"];
 export type RunJobData = JobPayloads["run"];
+export type ScaleJobData = JobPayloads["scale"];
 
 /** BullMQ rejects custom ids containing ":" (its key separator); ours are built from UUIDs, hex and dashes. */
 export function pushJobId(githubDeliveryId: string): string {
@@ -100,6 +115,10 @@ export function logsJobId(responseUrl: string): string {
 /** Like logsJobId: one job per command invocation (or per approval's original invocation). */
 export function runJobId(responseUrl: string): string {
   return `run-${createHash("sha256").update(responseUrl).digest("hex").slice(0, 32)}`;
+}
+
+export function scaleJobId(requestUuid: string): string {
+  return `scale-${requestUuid}`;
 }
 
 interface QueueSpec<T> {
@@ -185,6 +204,14 @@ export const QUEUES = {
       removeOnFail: { age: 24 * 3600, count: 500 },
     },
     // A run may last its whole timeout; the lock is renewed while it runs.
+    worker: { concurrency: 2, lockDuration: 120_000 },
+  },
+  scale: {
+    schema: payloadSchemas.scale,
+    jobId: (data) => scaleJobId(data.requestUuid),
+    // Waits (delayed, not failed) while a deployment of the app runs; an engine failure retries with backoff.
+    job: oneShotJob,
+    // restoreApp health-checks new web containers: up to the health timeout per container.
     worker: { concurrency: 2, lockDuration: 120_000 },
   },
 } as const satisfies { [N in QueueName]: QueueSpec<JobPayloads[N]> };

@@ -1,6 +1,8 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import type { TenantQuota } from "../domain/tenant-quota.ts";
 import { appRedisNames } from "../infra/app-redis-args.ts";
+import type { LoadBalancingPolicy } from "../infra/caddy-config.ts";
 import { DEFAULT_PYTHON, DEFAULT_PYTHON_IMAGES } from "../lib/python-images.ts";
 
 /** Pipeline knobs; defaults are what an operator gets without configuring anything. */
@@ -59,6 +61,10 @@ export interface PipelineSettings {
    * bots, or a bot and a test run, may share one podman host, and each knows only its own apps.
    */
   instance: string;
+  /** The tenant-wide cap a deployment's process set must fit (src/domain/tenant-quota.ts); unset fields: none. */
+  tenantQuota: TenantQuota;
+  /** Caddy's selection policy over an app's web containers (src/infra/caddy-config.ts). */
+  loadBalancing: LoadBalancingPolicy;
 }
 
 /** The image of the default Python version (what the build of an app that names no version uses). */
@@ -97,6 +103,8 @@ export function defaultPipelineSettings(dataDir: string): PipelineSettings {
     proxyListen: [":8080"],
     tmpfsMb: 64,
     instance: instanceOf(dataDir),
+    tenantQuota: {},
+    loadBalancing: "round_robin",
   };
 }
 

@@ -75,5 +75,11 @@ export class FakeProxyAdmin implements ProxyAdmin {
 }
 
 function copy(route: ProxyRoute): ProxyRoute {
-  return { id: route.id, hosts: [...route.hosts], upstreams: [...route.upstreams] };
+  return {
+    id: route.id,
+    hosts: [...route.hosts],
+    upstreams: [...route.upstreams],
+    ...(route.healthPath !== undefined ? { healthPath: route.healthPath } : {}),
+    ...(route.loadBalancing !== undefined ? { loadBalancing: route.loadBalancing } : {}),
+  };
 }

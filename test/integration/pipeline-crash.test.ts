@@ -186,6 +186,8 @@ describe("a worker SIGKILLed between stages", () => {
         id: names.route(w.app.uuid),
         hosts: ["shop.example.test"],
         upstreams: [`127.0.0.1:${o.containers[0]?.hostPort}`],
+        healthPath: "/",
+        loadBalancing: "round_robin",
       },
     ]);
     expect(o.routeChanges).toEqual(["created"]);

@@ -14,7 +14,7 @@ const production = { environment: "production", approvalPolicy: null } as const;
 describe("approval policy (domain)", () => {
   it("defaults by environment, and a stored list replaces the default", () => {
     expect(effectivePolicy(production)).toEqual({
-      actions: ["rollback", "env", "destroy", "db.drop", "run"],
+      actions: ["rollback", "scale", "env", "destroy", "db.drop", "run"],
       isDefault: true,
     });
     expect(effectivePolicy({ environment: "staging", approvalPolicy: null })).toEqual({ actions: [], isDefault: true });
@@ -31,13 +31,13 @@ describe("approval policy (domain)", () => {
 
   it("plans what a change tightens and what it loosens", () => {
     expect(planPolicyChange(production, { kind: "add", actions: ["deploy"] })).toEqual({
-      next: ["deploy", "rollback", "env", "destroy", "db.drop", "run"],
-      effective: ["deploy", "rollback", "env", "destroy", "db.drop", "run"],
+      next: ["deploy", "rollback", "scale", "env", "destroy", "db.drop", "run"],
+      effective: ["deploy", "rollback", "scale", "env", "destroy", "db.drop", "run"],
       loosened: [],
       tightened: ["deploy"],
     });
     expect(planPolicyChange(production, { kind: "remove", actions: ["rollback", "restart"] })).toMatchObject({
-      next: ["env", "destroy", "db.drop", "run"],
+      next: ["scale", "env", "destroy", "db.drop", "run"],
       loosened: ["rollback"],
       tightened: [],
     });
@@ -49,7 +49,7 @@ describe("approval policy (domain)", () => {
     expect(planPolicyChange({ environment: "production", approvalPolicy: [] }, { kind: "reset" })).toMatchObject({
       next: null,
       loosened: [],
-      tightened: ["rollback", "env", "destroy", "db.drop", "run"],
+      tightened: ["rollback", "scale", "env", "destroy", "db.drop", "run"],
     });
     expect(() => planPolicyChange(production, { kind: "add", actions: [] })).toThrow(DomainError);
   });
@@ -100,11 +100,11 @@ describe("/tussilago policy", () => {
     world.app("web-app");
     world.user("U0VIEW", "viewer");
     expect((await harness.command("policy web-app", "U0VIEW")).body.text).toBe(
-      "Approvals needed on *web-app* (production) for: rollback, env, destroy, db.drop, run (the production default).",
+      "Approvals needed on *web-app* (production) for: rollback, scale, env, destroy, db.drop, run (the production default).",
     );
     expect((await harness.command("policy web-app", "U0STRANGER")).body.text).toMatch(/^Not allowed: /);
     expect((await harness.command("policy web-app add", "U0VIEW")).body.text).toBe(
-      "Usage: /tussilago policy <app> [add|remove <deploy|rollback|restart|env|destroy|db.drop|run>… | reset]",
+      "Usage: /tussilago policy <app> [add|remove <deploy|rollback|restart|scale|env|destroy|db.drop|run>… | reset]",
     );
   });
 
@@ -125,7 +125,7 @@ describe("/tussilago policy", () => {
     world.user("U0DEP", "deployer");
     world.user("U0APPR", "approver");
     expect((await harness.command("policy web-app add deploy", "U0ADMIN")).body.text).toBe(
-      "Approvals needed on *web-app* now for: deploy, rollback, env, destroy, db.drop, run.",
+      "Approvals needed on *web-app* now for: deploy, rollback, scale, env, destroy, db.drop, run.",
     );
     const deploy = await harness.command("deploy web-app hotfix", "U0DEP");
     expect(deploy.body.text).toMatch(/needs an approval from someone else/);
@@ -166,7 +166,7 @@ describe("/tussilago policy", () => {
     expect(policyOf(world, "web-app").actions).toContain("rollback");
     const approval = pendingApproval(world);
     expect(world.slack.calls.find((c) => c.method === "chat.postMessage")?.text).toBe(
-      "Approval needed: <@U0ADMIN> asks to set the approval policy of *web-app* to: env, destroy, db.drop, run.",
+      "Approval needed: <@U0ADMIN> asks to set the approval policy of *web-app* to: scale, env, destroy, db.drop, run.",
     );
     // The admin cannot wave their own request through.
     await harness.click(APPROVE_ACTION, buttonValue(approval), "U0ADMIN");
@@ -176,7 +176,10 @@ describe("/tussilago policy", () => {
       "Not done: you cannot approve your own request",
       "Approved; the action has been applied.",
     ]);
-    expect(policyOf(world, "web-app")).toEqual({ actions: ["env", "destroy", "db.drop", "run"], isDefault: false });
+    expect(policyOf(world, "web-app")).toEqual({
+      actions: ["scale", "env", "destroy", "db.drop", "run"],
+      isDefault: false,
+    });
     expect((await harness.command("rollback web-app", "U0ADMIN")).body.text).toMatch(
       /^Rollback of \*web-app\* to v1 queued/,
     );
@@ -256,6 +259,7 @@ describe("an approval re-checks what may have changed since the request", () => 
       "deploy",
       "rollback",
       "restart",
+      "scale",
       "env",
       "destroy",
       "db.drop",

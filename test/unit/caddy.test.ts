@@ -81,13 +81,41 @@ describe("caddy-config", () => {
         {
           handler: "reverse_proxy",
           upstreams: [{ dial: "127.0.0.1:41234" }],
-          load_balancing: { try_duration: "5s", try_interval: "100ms" },
+          load_balancing: { selection_policy: { policy: "round_robin" }, try_duration: "5s", try_interval: "100ms" },
           health_checks: { passive: { fail_duration: "2s", max_fails: 1 } },
         },
       ],
       terminal: true,
     });
-    expect(parseRoute(routeConfig(ROUTE))).toEqual(ROUTE);
+    expect(parseRoute(routeConfig(ROUTE))).toEqual({ ...ROUTE, loadBalancing: "round_robin" });
+  });
+
+  test("several web upstreams: a selection policy and active checks on the app's health path", () => {
+    const route = {
+      ...ROUTE,
+      upstreams: ["127.0.0.1:41234", "127.0.0.1:41235"],
+      healthPath: "/healthz?probe=1",
+      loadBalancing: "least_conn" as const,
+    };
+    expect(routeConfig(route).handle).toEqual([
+      {
+        handler: "reverse_proxy",
+        upstreams: [{ dial: "127.0.0.1:41234" }, { dial: "127.0.0.1:41235" }],
+        load_balancing: { selection_policy: { policy: "least_conn" }, try_duration: "5s", try_interval: "100ms" },
+        health_checks: {
+          passive: { fail_duration: "2s", max_fails: 1 },
+          active: { uri: "/healthz?probe=1", interval: "2s", timeout: "2s" },
+        },
+      },
+    ]);
+    expect(parseRoute(routeConfig(route))).toEqual(route);
+    // The path reaches Caddy's config: nothing that is not a plain path gets there.
+    for (const healthPath of ["health", "/a b", "/x\n", `/${"a".repeat(201)}`, "//evil.example/x\u0000"]) {
+      expect(() => routeConfig({ ...route, healthPath })).toThrow(InvalidProxyArgumentError);
+    }
+    expect(() => routeConfig({ ...route, loadBalancing: "ip_hash" as "least_conn" })).toThrow(
+      InvalidProxyArgumentError,
+    );
   });
 
   test("the server disables automatic HTTPS and ends in a 404 route without @id", () => {
@@ -318,7 +346,7 @@ describe("CaddyAdmin.removeRoute / getRoute / listRoutes", () => {
 
   test("reads routes from the server's list; a missing server has none", async ({ h }) => {
     h.server([routeConfig(ROUTE), { handle: [] }]);
-    expect(await h.admin.listRoutes()).toEqual([ROUTE]);
+    expect(await h.admin.listRoutes()).toEqual([{ ...ROUTE, loadBalancing: "round_robin" }]);
     h.server([routeConfig(ROUTE)]);
     expect(await h.admin.getRoute("nope")).toBeNull();
     h.reply("GET", SERVER, 400, { error: "invalid traversal path at: config/apps" });

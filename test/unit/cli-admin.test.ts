@@ -128,7 +128,7 @@ describe("apps policy", () => {
     w,
   }) => {
     expect((await w.run(["apps", "policy", "shop"])).stdout).toBe(
-      "shop (production) needs an approval for: rollback, env, destroy, db.drop, run (the production default)\n",
+      "shop (production) needs an approval for: rollback, scale, env, destroy, db.drop, run (the production default)\n",
     );
     expect((await w.run(["apps", "policy", "shop", "--set", "db.drop,deploy"])).stdout).toBe(
       "shop (production) needs an approval for: deploy, db.drop\n",
@@ -144,16 +144,24 @@ describe("apps policy", () => {
       [
         "cli",
         "policy.set",
-        { before: ["rollback", "env", "destroy", "db.drop", "run"], after: ["deploy", "db.drop"], isDefault: false },
+        {
+          before: ["rollback", "scale", "env", "destroy", "db.drop", "run"],
+          after: ["deploy", "db.drop"],
+          isDefault: false,
+        },
       ],
       ["cli", "policy.set", { before: ["deploy", "db.drop"], after: [], isDefault: false }],
-      ["cli", "policy.set", { before: [], after: ["rollback", "env", "destroy", "db.drop", "run"], isDefault: true }],
+      [
+        "cli",
+        "policy.set",
+        { before: [], after: ["rollback", "scale", "env", "destroy", "db.drop", "run"], isDefault: true },
+      ],
     ]);
   });
 
   test("refuses unknown actions and contradictory options before touching anything", async ({ w }) => {
     await expect(w.run(["apps", "policy", "shop", "--set", "deploy,nuke"])).rejects.toThrow(
-      "--set: unknown action nuke; known: deploy, rollback, restart, env, destroy, db.drop, run",
+      "--set: unknown action nuke; known: deploy, rollback, restart, scale, env, destroy, db.drop, run",
     );
     await expect(w.run(["apps", "policy", "shop", "--set", "deploy", "--default"])).rejects.toThrow(
       "use --set or --default, not both",

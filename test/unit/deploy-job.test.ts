@@ -55,6 +55,8 @@ describe("runDeployment", () => {
         id: `app-${f.app.uuid}`,
         hosts: ["shop.example.test"],
         upstreams: [`127.0.0.1:${f.engine.containers.get(container)?.hostPort}`],
+        healthPath: "/",
+        loadBalancing: "round_robin",
       },
     ]);
     expect(listReleases(f.db, f.app.uuid).map((r) => r.version)).toEqual([1]);

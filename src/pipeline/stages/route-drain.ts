@@ -17,7 +17,14 @@ export async function routeStage(
   const routeId = names.route(app.uuid);
   await deps.proxy.ensureServer({ listen: deps.settings.proxyListen });
   const upstreams = (typeof hostPorts === "number" ? [hostPorts] : hostPorts).map((p) => `127.0.0.1:${p}`);
-  await deps.proxy.upsertRoute({ id: routeId, hosts: [app.domain], upstreams });
+  // Every web container behind one route, spread and actively health-checked (src/infra/caddy-config.ts).
+  await deps.proxy.upsertRoute({
+    id: routeId,
+    hosts: [app.domain],
+    upstreams,
+    healthPath: app.healthPath,
+    loadBalancing: deps.settings.loadBalancing,
+  });
   const check = await deps.proxy.getRoute(routeId);
   if (!check || check.upstreams.join(",") !== upstreams.join(",")) throw new Error("route switch did not take effect");
   deps.log.info({ routeId, upstreams }, "route switched");
