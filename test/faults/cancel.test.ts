@@ -1,4 +1,5 @@
-import { rmSync } from "node:fs";
+import { appendFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cancelCommand } from "../../commands/cancel.ts";
 import { deployCommand } from "../../commands/deploy.ts";
@@ -43,8 +44,12 @@ describe("cancel on podman + runsc + Caddy", () => {
     expect(v1.status).toBe("succeeded");
     expect(JSON.parse((await p.get("shop.e2e.test")).body)).toEqual({ release: "v1" });
 
+    // A changed pyproject.toml: the app's dependency layer (keyed by it) no longer fits, so the build runs uv in its
+    // sandbox again (a code-only push would reuse the layer and never start a build container); with an empty uv
+    // cache it downloads the dependencies and runs for a while.
+    const checkout = new URL(repo).pathname;
+    appendFileSync(join(checkout, "pyproject.toml"), "# v2: the dependency layer is rebuilt\n");
     await p.commit(repo, "v2");
-    // An empty uv cache, so the build downloads its dependencies again and runs for a while.
     rmSync(p.deps.settings.cacheRoot, { recursive: true, force: true });
     const deps = { db: p.db, queue: p.queue, log: p.log };
     const { deployment } = await deployCommand(deps, { app: "shop" });
