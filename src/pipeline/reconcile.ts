@@ -11,7 +11,6 @@ import { type DataPlaneHooks, reportIncident, reportRecovered } from "./data-pla
 import type { PipelineDeps } from "./deps.ts";
 import { checkServing } from "./serving-check.ts";
 import { LABELS, names } from "./settings.ts";
-import { isDraining } from "./stages/route-drain.ts";
 
 export interface ReconcileReport {
   containersStarted: string[];
@@ -109,18 +108,21 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
   }
 
   // Only this bot's containers: another bot on the same podman host has apps this database does not know.
-  for (const c of await deps.engine.listContainers({
+  const containers = await deps.engine.listContainers({
     [LABELS.managed]: "app",
     [LABELS.instance]: deps.settings.instance,
-  })) {
+  });
+  // Asked after the listing: a deployment that went live since has its drain added by now.
+  const drainsPending = await deps.drains.pendingApps();
+  for (const c of containers) {
     const appUuid = c.labels[LABELS.app];
     if (wanted.has(c.name)) continue;
     // A container of a live app that is not its current release: an old one left by a crash mid-drain, or a new
     // one of a deployment in progress (left alone).
     if (appUuid !== undefined && busyUuids.has(appUuid)) continue;
-    // One this process is draining: it stops after its grace period (requests in flight finish), not now. A drain
-    // lost to a crash is not in this process's list, so its leftovers go here.
-    if (appUuid !== undefined && liveApps.has(appUuid) && isDraining(appUuid)) continue;
+    // One a drain job will stop after its grace period (requests in flight finish), not now. A drain job lost with
+    // Redis's data, or failed for good, is pending no more, so its leftovers go here.
+    if (appUuid !== undefined && liveApps.has(appUuid) && drainsPending.has(appUuid)) continue;
     await deps.engine.removeContainer(c.name);
     report.containersRemoved.push(c.name);
     deps.log.info({ container: c.name, appId: appUuid }, "reconcile: orphan container removed");
