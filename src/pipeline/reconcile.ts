@@ -1,6 +1,6 @@
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { listApps } from "../domain/apps.ts";
+import { destroyedAppUuids, listApps, tenantsWithLiveApps } from "../domain/apps.ts";
 import { appsWithRunningDeployment, inProgressDeploymentUuids } from "../domain/deployments.ts";
 import { wantedContainers } from "../domain/formation.ts";
 import { openIncident } from "../domain/incidents.ts";
@@ -17,10 +17,12 @@ export interface ReconcileReport {
   containersRemoved: string[];
   routesRestored: string[];
   routesRemoved: string[];
-  /** Release images of destroyed apps. */
+  /** Images of destroyed apps: releases, dependency layers, anything else in their repository or with their label. */
   imagesRemoved: string[];
   /** Work dirs (checkouts, env files) of deployments no longer in progress. */
   workDirsRemoved: string[];
+  /** Build caches (uv) of tenants without a live app. */
+  cacheDirsRemoved: string[];
   errors: string[];
 }
 
@@ -52,6 +54,7 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
     routesRemoved: [],
     imagesRemoved: [],
     workDirsRemoved: [],
+    cacheDirsRemoved: [],
     errors: [],
   };
   const live = listApps(deps.db);
@@ -146,8 +149,61 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
     }
   }
 
+  report.imagesRemoved.push(...(await sweepDestroyedAppImages(deps)));
   report.workDirsRemoved = await sweepWorkDirs(deps);
+  report.cacheDirsRemoved = await sweepCacheDirs(deps);
   return report;
+}
+
+/** `localhost/tsl-<app uuid>:<tag>` → the app's UUID. */
+const APP_IMAGE = /^localhost\/tsl-([0-9a-f-]{36}):/;
+
+/**
+ * Every image of a destroyed app, not only its recorded releases: the dependency layer (`deps-<key>`) and anything
+ * else in the app's repository or labelled with it. One listing of the `localhost/tsl-*` repositories per pass.
+ * Images of apps this database does not know are left alone: another bot on the same podman host may own them.
+ */
+async function sweepDestroyedAppImages(deps: PipelineDeps): Promise<string[]> {
+  const destroyed = destroyedAppUuids(deps.db);
+  if (destroyed.size === 0) return [];
+  const removed: string[] = [];
+  for (const image of await deps.engine.listImages("localhost/tsl-*")) {
+    const owners = new Set(image.names.flatMap((n) => APP_IMAGE.exec(n)?.[1] ?? []));
+    const label = image.labels[LABELS.app];
+    if (label !== undefined) owners.add(label);
+    if (![...owners].some((uuid) => destroyed.has(uuid))) continue;
+    // By name (each tag), so an image also tagged for a live app only loses the destroyed app's tags.
+    for (const name of image.names) {
+      const uuid = APP_IMAGE.exec(name)?.[1];
+      if (uuid !== undefined && !destroyed.has(uuid)) continue;
+      await deps.engine.removeImage(name);
+      removed.push(name);
+      deps.log.info({ appId: uuid ?? label, image: name }, "reconcile: image of destroyed app removed");
+    }
+  }
+  return removed;
+}
+
+/**
+ * The uv cache is per tenant (stages/source-build.ts); a tenant whose apps are all destroyed keeps no use for it.
+ * Listed first, then the tenants with a live app: a tenant whose first app is created in between is seen live.
+ */
+async function sweepCacheDirs(deps: PipelineDeps): Promise<string[]> {
+  const root = deps.settings.cacheRoot;
+  const entries = await readdir(root).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return [];
+    throw err;
+  });
+  if (entries.length === 0) return [];
+  const live = tenantsWithLiveApps(deps.db);
+  const removed: string[] = [];
+  for (const name of entries) {
+    if (live.has(name)) continue;
+    await rm(join(root, name), { recursive: true, force: true });
+    removed.push(name);
+    deps.log.info({ tenantId: name }, "reconcile: build cache of a tenant without live apps removed");
+  }
+  return removed;
 }
 
 /**
