@@ -60,6 +60,9 @@ const payloadSchemas = {
     appUuid: z.string().min(1),
     /** Already bounded 1..5000 by the command parser. */
     lines: z.number().int().positive(),
+    /** The container to read, when not web.1 (`/tussilago logs shop 50 worker.2`). */
+    process: z.string().min(1).max(30).optional(),
+    replica: z.number().int().min(1).max(16).optional(),
     /** Slack's response_url of the command: valid 30 minutes, 5 uses. Never logged (it is a credential). */
     responseUrl: z.string().min(1),
     /** Who asked, for the audit row. */
