@@ -27,7 +27,7 @@ export async function routeStage(
 
 /** What a drain run did: stopped everything due (`done`), or stopped what was due now and waits until `waitUntil`. */
 export type DrainProgress =
-  | { kind: "done"; stopped: DrainJobData["containers"] & {}; pruned: number }
+  | { kind: "done"; stopped: NonNullable<DrainJobData["containers"]>; pruned: number }
   | { kind: "wait"; waitUntil: number };
 
 /**
