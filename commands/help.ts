@@ -26,8 +26,9 @@ export const SUBCOMMANDS: readonly SubcommandHelp[] = [
   { name: "releases", usage: "releases <app>", summary: "Release history, newest first." },
   {
     name: "logs",
-    usage: "logs <app> [lines]",
-    summary: "The app's last lines of output (default 100, at most 5000), sent back to you here.",
+    usage: "logs <app> [lines] [process[.n]]",
+    summary:
+      "The app's last lines of output (default 100, at most 5000; web.1 unless you name another container, e.g. worker or worker.2), sent back to you here.",
   },
   {
     name: "run",

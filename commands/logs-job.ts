@@ -55,16 +55,28 @@ export async function runLogsJob(deps: LogsJobDeps, data: LogsJobData): Promise<
   let details: Record<string, unknown> = { lines: data.lines };
   try {
     const app = getAppByUuid(deps.db, data.appUuid);
-    const logs = await logsCommand(deps, { app: app.slug, lines: data.lines });
+    const logs = await logsCommand(deps, {
+      app: app.slug,
+      lines: data.lines,
+      process: data.process,
+      replica: data.replica,
+    });
     const reply = formatLogsForSlack({
       app: app.slug,
       version: logs.release.version,
       text: logs.text,
       requested: data.lines,
+      source: { process: logs.process, replica: logs.replica },
     });
     text = reply.text;
     outcome = "shown";
-    details = { ...details, release: `v${logs.release.version}`, returned: reply.lines, shown: reply.shown };
+    details = {
+      ...details,
+      release: `v${logs.release.version}`,
+      container: `${logs.process}.${logs.replica}`,
+      returned: reply.lines,
+      shown: reply.shown,
+    };
   } catch (err) {
     if (err instanceof DomainError) {
       // No release, container gone, app destroyed since: the user can act on these.

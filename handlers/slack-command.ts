@@ -10,6 +10,7 @@ import { destroyCommand } from "../commands/destroy.ts";
 import { envListCommand, envSetCommand, envUnsetCommand } from "../commands/env.ts";
 import { helpMessage, SLASH_COMMAND, subcommandUsage, usageLine } from "../commands/help.ts";
 import { lockCommand, unlockCommand } from "../commands/lock.ts";
+import { parseLogSource } from "../commands/logs.ts";
 import { releasesCommand } from "../commands/releases.ts";
 import { restartCommand } from "../commands/restart.ts";
 import { rollbackAsActor } from "../commands/rollback.ts";
@@ -56,7 +57,7 @@ export type ParsedCommand =
   | { kind: "deploy"; app: string; ref?: string | undefined }
   | { kind: "rollback"; app: string; release?: string | undefined }
   | { kind: "status" | "releases" | "restart" | "unlock" | "destroy" | "cancel" | "env-list"; app: string }
-  | { kind: "logs"; app: string; lines: number }
+  | { kind: "logs"; app: string; lines: number; process?: string; replica?: number }
   | { kind: "env-set"; app: string; key: string; value: string }
   | { kind: "env-unset"; app: string; key: string }
   | { kind: "lock"; app: string; reason: string }
@@ -114,11 +115,19 @@ export function parseCommandText(text: string): ParsedCommand {
     case "cancel":
       return appOnly(name);
     case "logs": {
-      if (args.length < 1 || args.length > 2 || !ok(app, args[0])) return usage;
-      if (args[1] !== undefined && !/^\d{1,4}$/.test(args[1])) return usage;
-      const lines = args[1] === undefined ? 100 : Number(args[1]);
-      if (!Number.isInteger(lines) || lines < 1 || lines > 5000) return usage;
-      return { kind: "logs", app: args[0] as string, lines };
+      // `logs <app> [lines] [process[.n]]`, the two optional words in either order.
+      if (args.length < 1 || args.length > 3 || !ok(app, args[0])) return usage;
+      let lines: number | undefined;
+      let source: { process: string; replica: number } | undefined;
+      for (const word of args.slice(1)) {
+        const asSource = parseLogSource(word);
+        if (lines === undefined && /^\d{1,4}$/.test(word)) lines = Number(word);
+        else if (source === undefined && asSource !== undefined) source = asSource;
+        else return usage;
+      }
+      lines ??= 100;
+      if (lines < 1 || lines > 5000) return usage;
+      return { kind: "logs", app: args[0] as string, lines, ...source };
     }
     case "scale":
       if (args.length < 1 || args.length > 17 || !ok(app, args[0])) return usage;

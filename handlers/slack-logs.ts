@@ -7,7 +7,7 @@ import type { SlackApi } from "../src/infra/slack-api.ts";
 import type { Logger } from "../src/log.ts";
 
 /**
- * `/tussilago logs <app> [lines]`: authorizes and enqueues; the logs job (commands/logs-job.ts) reads
+ * `/tussilago logs <app> [lines] [process[.n]]`: authorizes and enqueues; the logs job (commands/logs-job.ts) reads
  * the tail with podman and answers through the command's response_url, so the handler acks at once.
  */
 
@@ -27,7 +27,7 @@ export interface SlackLogsContext {
 
 export async function requestLogs(
   deps: SlackLogsDeps,
-  cmd: { app: string; lines: number },
+  cmd: { app: string; lines: number; process?: string; replica?: number },
   ctx: SlackLogsContext,
 ): Promise<{ text: string }> {
   const app = getAppBySlug(deps.db, cmd.app);
@@ -38,7 +38,9 @@ export async function requestLogs(
     needed: "viewer",
     action: "logs.read",
   });
-  const cli = `\`tussilago logs ${app.slug} --lines ${cmd.lines}\``;
+  const source = cmd.process === undefined ? "" : `${cmd.process}.${cmd.replica ?? 1}`;
+  const flags = cmd.process === undefined ? "" : ` --process ${cmd.process} --replica ${cmd.replica ?? 1}`;
+  const cli = `\`tussilago logs ${app.slug}${flags} --lines ${cmd.lines}\``;
   if (!deps.logsQueue) {
     return { text: `Reading logs from Slack is not configured on this bot. Use the CLI: ${cli}` };
   }
@@ -50,6 +52,7 @@ export async function requestLogs(
   const jobId = await deps.logsQueue.enqueue({
     appUuid: app.uuid,
     lines: cmd.lines,
+    ...(cmd.process === undefined ? {} : { process: cmd.process, replica: cmd.replica ?? 1 }),
     responseUrl: ctx.responseUrl,
     requester: ctx.actor.label,
     correlationId: ctx.correlationId,
@@ -59,9 +62,9 @@ export async function requestLogs(
     outcome: "allowed",
     actor: ctx.actor,
     appUuid: app.uuid,
-    details: { lines: cmd.lines, job: jobId },
+    details: { lines: cmd.lines, job: jobId, ...(source === "" ? {} : { container: source }) },
     correlationId: ctx.correlationId,
   });
   ctx.log.info({ appId: app.uuid, jobId, lines: cmd.lines }, "logs job enqueued");
-  return { text: `Fetching the last ${cmd.lines} lines of *${app.slug}*…` };
+  return { text: `Fetching the last ${cmd.lines} lines of *${app.slug}*${source === "" ? "" : ` ${source}`}…` };
 }

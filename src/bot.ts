@@ -65,6 +65,7 @@ import type { DataPlaneHooks } from "./pipeline/data-plane.ts";
 import { DeliveryRelay } from "./pipeline/delivery-relay.ts";
 import { registerDeployWorker } from "./pipeline/deploy-worker.ts";
 import { abortableSleep, type PipelineDeps } from "./pipeline/deps.ts";
+import { bullDrains, registerDrainWorker } from "./pipeline/drain-worker.ts";
 import { PipelineEvents } from "./pipeline/events.ts";
 import { registerLinkProofWorker } from "./pipeline/link-proof-worker.ts";
 import { registerProvisionWorker } from "./pipeline/provision-worker.ts";
@@ -319,6 +320,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       sleep: abortableSleep,
       now: Date.now,
       gitCredentials: (app) => githubGitCredentials(github, app),
+      drains: bullDrains(queue),
     };
 
     const workers = new WorkerPool(redis, log.child({ component: "workers" }), prefix);
@@ -333,6 +335,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
     const stuck = new StuckDeploymentCheck({ db, queue, redis, holder: workers, pipeline, log: pipeline.log });
     await stuck.runAtStartUp();
     registerDeployWorker(workers, pipeline);
+    registerDrainWorker(workers, pipeline);
     stuck.start();
     lifecycle.onStop("stuck-deployment check", () => stuck.stop());
     // Per-link webhook secrets need no global setting: pushes are always accepted from linked repositories.

@@ -25,7 +25,7 @@ export type CliCommand =
     }
   | { kind: "status"; app: string; json: boolean }
   | { kind: "releases"; app: string; json: boolean }
-  | { kind: "logs"; app: string; lines: number; json: boolean }
+  | { kind: "logs"; app: string; lines: number; json: boolean; process?: string; replica?: number }
   | { kind: "cancel"; target: string; follow: boolean; timeoutMs: number }
   | { kind: "reconcile" }
   | AdminCommand
@@ -69,6 +69,8 @@ const FOLLOW_OPTIONS = {
 
 const appSlug = slugSchema;
 const releaseRef = z.union([z.string().regex(/^v?\d{1,9}$/), uuidSchema]);
+/** A Procfile process type name (src/domain/formation.ts). */
+const processType = z.string().regex(/^[a-z][a-z0-9_]{0,29}$/, "a process type name (web, worker, …)");
 const count = (min: number, max: number) =>
   z
     .string()
@@ -161,14 +163,21 @@ export const SPECS: Readonly<Record<string, Spec<CliCommand>>> = {
     build: (values, [app]) => ({ kind: "releases", app: field("app", appSlug, app), json: values.json === true }),
   },
   logs: {
-    usage: "tussilago logs <app> [--lines 100] [--json]",
-    options: { ...JSON_OPTION, lines: { type: "string", default: "100" } },
+    usage: "tussilago logs <app> [--process web] [--replica 1] [--lines 100] [--json]",
+    options: {
+      ...JSON_OPTION,
+      lines: { type: "string", default: "100" },
+      process: { type: "string" },
+      replica: { type: "string" },
+    },
     positionals: { required: ["app"], optional: [] },
     build: (values, [app]) => ({
       kind: "logs",
       app: field("app", appSlug, app),
       lines: field("--lines", count(1, 5_000), values.lines),
       json: values.json === true,
+      ...(values.process === undefined ? {} : { process: field("--process", processType, values.process) }),
+      ...(values.replica === undefined ? {} : { replica: field("--replica", count(1, 16), values.replica) }),
     }),
   },
   cancel: {

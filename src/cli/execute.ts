@@ -121,7 +121,13 @@ export async function execute(
     }
     case "logs": {
       const logs = await logsCommand({ db: res.db(), engine: await res.engine() }, command);
-      const body = { app: logs.app.slug, release: `v${logs.release.version}`, releaseUuid: logs.release.uuid };
+      const body = {
+        app: logs.app.slug,
+        release: `v${logs.release.version}`,
+        releaseUuid: logs.release.uuid,
+        process: logs.process,
+        replica: logs.replica,
+      };
       output.out(command.json ? json({ ...body, log: logs.text }) : formatLogs(logs.text));
       return EXIT.ok;
     }

@@ -89,7 +89,11 @@ export async function executeRemote(command: CliCommand, api: ApiClient, options
     case "logs": {
       const logs = await api.get<{ app: string; release: string; releaseUuid: string; log: string }>(
         `/apps/${command.app}/logs`,
-        { lines: String(command.lines) },
+        {
+          lines: String(command.lines),
+          ...(command.process === undefined ? {} : { process: command.process }),
+          ...(command.replica === undefined ? {} : { replica: String(command.replica) }),
+        },
       );
       output.out(command.json ? json(logs) : formatLogs(logs.log));
       return EXIT.ok;

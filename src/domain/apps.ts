@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { and, asc, eq, isNull, or } from "drizzle-orm";
+import { and, asc, eq, isNotNull, isNull, or } from "drizzle-orm";
 import { z } from "zod";
 import type { DbOrTx } from "../db/client.ts";
 import { apps, tenants } from "../db/schema.ts";
@@ -180,6 +180,31 @@ export function listApps(db: DbOrTx): AppView[] {
     .where(isNull(apps.destroyedAt))
     .orderBy(asc(apps.createdAt), asc(apps.id))
     .all();
+}
+
+/** UUIDs of destroyed apps: what is left of them on the host (images, caches) is no longer needed. */
+export function destroyedAppUuids(db: DbOrTx): Set<string> {
+  return new Set(
+    db
+      .select({ uuid: apps.uuid })
+      .from(apps)
+      .where(isNotNull(apps.destroyedAt))
+      .all()
+      .map((r) => r.uuid),
+  );
+}
+
+/** UUIDs of tenants with at least one live app (per-tenant build caches of the others may go). */
+export function tenantsWithLiveApps(db: DbOrTx): Set<string> {
+  return new Set(
+    db
+      .selectDistinct({ uuid: tenants.uuid })
+      .from(apps)
+      .innerJoin(tenants, eq(tenants.id, apps.tenantId))
+      .where(isNull(apps.destroyedAt))
+      .all()
+      .map((r) => r.uuid),
+  );
 }
 
 /** Internal key for joins inside the domain layer; never leaves it. */

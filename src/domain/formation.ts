@@ -71,3 +71,8 @@ export function describeCounts(counts: Readonly<Record<string, number>>): string
     .map(([type, n]) => `${type} ×${n}`)
     .join(", ");
 }
+
+/** Whether `name` can be a process type (`web`, `worker`, `celery_beat`): what Procfile names the pipeline accepts. */
+export function isProcessType(name: string): boolean {
+  return TYPE.test(name);
+}

@@ -94,7 +94,11 @@ const envUnsetBody = z.strictObject({
 });
 // Each `TYPE=COUNT` is judged by parseScaleArgs (src/domain/formation.ts), as on the command line.
 const scaleBody = z.strictObject({ counts: z.array(z.string().max(64)).min(1).max(32) });
-const logsQuery = z.object({ lines: z.coerce.number().int().min(1).max(5_000).default(100) });
+const logsQuery = z.object({
+  lines: z.coerce.number().int().min(1).max(5_000).default(100),
+  process: z.string().max(30).optional(),
+  replica: z.coerce.number().int().min(1).max(16).optional(),
+});
 const auditQuery = z.object({
   app: slugSchema.optional(),
   since: z.string().optional(),
@@ -218,12 +222,17 @@ export function apiRoutes(deps: ApiDeps): Hono<ApiEnv> {
 
   api.get("/apps/:app/logs", async (c) => {
     need(c, "viewer", "logs");
-    const { lines } = query(c, logsQuery);
-    const logs = await logsCommand({ db: deps.db, engine: deps.engine }, { app: slug(c), lines });
+    const q = query(c, logsQuery);
+    const logs = await logsCommand(
+      { db: deps.db, engine: deps.engine },
+      { app: slug(c), lines: q.lines, process: q.process, replica: q.replica },
+    );
     return c.json({
       app: logs.app.slug,
       release: `v${logs.release.version}`,
       releaseUuid: logs.release.uuid,
+      process: logs.process,
+      replica: logs.replica,
       log: logs.text,
     });
   });

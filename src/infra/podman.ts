@@ -410,7 +410,8 @@ export class PodmanEngine implements ContainerEngine {
       "--format",
       "json",
       "--filter",
-      `reference=${validImage(referenceFilter)}`,
+      // A trailing `*` is podman's glob ("localhost/tsl-*": every app's repository).
+      `reference=${validImage(referenceFilter.replace(/\*$/, ""))}${referenceFilter.endsWith("*") ? "*" : ""}`,
     ]);
     const rows = JSON.parse(res.stdout || "[]") as Array<{
       Id?: string;

@@ -1,4 +1,5 @@
 import { isLiveApp, privateRedisApps, repairPrivateRedis, type TenantStoreDeps } from "../domain/tenant-databases.ts";
+import type { AppRedisServers } from "../infra/app-redis.ts";
 import type { PipelineDeps } from "./deps.ts";
 
 export interface AppRedisReconcileReport {
@@ -19,15 +20,7 @@ export async function reconcileAppRedis(deps: PipelineDeps): Promise<AppRedisRec
   const report: AppRedisReconcileReport = { repaired: [], removed: [], errors: [] };
   const servers = deps.appRedis;
   if (!servers) return report;
-  const storeDeps: TenantStoreDeps = {
-    db: deps.db,
-    secrets: deps.secrets,
-    log: deps.log,
-    postgres: undefined,
-    redisAcl: undefined,
-    appRedis: servers,
-    settings: { postgres: undefined, redis: undefined },
-  };
+  const storeDeps = storeDepsOf(deps, servers);
   for (const wanted of privateRedisApps(deps)) {
     try {
       const action = await repairPrivateRedis(storeDeps, wanted);
@@ -47,4 +40,30 @@ export async function reconcileAppRedis(deps: PipelineDeps): Promise<AppRedisRec
     deps.log.info({ appId: server.appUuid }, "reconcile: redis of a destroyed app removed with its data");
   }
   return report;
+}
+
+/**
+ * One app's private Redis brought back (the exit watcher, when its container died): the same repair as a reconcile
+ * pass, for that app only. `not-wanted` when the app has none (any more): destroyed, or its store dropped.
+ */
+export async function repairAppRedisOf(
+  deps: PipelineDeps,
+  appUuid: string,
+): Promise<"none" | "started" | "created" | "not-wanted"> {
+  const servers = deps.appRedis;
+  const wanted = servers ? privateRedisApps(deps).find((w) => w.appUuid === appUuid) : undefined;
+  if (!servers || !wanted) return "not-wanted";
+  return repairPrivateRedis(storeDepsOf(deps, servers), wanted);
+}
+
+function storeDepsOf(deps: PipelineDeps, servers: AppRedisServers): TenantStoreDeps {
+  return {
+    db: deps.db,
+    secrets: deps.secrets,
+    log: deps.log,
+    postgres: undefined,
+    redisAcl: undefined,
+    appRedis: servers,
+    settings: { postgres: undefined, redis: undefined },
+  };
 }

@@ -23,7 +23,7 @@ import { defaultBaseImage, names } from "./settings.ts";
 import { processesStage } from "./stages/processes.ts";
 import { assertReleaseWithinQuota } from "./stages/quota.ts";
 import { releaseSkipReason, releaseStage } from "./stages/release.ts";
-import { drainOldReleases, processOf, routeStage } from "./stages/route-drain.ts";
+import { routeStage } from "./stages/route-drain.ts";
 import { healthStage, runStage } from "./stages/run-health.ts";
 import { buildStage, existingBuild, sourceStage, workDir } from "./stages/source-build.ts";
 
@@ -34,8 +34,8 @@ export type DeployOutcome = "succeeded" | "failed" | "skipped" | "cancelled";
 /**
  * The deployment stage machine: source → build → release → run → health → processes → route, one BullMQ job per
  * deployment. `run`/`health` are the formation's web containers, `processes` the other process types.
- * It succeeds once the route switch is verified; the replaced release drains after that, in the same job but no
- * longer holding the app or the deployment's status (drainAfterSuccess).
+ * It succeeds once the route switch is verified; the replaced release drains after that in a job of its own
+ * (scheduleDrain), so the grace period holds neither the app, the deployment's status nor a deploy slot.
  * Each stage checks real state first (image exists? container running? route already pointing there?), so a job
  * that died halfway and is retried continues without duplicates. Tenant failures end the deployment at once;
  * anything else is rethrown for a capped-backoff retry, and only the final attempt marks the deployment failed.
@@ -49,8 +49,8 @@ export async function runDeployment(
 ): Promise<DeployOutcome> {
   const claim = claimDeployment(deps.db, deploymentUuid);
   if (claim.kind === "finished") {
-    // A job handed back at shutdown (or retried after a crash) after its success: the drain is what was left.
-    if (claim.deployment.status === "succeeded") await drainAfterSuccess(deps, claim.deployment, options.signal);
+    // Retried after a crash between the success and the drain's add: the add is what was left (ignored if done).
+    if (claim.deployment.status === "succeeded") await scheduleDrain(deps, claim.deployment);
     return "skipped";
   }
   if (claim.kind === "busy") throw new AppBusyError();
@@ -165,6 +165,8 @@ export async function runDeployment(
       },
       () => `http://${app.domain}`,
     );
+    // Added before the deployment stops counting as in progress: reconcile leaves the old release to a pending drain.
+    await scheduleDrain(stageDeps, deployment);
     finishDeployment(deps.db, deployment.uuid, "succeeded");
     live = true;
     const durationMs = deps.now() - started;
@@ -178,10 +180,9 @@ export async function runDeployment(
     });
     log.info({ durationMs }, "deployment succeeded");
     await rm(workDir(deps, deployment.uuid), { recursive: true, force: true });
-    await drainAfterSuccess(stageDeps, deployment, options.signal);
     return "succeeded";
   } catch (err) {
-    // After the success only a shutdown during the drain lands here: the outcome stands, the job is handed back.
+    // After the success the outcome stands (a failed add of the drain is logged, not thrown).
     if (live) throw err;
     const by = cancel.cancelledBy;
     if (by !== undefined)
@@ -238,31 +239,18 @@ export async function runDeployment(
 }
 
 /**
- * Drains the releases a succeeded deployment replaced. Its outcome is decided, so a failure here is only logged:
- * reconcile removes containers of a live app that are not its current release. A shutdown during the grace period
- * rethrows, so the job is handed back and the next process drains (runDeployment's "finished" path).
+ * Hands the drain of the releases a live deployment replaced to the drain queue (src/pipeline/drain-worker.ts), so
+ * this job's deploy slot is free at once instead of after the grace period. Only while the deployment is still the
+ * current release: a job of an older one run again (a retry after a crash) must not drain what replaced it, whose
+ * own drain does that. A failed add is only logged: the outcome is decided, and reconcile removes containers of a
+ * live app that are not its current release once no drain of the app is pending.
  */
-async function drainAfterSuccess(deps: PipelineDeps, deployment: DeploymentView, signal?: AbortSignal): Promise<void> {
+async function scheduleDrain(deps: PipelineDeps, deployment: DeploymentView): Promise<void> {
+  if (currentRelease(deps.db, deployment.appUuid)?.deploymentUuid !== deployment.uuid) return;
   try {
-    const app = getAppByUuid(deps.db, deployment.appUuid);
-    const r = await drainOldReleases(deps, app, signal);
-    deps.log.info({ stopped: r.stopped.map((c) => c.name), pruned: r.pruned }, "old release drained");
-    if (r.stopped.length > 0) {
-      const stopped: Record<string, number> = {};
-      for (const c of r.stopped) stopped[processOf(c)] = (stopped[processOf(c)] ?? 0) + 1;
-      deps.events.emit({
-        type: "drain",
-        deploymentUuid: deployment.uuid,
-        appUuid: app.uuid,
-        appSlug: app.slug,
-        stopped,
-        graceSeconds: deps.settings.stopGraceSeconds,
-        at: deps.now(),
-      });
-    }
+    await deps.drains.schedule({ deploymentUuid: deployment.uuid, appUuid: deployment.appUuid, liveAt: deps.now() });
   } catch (err) {
-    if (signal?.aborted) throw err;
-    deps.log.warn({ err }, "drain of the old release failed; reconcile removes what is left");
+    deps.log.warn({ err }, "could not queue the drain of the old release; reconcile removes what is left");
   }
 }
 

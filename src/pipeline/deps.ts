@@ -8,6 +8,7 @@ import type { HealthProbe } from "../infra/http-probe.ts";
 import type { ContainerEngine } from "../infra/podman.ts";
 import type { Logger } from "../log.ts";
 import type { PipelineEvents } from "./events.ts";
+import type { DrainJobData } from "./queues.ts";
 import type { PipelineSettings } from "./settings.ts";
 
 /** Everything a stage may touch; adapters are interfaces, so unit tests pass fakes. */
@@ -25,8 +26,18 @@ export interface PipelineDeps {
   now: () => number;
   /** Credentials for a private repository (a GitHub token), handed to git through the environment only. */
   gitCredentials?: ((app: AppView) => Promise<{ username: string; password: string } | undefined>) | undefined;
+  /** Where a live deployment hands the drain of the releases it replaced (src/pipeline/drain-worker.ts). */
+  drains: DrainScheduler;
   /** Private Redis servers per app (src/infra/app-redis.ts), which reconcile keeps running; unset when off. */
   appRedis?: AppRedisServers | undefined;
+}
+
+/** The drain queue as the pipeline sees it: the deploy job adds to it, reconcile defers to what is in it. */
+export interface DrainScheduler {
+  /** Adds the drain of a deployment that just went live; a second add for the same deployment is ignored. */
+  schedule(data: DrainJobData): Promise<void>;
+  /** Apps with a drain not over yet: waiting, delayed (its grace period, a retry) or running. */
+  pendingApps(): Promise<Set<string>>;
 }
 
 export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {

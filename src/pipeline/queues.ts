@@ -13,6 +13,7 @@ export const QUEUE_NAMES = {
   githubPush: "github-push",
   githubLink: "github-link",
   deploy: "deploy",
+  drain: "drain",
   reconcile: "reconcile",
   provision: "provision",
   logs: "logs",
@@ -39,6 +40,17 @@ const payloadSchemas = {
     event: z.string().min(1),
   }),
   deploy: z.object({ deploymentUuid: z.string().min(1) }),
+  /**
+   * The drain of the releases a deployment replaced (src/pipeline/drain-job.ts). `liveAt` is when its route switch
+   * was verified (the grace period counts from it); `containers` is what was stale at the drain's first run, saved
+   * before anything is stopped, so a later run (after the grace period, a restart, a retry) stops no other container.
+   */
+  drain: z.object({
+    deploymentUuid: z.string().min(1),
+    appUuid: z.string().min(1),
+    liveAt: z.number().int().nonnegative(),
+    containers: z.array(z.object({ name: z.string().min(1), process: z.string().min(1) })).optional(),
+  }),
   reconcile: z.object({ reason: z.string().min(1) }),
   provision: z.object({
     appUuid: z.string().min(1),
@@ -49,6 +61,9 @@ const payloadSchemas = {
     appUuid: z.string().min(1),
     /** Already bounded 1..5000 by the command parser. */
     lines: z.number().int().positive(),
+    /** The container to read, when not web.1 (`/tussilago logs shop 50 worker.2`). */
+    process: z.string().min(1).max(30).optional(),
+    replica: z.number().int().min(1).max(16).optional(),
     /** Slack's response_url of the command: valid 30 minutes, 5 uses. Never logged (it is a credential). */
     responseUrl: z.string().min(1),
     /** Who asked, for the audit row. */
@@ -84,6 +99,7 @@ export type ProvisionJobData = JobPayloads["provision"];
 export type LogsJobData = JobPayloads["logs"];
 export type RunJobData = JobPayloads["run"];
 export type ScaleJobData = JobPayloads["scale"];
+export type DrainJobData = JobPayloads["drain"];
 
 /** BullMQ rejects custom ids containing ":" (its key separator); ours are built from UUIDs, hex and dashes. */
 export function pushJobId(githubDeliveryId: string): string {
@@ -97,6 +113,11 @@ export function linkProofJobId(data: JobPayloads["github-link"]): string {
 
 export function deployJobId(deploymentUuid: string): string {
   return `deploy-${deploymentUuid}`;
+}
+
+/** One drain per deployment: a second add while it waits out its grace period is ignored. */
+export function drainJobId(deploymentUuid: string): string {
+  return `drain-${deploymentUuid}`;
 }
 
 /** One id per (app, kind, action): duplicate requests while one is queued or running collapse into it. */
@@ -169,6 +190,15 @@ export const QUEUES = {
     job: pipelineJob,
     // Several apps deploy in parallel; the same app never does (claimDeployment).
     worker: { concurrency: 2, lockDuration: 60_000 },
+  },
+  drain: {
+    schema: payloadSchemas.drain,
+    jobId: (data) => drainJobId(data.deploymentUuid),
+    // Gone when done (the `drain` event and the log are the record); a failed one is reconcile's to clean up after.
+    job: oneShotJob,
+    // Its own slots, apart from the deploy queue's: a drain waits out its grace period as a delayed job (no slot at
+    // all), and a slot is busy only while `podman stop` gives old containers their stop grace.
+    worker: { concurrency: 8, lockDuration: 60_000 },
   },
   reconcile: { schema: payloadSchemas.reconcile, job: pipelineJob, worker: { concurrency: 1 } },
   provision: {

@@ -1,6 +1,6 @@
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { listApps } from "../domain/apps.ts";
+import { destroyedAppUuids, listApps, tenantsWithLiveApps } from "../domain/apps.ts";
 import { appsWithRunningDeployment, inProgressDeploymentUuids } from "../domain/deployments.ts";
 import { wantedContainers } from "../domain/formation.ts";
 import { openIncident } from "../domain/incidents.ts";
@@ -11,17 +11,18 @@ import { type DataPlaneHooks, reportIncident, reportRecovered } from "./data-pla
 import type { PipelineDeps } from "./deps.ts";
 import { checkServing } from "./serving-check.ts";
 import { LABELS, names } from "./settings.ts";
-import { isDraining } from "./stages/route-drain.ts";
 
 export interface ReconcileReport {
   containersStarted: string[];
   containersRemoved: string[];
   routesRestored: string[];
   routesRemoved: string[];
-  /** Release images of destroyed apps. */
+  /** Images of destroyed apps: releases, dependency layers, anything else in their repository or with their label. */
   imagesRemoved: string[];
   /** Work dirs (checkouts, env files) of deployments no longer in progress. */
   workDirsRemoved: string[];
+  /** Build caches (uv) of tenants without a live app. */
+  cacheDirsRemoved: string[];
   errors: string[];
 }
 
@@ -53,6 +54,7 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
     routesRemoved: [],
     imagesRemoved: [],
     workDirsRemoved: [],
+    cacheDirsRemoved: [],
     errors: [],
   };
   const live = listApps(deps.db);
@@ -109,18 +111,21 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
   }
 
   // Only this bot's containers: another bot on the same podman host has apps this database does not know.
-  for (const c of await deps.engine.listContainers({
+  const containers = await deps.engine.listContainers({
     [LABELS.managed]: "app",
     [LABELS.instance]: deps.settings.instance,
-  })) {
+  });
+  // Asked after the listing: a deployment that went live since has its drain added by now.
+  const drainsPending = await deps.drains.pendingApps();
+  for (const c of containers) {
     const appUuid = c.labels[LABELS.app];
     if (wanted.has(c.name)) continue;
     // A container of a live app that is not its current release: an old one left by a crash mid-drain, or a new
     // one of a deployment in progress (left alone).
     if (appUuid !== undefined && busyUuids.has(appUuid)) continue;
-    // One this process is draining: it stops after its grace period (requests in flight finish), not now. A drain
-    // lost to a crash is not in this process's list, so its leftovers go here.
-    if (appUuid !== undefined && liveApps.has(appUuid) && isDraining(appUuid)) continue;
+    // One a drain job will stop after its grace period (requests in flight finish), not now. A drain job lost with
+    // Redis's data, or failed for good, is pending no more, so its leftovers go here.
+    if (appUuid !== undefined && liveApps.has(appUuid) && drainsPending.has(appUuid)) continue;
     await deps.engine.removeContainer(c.name);
     report.containersRemoved.push(c.name);
     deps.log.info({ container: c.name, appId: appUuid }, "reconcile: orphan container removed");
@@ -144,8 +149,61 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
     }
   }
 
+  report.imagesRemoved.push(...(await sweepDestroyedAppImages(deps)));
   report.workDirsRemoved = await sweepWorkDirs(deps);
+  report.cacheDirsRemoved = await sweepCacheDirs(deps);
   return report;
+}
+
+/** `localhost/tsl-<app uuid>:<tag>` → the app's UUID. */
+const APP_IMAGE = /^localhost\/tsl-([0-9a-f-]{36}):/;
+
+/**
+ * Every image of a destroyed app, not only its recorded releases: the dependency layer (`deps-<key>`) and anything
+ * else in the app's repository or labelled with it. One listing of the `localhost/tsl-*` repositories per pass.
+ * Images of apps this database does not know are left alone: another bot on the same podman host may own them.
+ */
+async function sweepDestroyedAppImages(deps: PipelineDeps): Promise<string[]> {
+  const destroyed = destroyedAppUuids(deps.db);
+  if (destroyed.size === 0) return [];
+  const removed: string[] = [];
+  for (const image of await deps.engine.listImages("localhost/tsl-*")) {
+    const owners = new Set(image.names.flatMap((n) => APP_IMAGE.exec(n)?.[1] ?? []));
+    const label = image.labels[LABELS.app];
+    if (label !== undefined) owners.add(label);
+    if (![...owners].some((uuid) => destroyed.has(uuid))) continue;
+    // By name (each tag), so an image also tagged for a live app only loses the destroyed app's tags.
+    for (const name of image.names) {
+      const uuid = APP_IMAGE.exec(name)?.[1];
+      if (uuid !== undefined && !destroyed.has(uuid)) continue;
+      await deps.engine.removeImage(name);
+      removed.push(name);
+      deps.log.info({ appId: uuid ?? label, image: name }, "reconcile: image of destroyed app removed");
+    }
+  }
+  return removed;
+}
+
+/**
+ * The uv cache is per tenant (stages/source-build.ts); a tenant whose apps are all destroyed keeps no use for it.
+ * Listed first, then the tenants with a live app: a tenant whose first app is created in between is seen live.
+ */
+async function sweepCacheDirs(deps: PipelineDeps): Promise<string[]> {
+  const root = deps.settings.cacheRoot;
+  const entries = await readdir(root).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return [];
+    throw err;
+  });
+  if (entries.length === 0) return [];
+  const live = tenantsWithLiveApps(deps.db);
+  const removed: string[] = [];
+  for (const name of entries) {
+    if (live.has(name)) continue;
+    await rm(join(root, name), { recursive: true, force: true });
+    removed.push(name);
+    deps.log.info({ tenantId: name }, "reconcile: build cache of a tenant without live apps removed");
+  }
+  return removed;
 }
 
 /**

@@ -5,6 +5,7 @@ import { openIncident } from "../domain/incidents.ts";
 import { currentRelease, type ReleaseView } from "../domain/releases.ts";
 import type { ContainerExit, ExitWatch } from "../infra/container-engine.ts";
 import { cappedExponentialDelay } from "../lib/backoff.ts";
+import { repairAppRedisOf } from "./app-redis-reconcile.ts";
 import { describeRestoreFailure, restoreApp } from "./app-restore.ts";
 import { type DataPlaneHooks, reportIncident, reportRecovered } from "./data-plane.ts";
 import type { PipelineDeps } from "./deps.ts";
@@ -21,6 +22,11 @@ export interface WatcherSettings {
   stableMs: number;
   /** How many of the app's last lines the crash report carries. */
   logLines: number;
+  /**
+   * How long after an app Redis container's death the watcher looks at it: a container a drop or destroy removed
+   * (`rm --force` also reports `died`) is gone by then and stays gone; only one still there, stopped, is restarted.
+   */
+  redisSettleMs: number;
 }
 
 export const DEFAULT_WATCHER_SETTINGS: WatcherSettings = {
@@ -28,6 +34,7 @@ export const DEFAULT_WATCHER_SETTINGS: WatcherSettings = {
   crashLoopAfter: 3,
   stableMs: 60_000,
   logLines: 20,
+  redisSettleMs: 1_000,
 };
 
 interface AppState {
@@ -39,6 +46,16 @@ interface AppState {
   /** The last lines before the latest death, for the crash-loop report. */
   lastTail: string;
 }
+
+/** An app's private Redis server, as the watcher restarts it (app-redis-reconcile.ts does the work). */
+interface RedisState {
+  deaths: number;
+  upSince: number | undefined;
+  busy: boolean;
+}
+
+/** The `io.tussilago.managed` value of an app's private Redis container (src/infra/app-redis.ts). */
+const APP_REDIS_MANAGED = "app-redis";
 
 /**
  * Fast restarts of dead app processes. `podman events` reports every app container's exit at once (instead of the
@@ -55,6 +72,7 @@ export class DataPlaneWatcher {
   readonly #onStreamGap: (() => void) | undefined;
   readonly #onRestarted: (() => void) | undefined;
   readonly #apps = new Map<string, AppState>();
+  readonly #redis = new Map<string, RedisState>();
   readonly #pending = new Set<Promise<void>>();
   readonly #stop = new AbortController();
   #watch: ExitWatch | undefined;
@@ -135,7 +153,11 @@ export class DataPlaneWatcher {
     let failures = 0;
     while (!this.#stop.signal.aborted) {
       const opened = this.#deps.now();
-      this.#watch = this.#deps.engine.watchExits({ [LABELS.managed]: "app" }, (e) => this.handleExit(e));
+      // Every container of this bot: app containers (`managed=app`) and the apps' private Redis servers
+      // (`managed=app-redis`); handleExit tells them apart and ignores the rest (builds, one-offs).
+      this.#watch = this.#deps.engine.watchExits({ [LABELS.instance]: this.#deps.settings.instance }, (e) =>
+        this.handleExit(e),
+      );
       await this.#watch.ended;
       if (this.#stop.signal.aborted) break;
       failures = this.#deps.now() - opened > this.#settings.stableMs ? 1 : failures + 1;
@@ -150,10 +172,19 @@ export class DataPlaneWatcher {
     }
   }
 
-  /** One exit reported by the engine; only the current release's container of a live, idle app is acted on. */
+  /**
+   * One exit reported by the engine: the current release's container of a live, idle app is restarted, and so is an
+   * app's private Redis (its apps reconnect); anything else is ignored.
+   */
   handleExit(exit: ContainerExit): void {
     const appUuid = exit.labels[LABELS.app];
     if (appUuid === undefined || this.#stop.signal.aborted) return;
+    const managed = exit.labels[LABELS.managed];
+    if (managed === APP_REDIS_MANAGED) {
+      this.#redisDied(appUuid, exit.name);
+      return;
+    }
+    if (managed !== "app") return;
     const target = this.#target(appUuid, exit.name);
     if (!target) return;
     const state = this.#state(appUuid);
@@ -181,6 +212,51 @@ export class DataPlaneWatcher {
     // A deployment in progress replaces or restarts the app itself; restarting here would race its route switch.
     if (listDeployments(this.#deps.db, app.uuid, 1)[0]?.status === "running") return undefined;
     return { app, release };
+  }
+
+  /**
+   * An app's private Redis died: started again (same container, data volume and password) after `redisSettleMs`,
+   * unless it was removed meanwhile (a drop or destroy) or runs already; while it keeps dying within `stableMs`,
+   * with the same capped backoff as app restarts. A failure is logged; reconcile's pass (30 s) tries again.
+   */
+  #redisDied(appUuid: string, container: string): void {
+    if (!this.#deps.appRedis) return;
+    let state = this.#redis.get(appUuid);
+    if (!state) {
+      state = { deaths: 0, upSince: undefined, busy: false };
+      this.#redis.set(appUuid, state);
+    }
+    if (state.busy) return;
+    const s = state;
+    s.busy = true;
+    const log = this.#deps.log.child({ appId: appUuid });
+    log.info({ container }, "app redis died");
+    this.#track(
+      (async () => {
+        try {
+          const now = this.#deps.now();
+          if (s.upSince !== undefined && now - s.upSince >= this.#settings.stableMs) s.deaths = 0;
+          s.deaths++;
+          const backoff = s.deaths <= 1 ? 0 : cappedExponentialDelay(s.deaths - 1, this.#settings.backoff, () => 1);
+          try {
+            await this.#deps.sleep(this.#settings.redisSettleMs + backoff, this.#stop.signal);
+          } catch {
+            return;
+          }
+          const info = await this.#deps.engine.inspectContainer(container);
+          if (!info || info.running) return;
+          const action = await repairAppRedisOf(this.#deps, appUuid);
+          if (action === "not-wanted") return;
+          s.upSince = this.#deps.now();
+          log.info({ action, deaths: s.deaths }, "watcher: app redis restarted");
+          this.#onRestarted?.();
+        } catch (err) {
+          log.warn({ err }, "watcher: could not bring the app's redis back; reconcile tries again");
+        } finally {
+          s.busy = false;
+        }
+      })(),
+    );
   }
 
   #state(appUuid: string): AppState {

@@ -32,6 +32,8 @@ export interface SlackLogsInput {
   text: string;
   /** What the user asked for (the CLI hint repeats it). */
   requested: number;
+  /** The container read, when not web.1: its process type and replica. */
+  source?: { process: string; replica: number } | undefined;
 }
 
 export interface SlackLogsReply {
@@ -43,10 +45,13 @@ export interface SlackLogsReply {
 
 export function formatLogsForSlack(input: SlackLogsInput, maxChars = SLACK_LOGS_MAX_CHARS): SlackLogsReply {
   const clean = stripControl(input.text).replace(/\n+$/, "");
-  const who = `*${input.app}* v${input.version}`;
+  const src = input.source;
+  const other = src !== undefined && (src.process !== "web" || src.replica !== 1);
+  const who = `*${input.app}* v${input.version}${other ? ` ${src.process}.${src.replica}` : ""}`;
   if (clean.trim() === "") return { text: `${who} has no log output.`, lines: 0, shown: 0 };
   const lines = clean.split("\n");
-  const cli = `\`tussilago logs ${input.app} --lines ${input.requested}\``;
+  const flags = other ? ` --process ${src.process} --replica ${src.replica}` : "";
+  const cli = `\`tussilago logs ${input.app}${flags} --lines ${input.requested}\``;
   // The header is sized for the longest counts, so the body budget holds whichever header is chosen.
   const longHeader = truncatedHeader(who, lines.length, lines.length, cli);
   const budget = maxChars - longHeader.length - "\n```\n\n```".length;

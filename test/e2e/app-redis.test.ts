@@ -1,4 +1,5 @@
 import { createConnection } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getAppByUuid, markAppDestroyed } from "../../src/domain/apps.ts";
@@ -17,7 +18,9 @@ import { appRedisNames, DEFAULT_APP_REDIS_IMAGE, redisSizing } from "../../src/i
 import { IoRedisAcl } from "../../src/infra/redis-acl.ts";
 import { reconcileAppRedis } from "../../src/pipeline/app-redis-reconcile.ts";
 import { runOneOff } from "../../src/pipeline/one-off.ts";
+import { DataPlaneWatcher } from "../../src/pipeline/watcher.ts";
 import { type E2EPipeline, startE2EPipeline } from "../helpers/e2e-pipeline.ts";
+import { waitFor } from "../helpers/fixtures.ts";
 import { freePortOn, startTenantRedis, type TenantRedis } from "../helpers/stores.ts";
 
 // Each app gets its own redis-server in a gVisor container on an internal network only its own containers join
@@ -188,6 +191,24 @@ describe("a private Redis per app", () => {
     expect(await getJson(X_HOST, "/get?k=kept")).toEqual({ value: "before-restart" });
     // Nothing to do when all is well.
     expect(await reconcileAppRedis(p.deps)).toEqual({ repaired: [], removed: [], errors: [] });
+  });
+
+  it("the exit watcher starts a killed Redis again within seconds, not at the next reconcile; data kept", async () => {
+    expect(await getJson(X_HOST, "/set?k=watched&v=before-kill")).toEqual({ ok: true });
+    const { container } = appRedisNames(x.uuid);
+    const running = async () => (await podman(["inspect", "--format", "{{.State.Running}}", container])) === "true";
+    const watcher = new DataPlaneWatcher(p.deps);
+    watcher.start();
+    try {
+      // `podman events` only reports what happens after it subscribed.
+      await sleep(2_000);
+      await podman(["kill", container]);
+      // No reconcile runs here: only the watcher can bring it back.
+      await waitFor(running, 15_000);
+      expect(await getJson(X_HOST, "/get?k=watched")).toEqual({ value: "before-kill" });
+    } finally {
+      await watcher.stop();
+    }
   });
 
   it("another app's container cannot connect to it, even knowing its address and password", async () => {

@@ -8,6 +8,7 @@ import type { HealthProbe } from "../../src/infra/http-probe.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { registerDeployWorker } from "../../src/pipeline/deploy-worker.ts";
 import { abortableSleep, type PipelineDeps } from "../../src/pipeline/deps.ts";
+import { bullDrains, registerDrainWorker } from "../../src/pipeline/drain-worker.ts";
 import { PipelineEvents, STAGES, type StageName } from "../../src/pipeline/events.ts";
 import { BullJobQueue } from "../../src/pipeline/queues.ts";
 import { defaultBaseImage, defaultPipelineSettings } from "../../src/pipeline/settings.ts";
@@ -90,8 +91,10 @@ export async function startWorldWorker(
   const settings = defaultPipelineSettings(options.worldDir);
   settings.drainGraceMs = 0;
   settings.healthTimeoutMs = 5_000;
+  const queue = new BullJobQueue(redis, options.prefix);
   const deps: PipelineDeps = {
     db,
+    drains: bullDrains(queue),
     engine: gated(new FileBackedEngine(options.worldDir), gate),
     proxy: gated(new FileBackedProxy(options.worldDir), gate),
     git: gated(new RecordedGitSource(options.worldDir), gate),
@@ -107,11 +110,11 @@ export async function startWorldWorker(
     ...(options.lockDurationMs !== undefined ? { lockDuration: options.lockDurationMs } : {}),
     ...(options.stalledIntervalMs !== undefined ? { stalledInterval: options.stalledIntervalMs } : {}),
   });
-  const queue = new BullJobQueue(redis, options.prefix);
   if (options.reclaimOnStart !== false) {
     await new StuckDeploymentCheck({ db, queue, redis, holder: pool, pipeline: deps, log }).runOnce();
   }
   registerDeployWorker(pool, deps);
+  registerDrainWorker(pool, deps);
   return {
     close: async (graceMs = 2_000) => {
       await pool.close(graceMs);

@@ -22,6 +22,7 @@ import { DEFAULT_PYTHON, DEFAULT_PYTHON_IMAGES } from "../../src/lib/python-imag
 import { createLogger, type Logger } from "../../src/log.ts";
 import { registerDeployWorker } from "../../src/pipeline/deploy-worker.ts";
 import { abortableSleep, type PipelineDeps } from "../../src/pipeline/deps.ts";
+import { bullDrains, registerDrainWorker } from "../../src/pipeline/drain-worker.ts";
 import { PipelineEvents } from "../../src/pipeline/events.ts";
 import { BullJobQueue } from "../../src/pipeline/queues.ts";
 import { defaultPipelineSettings, LABELS } from "../../src/pipeline/settings.ts";
@@ -124,8 +125,12 @@ export async function startE2EPipeline(options: E2EOptions = {}): Promise<E2EPip
     healthTimeoutMs: 30_000,
   };
   const events = new PipelineEvents();
+  const redis: Redis = testRedis();
+  const prefix = uniquePrefix();
+  const queue = new BullJobQueue(redis, prefix);
   const deps: PipelineDeps = {
     db: database.db,
+    drains: bullDrains(queue),
     engine,
     proxy,
     git: new GitCli(runner, log, { allowFileUrls: true }),
@@ -137,11 +142,9 @@ export async function startE2EPipeline(options: E2EOptions = {}): Promise<E2EPip
     sleep: abortableSleep,
     now: Date.now,
   };
-  const redis: Redis = testRedis();
-  const prefix = uniquePrefix();
-  const queue = new BullJobQueue(redis, prefix);
   const pool = new WorkerPool(redis, log, prefix);
   registerDeployWorker(pool, deps);
+  registerDrainWorker(pool, deps);
   const client = new Agent({ keepAliveTimeout: 1, pipelining: 0 });
   const git = (cwd: string, args: string[]) =>
     runner.run("git", ["-c", "user.name=E2E", "-c", "user.email=e2e@example.test", ...args], {

@@ -6,6 +6,7 @@ import type { HealthProbe } from "../../src/infra/http-probe.ts";
 import type { PipelineDeps } from "../../src/pipeline/deps.ts";
 import { type PipelineEvent, PipelineEvents } from "../../src/pipeline/events.ts";
 import { defaultBaseImage, defaultPipelineSettings } from "../../src/pipeline/settings.ts";
+import { FakeDrains } from "./fake-drains.ts";
 import { FakeEngine } from "./fake-engine.ts";
 import { FakeGitSource } from "./fake-git.ts";
 import { FakeProxyAdmin } from "./fake-proxy.ts";
@@ -61,6 +62,8 @@ export interface PipelineFixture {
   proxy: FakeProxyAdmin;
   git: FakeGitSource;
   probe: ScriptedProbe;
+  /** Runs each drain inside its add unless `inline` is turned off. */
+  drains: FakeDrains;
   events: PipelineEvent[];
   app: ReturnType<typeof createApp>;
   cleanup: () => void;
@@ -86,8 +89,10 @@ export function pipelineFixture(): PipelineFixture {
     seen.push(e);
   });
   let clock = 1_000_000;
+  const drains = new FakeDrains(() => deps);
   const deps: PipelineDeps = {
     db: t.db,
+    drains,
     engine,
     proxy,
     git,
@@ -102,5 +107,5 @@ export function pipelineFixture(): PipelineFixture {
     now: () => (clock += 5),
   };
   const app = createApp(t.db, { slug: "shop", gitUrl: GIT_URL, domain: "shop.example.test" });
-  return { db: t.db, deps, engine, proxy, git, probe, events: seen, app, cleanup: t.cleanup };
+  return { db: t.db, deps, engine, proxy, git, probe, drains, events: seen, app, cleanup: t.cleanup };
 }

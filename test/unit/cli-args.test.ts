@@ -98,6 +98,16 @@ describe("parseCli", () => {
     expect(parseCli(["releases", "shop", "--json"])).toEqual({ kind: "releases", app: "shop", json: true });
     expect(parseCli(["logs", "shop"])).toEqual({ kind: "logs", app: "shop", lines: 100, json: false });
     expect(parseCli(["logs", "shop", "--lines", "20"])).toMatchObject({ lines: 20 });
+    expect(parseCli(["logs", "shop", "--process", "worker", "--replica", "2"])).toEqual({
+      kind: "logs",
+      app: "shop",
+      lines: 100,
+      json: false,
+      process: "worker",
+      replica: 2,
+    });
+    expect(() => parseCli(["logs", "shop", "--process", "../etc"])).toThrow(/--process/);
+    expect(() => parseCli(["logs", "shop", "--replica", "17"])).toThrow(/--replica/);
   });
 
   it("treats help in any position as help", () => {

@@ -6,7 +6,7 @@ import { logsCommand } from "../../commands/logs.ts";
 import { releasesCommand } from "../../commands/releases.ts";
 import { statusCommand } from "../../commands/status.ts";
 import { type Db, openDb } from "../../src/db/client.ts";
-import type { NewApp } from "../../src/domain/apps.ts";
+import { type NewApp, setAppFormation } from "../../src/domain/apps.ts";
 import { claimDeployment, finishDeployment, requestDeployment } from "../../src/domain/deployments.ts";
 import { DomainError } from "../../src/domain/errors.ts";
 import { recordRelease } from "../../src/domain/releases.ts";
@@ -194,6 +194,64 @@ describe("logsCommand", () => {
     expect(engine.calls.filter(([m]) => m === "containerLogs")).toEqual([["containerLogs", name]]);
   });
 
+  it("reads any process type's container and replica the release runs, and names them when asked for another", async () => {
+    const { db, logger } = setup();
+    const app = createAppCommand({ db, log: logger }, appInput("shop"));
+    const { deployment } = requestDeployment(db, { appUuid: app.uuid, trigger: "cli", ref: "main" });
+    claimDeployment(db, deployment.uuid);
+    recordRelease(db, {
+      deploymentUuid: deployment.uuid,
+      image: "localhost/img:1",
+      commitSha: null,
+      startCommand: "web",
+      processes: { worker: "celery worker" },
+    });
+    finishDeployment(db, deployment.uuid, "succeeded");
+    setAppFormation(db, app.uuid, { web: 2, worker: 2 });
+    const engine = new FakeEngine();
+    engine.addImage("localhost/img:1");
+    for (const [type, index] of [
+      ["web", 1],
+      ["web", 2],
+      ["worker", 1],
+      ["worker", 2],
+    ] as const) {
+      await engine.runContainer({
+        name: names.container(app.uuid, deployment.uuid, type, index),
+        image: "localhost/img:1",
+        command: [type],
+        labels: {},
+        memoryMb: 256,
+        cpus: 0.5,
+        pidsLimit: 64,
+        network: "none",
+        allowEgress: false,
+        tmpfsMb: 64,
+      });
+    }
+    const read = (source: { process?: string; replica?: number }) =>
+      logsCommand({ db, engine }, { app: "shop", lines: 10, ...source });
+    const worker2 = names.container(app.uuid, deployment.uuid, "worker", 2);
+    engine.logOutput.set(worker2, "task received\n");
+    expect(await read({ process: "worker", replica: 2 })).toMatchObject({
+      process: "worker",
+      replica: 2,
+      text: "task received\n",
+    });
+    await read({ replica: 2 });
+    await read({});
+    expect(engine.calls.filter(([m]) => m === "containerLogs").map(([, n]) => n)).toEqual([
+      worker2,
+      names.container(app.uuid, deployment.uuid, "web", 2),
+      names.container(app.uuid, deployment.uuid, "web", 1),
+    ]);
+    await expect(read({ process: "beat" })).rejects.toThrow(
+      "shop v1 runs no beat.1 (it runs: web.1, web.2, worker.1, worker.2)",
+    );
+    await expect(read({ process: "worker", replica: 3 })).rejects.toMatchObject({ status: 404 });
+    await expect(read({ process: "../x" })).rejects.toMatchObject({ status: 422 });
+  });
+
   it("says so when the app has no release yet", async () => {
     const { db, logger } = setup();
     createAppCommand({ db, log: logger }, appInput("shop"));
@@ -209,7 +267,7 @@ describe("logsCommand", () => {
     };
     const gone = logsCommand({ db, engine }, { app: "shop", lines: 10 });
     await expect(gone).rejects.toBeInstanceOf(DomainError);
-    await expect(gone).rejects.toThrow("the container of shop v2 is gone");
+    await expect(gone).rejects.toThrow("the web.1 container of shop v2 is gone");
     engine.containerLogs = async () => {
       throw new PodmanError("logs", "engine", 125, "boom");
     };

@@ -332,45 +332,51 @@ describe("runDeployment", () => {
 
 describe("drain after success", () => {
   const GRACE = 10_000;
-  /** The fixture's deps with a grace period whose sleep runs `during` (once) in place of waiting. */
-  const withGrace = (during: (signal?: AbortSignal) => Promise<void>) => {
-    let ran = false;
-    const sleeps: number[] = [];
-    const deps = {
-      ...f.deps,
-      settings: { ...f.deps.settings, drainGraceMs: GRACE },
-      sleep: async (ms: number, signal?: AbortSignal) => {
-        sleeps.push(ms);
-        if (ran) return;
-        ran = true;
-        await during(signal);
-      },
-    };
-    return { deps, sleeps };
+  /** Drains stay in the fake queue until `runDue`, as delayed jobs do; the fixture's clock moves only by `pass`. */
+  const held = () => {
+    f.drains.inline = false;
+    f.deps.settings.drainGraceMs = GRACE;
+  };
+  const pass = (ms: number) => f.deps.sleep(ms);
+  const deploy = async (id = request()) => {
+    expect(await runDeployment(f.deps, id, { finalAttempt: false })).toBe("succeeded");
+    return id;
   };
   const running = (deploymentUuid: string) =>
     f.engine.containers.get(names.container(f.app.uuid, deploymentUuid))?.running === true;
   const stopped = () => f.engine.calls.filter(([op]) => op === "stopContainer").map(([, name]) => name);
 
-  it("reports success before the grace period; the old container stops only after it", async () => {
-    const v1 = request();
-    await runDeployment(f.deps, v1, { finalAttempt: false });
+  it("the deploy job ends at the success: the grace period is waited out by the drain job, not in its slot", async () => {
+    held();
+    const v1 = await deploy();
+    await f.drains.runDue();
+    let slept = 0;
+    const deps = {
+      ...f.deps,
+      sleep: async (ms: number) => {
+        slept += ms;
+      },
+    };
     const v2 = request();
-    const seenDuringGrace: { status?: string; event?: boolean; oldRunning?: boolean } = {};
-    const { deps, sleeps } = withGrace(async () => {
-      seenDuringGrace.status = getDeployment(f.db, v2).status;
-      seenDuringGrace.event = f.events.some(
-        (e) => e.type === "deployment" && e.deploymentUuid === v2 && e.status === "succeeded",
-      );
-      seenDuringGrace.oldRunning = running(v1);
-    });
     expect(await runDeployment(deps, v2, { finalAttempt: false })).toBe("succeeded");
-    expect(seenDuringGrace).toEqual({ status: "succeeded", event: true, oldRunning: true });
-    expect(sleeps).toEqual([GRACE]);
+    // The job slept nothing and the old release still serves: the drain is a job of its own now.
+    expect(slept).toBe(0);
+    expect(running(v1)).toBe(true);
+    expect([...f.drains.pending.values()].map((p) => p.data)).toMatchObject([
+      { deploymentUuid: v2, appUuid: f.app.uuid },
+    ]);
+    // Its first run records what is stale and waits (a delayed job: no worker slot) until the grace period is over.
+    await f.drains.runDue();
+    expect(f.drains.pending.get(v2)?.data.containers).toEqual([
+      { name: names.container(f.app.uuid, v1), process: "web" },
+    ]);
+    expect(running(v1)).toBe(true);
+    await pass(GRACE);
+    await f.drains.runDue();
     expect(stopped()).toEqual([names.container(f.app.uuid, v1)]);
     expect(running(v2)).toBe(true);
-    // No stage or deployment event after the success (reporters have closed the deployment); only what the drain
-    // stopped, once it is over.
+    expect(f.drains.pending.size).toBe(0);
+    // No stage or deployment event after the success; only what the drain stopped, once it is over.
     const after = f.events.filter((e) => e.deploymentUuid === v2).slice(-2);
     expect(after).toMatchObject([
       { type: "deployment", status: "succeeded" },
@@ -379,75 +385,76 @@ describe("drain after success", () => {
     expect(getDeployment(f.db, v2).stageTimings).not.toHaveProperty("drain");
   });
 
-  it("does not hold the app: a newer deployment runs during the grace period and is never stopped", async () => {
-    const v1 = request();
-    await runDeployment(f.deps, v1, { finalAttempt: false });
-    const v2 = request();
-    let v3 = "";
-    let v3Outcome = "";
-    const { deps } = withGrace(async () => {
-      v3 = request();
-      v3Outcome = await runDeployment(f.deps, v3, { finalAttempt: false });
-    });
-    expect(await runDeployment(deps, v2, { finalAttempt: false })).toBe("succeeded");
-    expect(v3Outcome).toBe("succeeded");
-    expect(running(v3)).toBe(true);
-    expect(stopped()).not.toContain(names.container(f.app.uuid, v3));
+  it("a newer deployment during the grace period is never stopped, and the one it replaced gets its own grace", async () => {
+    held();
+    const v1 = await deploy();
+    await f.drains.runDue();
+    const v2 = await deploy();
+    await f.drains.runDue(); // records v1
+    await pass(GRACE / 2);
+    const v3 = await deploy();
+    await f.drains.runDue(); // records v1 and v2: never its own containers
+    expect(
+      f.drains.pending
+        .get(v3)
+        ?.data.containers?.map((c) => c.name)
+        .sort(),
+    ).toEqual([names.container(f.app.uuid, v1), names.container(f.app.uuid, v2)].sort());
+    // v2's grace period is over, v3's is not: v1 goes, v2 (serving until v3's switch) stays.
+    await pass(GRACE / 2);
+    await f.drains.runDue();
+    expect(running(v1)).toBe(false);
+    expect(running(v2)).toBe(true);
+    await pass(GRACE / 2);
+    await f.drains.runDue();
     expect([...f.engine.containers.keys()]).toEqual([names.container(f.app.uuid, v3)]);
+    expect(stopped()).not.toContain(names.container(f.app.uuid, v3));
   });
 
-  it("a drain resumed by a retried job stops old releases but not a deployment in progress", async () => {
-    const v1 = request();
-    await runDeployment(f.deps, v1, { finalAttempt: false });
-    const v2 = request();
-    const shutdown = new AbortController();
-    const { deps } = withGrace(async (signal) => {
-      shutdown.abort();
-      signal?.throwIfAborted();
-    });
-    // Shutdown during the grace period: the success stands, the job is handed back (rethrown) with v1 still up.
-    await expect(runDeployment(deps, v2, { finalAttempt: false, signal: shutdown.signal })).rejects.toThrow();
-    expect(getDeployment(f.db, v2).status).toBe("succeeded");
-    expect(running(v1)).toBe(true);
+  it("a drain run again from its record (restart, retry) stops old releases but not a deployment in progress", async () => {
+    held();
+    const v1 = await deploy();
+    await f.drains.runDue();
+    const v2 = await deploy();
+    await f.drains.runDue();
     // v3 is mid-deploy (its route switch failed, a retry will come): its container is not current.
     const v3 = request();
     f.proxy.failNext("upsertRoute", new Error("caddy admin unreachable"));
     await expect(runDeployment(f.deps, v3, { finalAttempt: false })).rejects.toThrow("caddy admin unreachable");
     expect(running(v3)).toBe(true);
-    // The handed-back job of v2 runs again: nothing to deploy, the drain is what was left.
+    // A job of v2 run again (a crash after its success) adds nothing new: the drain is pending already.
     expect(await runDeployment(f.deps, v2, { finalAttempt: false })).toBe("skipped");
+    expect(f.drains.added.filter((d) => d.deploymentUuid === v2)).toHaveLength(2);
+    await pass(GRACE);
+    await f.drains.runDue();
     expect(stopped()).toEqual([names.container(f.app.uuid, v1)]);
     expect(running(v2)).toBe(true);
     expect(running(v3)).toBe(true);
   });
 
-  it("a drain that dies after the success leaves the old container to reconcile", async () => {
-    const v1 = request();
-    await runDeployment(f.deps, v1, { finalAttempt: false });
-    const v2 = request();
-    const { deps } = withGrace(async () => {
-      throw new Error("podman went away");
-    });
-    expect(await runDeployment(deps, v2, { finalAttempt: false })).toBe("succeeded");
+  it("a finished job of a release that is no longer current adds no drain (it would stop its successor)", async () => {
+    held();
+    const v1 = await deploy();
+    const v2 = await deploy();
+    const before = f.drains.added.length;
+    expect(await runDeployment(f.deps, v1, { finalAttempt: false })).toBe("skipped");
+    expect(f.drains.added.length).toBe(before);
+    await pass(GRACE);
+    await f.drains.runDue();
+    expect(running(v2)).toBe(true);
+  });
+
+  it("reconcile leaves the old container to a pending drain, and removes it once no drain is pending", async () => {
+    held();
+    const v1 = await deploy();
+    await f.drains.runDue();
+    const v2 = await deploy();
+    expect((await reconcile(f.deps)).containersRemoved).toEqual([]);
     expect(running(v1)).toBe(true);
+    // The drain job is lost (Redis lost its data) or failed for good: nothing pending any more.
+    f.drains.pending.clear();
     const report = await reconcile(f.deps);
     expect(report.containersRemoved).toEqual([names.container(f.app.uuid, v1)]);
     expect([...f.engine.containers.keys()]).toEqual([names.container(f.app.uuid, v2)]);
-  });
-
-  it("reconcile leaves the old container alone while this process drains it", async () => {
-    const v1 = request();
-    await runDeployment(f.deps, v1, { finalAttempt: false });
-    const v2 = request();
-    // Asserted after the run: a throw inside the grace period would be taken for a failed drain and only logged.
-    const during: { removed?: string[]; oldRunning?: boolean } = {};
-    const { deps } = withGrace(async () => {
-      during.removed = (await reconcile(f.deps)).containersRemoved;
-      during.oldRunning = running(v1);
-    });
-    expect(await runDeployment(deps, v2, { finalAttempt: false })).toBe("succeeded");
-    expect(during).toEqual({ removed: [], oldRunning: true });
-    expect(stopped()).toEqual([names.container(f.app.uuid, v1)]);
-    expect(running(v1)).toBe(false);
   });
 });

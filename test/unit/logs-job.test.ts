@@ -120,7 +120,7 @@ describe("runLogsJob", () => {
       {
         outcome: "succeeded",
         actor: "<@U0VIEW>",
-        details: { lines: 2, release: "v1", returned: 2, shown: 2, delivery: "sent" },
+        details: { lines: 2, release: "v1", container: "web.1", returned: 2, shown: 2, delivery: "sent" },
         correlationId: "corr-1234",
       },
     ]);
@@ -185,7 +185,7 @@ describe("runLogsJob", () => {
     const name = await running(world, app, engine);
     engine.containers.delete(name);
     expect(await job()).toBe("refused");
-    expect(responses(api).map((r) => r.text)[1]).toBe("the container of web-app v1 is gone");
+    expect(responses(api).map((r) => r.text)[1]).toBe("the web.1 container of web-app v1 is gone");
     expect(audits(world).map((a) => [a.outcome, (a.details as { code?: string }).code])).toEqual([
       ["failed", "not_found"],
       ["failed", "not_found"],
@@ -309,6 +309,24 @@ describe("formatLogsForSlack", () => {
     expect(reply.text.length).toBeLessThanOrEqual(SLACK_LOGS_MAX_CHARS);
     expect(reply.text).toMatch(/^\*web-app\* v3: showing the last 1 of 1 lines;/);
     expect(reply.text).toMatch(/\n```\n…(&lt;)+END\n```$/);
+  });
+
+  test("a container other than web.1 is named, and the CLI hint asks for the same one", () => {
+    const source = { process: "worker", replica: 2 };
+    const short = formatLogsForSlack({ app: "web-app", version: 3, text: "a\nb\n", requested: 10, source });
+    expect(short.text).toMatch(/^\*web-app\* v3 worker\.2: last 2 lines\n/);
+    const long = formatLogsForSlack({
+      app: "web-app",
+      version: 3,
+      text: `${"x".repeat(9_000)}\n`,
+      requested: 10,
+      source,
+    });
+    expect(long.text).toContain("`tussilago logs web-app --process worker --replica 2 --lines 10`");
+    const web1 = { process: "web", replica: 1 };
+    expect(formatLogsForSlack({ app: "web-app", version: 3, text: "a\n", requested: 10, source: web1 }).text).toMatch(
+      /^\*web-app\* v3: last 1 line\n/,
+    );
   });
 
   test("empty output says so, without an empty code block", () => {

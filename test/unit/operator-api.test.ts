@@ -1,12 +1,16 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { createAppCommand } from "../../commands/apps.ts";
 import { createTokenCommand, revokeTokenCommand } from "../../commands/tokens.ts";
+import { getAppBySlug } from "../../src/domain/apps.ts";
 import { listAuditEvents } from "../../src/domain/audit.ts";
 import { SecretBox } from "../../src/domain/crypto.ts";
+import { claimDeployment, finishDeployment, requestDeployment } from "../../src/domain/deployments.ts";
+import { recordRelease } from "../../src/domain/releases.ts";
 import type { Role } from "../../src/domain/users.ts";
 import { apiRoutes } from "../../src/http/api.ts";
 import { AuthFailureLimiter } from "../../src/http/api-auth.ts";
 import { createApp } from "../../src/http/app.ts";
+import { names } from "../../src/pipeline/settings.ts";
 import { FakeEngine } from "../helpers/fake-engine.ts";
 import { FakeJobQueue } from "../helpers/fake-queue.ts";
 import { memoryLogger, tempDb } from "../helpers/fixtures.ts";
@@ -29,6 +33,7 @@ function setup() {
     },
   };
   const limiter = new AuthFailureLimiter({ max: 3, windowMs: 60_000 }, clock.now);
+  const engine = new FakeEngine();
   const http = createApp({
     logger,
     readiness: [],
@@ -37,7 +42,7 @@ function setup() {
       queue,
       log: logger,
       secrets: new SecretBox("test-secret-key-0123456789abcdefghij"),
-      engine: new FakeEngine(),
+      engine,
       allowFileUrls: false,
       limiter,
       trustForwarded: true,
@@ -56,7 +61,7 @@ function setup() {
     { db: t.db, log: logger },
     { slug: "shop", gitUrl: "https://git.example.com/s.git", domain: "shop.example.com" },
   );
-  return { db: t.db, queue, clock, token, call, logger };
+  return { db: t.db, queue, clock, token, call, logger, engine };
 }
 
 describe("operator API authentication", () => {
@@ -142,5 +147,43 @@ describe("operator API authentication", () => {
       body: JSON.stringify({ slug: "shop3", gitUrl: "file:///srv/x", domain: "x.example.com" }),
     });
     expect(file.status).toBe(422);
+  });
+});
+
+describe("operator API logs", () => {
+  it("reads the container named by ?process and ?replica, and says which one it read", async () => {
+    const f = setup();
+    const app = getAppBySlug(f.db, "shop");
+    const { deployment } = requestDeployment(f.db, { appUuid: app.uuid, trigger: "cli", ref: "main" });
+    claimDeployment(f.db, deployment.uuid);
+    recordRelease(f.db, {
+      deploymentUuid: deployment.uuid,
+      image: "localhost/img:1",
+      commitSha: null,
+      startCommand: "web",
+      processes: { worker: "celery worker" },
+    });
+    finishDeployment(f.db, deployment.uuid, "succeeded");
+    const worker = names.container(app.uuid, deployment.uuid, "worker", 1);
+    f.engine.addImage("localhost/img:1");
+    await f.engine.runContainer({
+      name: worker,
+      image: "localhost/img:1",
+      command: ["worker"],
+      labels: {},
+      memoryMb: 256,
+      cpus: 0.5,
+      pidsLimit: 64,
+      network: "none",
+      allowEgress: false,
+      tmpfsMb: 64,
+    });
+    f.engine.logOutput.set(worker, "task done\n");
+    const auth = `Bearer ${f.token("vic", "viewer").token}`;
+    const res = await f.call("/apps/shop/logs?process=worker&lines=5", auth);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ release: "v1", process: "worker", replica: 1, log: "task done\n" });
+    expect((await f.call("/apps/shop/logs?process=worker&replica=2", auth)).status).toBe(404);
+    expect((await f.call("/apps/shop/logs?replica=17", auth)).status).toBe(400);
   });
 });

@@ -307,6 +307,10 @@ describe("PodmanEngine management commands", () => {
     ]);
     expect(runner.calls[0]?.args).toEqual(expect.arrayContaining(["--filter", "label=tussilago.app=a1"]));
     expect(await e.listImages("localhost/app")).toEqual([{ id: "abc", names: ["localhost/app:1"], labels: {} }]);
+    // A trailing `*` is podman's glob, passed through; anywhere else it is refused like any invalid reference.
+    await e.listImages("localhost/tsl-*");
+    expect(runner.calls.at(-1)?.args).toEqual(expect.arrayContaining(["--filter", "reference=localhost/tsl-*"]));
+    await expect(e.listImages("localhost/*/x")).rejects.toThrow(/image/);
   });
 
   it("rejects option-like names before running anything", async () => {

@@ -155,6 +155,22 @@ describe("a deployment with process types", () => {
     expect(drain).toMatchObject({ stopped: { web: 1, worker: 1, beat: 1 }, graceSeconds: 45 });
   });
 
+  it("the drain job stops the old worker and beat at its first run, the old web only after the grace period", async () => {
+    setProcfile(WORKER_PROCFILE);
+    f.drains.inline = false;
+    f.deps.settings.drainGraceMs = 10_000;
+    const v1 = await deploy();
+    await f.drains.runDue();
+    const v2 = await deploy();
+    await f.drains.runDue();
+    expect([running(c(v1, "worker")), running(c(v1, "beat")), running(c(v1))]).toEqual([false, false, true]);
+    await f.deps.sleep(10_000);
+    await f.drains.runDue();
+    expect([...f.engine.containers.keys()].filter((n) => n.includes(v1))).toEqual([]);
+    const drain = f.events.find((e) => e.type === "drain" && e.deploymentUuid === v2);
+    expect(drain).toMatchObject({ stopped: { web: 1, worker: 1, beat: 1 } });
+  });
+
   it("a rollback restores the process set of the release it goes back to", async () => {
     setProcfile(WORKER_PROCFILE);
     await deploy();

@@ -3,12 +3,13 @@ import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { apps } from "../../src/db/schema.ts";
+import { createApp } from "../../src/domain/apps.ts";
 import { requestDeployment } from "../../src/domain/deployments.ts";
 import { listReleases } from "../../src/domain/releases.ts";
 import { runDeployment } from "../../src/pipeline/deploy-job.ts";
 import { reconcile } from "../../src/pipeline/reconcile.ts";
 import { LABELS, names } from "../../src/pipeline/settings.ts";
-import { type PipelineFixture, pipelineFixture } from "../helpers/pipeline.ts";
+import { GIT_URL, type PipelineFixture, pipelineFixture } from "../helpers/pipeline.ts";
 
 let f: PipelineFixture;
 beforeEach(() => {
@@ -33,6 +34,7 @@ describe("reconcile", () => {
       routesRemoved: [],
       imagesRemoved: [],
       workDirsRemoved: [],
+      cacheDirsRemoved: [],
       errors: [],
     });
   });
@@ -122,10 +124,35 @@ describe("reconcile", () => {
     f.db.update(apps).set({ destroyedAt: new Date() }).where(eq(apps.uuid, f.app.uuid)).run();
     const report = await reconcile(f.deps);
     expect(report.containersRemoved).toHaveLength(1);
-    expect(report.imagesRemoved.sort()).toEqual([...images].sort());
+    expect(report.imagesRemoved).toEqual(expect.arrayContaining(images));
     expect(images.some((i) => f.engine.images.has(i))).toBe(false);
     expect(listReleases(f.db, f.app.uuid).every((r) => r.prunedAt !== null)).toBe(true);
     expect((await reconcile(f.deps)).imagesRemoved).toEqual([]);
+  });
+
+  it("removes every image of a destroyed app (its dependency layer too) and its tenant's build cache", async () => {
+    const release = names.image(f.app.uuid, await deployed());
+    const depsLayers = [...f.engine.images.keys()].filter((i) => i.startsWith(`localhost/tsl-${f.app.uuid}:deps-`));
+    expect(depsLayers).toHaveLength(1);
+    // Left by a crash before any release was recorded, and one only labelled with the app.
+    const orphan = `localhost/tsl-${f.app.uuid}:0f0e0d0c-0000-4000-8000-000000000000`;
+    f.engine.addImage(orphan);
+    f.engine.addImage("localhost/tsl-labelled:x", { [LABELS.app]: f.app.uuid });
+    // Another bot's app on the same podman host, and a live app of another tenant with its cache.
+    const foreign = "localhost/tsl-0a0b0c0d-0000-4000-8000-000000000000:deps-1";
+    f.engine.addImage(foreign);
+    const other = createApp(f.db, { slug: "other", tenant: "globex", gitUrl: GIT_URL, domain: "o.example.test" });
+    const cache = f.deps.settings.cacheRoot;
+    expect(readdirSync(cache)).toEqual([f.app.tenantUuid]);
+    mkdirSync(join(cache, other.tenantUuid));
+    f.db.update(apps).set({ destroyedAt: new Date() }).where(eq(apps.uuid, f.app.uuid)).run();
+    const report = await reconcile(f.deps);
+    expect(report.imagesRemoved.sort()).toEqual([release, ...depsLayers, orphan, "localhost/tsl-labelled:x"].sort());
+    expect([...f.engine.images.keys()].filter((i) => i.startsWith("localhost/tsl-"))).toEqual([foreign]);
+    expect(report.cacheDirsRemoved).toEqual([f.app.tenantUuid]);
+    expect(readdirSync(cache)).toEqual([other.tenantUuid]);
+    const again = await reconcile(f.deps);
+    expect([again.imagesRemoved, again.cacheDirsRemoved]).toEqual([[], []]);
   });
 
   it("removes work dirs of finished deployments and keeps those of deployments in progress", async () => {

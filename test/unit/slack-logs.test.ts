@@ -35,6 +35,9 @@ describe("parse", () => {
     ["logs web-app", { kind: "logs", app: "web-app", lines: 100 }],
     ["logs web-app 1", { kind: "logs", app: "web-app", lines: 1 }],
     ["logs web-app 5000", { kind: "logs", app: "web-app", lines: 5000 }],
+    ["logs web-app worker", { kind: "logs", app: "web-app", lines: 100, process: "worker", replica: 1 }],
+    ["logs web-app 50 worker.2", { kind: "logs", app: "web-app", lines: 50, process: "worker", replica: 2 }],
+    ["logs web-app web.2 20", { kind: "logs", app: "web-app", lines: 20, process: "web", replica: 2 }],
   ] as const)("%s", ([text, parsed]) => {
     expect(parseCommandText(text)).toEqual(parsed);
   });
@@ -47,8 +50,10 @@ describe("parse", () => {
   );
 
   test("help says the logs come back in Slack", () => {
-    expect(helpMessage("/tussilago").text).toContain("/tussilago logs <app> [lines]");
-    expect(helpMessage("/tussilago").text).toMatch(/logs <app> \[lines\]: The app's last lines .* sent back to you/);
+    expect(helpMessage("/tussilago").text).toContain("/tussilago logs <app> [lines] [process[.n]]");
+    expect(helpMessage("/tussilago").text).toMatch(
+      /logs <app> \[lines\] \[process\[\.n\]\]: The app's last lines .* sent back to you/,
+    );
   });
 });
 
@@ -84,6 +89,20 @@ describe("/tussilago logs", () => {
     } finally {
       await harness.stop();
     }
+  });
+
+  test("a process type and replica travel with the job and show in the ack", async ({ world, harness, logsQueue }) => {
+    const app = world.app("web-app");
+    world.user("U0VIEW", "viewer");
+    const url = `${harness.api.url}/response/T0/1/worker`;
+    const { body } = await harness.command("logs web-app worker.2 20", "U0VIEW", "C0CHAN", url);
+    expect(body).toMatchObject({ text: "Fetching the last 20 lines of *web-app* worker.2…" });
+    expect(logsQueue.jobs.get(logsJobId(url))).toMatchObject({
+      appUuid: app.uuid,
+      lines: 20,
+      process: "worker",
+      replica: 2,
+    });
   });
 
   test("the job id follows the response_url: a repeat of one invocation is one job", async ({

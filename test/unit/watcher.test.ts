@@ -6,12 +6,15 @@ import { claimDeployment, requestDeployment } from "../../src/domain/deployments
 import { setEnvVar } from "../../src/domain/env-vars.ts";
 import { openIncident, openIncidents } from "../../src/domain/incidents.ts";
 import { currentRelease } from "../../src/domain/releases.ts";
+import { provisionTenantStore, type TenantStoreDeps } from "../../src/domain/tenant-databases.ts";
+import { appRedisNames } from "../../src/infra/app-redis-args.ts";
 import type { DataPlaneHooks, IncidentNotice, RecoveryNotice } from "../../src/pipeline/data-plane.ts";
 import { runDeployment } from "../../src/pipeline/deploy-job.ts";
 import { reconcile } from "../../src/pipeline/reconcile.ts";
-import { names } from "../../src/pipeline/settings.ts";
+import { LABELS, names } from "../../src/pipeline/settings.ts";
 import { DataPlaneWatcher } from "../../src/pipeline/watcher.ts";
 import { incidentText } from "../../src/reporters/slack-notices.ts";
+import { FakeAppRedis } from "../helpers/fake-tenant-stores.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 import { type PipelineFixture, pipelineFixture, SHA } from "../helpers/pipeline.ts";
 
@@ -202,5 +205,79 @@ describe("exit watcher", () => {
     expect(f.engine.watchesOpened).toBe(2);
     expect(gaps).toBe(1);
     await w.stop();
+  });
+});
+
+describe("exit watcher and an app's private Redis", () => {
+  /** A provisioned private Redis whose container lives in the fake engine (ensure starts it again there). */
+  async function withRedis(): Promise<{ servers: FakeAppRedis; container: string }> {
+    const servers = new FakeAppRedis();
+    f.deps.appRedis = servers;
+    const stores: TenantStoreDeps = {
+      db: f.db,
+      secrets: f.deps.secrets,
+      log: f.deps.log,
+      postgres: undefined,
+      redisAcl: undefined,
+      appRedis: servers,
+      settings: { postgres: undefined, redis: undefined },
+    };
+    await provisionTenantStore(stores, f.app.uuid, "redis");
+    // The watcher keeps the deps it was made with.
+    watcher = new DataPlaneWatcher(f.deps, { hooks, onRestarted: () => restarts++ });
+    const container = appRedisNames(f.app.uuid).container;
+    f.engine.addImage("localhost/redis:test");
+    await f.engine.runContainer({
+      name: container,
+      image: "localhost/redis:test",
+      command: ["redis-server"],
+      labels: { [LABELS.managed]: "app-redis", [LABELS.app]: f.app.uuid, [LABELS.instance]: f.deps.settings.instance },
+      memoryMb: 64,
+      cpus: 0.5,
+      pidsLimit: 128,
+      network: "bridge-host",
+      allowEgress: false,
+      tmpfsMb: 16,
+    });
+    const ensure = servers.ensure.bind(servers);
+    servers.ensure = async (spec) => {
+      const c = f.engine.containers.get(container);
+      if (c) Object.assign(c, { running: true, status: "running" });
+      return ensure(spec);
+    };
+    return { servers, container };
+  }
+  const dies = (servers: FakeAppRedis, container: string) => {
+    const server = servers.servers.get(f.app.uuid);
+    if (server) server.running = false;
+    f.engine.kill(container, 137);
+  };
+
+  it("starts a dead Redis again at once, not at the next reconcile", async () => {
+    await deployed();
+    const { servers, container } = await withRedis();
+    watcher.start();
+    dies(servers, container);
+    await watcher.idle();
+    expect(servers.servers.get(f.app.uuid)?.running).toBe(true);
+    expect(f.engine.containers.get(container)?.running).toBe(true);
+    expect(restarts).toBe(1);
+    expect(log.lines().some((l) => l.msg === "watcher: app redis restarted" && l.action === "started")).toBe(true);
+  });
+
+  it("leaves a Redis removed on purpose (drop, destroy) removed", async () => {
+    await deployed();
+    const { servers, container } = await withRedis();
+    let ensured = 0;
+    const ensure = servers.ensure.bind(servers);
+    servers.ensure = async (spec) => {
+      ensured++;
+      return ensure(spec);
+    };
+    watcher.start();
+    dies(servers, container);
+    f.engine.containers.delete(container); // `rm --force` reports `died`, then the container is gone
+    await watcher.idle();
+    expect(ensured).toBe(0);
   });
 });

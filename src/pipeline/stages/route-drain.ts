@@ -3,6 +3,7 @@ import { inProgressDeploymentUuids } from "../../domain/deployments.ts";
 import { currentRelease, markReleasePruned, releasesToPrune } from "../../domain/releases.ts";
 import type { ContainerInfo } from "../../infra/container-engine.ts";
 import type { PipelineDeps } from "../deps.ts";
+import type { DrainJobData } from "../queues.ts";
 import { LABELS, names } from "../settings.ts";
 
 /**
@@ -31,49 +32,59 @@ export async function routeStage(
   return { routeId };
 }
 
+/** What a drain run did: stopped everything due (`done`), or stopped what was due now and waits until `waitUntil`. */
+export type DrainProgress =
+  | { kind: "done"; stopped: NonNullable<DrainJobData["containers"]>; pruned: number }
+  | { kind: "wait"; waitUntil: number };
+
 /**
- * The drain of the releases a deployment replaced, run after the deployment is already recorded succeeded (the
- * commit status turns green when the app is live, not a grace period later). Old containers stop after a grace
- * period (requests they were serving finish), then are removed; images beyond the newest N releases are pruned so
- * disks do not fill. The app is no longer held by the deployment meanwhile, so what to stop is decided again after
- * the grace: never the container of the release that is current by then, never one of a deployment in progress.
- * A drain lost to a crash is finished by the retried job (deploy-job.ts) or by reconcile.
+ * The drain of the releases a deployment replaced, a job of its own (src/pipeline/drain-worker.ts) added once the
+ * deployment is live: the commit status turns green when the app is live, and no deploy slot waits out a grace
+ * period. What to stop is what is stale at the drain's first run, saved (`save`) before anything is stopped; every
+ * later run (after the grace period, after a restart or a retry) stops only those, and only while they are still
+ * stale: never a container of the release that is current by then (a rollback may have made it current again), of a
+ * deployment in progress, or of the drained deployment itself (the drain of whatever replaced it stops those, after
+ * its own grace period). Other process types stop at once; web containers once `drainGraceMs` has passed since
+ * `liveAt` (else `wait`: the caller comes back then). At the end, images beyond the newest N releases are pruned.
+ * Every step looks at the real containers first, so a run may repeat any number of times.
  */
-export async function drainOldReleases(
+export async function drainStep(
   deps: PipelineDeps,
   app: AppView,
-  signal?: AbortSignal,
-): Promise<{ stopped: ContainerInfo[]; pruned: number }> {
-  draining.set(app.uuid, (draining.get(app.uuid) ?? 0) + 1);
-  const stopped: ContainerInfo[] = [];
+  data: DrainJobData,
+  save: (data: DrainJobData) => Promise<void>,
+): Promise<DrainProgress> {
   const grace = deps.settings.stopGraceSeconds;
+  let recorded = data.containers;
+  if (recorded === undefined) {
+    recorded = (await staleContainers(deps, app, data.deploymentUuid)).map((c) => ({
+      name: c.name,
+      process: processOf(c),
+    }));
+    await save({ ...data, containers: recorded });
+  }
+  const mine = new Set(recorded.map((c) => c.name));
+  const due = async (web: boolean) =>
+    (await staleContainers(deps, app, data.deploymentUuid)).filter(
+      (c) => mine.has(c.name) && (processOf(c) === "web") === web,
+    );
   const stop = async (c: ContainerInfo) => {
     await deps.engine.stopContainer(c.name, grace);
     await deps.engine.removeContainer(c.name);
-    stopped.push(c);
     deps.log.info({ container: c.name, process: processOf(c) }, "old container stopped and removed");
   };
-  try {
-    const before = await staleContainers(deps, app);
-    // The other process types get SIGTERM at once: the new release's already run, and two sets of workers taking
-    // tasks side by side is what the switch should keep short. `podman stop --time` gives them the grace period to
-    // finish the task at hand (Celery's warm shutdown) before SIGKILL.
-    const background = Promise.all(before.filter((c) => processOf(c) !== "web").map(stop));
-    try {
-      // Web containers first serve what they were sent before the switch: they stop after `drainGraceMs`, and only
-      // those still stale by then (a rollback may have made their release current again meanwhile).
-      const web = before.filter((c) => processOf(c) === "web");
-      if (web.length > 0 && deps.settings.drainGraceMs > 0) await deps.sleep(deps.settings.drainGraceMs, signal);
-      const stale = new Set((await staleContainers(deps, app)).map((c) => c.name));
-      await Promise.all(web.filter((c) => stale.has(c.name)).map(stop));
-    } finally {
-      await background;
-    }
-  } finally {
-    const n = (draining.get(app.uuid) ?? 1) - 1;
-    if (n > 0) draining.set(app.uuid, n);
-    else draining.delete(app.uuid);
-  }
+  // The other process types get SIGTERM at once: the new release's already run, and two sets of workers taking
+  // tasks side by side is what the switch should keep short. `podman stop --time` gives them the grace period to
+  // finish the task at hand (Celery's warm shutdown) before SIGKILL.
+  await Promise.all((await due(false)).map(stop));
+  // Web containers first serve what they were sent before the switch.
+  const deadline = data.liveAt + deps.settings.drainGraceMs;
+  if (recorded.some((c) => c.process === "web") && deps.now() < deadline) return { kind: "wait", waitUntil: deadline };
+  await Promise.all((await due(true)).map(stop));
+  // What is left of the recorded ones: current again, or a deployment's in progress. The rest is stopped now.
+  const left = new Set(
+    (await deps.engine.listContainers({ [LABELS.app]: app.uuid, [LABELS.managed]: "app" })).map((c) => c.name),
+  );
   let pruned = 0;
   for (const release of releasesToPrune(deps.db, app.uuid, deps.settings.keepReleases)) {
     await deps.engine.removeImage(release.image);
@@ -81,7 +92,7 @@ export async function drainOldReleases(
     pruned++;
     deps.log.info({ image: release.image, version: release.version }, "old release image pruned");
   }
-  return { stopped, pruned };
+  return { kind: "done", stopped: recorded.filter((c) => !left.has(c.name)), pruned };
 }
 
 /** A container's process type; containers made before process types (no label) were web containers. */
@@ -89,18 +100,11 @@ export function processOf(c: Pick<ContainerInfo, "labels">): string {
   return c.labels[LABELS.process] ?? "web";
 }
 
-/** Apps this process is draining now (count of drains): reconcile leaves their old containers to the grace period. */
-const draining = new Map<string, number>();
-
-export function isDraining(appUuid: string): boolean {
-  return draining.has(appUuid);
-}
-
 /**
  * The app's containers that belong to no current release any more. Listed first, then the deployments in progress, then the
  * current release: a container of a deployment that goes live in between is then seen either in progress or current.
  */
-async function staleContainers(deps: PipelineDeps, app: AppView): Promise<ContainerInfo[]> {
+async function staleContainers(deps: PipelineDeps, app: AppView, drained: string): Promise<ContainerInfo[]> {
   const listed = await deps.engine.listContainers({ [LABELS.app]: app.uuid, [LABELS.managed]: "app" });
   const inProgress = new Set(inProgressDeploymentUuids(deps.db));
   const current = currentRelease(deps.db, app.uuid);
@@ -109,6 +113,6 @@ async function staleContainers(deps: PipelineDeps, app: AppView): Promise<Contai
     // Containers of the current release beyond its formation are `scale`'s (app-restore.ts), not the drain's; a
     // container named before process types (no process label) is stale once the release has new ones.
     if (deployment === current?.deploymentUuid && c.labels[LABELS.process] !== undefined) return false;
-    return !inProgress.has(deployment);
+    return deployment !== drained && !inProgress.has(deployment);
   });
 }
