@@ -1,5 +1,4 @@
-import type { ApprovalAction, ApprovalView } from "../src/domain/approvals.ts";
-import { describeCounts } from "../src/domain/formation.ts";
+import { type ApprovalAction, type ApprovalView, describeApprovalAction } from "../src/domain/approvals.ts";
 import { escapeSlack, type SlackBlock } from "../src/infra/slack-api.ts";
 
 /**
@@ -21,34 +20,7 @@ export function parseButtonValue(value: string | undefined): { uuid: string; has
 }
 
 export function describeAction(action: ApprovalAction, appSlug: string | null): string {
-  const app = `*${appSlug ?? "a destroyed app"}*`;
-  switch (action.kind) {
-    case "deploy":
-      // A branch or tag moves: say which commit will ship, so the approver is not misled.
-      return /^[0-9a-f]{40}$/.test(action.ref)
-        ? `deploy commit \`${action.ref.slice(0, 12)}\` to ${app}`
-        : `deploy \`${escapeSlack(action.ref)}\` to ${app} (whatever it points to when approved)`;
-    case "policy.set":
-      return action.actions === null
-        ? `reset the approval policy of ${app} to its environment's default`
-        : `set the approval policy of ${app} to: ${action.actions.length === 0 ? "nothing" : action.actions.join(", ")}`;
-    case "destroy":
-      return `destroy ${app}`;
-    case "rollback":
-      return `roll ${app} back to v${action.version}`;
-    case "restart":
-      return `restart ${app} (v${action.version})`;
-    case "scale":
-      return `scale ${app} to ${escapeSlack(describeCounts(action.counts))}`;
-    case "env.set":
-      return `set env \`${action.key}\` on ${app} (value hidden)`;
-    case "env.unset":
-      return `unset env \`${action.key}\` on ${app}`;
-    case "db.drop":
-      return `drop the ${action.store ?? "postgres"} store of ${app} (all its data)`;
-    case "run":
-      return `run \`${escapeSlack(action.command.join(" ").slice(0, 300))}\` in ${app} (v${action.version})`;
-  }
+  return describeApprovalAction(action, `*${appSlug ?? "a destroyed app"}*`, (v) => `\`${escapeSlack(v)}\``);
 }
 
 /** The request message: pending → buttons; decided → who and when, no buttons. */

@@ -6,6 +6,7 @@ import { approvals, apps, tenants, users } from "../db/schema.ts";
 import { effectivePolicy, type PolicyAction } from "./approval-policy.ts";
 import type { AppView } from "./apps.ts";
 import { DomainError, notFoundError } from "./errors.ts";
+import { describeCounts } from "./formation.ts";
 import { type Actor, roleAtLeast, roleIn } from "./users.ts";
 
 /**
@@ -250,4 +251,38 @@ export function listPendingApprovals(db: DbOrTx, tenantSlugs: string[], now: num
     .limit(50)
     .all()
     .map(toView);
+}
+
+/**
+ * One line saying what an approval would do, for the Slack request message and the dashboard alike. `code` renders
+ * a tenant-chosen value (a ref, a key, a command) in the medium's markup, escaped for it; `app` is already rendered.
+ */
+export function describeApprovalAction(action: ApprovalAction, app: string, code: (value: string) => string): string {
+  switch (action.kind) {
+    case "deploy":
+      // A branch or tag moves: say which commit will ship, so the approver is not misled.
+      return /^[0-9a-f]{40}$/.test(action.ref)
+        ? `deploy commit ${code(action.ref.slice(0, 12))} to ${app}`
+        : `deploy ${code(action.ref)} to ${app} (whatever it points to when approved)`;
+    case "policy.set":
+      return action.actions === null
+        ? `reset the approval policy of ${app} to its environment's default`
+        : `set the approval policy of ${app} to: ${action.actions.length === 0 ? "nothing" : action.actions.join(", ")}`;
+    case "destroy":
+      return `destroy ${app}`;
+    case "rollback":
+      return `roll ${app} back to v${action.version}`;
+    case "restart":
+      return `restart ${app} (v${action.version})`;
+    case "scale":
+      return `scale ${app} to ${describeCounts(action.counts)}`;
+    case "env.set":
+      return `set env ${code(action.key)} on ${app} (value hidden)`;
+    case "env.unset":
+      return `unset env ${code(action.key)} on ${app}`;
+    case "db.drop":
+      return `drop the ${action.store ?? "postgres"} store of ${app} (all its data)`;
+    case "run":
+      return `run ${code(action.command.join(" ").slice(0, 300))} in ${app} (v${action.version})`;
+  }
 }

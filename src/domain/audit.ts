@@ -81,6 +81,41 @@ export const AUDIT_LIST_MAX = 1_000;
  * Newest first, one query whatever the number of rows (users, apps and tenants joined). With an app it walks
  * audit_events_app_created_idx backwards; across all apps it needs an index on created_at alone to avoid a sort.
  */
+/**
+ * The columns of an audit row as `tussilago audit` and the dashboard show it (users, apps and tenants joined), and
+ * the row → view mapping; both lists select and map the same way.
+ */
+export const AUDIT_ROW = {
+  uuid: auditEvents.uuid,
+  at: auditEvents.createdAt,
+  actorLabel: auditEvents.actorLabel,
+  teamId: users.slackTeamId,
+  userId: users.slackUserId,
+  userName: users.displayName,
+  action: auditEvents.action,
+  outcome: auditEvents.outcome,
+  app: apps.slug,
+  tenant: tenants.slug,
+  details: auditEvents.details,
+  correlationId: auditEvents.correlationId,
+};
+
+/** A selected row: AuditView's fields before the mapping (the joined user's columns apart, details raw). */
+type AuditRow = Omit<AuditView, "actorUser" | "details"> & {
+  teamId: string | null;
+  userId: string | null;
+  userName: string | null;
+  details: unknown;
+};
+
+export function auditView({ teamId, userId, userName, details, ...row }: AuditRow): AuditView {
+  return {
+    ...row,
+    actorUser: userName === null ? null : { teamId, userId, name: userName },
+    details: details !== null && typeof details === "object" ? (details as Record<string, unknown>) : {},
+  };
+}
+
 export function listAuditEvents(db: DbOrTx, query: AuditQuery): AuditView[] {
   const filters = [
     query.appSlug === undefined
@@ -89,20 +124,7 @@ export function listAuditEvents(db: DbOrTx, query: AuditQuery): AuditView[] {
     query.since === undefined ? undefined : gte(auditEvents.createdAt, query.since),
   ];
   const rows = db
-    .select({
-      uuid: auditEvents.uuid,
-      at: auditEvents.createdAt,
-      actorLabel: auditEvents.actorLabel,
-      teamId: users.slackTeamId,
-      userId: users.slackUserId,
-      userName: users.displayName,
-      action: auditEvents.action,
-      outcome: auditEvents.outcome,
-      app: apps.slug,
-      tenant: tenants.slug,
-      details: auditEvents.details,
-      correlationId: auditEvents.correlationId,
-    })
+    .select(AUDIT_ROW)
     .from(auditEvents)
     .leftJoin(users, eq(users.id, auditEvents.actorUserId))
     .leftJoin(apps, eq(apps.id, auditEvents.appId))
@@ -111,9 +133,5 @@ export function listAuditEvents(db: DbOrTx, query: AuditQuery): AuditView[] {
     .orderBy(desc(auditEvents.createdAt), desc(auditEvents.id))
     .limit(Math.max(1, Math.min(query.limit, AUDIT_LIST_MAX)))
     .all();
-  return rows.map(({ teamId, userId, userName, details, ...row }) => ({
-    ...row,
-    actorUser: userName === null ? null : { teamId, userId, name: userName },
-    details: details !== null && typeof details === "object" ? (details as Record<string, unknown>) : {},
-  }));
+  return rows.map(auditView);
 }

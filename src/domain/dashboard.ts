@@ -2,7 +2,7 @@ import { and, desc, eq, inArray, isNull, max, sql } from "drizzle-orm";
 import { alias } from "drizzle-orm/sqlite-core";
 import type { DbOrTx } from "../db/client.ts";
 import { apps, auditEvents, deployments, releases, tenants, users } from "../db/schema.ts";
-import type { AuditView } from "./audit.ts";
+import { AUDIT_ROW, type AuditView, auditView } from "./audit.ts";
 import type { DeploymentView } from "./deployments.ts";
 import { notFoundError } from "./errors.ts";
 import { releaseCommands, replicasOf } from "./formation.ts";
@@ -167,20 +167,7 @@ export function dashboardApps(db: DbOrTx, tenantSlugs: readonly string[]): Dashb
 export function tenantAuditEvents(db: DbOrTx, tenantSlugs: readonly string[], limit = 200): AuditView[] {
   if (tenantSlugs.length === 0) return [];
   const rows = db
-    .select({
-      uuid: auditEvents.uuid,
-      at: auditEvents.createdAt,
-      actorLabel: auditEvents.actorLabel,
-      teamId: users.slackTeamId,
-      userId: users.slackUserId,
-      userName: users.displayName,
-      action: auditEvents.action,
-      outcome: auditEvents.outcome,
-      app: apps.slug,
-      tenant: tenants.slug,
-      details: auditEvents.details,
-      correlationId: auditEvents.correlationId,
-    })
+    .select(AUDIT_ROW)
     .from(auditEvents)
     .innerJoin(tenants, eq(tenants.id, auditEvents.tenantId))
     .leftJoin(users, eq(users.id, auditEvents.actorUserId))
@@ -189,11 +176,7 @@ export function tenantAuditEvents(db: DbOrTx, tenantSlugs: readonly string[], li
     .orderBy(desc(auditEvents.createdAt), desc(auditEvents.id))
     .limit(Math.max(1, Math.min(limit, 1_000)))
     .all();
-  return rows.map(({ teamId, userId, userName, details, ...row }) => ({
-    ...row,
-    actorUser: userName === null ? null : { teamId, userId, name: userName },
-    details: details !== null && typeof details === "object" ? (details as Record<string, unknown>) : {},
-  }));
+  return rows.map(auditView);
 }
 
 /** Display names of users by their public UUID (who asked for an approval), in one query. */

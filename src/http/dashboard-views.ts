@@ -1,7 +1,6 @@
-import type { ApprovalAction, ApprovalView } from "../domain/approvals.ts";
+import { type ApprovalAction, type ApprovalView, describeApprovalAction } from "../domain/approvals.ts";
 import type { AuditView } from "../domain/audit.ts";
 import type { DashboardApp, DashboardDeployment } from "../domain/dashboard.ts";
-import { describeCounts } from "../domain/formation.ts";
 import type { IncidentView } from "../domain/incidents.ts";
 import { STAGES } from "../pipeline/events.ts";
 import { type Html, h } from "./dashboard-html.ts";
@@ -198,33 +197,9 @@ export function deploymentsPage(rows: DashboardDeployment[], viewer: Viewer): Ht
   });
 }
 
+/** Plain text: `h` escapes it where it is shown. */
 export function describeApproval(action: ApprovalAction, app: string): string {
-  switch (action.kind) {
-    case "deploy":
-      return /^[0-9a-f]{40}$/.test(action.ref)
-        ? `deploy commit ${action.ref.slice(0, 12)} to ${app}`
-        : `deploy ${action.ref} to ${app} (whatever it points to when approved)`;
-    case "policy.set":
-      return action.actions === null
-        ? `reset the approval policy of ${app} to its environment's default`
-        : `set the approval policy of ${app} to: ${action.actions.length === 0 ? "nothing" : action.actions.join(", ")}`;
-    case "destroy":
-      return `destroy ${app}`;
-    case "rollback":
-      return `roll ${app} back to v${action.version}`;
-    case "restart":
-      return `restart ${app} (v${action.version})`;
-    case "scale":
-      return `scale ${app} to ${describeCounts(action.counts)}`;
-    case "env.set":
-      return `set env ${action.key} on ${app} (value hidden)`;
-    case "env.unset":
-      return `unset env ${action.key} on ${app}`;
-    case "db.drop":
-      return `drop the ${action.store ?? "postgres"} store of ${app} (all its data)`;
-    case "run":
-      return `run ${action.command.join(" ").slice(0, 300)} in ${app} (v${action.version})`;
-  }
+  return describeApprovalAction(action, app, (v) => v);
 }
 
 /** What the viewer may do with one request: the same rules as the Slack buttons (src/domain/approvals.ts). */
