@@ -1,4 +1,3 @@
-import { networkInterfaces } from "node:os";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { statusCommand } from "../../commands/status.ts";
@@ -16,7 +15,7 @@ import { PgPostgresAdmin } from "../../src/infra/postgres-admin.ts";
 import { runOneOff } from "../../src/pipeline/one-off.ts";
 import { LABELS } from "../../src/pipeline/settings.ts";
 import { buildPythonImages, type E2EPipeline, startE2EPipeline } from "../helpers/e2e-pipeline.ts";
-import { type Bouncer, freePortOn, startPgBouncer, TEST_PG_ADMIN_URL } from "../helpers/stores.ts";
+import { type Bouncer, freePortOn, hostIpv4, startPgBouncer, TEST_PG_ADMIN_URL } from "../helpers/stores.ts";
 
 // The issue's acceptance app: Django 6 + Celery 5.7 on Python 3.14 (test/fixtures/django-celery-app: uv.lock,
 // `release: python manage.py migrate`, `web: gunicorn`, `worker: celery -A board worker`), with a tenant PostgreSQL
@@ -24,11 +23,7 @@ import { type Bouncer, freePortOn, startPgBouncer, TEST_PG_ADMIN_URL } from "../
 // worker is stock Celery: nothing patched, only settings a user writes (docs/python-apps.md). A request to the web
 // process enqueues a task; the worker (another container) writes a row; the web process reads it back.
 const HOST = "celery.e2e.test";
-const hostIp = Object.values(networkInterfaces())
-  .flat()
-  .find((a) => a?.family === "IPv4" && !a.internal)?.address;
-if (hostIp === undefined) throw new Error("the end-to-end suite needs a non-loopback IPv4 address on the host");
-const HOST_IP: string = hostIp;
+const HOST_IP = hostIpv4();
 
 let p: E2EPipeline;
 let bouncer: Bouncer;

@@ -1,5 +1,4 @@
 import { writeFileSync } from "node:fs";
-import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { statusCommand } from "../../commands/status.ts";
@@ -13,17 +12,13 @@ import {
 import { PgPostgresAdmin } from "../../src/infra/postgres-admin.ts";
 import type { StageEvent } from "../../src/pipeline/events.ts";
 import { buildPythonImages, type E2EPipeline, startE2EPipeline } from "../helpers/e2e-pipeline.ts";
-import { type Bouncer, freePortOn, startPgBouncer, TEST_PG_ADMIN_URL } from "../helpers/stores.ts";
+import { type Bouncer, freePortOn, hostIpv4, startPgBouncer, TEST_PG_ADMIN_URL } from "../helpers/stores.ts";
 
 // A Django 6 app on Python 3.14 (uv.lock, `release: python manage.py migrate --noinput`, `web: gunicorn …`,
 // `[tool.tussilago] build = "python manage.py collectstatic --noinput"`) with a tenant PostgreSQL database reached
 // through a real PgBouncer in transaction pooling mode, the way stores.test.ts reaches it from the sandbox.
 const HOST = "django.e2e.test";
-const hostIp = Object.values(networkInterfaces())
-  .flat()
-  .find((a) => a?.family === "IPv4" && !a.internal)?.address;
-if (hostIp === undefined) throw new Error("the end-to-end suite needs a non-loopback IPv4 address on the host");
-const HOST_IP: string = hostIp;
+const HOST_IP = hostIpv4();
 
 let p: E2EPipeline;
 let bouncer: Bouncer;

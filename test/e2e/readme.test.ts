@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../helpers/e2e-pipeline.ts";
-import { tempDir } from "../helpers/fixtures.ts";
+import { removeAppContainersAndImages, tempDir } from "../helpers/fixtures.ts";
 
 /**
  * README command 1, then the README's example deploy, exactly as the README writes them, on a fresh clone of this
@@ -59,14 +59,7 @@ afterAll(async () => {
     await execa(process.execPath, ["src/cli.ts", "stop-proxy"], { cwd: clone, env, reject: false });
   }
   if (appUuid !== undefined) {
-    const ids = await execa("podman", ["ps", "-aq", "--filter", `label=io.tussilago.app=${appUuid}`], {
-      reject: false,
-    });
-    const containers = ids.stdout.split("\n").filter(Boolean);
-    if (containers.length > 0) await execa("podman", ["rm", "-f", "-t", "0", ...containers], { reject: false });
-    const images = await execa("podman", ["images", "-q", `localhost/tsl-${appUuid}`], { reject: false });
-    const imageIds = [...new Set(images.stdout.split("\n").filter(Boolean))];
-    if (imageIds.length > 0) await execa("podman", ["rmi", "-f", ...imageIds], { reject: false });
+    await removeAppContainersAndImages(appUuid);
   }
   for (const cleanup of dirs.splice(0)) cleanup();
 }, 120_000);

@@ -5,7 +5,7 @@ import { request } from "undici";
 import { afterAll, describe, expect, it } from "vitest";
 import { type BotProcess, startBotProcess } from "../helpers/bot-process.ts";
 import { freePort } from "../helpers/e2e-pipeline.ts";
-import { tempDir } from "../helpers/fixtures.ts";
+import { removeAppContainersAndImages, tempDir } from "../helpers/fixtures.ts";
 
 // The remote CLI (docs/api.md) against the real bot on embedded defaults: the CLI runs with a data dir of its own
 // (empty), so everything it does goes through the operator API on the bot's port, authenticated by a token.
@@ -24,14 +24,7 @@ afterAll(async () => {
     await execa(process.execPath, ["src/cli.ts", "stop-proxy"], { env: hostEnv, reject: false });
   }
   if (appUuid !== undefined) {
-    const ids = await execa("podman", ["ps", "-aq", "--filter", `label=io.tussilago.app=${appUuid}`], {
-      reject: false,
-    });
-    const containers = ids.stdout.split("\n").filter(Boolean);
-    if (containers.length > 0) await execa("podman", ["rm", "-f", "-t", "0", ...containers], { reject: false });
-    const images = await execa("podman", ["images", "-q", `localhost/tsl-${appUuid}`], { reject: false });
-    const imageIds = [...new Set(images.stdout.split("\n").filter(Boolean))];
-    if (imageIds.length > 0) await execa("podman", ["rmi", "-f", ...imageIds], { reject: false });
+    await removeAppContainersAndImages(appUuid);
   }
   for (const cleanup of dirs.splice(0)) cleanup();
 }, 120_000);

@@ -1,5 +1,4 @@
 import { createServer, type Server } from "node:net";
-import { networkInterfaces } from "node:os";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -19,6 +18,7 @@ import {
   type Bouncer,
   canConnect,
   freePortOn,
+  hostIpv4,
   startPgBouncer,
   startTenantRedis,
   TEST_PG_ADMIN_URL,
@@ -33,11 +33,7 @@ import {
 // The firewall opens exactly those two address:port pairs. Listening decoys on the same addresses at other ports,
 // and the same ports at the other address, stay shut: the probe times out (dropped), it is not refused.
 const HOST = "stores.e2e.test";
-const hostIp = Object.values(networkInterfaces())
-  .flat()
-  .find((a) => a?.family === "IPv4" && !a.internal)?.address;
-if (hostIp === undefined) throw new Error("the end-to-end suite needs a non-loopback IPv4 address on the host");
-const HOST_IP: string = hostIp;
+const HOST_IP = hostIpv4();
 
 let p: E2EPipeline;
 let bouncer: Bouncer;

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
+import { execa } from "execa";
 import { Redis } from "ioredis";
 import { type Db, type OpenDbOptions, openDb } from "../../src/db/client.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
@@ -95,4 +96,17 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Removes what a real bot left of an app on this host (its containers and its images), for tests that run the bot as
+ * a process and cannot ask it to: best effort, like any clean-up.
+ */
+export async function removeAppContainersAndImages(appUuid: string): Promise<void> {
+  const ids = await execa("podman", ["ps", "-aq", "--filter", `label=io.tussilago.app=${appUuid}`], { reject: false });
+  const containers = ids.stdout.split("\n").filter(Boolean);
+  if (containers.length > 0) await execa("podman", ["rm", "-f", "-t", "0", ...containers], { reject: false });
+  const images = await execa("podman", ["images", "-q", `localhost/tsl-${appUuid}`], { reject: false });
+  const imageIds = [...new Set(images.stdout.split("\n").filter(Boolean))];
+  if (imageIds.length > 0) await execa("podman", ["rmi", "-f", ...imageIds], { reject: false });
 }

@@ -1,5 +1,6 @@
 import { chownSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
+import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { ExecaRunner } from "../../src/infra/runner.ts";
 import { waitUntilReady } from "../../src/infra/wait-for-socket.ts";
@@ -146,4 +147,13 @@ export async function startTenantRedis(host: string, port?: number): Promise<Ten
     throw err;
   }
   return { host, port, adminUrl: `redis://:${password}@${host}:${port}`, stop };
+}
+
+/** The host's first non-loopback IPv4 address: where a store listens so that sandboxed apps can name it. */
+export function hostIpv4(): string {
+  const address = Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a?.family === "IPv4" && !a.internal)?.address;
+  if (address === undefined) throw new Error("the end-to-end suite needs a non-loopback IPv4 address on the host");
+  return address;
 }
