@@ -25,7 +25,7 @@ export function sealWebhookSecret(secrets: SecretBox, appUuid: string, secret: s
 }
 
 /** `sha256=<hex>` of the body under `secret`, compared in constant time; any malformed header is a mismatch. */
-export function signatureMatches(secret: string, body: string, header: string): boolean {
+export function signatureMatches(secret: string, body: string | Uint8Array, header: string): boolean {
   const expected = Buffer.from(`sha256=${createHmac("sha256", secret).update(body).digest("hex")}`);
   const given = Buffer.from(header);
   return given.length === expected.length && timingSafeEqual(given, expected);
