@@ -7,9 +7,9 @@ import {
   applyLinkProof,
   auditLinkRefusal,
   boundByAnotherTenant,
+  cachedLinkCandidates,
   type LinkCandidate,
   type LinkProof,
-  linkCandidates,
   needsControlProof,
   openWebhookSecret,
   signatureMatches,
@@ -83,7 +83,7 @@ type Verified = { link: LinkCandidate; via: "link" | "legacy" | "app" };
 function verifiedLinks(
   deps: GithubRouteDeps,
   openSecret: (link: LinkCandidate) => string | undefined,
-  candidates: LinkCandidate[],
+  candidates: readonly LinkCandidate[],
   claim: Claimed,
   body: Uint8Array,
   sig: string,
@@ -162,9 +162,10 @@ export function githubWebhook(deps: GithubRouteDeps): GithubWebhook {
     opened.set(key, secret);
     return secret;
   };
+  const state: RouteState = { record, openSecret, candidatesOf: cachedLinkCandidates(deps.db) };
   const handle = async (req: GithubWebhookRequest): Promise<WebhookAnswer> => {
     try {
-      return await handleVerified(deps, record, openSecret, req);
+      return await handleVerified(deps, state, req);
     } catch (err) {
       return errorAnswer(err, req.correlationId, req.log);
     }
@@ -176,10 +177,15 @@ export function githubWebhook(deps: GithubRouteDeps): GithubWebhook {
   });
 }
 
+interface RouteState {
+  record: DeliveryRecorder;
+  openSecret: (link: LinkCandidate) => string | undefined;
+  candidatesOf: (repoId: number, fullName: string) => readonly LinkCandidate[];
+}
+
 async function handleVerified(
   deps: GithubRouteDeps,
-  record: DeliveryRecorder,
-  openSecret: (link: LinkCandidate) => string | undefined,
+  { record, openSecret, candidatesOf }: RouteState,
   req: GithubWebhookRequest,
 ): Promise<WebhookAnswer> {
   const { signature, body: bytes } = req;
@@ -212,7 +218,7 @@ async function handleVerified(
     throw unauthorized("signature does not match a linked repository");
   }
 
-  const candidates = linkCandidates(deps.db, claim.repoId, claim.fullName);
+  const candidates = candidatesOf(claim.repoId, claim.fullName);
   const verified = verifiedLinks(deps, openSecret, candidates, claim, bytes, signature);
   if (verified.length === 0) {
     // Unknown repository, or signed with a secret that is not this repository's: nothing is recorded.
