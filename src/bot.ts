@@ -1,4 +1,5 @@
 import { mkdirSync } from "node:fs";
+import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { Redis } from "ioredis";
@@ -28,8 +29,9 @@ import { apiRoutes } from "./http/api.ts";
 import { createApp, type ReadinessCheck } from "./http/app.ts";
 import { dashboardRoutes } from "./http/dashboard.ts";
 import { DashboardLive } from "./http/dashboard-live.ts";
-import { githubRoute } from "./http/github-route.ts";
-import { metricsApp, requestMetrics } from "./http/metrics.ts";
+import { GITHUB_WEBHOOK_PATH, githubFastPath } from "./http/github-fast-path.ts";
+import { githubRoute, githubWebhook } from "./http/github-route.ts";
+import { countRequest, metricsApp, requestMetrics } from "./http/metrics.ts";
 import { createSlackApp } from "./http/slack-app.ts";
 import { RedisEventDedupe } from "./http/slack-dedupe.ts";
 import { ApiAvailability } from "./infra/api-availability.ts";
@@ -495,22 +497,25 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
       },
       ...supervisedChecks({ redis: embeddedRedis, caddy: embeddedCaddy }),
     ];
+    const githubDeps = {
+      globalSecret: config.github?.webhookSecret,
+      appMode: config.github?.auth?.kind === "app",
+      // With API credentials a link's activation waits for the proof-of-control job (docs/security.md).
+      proofOfControl: github !== undefined,
+      secrets,
+      maxBodyBytes: config.maxBodyBytes,
+      db,
+      onRecorded: () => relay.wake(),
+      queue,
+    };
+    // One handler for both ways in: the node:http fast path below and the Hono route (src/http/github-route.ts).
+    const webhook = githubWebhook(githubDeps);
     const app = createApp({
       logger: log,
       readiness,
       middleware: [requestMetrics(metrics)],
       readinessDetails: () => ({ appsDown: openIncidents(db).length }),
-      githubRoutes: githubRoute({
-        globalSecret: config.github?.webhookSecret,
-        appMode: config.github?.auth?.kind === "app",
-        // With API credentials a link's activation waits for the proof-of-control job (docs/security.md).
-        proofOfControl: github !== undefined,
-        secrets,
-        maxBodyBytes: config.maxBodyBytes,
-        db,
-        onRecorded: () => relay.wake(),
-        queue,
-      }),
+      githubRoutes: githubRoute(githubDeps, webhook),
       slackRoutes: slack?.routes,
       dashboardRoutes:
         config.dashboard && dashboardLive
@@ -538,7 +543,11 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         [slackAvailability?.detail(), githubAvailability?.detail()].filter((d): d is string => d !== undefined),
     });
 
-    const server = await listen(app.fetch, config);
+    const fastPath = githubFastPath(webhook, {
+      logger: log,
+      onAnswered: (status) => countRequest(metrics, GITHUB_WEBHOOK_PATH, status),
+    });
+    const server = await listen(app.fetch, config, fastPath);
     // Registered last, so it runs first: stop accepting requests before anything they need goes away.
     lifecycle.onStop("http server", () => closeServer(server));
     if (dashboardLive) lifecycle.onStop("dashboard streams", () => dashboardLive.close());
@@ -562,12 +571,31 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
   }
 }
 
+/**
+ * `first`, when given, sees every request before Hono and returns whether it answered it (the webhook fast path,
+ * src/http/github-fast-path.ts); anything else goes to Hono's listener as before.
+ */
 function listen(
   fetch: Parameters<typeof serve>[0]["fetch"],
   at: { host: string; port: number },
+  first?: (req: IncomingMessage, res: ServerResponse) => boolean,
 ): Promise<ReturnType<typeof serve>> {
+  const withFirst = first
+    ? (options: object, hono: RequestListener) =>
+        createServer(options, (req, res) => {
+          if (!first(req, res)) hono(req, res);
+        })
+    : undefined;
   return new Promise((resolve, reject) => {
-    const s = serve({ fetch, port: at.port, hostname: at.host }, () => resolve(s));
+    const s = serve(
+      {
+        fetch,
+        port: at.port,
+        hostname: at.host,
+        ...(withFirst ? { createServer: withFirst as typeof createServer } : {}),
+      },
+      () => resolve(s),
+    );
     s.once("error", reject);
   });
 }

@@ -1,6 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { and, eq, isNotNull, isNull, or, sql } from "drizzle-orm";
-import type { DbOrTx } from "../db/client.ts";
+import type { Db, DbOrTx } from "../db/client.ts";
 import { apps, type GithubLinkProof, type GithubLinkStatus } from "../db/schema.ts";
 import { recordAudit } from "./audit.ts";
 import type { SecretBox } from "./crypto.ts";
@@ -25,7 +25,7 @@ export function sealWebhookSecret(secrets: SecretBox, appUuid: string, secret: s
 }
 
 /** `sha256=<hex>` of the body under `secret`, compared in constant time; any malformed header is a mismatch. */
-export function signatureMatches(secret: string, body: string, header: string): boolean {
+export function signatureMatches(secret: string, body: string | Uint8Array, header: string): boolean {
   const expected = Buffer.from(`sha256=${createHmac("sha256", secret).update(body).digest("hex")}`);
   const given = Buffer.from(header);
   return given.length === expected.length && timingSafeEqual(given, expected);
@@ -64,6 +64,75 @@ export function linkCandidates(db: DbOrTx, repoId: number, fullName: string): Li
     .flatMap(({ createdAt: _c, id: _i, ...r }) =>
       r.repo !== null && r.status !== null ? [{ ...r, repo: r.repo, status: r.status }] : [],
     );
+}
+
+/**
+ * linkCandidates for the webhook route, answered from memory until a link may have changed. On the webhook bench
+ * the lookup was a tenth of the route's CPU (bench/RESULTS.md): the first read after each group commit pays for
+ * the WAL. The cache is dropped whenever `apps` may differ from what it holds, which keeps a rotated secret or a
+ * destroyed app from verifying even one more delivery:
+ * - a write to `apps` on this connection (any row, committed or not) fires a TEMP trigger that bumps a counter in
+ *   this process, synchronously, inside the writing statement;
+ * - a commit by any other connection (the CLI, another process) changes `PRAGMA data_version`
+ *   (https://www.sqlite.org/pragma.html#pragma_data_version), read by the first call of each turn of the event loop
+ *   (read on every call, it cost half of what it saved). So a commit from another process is seen by every delivery
+ *   of the next turn; deliveries already being handled in the turn it landed in are as concurrent with it as a
+ *   delivery verified just before a commit and recorded just after it always was.
+ * The rows are frozen: callers share them.
+ */
+export function cachedLinkCandidates(db: Db): (repoId: number, fullName: string) => readonly LinkCandidate[] {
+  const changes = appsChangeCounter(db);
+  const dataVersion = db.$client.prepare<[], number>("pragma data_version").pluck();
+  const cache = new Map<string, readonly LinkCandidate[]>();
+  let seenChanges = -1;
+  let seenVersion = -1;
+  let checkedThisTurn = false;
+  const nextTurn = () => {
+    checkedThisTurn = false;
+  };
+  return (repoId, fullName) => {
+    if (!checkedThisTurn) {
+      checkedThisTurn = true;
+      setImmediate(nextTurn);
+      const version = dataVersion.get() ?? -1;
+      if (version !== seenVersion) {
+        cache.clear();
+        seenVersion = version;
+      }
+    }
+    if (changes.count !== seenChanges) {
+      cache.clear();
+      seenChanges = changes.count;
+    }
+    const key = `${repoId}\n${fullName.toLowerCase()}`;
+    let hit = cache.get(key);
+    if (hit === undefined) {
+      if (cache.size >= 1_000) cache.clear();
+      hit = Object.freeze(linkCandidates(db, repoId, fullName).map((c) => Object.freeze(c)));
+      cache.set(key, hit);
+    }
+    return hit;
+  };
+}
+
+// One counter per connection: the SQL function and its triggers are registered once on it.
+const appsChanges = new WeakMap<Db["$client"], { count: number }>();
+function appsChangeCounter(db: Db): { count: number } {
+  let counter = appsChanges.get(db.$client);
+  if (counter) return counter;
+  const created = { count: 0 };
+  db.$client.function("tussilago_apps_changed", { deterministic: false, directOnly: true }, () => {
+    created.count++;
+    return null;
+  });
+  for (const op of ["insert", "update", "delete"]) {
+    db.$client.exec(
+      `create temp trigger if not exists tussilago_apps_${op} after ${op} on main.apps begin select tussilago_apps_changed(); end`,
+    );
+  }
+  counter = created;
+  appsChanges.set(db.$client, counter);
+  return counter;
 }
 
 // Prepared once per handle: building the query per webhook request showed in its profile (bench/RESULTS.md).

@@ -9,12 +9,15 @@ import { bodyLimit } from "hono/body-limit";
  * checked by its header alone, as Hono's middleware does too (Node's parser never reads past that length); any
  * other request (chunked) goes through Hono's middleware, which counts the bytes as they arrive.
  */
-export function requestBodyLimit(options: { maxSize: number; onError: (c: Context) => never }): MiddlewareHandler {
+export function requestBodyLimit(options: {
+  maxSize: number;
+  onError: (c: Context) => Response | Promise<Response>;
+}): MiddlewareHandler {
   const counted = bodyLimit(options);
   return async (c, next) => {
     const length = c.req.header("content-length");
     if (length === undefined || c.req.header("transfer-encoding") !== undefined) return counted(c, next);
-    if (Number.parseInt(length, 10) > options.maxSize) options.onError(c);
+    if (Number.parseInt(length, 10) > options.maxSize) return options.onError(c);
     await next();
   };
 }

@@ -1,4 +1,5 @@
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { githubPushRecorder, pushFields, recordGithubPush } from "../../handlers/github-push.ts";
 import type { Db } from "../db/client.ts";
 import type { SecretBox } from "../domain/crypto.ts";
@@ -6,18 +7,19 @@ import {
   applyLinkProof,
   auditLinkRefusal,
   boundByAnotherTenant,
+  cachedLinkCandidates,
   type LinkCandidate,
   type LinkProof,
-  linkCandidates,
   needsControlProof,
   openWebhookSecret,
   signatureMatches,
 } from "../domain/github-links.ts";
+import type { DeliveryRecorder } from "../domain/webhook-deliveries.ts";
 import type { Logger } from "../log.ts";
 import { type JobQueue, QUEUE_NAMES } from "../pipeline/queues.ts";
 import { requestBodyLimit } from "./body-limit.ts";
 import type { AppEnv } from "./context.ts";
-import { badRequest, forbidden, tooLarge, unauthorized, unprocessable } from "./errors.ts";
+import { badRequest, forbidden, HttpError, tooLarge, unauthorized, unprocessable } from "./errors.ts";
 
 export interface GithubRouteDeps {
   /**
@@ -81,9 +83,9 @@ type Verified = { link: LinkCandidate; via: "link" | "legacy" | "app" };
 function verifiedLinks(
   deps: GithubRouteDeps,
   openSecret: (link: LinkCandidate) => string | undefined,
-  candidates: LinkCandidate[],
+  candidates: readonly LinkCandidate[],
   claim: Claimed,
-  body: string,
+  body: Uint8Array,
   sig: string,
 ) {
   let global: boolean | undefined;
@@ -101,14 +103,52 @@ function verifiedLinks(
   return verified;
 }
 
+/** What the route reads from a request: three headers and the raw body, already within the size limit. */
+export interface GithubWebhookRequest {
+  signature: string | undefined;
+  event: string | undefined;
+  deliveryId: string | undefined;
+  /** The body's bytes as received: the signature is computed over these. */
+  body: Uint8Array;
+  correlationId: string;
+  /** The request's logger (carries the correlation id); called only when something is logged. */
+  log: () => Logger;
+}
+
+/** A finished answer: status and the JSON text of the body (`Content-Type: application/json`). */
+export interface WebhookAnswer {
+  status: ContentfulStatusCode;
+  body: string;
+}
+
+export interface GithubWebhook {
+  (request: GithubWebhookRequest): Promise<WebhookAnswer>;
+  /** The 413 for a body over `maxBodyBytes`, for whichever reader found it too large. */
+  tooLarge(correlationId: string, log: () => Logger): WebhookAnswer;
+  readonly maxBodyBytes: number;
+}
+
+const answer = (status: ContentfulStatusCode, body: unknown): WebhookAnswer => ({ status, body: JSON.stringify(body) });
+
+/** The same answer src/http/errors.ts's mapError gives a thrown error, logged the same way. */
+function errorAnswer(err: unknown, correlationId: string, log: () => Logger): WebhookAnswer {
+  if (err instanceof HttpError) {
+    log().info({ status: err.status, code: err.code }, err.message);
+    return answer(err.status, { error: err.message, code: err.code, correlationId });
+  }
+  log().error({ err }, "unhandled error");
+  return answer(500, { error: "internal error", code: "internal", correlationId });
+}
+
 /**
- * `POST /webhooks/github`. Order matters: size limit → headers → the repository the body names → the signature of
- * that repository's link over the raw bytes → only then anything else (docs/security.md, *GitHub sender*). GitHub
- * gives up after 10 s (https://docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks), so
- * the handler only records and enqueues.
+ * `POST /webhooks/github`, as one function of the request's headers and raw body, used by both the Hono route
+ * (githubRoute) and the node:http fast path (githubFastPath), so the two cannot answer differently. Order matters:
+ * size limit → headers → the repository the body names → the signature of that repository's link over the raw
+ * bytes → only then anything else (docs/security.md, *GitHub sender*). GitHub gives up after 10 s
+ * (https://docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks), so the handler only
+ * records; the outbox relay enqueues.
  */
-export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
-  const route = new Hono<AppEnv>();
+export function githubWebhook(deps: GithubRouteDeps): GithubWebhook {
   const record = githubPushRecorder(deps.db);
   // Opening a sealed secret is an AES-GCM decryption per link per request; the sealed value changes on rotation,
   // so it is the cache key (bounded: cleared when full).
@@ -122,122 +162,169 @@ export function githubRoute(deps: GithubRouteDeps): Hono<AppEnv> {
     opened.set(key, secret);
     return secret;
   };
+  const state: RouteState = { record, openSecret, candidatesOf: cachedLinkCandidates(deps.db) };
+  const handle = async (req: GithubWebhookRequest): Promise<WebhookAnswer> => {
+    try {
+      return await handleVerified(deps, state, req);
+    } catch (err) {
+      return errorAnswer(err, req.correlationId, req.log);
+    }
+  };
+  return Object.assign(handle, {
+    tooLarge: (correlationId: string, log: () => Logger) =>
+      errorAnswer(tooLarge(`webhook body exceeds ${deps.maxBodyBytes} bytes`), correlationId, log),
+    maxBodyBytes: deps.maxBodyBytes,
+  });
+}
 
+interface RouteState {
+  record: DeliveryRecorder;
+  openSecret: (link: LinkCandidate) => string | undefined;
+  candidatesOf: (repoId: number, fullName: string) => readonly LinkCandidate[];
+}
+
+async function handleVerified(
+  deps: GithubRouteDeps,
+  { record, openSecret, candidatesOf }: RouteState,
+  req: GithubWebhookRequest,
+): Promise<WebhookAnswer> {
+  const { signature, body: bytes } = req;
+  if (!signature) throw unauthorized("missing X-Hub-Signature-256");
+  const event = req.event ?? "";
+  const deliveryId = req.deliveryId ?? "";
+  if (!EVENT_NAME.test(event)) throw badRequest("missing or malformed X-GitHub-Event");
+  if (!DELIVERY_ID.test(deliveryId)) throw badRequest("missing or malformed X-GitHub-Delivery");
+
+  // Decoded as WHATWG's `Request.text()` does (UTF-8, a leading BOM dropped, invalid bytes replaced), which is
+  // what the route read before it was given raw bytes; the signature is checked over the bytes themselves.
+  const body = UTF8.decode(bytes);
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    // Not JSON: nothing names a repository, so no secret can vouch for it.
+    throw unauthorized("signature does not match a linked repository");
+  }
+  // Built only when something is logged: a child logger per request showed in the profile (bench/RESULTS.md).
+  let child: Logger | undefined;
+  const log = () => (child ??= req.log().child({ githubEvent: event, githubDelivery: deliveryId }));
+  const claim = claimedRepository(json);
+  if (claim === undefined) {
+    // Events without a repository (an App's own ping, installation events) can only be the App's.
+    if (deps.appMode && deps.globalSecret !== undefined && signatureMatches(deps.globalSecret, bytes, signature)) {
+      log().debug("GitHub App event without a repository ignored");
+      return answer(event === "ping" ? 200 : 202, { ignored: true, event });
+    }
+    throw unauthorized("signature does not match a linked repository");
+  }
+
+  const candidates = candidatesOf(claim.repoId, claim.fullName);
+  const verified = verifiedLinks(deps, openSecret, candidates, claim, bytes, signature);
+  if (verified.length === 0) {
+    // Unknown repository, or signed with a secret that is not this repository's: nothing is recorded.
+    throw unauthorized(
+      "signature does not match the webhook secret of the repository this delivery names; check the secret shown by `tussilago apps link-github`",
+    );
+  }
+  const actionable = event === "ping" || event === "push";
+  const proof: LinkProof = { repoId: claim.repoId, fullName: claim.fullName, deliveryId, event };
+  const bound: LinkCandidate[] = [];
+  let proving = false;
+  for (const { link, via } of verified) {
+    const linkProof = via === "app" ? { ...proof, installationId: claim.installationId } : proof;
+    const refusal =
+      link.repoId !== null && link.repoId !== claim.repoId
+        ? "repository id differs from the linked repository"
+        : via === "app" && link.installationId !== null && link.installationId !== claim.installationId
+          ? "installation differs from the linked one"
+          : link.repoId === null && boundByAnotherTenant(link, claim.repoId, candidates, deps.proofOfControl === true)
+            ? "repository is linked by another tenant"
+            : undefined;
+    if (refusal !== undefined) {
+      if (actionable) auditLinkRefusal(deps.db, link, linkProof, refusal);
+      log().warn({ appId: link.appUuid, repositoryId: claim.repoId, reason: refusal }, "GitHub delivery refused");
+      continue;
+    }
+    bound.push(link);
+    // Only a ping or a push proves control; other events are verified and ignored.
+    if (!actionable) continue;
+    if (deps.proofOfControl === true && needsControlProof(link, claim)) {
+      // The link's admin can sign this themselves: the API must confirm it first (docs/security.md).
+      if (!deps.queue) throw new Error("githubRoute: proofOfControl needs a queue for the proof job");
+      await deps.queue.enqueue(QUEUE_NAMES.githubLink, {
+        appUuid: link.appUuid,
+        repoId: claim.repoId,
+        fullName: claim.fullName,
+        installationId: linkProof.installationId ?? null,
+        deliveryId,
+        event,
+      });
+      proving = true;
+      log().info({ appId: link.appUuid, repositoryId: claim.repoId }, "GitHub link proof of control queued");
+    } else if (applyLinkProof(deps.db, link, linkProof).activated) {
+      log().info({ appId: link.appUuid, app: link.appSlug, repositoryId: claim.repoId }, "GitHub link activated");
+    }
+  }
+  if (bound.length === 0) throw forbidden("this delivery's repository or installation is not the one linked");
+  if (event !== "push") {
+    if (event !== "ping") log().debug("GitHub event ignored");
+    if (proving) return answer(202, { proving: true, event });
+    return event === "ping" ? answer(200, { ok: true, event }) : answer(202, { ignored: true, event });
+  }
+  // A pending link's push activates it (or queues its proof) and nothing else: no delivery row, no push job.
+  const deploying = bound.filter((l) => l.status === "active");
+  if (deploying.length === 0)
+    return answer(proving ? 202 : 200, proving ? { proving: true, event } : { activated: true, event });
+  const fields = pushFields(json);
+  if (typeof fields === "string") throw unprocessable(`invalid push payload: ${fields}`);
+  const outcome = await recordGithubPush(
+    { record, onRecorded: deps.onRecorded },
+    {
+      deliveryId,
+      repository: claim.fullName,
+      ref: fields.ref,
+      headCommit: fields.after,
+      rawPayload: body,
+      appUuids: deploying.map((l) => l.appUuid),
+    },
+  );
+  if (outcome.kind === "duplicate") {
+    // Debug: a redelivery changes nothing, and a burst of them must not cost a line each.
+    log().debug({ deliveryUuid: outcome.deliveryUuid }, "duplicate GitHub delivery ignored");
+    return answer(200, { duplicate: true, delivery: outcome.deliveryUuid });
+  }
+  return answer(202, { accepted: true, delivery: outcome.deliveryUuid });
+}
+
+const UTF8 = new TextDecoder();
+const JSON_TYPE = "application/json";
+
+/** The Hono route: reads the body within the limit and answers what githubWebhook answers. */
+export function githubRoute(deps: GithubRouteDeps, webhook: GithubWebhook = githubWebhook(deps)): Hono<AppEnv> {
+  const route = new Hono<AppEnv>();
+  const send = (c: Context<AppEnv>, a: WebhookAnswer) => c.body(a.body, a.status, { "Content-Type": JSON_TYPE });
   route.post(
     "/",
     requestBodyLimit({
-      maxSize: deps.maxBodyBytes,
-      onError: () => {
-        throw tooLarge(`webhook body exceeds ${deps.maxBodyBytes} bytes`);
-      },
+      maxSize: webhook.maxBodyBytes,
+      onError: (c) =>
+        send(
+          c,
+          webhook.tooLarge(c.get("correlationId"), () => c.get("log")),
+        ),
     }),
-    async (c) => {
-      const signature = c.req.header("x-hub-signature-256");
-      const body = await c.req.text();
-      if (!signature) throw unauthorized("missing X-Hub-Signature-256");
-      const event = c.req.header("x-github-event") ?? "";
-      const deliveryId = c.req.header("x-github-delivery") ?? "";
-      if (!EVENT_NAME.test(event)) throw badRequest("missing or malformed X-GitHub-Event");
-      if (!DELIVERY_ID.test(deliveryId)) throw badRequest("missing or malformed X-GitHub-Delivery");
-
-      let json: unknown;
-      try {
-        json = JSON.parse(body);
-      } catch {
-        // Not JSON: nothing names a repository, so no secret can vouch for it.
-        throw unauthorized("signature does not match a linked repository");
-      }
-      // Built only when something is logged: a child logger per request showed in the profile (bench/RESULTS.md).
-      let child: Logger | undefined;
-      const log = () => (child ??= c.get("log").child({ githubEvent: event, githubDelivery: deliveryId }));
-      const claim = claimedRepository(json);
-      if (claim === undefined) {
-        // Events without a repository (an App's own ping, installation events) can only be the App's.
-        if (deps.appMode && deps.globalSecret !== undefined && signatureMatches(deps.globalSecret, body, signature)) {
-          log().debug("GitHub App event without a repository ignored");
-          return c.json({ ignored: true, event }, event === "ping" ? 200 : 202);
-        }
-        throw unauthorized("signature does not match a linked repository");
-      }
-
-      const candidates = linkCandidates(deps.db, claim.repoId, claim.fullName);
-      const verified = verifiedLinks(deps, openSecret, candidates, claim, body, signature);
-      if (verified.length === 0) {
-        // Unknown repository, or signed with a secret that is not this repository's: nothing is recorded.
-        throw unauthorized(
-          "signature does not match the webhook secret of the repository this delivery names; check the secret shown by `tussilago apps link-github`",
-        );
-      }
-      const actionable = event === "ping" || event === "push";
-      const proof: LinkProof = { repoId: claim.repoId, fullName: claim.fullName, deliveryId, event };
-      const bound: LinkCandidate[] = [];
-      let proving = false;
-      for (const { link, via } of verified) {
-        const linkProof = via === "app" ? { ...proof, installationId: claim.installationId } : proof;
-        const refusal =
-          link.repoId !== null && link.repoId !== claim.repoId
-            ? "repository id differs from the linked repository"
-            : via === "app" && link.installationId !== null && link.installationId !== claim.installationId
-              ? "installation differs from the linked one"
-              : link.repoId === null &&
-                  boundByAnotherTenant(link, claim.repoId, candidates, deps.proofOfControl === true)
-                ? "repository is linked by another tenant"
-                : undefined;
-        if (refusal !== undefined) {
-          if (actionable) auditLinkRefusal(deps.db, link, linkProof, refusal);
-          log().warn({ appId: link.appUuid, repositoryId: claim.repoId, reason: refusal }, "GitHub delivery refused");
-          continue;
-        }
-        bound.push(link);
-        // Only a ping or a push proves control; other events are verified and ignored.
-        if (!actionable) continue;
-        if (deps.proofOfControl === true && needsControlProof(link, claim)) {
-          // The link's admin can sign this themselves: the API must confirm it first (docs/security.md).
-          if (!deps.queue) throw new Error("githubRoute: proofOfControl needs a queue for the proof job");
-          await deps.queue.enqueue(QUEUE_NAMES.githubLink, {
-            appUuid: link.appUuid,
-            repoId: claim.repoId,
-            fullName: claim.fullName,
-            installationId: linkProof.installationId ?? null,
-            deliveryId,
-            event,
-          });
-          proving = true;
-          log().info({ appId: link.appUuid, repositoryId: claim.repoId }, "GitHub link proof of control queued");
-        } else if (applyLinkProof(deps.db, link, linkProof).activated) {
-          log().info({ appId: link.appUuid, app: link.appSlug, repositoryId: claim.repoId }, "GitHub link activated");
-        }
-      }
-      if (bound.length === 0) throw forbidden("this delivery's repository or installation is not the one linked");
-      if (event !== "push") {
-        if (event !== "ping") log().debug("GitHub event ignored");
-        if (proving) return c.json({ proving: true, event }, 202);
-        return event === "ping" ? c.json({ ok: true, event }, 200) : c.json({ ignored: true, event }, 202);
-      }
-      // A pending link's push activates it (or queues its proof) and nothing else: no delivery row, no push job.
-      const deploying = bound.filter((l) => l.status === "active");
-      if (deploying.length === 0)
-        return c.json(proving ? { proving: true, event } : { activated: true, event }, proving ? 202 : 200);
-      const fields = pushFields(json);
-      if (typeof fields === "string") throw unprocessable(`invalid push payload: ${fields}`);
-      const outcome = await recordGithubPush(
-        { record, onRecorded: deps.onRecorded },
-        {
-          deliveryId,
-          repository: claim.fullName,
-          ref: fields.ref,
-          headCommit: fields.after,
-          rawPayload: body,
-          appUuids: deploying.map((l) => l.appUuid),
-        },
-      );
-      if (outcome.kind === "duplicate") {
-        // Debug: a redelivery changes nothing, and a burst of them must not cost a line each.
-        log().debug({ deliveryUuid: outcome.deliveryUuid }, "duplicate GitHub delivery ignored");
-        return c.json({ duplicate: true, delivery: outcome.deliveryUuid }, 200);
-      }
-      return c.json({ accepted: true, delivery: outcome.deliveryUuid }, 202);
-    },
+    async (c) =>
+      send(
+        c,
+        await webhook({
+          signature: c.req.header("x-hub-signature-256"),
+          event: c.req.header("x-github-event"),
+          deliveryId: c.req.header("x-github-delivery"),
+          body: new Uint8Array(await c.req.arrayBuffer()),
+          correlationId: c.get("correlationId"),
+          log: () => c.get("log"),
+        }),
+      ),
   );
   return route;
 }

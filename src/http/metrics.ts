@@ -10,9 +10,14 @@ import { type Metrics, statusClass } from "../lib/metrics.ts";
 export function requestMetrics(metrics: Metrics): MiddlewareHandler {
   return async (c, next) => {
     await next();
-    const route = routeLabel(c.req.path);
-    if (route !== undefined) metrics.httpRequests.inc({ route, status_class: statusClass(c.res.status) });
+    countRequest(metrics, c.req.path, c.res.status);
   };
+}
+
+/** One answered request on a counted route; also called by the webhook fast path (src/http/github-fast-path.ts). */
+export function countRequest(metrics: Metrics, path: string, status: number): void {
+  const route = routeLabel(path);
+  if (route !== undefined) metrics.httpRequests.inc({ route, status_class: statusClass(status) });
 }
 
 const SLACK_ROUTES = new Set(["/slack/commands", "/slack/interactions", "/slack/events"]);

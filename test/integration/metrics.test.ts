@@ -40,6 +40,12 @@ describe("metrics listener", () => {
     expect(metricsUrl).not.toBe(bot.url);
 
     expect((await fetch(`${metricsUrl}/metrics`)).status).toBe(401);
+    // A webhook answered by the node:http fast path (src/http/github-fast-path.ts) is counted like one through Hono.
+    const unsigned = await fetch(`${bot.url}/webhooks/github`, { method: "POST", body: "{}" });
+    expect(unsigned.status).toBe(401);
+    expect(unsigned.headers.get("x-correlation-id")).toBe(
+      ((await unsigned.json()) as { correlationId: string }).correlationId,
+    );
     const wrong = await fetch(`${metricsUrl}/metrics`, { headers: { authorization: "Bearer not-the-token" } });
     expect(wrong.status).toBe(401);
     const ok = await fetch(`${metricsUrl}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
@@ -53,6 +59,7 @@ describe("metrics listener", () => {
     expect(text).toContain('tussilago_dependency_up{dependency="redis"} 1');
     // Nothing answers on CADDY_ADMIN here.
     expect(text).toContain('tussilago_dependency_up{dependency="caddy"} 0');
+    expect(text).toContain('tussilago_http_requests_total{route="/webhooks/github",status_class="4xx"} 1');
     // Not on the public listener.
     expect((await fetch(`${bot.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(404);
   });

@@ -1,0 +1,83 @@
+import Database from "better-sqlite3";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createApp as createDomainApp } from "../../src/domain/apps.ts";
+import { SecretBox } from "../../src/domain/crypto.ts";
+import { sealWebhookSecret } from "../../src/domain/github-links.ts";
+import { createApp } from "../../src/http/app.ts";
+import { githubRoute } from "../../src/http/github-route.ts";
+import { memoryLogger, tempDb } from "../helpers/fixtures.ts";
+import { EXAMPLE_REPO, EXAMPLE_REPO_ID, examplePush, githubRequest, TEST_SECRET_KEY } from "../helpers/github.ts";
+import { activateLinkForTest } from "../helpers/github-links.ts";
+
+// The webhook route keeps a repository's links in memory (cachedLinkCandidates): any change to `apps`, on the
+// bot's connection or from another one (the CLI's), must be seen by the very next delivery.
+let ctx: ReturnType<typeof setup>;
+function setup() {
+  const database = tempDb();
+  const secrets = new SecretBox(TEST_SECRET_KEY);
+  const linked = createDomainApp(database.db, {
+    slug: "hello",
+    gitUrl: `https://github.com/${EXAMPLE_REPO}.git`,
+    domain: "hello.example.test",
+    branch: "master",
+  });
+  const secret = activateLinkForTest(database.db, secrets, linked.uuid, {
+    repo: EXAMPLE_REPO,
+    repoId: EXAMPLE_REPO_ID,
+  });
+  const app = createApp({
+    logger: memoryLogger("silent").logger,
+    readiness: [],
+    githubRoutes: githubRoute({
+      globalSecret: undefined,
+      appMode: false,
+      secrets,
+      maxBodyBytes: 1024 * 1024,
+      db: database.db,
+      onRecorded: () => {},
+    }),
+  });
+  const push = (key: string) =>
+    app.request("/webhooks/github", githubRequest(key, "push", JSON.stringify(examplePush())));
+  return { ...database, secrets, appUuid: linked.uuid, secret, push };
+}
+beforeEach(() => {
+  ctx = setup();
+});
+afterEach(() => ctx.cleanup());
+
+const rotateTo = (newSecret: string) => sealWebhookSecret(ctx.secrets, ctx.appUuid, newSecret);
+
+describe("the webhook route's link cache", () => {
+  it("another connection rotating the secret: the old secret is refused on the next delivery", async () => {
+    expect((await ctx.push(ctx.secret)).status).toBe(202);
+    const other = new Database(ctx.db.$client.name);
+    try {
+      other.prepare("update apps set github_webhook_secret = ? where uuid = ?").run(rotateTo("rotated-1"), ctx.appUuid);
+    } finally {
+      other.close();
+    }
+    expect((await ctx.push(ctx.secret)).status).toBe(401);
+    expect((await ctx.push("rotated-1")).status).toBe(202);
+  });
+
+  it("another connection destroying the app: its link stops verifying", async () => {
+    expect((await ctx.push(ctx.secret)).status).toBe(202);
+    const other = new Database(ctx.db.$client.name);
+    try {
+      other.prepare("update apps set destroyed_at = ? where uuid = ?").run(Date.now(), ctx.appUuid);
+    } finally {
+      other.close();
+    }
+    expect((await ctx.push(ctx.secret)).status).toBe(401);
+  });
+
+  it("a write on the bot's own connection, outside the domain's functions, is seen at once", async () => {
+    expect((await ctx.push(ctx.secret)).status).toBe(202);
+    ctx.db.$client
+      .prepare("update apps set github_webhook_secret = ? where uuid = ?")
+      .run(rotateTo("rotated-2"), ctx.appUuid);
+    expect((await ctx.push(ctx.secret)).status).toBe(401);
+    expect((await ctx.push("rotated-2")).status).toBe(202);
+  });
+});
