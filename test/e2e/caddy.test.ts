@@ -133,11 +133,18 @@ describe("CaddyAdmin against caddy 2.6.2", () => {
     await env.admin.upsertRoute({ id: ID, hosts: [HOST], upstreams: [env.a] });
     expect(await env.get()).toEqual({ status: 200, body: "A" });
     await env.admin.upsertRoute({ id: ID, hosts: [HOST], upstreams: [env.a] });
-    expect(await env.admin.listRoutes()).toEqual([{ id: ID, hosts: [HOST], upstreams: [env.a] }]);
+    expect(await env.admin.listRoutes()).toEqual([
+      { id: ID, hosts: [HOST], upstreams: [env.a], loadBalancing: "round_robin" },
+    ]);
 
     await env.admin.upsertRoute({ id: ID, hosts: [HOST], upstreams: [env.b] });
     expect(await env.get()).toEqual({ status: 200, body: "B" });
-    expect(await env.admin.getRoute(ID)).toEqual({ id: ID, hosts: [HOST], upstreams: [env.b] });
+    expect(await env.admin.getRoute(ID)).toEqual({
+      id: ID,
+      hosts: [HOST],
+      upstreams: [env.b],
+      loadBalancing: "round_robin",
+    });
 
     // Someone else adds a route between our GET and our PATCH: Caddy answers 412, we re-read and retry.
     const other = new CaddyAdmin({ endpoint: env.socket, log: env.log.logger });

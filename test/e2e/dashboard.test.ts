@@ -140,7 +140,8 @@ describe("dashboard in a real browser", () => {
   it("shows a new deployment and each of its stages live, without a reload", async () => {
     const { context, page } = await signedIn("UAPP", "Grace");
     await page.screenshot({ path: join(SHOT_DIR, "dashboard-apps.png") });
-    expect(await page.textContent("#app-shop")).toContain("gunicorn shop.wsgi");
+    // The apps list shows each process type with its container count; the app's page shows the commands.
+    expect(await page.textContent("#app-shop")).toContain("web ×1");
 
     await page.goto(`${w.publicUrl}/dashboard/deployments`);
     await page.waitForSelector('body[data-live="connected"]');
