@@ -205,6 +205,10 @@ describe("a private Redis per app", () => {
       await podman(["kill", container]);
       // No reconcile runs here: only the watcher can bring it back.
       await waitFor(running, 15_000);
+      // "Running" is the container; redis-server inside it may still be loading its AOF (connection refused for a
+      // moment, as an app would see it): wait until the app reads through it again, then check the data is there.
+      const served = async () => (await p.get(X_HOST, "/get?k=watched")).status === 200;
+      await waitFor(served, 15_000);
       expect(await getJson(X_HOST, "/get?k=watched")).toEqual({ value: "before-kill" });
     } finally {
       await watcher.stop();
