@@ -120,12 +120,14 @@ function addProcess(out: Record<string, string>, name: string, command: string, 
   out[name] = command;
 }
 
+/** `name: command` (a type made of lowercase letters; web and release are the ones read by name). */
+const PROCFILE_LINE = /^([a-z]+):\s*(.+?)\s*$/;
+
 /** The command of one Procfile process type (`web`, `release`); the first line for it wins. */
 export function procfileCommand(text: string, type: "web" | "release"): string | undefined {
-  const re = new RegExp(`^${type}:\\s*(.+?)\\s*$`);
   for (const line of text.split(/\r?\n/)) {
-    const m = re.exec(line);
-    if (m?.[1]) return m[1];
+    const m = PROCFILE_LINE.exec(line);
+    if (m?.[1] === type && m[2]) return m[2];
   }
   return undefined;
 }
@@ -138,12 +140,14 @@ export function pyprojectWeb(text: string): string | undefined {
   return pyprojectCommand(text, "web");
 }
 
+/** `key = "basic string"` or `key = 'literal string'`, an optional comment after it. */
+const PYPROJECT_STRING = /^([a-z]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)')\s*(?:#.*)?$/;
+
 /**
  * `[tool.tussilago]` → `web = "…"`, `release = "…"` or `build = "…"` (a basic or literal TOML string on one line);
  * the rest of TOML is not needed.
  */
 export function pyprojectCommand(text: string, key: "web" | "release" | "build"): string | undefined {
-  const re = new RegExp(`^${key}\\s*=\\s*(?:"((?:[^"\\\\]|\\\\.)*)"|'([^']*)')\\s*(?:#.*)?$`);
   let inSection = false;
   for (const raw of text.split(/\r?\n/)) {
     const line = raw.trim();
@@ -152,8 +156,8 @@ export function pyprojectCommand(text: string, key: "web" | "release" | "build")
       continue;
     }
     if (!inSection) continue;
-    const m = re.exec(line);
-    if (m) return m[1] !== undefined ? JSON.parse(`"${m[1]}"`) : m[2];
+    const m = PYPROJECT_STRING.exec(line);
+    if (m?.[1] === key) return m[2] !== undefined ? JSON.parse(`"${m[2]}"`) : m[3];
   }
   return undefined;
 }
