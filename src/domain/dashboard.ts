@@ -3,7 +3,7 @@ import { alias } from "drizzle-orm/sqlite-core";
 import type { DbOrTx } from "../db/client.ts";
 import { apps, auditEvents, deployments, releases, tenants, users } from "../db/schema.ts";
 import { AUDIT_ROW, type AuditView, auditView } from "./audit.ts";
-import type { DeploymentView } from "./deployments.ts";
+import { DEPLOYMENT_COLUMNS, type DeploymentView } from "./deployments.ts";
 import { notFoundError } from "./errors.ts";
 import { releaseCommands, replicasOf } from "./formation.ts";
 
@@ -36,29 +36,8 @@ export interface DashboardApp {
   latest: { uuid: string; status: DeploymentView["status"]; createdAt: Date } | null;
 }
 
-const rollbackOf = alias(releases, "rollback_of");
-
-const deploymentSelection = {
-  uuid: deployments.uuid,
-  appUuid: apps.uuid,
-  appSlug: apps.slug,
-  tenantSlug: tenants.slug,
-  trigger: deployments.trigger,
-  ref: deployments.ref,
-  commitSha: deployments.commitSha,
-  commitMessage: deployments.commitMessage,
-  author: deployments.author,
-  status: deployments.status,
-  stageTimings: deployments.stageTimings,
-  failureReason: deployments.failureReason,
-  rollbackOfReleaseUuid: rollbackOf.uuid,
-  withRelease: deployments.withRelease,
-  pythonVersion: deployments.pythonVersion,
-  cancelRequestedBy: deployments.cancelRequestedBy,
-  createdAt: deployments.createdAt,
-  startedAt: deployments.startedAt,
-  finishedAt: deployments.finishedAt,
-};
+// DeploymentView's columns plus the tenant: the dashboard shows deployments of several tenants at once.
+const deploymentSelection = { ...DEPLOYMENT_COLUMNS, tenantSlug: tenants.slug };
 
 function deploymentQuery(db: DbOrTx) {
   return db
@@ -66,7 +45,7 @@ function deploymentQuery(db: DbOrTx) {
     .from(deployments)
     .innerJoin(apps, eq(apps.id, deployments.appId))
     .innerJoin(tenants, eq(tenants.id, apps.tenantId))
-    .leftJoin(rollbackOf, eq(rollbackOf.id, deployments.rollbackOfReleaseId));
+    .leftJoin(releases, eq(releases.id, deployments.rollbackOfReleaseId));
 }
 
 /** Newest first, across the given tenants' apps (destroyed apps included: their history stays readable). */

@@ -48,7 +48,8 @@ export interface NewDeployment {
 const ACTIVE: DeploymentStatus[] = ["queued", "running"];
 export const FINISHED: readonly DeploymentStatus[] = ["succeeded", "failed", "superseded", "cancelled"];
 
-const selection = {
+/** A deployment row as DeploymentView has it (apps joined; the rollback target is `releases`, left-joined). */
+export const DEPLOYMENT_COLUMNS = {
   uuid: deployments.uuid,
   appUuid: apps.uuid,
   appSlug: apps.slug,
@@ -71,7 +72,7 @@ const selection = {
 
 function baseQuery(db: DbOrTx) {
   return db
-    .select(selection)
+    .select(DEPLOYMENT_COLUMNS)
     .from(deployments)
     .innerJoin(apps, eq(apps.id, deployments.appId))
     .leftJoin(releases, eq(releases.id, deployments.rollbackOfReleaseId));
