@@ -229,3 +229,26 @@ export function configDigest(spec: Omit<AppRedisRunSpec, "labels" | "name">): st
     JSON.stringify([spec.image, spec.network, spec.address, spec.volume, spec.sizing, spec.command]),
   ).slice(0, 32);
 }
+
+/**
+ * The CNI configuration of an app network without its `portmap` plugin, or `undefined` when it has none.
+ *
+ * Podman (4.x, CNI backend) writes a `portmap` plugin into every bridge network's conflist, internal ones included,
+ * and a container on two networks gets a DNAT rule for its published port on each, in an order that changes from
+ * one start to the next. When the app network's rule came first, the web container's loopback port led to an
+ * address the host has no route to (an internal network has no gateway on the host): the packets took the default
+ * route, and whatever answers there (an intercepting proxy: HTTP 403) answered the health probe and Caddy. Nothing
+ * is ever published on an app's own network, so the plugin goes. (netavark adds no NAT rules for internal networks.)
+ */
+export function withoutPortMapping(conflist: string): string | undefined {
+  const parsed: unknown = JSON.parse(conflist);
+  if (typeof parsed !== "object" || parsed === null || !Array.isArray((parsed as { plugins?: unknown }).plugins)) {
+    throw new Error("not a CNI network configuration list (no plugins array)");
+  }
+  const config = parsed as { plugins: unknown[] };
+  const plugins = config.plugins.filter(
+    (p) => !(typeof p === "object" && p !== null && (p as { type?: unknown }).type === "portmap"),
+  );
+  if (plugins.length === config.plugins.length) return undefined;
+  return `${JSON.stringify({ ...config, plugins }, null, 3)}\n`;
+}

@@ -1,4 +1,4 @@
-import { mkdtemp, rename, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rename, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "../log.ts";
@@ -16,6 +16,7 @@ import {
   redisSizing,
   sha256Hex,
   subnetOf,
+  withoutPortMapping,
 } from "./app-redis-args.ts";
 import { PodmanError, toPodmanError } from "./container-engine.ts";
 import { DEFAULT_SETTINGS, type EngineSettings, globalArgs, validName } from "./podman-args.ts";
@@ -81,6 +82,8 @@ export interface PodmanAppRedisOptions {
   /** How long ensure waits for the new server to answer. */
   readyTimeoutMs?: number;
   sleep?: (ms: number) => Promise<void>;
+  /** Where podman's CNI backend keeps network configurations (containers.conf `network_config_dir`). */
+  cniConfigDir?: string;
 }
 
 export class PodmanAppRedis implements AppRedisServers {
@@ -94,6 +97,7 @@ export class PodmanAppRedis implements AppRedisServers {
   readonly #timeoutMs: number;
   readonly #readyTimeoutMs: number;
   readonly #sleep: (ms: number) => Promise<void>;
+  readonly #cniConfigDir: string;
   #seccomp: Promise<string> | undefined;
 
   constructor(runner: Runner, log: Logger, options: PodmanAppRedisOptions) {
@@ -107,6 +111,7 @@ export class PodmanAppRedis implements AppRedisServers {
     this.#timeoutMs = options.timeoutMs ?? 60_000;
     this.#readyTimeoutMs = options.readyTimeoutMs ?? 20_000;
     this.#sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+    this.#cniConfigDir = options.cniConfigDir ?? "/etc/cni/net.d";
   }
 
   async #podmanRun(args: string[], opts: { global?: string[]; cwd?: string; timeoutMs?: number } = {}) {
@@ -168,6 +173,7 @@ export class PodmanAppRedis implements AppRedisServers {
       }
       this.#log.info({ network: name }, "app network created");
     }
+    await this.#withoutPortMapping(name);
     const res = await this.#podmanRun([
       "network",
       "inspect",
@@ -177,6 +183,35 @@ export class PodmanAppRedis implements AppRedisServers {
     ]);
     const subnet = res.stdout.trim().split(/\s+/)[0] ?? "";
     return appRedisAddress(subnet);
+  }
+
+  /**
+   * Takes the CNI `portmap` plugin out of the app network's configuration (app-redis-args.ts `withoutPortMapping`
+   * says why), on every ensure: a network made by an older version is repaired too; its running containers keep
+   * their old rules until they restart. A missing file is fine only when podman does not use CNI.
+   */
+  async #withoutPortMapping(name: string): Promise<void> {
+    const path = join(this.#cniConfigDir, `${validName(name, "network")}.conflist`);
+    let text: string;
+    try {
+      text = await readFile(path, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      const backend = (await this.#podmanRun(["info", "--format", "{{.Host.NetworkBackend}}"])).stdout.trim();
+      if (backend === "cni") {
+        throw new Error(
+          `podman uses CNI but ${path} does not exist: cannot keep the app network ${name} out of port forwarding (set network_config_dir?)`,
+        );
+      }
+      return;
+    }
+    const fixed = withoutPortMapping(text);
+    if (fixed === undefined) return;
+    // A name CNI does not load (only *.conf, *.conflist, *.json), then an atomic rename over the old file.
+    const staged = join(this.#cniConfigDir, `.${name}.conflist.${process.pid}.tmp`);
+    await writeFile(staged, fixed, { mode: 0o644 });
+    await rename(staged, path);
+    this.#log.info({ network: name, path }, "port mapping removed from the app network's CNI configuration");
   }
 
   async ensure(spec: AppRedisSpec): Promise<AppRedisEndpoint> {

@@ -46,10 +46,10 @@ import { seccompProfileJson } from "./seccomp-profile.ts";
 /**
  * Podman + gVisor adapter. It knows containers and images, nothing about apps or tenants.
  *
- * Egress containment, measured on this host (podman 4.3.1 / netavark, runsc 20221219 with network=host):
+ * Egress containment, measured on this host (podman 4.3.1 with the CNI backend, runsc 20221219 with network=host):
  * - A plain bridge (the default `podman` network) reaches everything: the internet through the proxy, and the
  *   host's Redis on 0.0.0.0:6379 via the gateway 10.88.0.1 or the host's own address.
- * - `podman network create --internal` blocks all of that, but netavark then gives the bridge no host address:
+ * - `podman network create --internal` blocks all of that, but podman then gives the bridge no host address:
  *   the host cannot reach the container at all and `-p 127.0.0.1::PORT` publishes a port that times out. Unusable.
  * - What works: an ordinary bridge per purpose plus our own nftables table (`egressRuleset`) keyed on the
  *   bridge interface. Container-initiated traffic to the host (input hook) and anywhere else (forward hook,

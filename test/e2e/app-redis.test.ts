@@ -1,6 +1,7 @@
 import { createConnection } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
+import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getAppByUuid, markAppDestroyed } from "../../src/domain/apps.ts";
 import { setEnvVar } from "../../src/domain/env-vars.ts";
@@ -18,6 +19,7 @@ import { appRedisNames, DEFAULT_APP_REDIS_IMAGE, redisSizing } from "../../src/i
 import { IoRedisAcl } from "../../src/infra/redis-acl.ts";
 import { reconcileAppRedis } from "../../src/pipeline/app-redis-reconcile.ts";
 import { runOneOff } from "../../src/pipeline/one-off.ts";
+import { runStage } from "../../src/pipeline/stages/run-health.ts";
 import { DataPlaneWatcher } from "../../src/pipeline/watcher.ts";
 import { type E2EPipeline, startE2EPipeline } from "../helpers/e2e-pipeline.ts";
 import { waitFor } from "../helpers/fixtures.ts";
@@ -238,6 +240,49 @@ describe("a private Redis per app", () => {
     const wrong = await getJson(X_HOST, `/auth?host=${target.host}&port=6379&password=not-the-password`);
     expect(wrong.auth).toMatch(/^-WRONGPASS/);
     expect(wrong.get).toMatch(/^-NOAUTH/);
+  });
+
+  // A web container joins two networks; with podman's CNI backend it got a DNAT rule for its published port on
+  // each, in a random order. When the app network's rule came first, 127.0.0.1:<port> led nowhere the host can route
+  // to, and the intercepting proxy on the default route answered the health probe with HTTP 403 (a failed deploy,
+  // and a dead upstream for Caddy after any restart). Six fresh web containers of X: each port must reach X's app.
+  it("every published port of an app on its own network reaches that app, never a DNAT into the internal network", async () => {
+    const app = getAppByUuid(p.db, x.uuid);
+    const release = currentRelease(p.db, x.uuid);
+    if (!release) throw new Error("no release");
+    const started: Array<{ container: string; hostPort: number }> = [];
+    try {
+      for (let index = 11; index <= 16; index++) {
+        started.push(await runStage(p.deps, app, release.deploymentUuid, release.image, release.startCommand, index));
+      }
+      const answers: string[] = [];
+      for (const { hostPort } of started) {
+        let last = "no answer";
+        // The first HTTP answer counts (a refused connect means the app is not listening yet).
+        await waitFor(async () => {
+          try {
+            const res = await request(`http://127.0.0.1:${hostPort}/healthz`, { headersTimeout: 3_000 });
+            last = `HTTP ${res.statusCode} ${await res.body.text()}`;
+            return true;
+          } catch (err) {
+            last = err instanceof Error ? err.message : String(err);
+            return false;
+          }
+        }, 30_000).catch(() => undefined);
+        answers.push(last);
+      }
+      expect(answers).toEqual(started.map(() => 'HTTP 200 {"ok": true}'));
+      // And no rule at all sends a published port into X's network (CNI backend: the iptables chain CNI uses).
+      const backend = await podman(["info", "--format", "{{.Host.NetworkBackend}}"]);
+      if (backend === "cni") {
+        const rules = (await p.runner.run("iptables", ["-t", "nat", "-S", "CNI-HOSTPORT-DNAT"], { timeoutMs: 30_000 }))
+          .stdout;
+        for (const { hostPort } of started) expect(rules).toContain(`--dports ${hostPort} `);
+        expect(rules).not.toContain(appRedisNames(x.uuid).network);
+      }
+    } finally {
+      for (const { container } of started) await p.deps.engine.removeContainer(container).catch(() => undefined);
+    }
   });
 
   async function celeryCheck(appUuid: string): Promise<{ exitCode: number; output: string }> {

@@ -11,6 +11,7 @@ import {
   redisSizing,
   sha256Hex,
   subnetOf,
+  withoutPortMapping,
 } from "../../src/infra/app-redis-args.ts";
 import { DEFAULT_SETTINGS, runContainerArgs } from "../../src/infra/podman-args.ts";
 
@@ -237,5 +238,38 @@ describe("podman argv", () => {
         appNetwork: "--privileged",
       }),
     ).toThrow(/appNetwork/);
+  });
+});
+
+describe("the app network's CNI configuration", () => {
+  // What podman 4.3 writes for `network create --internal --disable-dns` (CNI backend), trimmed to the shape.
+  const podmanInternal = {
+    cniVersion: "0.4.0",
+    name: "tsl-net-x",
+    plugins: [
+      { type: "bridge", bridge: "cni-podman3", isGateway: false, ipam: { type: "host-local" } },
+      { type: "portmap", capabilities: { portMappings: true } },
+      { type: "firewall", backend: "" },
+      { type: "tuning" },
+    ],
+  };
+
+  it("loses its portmap plugin and keeps everything else in order", () => {
+    const fixed = withoutPortMapping(JSON.stringify(podmanInternal));
+    expect(fixed).toBeDefined();
+    expect(JSON.parse(fixed ?? "")).toEqual({
+      ...podmanInternal,
+      plugins: [podmanInternal.plugins[0], podmanInternal.plugins[2], podmanInternal.plugins[3]],
+    });
+  });
+
+  it("is left alone when it has no portmap plugin (already repaired, or written so)", () => {
+    const fixed = withoutPortMapping(JSON.stringify(podmanInternal)) ?? "";
+    expect(withoutPortMapping(fixed)).toBeUndefined();
+  });
+
+  it("refuses a file that is not a configuration list", () => {
+    expect(() => withoutPortMapping('{"type":"bridge"}')).toThrow(/no plugins array/);
+    expect(() => withoutPortMapping("not json")).toThrow();
   });
 });

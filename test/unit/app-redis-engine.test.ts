@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { PodmanAppRedis } from "../../src/infra/app-redis.ts";
 import { sha256Hex } from "../../src/infra/app-redis-args.ts";
@@ -48,10 +50,15 @@ const has =
   (args: string[]) =>
     words.every((w) => args.includes(w));
 
-function servers(runner: ScriptedRunner) {
+function servers(runner: ScriptedRunner, cniConfigDir?: string) {
   const dir = tempDir("tsl-app-redis-");
   const { logger, text } = memoryLogger("debug");
-  const s = new PodmanAppRedis(runner, logger, { instance: "abc123", stateDir: dir.path, sleep: async () => {} });
+  const s = new PodmanAppRedis(runner, logger, {
+    instance: "abc123",
+    stateDir: dir.path,
+    sleep: async () => {},
+    cniConfigDir: cniConfigDir ?? join(dir.path, "no-cni"),
+  });
   return { s, text, cleanup: dir.cleanup };
 }
 
@@ -135,6 +142,66 @@ describe("PodmanAppRedis.ensure", () => {
     try {
       expect((await s.ensure({ ...spec, knownAddress: "10.89.7.2" })).host).toBe("10.89.7.2");
       expect(runner.find("network", "create")[0]).toEqual(expect.arrayContaining(["--subnet", "10.89.7.0/24"]));
+    } finally {
+      cleanup();
+    }
+  });
+});
+
+describe("PodmanAppRedis.ensure and CNI port forwarding", () => {
+  const conflist = {
+    cniVersion: "0.4.0",
+    name: NET,
+    plugins: [
+      { type: "bridge", isGateway: false },
+      { type: "portmap", capabilities: { portMappings: true } },
+      { type: "firewall" },
+    ],
+  };
+  const runner = () =>
+    new ScriptedRunner()
+      .on(has("network", "inspect"), ok("10.89.5.0/24\n"))
+      .on(has("container", "inspect"), noSuchContainer())
+      .on(has("/usr/bin/redis-cli"), ok("NOAUTH\n"));
+
+  it("takes the portmap plugin out of the app network's conflist (a network of an older version too), atomically", async () => {
+    const cni = tempDir("tsl-cni-");
+    const path = join(cni.path, `${NET}.conflist`);
+    writeFileSync(path, JSON.stringify(conflist));
+    const r = runner();
+    const { s, text, cleanup } = servers(r, cni.path);
+    try {
+      await s.ensure(spec);
+      const plugins = (JSON.parse(readFileSync(path, "utf8")) as typeof conflist).plugins.map((p) => p.type);
+      expect(plugins).toEqual(["bridge", "firewall"]);
+      expect(statSync(path).mode & 0o777).toBe(0o644);
+      expect(readdirSync(cni.path)).toEqual([`${NET}.conflist`]);
+      expect(text()).toContain("port mapping removed");
+      const before = readFileSync(path, "utf8");
+      await s.ensure(spec);
+      expect(readFileSync(path, "utf8")).toBe(before);
+    } finally {
+      cleanup();
+      cni.cleanup();
+    }
+  });
+
+  it("refuses to go on when podman uses CNI and the conflist is not where it looks", async () => {
+    const r = runner().on(has("info"), ok("cni\n"));
+    const { s, cleanup } = servers(r);
+    try {
+      await expect(s.ensure(spec)).rejects.toThrow(/podman uses CNI but .*tsl-net-.*\.conflist does not exist/);
+      expect(r.find("run", "--detach")).toEqual([]);
+    } finally {
+      cleanup();
+    }
+  });
+
+  it("needs nothing with netavark, which adds no NAT rules for an internal network", async () => {
+    const r = runner().on(has("info"), ok("netavark\n"));
+    const { s, cleanup } = servers(r);
+    try {
+      expect((await s.ensure(spec)).action).toBe("created");
     } finally {
       cleanup();
     }
