@@ -45,6 +45,7 @@ const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const BOT_DIR = process.env.BENCH_BOT_DIR ?? ROOT;
 const PROFILE_DIR = process.env.BENCH_PROFILE_DIR;
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean);
 const TARGETS = (process.env.BENCH_TARGETS ?? "bare,probot,tussilago,tussilago-followed").split(",");
 
 function pushBody(): string {
@@ -103,7 +104,7 @@ interface Target {
 }
 
 async function startComparison(kind: "bare" | "probot"): Promise<Target> {
-  const child = execa(process.execPath, [fileURLToPath(import.meta.url), "--serve", kind], {
+  const child = execa(process.execPath, [...NODE_FLAGS, fileURLToPath(import.meta.url), "--serve", kind], {
     stdout: "pipe",
     stderr: "inherit",
     reject: false,
@@ -183,7 +184,7 @@ async function prepareDataDir(
 async function startBot(slackApiUrl: string, followed = false): Promise<Bot> {
   const { dataDir } = await prepareDataDir(followed);
   const prefix = `bench-${randomUUID()}`;
-  const args = [...(PROFILE_DIR ? ["--cpu-prof", "--cpu-prof-dir", PROFILE_DIR] : []), "src/main.ts"];
+  const args = [...NODE_FLAGS, ...(PROFILE_DIR ? ["--cpu-prof", "--cpu-prof-dir", PROFILE_DIR] : []), "src/main.ts"];
   const child = execa(process.execPath, args, {
     cwd: BOT_DIR,
     env: {

@@ -33,7 +33,7 @@ const MAX_MESSAGE = 2_000;
 const MAX_AUTHOR = 200;
 
 /** The fields the mapping reads; lenient about the rest (the stored payload may be trimmed by the route). */
-const storedPushSchema = z.object({
+export const storedPushSchema = z.object({
   ref: z.string(),
   after: z.string().regex(/^[0-9a-f]{40}$/),
   deleted: z.boolean().optional(),

@@ -44,14 +44,17 @@ export function recordGithubDelivery(db: DbOrTx, delivery: NewGithubDelivery): R
   return { ...existing, isNew: false };
 }
 
-/** A push as the webhook route recorded it: the few fields it checked, and the raw body GitHub signed. */
+/** A push as the webhook route records it: the few fields it checked, and what the push worker will read. */
 export interface RawGithubPush {
   deliveryId: string;
   repository: string;
   ref: string;
   headCommit: string;
-  /** The request body verbatim (JSON text); the push worker parses it (commands/push-deploy.ts). */
-  rawPayload: string;
+  /**
+   * JSON text of the verified body's fields the push worker reads (handlers/github-push.ts `storedPushPayload`);
+   * the worker parses it with its own schema (commands/push-deploy.ts).
+   */
+  storedPayload: string;
   appUuids: readonly string[];
 }
 
@@ -83,7 +86,7 @@ interface Waiting {
 /**
  * The webhook route's hot path: one prepared `INSERT … ON CONFLICT DO NOTHING RETURNING` per delivery (the unique
  * index on (source, delivery_id) is the dedupe), and a second lookup only for a redelivery. Statements are
- * prepared once per database handle, and the payload is stored as the raw text GitHub sent (no parse/stringify).
+ * prepared once per database handle; the payload is the route's projection of the push (about 0.5 KB, not 7–30 KB).
  *
  * Group commit: the deliveries recorded during one turn of the event loop are written in one transaction, and each
  * caller's promise resolves once that transaction has committed, so every answer still follows its own durable
@@ -108,7 +111,7 @@ export function prepareDeliveryRecorder(db: Db, options: DeliveryRecorderOptions
       push.headCommit,
       // An ignored push keeps its columns (delivery id, ref, after, apps: enough to say why nothing deployed) but
       // not the body: nothing will read it, and writing 7–30 KB per delivery was the largest cost of the route.
-      status === "ignored" ? IGNORED_PAYLOAD : push.rawPayload,
+      status === "ignored" ? IGNORED_PAYLOAD : push.storedPayload,
       JSON.stringify(push.appUuids),
       status,
     );

@@ -1,6 +1,6 @@
 import { type Context, Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { githubPushRecorder, pushFields, recordGithubPush } from "../../handlers/github-push.ts";
+import { githubPushRecorder, pushFields, recordGithubPush, storedPushPayload } from "../../handlers/github-push.ts";
 import type { Db } from "../db/client.ts";
 import type { SecretBox } from "../domain/crypto.ts";
 import {
@@ -284,7 +284,7 @@ async function handleVerified(
       repository: claim.fullName,
       ref: fields.ref,
       headCommit: fields.after,
-      rawPayload: body,
+      storedPayload: storedPushPayload(json),
       appUuids: deploying.map((l) => l.appUuid),
     },
   );

@@ -63,7 +63,7 @@ async function record(refs: string[]): Promise<string[]> {
         repository: EXAMPLE_REPO,
         ref,
         headCommit: String(push.after),
-        rawPayload: JSON.stringify({ ...push, ref }),
+        storedPayload: JSON.stringify({ ...push, ref }),
         appUuids: [appUuid],
       }),
     ),
@@ -132,7 +132,7 @@ describe("delivery recorder", () => {
       repository: EXAMPLE_REPO,
       ref: "refs/heads/feature",
       headCommit: String(push.after),
-      rawPayload: JSON.stringify(push),
+      storedPayload: JSON.stringify(push),
       appUuids: [appUuid],
     });
     expect(recorded).toMatchObject({ isNew: true, status: "received" });

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { storedPushPayload } from "../../handlers/github-push.ts";
 import { webhookDeliveries } from "../../src/db/schema.ts";
 import { createApp as createDomainApp } from "../../src/domain/apps.ts";
 import { SecretBox } from "../../src/domain/crypto.ts";
@@ -91,8 +92,10 @@ describe("POST /webhooks/github", () => {
       appUuids: [expect.any(String)],
     });
     expect(row()?.uuid).toBe(json.delivery);
-    // The record is the body GitHub signed, byte for byte (the worker parses it with its own schema).
-    expect(ctx.db.$client.prepare("select payload from webhook_deliveries").pluck().get()).toBe(body);
+    // The record is the projection of the verified body the worker reads (handlers/github-push.ts), not the body.
+    expect(ctx.db.$client.prepare("select payload from webhook_deliveries").pluck().get()).toBe(
+      storedPushPayload(JSON.parse(body)),
+    );
   });
 
   it("records a push no app follows as ignored, without its body: 202, no relay work, no job; a redelivery is a no-op", async () => {
