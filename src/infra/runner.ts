@@ -1,4 +1,4 @@
-import { closeSync, openSync } from "node:fs";
+import { closeSync, existsSync, openSync } from "node:fs";
 import { ExecaError, execa } from "execa";
 import type { Logger } from "../log.ts";
 
@@ -125,6 +125,20 @@ export interface DetachedSpawner {
   spawnDetached(file: string, args: readonly string[], options: DetachedOptions): LongRunning;
 }
 
+const SETPRIV = "/usr/bin/setpriv";
+let setprivPresent: boolean | undefined;
+
+/**
+ * A supervised process (`podman events`) dies with the bot: through util-linux's `setpriv --pdeathsig`, the kernel
+ * sends it SIGTERM when the bot's process goes, SIGKILL included. Without it the child outlived a killed bot (its
+ * stdout a broken pipe it only notices when it next writes): test runs left one `podman events` per pipeline
+ * behind, and every crash of the bot one more. Where setpriv is missing the process starts as before.
+ */
+export function withParentDeathSignal(file: string, args: readonly string[]): [string, readonly string[]] {
+  setprivPresent ??= existsSync(SETPRIV);
+  return setprivPresent ? [SETPRIV, ["--pdeathsig", "SIGTERM", "--", file, ...args]] : [file, args];
+}
+
 function baseEnv(): Record<string, string> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin", LANG: "C.UTF-8" };
   if (process.env.HOME) env.HOME = process.env.HOME;
@@ -204,7 +218,8 @@ export class ExecaRunner implements Runner, DetachedSpawner, TerminalRunner {
 
   spawn(file: string, args: readonly string[], options: SpawnOptions): LongRunning {
     const log = this.#log.child({ process: file });
-    const sub = execa(file, args, {
+    const [command, argv] = withParentDeathSignal(file, args);
+    const sub = execa(command, argv, {
       shell: false,
       reject: false,
       extendEnv: false,
