@@ -59,8 +59,6 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
   };
   const live = listApps(deps.db);
   const busyUuids = new Set(appsWithRunningDeployment(deps.db));
-  const wanted = new Map<string, string>(); // container name → app uuid
-  const liveApps = new Set(live.map((a) => a.uuid));
   await deps.engine.ensureNetworks();
   await deps.proxy.ensureServer({ listen: deps.settings.proxyListen });
   // Private Redis servers first (app-redis-reconcile.ts), so the app containers brought back below find theirs up.
@@ -69,10 +67,13 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
   for (const app of live) {
     const release = currentRelease(deps.db, app.uuid);
     if (!release) continue;
-    for (const w of wantedContainers(release, app.formation)) {
-      wanted.set(names.container(app.uuid, release.deploymentUuid, w.type, w.index), app.uuid);
-    }
     if (busyUuids.has(app.uuid)) continue;
+    // Asked again right before this app's fix: a deployment that began since the pass started owns its containers
+    // and route now (restoring the release read here would put the old upstreams back under its switch).
+    if (appsWithRunningDeployment(deps.db).includes(app.uuid)) {
+      busyUuids.add(app.uuid);
+      continue;
+    }
     const log = deps.log.child({ appId: app.uuid, tenantId: app.tenantUuid });
     const appDeps = { ...deps, log };
     const fix = async () => {
@@ -117,6 +118,12 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
   });
   // Asked after the listing: a deployment that went live since has its drain added by now.
   const drainsPending = await deps.drains.pendingApps();
+  // Read after the listing too, not at the start of the pass: the fixes above take seconds, and a deployment or a
+  // scale that ran meanwhile made containers the first reading did not know of (its new live container was removed
+  // as an orphan). A deployment is `running` before it creates anything, a formation is stored before it is applied
+  // and a release is recorded before its deployment ends, so every listed container of theirs is known here.
+  const { wanted, liveApps } = wantedNow(deps);
+  for (const uuid of appsWithRunningDeployment(deps.db)) busyUuids.add(uuid);
   for (const c of containers) {
     const appUuid = c.labels[LABELS.app];
     if (wanted.has(c.name)) continue;
@@ -153,6 +160,20 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
   report.workDirsRemoved = await sweepWorkDirs(deps);
   report.cacheDirsRemoved = await sweepCacheDirs(deps);
   return report;
+}
+
+/** Every live app's wanted containers (its current release's formation), by container name, and the live apps. */
+function wantedNow(deps: PipelineDeps): { wanted: Map<string, string>; liveApps: Set<string> } {
+  const wanted = new Map<string, string>(); // container name → app uuid
+  const live = listApps(deps.db);
+  for (const app of live) {
+    const release = currentRelease(deps.db, app.uuid);
+    if (!release) continue;
+    for (const w of wantedContainers(release, app.formation)) {
+      wanted.set(names.container(app.uuid, release.deploymentUuid, w.type, w.index), app.uuid);
+    }
+  }
+  return { wanted, liveApps: new Set(live.map((a) => a.uuid)) };
 }
 
 /** `localhost/tsl-<app uuid>:<tag>` → the app's UUID. */

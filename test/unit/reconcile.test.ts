@@ -2,7 +2,7 @@ import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { apps } from "../../src/db/schema.ts";
+import { apps, deployments } from "../../src/db/schema.ts";
 import { createApp } from "../../src/domain/apps.ts";
 import { requestDeployment } from "../../src/domain/deployments.ts";
 import { listReleases } from "../../src/domain/releases.ts";
@@ -59,6 +59,44 @@ describe("reconcile", () => {
     const port = f.engine.containers.get(name)?.hostPort;
     expect(f.proxy.routes.get(names.route(f.app.uuid))?.upstreams).toEqual([`127.0.0.1:${port}`]);
     expect(f.engine.containers.size).toBe(1);
+  });
+
+  it("keeps the containers of a deployment that went live during the pass (read after the listing, not before)", async () => {
+    // The pass reads the database, fixes apps one by one (seconds on a real host), then lists containers. A
+    // deployment that started and went live in between made a container that was neither "wanted" by the old
+    // reading nor of an app busy at the start: the pass removed the app's new live container.
+    const first = await deployed();
+    const list = f.engine.listContainers.bind(f.engine);
+    let second: string | undefined;
+    f.engine.listContainers = async (filter) => {
+      if (second === undefined && filter[LABELS.instance] !== undefined && filter[LABELS.app] === undefined) {
+        second = await deployed();
+      }
+      return list(filter);
+    };
+    const report = await reconcile(f.deps);
+    expect(second).toBeDefined();
+    const live = names.container(f.app.uuid, second ?? "");
+    expect(report.containersRemoved).not.toContain(live);
+    expect(f.engine.containers.get(live)?.running).toBe(true);
+    expect(listReleases(f.db, f.app.uuid)[0]?.deploymentUuid).toBe(second);
+    expect(first).not.toBe(second);
+  });
+
+  it("leaves an app to a deployment that began after the pass started, before the pass reached that app", async () => {
+    await deployed();
+    f.proxy.routes.clear();
+    const ensure = f.proxy.ensureServer.bind(f.proxy);
+    f.proxy.ensureServer = async (server) => {
+      // The pass has read which apps are busy; now a deployment of this app starts (it will switch the route).
+      const started = requestDeployment(f.db, { appUuid: f.app.uuid, trigger: "cli", ref: "main" }).deployment.uuid;
+      f.db.update(deployments).set({ status: "running" }).where(eq(deployments.uuid, started)).run();
+      return ensure(server);
+    };
+    const report = await reconcile(f.deps);
+    expect(report.routesRestored).toEqual([]);
+    expect(report.containersRemoved).toEqual([]);
+    expect(f.proxy.routes.size).toBe(0);
   });
 
   it("removes orphan containers and routes of unknown apps", async () => {
