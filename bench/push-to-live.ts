@@ -11,23 +11,33 @@
 // - a profile: every podman/git/nft subprocess of the last stdlib push, with its start offset and duration.
 //
 // Push→live is the deploy request (what the push worker makes of a webhook) → the first 200 of the new release
-// through Caddy by its host name. Needs root, podman, runsc, caddy, Redis on 127.0.0.1:6379 and the base image
+// through Caddy by its host name; the stdlib part's last push goes the whole way instead: a signed GitHub push
+// webhook to the route → recorded → outbox relay → push job → deployment → first 200 (as the bot wires them). Needs root, podman, runsc, caddy, Redis on 127.0.0.1:6379 and the base image
 // (scripts/build-base-image.sh). Prints Markdown; copy it into bench/RESULTS.md.
 //
 //   npm run bench:deploy                      everything
 //   BENCH_PARTS=stdlib,flask npm run bench:deploy
 //   BENCH_SCALE=1,4 npm run bench:deploy
+
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { deployCommand } from "../commands/deploy.ts";
-import { getDeployment } from "../src/domain/deployments.ts";
+import { processPushDelivery } from "../commands/push-deploy.ts";
+import { getDeployment, listDeployments } from "../src/domain/deployments.ts";
+import { createApp as createHttpApp } from "../src/http/app.ts";
+import { githubRoute } from "../src/http/github-route.ts";
 import { ExecaRunner } from "../src/infra/runner.ts";
 import { createLogger } from "../src/log.ts";
 import type { PipelineEvent } from "../src/pipeline/events.ts";
+import { registerPushWorker } from "../src/pipeline/push-worker.ts";
 import { defaultPipelineSettings } from "../src/pipeline/settings.ts";
 import { buildScript, type Installer } from "../src/pipeline/stages/detect.ts";
 import { BASE_IMAGE, type E2EPipeline, freePort, startE2EPipeline } from "../test/helpers/e2e-pipeline.ts";
+import { examplePush, githubRequest } from "../test/helpers/github.ts";
+import { activateLinkForTest } from "../test/helpers/github-links.ts";
+import { relayFor } from "../test/helpers/relay.ts";
 
 const runner = new ExecaRunner(createLogger({ level: "warn" }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -132,6 +142,14 @@ async function handScripted(
   }
 }
 
+/** A push delivered as a signed GitHub webhook for an app linked to `fullName`. */
+interface WebhookPush {
+  secret: string;
+  fullName: string;
+  sha: string;
+  appUuid: string;
+}
+
 interface Push {
   /** request → first 200 of the new release through Caddy */
   liveMs: number;
@@ -192,9 +210,51 @@ async function main(): Promise<void> {
   const out: string[] = [];
   const s = (ms: number) => (Number.isFinite(ms) ? (ms / 1000).toFixed(2) : "—");
 
-  const push = async (slug: string, release: string): Promise<Push> => {
+  // The webhook way in, wired as src/bot.ts wires it: the route records, wakes the relay, the relay enqueues the
+  // push job, the push worker asks for the deployment.
+  const { relay, onRecorded } = relayFor(p.db, p.queue, p.log);
+  relay.start();
+  registerPushWorker(p.pool, (uuid) => processPushDelivery({ db: p.db, queue: p.queue, log: p.log }, uuid));
+  const http = createHttpApp({
+    logger: p.log,
+    readiness: [],
+    githubRoutes: githubRoute({
+      globalSecret: undefined,
+      appMode: false,
+      secrets: p.deps.secrets,
+      maxBodyBytes: 1024 * 1024,
+      db: p.db,
+      onRecorded,
+    }),
+  });
+  const viaWebhook = async (slug: string, hook: WebhookPush): Promise<string> => {
+    const { secret, fullName, sha, appUuid } = hook;
+    const body = JSON.stringify({
+      ...examplePush(),
+      ref: "refs/heads/main",
+      after: sha,
+      repository: { ...(examplePush().repository as object), full_name: fullName, name: slug },
+    });
+    const res = await http.request(
+      "/webhooks/github",
+      githubRequest(secret, "push", body, { deliveryId: randomUUID() }),
+    );
+    if (res.status !== 202) throw new Error(`webhook answered ${res.status}: ${await res.text()}`);
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const found = listDeployments(p.db, appUuid).find((d) => d.commitSha === sha);
+      if (found) return found.uuid;
+      if (Date.now() > deadline) throw new Error(`no deployment for ${sha}`);
+      await sleep(2);
+    }
+  };
+
+  const push = async (slug: string, release: string, webhook?: WebhookPush): Promise<Push> => {
     const t0 = performance.now();
-    const { deployment } = await deployCommand({ db: p.db, queue: p.queue, log: p.log }, { app: slug });
+    const deploymentUuid = webhook
+      ? await viaWebhook(slug, webhook)
+      : (await deployCommand({ db: p.db, queue: p.queue, log: p.log }, { app: slug })).deployment.uuid;
+    const deployment = { uuid: deploymentUuid };
     const finished = p.waitFinished(deployment.uuid);
     await Promise.race([
       untilServed(() => p.get(`${slug}.e2e.test`), release),
@@ -239,7 +299,8 @@ async function main(): Promise<void> {
   try {
     if (parts.has("stdlib")) {
       const repo = await p.repo("version-app", "std-1");
-      p.createApp("std", repo, { cpus: "1.5" });
+      const stdApp = p.createApp("std", repo, { cpus: "1.5", githubRepo: "bench/std", branch: "main" });
+      const stdSecret = activateLinkForTest(p.db, p.deps.secrets, stdApp.uuid, { repo: "bench/std", repoId: 4_242 });
       const first = await push("std", "std-1");
       await settle();
       await p.commit(repo, "std-2");
@@ -250,6 +311,14 @@ async function main(): Promise<void> {
       const from = calls.length;
       const third = await push("std", "std-3");
       const profile = calls.slice(from).filter((c) => c.at >= mark);
+      await settle();
+      const sha = await p.commit(repo, "std-4");
+      const fourth = await push("std", "std-4", {
+        secret: stdSecret,
+        fullName: "bench/std",
+        sha,
+        appUuid: stdApp.uuid,
+      });
       await settle();
       const minCache = mkdtempSync(join(tmpdir(), "tsl-bench-cache-"));
       const min = [
@@ -262,6 +331,7 @@ async function main(): Promise<void> {
         ["first deploy", first],
         ["code-only push", second],
         ["code-only push", third],
+        ["code-only push, from a signed webhook (route → relay → push job → deploy)", fourth],
       ]);
       out.push(`Hand-scripted minimum (same run): ${min.map(s).join(" s, ")} s.`, "");
       out.push(
@@ -337,6 +407,7 @@ async function main(): Promise<void> {
       out.push("");
     }
   } finally {
+    await relay.stop();
     await p.close();
   }
   const load = (await runner.run("cat", ["/proc/loadavg"], { timeoutMs: 5_000 })).stdout.trim();

@@ -17,6 +17,7 @@
 //   BENCH_SECONDS=5 BENCH_ROUNDS=3 npm run bench
 //   BENCH_BOT_DIR=/tmp/old-checkout npm run bench  # the same load against another checkout of the bot
 //   BENCH_PROFILE_DIR=/tmp/prof npm run bench      # the bot runs with --cpu-prof; see bench/profile-top.ts
+//   BENCH_NODE_FLAGS="--max-semi-space-size=32" npm run bench  # node flags for every server it starts (all alike)
 import { createHmac, generateKeyPairSync, randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
