@@ -35,7 +35,7 @@ import { registerPushWorker } from "../src/pipeline/push-worker.ts";
 import { defaultPipelineSettings } from "../src/pipeline/settings.ts";
 import { buildScript, type Installer } from "../src/pipeline/stages/detect.ts";
 import { BASE_IMAGE, type E2EPipeline, freePort, startE2EPipeline } from "../test/helpers/e2e-pipeline.ts";
-import { examplePush, githubRequest } from "../test/helpers/github.ts";
+import { EXAMPLE_REPO_ID, examplePush, githubRequest } from "../test/helpers/github.ts";
 import { activateLinkForTest } from "../test/helpers/github-links.ts";
 import { relayFor } from "../test/helpers/relay.ts";
 
@@ -300,7 +300,7 @@ async function main(): Promise<void> {
     if (parts.has("stdlib")) {
       const repo = await p.repo("version-app", "std-1");
       const stdApp = p.createApp("std", repo, { cpus: "1.5", githubRepo: "bench/std", branch: "main" });
-      const stdSecret = activateLinkForTest(p.db, p.deps.secrets, stdApp.uuid, { repo: "bench/std", repoId: 4_242 });
+      const stdSecret = activateLinkForTest(p.db, p.deps.secrets, stdApp.uuid, { repo: "bench/std", repoId: EXAMPLE_REPO_ID });
       const first = await push("std", "std-1");
       await settle();
       await p.commit(repo, "std-2");
@@ -322,8 +322,8 @@ async function main(): Promise<void> {
       await settle();
       const minCache = mkdtempSync(join(tmpdir(), "tsl-bench-cache-"));
       const min = [
-        await handScripted(repo, minCache, "std-3", "pyproject", "python app.py"),
-        await handScripted(repo, minCache, "std-3", "pyproject", "python app.py"),
+        await handScripted(repo, minCache, "std-4", "pyproject", "python app.py"),
+        await handScripted(repo, minCache, "std-4", "pyproject", "python app.py"),
       ];
       rmSync(minCache, { recursive: true, force: true });
       out.push("### stdlib app (test/fixtures/version-app)", "");

@@ -327,6 +327,9 @@ export const auditEvents = sqliteTable(
   (t) => [
     index("audit_events_tenant_created_idx").on(t.tenantId, t.createdAt),
     index("audit_events_app_created_idx").on(t.appId, t.createdAt),
+    // "Was this delivery's refusal audited already?" (webhook-deliveries.ts auditPushRefusalOnce): two equalities,
+    // which the planner prefers to the (app, time) range, whose rows grow with every push a locked app refuses.
+    index("audit_events_app_correlation_idx").on(t.appId, t.correlationId),
     // `tussilago audit` without --app: newest first over all apps, without a sort of the whole table.
     index("audit_events_created_idx").on(t.createdAt),
   ],

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { and, eq, gte, sql } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { Db, DbOrTx } from "../db/client.ts";
 import { apps, auditEvents, type HeadCheck, webhookDeliveries } from "../db/schema.ts";
 import { recordAudit } from "./audit.ts";
@@ -288,8 +288,6 @@ export function recordHeadCheck(db: DbOrTx, uuid: string, check: HeadCheck): voi
   db.update(webhookDeliveries).set({ headCheck: check }).where(eq(webhookDeliveries.uuid, uuid)).run();
 }
 
-const CLOCK_SLACK_MS = 5 * 60_000;
-
 /**
  * Audits that a push did not deploy `appUuid` (locked, stale head), once per (app, delivery): a retried job sees
  * the row and returns false, so a notice goes out once too.
@@ -301,23 +299,14 @@ export function auditPushRefusalOnce(
   details: { reason: string; ref: string; commit: string; lockedBy?: string },
 ): boolean {
   return db.transaction((t) => {
-    // The refusal can only have been audited after the delivery was recorded: bounding the app's audit rows by the
-    // delivery's own time keeps this a range of audit_events_app_created_idx instead of a scan of every audit row of
-    // the app (quadratic for a locked app that keeps receiving pushes; bench/RESULTS.md). The slack absorbs a clock
-    // stepped back between the record and the job; without a recorded delivery the whole history is searched.
-    const since = sql`coalesce((select created_at from webhook_deliveries where source = 'github' and delivery_id = ${deliveryId}), ${CLOCK_SLACK_MS}) - ${CLOCK_SLACK_MS}`;
+    // One (app, correlation id) lookup in audit_events_app_correlation_idx. It was a range of the app's audit rows
+    // since the delivery's time (minus a clock slack), which every push a locked app refused made longer: a burst of
+    // such pushes took quadratic time (bench/RESULTS.md, the "followed branch of a locked app" rows).
     const seen = t
       .select({ id: auditEvents.id })
       .from(auditEvents)
       .innerJoin(apps, eq(apps.id, auditEvents.appId))
-      .where(
-        and(
-          eq(apps.uuid, appUuid),
-          gte(auditEvents.createdAt, since),
-          eq(auditEvents.correlationId, deliveryId),
-          eq(auditEvents.action, "deploy"),
-        ),
-      )
+      .where(and(eq(apps.uuid, appUuid), eq(auditEvents.correlationId, deliveryId), eq(auditEvents.action, "deploy")))
       .get();
     if (seen) return false;
     recordAudit(t, {

@@ -6,8 +6,9 @@ import { drizzle } from "drizzle-orm/better-sqlite3";
 import { migrate } from "drizzle-orm/better-sqlite3/migrator";
 import { afterEach, describe, expect, it } from "vitest";
 import { MIGRATIONS_DIR, openDb } from "../../src/db/client.ts";
+import { createApp } from "../../src/domain/apps.ts";
 import { linkCandidates } from "../../src/domain/github-links.ts";
-import { recordGithubDelivery } from "../../src/domain/webhook-deliveries.ts";
+import { auditPushRefusalOnce, recordGithubDelivery } from "../../src/domain/webhook-deliveries.ts";
 import { tempDb, tempDir } from "../helpers/fixtures.ts";
 
 const cleanups: Array<() => void> = [];
@@ -127,6 +128,26 @@ describe("platform database", () => {
     expect(plan).toContain("USING INDEX apps_github_repo_id_idx");
     expect(plan).toContain("USING INDEX apps_github_repo_lower_idx");
     expect(plan).not.toMatch(/SCAN apps(?! USING)/);
+    db.$client.close();
+  });
+
+  it("the check whether a push's refusal was audited is one (app, delivery) index lookup, not a range of the app's rows", () => {
+    const dir = tempDir();
+    cleanups.push(dir.cleanup);
+    const queries: string[] = [];
+    const db = openDb(join(dir.path, "t.sqlite3"), { onQuery: (q) => queries.push(q) });
+    const app = createApp(db, { slug: "locked", gitUrl: "https://github.com/a/b.git", domain: "locked.example.test" });
+    const details = { reason: "locked", ref: "main", commit: "0".repeat(40) };
+    expect(auditPushRefusalOnce(db, app.uuid, "d-1", details)).toBe(true);
+    expect(auditPushRefusalOnce(db, app.uuid, "d-1", details)).toBe(false);
+    expect(auditPushRefusalOnce(db, app.uuid, "d-2", details)).toBe(true);
+    const lookup = queries.find((q) => q.includes("correlation_id") && q.startsWith("select")) ?? "";
+    const plan = db.$client
+      .prepare(`explain query plan ${lookup}`)
+      .all(app.uuid, "d-1", "deploy")
+      .map((r) => (r as { detail: string }).detail)
+      .join(" ");
+    expect(plan).toContain("USING INDEX audit_events_app_correlation_idx (app_id=? AND correlation_id=?)");
     db.$client.close();
   });
 

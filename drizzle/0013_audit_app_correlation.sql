@@ -1,0 +1,1 @@
+CREATE INDEX `audit_events_app_correlation_idx` ON `audit_events` (`app_id`,`correlation_id`);
