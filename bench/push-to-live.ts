@@ -300,7 +300,10 @@ async function main(): Promise<void> {
     if (parts.has("stdlib")) {
       const repo = await p.repo("version-app", "std-1");
       const stdApp = p.createApp("std", repo, { cpus: "1.5", githubRepo: "bench/std", branch: "main" });
-      const stdSecret = activateLinkForTest(p.db, p.deps.secrets, stdApp.uuid, { repo: "bench/std", repoId: EXAMPLE_REPO_ID });
+      const stdSecret = activateLinkForTest(p.db, p.deps.secrets, stdApp.uuid, {
+        repo: "bench/std",
+        repoId: EXAMPLE_REPO_ID,
+      });
       const first = await push("std", "std-1");
       await settle();
       await p.commit(repo, "std-2");
