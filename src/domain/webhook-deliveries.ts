@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { and, eq, sql } from "drizzle-orm";
+import { and, eq, lt, ne, sql } from "drizzle-orm";
 import type { Db, DbOrTx } from "../db/client.ts";
 import { apps, auditEvents, type HeadCheck, webhookDeliveries } from "../db/schema.ts";
 import { recordAudit } from "./audit.ts";
@@ -319,4 +319,23 @@ export function auditPushRefusalOnce(
     });
     return true;
   });
+}
+
+/** How long a recorded delivery is kept: GitHub redelivers (by hand) deliveries of the past 3 days only. */
+export const DELIVERY_RETENTION_MS = 30 * 24 * 60 * 60_000;
+
+/**
+ * Deletes up to `limit` deliveries recorded before `before` (oldest first), except the outbox's `received` rows,
+ * which the relay has still to enqueue. Without it every push stayed for ever, and the dedupe index on GitHub's
+ * random delivery ids kept growing (bench/RESULTS.md). A redelivery of a pruned id would be recorded again; the
+ * deployment it maps to is still unique per (app, delivery) (commands/deploy.ts). Returns how many went.
+ */
+export function pruneDeliveries(db: DbOrTx, before: Date, limit = 5_000): number {
+  const oldest = db
+    .select({ id: webhookDeliveries.id })
+    .from(webhookDeliveries)
+    .where(and(lt(webhookDeliveries.createdAt, before), ne(webhookDeliveries.status, "received")))
+    .orderBy(webhookDeliveries.createdAt)
+    .limit(limit);
+  return db.delete(webhookDeliveries).where(sql`${webhookDeliveries.id} in ${oldest}`).run().changes;
 }

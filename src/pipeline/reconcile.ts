@@ -5,6 +5,7 @@ import { appsWithRunningDeployment, inProgressDeploymentUuids } from "../domain/
 import { wantedContainers } from "../domain/formation.ts";
 import { openIncident } from "../domain/incidents.ts";
 import { currentRelease, destroyedAppsWithImages, markReleasePruned, releasesToPrune } from "../domain/releases.ts";
+import { DELIVERY_RETENTION_MS, pruneDeliveries } from "../domain/webhook-deliveries.ts";
 import { reconcileAppRedis } from "./app-redis-reconcile.ts";
 import { describeRestoreFailure, restoreApp } from "./app-restore.ts";
 import { type DataPlaneHooks, reportIncident, reportRecovered } from "./data-plane.ts";
@@ -23,6 +24,8 @@ export interface ReconcileReport {
   workDirsRemoved: string[];
   /** Build caches (uv) of tenants without a live app. */
   cacheDirsRemoved: string[];
+  /** Webhook deliveries older than DELIVERY_RETENTION_MS (at most 5,000 per pass). */
+  deliveriesPruned: number;
   errors: string[];
 }
 
@@ -55,6 +58,7 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
     imagesRemoved: [],
     workDirsRemoved: [],
     cacheDirsRemoved: [],
+    deliveriesPruned: 0,
     errors: [],
   };
   const live = listApps(deps.db);
@@ -159,6 +163,9 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
   report.imagesRemoved.push(...(await sweepDestroyedAppImages(deps)));
   report.workDirsRemoved = await sweepWorkDirs(deps);
   report.cacheDirsRemoved = await sweepCacheDirs(deps);
+  report.deliveriesPruned = pruneDeliveries(deps.db, new Date(deps.now() - DELIVERY_RETENTION_MS));
+  if (report.deliveriesPruned > 0)
+    deps.log.info({ count: report.deliveriesPruned }, "reconcile: old webhook deliveries pruned");
   return report;
 }
 

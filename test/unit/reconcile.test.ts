@@ -2,10 +2,11 @@ import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { apps, deployments } from "../../src/db/schema.ts";
+import { apps, deployments, webhookDeliveries } from "../../src/db/schema.ts";
 import { createApp } from "../../src/domain/apps.ts";
 import { requestDeployment } from "../../src/domain/deployments.ts";
 import { listReleases } from "../../src/domain/releases.ts";
+import { DELIVERY_RETENTION_MS, recordGithubDelivery } from "../../src/domain/webhook-deliveries.ts";
 import { runDeployment } from "../../src/pipeline/deploy-job.ts";
 import { reconcile } from "../../src/pipeline/reconcile.ts";
 import { LABELS, names } from "../../src/pipeline/settings.ts";
@@ -35,6 +36,7 @@ describe("reconcile", () => {
       imagesRemoved: [],
       workDirsRemoved: [],
       cacheDirsRemoved: [],
+      deliveriesPruned: 0,
       errors: [],
     });
   });
@@ -204,6 +206,36 @@ describe("reconcile", () => {
     const report = await reconcile(f.deps);
     expect(report.workDirsRemoved.sort()).toEqual([done, "not-a-deployment"].sort());
     expect(readdirSync(root)).toEqual([queued]);
+  });
+
+  it("prunes webhook deliveries past their retention, keeping the outbox's unrelayed ones", async () => {
+    const old = new Date(f.deps.now() - DELIVERY_RETENTION_MS - 60_000);
+    for (const status of ["processed", "received"] as const) {
+      const deliveryId = crypto.randomUUID();
+      recordGithubDelivery(f.db, {
+        deliveryId,
+        event: "push",
+        repository: "a/b",
+        ref: "refs/heads/main",
+        headCommit: "0".repeat(40),
+        payload: {},
+        appUuids: [],
+      });
+      f.db
+        .update(webhookDeliveries)
+        .set({ status, createdAt: old })
+        .where(eq(webhookDeliveries.deliveryId, deliveryId))
+        .run();
+    }
+    const report = await reconcile(f.deps);
+    expect(report.deliveriesPruned).toBe(1);
+    expect(
+      f.db
+        .select()
+        .from(webhookDeliveries)
+        .all()
+        .map((d) => d.status),
+    ).toEqual(["received"]);
   });
 
   it("is idempotent: a second pass finds nothing to fix", async () => {
