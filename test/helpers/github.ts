@@ -1,5 +1,9 @@
 import { createHmac, randomUUID } from "node:crypto";
 import { createRequire } from "node:module";
+import { eq } from "drizzle-orm";
+import type { Db } from "../../src/db/client.ts";
+import { webhookDeliveries } from "../../src/db/schema.ts";
+import { recordGithubDelivery } from "../../src/domain/webhook-deliveries.ts";
 
 const require = createRequire(import.meta.url);
 
@@ -55,4 +59,24 @@ export function examplePing(fullName: string, repoId: number): Record<string, un
   const ping = structuredClone(githubExamples("ping")[0] as Record<string, unknown>);
   ping.repository = { ...(ping.repository as object), id: repoId, full_name: fullName };
   return ping;
+}
+
+/** A recorded push delivery with the given status and record time (retention tests); returns its delivery id. */
+export function recordAgedDelivery(
+  db: Db,
+  status: (typeof webhookDeliveries.$inferSelect)["status"],
+  createdAt: Date,
+): string {
+  const deliveryId = randomUUID();
+  recordGithubDelivery(db, {
+    deliveryId,
+    event: "push",
+    repository: "a/b",
+    ref: "refs/heads/main",
+    headCommit: "0".repeat(40),
+    payload: {},
+    appUuids: [],
+  });
+  db.update(webhookDeliveries).set({ status, createdAt }).where(eq(webhookDeliveries.deliveryId, deliveryId)).run();
+  return deliveryId;
 }

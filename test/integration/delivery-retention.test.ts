@@ -1,9 +1,8 @@
-import { randomUUID } from "node:crypto";
-import { eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { webhookDeliveries } from "../../src/db/schema.ts";
-import { DELIVERY_RETENTION_MS, pruneDeliveries, recordGithubDelivery } from "../../src/domain/webhook-deliveries.ts";
+import { DELIVERY_RETENTION_MS, pruneDeliveries } from "../../src/domain/webhook-deliveries.ts";
 import { tempDb } from "../helpers/fixtures.ts";
+import { recordAgedDelivery } from "../helpers/github.ts";
 
 // Recorded deliveries are kept 30 days, except the outbox's `received` rows, which the relay still has to enqueue.
 
@@ -17,22 +16,7 @@ const DAY = 24 * 60 * 60_000;
 const now = Date.parse("2026-12-01T12:00:00Z");
 
 function delivery(ageMs: number, status: (typeof webhookDeliveries.$inferSelect)["status"]): string {
-  const deliveryId = randomUUID();
-  recordGithubDelivery(database.db, {
-    deliveryId,
-    event: "push",
-    repository: "a/b",
-    ref: "refs/heads/main",
-    headCommit: "0".repeat(40),
-    payload: {},
-    appUuids: [],
-  });
-  database.db
-    .update(webhookDeliveries)
-    .set({ status, createdAt: new Date(now - ageMs) })
-    .where(eq(webhookDeliveries.deliveryId, deliveryId))
-    .run();
-  return deliveryId;
+  return recordAgedDelivery(database.db, status, new Date(now - ageMs));
 }
 
 const remaining = () =>

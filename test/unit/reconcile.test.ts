@@ -6,10 +6,11 @@ import { apps, deployments, webhookDeliveries } from "../../src/db/schema.ts";
 import { createApp } from "../../src/domain/apps.ts";
 import { requestDeployment } from "../../src/domain/deployments.ts";
 import { listReleases } from "../../src/domain/releases.ts";
-import { DELIVERY_RETENTION_MS, recordGithubDelivery } from "../../src/domain/webhook-deliveries.ts";
+import { DELIVERY_RETENTION_MS } from "../../src/domain/webhook-deliveries.ts";
 import { runDeployment } from "../../src/pipeline/deploy-job.ts";
 import { reconcile } from "../../src/pipeline/reconcile.ts";
 import { LABELS, names } from "../../src/pipeline/settings.ts";
+import { recordAgedDelivery } from "../helpers/github.ts";
 import { GIT_URL, type PipelineFixture, pipelineFixture } from "../helpers/pipeline.ts";
 
 let f: PipelineFixture;
@@ -211,21 +212,7 @@ describe("reconcile", () => {
   it("prunes webhook deliveries past their retention, keeping the outbox's unrelayed ones", async () => {
     const old = new Date(f.deps.now() - DELIVERY_RETENTION_MS - 60_000);
     for (const status of ["processed", "received"] as const) {
-      const deliveryId = crypto.randomUUID();
-      recordGithubDelivery(f.db, {
-        deliveryId,
-        event: "push",
-        repository: "a/b",
-        ref: "refs/heads/main",
-        headCommit: "0".repeat(40),
-        payload: {},
-        appUuids: [],
-      });
-      f.db
-        .update(webhookDeliveries)
-        .set({ status, createdAt: old })
-        .where(eq(webhookDeliveries.deliveryId, deliveryId))
-        .run();
+      recordAgedDelivery(f.db, status, old);
     }
     const report = await reconcile(f.deps);
     expect(report.deliveriesPruned).toBe(1);
