@@ -1,7 +1,7 @@
 import type { AppView } from "../domain/apps.ts";
 import { wantedContainers } from "../domain/formation.ts";
 import type { ReleaseView } from "../domain/releases.ts";
-import { PodmanError } from "../infra/container-engine.ts";
+import { type ContainerInfo, PodmanError } from "../infra/container-engine.ts";
 import type { PipelineDeps } from "./deps.ts";
 import { TenantError } from "./errors.ts";
 import { LABELS, names } from "./settings.ts";
@@ -88,19 +88,23 @@ export async function restoreApp(deps: PipelineDeps, app: AppView, release: Rele
     app,
     release,
     new Set(wanted.map((w) => `${w.type}-${w.index}`)),
+    new Set(route?.upstreams ?? []),
   );
   return { started: startedContainers.length > 0, startedContainers, stoppedContainers, routeRestored };
 }
 
 /**
  * The release's containers its formation no longer asks for (a `scale` down, a type scaled to 0): stopped with the
- * app's grace period (SIGTERM: a worker finishes its task; the route no longer sends web ones anything).
+ * app's grace period (SIGTERM: a worker finishes its task). A web container that was in the route when this began
+ * keeps running for the drain grace first: the route no longer sends it anything, but requests Caddy sent it just
+ * before are still in it, and SIGTERM would cut them (HTTP 502 to those clients).
  */
 async function stopBeyondFormation(
   deps: PipelineDeps,
   app: AppView,
   release: ReleaseView,
   keep: ReadonlySet<string>,
+  routedBefore: ReadonlySet<string>,
 ): Promise<string[]> {
   const listed = await deps.engine.listContainers({
     [LABELS.app]: app.uuid,
@@ -111,8 +115,12 @@ async function stopBeyondFormation(
     const type = c.labels[LABELS.process];
     return type !== undefined && !keep.has(`${type}-${c.labels[LABELS.replica] ?? ""}`);
   });
+  const wasRouted = (c: ContainerInfo) =>
+    c.labels[LABELS.process] === "web" && c.hostPort !== undefined && routedBefore.has(`127.0.0.1:${c.hostPort}`);
+  const drain = extra.some(wasRouted) ? deps.sleep(deps.settings.drainGraceMs) : Promise.resolve();
   await Promise.all(
     extra.map(async (c) => {
+      if (wasRouted(c)) await drain;
       await deps.engine.stopContainer(c.name, deps.settings.stopGraceSeconds);
       await deps.engine.removeContainer(c.name);
       deps.log.info({ container: c.name, process: c.labels[LABELS.process] }, "container beyond the formation stopped");

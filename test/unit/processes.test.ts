@@ -224,6 +224,30 @@ describe("the formation", () => {
     expect(lastRoute).toBeGreaterThan(-1);
   });
 
+  it("a web container beyond the formation keeps running for the drain grace after it left the route", async () => {
+    // Requests Caddy sent it just before the route changed are still in it: SIGTERM at once cut them (HTTP 502).
+    setAppFormation(f.db, f.app.uuid, { web: 2 });
+    const id = await deploy();
+    f.deps.settings.drainGraceMs = 10_000;
+    setAppFormation(f.db, f.app.uuid, { web: 1 });
+    const release = currentRelease(f.db, f.app.uuid);
+    if (!release) throw new Error("no release");
+    const at: Record<string, number> = {};
+    const { upsertRoute } = f.proxy;
+    f.proxy.upsertRoute = async (...args) => {
+      await upsertRoute.apply(f.proxy, args);
+      at.route = f.deps.now();
+    };
+    const { stopContainer } = f.engine;
+    f.engine.stopContainer = async (name, grace) => {
+      at[name] = f.deps.now();
+      return stopContainer.call(f.engine, name, grace);
+    };
+    const down = await restoreApp(f.deps, getAppByUuid(f.db, f.app.uuid), release);
+    expect(down.stoppedContainers).toEqual([c(id, "web", 2)]);
+    expect((at[c(id, "web", 2)] ?? 0) - (at.route ?? Number.POSITIVE_INFINITY)).toBeGreaterThanOrEqual(10_000);
+  });
+
   it("parses TYPE=COUNT and refuses what it cannot run", () => {
     expect(parseScaleArgs(["web=3", "worker=0"])).toEqual({ web: 3, worker: 0 });
     expect(() => parseScaleArgs(["web=0"])).toThrow(/at least one web container/);
