@@ -16,6 +16,11 @@ export interface ProxyRoute {
   healthPath?: string | undefined;
   /** How requests are spread over the upstreams; default round_robin. */
   loadBalancing?: LoadBalancingPolicy | undefined;
+  /**
+   * Read back only: the stored route is not what `routeConfig` writes for these same fields (settings of an older
+   * version, such as a shorter active health check timeout, or a hand edit). Reconcile writes it again.
+   */
+  outdated?: true | undefined;
 }
 
 export type LoadBalancingPolicy = "round_robin" | "least_conn";
@@ -56,7 +61,7 @@ export const PASSIVE_HEALTH = { fail_duration: "2s", max_fails: 1 } as const;
  * dies between two checks is covered by the passive check and `try_duration` above: the request is retried on
  * another upstream, not answered 502.
  */
-export const ACTIVE_HEALTH = { interval: "2s", timeout: "2s" } as const;
+export const ACTIVE_HEALTH = { interval: "2s", timeout: "5s" } as const;
 
 /** A path (and query) for Caddy's `uri`: printable ASCII without spaces, starting with "/". */
 const HEALTH_PATH_PATTERN = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,200}$/;
@@ -196,13 +201,24 @@ export function parseRoute(raw: unknown): ProxyRoute | null {
   const active = isRecord(checks.active) ? checks.active : {};
   const lb = isRecord(proxy) && isRecord(proxy.load_balancing) ? proxy.load_balancing : {};
   const selection = isRecord(lb.selection_policy) ? lb.selection_policy.policy : undefined;
-  return {
+  const route: ProxyRoute = {
     id,
     hosts,
     upstreams: upstreams.flatMap((u) => (isRecord(u) && typeof u.dial === "string" ? [u.dial] : [])),
     ...(typeof active.uri === "string" ? { healthPath: active.uri } : {}),
     ...(selection === "round_robin" || selection === "least_conn" ? { loadBalancing: selection } : {}),
   };
+  return isCurrent(raw, route) ? route : { ...route, outdated: true };
+}
+
+/** Whether a stored route is exactly what this version writes for the fields read back from it. */
+function isCurrent(raw: Record<string, unknown>, route: ProxyRoute): boolean {
+  try {
+    return canonicalJson(raw) === canonicalJson(routeConfig(route));
+  } catch {
+    // Fields routeConfig refuses (a hand edit): certainly not what we write.
+    return false;
+  }
 }
 
 /**

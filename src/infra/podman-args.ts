@@ -344,6 +344,14 @@ export interface BuildRunSpec {
   timeoutSeconds: number;
 }
 
+/**
+ * CPU weight of a build (`--cpu-shares`; podman's default, every serving container's, is 1024). Weights only count
+ * when the CPU is contended: on an idle host a build runs at full speed; on a busy one the live apps get four times
+ * its share, so a deployment's `uv sync` does not slow the requests of the apps it shares the host with (nor the
+ * release it replaces, which serves until the switch).
+ */
+export const BUILD_CPU_SHARES = 256;
+
 /** argv for a one-shot build step: same confinement as runtime, plus the work/cache/CA mounts. */
 export function buildRunArgs(settings: EngineSettings, spec: BuildRunSpec): string[] {
   const net = networkArgs(settings, spec.network, true);
@@ -357,6 +365,8 @@ export function buildRunArgs(settings: EngineSettings, spec: BuildRunSpec): stri
     "--timeout",
     String(positiveInt(spec.timeoutSeconds, "timeoutSeconds", 86_400)),
     ...confinementArgs(spec),
+    "--cpu-shares",
+    String(BUILD_CPU_SHARES),
     ...seccompArgs(settings),
     ...net.run,
     ...labelArgs(spec.labels ?? {}),

@@ -77,8 +77,10 @@ export async function restoreApp(deps: PipelineDeps, app: AppView, release: Rele
     !route ||
     route.upstreams.join(",") !== upstreams.join(",") ||
     route.hosts.join(",") !== app.domain ||
-    // A route written before active health checks existed (or with another path) gets them.
-    route.healthPath !== app.healthPath
+    // A route written before active health checks existed (or with another path) gets them; one written with an
+    // older version's settings (a 2 s health check timeout, say) gets this version's.
+    route.healthPath !== app.healthPath ||
+    route.outdated === true
   ) {
     await routeStage(deps, app, webPorts);
     routeRestored = true;

@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PodmanEngine, PodmanError } from "../../src/infra/podman.ts";
-import type { RunContainerSpec } from "../../src/infra/podman-args.ts";
+import { BUILD_CPU_SHARES, type RunContainerSpec } from "../../src/infra/podman-args.ts";
 import { ExecaRunner } from "../../src/infra/runner.ts";
 import { memoryLogger, tempDir } from "../helpers/fixtures.ts";
 
@@ -196,5 +196,35 @@ describe("build containers", () => {
       labels: { "tussilago.e2e": id },
     });
     expect(await engine.imageExists(appImage)).toBe(true);
+  });
+
+  it("runs a build at a quarter of a serving container's CPU weight (the host's cgroup, as runsc applies it)", async () => {
+    const building = engine
+      .buildRun({
+        ...build,
+        name: names.build,
+        image: BASE,
+        workDir: workDir(),
+        command: ["sleep", "20"],
+      })
+      .catch((err: unknown) => err); // removed below, before it ends
+    const sharesOf = async (name: string) => {
+      for (let i = 0; i < 100; i++) {
+        const res = await runner
+          .run("podman", ["inspect", "--format", "{{.Id}} {{.State.Running}}", name], { timeoutMs: 10_000 })
+          .catch(() => undefined);
+        const [cid, running] = res?.stdout.trim().split(" ") ?? [];
+        if (cid && running === "true") {
+          return readFileSync(`/sys/fs/cgroup/cpu/libpod_parent/libpod-${cid}/cpu.shares`, "utf8").trim();
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`${name} did not start`);
+    };
+    expect(await sharesOf(names.build)).toBe(String(BUILD_CPU_SHARES));
+    await engine.runContainer(spec(names.iso, false)); // the serving container of the tests above (idempotent)
+    expect(await sharesOf(names.iso)).toBe("1024");
+    await runner.run("podman", ["rm", "--force", names.build], { timeoutMs: 30_000 });
+    expect(await building).toBeInstanceOf(PodmanError);
   });
 });

@@ -230,6 +230,9 @@ export async function startE2EPipeline(options: E2EOptions = {}): Promise<E2EPip
       await caddy.stop();
       await dropPrefix(redis, prefix);
       await redis.quit();
+      // E2E_KEEP_CADDY_LOG=/tmp/caddy.log keeps Caddy's own log (health checker, admin API) for a post-mortem.
+      const keepCaddyLog = process.env.E2E_KEEP_CADDY_LOG;
+      if (keepCaddyLog) cpSync(join(dir.path, "caddy", "server.log"), keepCaddyLog);
       database.cleanup();
       dir.cleanup();
     },

@@ -104,11 +104,12 @@ describe("caddy-config", () => {
         load_balancing: { selection_policy: { policy: "least_conn" }, try_duration: "5s", try_interval: "100ms" },
         health_checks: {
           passive: { fail_duration: "2s", max_fails: 1 },
-          active: { uri: "/healthz?probe=1", interval: "2s", timeout: "2s" },
+          active: { uri: "/healthz?probe=1", interval: "2s", timeout: "5s" },
         },
       },
     ]);
     expect(parseRoute(routeConfig(route))).toEqual(route);
+    expect(parseRoute(routeConfig(route))?.outdated).toBeUndefined();
     // The path reaches Caddy's config: nothing that is not a plain path gets there.
     for (const healthPath of ["health", "/a b", "/x\n", `/${"a".repeat(201)}`, "//evil.example/x\u0000"]) {
       expect(() => routeConfig({ ...route, healthPath })).toThrow(InvalidProxyArgumentError);
@@ -155,8 +156,24 @@ describe("caddy-config", () => {
       id: "x",
       hosts: [],
       upstreams: [],
+      outdated: true,
     });
     expect(parseRoute({ handle: [] })).toBeNull();
+  });
+
+  test("a route stored with an older version's settings reads back as outdated", () => {
+    const route = { ...ROUTE, healthPath: "/healthz", loadBalancing: "round_robin" as const };
+    const stored = routeConfig(route) as { handle: Array<{ health_checks: { active: { timeout: string } } }> };
+    expect(parseRoute(stored)?.outdated).toBeUndefined();
+    // What earlier versions wrote: a 2 s active health check timeout (a check waiting out two dropped SYNs took the only
+    // upstream out of the rotation).
+    const old = structuredClone(stored);
+    if (old.handle[0]) old.handle[0].health_checks.active.timeout = "2s";
+    expect(parseRoute(old)).toEqual({ ...route, outdated: true });
+    // A hand edit routeConfig would refuse (a foreign upstream) is outdated too, and does not throw.
+    expect(
+      parseRoute({ ...stored, handle: [{ handler: "reverse_proxy", upstreams: [{ dial: "10.0.0.1:80" }] }] })?.outdated,
+    ).toBe(true);
   });
 
   test("canonical JSON ignores key order, which is how Caddy hands config back", () => {

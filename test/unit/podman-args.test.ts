@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  BUILD_CPU_SHARES,
   buildRunArgs,
   COMMIT_CONTAINERFILE,
   commitImageArgs,
@@ -39,6 +40,10 @@ describe("runContainerArgs", () => {
 
   it("selects runsc and its network mode before the subcommand", () => {
     expect(args.slice(0, 4)).toEqual(["--runtime", "/usr/bin/runsc", "--runtime-flag=network=host", "run"]);
+  });
+
+  it("keeps podman's default CPU weight (builds get less)", () => {
+    expect(args).not.toContain("--cpu-shares");
   });
 
   it("applies every confinement flag", () => {
@@ -197,6 +202,11 @@ describe("buildRunArgs", () => {
       ]),
     );
     expect(args).toContain("/var/cache/t:/cache:rw,U");
+  });
+
+  it("runs at a quarter of a serving container's CPU weight: a build cannot starve the apps it shares the host with", () => {
+    expect(flagValue(buildRunArgs(DEFAULT_SETTINGS, base), "--cpu-shares")).toBe(String(BUILD_CPU_SHARES));
+    expect(BUILD_CPU_SHARES).toBe(256);
   });
 
   it("can build without network", () => {

@@ -248,6 +248,22 @@ describe("the formation", () => {
     expect((at[c(id, "web", 2)] ?? 0) - (at.route ?? Number.POSITIVE_INFINITY)).toBeGreaterThanOrEqual(10_000);
   });
 
+  it("restoreApp rewrites a route Caddy holds with an older version's settings", async () => {
+    const id = await deploy();
+    const release = currentRelease(f.db, f.app.uuid);
+    if (!release) throw new Error("no release");
+    const { getRoute } = f.proxy;
+    f.proxy.getRoute = async (routeId) => {
+      const route = await getRoute.call(f.proxy, routeId);
+      return route && { ...route, outdated: true };
+    };
+    const r = await restoreApp(f.deps, getAppByUuid(f.db, f.app.uuid), release);
+    expect(r.routeRestored).toBe(true);
+    expect([...f.proxy.routes.values()][0]?.upstreams).toEqual([
+      `127.0.0.1:${f.engine.containers.get(c(id))?.hostPort}`,
+    ]);
+  });
+
   it("parses TYPE=COUNT and refuses what it cannot run", () => {
     expect(parseScaleArgs(["web=3", "worker=0"])).toEqual({ web: 3, worker: 0 });
     expect(() => parseScaleArgs(["web=0"])).toThrow(/at least one web container/);
