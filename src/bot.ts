@@ -62,6 +62,7 @@ import { readSysctl } from "./infra/sysctl.ts";
 import { createMetrics, registerScrapeGauges } from "./lib/metrics.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
+import { AppLocks } from "./pipeline/app-locks.ts";
 import { boundedQueue, boundedQueueOf } from "./pipeline/bounded-queue.ts";
 import type { DataPlaneHooks } from "./pipeline/data-plane.ts";
 import { DeliveryRelay } from "./pipeline/delivery-relay.ts";
@@ -307,6 +308,7 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
         : undefined;
     const pipeline: PipelineDeps = {
       db,
+      appLocks: new AppLocks(),
       appRedis,
       engine: new PodmanEngine(runner, log, {
         stateDir: config.dataDir,

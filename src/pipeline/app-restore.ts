@@ -1,6 +1,6 @@
 import type { AppView } from "../domain/apps.ts";
 import { wantedContainers } from "../domain/formation.ts";
-import type { ReleaseView } from "../domain/releases.ts";
+import { currentRelease, type ReleaseView } from "../domain/releases.ts";
 import { type ContainerInfo, PodmanError } from "../infra/container-engine.ts";
 import type { PipelineDeps } from "./deps.ts";
 import { TenantError } from "./errors.ts";
@@ -36,6 +36,23 @@ export interface RestoreOutcome {
  * reason. Reconcile, the exit watcher and `scale` use this; none may run it for an app with a deployment in progress.
  */
 export async function restoreApp(deps: PipelineDeps, app: AppView, release: ReleaseView): Promise<RestoreOutcome> {
+  return deps.appLocks.run(app.uuid, async () => {
+    // Read again under the lock: a deployment may have switched while this waited (or since the caller read it);
+    // restoring the release the caller saw would put the old upstreams back over the switch.
+    const current = currentRelease(deps.db, app.uuid);
+    if (current === undefined) return NOTHING_DONE;
+    return restoreCurrent(deps, app, current.deploymentUuid === release.deploymentUuid ? release : current);
+  });
+}
+
+const NOTHING_DONE: RestoreOutcome = {
+  started: false,
+  startedContainers: [],
+  stoppedContainers: [],
+  routeRestored: false,
+};
+
+async function restoreCurrent(deps: PipelineDeps, app: AppView, release: ReleaseView): Promise<RestoreOutcome> {
   const wanted = wantedContainers(release, app.formation);
   const startedContainers: string[] = [];
   const webPorts: number[] = [];

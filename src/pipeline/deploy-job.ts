@@ -146,23 +146,26 @@ export async function runDeployment(
     } else skip("processes", "no other process types (Procfile worker:, beat:, …)");
     await stage(
       "route",
-      async () => {
-        const routed = await routeStage(
-          stageDeps,
-          app,
-          targets.map((t) => t.hostPort),
-        );
-        recordRelease(deps.db, {
-          deploymentUuid: deployment.uuid,
-          image,
-          commitSha,
-          startCommand,
-          releaseCommand: releaseCommand ?? null,
-          pythonVersion: pythonVersion ?? null,
-          processes,
-        });
-        return routed;
-      },
+      // Under the app's lock: a restore of the current release (reconcile, the exit watcher, `scale`) in progress
+      // finishes first, and one that comes after sees this release as the current one.
+      () =>
+        deps.appLocks.run(app.uuid, async () => {
+          const routed = await routeStage(
+            stageDeps,
+            app,
+            targets.map((t) => t.hostPort),
+          );
+          recordRelease(deps.db, {
+            deploymentUuid: deployment.uuid,
+            image,
+            commitSha,
+            startCommand,
+            releaseCommand: releaseCommand ?? null,
+            pythonVersion: pythonVersion ?? null,
+            processes,
+          });
+          return routed;
+        }),
       () => `http://${app.domain}`,
     );
     // Added before the deployment stops counting as in progress: reconcile leaves the old release to a pending drain.

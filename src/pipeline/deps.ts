@@ -7,6 +7,7 @@ import type { GitSource } from "../infra/git.ts";
 import type { HealthProbe } from "../infra/http-probe.ts";
 import type { ContainerEngine } from "../infra/podman.ts";
 import type { Logger } from "../log.ts";
+import type { AppLocks } from "./app-locks.ts";
 import type { PipelineEvents } from "./events.ts";
 import type { DrainJobData } from "./queues.ts";
 import type { PipelineSettings } from "./settings.ts";
@@ -28,6 +29,11 @@ export interface PipelineDeps {
   gitCredentials?: ((app: AppView) => Promise<{ username: string; password: string } | undefined>) | undefined;
   /** Where a live deployment hands the drain of the releases it replaced (src/pipeline/drain-worker.ts). */
   drains: DrainScheduler;
+  /**
+   * Per-app lock (src/pipeline/app-locks.ts): a deployment's switch and every restore of an app's current release
+   * (reconcile, the exit watcher, `scale`) take it, so a restore never writes an older release's route over a switch.
+   */
+  appLocks: AppLocks;
   /** Private Redis servers per app (src/infra/app-redis.ts), which reconcile keeps running; unset when off. */
   appRedis?: AppRedisServers | undefined;
 }

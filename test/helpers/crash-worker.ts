@@ -6,6 +6,7 @@ import { closeDb, openDb } from "../../src/db/client.ts";
 import { SecretBox } from "../../src/domain/crypto.ts";
 import type { HealthProbe } from "../../src/infra/http-probe.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
+import { AppLocks } from "../../src/pipeline/app-locks.ts";
 import { registerDeployWorker } from "../../src/pipeline/deploy-worker.ts";
 import { abortableSleep, type PipelineDeps } from "../../src/pipeline/deps.ts";
 import { bullDrains, registerDrainWorker } from "../../src/pipeline/drain-worker.ts";
@@ -94,6 +95,7 @@ export async function startWorldWorker(
   const queue = new BullJobQueue(redis, options.prefix);
   const deps: PipelineDeps = {
     db,
+    appLocks: new AppLocks(),
     drains: bullDrains(queue),
     engine: gated(new FileBackedEngine(options.worldDir), gate),
     proxy: gated(new FileBackedProxy(options.worldDir), gate),

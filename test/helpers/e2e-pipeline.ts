@@ -20,6 +20,7 @@ import type { AppServiceEndpoint } from "../../src/infra/podman-args.ts";
 import { ExecaRunner } from "../../src/infra/runner.ts";
 import { DEFAULT_PYTHON, DEFAULT_PYTHON_IMAGES } from "../../src/lib/python-images.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
+import { AppLocks } from "../../src/pipeline/app-locks.ts";
 import { registerDeployWorker } from "../../src/pipeline/deploy-worker.ts";
 import { abortableSleep, type PipelineDeps } from "../../src/pipeline/deps.ts";
 import { bullDrains, registerDrainWorker } from "../../src/pipeline/drain-worker.ts";
@@ -130,6 +131,7 @@ export async function startE2EPipeline(options: E2EOptions = {}): Promise<E2EPip
   const queue = new BullJobQueue(redis, prefix);
   const deps: PipelineDeps = {
     db: database.db,
+    appLocks: new AppLocks(),
     drains: bullDrains(queue),
     engine,
     proxy,

@@ -3,6 +3,7 @@ import type { Db } from "../../src/db/client.ts";
 import { createApp } from "../../src/domain/apps.ts";
 import { SecretBox } from "../../src/domain/crypto.ts";
 import type { HealthProbe } from "../../src/infra/http-probe.ts";
+import { AppLocks } from "../../src/pipeline/app-locks.ts";
 import type { PipelineDeps } from "../../src/pipeline/deps.ts";
 import { type PipelineEvent, PipelineEvents } from "../../src/pipeline/events.ts";
 import { defaultBaseImage, defaultPipelineSettings } from "../../src/pipeline/settings.ts";
@@ -92,6 +93,7 @@ export function pipelineFixture(): PipelineFixture {
   const drains = new FakeDrains(() => deps);
   const deps: PipelineDeps = {
     db: t.db,
+    appLocks: new AppLocks(),
     drains,
     engine,
     proxy,

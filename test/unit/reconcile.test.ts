@@ -102,6 +102,33 @@ describe("reconcile", () => {
     expect(f.proxy.routes.size).toBe(0);
   });
 
+  it("a deployment that switches while the pass is bringing the old release back keeps its route", async () => {
+    // The pass found the app idle and started its fix: the current release's container was gone, so it started it
+    // and health-checked it (seconds on a real host). A deployment began meanwhile and switched the route to its
+    // new container; the fix then wrote the old release's upstream over the switch. The drain stops the old
+    // container after its grace period: the app was down until the next pass.
+    f.drains.inline = false; // the drain waits for its grace period, as in the bot
+    const first = await deployed();
+    f.engine.containers.delete(names.container(f.app.uuid, first));
+    const run = f.engine.runContainer.bind(f.engine);
+    let second: Promise<string> | undefined;
+    f.engine.runContainer = async (spec) => {
+      const info = await run(spec);
+      if (second === undefined && spec.name === names.container(f.app.uuid, first)) {
+        second = deployed();
+        // Let the deployment go as far as it can (all the way, without anything to make it wait).
+        await Promise.race([second, new Promise((r) => setTimeout(r, 200))]);
+      }
+      return info;
+    };
+    await reconcile(f.deps);
+    const secondUuid = await second;
+    expect(secondUuid).toBeDefined();
+    expect(listReleases(f.db, f.app.uuid)[0]?.deploymentUuid).toBe(secondUuid);
+    const live = f.engine.containers.get(names.container(f.app.uuid, secondUuid ?? ""));
+    expect(f.proxy.routes.get(names.route(f.app.uuid))?.upstreams).toEqual([`127.0.0.1:${live?.hostPort}`]);
+  });
+
   it("removes orphan containers and routes of unknown apps", async () => {
     await deployed();
     f.engine.addImage("localhost/orphan:1");
