@@ -346,9 +346,9 @@ export interface BuildRunSpec {
 
 /**
  * CPU weight of a build (`--cpu-shares`; podman's default, every serving container's, is 1024). Weights only count
- * when the CPU is contended: on an idle host a build runs at full speed; on a busy one the live apps get four times
- * its share, so a deployment's `uv sync` does not slow the requests of the apps it shares the host with (nor the
- * release it replaces, which serves until the switch).
+ * when the CPU is contended: on an idle host a build runs at full speed; on a busy one a serving container weighs
+ * four times a build, so the scheduler favours the live apps (and the release being replaced, which serves until
+ * the switch) over a deployment's `uv sync`. bench/build-priority.ts measures what that buys on a given host.
  */
 export const BUILD_CPU_SHARES = 256;
 
