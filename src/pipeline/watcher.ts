@@ -37,6 +37,10 @@ export const DEFAULT_WATCHER_SETTINGS: WatcherSettings = {
   redisSettleMs: 1_000,
 };
 
+/**
+ * One per app and process type: a worker that keeps dying backs off on its own, and a web container that dies
+ * meanwhile is restarted at once (with one state per app, the worker's backoff held the web restart back).
+ */
 interface AppState {
   /** Deaths in a row, none followed by `stableMs` of uptime. */
   deaths: number;
@@ -71,7 +75,10 @@ export class DataPlaneWatcher {
   readonly #settings: WatcherSettings;
   readonly #onStreamGap: (() => void) | undefined;
   readonly #onRestarted: (() => void) | undefined;
-  readonly #apps = new Map<string, AppState>();
+  /** Keyed by app uuid, then process type. */
+  readonly #apps = new Map<string, Map<string, AppState>>();
+  /** Apps reconcile is fixing (`exclusive`): their exits are its own health checks' business. */
+  readonly #exclusive = new Set<string>();
   readonly #redis = new Map<string, RedisState>();
   readonly #pending = new Set<Promise<void>>();
   readonly #stop = new AbortController();
@@ -118,8 +125,7 @@ export class DataPlaneWatcher {
   followDeployments(events: PipelineEvents): () => void {
     return events.subscribe((event) => {
       if (event.type !== "deployment" || event.status !== "succeeded") return;
-      const state = this.#apps.get(event.appUuid);
-      if (state) state.deaths = 0;
+      for (const state of this.#apps.get(event.appUuid)?.values() ?? []) state.deaths = 0;
       if (!openIncident(this.#deps.db, event.appUuid)) return;
       this.#track(
         (async () => {
@@ -138,13 +144,13 @@ export class DataPlaneWatcher {
    * it runs, exits of the app's container are left to `fn`'s own health check, as during the watcher's restarts.
    */
   async exclusive(appUuid: string, fn: () => Promise<void>): Promise<boolean> {
-    const state = this.#state(appUuid);
-    if (state.busy) return false;
-    state.busy = true;
+    const states = [...(this.#apps.get(appUuid)?.values() ?? [])];
+    if (this.#exclusive.has(appUuid) || states.some((s) => s.busy)) return false;
+    this.#exclusive.add(appUuid);
     try {
       await fn();
     } finally {
-      state.busy = false;
+      this.#exclusive.delete(appUuid);
     }
     return true;
   }
@@ -187,9 +193,9 @@ export class DataPlaneWatcher {
     if (managed !== "app") return;
     const target = this.#target(appUuid, exit.name);
     if (!target) return;
-    const state = this.#state(appUuid);
+    const state = this.#state(appUuid, exit.labels[LABELS.process] ?? "web");
     // Its own health check sees a death during a restart; a second restart would race it.
-    if (state.busy) return;
+    if (state.busy || this.#exclusive.has(appUuid)) return;
     const log = this.#deps.log.child({ appId: appUuid, tenantId: target.app.tenantUuid });
     log.info({ container: exit.name, exitCode: exit.exitCode }, "app container died");
     this.#track(this.#afterDeath(target.app, target.release, state, exit.name));
@@ -259,11 +265,16 @@ export class DataPlaneWatcher {
     );
   }
 
-  #state(appUuid: string): AppState {
-    let s = this.#apps.get(appUuid);
+  #state(appUuid: string, processType: string): AppState {
+    let types = this.#apps.get(appUuid);
+    if (!types) {
+      types = new Map();
+      this.#apps.set(appUuid, types);
+    }
+    let s = types.get(processType);
     if (!s) {
       s = { deaths: 0, upSince: undefined, busy: false, lastTail: "" };
-      this.#apps.set(appUuid, s);
+      types.set(processType, s);
     }
     return s;
   }
@@ -366,6 +377,12 @@ export class DataPlaneWatcher {
       return;
     }
     state.deaths = 0;
+    // Another process type of the app still in its crash loop keeps the incident open (the site answering says
+    // nothing about a worker that keeps dying).
+    const looping = [...(this.#apps.get(app.uuid)?.values() ?? [])].some(
+      (s) => s !== state && s.deaths >= this.#settings.crashLoopAfter,
+    );
+    if (looping) return;
     reportRecovered(this.#deps, this.#hooks, app.uuid, `${app.domain} answered through the proxy just now`);
   }
 }

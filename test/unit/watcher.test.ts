@@ -16,7 +16,7 @@ import { DataPlaneWatcher } from "../../src/pipeline/watcher.ts";
 import { incidentText } from "../../src/reporters/slack-notices.ts";
 import { FakeAppRedis } from "../helpers/fake-tenant-stores.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
-import { type PipelineFixture, pipelineFixture, SHA } from "../helpers/pipeline.ts";
+import { FLASK_FILES, GIT_URL, type PipelineFixture, pipelineFixture, SHA } from "../helpers/pipeline.ts";
 
 let f: PipelineFixture;
 let incidents: IncidentNotice[];
@@ -137,6 +137,51 @@ describe("exit watcher", () => {
     expect(f.probe.proxyChecks.at(-1)?.host).toBe("shop.example.test");
     expect(recoveries).toHaveLength(1);
     expect(openIncident(f.db, f.app.uuid)).toBeUndefined();
+  });
+
+  it("a worker backing off its crash loop does not hold back the restart of a web container that died meanwhile", async () => {
+    // One state per app: while the worker's restart waited out its backoff (up to minutes), the app was "busy", so
+    // the web container's death was ignored, and reconcile skipped the busy app too. The site stayed down until the
+    // broken worker's next attempt.
+    f.git.repos.set(GIT_URL, {
+      files: { ...FLASK_FILES, Procfile: `${FLASK_FILES.Procfile}worker: python worker.py\n` },
+      commitSha: SHA,
+      message: "m",
+      author: "Ada",
+    });
+    const { deployment, container: web } = await deployed();
+    const worker = names.container(f.app.uuid, deployment, "worker", 1);
+    let open = () => {};
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    await watcher.stop();
+    watcher = new DataPlaneWatcher(
+      { ...f.deps, sleep: async (ms, signal) => (ms >= 1_000 ? gate : f.deps.sleep(ms, signal)) },
+      { hooks },
+    );
+    watcher.start();
+    let webBack: boolean | undefined;
+    let workerBack: boolean | undefined;
+    try {
+      f.engine.kill(worker, 1); // restarted at once
+      for (let i = 0; i < 50 && !f.engine.containers.get(worker)?.running; i++) await new Promise(setImmediate);
+      expect(f.engine.containers.get(worker)?.running).toBe(true);
+      f.engine.kill(worker, 1); // again within the stable time: the restart backs off (held by the gate)
+      for (let i = 0; i < 20; i++) await new Promise(setImmediate);
+      f.engine.kill(web, 137);
+      for (let i = 0; i < 200 && !f.engine.containers.get(web)?.running; i++) await new Promise(setImmediate);
+      webBack = f.engine.containers.get(web)?.running;
+      workerBack = f.engine.containers.get(worker)?.running;
+    } finally {
+      open(); // never leave the watcher waiting at the gate
+    }
+    await watcher.idle();
+    expect(webBack).toBe(true);
+    // The web restore brings the whole formation back (the worker too, early); the worker's own attempt then finds
+    // it running.
+    expect(workerBack).toBe(true);
+    expect(f.engine.containers.get(worker)?.running).toBe(true);
   });
 
   it("a missing release image: one rebuild of the release's commit requested, one notice, shown by status, counted once", async () => {
