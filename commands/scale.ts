@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { type AppView, getAppBySlug, setAppFormation } from "../src/domain/apps.ts";
+import { type AppView, getAppBySlug, getAppByUuid, setAppFormation } from "../src/domain/apps.ts";
 import { recordAudit } from "../src/domain/audit.ts";
 import { invalidError } from "../src/domain/errors.ts";
 import {
@@ -121,21 +121,28 @@ export async function applyScale(
     responseUrl?: string | undefined;
   },
 ): Promise<ScaleResult> {
-  const { app } = input;
-  const { release, next, changes } = planScale(deps, app, input.counts);
   const request = randomUUID();
   const who = input.actor === undefined ? { actorLabel: input.actorLabel ?? "cli" } : { actor: input.actor };
-  deps.db.transaction((tx) => {
-    setAppFormation(tx, app.uuid, next);
-    recordAudit(tx, {
-      ...who,
-      action: "scale",
-      outcome: "succeeded",
-      appUuid: app.uuid,
-      details: { request, formation: next, changes },
-      correlationId: input.correlationId,
-    });
-  });
+  // Checked and written in one IMMEDIATE transaction, from the app as it is now (not the view the caller read): two
+  // scales at once (the CLI is another process) neither lose each other's counts nor pass the quota on the same
+  // reading. A failed check throws out of it and writes nothing.
+  const { app, release, next, changes } = deps.db.transaction(
+    (tx) => {
+      const app = getAppByUuid(tx, input.app.uuid);
+      const plan = planScale(deps, app, input.counts);
+      setAppFormation(tx, app.uuid, plan.next);
+      recordAudit(tx, {
+        ...who,
+        action: "scale",
+        outcome: "succeeded",
+        appUuid: app.uuid,
+        details: { request, formation: plan.next, changes: plan.changes },
+        correlationId: input.correlationId,
+      });
+      return { app, ...plan };
+    },
+    { behavior: "immediate" },
+  );
   deps.log.info({ appId: app.uuid, formation: next, request }, "formation recorded");
   const applying = release !== undefined;
   if (applying) {

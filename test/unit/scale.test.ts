@@ -80,6 +80,16 @@ describe("scale: checks before anything is recorded", () => {
     ]);
   });
 
+  it("a scale from an app view read before another scale was recorded keeps that scale's counts", async () => {
+    world.app("shop");
+    releaseWithWorker(world, "shop");
+    // Read before the CLI (another process) recorded worker=2: the formation is merged into what is stored now.
+    const stale = getAppBySlug(world.db, "shop");
+    await operatorScale(world.deps, { app: "shop", args: ["worker=2"], actorLabel: "cli" });
+    await applyScale(world.deps, { app: stale, counts: { web: 2 }, actorLabel: "cli" });
+    expect(getAppBySlug(world.db, "shop").formation).toEqual({ web: 2, worker: 2 });
+  });
+
   it("counts an app's private Redis server at the size its container gets", () => {
     const app = world.app("shop");
     world.release(app);
