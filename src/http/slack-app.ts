@@ -7,7 +7,9 @@ import type { SlackConfig } from "../config.ts";
 import type { SlackIdentity } from "../infra/slack-api.ts";
 import type { Logger } from "../log.ts";
 import type { AppEnv } from "./context.ts";
+import type { FastRoute } from "./fast-post.ts";
 import type { EventDedupe } from "./slack-dedupe.ts";
+import { slackFastRoutes } from "./slack-fast-path.ts";
 import { HonoReceiver } from "./slack-receiver.ts";
 import { SlackSocketReceiver } from "./slack-socket-receiver.ts";
 
@@ -32,6 +34,8 @@ export interface SlackApp {
   mode: "http" | "socket";
   /** HTTP mode: mount with `createApp({ slackRoutes })`. Socket Mode: `undefined`, nothing to mount. */
   routes: Hono<AppEnv> | undefined;
+  /** HTTP mode: the same routes for the node:http fast path (src/http/fast-post.ts); Socket Mode: none. */
+  fastRoutes: Array<[string, FastRoute]>;
   /** Opens the Socket Mode connection; a no-op in HTTP mode (the Hono server carries the traffic). */
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -149,6 +153,7 @@ export async function createSlackApp(deps: SlackAppDeps): Promise<SlackApp> {
     app,
     mode,
     routes: receiver instanceof HonoReceiver ? receiver.routes() : undefined,
+    fastRoutes: receiver instanceof HonoReceiver ? slackFastRoutes(receiver) : [],
     start: async () => {
       if (receiver instanceof SlackSocketReceiver) await receiver.startOrKeepTrying();
       else await app.start();

@@ -1,11 +1,12 @@
 import { createHash, createHmac, createSecretKey, type KeyObject, timingSafeEqual } from "node:crypto";
 import type { AckFn, App, Receiver, ReceiverEvent } from "@slack/bolt";
 import { type Context, Hono } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
 import type { Logger } from "../log.ts";
 import { requestBodyLimit } from "./body-limit.ts";
 import type { AppEnv } from "./context.ts";
-import { badRequest, tooLarge, unauthorized } from "./errors.ts";
+import { badRequest, HttpError, tooLarge, unauthorized } from "./errors.ts";
 import type { EventDedupe } from "./slack-dedupe.ts";
 
 export interface HonoReceiverOptions {
@@ -27,7 +28,36 @@ export interface HonoReceiverOptions {
   statelessCommand?: ((command: string, text: string) => string | undefined) | undefined;
 }
 
-type Kind = "command" | "interaction" | "event";
+export type SlackKind = "command" | "interaction" | "event";
+type Kind = SlackKind;
+
+/** One Slack request, whatever carried it: the Hono route and the node:http fast path (slack-fast-path.ts). */
+export interface SlackRequest {
+  kind: SlackKind;
+  rawBody: Buffer;
+  /** A request header by its lower-case name. */
+  header: (name: string) => string | undefined;
+  correlationId: string;
+  /** The request's logger (made when first needed). */
+  log: () => Logger;
+}
+
+/**
+ * A finished answer to Slack: `json` (application/json), `text` (text/plain) or no body at all. Errors come back as
+ * answers too (the JSON src/http/errors.ts's mapError writes), never as throws.
+ */
+export interface SlackAnswer {
+  status: ContentfulStatusCode;
+  body: string | null;
+  type?: "json" | "text" | undefined;
+}
+
+const EMPTY: SlackAnswer = { status: 200, body: null };
+const json = (body: unknown, status: ContentfulStatusCode = 200): SlackAnswer => ({
+  status,
+  body: JSON.stringify(body),
+  type: "json",
+});
 
 /** Slack itself caps a slash command's text at 4,000 characters; anything longer is not a command we run. */
 export const MAX_COMMAND_TEXT = 4000;
@@ -117,10 +147,27 @@ function dedupeKey(body: Record<string, unknown>, rawBody: Buffer): string {
   return `body:${createHash("sha256").update(rawBody).digest("hex")}`;
 }
 
-function ackResponse(c: Context<AppEnv>, response: unknown): Response {
-  if (response === undefined || response === null || response === "") return c.body(null, 200);
-  if (typeof response === "string") return c.text(response, 200);
-  return c.json(response as object, 200);
+function ackAnswer(response: unknown): SlackAnswer {
+  if (response === undefined || response === null || response === "") return EMPTY;
+  if (typeof response === "string") return { status: 200, body: response, type: "text" };
+  return json(response);
+}
+
+/** The same answer src/http/errors.ts's mapError gives a thrown error, logged the same way. */
+function errorAnswer(err: unknown, correlationId: string, log: () => Logger): SlackAnswer {
+  if (err instanceof HttpError) {
+    log().info({ status: err.status, code: err.code }, err.message);
+    return json({ error: err.message, code: err.code, correlationId }, err.status);
+  }
+  log().error({ err }, "unhandled error");
+  return json({ error: "internal error", code: "internal", correlationId }, 500);
+}
+
+/** A SlackAnswer as the Hono route's Response. */
+function honoResponse(c: Context<AppEnv>, a: SlackAnswer): Response {
+  if (a.body === null) return c.body(null, a.status);
+  if (a.type === "text") return c.text(a.body, a.status);
+  return c.body(a.body, a.status, { "Content-Type": "application/json" });
 }
 
 /**
@@ -172,65 +219,96 @@ export class HonoReceiver implements Receiver {
         throw tooLarge(`Slack request body exceeds ${this.#maxBodyBytes} bytes`);
       },
     });
-    routes.post("/commands", limit, (c) => this.#handle(c, "command"));
-    routes.post("/interactions", limit, (c) => this.#handle(c, "interaction"));
-    routes.post("/events", limit, (c) => this.#handle(c, "event"));
+    const route = (kind: Kind) => async (c: Context<AppEnv>) => {
+      const rawBody = Buffer.from(await c.req.arrayBuffer());
+      const answer = await this.answer({
+        kind,
+        rawBody,
+        header: (name) => c.req.header(name),
+        correlationId: c.get("correlationId"),
+        log: () => c.get("log"),
+      });
+      return honoResponse(c, answer);
+    };
+    routes.post("/commands", limit, route("command"));
+    routes.post("/interactions", limit, route("interaction"));
+    routes.post("/events", limit, route("event"));
     return routes;
   }
 
-  async #handle(c: Context<AppEnv>, kind: Kind): Promise<Response> {
-    const rawBody = Buffer.from(await c.req.arrayBuffer());
+  get maxBodyBytes(): number {
+    return this.#maxBodyBytes;
+  }
+
+  /** The 413 for a body over the limit, for whichever reader found it too large. */
+  tooLarge(correlationId: string, log: () => Logger): SlackAnswer {
+    return errorAnswer(tooLarge(`Slack request body exceeds ${this.#maxBodyBytes} bytes`), correlationId, log);
+  }
+
+  /** Answers one Slack request (signature first); errors become their answers. */
+  async answer(req: SlackRequest): Promise<SlackAnswer> {
+    try {
+      return await this.#handle(req);
+    } catch (err) {
+      return errorAnswer(err, req.correlationId, req.log);
+    }
+  }
+
+  async #handle(req: SlackRequest): Promise<SlackAnswer> {
+    const { kind, rawBody } = req;
     const text = rawBody.toString("utf8");
     // Slack checks a slash command's certificate with `ssl_check=1` and may not sign it (Bolt skips verification
     // too); it dispatches nothing, so answering it unverified reveals nothing.
     const form = kind === "command" ? parseForm(text) : undefined;
-    if (form?.ssl_check === "1") return c.body(null, 200);
+    if (form?.ssl_check === "1") return EMPTY;
 
     verifySlackSignature({
       signingSecret: this.#signingSecret,
       rawBody,
-      signature: c.req.header("x-slack-signature"),
-      timestamp: c.req.header("x-slack-request-timestamp"),
+      signature: req.header("x-slack-signature"),
+      timestamp: req.header("x-slack-request-timestamp"),
       nowMs: this.#now(),
       maxClockSkewSeconds: this.#maxClockSkewSeconds,
     });
     const body = parseBody(kind, text, form);
     if (kind === "command" && typeof body.text === "string" && body.text.length > MAX_COMMAND_TEXT) {
-      c.get("log").info({ length: body.text.length }, "over-long Slack command refused");
-      return c.json(
-        {
-          response_type: "ephemeral",
-          text: `That command is too long (${body.text.length.toLocaleString("en")} characters; the limit is ${MAX_COMMAND_TEXT.toLocaleString("en")}). Split it into several shorter commands.`,
-        },
-        200,
-      );
+      req.log().info({ length: body.text.length }, "over-long Slack command refused");
+      return json({
+        response_type: "ephemeral",
+        text: `That command is too long (${body.text.length.toLocaleString("en")} characters; the limit is ${MAX_COMMAND_TEXT.toLocaleString("en")}). Split it into several shorter commands.`,
+      });
     }
     if (kind === "command" && this.#statelessCommand) {
       const answer = this.#statelessCommand(String(body.command), typeof body.text === "string" ? body.text : "");
-      if (answer !== undefined) return c.body(answer, 200, { "Content-Type": "application/json" });
+      if (answer !== undefined) return { status: 200, body: answer, type: "json" };
     }
     if (kind === "event" && body.type === "url_verification") {
       if (typeof body.challenge !== "string") throw badRequest("url_verification without a challenge");
-      return c.json({ challenge: body.challenge }, 200);
+      return json({ challenge: body.challenge });
     }
-    const retryNum = parseRetryNum(c.req.header("x-slack-retry-num"));
-    const retryReason = c.req.header("x-slack-retry-reason");
-    const log = c.get("log").child({ slackKind: kind, ...(retryNum === undefined ? {} : { retryNum }) });
-    return this.#dispatch(c, log, { body, retryNum, retryReason, key: dedupeKey(body, rawBody) });
+    const retryNum = parseRetryNum(req.header("x-slack-retry-num"));
+    const retryReason = req.header("x-slack-retry-reason");
+    const log = req.log().child({ slackKind: kind, ...(retryNum === undefined ? {} : { retryNum }) });
+    return this.#dispatch(req.correlationId, log, {
+      body,
+      retryNum,
+      retryReason,
+      key: dedupeKey(body, rawBody),
+    });
   }
 
   #dispatch(
-    c: Context<AppEnv>,
+    correlationId: string,
     log: Logger,
     req: { body: Record<string, unknown>; retryNum: number | undefined; retryReason: string | undefined; key: string },
-  ): Promise<Response> {
+  ): Promise<SlackAnswer> {
     const app = this.#app;
     if (!app) throw new Error("HonoReceiver received a request before Bolt called init()");
 
-    return new Promise<Response>((resolve, reject) => {
+    return new Promise<SlackAnswer>((resolve, reject) => {
       let answered = false;
       let acked = false;
-      const answer = (response: Response) => {
+      const answer = (response: SlackAnswer) => {
         if (answered) return;
         answered = true;
         clearTimeout(timer);
@@ -238,7 +316,7 @@ export class HonoReceiver implements Receiver {
       };
       const timer = setTimeout(() => {
         log.warn({ ackTimeoutMs: this.#ackTimeoutMs }, "no ack from a Slack listener in time; answered 200 empty");
-        answer(c.body(null, 200));
+        answer(EMPTY);
       }, this.#ackTimeoutMs);
 
       const ack: AckFn<unknown> = async (response) => {
@@ -248,7 +326,7 @@ export class HonoReceiver implements Receiver {
         }
         acked = true;
         if (answered) log.warn("ack() arrived after the fallback response; its body is lost");
-        answer(ackResponse(c, response));
+        answer(ackAnswer(response));
       };
 
       const work = (async () => {
@@ -259,13 +337,13 @@ export class HonoReceiver implements Receiver {
         const first = await this.#firstSeen(req.key, log);
         if (!first) {
           log.info({ retry: req.retryNum !== undefined }, "Slack delivery already received; not processed again");
-          answer(c.body(null, 200));
+          answer(EMPTY);
           return;
         }
         const event: ReceiverEvent = {
           body: req.body,
           ack,
-          customProperties: { correlationId: c.get("correlationId") },
+          customProperties: { correlationId },
         };
         if (req.retryNum !== undefined) event.retryNum = req.retryNum;
         if (req.retryReason !== undefined) event.retryReason = req.retryReason;
@@ -273,7 +351,7 @@ export class HonoReceiver implements Receiver {
         if (!acked) {
           // Nothing matched (or the listener returned without acking): no ack is coming, so do not keep Slack waiting.
           log.warn("Slack request finished without ack; answered 200 empty");
-          answer(c.body(null, 200));
+          answer(EMPTY);
         }
       })().catch((err: unknown) => {
         if (answered) {
