@@ -1,6 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { createServer, request, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp as createDomainApp } from "../../src/domain/apps.ts";
@@ -18,6 +16,7 @@ import {
   TEST_SECRET_KEY,
 } from "../helpers/github.ts";
 import { activateLinkForTest } from "../helpers/github-links.ts";
+import { honoAndFastServers, normalisedWire, sendWire, type WireRequest } from "../helpers/wire.ts";
 
 // The node:http fast path and the Hono route must answer every request the same way: same status line, same
 // headers in the same order, same body (the correlation id and delivery UUIDs aside, which differ per request).
@@ -25,14 +24,9 @@ const MAX_BODY = 64 * 1024;
 
 let database: ReturnType<typeof tempDb>;
 let secret = "";
-let viaHono: Server;
-let viaFastPath: Server;
+let servers: Awaited<ReturnType<typeof honoAndFastServers>> | undefined;
 const fastAnswers: number[] = [];
 
-const listen = (server: Server) =>
-  new Promise<string>((resolve) =>
-    server.listen(0, "127.0.0.1", () => resolve(`${(server.address() as AddressInfo).port}`)),
-  );
 let honoPort = "";
 let fastPort = "";
 
@@ -59,73 +53,23 @@ beforeAll(async () => {
   const app = createApp({ logger, readiness: [], githubRoutes: githubRoute(deps, webhook) });
   const hono = getRequestListener(app.fetch);
   const fast = githubFastPath(webhook, { logger, onAnswered: (status) => fastAnswers.push(status) });
-  viaHono = createServer(hono);
-  viaFastPath = createServer((req, res) => {
-    if (!fast(req, res)) void hono(req, res);
-  });
-  honoPort = await listen(viaHono);
-  fastPort = await listen(viaFastPath);
+  servers = await honoAndFastServers(hono, fast);
+  honoPort = servers.honoPort;
+  fastPort = servers.fastPort;
 });
 
 afterAll(async () => {
-  await new Promise((r) => viaHono.close(r));
-  await new Promise((r) => viaFastPath.close(r));
+  await servers?.close();
   database.cleanup();
 });
 
-interface Wire {
-  status: string;
-  headers: string[];
-  body: string;
-}
+type GithubWire = Omit<WireRequest, "path">;
 
-/** One request on a fresh connection; `chunks` sends the body chunked (no Content-Length). */
-function send(
-  port: string,
-  init: { method?: string; headers?: Record<string, string>; body?: string; chunks?: string[] },
-): Promise<Wire> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: "127.0.0.1", port, method: init.method ?? "POST", path: "/webhooks/github", agent: false },
-      (res) => {
-        const parts: Buffer[] = [];
-        res.on("data", (c: Buffer) => parts.push(c));
-        res.on("end", () =>
-          resolve({
-            status: `${res.statusCode} ${res.statusMessage}`,
-            headers: res.rawHeaders,
-            body: Buffer.concat(parts).toString(),
-          }),
-        );
-      },
-    );
-    req.on("error", reject);
-    for (const [k, v] of Object.entries(init.headers ?? {})) req.setHeader(k, v);
-    if (init.chunks) {
-      for (const c of init.chunks) req.write(c);
-      req.end();
-    } else {
-      if (init.body !== undefined) req.setHeader("content-length", Buffer.byteLength(init.body));
-      req.end(init.body);
-    }
-  });
-}
+/** One request to the webhook path on a fresh connection. */
+const send = (port: string, init: GithubWire) => sendWire(port, { ...init, path: "/webhooks/github" });
+const normalised = normalisedWire;
 
-const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g;
-
-/** The wire answer with the per-request values replaced: the Date header and UUIDs. */
-function normalised(w: Wire): Wire {
-  const headers = [...w.headers];
-  const date = headers.findIndex((h, i) => i % 2 === 0 && h.toLowerCase() === "date");
-  if (date >= 0) headers.splice(date, 2, "Date", "<date>");
-  return {
-    status: w.status,
-    headers: headers.map((h) => h.replace(UUID, "<uuid>")),
-    body: w.body.replace(UUID, "<uuid>"),
-  };
-}
-
-async function both(init: () => Parameters<typeof send>[1]) {
+async function both(init: () => GithubWire) {
   const before = fastAnswers.length;
   const hono = await send(honoPort, init());
   const fast = await send(fastPort, init());

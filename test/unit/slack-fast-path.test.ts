@@ -1,5 +1,3 @@
-import { createServer, request, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/http/app.ts";
@@ -17,6 +15,7 @@ import {
   TEST_BOT_TOKEN,
   TEST_SIGNING_SECRET,
 } from "../helpers/slack.ts";
+import { honoAndFastServers, normalisedWire, sendWire, type WireRequest } from "../helpers/wire.ts";
 
 // The node:http fast path and the Hono routes must answer every Slack request the same way: same status line, same
 // headers in the same order, same body (the correlation id and the Date header aside, which differ per request).
@@ -25,16 +24,10 @@ const MAX_BODY = 16 * 1024;
 
 let api: FakeSlackApi;
 let slack: SlackApp;
-let viaHono: Server;
-let viaFastPath: Server;
+let servers: Awaited<ReturnType<typeof honoAndFastServers>> | undefined;
 const fastAnswers: Array<[string, number]> = [];
 let honoPort = "";
 let fastPort = "";
-
-const listen = (server: Server) =>
-  new Promise<string>((resolve) =>
-    server.listen(0, "127.0.0.1", () => resolve(`${(server.address() as AddressInfo).port}`)),
-  );
 
 beforeAll(async () => {
   api = await startFakeSlackApi();
@@ -51,74 +44,26 @@ beforeAll(async () => {
     logger,
     onAnswered: (path, status) => fastAnswers.push([path, status]),
   });
-  viaHono = createServer(hono);
-  viaFastPath = createServer((req, res) => {
-    if (!fast(req, res)) void hono(req, res);
-  });
-  honoPort = await listen(viaHono);
-  fastPort = await listen(viaFastPath);
+  servers = await honoAndFastServers(hono, fast);
+  honoPort = servers.honoPort;
+  fastPort = servers.fastPort;
 });
 
 afterAll(async () => {
-  await new Promise((r) => viaHono.close(r));
-  await new Promise((r) => viaFastPath.close(r));
+  await servers?.close();
   await slack.stop();
   await api.close();
 });
 
-interface Wire {
-  status: string;
-  headers: string[];
-  body: string;
-}
-
-interface Sent {
-  path: string;
-  headers?: Record<string, string>;
-  body?: string;
-  chunks?: string[];
-}
-
-function send(port: string, init: Sent): Promise<Wire> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: "127.0.0.1", port, method: "POST", path: init.path, agent: false }, (res) => {
-      const parts: Buffer[] = [];
-      res.on("data", (c: Buffer) => parts.push(c));
-      res.on("end", () =>
-        resolve({
-          status: `${res.statusCode} ${res.statusMessage}`,
-          headers: res.rawHeaders,
-          body: Buffer.concat(parts).toString(),
-        }),
-      );
-    });
-    req.on("error", reject);
-    for (const [k, v] of Object.entries(init.headers ?? {})) req.setHeader(k, v);
-    if (init.chunks) {
-      for (const c of init.chunks) req.write(c);
-      req.end();
-    } else {
-      if (init.body !== undefined) req.setHeader("content-length", Buffer.byteLength(init.body));
-      req.end(init.body);
-    }
-  });
-}
-
-const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g;
-
-function normalised(w: Wire): Wire {
-  const headers = [...w.headers];
-  const date = headers.findIndex((h, i) => i % 2 === 0 && h.toLowerCase() === "date");
-  if (date >= 0) headers.splice(date, 2, "Date", "<date>");
-  return {
-    status: w.status,
-    headers: headers.map((h) => h.replace(UUID, "<uuid>")),
-    body: w.body.replace(UUID, "<uuid>"),
-  };
-}
+const send = sendWire;
+const normalised = normalisedWire;
 
 /** A request Slack signs; `body` is called once per server, so commands get a fresh trigger_id each time. */
-function signed(path: string, body: string, options: { timestamp?: number; signature?: string | null } = {}): Sent {
+function signed(
+  path: string,
+  body: string,
+  options: { timestamp?: number; signature?: string | null } = {},
+): WireRequest {
   const timestamp = options.timestamp ?? nowSeconds();
   const headers: Record<string, string> = {
     "content-type": path.endsWith("/events") ? "application/json" : "application/x-www-form-urlencoded",
@@ -130,7 +75,7 @@ function signed(path: string, body: string, options: { timestamp?: number; signa
   return { path, headers, body };
 }
 
-const cases: Array<[string, number, () => Sent]> = [
+const cases: Array<[string, number, () => WireRequest]> = [
   ["/tussilago help (answered without Bolt)", 200, () => signed("/slack/commands", commandBody("help"))],
   ["a command Bolt dispatches", 200, () => signed("/slack/commands", commandBody("status shop"))],
   ["an over-long command", 200, () => signed("/slack/commands", commandBody("x".repeat(4_100)))],
