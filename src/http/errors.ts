@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Logger } from "../log.ts";
 import type { AppEnv } from "./context.ts";
 
 /**
@@ -41,6 +42,23 @@ const GENERIC: Partial<Record<number, string>> = {
 
 export function errorBody(c: Context<AppEnv>, message: string, code: string) {
   return { error: message, code, correlationId: c.get("correlationId") };
+}
+
+/**
+ * A thrown error as the JSON answer mapError gives it, logged the same way, for the routes that answer without a
+ * Hono context (the node:http fast path: src/http/fast-post.ts).
+ */
+export function errorAnswer(
+  err: unknown,
+  correlationId: string,
+  log: () => Logger,
+): { status: ContentfulStatusCode; body: string } {
+  if (err instanceof HttpError) {
+    log().info({ status: err.status, code: err.code }, err.message);
+    return { status: err.status, body: JSON.stringify({ error: err.message, code: err.code, correlationId }) };
+  }
+  log().error({ err }, "unhandled error");
+  return { status: 500, body: JSON.stringify({ error: "internal error", code: "internal", correlationId }) };
 }
 
 /** The single place where errors become HTTP responses. */

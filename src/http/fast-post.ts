@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "../log.ts";
+import { errorAnswer } from "./errors.ts";
 
 /** An answer as Hono would write it: JSON, plain text, or no body. */
 export interface FastAnswer {
@@ -104,10 +105,10 @@ export function fastPost(
     req.on("end", () => {
       if (over) return;
       const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
+      // Routes answer every error themselves; the rejection handler is only a last resort so the socket is not
+      // left open.
       route.handle({ headers, body, correlationId, log }).then(send, (err: unknown) => {
-        // Routes answer every error themselves; this is only a last resort so the socket is not left open.
-        log().error({ err }, "unhandled error");
-        send({ status: 500, body: JSON.stringify({ error: "internal error", code: "internal", correlationId }) });
+        send(errorAnswer(err, correlationId, log));
       });
     });
     // An aborted request: nothing to answer.

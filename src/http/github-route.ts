@@ -19,7 +19,7 @@ import type { Logger } from "../log.ts";
 import { type JobQueue, QUEUE_NAMES } from "../pipeline/queues.ts";
 import { requestBodyLimit } from "./body-limit.ts";
 import type { AppEnv } from "./context.ts";
-import { badRequest, forbidden, HttpError, tooLarge, unauthorized, unprocessable } from "./errors.ts";
+import { badRequest, errorAnswer, forbidden, tooLarge, unauthorized, unprocessable } from "./errors.ts";
 
 export interface GithubRouteDeps {
   /**
@@ -130,19 +130,9 @@ export interface GithubWebhook {
 
 const answer = (status: ContentfulStatusCode, body: unknown): WebhookAnswer => ({ status, body: JSON.stringify(body) });
 
-/** The same answer src/http/errors.ts's mapError gives a thrown error, logged the same way. */
-function errorAnswer(err: unknown, correlationId: string, log: () => Logger): WebhookAnswer {
-  if (err instanceof HttpError) {
-    log().info({ status: err.status, code: err.code }, err.message);
-    return answer(err.status, { error: err.message, code: err.code, correlationId });
-  }
-  log().error({ err }, "unhandled error");
-  return answer(500, { error: "internal error", code: "internal", correlationId });
-}
-
 /**
  * `POST /webhooks/github`, as one function of the request's headers and raw body, used by both the Hono route
- * (githubRoute) and the node:http fast path (githubFastPath), so the two cannot answer differently. Order matters:
+ * (githubRoute) and the node:http fast path (githubFastRoute), so the two cannot answer differently. Order matters:
  * size limit → headers → the repository the body names → the signature of that repository's link over the raw
  * bytes → only then anything else (docs/security.md, *GitHub sender*). GitHub gives up after 10 s
  * (https://docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks), so the handler only

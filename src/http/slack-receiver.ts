@@ -6,7 +6,7 @@ import { z } from "zod";
 import type { Logger } from "../log.ts";
 import { requestBodyLimit } from "./body-limit.ts";
 import type { AppEnv } from "./context.ts";
-import { badRequest, HttpError, tooLarge, unauthorized } from "./errors.ts";
+import { badRequest, errorAnswer, tooLarge, unauthorized } from "./errors.ts";
 import type { EventDedupe } from "./slack-dedupe.ts";
 
 export interface HonoReceiverOptions {
@@ -29,7 +29,6 @@ export interface HonoReceiverOptions {
 }
 
 export type SlackKind = "command" | "interaction" | "event";
-type Kind = SlackKind;
 
 /** One Slack request, whatever carried it: the Hono route and the node:http fast path (slack-fast-path.ts). */
 export interface SlackRequest {
@@ -53,11 +52,7 @@ export interface SlackAnswer {
 }
 
 const EMPTY: SlackAnswer = { status: 200, body: null };
-const json = (body: unknown, status: ContentfulStatusCode = 200): SlackAnswer => ({
-  status,
-  body: JSON.stringify(body),
-  type: "json",
-});
+const json = (body: unknown): SlackAnswer => ({ status: 200, body: JSON.stringify(body), type: "json" });
 
 /** Slack itself caps a slash command's text at 4,000 characters; anything longer is not a command we run. */
 export const MAX_COMMAND_TEXT = 4000;
@@ -108,7 +103,7 @@ function parseForm(text: string): Record<string, string> {
   return Object.fromEntries(new URLSearchParams(text));
 }
 
-function parseBody(kind: Kind, text: string, form?: Record<string, string>): Record<string, unknown> {
+function parseBody(kind: SlackKind, text: string, form?: Record<string, string>): Record<string, unknown> {
   let candidate: unknown;
   let schema: z.ZodType<Record<string, unknown>>;
   try {
@@ -151,16 +146,6 @@ function ackAnswer(response: unknown): SlackAnswer {
   if (response === undefined || response === null || response === "") return EMPTY;
   if (typeof response === "string") return { status: 200, body: response, type: "text" };
   return json(response);
-}
-
-/** The same answer src/http/errors.ts's mapError gives a thrown error, logged the same way. */
-function errorAnswer(err: unknown, correlationId: string, log: () => Logger): SlackAnswer {
-  if (err instanceof HttpError) {
-    log().info({ status: err.status, code: err.code }, err.message);
-    return json({ error: err.message, code: err.code, correlationId }, err.status);
-  }
-  log().error({ err }, "unhandled error");
-  return json({ error: "internal error", code: "internal", correlationId }, 500);
 }
 
 /** A SlackAnswer as the Hono route's Response. */
@@ -219,7 +204,7 @@ export class HonoReceiver implements Receiver {
         throw tooLarge(`Slack request body exceeds ${this.#maxBodyBytes} bytes`);
       },
     });
-    const route = (kind: Kind) => async (c: Context<AppEnv>) => {
+    const route = (kind: SlackKind) => async (c: Context<AppEnv>) => {
       const rawBody = Buffer.from(await c.req.arrayBuffer());
       const answer = await this.answer({
         kind,

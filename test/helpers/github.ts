@@ -61,6 +61,14 @@ export function examplePing(fullName: string, repoId: number): Record<string, un
   return ping;
 }
 
+/** The status of every recorded webhook delivery, in row order. */
+export const deliveryStatuses = (db: Db) =>
+  db
+    .select({ status: webhookDeliveries.status })
+    .from(webhookDeliveries)
+    .all()
+    .map((d) => d.status);
+
 /** A recorded push delivery with the given status and record time (retention tests); returns its delivery id. */
 export function recordAgedDelivery(
   db: Db,

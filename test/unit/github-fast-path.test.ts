@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp as createDomainApp } from "../../src/domain/apps.ts";
 import { SecretBox } from "../../src/domain/crypto.ts";
 import { createApp } from "../../src/http/app.ts";
-import { githubFastPath } from "../../src/http/github-fast-path.ts";
+import { fastPost } from "../../src/http/fast-post.ts";
+import { GITHUB_WEBHOOK_PATH, githubFastRoute } from "../../src/http/github-fast-path.ts";
 import { githubRoute, githubWebhook } from "../../src/http/github-route.ts";
 import { memoryLogger, tempDb } from "../helpers/fixtures.ts";
 import {
@@ -52,7 +53,10 @@ beforeAll(async () => {
   const webhook = githubWebhook(deps);
   const app = createApp({ logger, readiness: [], githubRoutes: githubRoute(deps, webhook) });
   const hono = getRequestListener(app.fetch);
-  const fast = githubFastPath(webhook, { logger, onAnswered: (status) => fastAnswers.push(status) });
+  const fast = fastPost(new Map([[GITHUB_WEBHOOK_PATH, githubFastRoute(webhook)]]), {
+    logger,
+    onAnswered: (_path, status) => fastAnswers.push(status),
+  });
   servers = await honoAndFastServers(hono, fast);
   honoPort = servers.honoPort;
   fastPort = servers.fastPort;

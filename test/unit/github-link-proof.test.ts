@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createAppCommand, linkGithubCommand } from "../../commands/apps.ts";
 import { proveGithubLink } from "../../commands/github-link-proof.ts";
 import { formatGithubLink } from "../../src/cli/admin-format.ts";
-import { apps, auditEvents, webhookDeliveries } from "../../src/db/schema.ts";
+import { apps, auditEvents } from "../../src/db/schema.ts";
 import { getAppBySlug } from "../../src/domain/apps.ts";
 import { SecretBox } from "../../src/domain/crypto.ts";
 import { requestDeployment } from "../../src/domain/deployments.ts";
@@ -17,7 +17,7 @@ import { attachGithubStatusReporter } from "../../src/reporters/github-status.ts
 import { FakeGithub } from "../helpers/fake-github.ts";
 import { FakeJobQueue } from "../helpers/fake-queue.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
-import { examplePing, examplePush, githubRequest, TEST_SECRET_KEY } from "../helpers/github.ts";
+import { deliveryStatuses, examplePing, examplePush, githubRequest, TEST_SECRET_KEY } from "../helpers/github.ts";
 import { FLASK_FILES, pipelineFixture, SHA } from "../helpers/pipeline.ts";
 
 /**
@@ -186,13 +186,7 @@ describe("with API credentials, a signed ping is not proof of control", () => {
       ).status,
     ).toBe(202);
     // Recorded for the outbox relay (src/pipeline/delivery-relay.ts), which enqueues the push; no proof job.
-    expect(
-      f.db
-        .select()
-        .from(webhookDeliveries)
-        .all()
-        .map((d) => d.status),
-    ).toEqual(["received"]);
+    expect(deliveryStatuses(f.db)).toEqual(["received"]);
     expect([...f.queue.jobs.values()].map((j) => j.queue)).toEqual([]);
   });
 
@@ -292,13 +286,7 @@ describe("with API credentials, a signed ping is not proof of control", () => {
     };
     expect((await f.send(secret, "push", push)).status).toBe(202);
     expect([...f.queue.jobs.values()].map((j) => j.queue)).toEqual(["github-link"]);
-    expect(
-      f.db
-        .select()
-        .from(webhookDeliveries)
-        .all()
-        .map((d) => d.status),
-    ).toEqual(["received"]);
+    expect(deliveryStatuses(f.db)).toEqual(["received"]);
     expect(await f.runProofs()).toEqual([expect.objectContaining({ kind: "denied" })]);
     expect(f.row()).toMatchObject({ githubLinkStatus: "active", githubLinkProof: "signature" });
 

@@ -2,7 +2,7 @@ import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { apps, deployments, webhookDeliveries } from "../../src/db/schema.ts";
+import { apps, deployments } from "../../src/db/schema.ts";
 import { createApp } from "../../src/domain/apps.ts";
 import { requestDeployment } from "../../src/domain/deployments.ts";
 import { listReleases } from "../../src/domain/releases.ts";
@@ -10,7 +10,7 @@ import { DELIVERY_RETENTION_MS } from "../../src/domain/webhook-deliveries.ts";
 import { runDeployment } from "../../src/pipeline/deploy-job.ts";
 import { reconcile } from "../../src/pipeline/reconcile.ts";
 import { LABELS, names } from "../../src/pipeline/settings.ts";
-import { recordAgedDelivery } from "../helpers/github.ts";
+import { deliveryStatuses, recordAgedDelivery } from "../helpers/github.ts";
 import { GIT_URL, type PipelineFixture, pipelineFixture } from "../helpers/pipeline.ts";
 
 let f: PipelineFixture;
@@ -243,13 +243,7 @@ describe("reconcile", () => {
     }
     const report = await reconcile(f.deps);
     expect(report.deliveriesPruned).toBe(1);
-    expect(
-      f.db
-        .select()
-        .from(webhookDeliveries)
-        .all()
-        .map((d) => d.status),
-    ).toEqual(["received"]);
+    expect(deliveryStatuses(f.db)).toEqual(["received"]);
   });
 
   it("is idempotent: a second pass finds nothing to fix", async () => {
