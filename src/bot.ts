@@ -579,8 +579,8 @@ export async function startBot(config: Config, log: Logger): Promise<RunningBot>
 }
 
 /**
- * `first`, when given, sees every request before Hono and returns whether it answered it (the webhook fast path,
- * src/http/github-fast-path.ts); anything else goes to Hono's listener as before.
+ * `first`, when given, sees every request before Hono and returns whether it answered it (the fast path of the
+ * GitHub webhook and Slack routes, src/http/fast-post.ts); anything else goes to Hono's listener as before.
  */
 function listen(
   fetch: Parameters<typeof serve>[0]["fetch"],

@@ -14,7 +14,7 @@ export function requestMetrics(metrics: Metrics): MiddlewareHandler {
   };
 }
 
-/** One answered request on a counted route; also called by the webhook fast path (src/http/github-fast-path.ts). */
+/** One answered request on a counted route; also called by the fast path (src/http/fast-post.ts). */
 export function countRequest(metrics: Metrics, path: string, status: number): void {
   const route = routeLabel(path);
   if (route !== undefined) metrics.httpRequests.inc({ route, status_class: statusClass(status) });
