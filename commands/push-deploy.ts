@@ -206,15 +206,33 @@ export function triageRecordedPushes<T extends RecordedPush>(
 }
 
 /**
- * The same decision for pushes the webhook route is about to record (handlers/github-push.ts): `false` for a push
- * the job would only ignore, which is then recorded `ignored` in the same insert.
+ * The same decision for a push the webhook route is about to record (handlers/github-push.ts): `false` for a push
+ * the job would only ignore, which is then recorded `ignored` in its insert. Decisions are kept by (ref, deletion or
+ * not, apps) until `apps` may have changed (`version`, src/domain/github-links.ts appsVersion): a burst on one
+ * branch costs one query, not one per request or batch (3 % of the route's CPU on the webhook bench,
+ * bench/RESULTS.md).
  */
-export function pushesNeedingJob(
+export function cachedPushNeedsJob(
   db: Db,
-  pushes: ReadonlyArray<{ ref: string; headCommit: string; appUuids: readonly string[] }>,
-): boolean[] {
-  const decide = batchDecider(db);
-  return pushes.map((p) => decide(p.ref, p.headCommit, p.appUuids, p.appUuids.join(",")));
+  version: () => number,
+): (push: { ref: string; headCommit: string; appUuids: readonly string[] }) => boolean {
+  const decided = new Map<string, boolean>();
+  let seen = -1;
+  return (push) => {
+    const now = version();
+    if (now !== seen || decided.size >= 1_000) {
+      decided.clear();
+      seen = now;
+    }
+    // `after` matters only as "the ref was deleted" (refTarget).
+    const key = `${push.ref}\n${push.headCommit === ZERO_SHA}\n${push.appUuids.join(",")}`;
+    let needsJob = decided.get(key);
+    if (needsJob === undefined) {
+      needsJob = needsPushJob(db, push.ref, push.headCommit, push.appUuids);
+      decided.set(key, needsJob);
+    }
+    return needsJob;
+  };
 }
 
 /** Decisions cached for one batch by (ref, after, apps): a batch of one busy branch costs one query. */

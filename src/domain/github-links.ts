@@ -67,42 +67,64 @@ export function linkCandidates(db: DbOrTx, repoId: number, fullName: string): Li
 }
 
 /**
- * linkCandidates for the webhook route, answered from memory until a link may have changed. On the webhook bench
- * the lookup was a tenth of the route's CPU (bench/RESULTS.md): the first read after each group commit pays for
- * the WAL. The cache is dropped whenever `apps` may differ from what it holds, which keeps a rotated secret or a
- * destroyed app from verifying even one more delivery:
+ * A number that changes whenever `apps` may differ from what it was, for a cache of what the webhook route reads of
+ * it (link candidates here, which pushes need a job in commands/push-deploy.ts):
  * - a write to `apps` on this connection (any row, committed or not) fires a TEMP trigger that bumps a counter in
  *   this process, synchronously, inside the writing statement;
  * - a commit by any other connection (the CLI, another process) changes `PRAGMA data_version`
  *   (https://www.sqlite.org/pragma.html#pragma_data_version), read by the first call of each turn of the event loop
- *   (read on every call, it cost half of what it saved). So a commit from another process is seen by every delivery
- *   of the next turn; deliveries already being handled in the turn it landed in are as concurrent with it as a
- *   delivery verified just before a commit and recorded just after it always was.
- * The rows are frozen: callers share them.
+ *   (read on every call, it cost half of what it saved). So a commit from another process is seen by every call of
+ *   the next turn; calls already made in the turn it landed in are as concurrent with it as a delivery verified
+ *   just before a commit and recorded just after it always was.
+ * Caches read during the same requests share one (the webhook route's link cache and push decisions): one reading
+ * per turn for both. A cache read elsewhere (when a batch is written, say) needs its own, so a reading taken there
+ * is not held over into the next turn's requests.
  */
-export function cachedLinkCandidates(db: Db): (repoId: number, fullName: string) => readonly LinkCandidate[] {
+export function appsVersion(db: Db): () => number {
   const changes = appsChangeCounter(db);
   const dataVersion = db.$client.prepare<[], number>("pragma data_version").pluck();
-  const cache = new Map<string, readonly LinkCandidate[]>();
-  let seenChanges = -1;
-  let seenVersion = -1;
+  let seenChanges = changes.count;
+  let seenDataVersion = -1;
+  let current = 0;
   let checkedThisTurn = false;
   const nextTurn = () => {
     checkedThisTurn = false;
   };
-  return (repoId, fullName) => {
+  return () => {
     if (!checkedThisTurn) {
       checkedThisTurn = true;
       setImmediate(nextTurn);
-      const version = dataVersion.get() ?? -1;
-      if (version !== seenVersion) {
-        cache.clear();
-        seenVersion = version;
+      const read = dataVersion.get() ?? -1;
+      if (read !== seenDataVersion) {
+        seenDataVersion = read;
+        current++;
       }
     }
     if (changes.count !== seenChanges) {
-      cache.clear();
       seenChanges = changes.count;
+      current++;
+    }
+    return current;
+  };
+}
+
+/**
+ * linkCandidates for the webhook route, answered from memory until a link may have changed (appsVersion). On the
+ * webhook bench the lookup was a tenth of the route's CPU (bench/RESULTS.md): the first read after each group
+ * commit pays for the WAL. Dropping the cache on every change keeps a rotated secret or a destroyed app from
+ * verifying even one more delivery. The rows are frozen: callers share them.
+ */
+export function cachedLinkCandidates(
+  db: Db,
+  version: () => number = appsVersion(db),
+): (repoId: number, fullName: string) => readonly LinkCandidate[] {
+  const cache = new Map<string, readonly LinkCandidate[]>();
+  let seen = -1;
+  return (repoId, fullName) => {
+    const now = version();
+    if (now !== seen) {
+      cache.clear();
+      seen = now;
     }
     const key = `${repoId}\n${fullName.toLowerCase()}`;
     let hit = cache.get(key);

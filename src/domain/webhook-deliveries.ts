@@ -52,105 +52,102 @@ export interface RawGithubPush {
   headCommit: string;
   /**
    * JSON text of the verified body's fields the push worker reads (handlers/github-push.ts `storedPushPayload`);
-   * the worker parses it with its own schema (commands/push-deploy.ts).
+   * the worker parses it with its own schema (commands/push-deploy.ts). A function is called only for a push that is
+   * recorded `received`: an ignored push stores no body, so the route does not build one for it.
    */
-  storedPayload: string;
+  storedPayload: string | (() => string);
   appUuids: readonly string[];
+  /**
+   * `false`: no app the delivery verified would deploy it (commands/push-deploy.ts `cachedPushNeedsJob`), so it is
+   * recorded `ignored`, without its body, and the relay never reads or rewrites it. Anything else: `received`, and
+   * the relay and the job decide as usual.
+   */
+  needsJob?: boolean | undefined;
 }
 
 /** The payload column of a push recorded `ignored`: JSON `null` (the column is not nullable). */
 const IGNORED_PAYLOAD = "null";
 
-/** `received`: for the outbox relay to enqueue; `ignored`: nothing to do (the recorder's `needsJob` said so). */
+/** `received`: for the outbox relay to enqueue; `ignored`: nothing to do (the push's `needsJob` was false). */
 export type RecordedStatus = "received" | "ignored";
 
-export type DeliveryRecorder = (
-  push: RawGithubPush,
-) => Promise<{ uuid: string; isNew: boolean; status: RecordedStatus }>;
-
-export interface DeliveryRecorderOptions {
-  /**
-   * Whether each push of a batch needs the push job. Those that do not are recorded `ignored` in the same insert,
-   * without their body, so the relay never reads or rewrites them. Asked once per batch, before its transaction; if it throws, the
-   * whole batch is recorded `received` and the relay and the job decide as usual.
-   */
-  needsJob?: (pushes: readonly RawGithubPush[]) => boolean[];
+export interface RecordedDeliveryRow {
+  uuid: string;
+  /** False when GitHub redelivered a delivery id already recorded. */
+  isNew: boolean;
+  status: RecordedStatus;
 }
+
+export type DeliveryRecorder = (push: RawGithubPush) => Promise<RecordedDeliveryRow>;
 
 interface Waiting {
   push: RawGithubPush;
-  resolve: (recorded: { uuid: string; isNew: boolean; status: RecordedStatus }) => void;
+  resolve: (recorded: RecordedDeliveryRow) => void;
   reject: (err: unknown) => void;
 }
 
 /**
- * The webhook route's hot path: one prepared `INSERT … ON CONFLICT DO NOTHING RETURNING` per delivery (the unique
- * index on (source, delivery_id) is the dedupe), and a second lookup only for a redelivery. Statements are
- * prepared once per database handle; the payload is the route's projection of the push (about 0.5 KB, not 7–30 KB).
+ * The webhook route's hot path: one prepared `INSERT … ON CONFLICT DO NOTHING` per delivery (the unique index on
+ * (source, delivery_id) is the dedupe; the row's uuid is chosen here, so no RETURNING), and a second lookup only
+ * for a redelivery. Statements are prepared once per database handle; the payload is the route's projection of the
+ * push (about 0.5 KB, not 7–30 KB).
  *
  * Group commit: the deliveries recorded during one turn of the event loop are written in one transaction, and each
  * caller's promise resolves once that transaction has committed, so every answer still follows its own durable
  * record. Measured on the webhook bench (bench/RESULTS.md): a commit per request cost more than the insert, and
  * the first read after each commit (the link lookup of the next request) paid again.
  */
-export function prepareDeliveryRecorder(db: Db, options: DeliveryRecorderOptions = {}): DeliveryRecorder {
-  const insert = db.$client.prepare<unknown[], { uuid: string }>(
+export function prepareDeliveryRecorder(db: Db): DeliveryRecorder {
+  const insert = db.$client.prepare<unknown[]>(
     `insert into webhook_deliveries (uuid, source, delivery_id, event, repository, ref, head_commit, payload, app_uuids, status)
      values (?, 'github', ?, 'push', ?, ?, ?, ?, ?, ?)
-     on conflict (source, delivery_id) do nothing returning uuid`,
+     on conflict (source, delivery_id) do nothing`,
   );
   const existing = db.$client.prepare<[string], { uuid: string; status: string }>(
     "select uuid, status from webhook_deliveries where source = 'github' and delivery_id = ?",
   );
-  const recordOne = (push: RawGithubPush, status: RecordedStatus) => {
-    const row = insert.get(
-      timeOrderedUuid(),
+  const recordOne = (push: RawGithubPush): RecordedDeliveryRow => {
+    const status: RecordedStatus = push.needsJob === false ? "ignored" : "received";
+    const uuid = timeOrderedUuid();
+    const { changes } = insert.run(
+      uuid,
       push.deliveryId,
       push.repository,
       push.ref,
       push.headCommit,
       // An ignored push keeps its columns (delivery id, ref, after, apps: enough to say why nothing deployed) but
       // not the body: nothing will read it, and writing 7–30 KB per delivery was the largest cost of the route.
-      status === "ignored" ? IGNORED_PAYLOAD : push.storedPayload,
+      status === "ignored"
+        ? IGNORED_PAYLOAD
+        : typeof push.storedPayload === "string"
+          ? push.storedPayload
+          : push.storedPayload(),
       JSON.stringify(push.appUuids),
       status,
     );
-    if (row) return { uuid: row.uuid, isNew: true, status };
+    if (changes === 1) return { uuid, isNew: true, status };
     // A redelivery; also the second of two copies within one batch, which sees the first's uncommitted row.
     const found = existing.get(push.deliveryId);
     if (!found) throw new Error("webhook delivery vanished between insert and select");
-    return { uuid: found.uuid, isNew: false, status: found.status === "ignored" ? "ignored" : "received" } as const;
+    return { uuid: found.uuid, isNew: false, status: found.status === "ignored" ? "ignored" : "received" };
   };
-  const statusesOf = (batch: readonly Waiting[]): RecordedStatus[] => {
-    const received = (): RecordedStatus[] => batch.map(() => "received");
-    if (!options.needsJob) return received();
-    try {
-      const needs = options.needsJob(batch.map((w) => w.push));
-      return batch.map((_, i) => (needs[i] === false ? "ignored" : "received"));
-    } catch {
-      return received();
-    }
-  };
-  const recordAll = db.$client.transaction((batch: readonly Waiting[], statuses: readonly RecordedStatus[]) =>
-    batch.map((w, i) => recordOne(w.push, statuses[i] ?? "received")),
-  );
+  const recordAll = db.$client.transaction((batch: readonly Waiting[]) => batch.map((w) => recordOne(w.push)));
   let batch: Waiting[] = [];
   const flush = () => {
     const current = batch;
     batch = [];
-    const statuses = statusesOf(current);
-    let results: { uuid: string; isNew: boolean; status: RecordedStatus }[];
+    let results: RecordedDeliveryRow[];
     try {
-      results = recordAll(current, statuses);
+      results = recordAll(current);
     } catch {
       // The transaction rolled back; one failing row must not fail the others: record them one by one.
-      current.forEach((w, i) => {
+      for (const w of current) {
         try {
-          w.resolve(recordOne(w.push, statuses[i] ?? "received"));
+          w.resolve(recordOne(w.push));
         } catch (err) {
           w.reject(err);
         }
-      });
+      }
       return;
     }
     current.forEach((w, i) => {

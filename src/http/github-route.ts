@@ -5,6 +5,7 @@ import type { Db } from "../db/client.ts";
 import type { SecretBox } from "../domain/crypto.ts";
 import {
   applyLinkProof,
+  appsVersion,
   auditLinkRefusal,
   boundByAnotherTenant,
   cachedLinkCandidates,
@@ -139,7 +140,9 @@ const answer = (status: ContentfulStatusCode, body: unknown): WebhookAnswer => (
  * records; the outbox relay enqueues.
  */
 export function githubWebhook(deps: GithubRouteDeps): GithubWebhook {
-  const record = githubPushRecorder(deps.db);
+  // One reading of whether `apps` changed per turn, shared by the link cache and the push decisions.
+  const version = appsVersion(deps.db);
+  const record = githubPushRecorder(deps.db, version);
   // Opening a sealed secret is an AES-GCM decryption per link per request; the sealed value changes on rotation,
   // so it is the cache key (bounded: cleared when full).
   const opened = new Map<string, string | undefined>();
@@ -152,7 +155,7 @@ export function githubWebhook(deps: GithubRouteDeps): GithubWebhook {
     opened.set(key, secret);
     return secret;
   };
-  const state: RouteState = { record, openSecret, candidatesOf: cachedLinkCandidates(deps.db) };
+  const state: RouteState = { record, openSecret, candidatesOf: cachedLinkCandidates(deps.db, version) };
   const handle = async (req: GithubWebhookRequest): Promise<WebhookAnswer> => {
     try {
       return await handleVerified(deps, state, req);
@@ -274,7 +277,7 @@ async function handleVerified(
       repository: claim.fullName,
       ref: fields.ref,
       headCommit: fields.after,
-      storedPayload: storedPushPayload(json),
+      storedPayload: () => storedPushPayload(json),
       appUuids: deploying.map((l) => l.appUuid),
     },
   );

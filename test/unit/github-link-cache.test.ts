@@ -81,3 +81,40 @@ describe("the webhook route's link cache", () => {
     expect((await ctx.push("rotated-2")).status).toBe(202);
   });
 });
+
+// The recorder keeps its "does this push need a job" decisions across batches too (cachedPushesNeedingJob): an app
+// that stops or starts following the pushed branch must be seen by the very next push.
+describe("the recorder's push-decision cache", () => {
+  const statusOf = async (res: Response) => {
+    expect(res.status).toBe(202);
+    const { delivery } = (await res.json()) as { delivery: string };
+    return ctx.db.$client
+      .prepare<[string], { status: string; payload: string }>(
+        "select status, payload from webhook_deliveries where uuid = ?",
+      )
+      .get(delivery);
+  };
+  const branch = String(examplePush().ref).replace("refs/heads/", "");
+
+  it("another connection moving the app off the pushed branch: the next push is recorded ignored", async () => {
+    ctx.db.$client.prepare("update apps set branch = ? where uuid = ?").run(branch, ctx.appUuid);
+    expect((await statusOf(await ctx.push(ctx.secret)))?.status).toBe("received");
+    const other = new Database(ctx.db.$client.name);
+    try {
+      other.prepare("update apps set branch = 'elsewhere' where uuid = ?").run(ctx.appUuid);
+    } finally {
+      other.close();
+    }
+    const ignored = await statusOf(await ctx.push(ctx.secret));
+    expect(ignored).toEqual({ status: "ignored", payload: "null" });
+  });
+
+  it("a write on the bot's own connection putting the app on the pushed branch: the next push is received", async () => {
+    ctx.db.$client.prepare("update apps set branch = 'elsewhere' where uuid = ?").run(ctx.appUuid);
+    expect((await statusOf(await ctx.push(ctx.secret)))?.status).toBe("ignored");
+    ctx.db.$client.prepare("update apps set branch = ? where uuid = ?").run(branch, ctx.appUuid);
+    const received = await statusOf(await ctx.push(ctx.secret));
+    expect(received?.status).toBe("received");
+    expect(JSON.parse(received?.payload ?? "null")).toMatchObject({ ref: `refs/heads/${branch}` });
+  });
+});
