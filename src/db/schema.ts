@@ -303,7 +303,8 @@ export const webhookDeliveries = sqliteTable(
   },
   (t) => [
     uniqueIndex("webhook_deliveries_source_delivery_uq").on(t.source, t.deliveryId),
-    index("webhook_deliveries_created_idx").on(t.createdAt),
+    // No index on created_at: retention prunes in id order (src/domain/webhook-deliveries.ts pruneDeliveries), and
+    // one more index written per delivery cost the webhook route ~1 µs of its ~60 (bench/RESULTS.md).
     // The outbox relay (src/pipeline/delivery-relay.ts) polls for recorded-but-not-enqueued rows every second; a
     // partial index keeps that a lookup of the few pending rows instead of a scan of every payload.
     index("webhook_deliveries_received_idx").on(t.id).where(sql`status = 'received'`),

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { and, eq, lt, ne, sql } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { Db, DbOrTx } from "../db/client.ts";
 import { apps, auditEvents, type HeadCheck, webhookDeliveries } from "../db/schema.ts";
 import { recordAudit } from "./audit.ts";
@@ -322,17 +322,23 @@ export function auditPushRefusalOnce(
 export const DELIVERY_RETENTION_MS = 30 * 24 * 60 * 60_000;
 
 /**
- * Deletes up to `limit` deliveries recorded before `before` (oldest first), except the outbox's `received` rows,
- * which the relay has still to enqueue. Without it every push stayed for ever, and the dedupe index on GitHub's
- * random delivery ids kept growing (bench/RESULTS.md). A redelivery of a pruned id would be recorded again; the
- * deployment it maps to is still unique per (app, delivery) (commands/deploy.ts). Returns how many went.
+ * Deletes up to `limit` deliveries recorded before `before`, oldest first, except the outbox's `received` rows, which
+ * the relay has still to enqueue. Without it every push stayed for ever, and the dedupe index on GitHub's random
+ * delivery ids kept growing (bench/RESULTS.md). A redelivery of a pruned id would be recorded again; the deployment
+ * it maps to is still unique per (app, delivery) (commands/deploy.ts). Returns how many went.
+ *
+ * "Oldest" is in the order the rows were recorded (their id), which is that of `created_at` unless the clock went
+ * back: a row is pruned once it and every row recorded before it are past the retention, so a clock step can only
+ * keep rows longer, never prune early. This needs no index on `created_at` (there is none: it cost every webhook
+ * delivery a write, bench/RESULTS.md): the boundary is found by walking the ids from the oldest, over the rows that
+ * are going anyway.
  */
 export function pruneDeliveries(db: DbOrTx, before: Date, limit = 5_000): number {
-  const oldest = db
-    .select({ id: webhookDeliveries.id })
-    .from(webhookDeliveries)
-    .where(and(lt(webhookDeliveries.createdAt, before), ne(webhookDeliveries.status, "received")))
-    .orderBy(webhookDeliveries.createdAt)
-    .limit(limit);
-  return db.delete(webhookDeliveries).where(sql`${webhookDeliveries.id} in ${oldest}`).run().changes;
+  return db.run(sql`delete from webhook_deliveries where id in (
+      select id from webhook_deliveries
+      where id < coalesce(
+          (select id from webhook_deliveries where created_at >= ${before.getTime()} order by id limit 1),
+          9223372036854775807)
+        and status != 'received'
+      order by id limit ${limit})`).changes;
 }

@@ -30,11 +30,45 @@ const remaining = () =>
 describe("pruneDeliveries", () => {
   it("deletes what is older than the retention, never an unrelayed `received` row, and keeps the recent ones", () => {
     const cutoff = new Date(now - DELIVERY_RETENTION_MS);
-    const kept = [delivery(31 * DAY, "received"), delivery(29 * DAY, "processed"), delivery(1 * DAY, "ignored")];
+    const keptOld = delivery(31 * DAY, "received");
     for (const status of ["enqueued", "ignored", "processed", "failed"] as const) delivery(31 * DAY, status);
+    const kept = [keptOld, delivery(29 * DAY, "processed"), delivery(1 * DAY, "ignored")];
     expect(pruneDeliveries(database.db, cutoff)).toBe(4);
     expect(remaining()).toEqual([...kept].sort());
     expect(pruneDeliveries(database.db, cutoff)).toBe(0);
+  });
+
+  it("in the order they were recorded: a row recorded after a newer one (the clock went back) waits for it", () => {
+    const cutoff = new Date(now - DELIVERY_RETENTION_MS);
+    const first = delivery(40 * DAY, "processed");
+    const newer = delivery(10 * DAY, "processed");
+    const steppedBack = delivery(35 * DAY, "processed");
+    expect(pruneDeliveries(database.db, cutoff)).toBe(1);
+    expect(remaining()).toEqual([newer, steppedBack].sort());
+    expect(remaining()).not.toContain(first);
+    // Once the newer row is past the retention too, both go.
+    expect(pruneDeliveries(database.db, new Date(now - 5 * DAY))).toBe(2);
+    expect(remaining()).toEqual([]);
+  });
+
+  it("finds the oldest rows without an index on created_at: its plan walks the ids, with no sort", () => {
+    const queries: string[] = [];
+    const traced = tempDb({ onQuery: (q) => queries.push(q) });
+    try {
+      pruneDeliveries(traced.db, new Date(now - DELIVERY_RETENTION_MS), 10);
+      const prune = queries.find((q) => q.trimStart().startsWith("delete from webhook_deliveries"));
+      expect(prune).toBeDefined();
+      const plan = traced.db.$client
+        .prepare(`explain query plan ${prune}`)
+        .all(0, 10)
+        .map((r) => (r as { detail: string }).detail);
+      // The rows to delete: a range of rowids; the boundary: the table in rowid order, up to its first recent row.
+      expect(plan).toContain("SEARCH webhook_deliveries USING INTEGER PRIMARY KEY (rowid<?)");
+      expect(plan).toContain("SCAN webhook_deliveries");
+      expect(plan.join("\n")).not.toMatch(/TEMP B-TREE|USING INDEX/);
+    } finally {
+      traced.cleanup();
+    }
   });
 
   it("deletes at most `limit` per call, oldest first", () => {
