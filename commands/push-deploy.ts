@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { Db } from "../src/db/client.ts";
 import { DomainError } from "../src/domain/errors.ts";
-import { type FollowingApp, verifiedAppsFollowing } from "../src/domain/github-links.ts";
+import { appsVersion, type FollowingApp, verifiedAppsFollowing } from "../src/domain/github-links.ts";
 import { getLock } from "../src/domain/locks.ts";
 import { refSchema } from "../src/domain/validation.ts";
 import {
@@ -206,32 +206,36 @@ export function triageRecordedPushes<T extends RecordedPush>(
 }
 
 /**
- * The same decision for a push the webhook route is about to record (handlers/github-push.ts): `false` for a push
- * the job would only ignore, which is then recorded `ignored` in its insert. Decisions are kept by (ref, deletion or
- * not, apps) until `apps` may have changed (`version`, src/domain/github-links.ts appsVersion): a burst on one
- * branch costs one query, not one per request or batch (3 % of the route's CPU on the webhook bench,
- * bench/RESULTS.md).
+ * The same decision for the pushes the webhook route is about to record (handlers/github-push.ts), asked once per
+ * batch when it is written: `false` for a push the job would only ignore, which is then recorded `ignored` in its
+ * insert. Decisions are kept across batches by (ref, deletion or not, apps) until `apps` may have changed, read
+ * afresh for every batch (src/domain/github-links.ts `appsVersion`): a burst on one branch costs one query, not one
+ * per batch (3 % of the route's CPU on the webhook bench, bench/RESULTS.md). Only a fresh reading will do: a cached
+ * `false` must not outlive a change that makes the app follow the ref, or that push would never deploy (a stale
+ * `true` only costs the relay and the job a look).
  */
-export function cachedPushNeedsJob(
+export function cachedPushesNeedingJob(
   db: Db,
-  version: () => number,
-): (push: { ref: string; headCommit: string; appUuids: readonly string[] }) => boolean {
+): (pushes: ReadonlyArray<{ ref: string; headCommit: string; appUuids: readonly string[] }>) => boolean[] {
+  const version = appsVersion(db, { everyCall: true });
   const decided = new Map<string, boolean>();
   let seen = -1;
-  return (push) => {
+  return (pushes) => {
     const now = version();
     if (now !== seen || decided.size >= 1_000) {
       decided.clear();
       seen = now;
     }
-    // `after` matters only as "the ref was deleted" (refTarget).
-    const key = `${push.ref}\n${push.headCommit === ZERO_SHA}\n${push.appUuids.join(",")}`;
-    let needsJob = decided.get(key);
-    if (needsJob === undefined) {
-      needsJob = needsPushJob(db, push.ref, push.headCommit, push.appUuids);
-      decided.set(key, needsJob);
-    }
-    return needsJob;
+    return pushes.map((push) => {
+      // `after` matters only as "the ref was deleted" (refTarget).
+      const key = `${push.ref}\n${push.headCommit === ZERO_SHA}\n${push.appUuids.join(",")}`;
+      let needsJob = decided.get(key);
+      if (needsJob === undefined) {
+        needsJob = needsPushJob(db, push.ref, push.headCommit, push.appUuids);
+        decided.set(key, needsJob);
+      }
+      return needsJob;
+    });
   };
 }
 

@@ -1,4 +1,4 @@
-import { cachedPushNeedsJob } from "../commands/push-deploy.ts";
+import { cachedPushesNeedingJob } from "../commands/push-deploy.ts";
 import type { Db } from "../src/db/client.ts";
 import {
   type DeliveryRecorder,
@@ -68,23 +68,11 @@ export function storedPushPayload(json: unknown): string {
 /**
  * The webhook route's recorder: a push no verified app follows (a feature branch, a deleted ref) is recorded
  * `ignored` in the insert itself, without its body, by the push mapping's own rules (commands/push-deploy.ts),
- * decided while the request is handled. Before, each such push was written, read and rewritten by the relay, and
- * parsed by a job, to end as the same "ignored" (bench/RESULTS.md). If the decision throws, the push is recorded
- * `received` and the relay and the job decide as usual. `appsVersion` is the route's (src/domain/github-links.ts),
- * shared with its link cache: one reading of the database's version per turn of the event loop for both.
+ * decided when its batch is written. Before, each such push was written, read and rewritten by the relay, and
+ * parsed by a job, to end as the same "ignored" (bench/RESULTS.md).
  */
-export function githubPushRecorder(db: Db, appsVersion: () => number): DeliveryRecorder {
-  const record = prepareDeliveryRecorder(db);
-  const needsJob = cachedPushNeedsJob(db, appsVersion);
-  return (push) => {
-    let decided: boolean | undefined;
-    try {
-      decided = needsJob(push);
-    } catch {
-      decided = undefined;
-    }
-    return record({ ...push, needsJob: decided });
-  };
+export function githubPushRecorder(db: Db): DeliveryRecorder {
+  return prepareDeliveryRecorder(db, { needsJob: cachedPushesNeedingJob(db) });
 }
 
 export interface GithubPushDeps {

@@ -73,14 +73,12 @@ export function linkCandidates(db: DbOrTx, repoId: number, fullName: string): Li
  *   this process, synchronously, inside the writing statement;
  * - a commit by any other connection (the CLI, another process) changes `PRAGMA data_version`
  *   (https://www.sqlite.org/pragma.html#pragma_data_version), read by the first call of each turn of the event loop
- *   (read on every call, it cost half of what it saved). So a commit from another process is seen by every call of
- *   the next turn; calls already made in the turn it landed in are as concurrent with it as a delivery verified
- *   just before a commit and recorded just after it always was.
- * Caches read during the same requests share one (the webhook route's link cache and push decisions): one reading
- * per turn for both. A cache read elsewhere (when a batch is written, say) needs its own, so a reading taken there
- * is not held over into the next turn's requests.
+ *   (read on every call, it cost half of what it saved), or by every call with `everyCall`. Once per turn, a commit
+ *   from another process is seen by every call of the next turn; calls already made in the turn it landed in are as
+ *   concurrent with it as a delivery verified just before a commit and recorded just after it always was.
+ * Each cache gets its own.
  */
-export function appsVersion(db: Db): () => number {
+export function appsVersion(db: Db, options: { everyCall?: boolean } = {}): () => number {
   const changes = appsChangeCounter(db);
   const dataVersion = db.$client.prepare<[], number>("pragma data_version").pluck();
   let seenChanges = changes.count;
@@ -92,8 +90,10 @@ export function appsVersion(db: Db): () => number {
   };
   return () => {
     if (!checkedThisTurn) {
-      checkedThisTurn = true;
-      setImmediate(nextTurn);
+      if (!options.everyCall) {
+        checkedThisTurn = true;
+        setImmediate(nextTurn);
+      }
       const read = dataVersion.get() ?? -1;
       if (read !== seenDataVersion) {
         seenDataVersion = read;
@@ -114,10 +114,8 @@ export function appsVersion(db: Db): () => number {
  * commit pays for the WAL. Dropping the cache on every change keeps a rotated secret or a destroyed app from
  * verifying even one more delivery. The rows are frozen: callers share them.
  */
-export function cachedLinkCandidates(
-  db: Db,
-  version: () => number = appsVersion(db),
-): (repoId: number, fullName: string) => readonly LinkCandidate[] {
+export function cachedLinkCandidates(db: Db): (repoId: number, fullName: string) => readonly LinkCandidate[] {
+  const version = appsVersion(db);
   const cache = new Map<string, readonly LinkCandidate[]>();
   let seen = -1;
   return (repoId, fullName) => {

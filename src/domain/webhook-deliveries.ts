@@ -57,18 +57,12 @@ export interface RawGithubPush {
    */
   storedPayload: string | (() => string);
   appUuids: readonly string[];
-  /**
-   * `false`: no app the delivery verified would deploy it (commands/push-deploy.ts `cachedPushNeedsJob`), so it is
-   * recorded `ignored`, without its body, and the relay never reads or rewrites it. Anything else: `received`, and
-   * the relay and the job decide as usual.
-   */
-  needsJob?: boolean | undefined;
 }
 
 /** The payload column of a push recorded `ignored`: JSON `null` (the column is not nullable). */
 const IGNORED_PAYLOAD = "null";
 
-/** `received`: for the outbox relay to enqueue; `ignored`: nothing to do (the push's `needsJob` was false). */
+/** `received`: for the outbox relay to enqueue; `ignored`: nothing to do (the recorder's `needsJob` said so). */
 export type RecordedStatus = "received" | "ignored";
 
 export interface RecordedDeliveryRow {
@@ -79,6 +73,16 @@ export interface RecordedDeliveryRow {
 }
 
 export type DeliveryRecorder = (push: RawGithubPush) => Promise<RecordedDeliveryRow>;
+
+export interface DeliveryRecorderOptions {
+  /**
+   * Whether each push of a batch needs the push job. Those that do not are recorded `ignored` in the same insert,
+   * without their body, so the relay never reads or rewrites them. Asked once per batch, when it is written (so a
+   * change to the apps committed while its requests were handled is seen); if it throws, the whole batch is recorded
+   * `received` and the relay and the job decide as usual.
+   */
+  needsJob?: (pushes: readonly RawGithubPush[]) => boolean[];
+}
 
 interface Waiting {
   push: RawGithubPush;
@@ -103,7 +107,7 @@ export const GROUP_COMMIT_ROWS = 24;
  * insert; a commit per turn made many commits of one or two rows when answers and new requests interleave, and
  * waiting while the batch grows took 4-6 µs off each request.
  */
-export function prepareDeliveryRecorder(db: Db): DeliveryRecorder {
+export function prepareDeliveryRecorder(db: Db, options: DeliveryRecorderOptions = {}): DeliveryRecorder {
   const insert = db.$client.prepare<unknown[]>(
     `insert into webhook_deliveries (uuid, source, delivery_id, event, repository, ref, head_commit, payload, app_uuids, status)
      values (?, 'github', ?, 'push', ?, ?, ?, ?, ?, ?)
@@ -112,8 +116,7 @@ export function prepareDeliveryRecorder(db: Db): DeliveryRecorder {
   const existing = db.$client.prepare<[string], { uuid: string; status: string }>(
     "select uuid, status from webhook_deliveries where source = 'github' and delivery_id = ?",
   );
-  const recordOne = (push: RawGithubPush): RecordedDeliveryRow => {
-    const status: RecordedStatus = push.needsJob === false ? "ignored" : "received";
+  const recordOne = (push: RawGithubPush, status: RecordedStatus): RecordedDeliveryRow => {
     const uuid = timeOrderedUuid();
     const { changes } = insert.run(
       uuid,
@@ -137,19 +140,32 @@ export function prepareDeliveryRecorder(db: Db): DeliveryRecorder {
     if (!found) throw new Error("webhook delivery vanished between insert and select");
     return { uuid: found.uuid, isNew: false, status: found.status === "ignored" ? "ignored" : "received" };
   };
-  const recordAll = db.$client.transaction((batch: readonly Waiting[]) => batch.map((w) => recordOne(w.push)));
+  const statusesOf = (batch: readonly Waiting[]): RecordedStatus[] => {
+    const received = (): RecordedStatus[] => batch.map(() => "received");
+    if (!options.needsJob) return received();
+    try {
+      const needs = options.needsJob(batch.map((w) => w.push));
+      return batch.map((_, i) => (needs[i] === false ? "ignored" : "received"));
+    } catch {
+      return received();
+    }
+  };
+  const recordAll = db.$client.transaction((batch: readonly Waiting[], statuses: readonly RecordedStatus[]) =>
+    batch.map((w, i) => recordOne(w.push, statuses[i] ?? "received")),
+  );
   let batch: Waiting[] = [];
   const flush = () => {
     const current = batch;
     batch = [];
+    const statuses = statusesOf(current);
     let results: RecordedDeliveryRow[];
     try {
-      results = recordAll(current);
+      results = recordAll(current, statuses);
     } catch {
       // The transaction rolled back; one failing row must not fail the others: record them one by one.
-      for (const w of current) {
+      for (const [i, w] of current.entries()) {
         try {
-          w.resolve(recordOne(w.push));
+          w.resolve(recordOne(w.push, statuses[i] ?? "received"));
         } catch (err) {
           w.reject(err);
         }
@@ -339,6 +355,9 @@ export function auditPushRefusalOnce(
 /** How long a recorded delivery is kept: GitHub redelivers (by hand) deliveries of the past 3 days only. */
 export const DELIVERY_RETENTION_MS = 30 * 24 * 60 * 60_000;
 
+/** How far ahead of the prune's clock a row's `created_at` may be and still count as recent (clocks differ a little). */
+const FUTURE_SLACK_MS = 24 * 60 * 60_000;
+
 /**
  * Deletes up to `limit` deliveries recorded before `before`, oldest first, except the outbox's `received` rows, which
  * the relay has still to enqueue. Without it every push stayed for ever, and the dedupe index on GitHub's random
@@ -346,16 +365,22 @@ export const DELIVERY_RETENTION_MS = 30 * 24 * 60 * 60_000;
  * it maps to is still unique per (app, delivery) (commands/deploy.ts). Returns how many went.
  *
  * "Oldest" is in the order the rows were recorded (their id), which is that of `created_at` unless the clock went
- * back: a row is pruned once it and every row recorded before it are past the retention, so a clock step can only
- * keep rows longer, never prune early. This needs no index on `created_at` (there is none: it cost every webhook
- * delivery a write, bench/RESULTS.md): the boundary is found by walking the ids from the oldest, over the rows that
- * are going anyway.
+ * back: a row is pruned once it and every row recorded before it are past the retention, so a clock step back can
+ * only keep rows longer, never prune early. A row dated more than a day ahead of `now` (the clock was wrong forward
+ * for a while) is not taken as the first recent row, so it cannot hold every later row back until its date passes;
+ * it goes with the old rows recorded after it. This needs no index on `created_at` (there is none: it cost every
+ * webhook delivery a write, bench/RESULTS.md): the boundary is found by walking the ids from the oldest, over the
+ * rows that are going anyway.
  */
-export function pruneDeliveries(db: DbOrTx, before: Date, limit = 5_000): number {
+export function pruneDeliveries(db: DbOrTx, before: Date, options: { limit?: number; now?: Date } = {}): number {
+  const cutoff = before.getTime();
+  const latest = (options.now ?? new Date()).getTime() + FUTURE_SLACK_MS;
+  if (!Number.isFinite(cutoff) || !Number.isFinite(latest)) throw new Error("pruneDeliveries: invalid date");
+  const limit = options.limit ?? 5_000;
   return db.run(sql`delete from webhook_deliveries where id in (
       select id from webhook_deliveries
       where id < coalesce(
-          (select id from webhook_deliveries where created_at >= ${before.getTime()} order by id limit 1),
+          (select id from webhook_deliveries where created_at >= ${cutoff} and created_at <= ${latest} order by id limit 1),
           9223372036854775807)
         and status != 'received'
       order by id limit ${limit})`).changes;

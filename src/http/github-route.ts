@@ -5,7 +5,6 @@ import type { Db } from "../db/client.ts";
 import type { SecretBox } from "../domain/crypto.ts";
 import {
   applyLinkProof,
-  appsVersion,
   auditLinkRefusal,
   boundByAnotherTenant,
   cachedLinkCandidates,
@@ -140,9 +139,7 @@ const answer = (status: ContentfulStatusCode, body: unknown): WebhookAnswer => (
  * records; the outbox relay enqueues.
  */
 export function githubWebhook(deps: GithubRouteDeps): GithubWebhook {
-  // One reading of whether `apps` changed per turn, shared by the link cache and the push decisions.
-  const version = appsVersion(deps.db);
-  const record = githubPushRecorder(deps.db, version);
+  const record = githubPushRecorder(deps.db);
   // Opening a sealed secret is an AES-GCM decryption per link per request; the sealed value changes on rotation,
   // so it is the cache key (bounded: cleared when full).
   const opened = new Map<string, string | undefined>();
@@ -155,7 +152,7 @@ export function githubWebhook(deps: GithubRouteDeps): GithubWebhook {
     opened.set(key, secret);
     return secret;
   };
-  const state: RouteState = { record, openSecret, candidatesOf: cachedLinkCandidates(deps.db, version) };
+  const state: RouteState = { record, openSecret, candidatesOf: cachedLinkCandidates(deps.db) };
   const handle = async (req: GithubWebhookRequest): Promise<WebhookAnswer> => {
     try {
       return await handleVerified(deps, state, req);

@@ -163,7 +163,8 @@ export async function reconcile(deps: PipelineDeps, options: ReconcileOptions = 
   report.imagesRemoved.push(...(await sweepDestroyedAppImages(deps)));
   report.workDirsRemoved = await sweepWorkDirs(deps);
   report.cacheDirsRemoved = await sweepCacheDirs(deps);
-  report.deliveriesPruned = pruneDeliveries(deps.db, new Date(deps.now() - DELIVERY_RETENTION_MS));
+  const at = deps.now();
+  report.deliveriesPruned = pruneDeliveries(deps.db, new Date(at - DELIVERY_RETENTION_MS), { now: new Date(at) });
   if (report.deliveriesPruned > 0)
     deps.log.info({ count: report.deliveriesPruned }, "reconcile: old webhook deliveries pruned");
   return report;

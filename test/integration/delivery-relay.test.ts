@@ -3,7 +3,6 @@ import { eq } from "drizzle-orm";
 import type { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { triageRecordedPushes } from "../../commands/push-deploy.ts";
-import { githubPushRecorder } from "../../handlers/github-push.ts";
 import { apps, webhookDeliveries } from "../../src/db/schema.ts";
 import { createApp } from "../../src/domain/apps.ts";
 import { deliveryOutbox, prepareDeliveryRecorder } from "../../src/domain/webhook-deliveries.ts";
@@ -120,9 +119,11 @@ describe("delivery relay", () => {
 });
 
 describe("delivery recorder", () => {
-  it("records a push received when its triage fails, so the relay and the job still decide", async () => {
-    const recorder = githubPushRecorder(database.db, () => {
-      throw new Error("database is locked");
+  it("records a batch received when its triage fails, so the relay and the job still decide", async () => {
+    const recorder = prepareDeliveryRecorder(database.db, {
+      needsJob: () => {
+        throw new Error("database is locked");
+      },
     });
     const push = examplePush();
     const deliveryId = randomUUID();

@@ -1,5 +1,7 @@
+import { randomUUID } from "node:crypto";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { githubPushRecorder } from "../../handlers/github-push.ts";
 import { createApp as createDomainApp } from "../../src/domain/apps.ts";
 import { SecretBox } from "../../src/domain/crypto.ts";
 import { sealWebhookSecret } from "../../src/domain/github-links.ts";
@@ -116,5 +118,31 @@ describe("the recorder's push-decision cache", () => {
     const received = await statusOf(await ctx.push(ctx.secret));
     expect(received?.status).toBe("received");
     expect(JSON.parse(received?.payload ?? "null")).toMatchObject({ ref: `refs/heads/${branch}` });
+  });
+  it("a change committed by another connection in the same turn as the pushes is seen when their batch is written", async () => {
+    const record = githubPushRecorder(ctx.db);
+    const pushTo = (ref: string) => ({
+      deliveryId: randomUUID(),
+      repository: EXAMPLE_REPO,
+      ref,
+      headCommit: "a".repeat(40),
+      storedPayload: "{}",
+      appUuids: [ctx.appUuid],
+    });
+    ctx.db.$client.prepare("update apps set branch = 'elsewhere' where uuid = ?").run(ctx.appUuid);
+    // Warms the decision cache with "no job" for the pushed branch.
+    expect((await record(pushTo(`refs/heads/${branch}`))).status).toBe("ignored");
+    // One turn: a push, the CLI putting the app on the pushed branch, another push.
+    const before = record(pushTo(`refs/heads/${branch}`));
+    const other = new Database(ctx.db.$client.name);
+    try {
+      other.prepare("update apps set branch = ? where uuid = ?").run(branch, ctx.appUuid);
+    } finally {
+      other.close();
+    }
+    const after = record(pushTo(`refs/heads/${branch}`));
+    expect((await after).status).toBe("received");
+    // The push handled before the commit is as concurrent with it as any: either answer is right, it must settle.
+    expect(["ignored", "received"]).toContain((await before).status);
   });
 });
