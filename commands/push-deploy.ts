@@ -219,6 +219,7 @@ export function cachedPushesNeedingJob(
 ): (pushes: ReadonlyArray<{ ref: string; headCommit: string; appUuids: readonly string[] }>) => boolean[] {
   const version = appsVersion(db, { everyCall: true });
   const decided = new Map<string, boolean>();
+  const decide = batchDecider(db, decided);
   let seen = -1;
   return (pushes) => {
     const now = version();
@@ -226,24 +227,17 @@ export function cachedPushesNeedingJob(
       decided.clear();
       seen = now;
     }
-    return pushes.map((push) => {
-      // `after` matters only as "the ref was deleted" (refTarget).
-      const key = `${push.ref}\n${push.headCommit === ZERO_SHA}\n${push.appUuids.join(",")}`;
-      let needsJob = decided.get(key);
-      if (needsJob === undefined) {
-        needsJob = needsPushJob(db, push.ref, push.headCommit, push.appUuids);
-        decided.set(key, needsJob);
-      }
-      return needsJob;
-    });
+    return pushes.map((p) => decide(p.ref, p.headCommit, p.appUuids, p.appUuids.join(",")));
   };
 }
 
-/** Decisions cached for one batch by (ref, after, apps): a batch of one busy branch costs one query. */
-function batchDecider(db: Db) {
-  const decided = new Map<string, boolean>();
+/**
+ * Decisions cached by (ref, after, apps) in `decided` (one batch's by default): a batch of one busy branch costs one
+ * query. Of `after` only what needsPushJob reads counts: missing, a deletion, or any other commit.
+ */
+function batchDecider(db: Db, decided = new Map<string, boolean>()) {
   return (ref: string | null, after: string | null, appUuids: unknown, appsKey: string): boolean => {
-    const key = `${ref}\n${after}\n${appsKey}`;
+    const key = `${ref}\n${after === null ? "none" : after === ZERO_SHA ? "deleted" : "commit"}\n${appsKey}`;
     let needsJob = decided.get(key);
     if (needsJob === undefined) {
       needsJob = needsPushJob(db, ref, after, appUuids);
