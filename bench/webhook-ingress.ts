@@ -2,9 +2,11 @@
 //   - bare Hono answering 202, Probot 14 (signature check + a no-op `push` handler), and the real bot
 //     (`node src/main.ts`: real SQLite file, real Redis, its workers running), each in its own process, all
 //     receiving the same signed official push payload (@octokit/webhooks-examples) from the same load generator
-//     (32 keep-alive connections, N seconds), in alternating rounds; the bot twice: its app following a branch
-//     the payload does not name (recorded and ignored), and following the pushed branch while locked (every
-//     delivery takes the full path short of a build);
+//     (32 keep-alive connections, N seconds), in alternating rounds; the bot three times, each with a month of
+//     older deliveries in its table (BENCH_HISTORY, 300,000): its app following a branch the payload does not
+//     name (recorded and ignored), the same with random instead of GitHub-shaped delivery ids (the worst case for
+//     the dedupe index; see lib/delivery-ids.ts), and following the pushed branch while locked (every delivery
+//     takes the full path short of a build);
 //   - CPU seconds per request of each target (all threads, for the bot including the processing after the load),
 //     of the load generator, and of everything else on the machine during the round;
 //   - a burst of 10,000 deliveries (plus 1,000 redeliveries of them) at the real bot: every delivery recorded
@@ -18,7 +20,9 @@
 //   BENCH_BOT_DIR=/tmp/old-checkout npm run bench  # the same load against another checkout of the bot
 //   BENCH_PROFILE_DIR=/tmp/prof npm run bench      # the bot runs with --cpu-prof; see bench/profile-top.ts
 //   BENCH_NODE_FLAGS="--max-semi-space-size=32" npm run bench  # node flags for every server it starts (all alike)
-import { createHmac, generateKeyPairSync, randomUUID } from "node:crypto";
+//   BENCH_TARGETS=probot,tussilago npm run bench  # some of: bare, probot, tussilago, tussilago-random-ids, tussilago-followed
+//   BENCH_HISTORY=0 npm run bench                  # each bot starts with an empty table (default: 300,000 older deliveries)
+import { createHmac, generateKeyPairSync, randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { createRequire } from "node:module";
@@ -32,6 +36,7 @@ import { execa } from "execa";
 import { Hono } from "hono";
 import { Redis } from "ioredis";
 import { commandBody, startFakeSlackApi } from "../test/helpers/slack.ts";
+import { type DeliveryIdKind, deliveryIds, randomHost, uuidV1 } from "./lib/delivery-ids.ts";
 import { type LoadResult, runLoad } from "./lib/load.ts";
 
 const SECRET = "bench-webhook-secret";
@@ -47,7 +52,15 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const BOT_DIR = process.env.BENCH_BOT_DIR ?? ROOT;
 const PROFILE_DIR = process.env.BENCH_PROFILE_DIR;
 const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean);
-const TARGETS = (process.env.BENCH_TARGETS ?? "bare,probot,tussilago,tussilago-followed").split(",");
+/** Deliveries already in each bot's table when it starts: a month of history at ~7 a minute (see prefillHistory). */
+const HISTORY = Number(process.env.BENCH_HISTORY ?? 300_000);
+const TARGET_NAMES = ["bare", "probot", "tussilago", "tussilago-random-ids", "tussilago-followed"] as const;
+const TARGETS = (process.env.BENCH_TARGETS ?? TARGET_NAMES.join(",")).split(",");
+for (const t of TARGETS) {
+  if (!(TARGET_NAMES as readonly string[]).includes(t)) {
+    throw new Error(`BENCH_TARGETS: unknown target ${JSON.stringify(t)} (known: ${TARGET_NAMES.join(", ")})`);
+  }
+}
 
 function pushBody(): string {
   const require = createRequire(import.meta.url);
@@ -101,6 +114,8 @@ interface Target {
   origin: string;
   path: string;
   pid: number;
+  /** The X-GitHub-Delivery ids its rounds send: GitHub's shape (UUID v1) unless the target is about random ones. */
+  ids: DeliveryIdKind;
   stop: () => Promise<void>;
 }
 
@@ -123,6 +138,7 @@ async function startComparison(kind: "bare" | "probot"): Promise<Target> {
     origin: `http://127.0.0.1:${port}`,
     path: kind === "bare" ? "/webhooks/github" : "/api/github/webhooks",
     pid: child.pid ?? 0,
+    ids: "github",
     stop: async () => {
       child.kill("SIGTERM");
       await child;
@@ -178,11 +194,43 @@ async function prepareDataDir(
       event: "ping",
     });
   }
+  const deliveries = (await import(join(BOT_DIR, "src/domain/webhook-deliveries.ts"))) as {
+    timeOrderedUuid?: (now: number) => string;
+  };
+  prefillHistory(db.$client, HISTORY, deliveries.timeOrderedUuid ?? (() => randomUUID()));
   db.$client.close();
   return { dataDir, repo };
 }
 
-async function startBot(slackApiUrl: string, followed = false): Promise<Bot> {
+/**
+ * `count` deliveries recorded over the 30 days before now (retention keeps 30 days), as GitHub issued them: a
+ * version-1 id of their time from one of 16 hosts, recorded `ignored` with the time-ordered row uuid the bot gives
+ * (`timeOrderedUuid` of that checkout, random where it has none). The unique index on the delivery id then holds a
+ * month of ids spread over its whole key space, so a round's inserts land in the middle of a full index, as they
+ * would on a bot that has run for a while, not at the right edge of an empty one.
+ */
+function prefillHistory(client: Database.Database, count: number, rowUuid: (ms: number) => string): void {
+  if (count <= 0) return;
+  const hosts = Array.from({ length: 16 }, () => randomHost());
+  const now = Date.now();
+  const month = 30 * 86_400_000;
+  const times = Array.from({ length: count }, () => now - month + Math.floor(Math.random() * month)).sort(
+    (a, b) => a - b,
+  );
+  const insert = client.prepare(
+    `insert into webhook_deliveries (uuid, source, delivery_id, event, repository, ref, head_commit, payload, status, created_at)
+     values (?, 'github', ?, 'push', 'bench/history', 'refs/heads/other', ?, 'null', 'ignored', ?)`,
+  );
+  client.transaction(() => {
+    for (const ms of times) {
+      const host = hosts[Math.floor(Math.random() * hosts.length)] ?? randomHost();
+      const sub = Math.floor(Math.random() * 10_000);
+      insert.run(rowUuid(ms), uuidV1(ms, sub, host.clockSeq, host.node), randomBytes(20).toString("hex"), ms);
+    }
+  })();
+}
+
+async function startBot(slackApiUrl: string, followed = false, ids: DeliveryIdKind = "github"): Promise<Bot> {
   const { dataDir } = await prepareDataDir(followed);
   const prefix = `bench-${randomUUID()}`;
   const args = [...NODE_FLAGS, ...(PROFILE_DIR ? ["--cpu-prof", "--cpu-prof-dir", PROFILE_DIR] : []), "src/main.ts"];
@@ -219,10 +267,13 @@ async function startBot(slackApiUrl: string, followed = false): Promise<Bot> {
     void child.then((r) => reject(new Error(`bot exited (${r.exitCode}) before listening`)));
   });
   return {
-    name: followed ? "tussilago-followed" : "tussilago",
+    name: followed ? "tussilago-followed" : ids === "random" ? "tussilago-random-ids" : "tussilago",
     label: followed
       ? "tussilago, pushes of a followed branch of a locked app (full path short of a build)"
-      : "**tussilago `POST /webhooks/github`**",
+      : ids === "random"
+        ? "tussilago, random (UUID v4) delivery ids: the worst case for its dedupe index"
+        : "**tussilago `POST /webhooks/github`**",
+    ids,
     origin: url,
     path: "/webhooks/github",
     pid: child.pid ?? 0,
@@ -319,10 +370,11 @@ async function burst(bot: Bot, body: string, signature: string) {
   const before = db.prepare<[], { id: number | null }>("select max(id) as id from webhook_deliveries").get()?.id ?? 0;
   const sent: string[] = [];
   let i = 0;
+  const fresh = deliveryIds("github");
   const ids = () => {
     i++;
     if (i % 11 === 0 && sent.length > 0) return sent[Math.floor(Math.random() * sent.length)] as string;
-    const id = randomUUID();
+    const id = fresh();
     sent.push(id);
     return id;
   };
@@ -422,6 +474,8 @@ async function drive(): Promise<void> {
       else if (t === "tussilago") {
         bot = await startBot(slackApi.url);
         targets.push(bot);
+      } else if (t === "tussilago-random-ids") {
+        targets.push(await startBot(slackApi.url, false, "random"));
       } else if (t === "tussilago-followed") {
         const followed = await startBot(slackApi.url, true);
         followedBots.push(followed);
@@ -432,7 +486,7 @@ async function drive(): Promise<void> {
     const rssIdle = bot ? rssMiB(bot.pid) : Number.NaN;
     say(
       `node ${process.version}, ${ROUNDS} alternating rounds × ${SECONDS} s per target, ${CONNECTIONS} connections, ` +
-        `signed push payload of ${body.length} bytes, ${new Date().toISOString()}`,
+        `signed push payload of ${body.length} bytes, GitHub-shaped (UUID v1) delivery ids unless a target says otherwise, ${f0(HISTORY)} older deliveries in each bot's table, ${new Date().toISOString()}`,
     );
     say();
     const rounds = new Map<string, LoadResult[]>();
@@ -445,7 +499,7 @@ async function drive(): Promise<void> {
             origin: target.origin,
             connections: CONNECTIONS,
             seconds: SECONDS,
-            next: pushRequests(target.path, body, signature, randomUUID),
+            next: pushRequests(target.path, body, signature, deliveryIds(target.ids)),
             ok: (s) => s >= 200 && s < 300,
             warmup: 2,
           }),
@@ -517,6 +571,14 @@ async function drive(): Promise<void> {
         `Best round each: tussilago ${f0(ours.rps)} req/s vs Probot ${f0(probot.rps)} req/s = **${(ours.rps / probot.rps).toFixed(2)}×** ` +
           `throughput (target ≥ 1.2×); p99 ${f1(ours.p99)} ms vs ${f1(probot.p99)} ms = **${(ours.p99 / probot.p99).toFixed(2)}×** ` +
           `(target ≤ 2×); p50 ${f1(ours.p50)} vs ${f1(probot.p50)} ms.`,
+      );
+    }
+    const randomIds = best.get("tussilago-random-ids");
+    if (randomIds && probot) {
+      say();
+      say(
+        `With random (UUID v4) delivery ids: ${f0(randomIds.rps)} req/s = ${(randomIds.rps / probot.rps).toFixed(2)}× Probot; ` +
+          `p99 ${f1(randomIds.p99)} ms = ${(randomIds.p99 / probot.p99).toFixed(2)}× Probot's.`,
       );
     }
     const full = best.get("tussilago-followed");

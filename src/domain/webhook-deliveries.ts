@@ -97,7 +97,10 @@ export const GROUP_COMMIT_ROWS = 24;
  * The webhook route's hot path: one prepared `INSERT … ON CONFLICT DO NOTHING` per delivery (the unique index on
  * (source, delivery_id) is the dedupe; the row's uuid is chosen here, so no RETURNING), and a second lookup only
  * for a redelivery. Statements are prepared once per database handle; the payload is the route's projection of the
- * push (about 0.5 KB, not 7–30 KB).
+ * push (about 0.5 KB, not 7–30 KB). GitHub's delivery ids are version-1 UUIDs whose first group is the low bits of
+ * a clock, so the deliveries of a burst sort next to each other and a group commit touches one or two leaf pages of
+ * that index; random ids would dirty a page per delivery (about a fifth of the route's CPU on the bench, where the
+ * `tussilago-random-ids` target measures that case: bench/RESULTS.md).
  *
  * Group commit: the deliveries recorded while requests keep arriving are written in one transaction, at the end of
  * the first turn of the event loop that added none (or once there are GROUP_COMMIT_ROWS), and each caller's promise
@@ -360,7 +363,7 @@ const FUTURE_SLACK_MS = 24 * 60 * 60_000;
 
 /**
  * Deletes up to `limit` deliveries recorded before `before`, oldest first, except the outbox's `received` rows, which
- * the relay has still to enqueue. Without it every push stayed for ever, and the dedupe index on GitHub's random
+ * the relay has still to enqueue. Without it every push stayed for ever, and the dedupe index on GitHub's
  * delivery ids kept growing (bench/RESULTS.md). A redelivery of a pruned id would be recorded again; the deployment
  * it maps to is still unique per (app, delivery) (commands/deploy.ts). Returns how many went.
  *
