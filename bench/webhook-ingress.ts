@@ -219,7 +219,8 @@ function prefillHistory(client: Database.Database, count: number, rowUuid: (ms: 
   );
   const insert = client.prepare(
     `insert into webhook_deliveries (uuid, source, delivery_id, event, repository, ref, head_commit, payload, status, created_at)
-     values (?, 'github', ?, 'push', 'bench/history', 'refs/heads/other', ?, 'null', 'ignored', ?)`,
+     values (?, 'github', ?, 'push', 'bench/history', 'refs/heads/other', ?, 'null', 'ignored', ?)
+     on conflict (source, delivery_id) do nothing`,
   );
   client.transaction(() => {
     for (const ms of times) {

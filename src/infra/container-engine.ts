@@ -1,4 +1,4 @@
-import type { BuildRunSpec, CommitSpec, OneOffSpec, OneShotSpec, RunContainerSpec } from "./podman-args.ts";
+import type { BuildRunSpec, CommitRequest, OneOffSpec, OneShotSpec, RunContainerSpec } from "./podman-args.ts";
 import { CommandError } from "./runner.ts";
 
 /**
@@ -95,7 +95,7 @@ export interface ContainerEngine {
    */
   runOneOff(spec: OneOffSpec, options: OneOffOptions): Promise<OneOffResult>;
   /** Turns a built work dir into an image: base image + the directory copied to /app. */
-  commitImage(spec: Omit<CommitSpec, "containerfile">): Promise<void>;
+  commitImage(spec: CommitRequest): Promise<void>;
 }
 
 /**

@@ -409,14 +409,27 @@ export function buildRunArgs(settings: EngineSettings, spec: BuildRunSpec): stri
  */
 export const COMMIT_CONTAINERFILE = `ARG BASE\nFROM \${BASE}\nCOPY --chown=0:0 . ${APP_DIR}\n`;
 
+/**
+ * The constant ignore file of every commit, in place of the tenant's .dockerignore/.containerignore (which must not
+ * decide what ends up in the image): the checkout's git metadata, `.git` at the top (the fetched commit's objects,
+ * a second copy of the source) and the `.git` files of submodules (pointers into it), stays out of the release.
+ * The build sees it (a build backend may read the version from git); the running app does not need it.
+ */
+export const COMMIT_IGNOREFILE = ".git\n**/.git\n";
+
 export interface CommitSpec {
   baseImage: string;
   /** Where COMMIT_CONTAINERFILE was written; filled in by the engine. */
   containerfile: string;
+  /** Where COMMIT_IGNOREFILE was written; filled in by the engine. */
+  ignorefile: string;
   contextDir: string;
   tag: string;
   labels?: Readonly<Record<string, string>> | undefined;
 }
+
+/** What a caller gives the engine to commit: the engine writes the constant Containerfile and ignore file. */
+export type CommitRequest = Omit<CommitSpec, "containerfile" | "ignorefile">;
 
 export function commitImageArgs(settings: EngineSettings, spec: CommitSpec): string[] {
   return [
@@ -424,8 +437,8 @@ export function commitImageArgs(settings: EngineSettings, spec: CommitSpec): str
     "build",
     "--pull=never",
     "--network=none",
-    // The tenant's own .dockerignore/.containerignore must not decide what ends up in the image.
-    "--ignorefile=/dev/null",
+    // The tenant's own .dockerignore/.containerignore must not decide what ends up in the image: ours does.
+    `--ignorefile=${validPath(spec.ignorefile, "ignorefile")}`,
     `--file=${validPath(spec.containerfile, "containerfile")}`,
     "--build-arg",
     `BASE=${validImage(spec.baseImage, "baseImage")}`,

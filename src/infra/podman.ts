@@ -25,7 +25,8 @@ import {
   type BuildRunSpec,
   buildRunArgs,
   COMMIT_CONTAINERFILE,
-  type CommitSpec,
+  COMMIT_IGNOREFILE,
+  type CommitRequest,
   commitImageArgs,
   DEFAULT_SETTINGS,
   type EngineSettings,
@@ -502,13 +503,15 @@ export class PodmanEngine implements ContainerEngine {
     }
   }
 
-  async commitImage(spec: Omit<CommitSpec, "containerfile">): Promise<void> {
-    // Outside the build context, so the tenant's files cannot replace it.
+  async commitImage(spec: CommitRequest): Promise<void> {
+    // Outside the build context, so the tenant's files cannot replace them.
     const dir = await mkdtemp(join(tmpdir(), "tussilago-commit-"));
     const containerfile = join(dir, "Containerfile");
+    const ignorefile = join(dir, "ignore");
     try {
       await writeFile(containerfile, COMMIT_CONTAINERFILE, { mode: 0o600 });
-      await this.#runner.run(this.#podman, commitImageArgs(this.#settings, { ...spec, containerfile }), {
+      await writeFile(ignorefile, COMMIT_IGNOREFILE, { mode: 0o600 });
+      await this.#runner.run(this.#podman, commitImageArgs(this.#settings, { ...spec, containerfile, ignorefile }), {
         timeoutMs: Math.max(this.#timeoutMs, 600_000),
       });
     } catch (err) {

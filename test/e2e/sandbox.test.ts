@@ -180,7 +180,7 @@ describe("build containers", () => {
     expect(err).toMatchObject({ code: "killed", exitCode: 137 });
   });
 
-  it("builds into the work dir with a read-only root and commits it as an image", async () => {
+  it("builds into the work dir with a read-only root and commits it as an image, without the checkout's .git", async () => {
     const res = await engine.buildRun({
       ...build,
       name: names.build,
@@ -189,13 +189,23 @@ describe("build containers", () => {
       command: ["sh", "-c", "echo built > /app/out.txt && ! touch /usr/x 2>/dev/null && id -u"],
     });
     expect(res.stdout.trim()).toBe("65534");
-    await engine.commitImage({
-      baseImage: BASE,
-      contextDir: join(dir.path, "work"),
-      tag: appImage,
-      labels: { "tussilago.e2e": id },
-    });
+    // A checkout's git metadata: the repository's .git directory and a submodule's .git file.
+    const work = join(dir.path, "work");
+    mkdirSync(join(work, ".git", "objects"), { recursive: true });
+    writeFileSync(join(work, ".git", "HEAD"), "ref: refs/heads/main\n");
+    mkdirSync(join(work, "sub"), { recursive: true });
+    writeFileSync(join(work, "sub", ".git"), "gitdir: ../.git/modules/sub\n");
+    writeFileSync(join(work, ".gitignore"), "*.pyc\n");
+    await engine.commitImage({ baseImage: BASE, contextDir: work, tag: appImage, labels: { "tussilago.e2e": id } });
     expect(await engine.imageExists(appImage)).toBe(true);
+    // What the commit added on top of the base image, as podman sees the layer (no container needed).
+    const diff = await runner.run("podman", ["diff", appImage], { timeoutMs: 30_000 });
+    const added = diff.stdout
+      .split("\n")
+      .filter((l) => l.startsWith("A "))
+      .map((l) => l.slice(2));
+    expect(added).toEqual(expect.arrayContaining(["/app/out.txt", "/app/sub", "/app/.gitignore"]));
+    expect(added.filter((p) => p === "/app/.git" || p.startsWith("/app/.git/") || p.endsWith("/.git"))).toEqual([]);
   });
 
   it("runs a build at a quarter of a serving container's CPU weight (the host's cgroup, as runsc applies it)", async () => {

@@ -13,7 +13,7 @@ import type {
 import { PodmanError } from "../../src/infra/podman.ts";
 import type {
   BuildRunSpec,
-  CommitSpec,
+  CommitRequest,
   OneOffSpec,
   OneShotSpec,
   RunContainerSpec,
@@ -243,7 +243,7 @@ export class FakeEngine implements ContainerEngine {
     }
   }
 
-  async commitImage(spec: Omit<CommitSpec, "containerfile">): Promise<void> {
+  async commitImage(spec: CommitRequest): Promise<void> {
     this.calls.push(["commitImage", spec]);
     if (!this.images.has(spec.baseImage)) throw new PodmanError("build", "engine", 125, "base image not known");
     this.images.set(spec.tag, { id: `sha256:fake-${this.images.size}`, names: [spec.tag], labels: { ...spec.labels } });

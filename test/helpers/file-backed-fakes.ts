@@ -15,7 +15,7 @@ import type {
 } from "../../src/infra/podman.ts";
 import type {
   BuildRunSpec,
-  CommitSpec,
+  CommitRequest,
   OneOffSpec,
   OneShotSpec,
   RunContainerSpec,
@@ -238,7 +238,7 @@ export class FileBackedEngine implements ContainerEngine {
     return this.#with((f) => f.runOneOff(spec, options));
   }
 
-  commitImage(spec: Omit<CommitSpec, "containerfile">): Promise<void> {
+  commitImage(spec: CommitRequest): Promise<void> {
     return this.#with(async (f) => {
       await f.commitImage(spec);
       record(this.#dir, { target: "engine", method: "commitImage", subject: spec.tag });

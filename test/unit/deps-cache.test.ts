@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { requestDeployment } from "../../src/domain/deployments.ts";
-import type { CommitSpec } from "../../src/infra/podman-args.ts";
+import type { CommitRequest } from "../../src/infra/podman-args.ts";
 import { runDeployment } from "../../src/pipeline/deploy-job.ts";
 import { names } from "../../src/pipeline/settings.ts";
 import { DEPS_FILES, depsCacheDecision, depsCacheKey } from "../../src/pipeline/stages/deps-cache.ts";
@@ -95,7 +95,7 @@ describe("the build stage with the dependency layer", () => {
     expect(await runDeployment(f.deps, uuid, { finalAttempt: false })).toBe("succeeded");
     return uuid;
   };
-  const commits = () => f.engine.calls.filter((c) => c[0] === "commitImage").map((c) => c[1] as CommitSpec);
+  const commits = () => f.engine.calls.filter((c) => c[0] === "commitImage").map((c) => c[1] as CommitRequest);
   const depsImages = () => [...f.engine.images.keys()].filter((n) => n.includes(":deps-"));
   const setFile = (name: string, content: string) => {
     const repo = f.git.repos.get(GIT_URL);

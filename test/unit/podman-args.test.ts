@@ -3,6 +3,7 @@ import {
   BUILD_CPU_SHARES,
   buildRunArgs,
   COMMIT_CONTAINERFILE,
+  COMMIT_IGNOREFILE,
   commitImageArgs,
   DEFAULT_SETTINGS,
   InvalidPodmanArgument,
@@ -217,11 +218,12 @@ describe("buildRunArgs", () => {
 });
 
 describe("commitImageArgs", () => {
-  it("builds from a constant Containerfile on stdin, ignoring the tenant's ignore files", () => {
+  it("builds from a constant Containerfile and ignore file, never the tenant's ignore files", () => {
     const args = commitImageArgs(DEFAULT_SETTINGS, {
       baseImage: "localhost/tussilago-python:bookworm",
       contextDir: "/var/lib/tussilago/builds/1",
       containerfile: "/tmp/tussilago-commit-x/Containerfile",
+      ignorefile: "/tmp/tussilago-commit-x/ignore",
       tag: "localhost/tussilago-app:abc",
       labels: { "tussilago.app": "x" },
     });
@@ -230,10 +232,13 @@ describe("commitImageArgs", () => {
         "build",
         "--pull=never",
         "--network=none",
-        "--ignorefile=/dev/null",
+        "--ignorefile=/tmp/tussilago-commit-x/ignore",
         "--file=/tmp/tussilago-commit-x/Containerfile",
       ]),
     );
+    expect(args.filter((a) => a.startsWith("--ignorefile"))).toHaveLength(1);
+    // The checkout's git metadata (top-level .git, submodules' .git files) stays out of the image.
+    expect(COMMIT_IGNOREFILE.split("\n").filter(Boolean)).toEqual([".git", "**/.git"]);
     expect(flagValue(args, "--build-arg")).toBe("BASE=localhost/tussilago-python:bookworm");
     expect(args.slice(-2)).toEqual(["--", "/var/lib/tussilago/builds/1"]);
     expect(COMMIT_CONTAINERFILE).toContain("COPY --chown=0:0 . /app");

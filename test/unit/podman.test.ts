@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { conmonTimeout } from "../../src/infra/container-engine.ts";
 import { PodmanEngine, PodmanError } from "../../src/infra/podman.ts";
 import type { RunContainerSpec } from "../../src/infra/podman-args.ts";
-import { COMMIT_CONTAINERFILE } from "../../src/infra/podman-args.ts";
+import { COMMIT_CONTAINERFILE, COMMIT_IGNOREFILE } from "../../src/infra/podman-args.ts";
 import {
   CommandError,
   type LongRunning,
@@ -348,11 +348,15 @@ describe("PodmanEngine.buildRun / commitImage / exec", () => {
     expect(runner.subcommands()).toEqual(["rm", "run", "rm"]);
   });
 
-  it("commits from the constant Containerfile in a temp file it removes afterwards", async () => {
+  it("commits from the constant Containerfile and ignore file in temp files it removes afterwards", async () => {
     let containerfile = "";
+    let ignorefile = "";
     const runner = new FakeRunner().on(has("build"), () => {
-      containerfile = (runner.calls.at(-1)?.args.find((a) => a.startsWith("--file=")) ?? "").slice("--file=".length);
+      const args = runner.calls.at(-1)?.args ?? [];
+      containerfile = (args.find((a) => a.startsWith("--file=")) ?? "").slice("--file=".length);
+      ignorefile = (args.find((a) => a.startsWith("--ignorefile=")) ?? "").slice("--ignorefile=".length);
       expect(readFileSync(containerfile, "utf8")).toBe(COMMIT_CONTAINERFILE);
+      expect(readFileSync(ignorefile, "utf8")).toBe(COMMIT_IGNOREFILE);
       return ok("");
     });
     await engine(runner).engine.commitImage({
@@ -362,6 +366,8 @@ describe("PodmanEngine.buildRun / commitImage / exec", () => {
     });
     expect(containerfile).toMatch(/tussilago-commit-.*\/Containerfile$/);
     expect(existsSync(containerfile)).toBe(false);
+    expect(ignorefile).toMatch(/tussilago-commit-.*\/ignore$/);
+    expect(existsSync(ignorefile)).toBe(false);
   });
 
   it("returns a non-zero exec exit as a result", async () => {
