@@ -80,6 +80,8 @@ export interface ContainerEngine {
   /** Runs a command in a running container as its own user; a non-zero exit is a result, not an error. */
   exec(name: string, command: readonly string[], timeoutMs: number): Promise<ExecResult>;
   imageExists(ref: string): Promise<boolean>;
+  /** The image's ID; undefined when there is no such image. One `podman image inspect`, not a listing. */
+  imageId(ref: string): Promise<string | undefined>;
   removeImage(ref: string): Promise<void>;
   listImages(referenceFilter: string): Promise<ImageInfo[]>;
   /**

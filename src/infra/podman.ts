@@ -400,6 +400,20 @@ export class PodmanEngine implements ContainerEngine {
     }
   }
 
+  async imageId(ref: string): Promise<string | undefined> {
+    try {
+      const res = await this.#podmanRun(["image", "inspect", "--format", "{{.Id}}", "--", validImage(ref)]);
+      const id = res.stdout.trim();
+      return id === "" ? undefined : id;
+    } catch (err) {
+      // podman 4.3: exit 125, "inspecting object: <ref>: image not known".
+      if (err instanceof PodmanError && err.exitCode === 125 && /image not known|no such image/i.test(err.stderrTail)) {
+        return undefined;
+      }
+      throw err;
+    }
+  }
+
   async removeImage(ref: string): Promise<void> {
     await this.#podmanRun(["rmi", "--ignore", "--", validImage(ref)]);
     this.#log.info({ image: ref }, "image removed");

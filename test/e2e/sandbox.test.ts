@@ -198,6 +198,9 @@ describe("build containers", () => {
     writeFileSync(join(work, ".gitignore"), "*.pyc\n");
     await engine.commitImage({ baseImage: BASE, contextDir: work, tag: appImage, labels: { "tussilago.e2e": id } });
     expect(await engine.imageExists(appImage)).toBe(true);
+    // The ID as the dependency cache key reads it (podman 4.3: 64 hex digits), and none for an image that is not there.
+    expect(await engine.imageId(appImage)).toMatch(/^[0-9a-f]{64}$/);
+    expect(await engine.imageId(`localhost/tsl-e2e-none:${id}`)).toBeUndefined();
     // What the commit added on top of the base image, as podman sees the layer (no container needed).
     const diff = await runner.run("podman", ["diff", appImage], { timeoutMs: 30_000 });
     const added = diff.stdout

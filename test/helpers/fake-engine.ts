@@ -184,6 +184,11 @@ export class FakeEngine implements ContainerEngine {
     return this.images.has(validImage(ref));
   }
 
+  async imageId(ref: string): Promise<string | undefined> {
+    this.calls.push(["imageId", ref]);
+    return this.images.get(validImage(ref))?.id;
+  }
+
   async removeImage(ref: string): Promise<void> {
     this.calls.push(["removeImage", ref]);
     this.images.delete(validImage(ref));

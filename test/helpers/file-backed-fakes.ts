@@ -207,6 +207,10 @@ export class FileBackedEngine implements ContainerEngine {
     return this.#with((f) => f.imageExists(ref));
   }
 
+  imageId(ref: string): Promise<string | undefined> {
+    return this.#with((f) => f.imageId(ref));
+  }
+
   removeImage(ref: string): Promise<void> {
     return this.#with(async (f) => {
       await f.removeImage(ref);

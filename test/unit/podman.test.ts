@@ -313,6 +313,22 @@ describe("PodmanEngine management commands", () => {
     await expect(e.listImages("localhost/*/x")).rejects.toThrow(/image/);
   });
 
+  it("reads an image's ID with image inspect; an unknown image is undefined, any other failure throws", async () => {
+    const runner = new FakeRunner().on(has("image", "inspect"), ok("sha256:0123abcd\n"));
+    expect(await engine(runner).engine.imageId("localhost/tussilago-python:3.14")).toBe("sha256:0123abcd");
+    expect(runner.calls.at(-1)?.args).toEqual(
+      expect.arrayContaining(["image", "inspect", "--format", "{{.Id}}", "--", "localhost/tussilago-python:3.14"]),
+    );
+    const unknown = new FakeRunner().on(
+      has("image", "inspect"),
+      fail(125, "Error: inspecting object: localhost/nope:1: image not known"),
+    );
+    expect(await engine(unknown).engine.imageId("localhost/nope:1")).toBeUndefined();
+    const broken = new FakeRunner().on(has("image", "inspect"), fail(125, "Error: database is locked"));
+    await expect(engine(broken).engine.imageId("localhost/nope:1")).rejects.toMatchObject({ code: "engine" });
+    await expect(engine(new FakeRunner()).engine.imageId("--all")).rejects.toThrow(/image/);
+  });
+
   it("rejects option-like names before running anything", async () => {
     const runner = new FakeRunner();
     await expect(engine(runner).engine.removeContainer("--all")).rejects.toThrow(/name/);

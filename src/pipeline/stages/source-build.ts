@@ -55,17 +55,17 @@ export async function existingBuild(deps: PipelineDeps, image: string): Promise<
 async function baseImageFor(deps: PipelineDeps, version: string): Promise<{ image: string; id: string }> {
   const image = deps.settings.pythonImages[version];
   if (image === undefined) throw new Error(`no image for Python ${version}`);
-  const [info] = await deps.engine.listImages(image);
-  if (info !== undefined && info.id !== "") return { image, id: info.id };
-  // Not listed is not yet missing (a listing that names no ID): only `image exists` says it is.
-  if (image.startsWith("localhost/") && !(await deps.engine.imageExists(image))) {
+  // `podman image inspect` (~35 ms here), not a filtered `podman images` listing (~130 ms): this runs in every build.
+  const id = await deps.engine.imageId(image);
+  if (id !== undefined) return { image, id };
+  if (image.startsWith("localhost/")) {
     throw new PlatformError(
       "build",
       `base image ${image} is missing on this host; an operator builds it with: bash scripts/build-base-image.sh ${image}`,
     );
   }
-  // A registry image not pulled yet (podman pulls it at the first build), or one listed without an ID: its name stands
-  // in for the ID in the dependency cache key.
+  // A registry image not pulled yet (podman pulls it at the first build): its name stands in for the ID in the
+  // dependency cache key.
   return { image, id: image };
 }
 
