@@ -50,7 +50,18 @@ export function createLogger(options: LoggerOptions): Logger {
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   };
-  return options.destination ? pino(pinoOptions, options.destination) : pino(pinoOptions);
+  return pino(pinoOptions, options.destination ?? stdoutDestination());
+}
+
+/**
+ * Where the bot's lines go: stdout, written synchronously, as Node writes to a pipe or file itself. pino's default
+ * is asynchronous: a line sits in a buffer until a write on the thread pool takes it, and at exit pino's hook flushes
+ * the rest synchronously, so when a write was still in flight the later lines came out first (the shutdown steps of
+ * test/integration/lifecycle.test.ts, once in 33 CI runs), and a process that dies without that hook loses them. The
+ * route's hot paths log nothing per request, so a write per line costs nothing measurable there.
+ */
+export function stdoutDestination(fd = 1): pino.DestinationStream {
+  return pino.destination({ dest: fd, sync: true });
 }
 
 /** Context a child logger may carry. Public UUIDs only, never integer row ids. */

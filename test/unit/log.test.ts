@@ -1,5 +1,8 @@
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { withContext } from "../../src/log.ts";
+import { createLogger, stdoutDestination, withContext } from "../../src/log.ts";
 import { memoryLogger } from "../helpers/fixtures.ts";
 
 describe("logger", () => {
@@ -36,5 +39,25 @@ describe("logger", () => {
       deploymentId: "d-uuid",
       msg: "stage started",
     });
+  });
+});
+
+describe("the bot's log destination", () => {
+  it("has every line in the file, in order, as soon as it is logged (no buffer an exit could reorder or lose)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tussilago-log-"));
+    const file = join(dir, "out.log");
+    const fd = openSync(file, "w");
+    try {
+      const log = createLogger({ level: "info", destination: stdoutDestination(fd) });
+      for (let i = 0; i < 2_000; i++) log.info({ step: i }, "stopped");
+      const steps = readFileSync(file, "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => (JSON.parse(l) as { step: number }).step);
+      expect(steps).toEqual(Array.from({ length: 2_000 }, (_, i) => i));
+    } finally {
+      closeSync(fd);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
