@@ -25,7 +25,7 @@ import { assertReleaseWithinQuota } from "./stages/quota.ts";
 import { releaseSkipReason, releaseStage } from "./stages/release.ts";
 import { routeStage } from "./stages/route-drain.ts";
 import { healthStage, runStage } from "./stages/run-health.ts";
-import { buildStage, existingBuild, sourceStage, workDir } from "./stages/source-build.ts";
+import { buildStage, existingBuild, missingBaseImage, sourceStage, workDir } from "./stages/source-build.ts";
 
 export const EXCERPT_BYTES = 3_000;
 
@@ -372,12 +372,7 @@ async function sourceAndBuild(
       // fetch and three retries (the build stage checks the image of the version it chose). Only a local image
       // (localhost/…) is final; one from a registry is pulled by podman at the build.
       const base = defaultBaseImage(deps.settings);
-      if (base.startsWith("localhost/") && !(await deps.engine.imageExists(base))) {
-        throw new PlatformError(
-          "build",
-          `base image ${base} is missing on this host; an operator builds it with: bash scripts/build-base-image.sh ${base}`,
-        );
-      }
+      if (base.startsWith("localhost/") && !(await deps.engine.imageExists(base))) throw missingBaseImage(base);
       return sourceStage(deps, app, deployment, signal);
     },
     (r) => r.excerpt,

@@ -48,6 +48,14 @@ export async function existingBuild(deps: PipelineDeps, image: string): Promise<
   };
 }
 
+/** A local base image that is not on this host: the operator's to build, never retried. */
+export function missingBaseImage(image: string): PlatformError {
+  return new PlatformError(
+    "build",
+    `base image ${image} is missing on this host; an operator builds it with: bash scripts/build-base-image.sh ${image}`,
+  );
+}
+
 /**
  * The base image of the chosen Python and its ID (part of the dependency cache key); a local one that is missing is
  * the operator's to build, not retried.
@@ -58,12 +66,7 @@ async function baseImageFor(deps: PipelineDeps, version: string): Promise<{ imag
   // `podman image inspect` (~35 ms here), not a filtered `podman images` listing (~130 ms): this runs in every build.
   const id = await deps.engine.imageId(image);
   if (id !== undefined) return { image, id };
-  if (image.startsWith("localhost/")) {
-    throw new PlatformError(
-      "build",
-      `base image ${image} is missing on this host; an operator builds it with: bash scripts/build-base-image.sh ${image}`,
-    );
-  }
+  if (image.startsWith("localhost/")) throw missingBaseImage(image);
   // A registry image not pulled yet (podman pulls it at the first build): its name stands in for the ID in the
   // dependency cache key.
   return { image, id: image };
